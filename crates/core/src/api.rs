@@ -1,0 +1,143 @@
+//! Shapes of the HTTP API that the site's chat client and operators rely on.
+//!
+//! Owns the JSON bodies and the error envelope; never decides routing or
+//! status codes of platform failures (the Worker maps errors in one place).
+
+use serde::{Deserialize, Serialize};
+
+/// The error envelope every non-2xx JSON response carries:
+/// `{ "error": { "code", "message" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// A machine-readable code plus a sentence a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, snake_case code (e.g. `not_found`, `unauthorized`).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// Builds the envelope from a code and a message.
+    #[must_use]
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// Whether one platform binding is present in the Worker's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingStatus {
+    /// Binding name as declared in `wrangler.jsonc` (e.g. `DB`).
+    pub name: String,
+    /// What kind of binding it is (`d1`, `r2`, `queue`, `durable_object`, `vectorize`).
+    pub kind: String,
+    /// True when the Worker can see it.
+    pub present: bool,
+}
+
+/// Which provider answers each role, as configured by environment variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    /// Embedding provider (`offline`, `openai`, `workers-ai`).
+    pub embedding: String,
+    /// Chat provider (`offline`, `openai`, `workers-ai`).
+    pub chat: String,
+    /// Vector index implementation (`d1`, `vectorize`).
+    pub vector_index: String,
+    /// Embedding dimension the index is built for.
+    pub dimensions: u32,
+}
+
+/// `GET /api/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// `ok` when every required binding is present, `degraded` otherwise.
+    pub status: String,
+    /// Deployment environment name (`local`, `dev`, `staging`, `production`).
+    pub environment: String,
+    /// Service version (crate version).
+    pub version: String,
+    /// Every binding the service expects and whether it is present.
+    pub bindings: Vec<BindingStatus>,
+    /// The configured providers.
+    pub providers: ProviderStatus,
+}
+
+impl HealthReport {
+    /// Builds a report; `status` is derived from the bindings so it cannot disagree with them.
+    #[must_use]
+    pub fn new(
+        environment: impl Into<String>,
+        version: impl Into<String>,
+        bindings: Vec<BindingStatus>,
+        providers: ProviderStatus,
+    ) -> Self {
+        let status = if bindings.iter().all(|b| b.present) {
+            "ok"
+        } else {
+            "degraded"
+        };
+        Self {
+            status: status.to_owned(),
+            environment: environment.into(),
+            version: version.into(),
+            bindings,
+            providers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(name: &str, present: bool) -> BindingStatus {
+        BindingStatus {
+            name: name.into(),
+            kind: "d1".into(),
+            present,
+        }
+    }
+
+    fn providers() -> ProviderStatus {
+        ProviderStatus {
+            embedding: "offline".into(),
+            chat: "offline".into(),
+            vector_index: "d1".into(),
+            dimensions: 1536,
+        }
+    }
+
+    #[test]
+    fn error_envelope_has_the_documented_shape() {
+        let body = serde_json::to_value(ErrorBody::new("not_found", "no such route")).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({ "error": { "code": "not_found", "message": "no such route" } })
+        );
+    }
+
+    #[test]
+    fn health_is_degraded_when_any_binding_is_missing() {
+        let ok = HealthReport::new("local", "0.1.0", vec![binding("DB", true)], providers());
+        assert_eq!(ok.status, "ok");
+        let degraded = HealthReport::new(
+            "local",
+            "0.1.0",
+            vec![binding("DB", true), binding("VECTORIZE", false)],
+            providers(),
+        );
+        assert_eq!(degraded.status, "degraded");
+    }
+}

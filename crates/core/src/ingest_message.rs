@@ -1,0 +1,421 @@
+//! Messages on the ingest queue: R2 event notifications and the service's own.
+//!
+//! Owns turning a queue message body into an [`IngestCommand`] (or a typed
+//! reason why it never can be one) and the queue's retry delays. Never touches
+//! the queue itself: acking, retrying and dead-lettering are the Worker's.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+/// Queue messages may be delayed at most 12 hours.
+/// Source: Cloudflare Queues limits, "delaySeconds" maximum of 43,200 s.
+pub const QUEUE_MAX_DELAY_SECONDS: u32 = 43_200;
+
+/// First retry delay of a message whose hand-off failed.
+pub const RETRY_BASE_DELAY_SECONDS: u32 = 10;
+
+/// Longest delay we choose ourselves between two deliveries (15 minutes):
+/// long enough to ride out a provider outage, short enough to heal the same hour.
+pub const RETRY_MAX_DELAY_SECONDS: u32 = 900;
+
+/// What a message asks the ingestion pipeline to do with one document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum IngestCommand {
+    /// (Re)process the object stored under `key`.
+    Process {
+        /// R2 object key of the document.
+        key: String,
+        /// The object version the event was about, when the sender knew it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        object: Option<ObjectVersion>,
+        /// Process even if the content hash is unchanged.
+        #[serde(default)]
+        force: bool,
+        /// Why the message was sent (`r2:PutObject`, `admin`, `reconcile:missing`…).
+        reason: String,
+    },
+    /// Remove the document, its chunks and its vectors.
+    Delete {
+        /// R2 object key of the document.
+        key: String,
+        /// Why the message was sent.
+        reason: String,
+    },
+}
+
+impl IngestCommand {
+    /// The R2 key the command is about.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Process { key, .. } | Self::Delete { key, .. } => key,
+        }
+    }
+
+    /// Why the command was sent.
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Process { reason, .. } | Self::Delete { reason, .. } => reason,
+        }
+    }
+}
+
+/// The version of an R2 object an event refers to, as R2 reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ObjectVersion {
+    /// R2 ETag (not a content hash for multipart uploads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Object size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// RFC 3339 time of the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+}
+
+/// Why a message body can never become a command. Every variant is permanent:
+/// redelivering the same body cannot succeed, so the consumer dead-letters it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MessageError {
+    /// The body is not a JSON object.
+    #[error("message body is not a JSON object (got {found})")]
+    NotAnObject {
+        /// JSON type that was found instead.
+        found: &'static str,
+    },
+    /// Neither an R2 notification (`action`) nor a service message (`type`).
+    #[error("message has neither an `action` (R2 event) nor a `type` (service message)")]
+    UnknownShape,
+    /// An R2 notification action this service does not handle.
+    #[error("unsupported R2 event action `{0}`")]
+    UnsupportedAction(String),
+    /// A service message type this service does not know.
+    #[error("unknown message type `{0}`")]
+    UnknownType(String),
+    /// A required field is missing or has the wrong type.
+    #[error("field `{field}` is missing or not a {expected}")]
+    BadField {
+        /// Dotted path of the field (`object.key`).
+        field: &'static str,
+        /// Expected JSON type.
+        expected: &'static str,
+    },
+    /// The object key is empty or otherwise unusable.
+    #[error("invalid object key {key:?}: {why}")]
+    InvalidKey {
+        /// The key as received.
+        key: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
+/// R2 event-notification actions that create or replace an object.
+const R2_WRITE_ACTIONS: [&str; 3] = ["PutObject", "CopyObject", "CompleteMultipartUpload"];
+/// R2 event-notification actions that remove an object.
+const R2_DELETE_ACTIONS: [&str; 2] = ["DeleteObject", "LifecycleDeletion"];
+
+/// Parses a queue message body into a command.
+///
+/// Accepts R2 event notifications (`{ action, bucket, object: { key, size, eTag }, eventTime }`)
+/// and the service's own messages (`{ type: "process" | "delete" | "retry", key, reason?, force? }`;
+/// `retry` is a `process` that says so in its reason).
+pub fn parse_ingest_message(body: &Value) -> Result<IngestCommand, MessageError> {
+    let Value::Object(map) = body else {
+        return Err(MessageError::NotAnObject {
+            found: json_type(body),
+        });
+    };
+    if let Some(action) = map.get("action") {
+        let action = action.as_str().ok_or(MessageError::BadField {
+            field: "action",
+            expected: "string",
+        })?;
+        return parse_r2_event(action, map);
+    }
+    if let Some(kind) = map.get("type") {
+        let kind = kind.as_str().ok_or(MessageError::BadField {
+            field: "type",
+            expected: "string",
+        })?;
+        return parse_service_message(kind, map);
+    }
+    Err(MessageError::UnknownShape)
+}
+
+fn parse_r2_event(
+    action: &str,
+    map: &serde_json::Map<String, Value>,
+) -> Result<IngestCommand, MessageError> {
+    let object = map
+        .get("object")
+        .and_then(Value::as_object)
+        .ok_or(MessageError::BadField {
+            field: "object",
+            expected: "object",
+        })?;
+    let key = object
+        .get("key")
+        .and_then(Value::as_str)
+        .ok_or(MessageError::BadField {
+            field: "object.key",
+            expected: "string",
+        })?;
+    let key = checked_key(key)?;
+    let reason = format!("r2:{action}");
+    if R2_DELETE_ACTIONS.contains(&action) {
+        return Ok(IngestCommand::Delete { key, reason });
+    }
+    if !R2_WRITE_ACTIONS.contains(&action) {
+        return Err(MessageError::UnsupportedAction(action.to_owned()));
+    }
+    let version = ObjectVersion {
+        etag: object
+            .get("eTag")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        size: object.get("size").and_then(Value::as_u64),
+        event_time: map
+            .get("eventTime")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+    Ok(IngestCommand::Process {
+        key,
+        object: Some(version),
+        force: false,
+        reason,
+    })
+}
+
+fn parse_service_message(
+    kind: &str,
+    map: &serde_json::Map<String, Value>,
+) -> Result<IngestCommand, MessageError> {
+    let key = map
+        .get("key")
+        .and_then(Value::as_str)
+        .ok_or(MessageError::BadField {
+            field: "key",
+            expected: "string",
+        })?;
+    let key = checked_key(key)?;
+    let reason = match map.get("reason") {
+        None | Some(Value::Null) => kind.to_owned(),
+        Some(Value::String(r)) => r.clone(),
+        Some(_) => {
+            return Err(MessageError::BadField {
+                field: "reason",
+                expected: "string",
+            })
+        }
+    };
+    let force = match map.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(MessageError::BadField {
+                field: "force",
+                expected: "boolean",
+            })
+        }
+    };
+    match kind {
+        "process" | "retry" => Ok(IngestCommand::Process {
+            key,
+            object: None,
+            force,
+            reason,
+        }),
+        "delete" => Ok(IngestCommand::Delete { key, reason }),
+        other => Err(MessageError::UnknownType(other.to_owned())),
+    }
+}
+
+fn checked_key(key: &str) -> Result<String, MessageError> {
+    if key.trim().is_empty() {
+        return Err(MessageError::InvalidKey {
+            key: key.to_owned(),
+            why: "empty",
+        });
+    }
+    if key.chars().any(char::is_control) {
+        return Err(MessageError::InvalidKey {
+            key: key.to_owned(),
+            why: "contains control characters",
+        });
+    }
+    Ok(key.to_owned())
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Delay before redelivering a message whose hand-off failed on its
+/// `attempts`-th delivery (1-based): 10 s, 20 s, 40 s, … capped at 15 minutes.
+#[must_use]
+pub fn retry_delay_seconds(attempts: u32) -> u32 {
+    let exponent = attempts.saturating_sub(1).min(16);
+    RETRY_BASE_DELAY_SECONDS
+        .saturating_mul(1 << exponent)
+        .min(RETRY_MAX_DELAY_SECONDS)
+        .min(QUEUE_MAX_DELAY_SECONDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn r2_put_notification_becomes_process() {
+        let body = json!({
+            "account": "acc", "action": "PutObject", "bucket": "docs",
+            "object": { "key": "companies/acme/about.md", "size": 1234, "eTag": "abc" },
+            "eventTime": "2026-11-25T10:00:00.000Z"
+        });
+        assert_eq!(
+            parse_ingest_message(&body).unwrap(),
+            IngestCommand::Process {
+                key: "companies/acme/about.md".into(),
+                object: Some(ObjectVersion {
+                    etag: Some("abc".into()),
+                    size: Some(1234),
+                    event_time: Some("2026-11-25T10:00:00.000Z".into()),
+                }),
+                force: false,
+                reason: "r2:PutObject".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn r2_write_and_delete_actions_are_classified() {
+        for (action, is_delete) in [
+            ("PutObject", false),
+            ("CopyObject", false),
+            ("CompleteMultipartUpload", false),
+            ("DeleteObject", true),
+            ("LifecycleDeletion", true),
+        ] {
+            let body = json!({ "action": action, "object": { "key": "a.md" } });
+            let cmd = parse_ingest_message(&body).unwrap();
+            assert_eq!(
+                matches!(cmd, IngestCommand::Delete { .. }),
+                is_delete,
+                "{action}"
+            );
+            assert_eq!(cmd.reason(), format!("r2:{action}"));
+        }
+    }
+
+    #[test]
+    fn service_messages_parse_with_defaults() {
+        let cmd = parse_ingest_message(&json!({ "type": "process", "key": "a.md" })).unwrap();
+        assert_eq!(
+            cmd,
+            IngestCommand::Process {
+                key: "a.md".into(),
+                object: None,
+                force: false,
+                reason: "process".into()
+            }
+        );
+        let cmd = parse_ingest_message(
+            &json!({ "type": "retry", "key": "a.md", "force": true, "reason": "admin" }),
+        )
+        .unwrap();
+        assert!(
+            matches!(cmd, IngestCommand::Process { force: true, ref reason, .. } if reason == "admin")
+        );
+        let cmd = parse_ingest_message(&json!({ "type": "delete", "key": "a.md" })).unwrap();
+        assert_eq!(cmd.key(), "a.md");
+        assert!(matches!(cmd, IngestCommand::Delete { .. }));
+    }
+
+    #[test]
+    fn commands_round_trip_through_json() {
+        let cmd = IngestCommand::Process {
+            key: "x/y.md".into(),
+            object: None,
+            force: true,
+            reason: "admin".into(),
+        };
+        let value = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(parse_ingest_message(&value).unwrap(), cmd);
+    }
+
+    #[test]
+    fn malformed_bodies_are_typed_errors() {
+        let cases = [
+            (
+                json!("hello"),
+                MessageError::NotAnObject { found: "string" },
+            ),
+            (json!(null), MessageError::NotAnObject { found: "null" }),
+            (json!({ "foo": 1 }), MessageError::UnknownShape),
+            (
+                json!({ "action": "PutObject" }),
+                MessageError::BadField {
+                    field: "object",
+                    expected: "object",
+                },
+            ),
+            (
+                json!({ "action": "PutObject", "object": { "size": 3 } }),
+                MessageError::BadField {
+                    field: "object.key",
+                    expected: "string",
+                },
+            ),
+            (
+                json!({ "action": "RestoreObject", "object": { "key": "a.md" } }),
+                MessageError::UnsupportedAction("RestoreObject".into()),
+            ),
+            (
+                json!({ "type": "explode", "key": "a.md" }),
+                MessageError::UnknownType("explode".into()),
+            ),
+            (
+                json!({ "type": "process", "key": "" }),
+                MessageError::InvalidKey {
+                    key: String::new(),
+                    why: "empty",
+                },
+            ),
+            (
+                json!({ "type": "process", "key": "a.md", "force": "yes" }),
+                MessageError::BadField {
+                    field: "force",
+                    expected: "boolean",
+                },
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(parse_ingest_message(&body).unwrap_err(), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn retry_delay_grows_and_is_capped() {
+        assert_eq!(retry_delay_seconds(0), 10);
+        assert_eq!(retry_delay_seconds(1), 10);
+        assert_eq!(retry_delay_seconds(2), 20);
+        assert_eq!(retry_delay_seconds(3), 40);
+        assert_eq!(retry_delay_seconds(7), 640);
+        assert_eq!(retry_delay_seconds(8), 900);
+        assert_eq!(retry_delay_seconds(u32::MAX), 900);
+    }
+}

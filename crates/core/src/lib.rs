@@ -1,0 +1,13 @@
+//! Pure decisions of the portfolio document service.
+//!
+//! Everything that can be decided without I/O lives here and is tested
+//! natively: the Worker (`crates/worker`) only performs the I/O these modules
+//! ask for. Nothing in this crate may read a clock, the network or storage.
+
+pub mod api;
+pub mod fusion;
+pub mod ingest_message;
+pub mod pipeline;
+pub mod prompts;
+pub mod providers;
+pub mod tags;

@@ -1,0 +1,218 @@
+//! Retry policy and pipeline configuration: how many attempts a step gets,
+//! how long to wait between them, and when an in-flight step counts as lost.
+//! Pure arithmetic on milliseconds; it never reads a clock or sleeps.
+
+/// Attempts per step before the run fails (issue: "Failed after 3 attempts").
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// Delay before the second attempt of a step; doubles after each failure.
+pub const DEFAULT_BASE_DELAY_MS: u64 = 2_000;
+
+/// Upper bound of the backoff delay.
+pub const DEFAULT_MAX_DELAY_MS: u64 = 60_000;
+
+/// How long an issued step may go without a result before it counts as lost
+/// (isolate evicted, crash) and is issued again. Durable Object alarm handlers
+/// get at most 15 minutes of wall time (Cloudflare Durable Objects limits), so
+/// no healthy step can still be running after that.
+pub const DEFAULT_STEP_TIMEOUT_MS: u64 = 15 * 60 * 1_000;
+
+/// Invalid retry or pipeline configuration (a newtype, so messages can change freely).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct PipelineConfigError(#[from] ConfigErrorKind);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ConfigErrorKind {
+    #[error("max attempts must be at least 1")]
+    ZeroAttempts,
+    #[error("base delay must be greater than 0 ms")]
+    ZeroBaseDelay,
+    #[error("max delay ({max_ms} ms) must not be below the base delay ({base_ms} ms)")]
+    CapBelowBase { base_ms: u64, max_ms: u64 },
+    #[error("step timeout must be greater than 0 ms")]
+    ZeroStepTimeout,
+}
+
+/// Exponential backoff with factor 2: `min(base * 2^(attempt-1), max)`.
+///
+/// Deterministic on purpose: the state machine must give the same answer for
+/// the same input. Callers wanting jitter add it to the delay themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    base_delay_ms: u64,
+    max_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RetryPolicy {
+    /// 3 attempts, 2 s base delay, 60 s cap.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            base_delay_ms: DEFAULT_BASE_DELAY_MS,
+            max_delay_ms: DEFAULT_MAX_DELAY_MS,
+        }
+    }
+
+    /// Sets how many times one step may be attempted in total (>= 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Result<Self, PipelineConfigError> {
+        if attempts == 0 {
+            return Err(ConfigErrorKind::ZeroAttempts.into());
+        }
+        self.max_attempts = attempts;
+        Ok(self)
+    }
+
+    /// Sets the delay after the first failure (> 0 and <= the cap).
+    pub fn with_base_delay_ms(mut self, base_ms: u64) -> Result<Self, PipelineConfigError> {
+        if base_ms == 0 {
+            return Err(ConfigErrorKind::ZeroBaseDelay.into());
+        }
+        if base_ms > self.max_delay_ms {
+            return Err(ConfigErrorKind::CapBelowBase {
+                base_ms,
+                max_ms: self.max_delay_ms,
+            }
+            .into());
+        }
+        self.base_delay_ms = base_ms;
+        Ok(self)
+    }
+
+    /// Sets the largest delay between attempts (>= the base delay).
+    pub fn with_max_delay_ms(mut self, max_ms: u64) -> Result<Self, PipelineConfigError> {
+        if max_ms < self.base_delay_ms {
+            return Err(ConfigErrorKind::CapBelowBase {
+                base_ms: self.base_delay_ms,
+                max_ms,
+            }
+            .into());
+        }
+        self.max_delay_ms = max_ms;
+        Ok(self)
+    }
+
+    /// Total attempts one step gets.
+    #[must_use]
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Delay before the next attempt, after `failed_attempts` (>= 1) attempts failed.
+    #[must_use]
+    pub fn delay_after(&self, failed_attempts: u32) -> u64 {
+        let exponent = failed_attempts.saturating_sub(1);
+        let factor = 1_u64.checked_shl(exponent).unwrap_or(u64::MAX);
+        self.base_delay_ms
+            .saturating_mul(factor)
+            .min(self.max_delay_ms)
+    }
+}
+
+/// Knobs of the ingestion state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineConfig {
+    retry: RetryPolicy,
+    step_timeout_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PipelineConfig {
+    /// Default retry policy and a 15-minute step timeout.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            retry: RetryPolicy::new(),
+            step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
+        }
+    }
+
+    /// Replaces the retry policy.
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets how long an issued step may stay without result before it is re-issued (> 0).
+    pub fn with_step_timeout_ms(mut self, timeout_ms: u64) -> Result<Self, PipelineConfigError> {
+        if timeout_ms == 0 {
+            return Err(ConfigErrorKind::ZeroStepTimeout.into());
+        }
+        self.step_timeout_ms = timeout_ms;
+        Ok(self)
+    }
+
+    /// The retry policy.
+    #[must_use]
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The step timeout in ms.
+    #[must_use]
+    pub fn step_timeout_ms(&self) -> u64 {
+        self.step_timeout_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_up_to_the_cap() {
+        let policy = RetryPolicy::new();
+        let delays: Vec<u64> = (1..=7).map(|n| policy.delay_after(n)).collect();
+        assert_eq!(
+            delays,
+            vec![2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
+        );
+        assert_eq!(policy.delay_after(u32::MAX), 60_000);
+        assert_eq!(policy.delay_after(0), 2_000);
+    }
+
+    #[test]
+    fn huge_values_saturate_instead_of_overflowing() {
+        let policy = RetryPolicy::new()
+            .with_max_delay_ms(u64::MAX)
+            .unwrap()
+            .with_base_delay_ms(u64::MAX / 2)
+            .unwrap();
+        assert_eq!(policy.delay_after(1), u64::MAX / 2);
+        assert_eq!(policy.delay_after(3), u64::MAX);
+        assert_eq!(policy.delay_after(200), u64::MAX);
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected() {
+        assert!(RetryPolicy::new().with_max_attempts(0).is_err());
+        assert!(RetryPolicy::new().with_base_delay_ms(0).is_err());
+        assert!(RetryPolicy::new().with_base_delay_ms(61_000).is_err());
+        assert!(RetryPolicy::new().with_max_delay_ms(1_999).is_err());
+        assert!(PipelineConfig::new().with_step_timeout_ms(0).is_err());
+        let config = PipelineConfig::new()
+            .with_retry(RetryPolicy::new().with_max_attempts(5).unwrap())
+            .with_step_timeout_ms(1_000)
+            .unwrap();
+        assert_eq!(config.retry().max_attempts(), 5);
+        assert_eq!(config.step_timeout_ms(), 1_000);
+        assert_eq!(
+            PipelineConfig::new().step_timeout_ms(),
+            DEFAULT_STEP_TIMEOUT_MS
+        );
+    }
+}

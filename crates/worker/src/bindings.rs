@@ -1,0 +1,25 @@
+//! Names of the platform bindings, defined once (they must match `wrangler.jsonc`).
+
+/// D1 database: companies, documents, chunks, FTS, run history.
+pub const DB: &str = "DB";
+/// R2 bucket holding the markdown documents.
+pub const DOCUMENTS: &str = "DOCUMENTS";
+/// Producer for the ingest queue.
+pub const INGEST_QUEUE: &str = "INGEST_QUEUE";
+/// Producer for the ingest dead-letter queue.
+pub const INGEST_DLQ: &str = "INGEST_DLQ";
+/// Durable Object namespace of the per-document processors.
+pub const DOCUMENT_PROCESSOR: &str = "DOCUMENT_PROCESSOR";
+/// Vectorize index (absent locally: Vectorize has no local simulation).
+pub const VECTORIZE: &str = "VECTORIZE";
+
+/// Every binding with its kind, as reported by `GET /api/health`.
+/// `required` ones make the service `degraded` when missing.
+pub const ALL: [(&str, &str, bool); 6] = [
+    (DB, "d1", true),
+    (DOCUMENTS, "r2", true),
+    (INGEST_QUEUE, "queue", true),
+    (INGEST_DLQ, "queue", true),
+    (DOCUMENT_PROCESSOR, "durable_object", true),
+    (VECTORIZE, "vectorize", false),
+];

@@ -1,0 +1,51 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Every handler returns `Result<Response, ApiError>`; the router turns the
+//! error into `{ "error": { "code", "message" } }` with the right status.
+
+use portfolio_core::api::ErrorBody;
+use worker::Response;
+
+/// A failure of an API request, with the status it maps to.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 404: no such route or resource.
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed(String),
+    /// 500: a platform call failed (D1, R2, queue, Durable Object).
+    Platform(worker::Error),
+}
+
+impl From<worker::Error> for ApiError {
+    fn from(err: worker::Error) -> Self {
+        Self::Platform(err)
+    }
+}
+
+impl ApiError {
+    fn status_code_message(&self) -> (u16, &'static str, String) {
+        match self {
+            Self::NotFound(m) => (404, "not_found", m.clone()),
+            Self::MethodNotAllowed(m) => (405, "method_not_allowed", m.clone()),
+            Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
+        }
+    }
+
+    /// The JSON error response; logs platform errors, which a client cannot act on.
+    pub fn into_response(self) -> worker::Result<Response> {
+        let (status, code, message) = self.status_code_message();
+        if status >= 500 {
+            worker::console_error!(
+                "{}",
+                serde_json::json!({ "level": "error", "event": "api_error", "code": code, "message": message })
+            );
+        }
+        json_response(&ErrorBody::new(code, message), status)
+    }
+}
+
+/// Serialises `body` as a JSON response with `status`.
+pub fn json_response<T: serde::Serialize>(body: &T, status: u16) -> worker::Result<Response> {
+    Ok(Response::from_json(body)?.with_status(status))
+}

@@ -1,0 +1,8 @@
+//! Ingestion: the queue consumer that hands documents to their processor, and
+//! the per-document `DocumentProcessor` Durable Object.
+
+pub mod consumer;
+pub mod processor;
+
+/// Base URL for fetch-style calls to a Durable Object stub (only the path matters).
+pub const PROCESSOR_ORIGIN: &str = "https://document-processor";

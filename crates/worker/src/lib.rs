@@ -1,0 +1,32 @@
+//! The Cloudflare Worker: one deployable with four entry points.
+//!
+//! `fetch` (public + admin HTTP API), `queue` (ingest consumer and dead-letter
+//! consumer), `scheduled` (daily reconciliation) and the `DocumentProcessor`
+//! Durable Object. Platform glue only: every decision is `portfolio_core`'s.
+
+mod bindings;
+mod config;
+mod error;
+mod health;
+mod ingest;
+mod reconcile;
+mod router;
+
+pub use ingest::processor::DocumentProcessor;
+
+use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    router::handle(req, env).await
+}
+
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    reconcile::run_scheduled(&event.cron(), &env).await;
+}
+
+// The queue entry point is exported by hand (not with `#[event(queue)]`):
+// workers-rs 0.8 does not expose a message's `attempts`, which the retry
+// delay is computed from. See `ingest::consumer`.
+pub use ingest::consumer::queue;

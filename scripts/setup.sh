@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what building and testing the service needs, idempotently: fast
+# when everything is already there. Called by scripts/dev.sh, scripts/test.sh
+# and .ci/run. Versions are pinned here and must agree with Cargo.lock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+# The CLI must be exactly the wasm-bindgen version in Cargo.lock.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding rust target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    log "adding rust component $component"
+    rustup component add "$component"
+  fi
+done
+
+if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+  log "installing worker-build $WORKER_BUILD_VERSION (takes several minutes once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION"; then
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (takes several minutes once)"
+  # Not --locked: the registry lacks one locked transitive version.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# `npm ci` fails here (other platforms' optional packages are missing from the
+# registry); `npm install` respects the committed lock file. Skip it when the
+# lock file has not changed since the last install.
+stamp=node_modules/.portfolio-lock-sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x node_modules/.bin/wrangler ]; then
+  log "installing npm packages"
+  npm install --no-audit --no-fund
+  echo "$want" > "$stamp"
+fi
+
+# wrangler needs Node >= 22.12; the npm `node` package provides it locally.
+if ! node_modules/.bin/node --version | grep -q '^v22\.'; then
+  echo "node_modules/.bin/node is not Node 22; remove node_modules and re-run" >&2
+  exit 1
+fi
+log "toolchain ready"

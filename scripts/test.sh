@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, native tests, the wasm build, the
+# end-to-end suite against the built Worker in workerd, and a bundle check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export WRANGLER_SEND_METRICS=false
+
+bash scripts/setup.sh
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (native, all targets)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo clippy (wasm32 worker)"
+cargo clippy -p portfolio-worker --target wasm32-unknown-unknown -- -D warnings
+
+step "cargo test (native)"
+cargo test --workspace
+
+step "build the Worker (wasm, release)"
+bash scripts/build-worker.sh
+
+step "end-to-end tests (vitest + Miniflare)"
+npx vitest run
+
+step "bundle check: wrangler deploy --dry-run --env production"
+# Runs wrangler's build command (cached: cargo has nothing to do) and bundles
+# exactly what a deploy would upload, offline and without credentials.
+if ! out=$(npx wrangler deploy --dry-run --env production --outdir .wrangler/dry-run 2>&1); then
+  echo "$out"
+  exit 1
+fi
+echo "$out" | grep -E "Total Upload|exiting now"

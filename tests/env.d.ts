@@ -1,0 +1,17 @@
+// Bindings the tests see (the Worker's, plus test-only ones from vitest.config.ts).
+import type { D1Migration } from "cloudflare:test";
+
+declare global {
+  namespace Cloudflare {
+    interface Env {
+      DB: D1Database;
+      DOCUMENTS: R2Bucket;
+      INGEST_QUEUE: Queue;
+      INGEST_DLQ: Queue;
+      DOCUMENT_PROCESSOR: DurableObjectNamespace;
+      ADMIN_TOKEN: string;
+      TEST_MIGRATIONS: D1Migration[];
+    }
+  }
+}
+export {};

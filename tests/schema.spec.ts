@@ -1,0 +1,58 @@
+// The D1 schema as migrated: FTS kept in sync by triggers, cascades, checks.
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+
+async function insertDocument(key: string): Promise<number> {
+  const row = await env.DB.prepare(
+    "INSERT INTO documents (key, status, created_at, updated_at) VALUES (?1, 'processing', 1, 1) RETURNING id",
+  ).bind(key).first<{ id: number }>();
+  return row!.id;
+}
+
+async function insertChunk(documentId: number, version: number, index: number, content: string) {
+  await env.DB.prepare(
+    `INSERT INTO chunks (document_id, version, chunk_index, heading_path, content, token_count,
+       start_byte, end_byte, start_line, end_line, vector_id, created_at)
+     VALUES (?1, ?2, ?3, 'Acme > Search', ?4, 10, 0, 10, 1, 2, ?5, 1)`,
+  ).bind(documentId, version, index, content, `${documentId}:${version}:${index}`).run();
+}
+
+async function ftsMatches(query: string): Promise<string[]> {
+  const rows = await env.DB.prepare(
+    "SELECT c.content FROM chunks_fts f JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts)",
+  ).bind(query).all<{ content: string }>();
+  return rows.results.map((r) => r.content);
+}
+
+describe("D1 schema", () => {
+  it("keeps the FTS index in sync with chunk inserts, updates and deletes", async () => {
+    const id = await insertDocument("schema/fts.md");
+    await insertChunk(id, 1, 0, "The Zephyrion search engine indexes invoices");
+    expect(await ftsMatches("zephyrion")).toEqual(["The Zephyrion search engine indexes invoices"]);
+    // Porter stemming: "invoice" finds "invoices".
+    expect(await ftsMatches("invoice")).toHaveLength(1);
+
+    await env.DB.prepare("UPDATE chunks SET content = 'Renamed to Quorvex' WHERE document_id = ?1").bind(id).run();
+    expect(await ftsMatches("zephyrion")).toEqual([]);
+    expect(await ftsMatches("quorvex")).toEqual(["Renamed to Quorvex"]);
+
+    await env.DB.prepare("DELETE FROM chunks WHERE document_id = ?1").bind(id).run();
+    expect(await ftsMatches("quorvex")).toEqual([]);
+  });
+
+  it("deleting a document cascades to its chunks and their FTS rows", async () => {
+    await env.DB.exec("PRAGMA foreign_keys = ON");
+    const id = await insertDocument("schema/cascade.md");
+    await insertChunk(id, 1, 0, "Xylophonic cascade text");
+    await env.DB.prepare("DELETE FROM documents WHERE id = ?1").bind(id).run();
+    const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1").bind(id).first<{ n: number }>();
+    expect(left!.n).toBe(0);
+    expect(await ftsMatches("xylophonic")).toEqual([]);
+  });
+
+  it("rejects an unknown document status", async () => {
+    await expect(
+      env.DB.prepare("INSERT INTO documents (key, status, created_at, updated_at) VALUES ('x', 'weird', 1, 1)").run(),
+    ).rejects.toThrow(/CHECK constraint failed/);
+  });
+});
