@@ -21,7 +21,10 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
             200,
         )
         .map_err(ApiError::from),
-        _ => Err(ApiError::NotFound(format!("no route for {} {path}", req.method()))),
+        _ => Err(ApiError::NotFound(format!(
+            "no route for {} {path}",
+            req.method()
+        ))),
     };
     result.or_else(ApiError::into_response)
 }

@@ -9,14 +9,16 @@ use crate::bindings;
 use crate::config::ServiceConfig;
 use crate::ingest::PROCESSOR_ORIGIN;
 use portfolio_core::ingest_message::{parse_ingest_message, retry_delay_seconds, IngestCommand};
+use serde::Serialize;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::worker_sys::{Context as ContextSys, Message as MessageSys, MessageBatch as MessageBatchSys};
-use serde::Serialize;
+use worker::worker_sys::{
+    Context as ContextSys, Message as MessageSys, MessageBatch as MessageBatchSys,
+};
 use worker::{
-    console_error, console_log, console_warn, Env, Method, QueueContentType, RawMessageBuilder, Request,
-    RequestInit,
+    console_error, console_log, console_warn, Env, Method, QueueContentType, RawMessageBuilder,
+    Request, RequestInit,
 };
 
 /// One delivered message with what workers-rs does not expose (`attempts`).
@@ -49,7 +51,10 @@ impl Delivery {
 
     fn ack(&self) {
         if let Err(e) = self.raw.ack() {
-            console_error!("{}", json!({ "level": "error", "event": "queue_ack_failed", "message_id": self.id, "error": format!("{e:?}") }));
+            console_error!(
+                "{}",
+                json!({ "level": "error", "event": "queue_ack_failed", "message_id": self.id, "error": format!("{e:?}") })
+            );
         }
     }
 
@@ -61,7 +66,10 @@ impl Delivery {
             &JsValue::from_f64(f64::from(delay_seconds)),
         );
         if let Err(e) = self.raw.retry(options.into()) {
-            console_error!("{}", json!({ "level": "error", "event": "queue_retry_failed", "message_id": self.id, "error": format!("{e:?}") }));
+            console_error!(
+                "{}",
+                json!({ "level": "error", "event": "queue_retry_failed", "message_id": self.id, "error": format!("{e:?}") })
+            );
         }
     }
 }
@@ -90,16 +98,24 @@ async fn handle_ingest(env: &Env, config: &ServiceConfig, queue_name: &str, deli
         .and_then(|body| parse_ingest_message(&body).map_err(|e| e.to_string()));
     let command = match parsed {
         Ok(command) => command,
-        Err(error) => return dead_letter_malformed(env, config, queue_name, delivery, &error).await,
+        Err(error) => {
+            return dead_letter_malformed(env, config, queue_name, delivery, &error).await
+        }
     };
     match hand_off(env, &command).await {
         Ok(()) => {
-            console_log!("{}", json!({ "level": "info", "event": "ingest_handed_off", "message_id": delivery.id, "key": command.key(), "reason": command.reason(), "attempts": delivery.attempts }));
+            console_log!(
+                "{}",
+                json!({ "level": "info", "event": "ingest_handed_off", "message_id": delivery.id, "key": command.key(), "reason": command.reason(), "attempts": delivery.attempts })
+            );
             delivery.ack();
         }
         Err(error) => {
             let delay = retry_delay_seconds(delivery.attempts);
-            console_warn!("{}", json!({ "level": "warn", "event": "ingest_hand_off_failed", "message_id": delivery.id, "key": command.key(), "attempts": delivery.attempts, "retry_in_s": delay, "error": error }));
+            console_warn!(
+                "{}",
+                json!({ "level": "warn", "event": "ingest_hand_off_failed", "message_id": delivery.id, "key": command.key(), "attempts": delivery.attempts, "retry_in_s": delay, "error": error })
+            );
             delivery.retry(delay);
         }
     }
@@ -116,15 +132,22 @@ async fn hand_off(env: &Env, command: &IngestCommand) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let body = serde_json::to_string(command).map_err(|e| e.to_string())?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
+    init.with_method(Method::Post)
+        .with_body(Some(JsValue::from_str(&body)));
     let request = Request::new_with_init(&format!("{PROCESSOR_ORIGIN}/commands"), &init)
         .map_err(|e| e.to_string())?;
-    let mut response = stub.fetch_with_request(request).await.map_err(|e| e.to_string())?;
+    let mut response = stub
+        .fetch_with_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     if (200..300).contains(&response.status_code()) {
         Ok(())
     } else {
         let text = response.text().await.unwrap_or_default();
-        Err(format!("processor answered {}: {text}", response.status_code()))
+        Err(format!(
+            "processor answered {}: {text}",
+            response.status_code()
+        ))
     }
 }
 
@@ -138,7 +161,10 @@ async fn dead_letter_malformed(
     error: &str,
 ) {
     let body = delivery.body.clone().unwrap_or(Value::Null);
-    console_error!("{}", json!({ "level": "error", "event": "ingest_message_malformed", "message_id": delivery.id, "queue": queue_name, "error": error, "body": body }));
+    console_error!(
+        "{}",
+        json!({ "level": "error", "event": "ingest_message_malformed", "message_id": delivery.id, "queue": queue_name, "error": error, "body": body })
+    );
     let letter = json!({
         "dead_letter": { "queue": queue_name, "message_id": delivery.id, "error": error, "attempts": delivery.attempts },
         "body": body,
@@ -147,7 +173,10 @@ async fn dead_letter_malformed(
     match sent {
         Ok(()) => delivery.ack(),
         Err(send_error) => {
-            console_error!("{}", json!({ "level": "error", "event": "dead_letter_send_failed", "message_id": delivery.id, "dlq": config.dlq_name, "error": send_error }));
+            console_error!(
+                "{}",
+                json!({ "level": "error", "event": "dead_letter_send_failed", "message_id": delivery.id, "dlq": config.dlq_name, "error": send_error })
+            );
             delivery.retry(retry_delay_seconds(delivery.attempts));
         }
     }
@@ -174,20 +203,49 @@ async fn handle_dead_letter(env: &Env, queue_name: &str, delivery: &Delivery) {
     let (original, error, origin_id, attempts) = match body.get("dead_letter") {
         Some(meta) => (
             body.get("body").cloned().unwrap_or(Value::Null),
-            meta.get("error").and_then(Value::as_str).unwrap_or("malformed").to_owned(),
-            meta.get("message_id").and_then(Value::as_str).unwrap_or(&delivery.id).to_owned(),
+            meta.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("malformed")
+                .to_owned(),
+            meta.get("message_id")
+                .and_then(Value::as_str)
+                .unwrap_or(&delivery.id)
+                .to_owned(),
             meta.get("attempts").and_then(Value::as_u64).unwrap_or(0),
         ),
-        None => (body.clone(), "out of retries".to_owned(), delivery.id.clone(), 0),
+        None => (
+            body.clone(),
+            "out of retries".to_owned(),
+            delivery.id.clone(),
+            0,
+        ),
     };
-    let key = parse_ingest_message(&original).ok().map(|c| c.key().to_owned());
-    match record_dead_letter(env, queue_name, &origin_id, key.as_deref(), &original, &error, attempts).await {
+    let key = parse_ingest_message(&original)
+        .ok()
+        .map(|c| c.key().to_owned());
+    match record_dead_letter(
+        env,
+        queue_name,
+        &origin_id,
+        key.as_deref(),
+        &original,
+        &error,
+        attempts,
+    )
+    .await
+    {
         Ok(()) => {
-            console_warn!("{}", json!({ "level": "warn", "event": "dead_letter_recorded", "message_id": origin_id, "key": key, "error": error }));
+            console_warn!(
+                "{}",
+                json!({ "level": "warn", "event": "dead_letter_recorded", "message_id": origin_id, "key": key, "error": error })
+            );
             delivery.ack();
         }
         Err(e) => {
-            console_error!("{}", json!({ "level": "error", "event": "dead_letter_record_failed", "message_id": origin_id, "error": e.to_string() }));
+            console_error!(
+                "{}",
+                json!({ "level": "error", "event": "dead_letter_record_failed", "message_id": origin_id, "error": e.to_string() })
+            );
             delivery.retry(retry_delay_seconds(delivery.attempts));
         }
     }
@@ -224,7 +282,11 @@ async fn record_dead_letter(
             "UPDATE documents SET status = 'failed', last_error = ?2, updated_at = ?3 \
              WHERE key = ?1 AND status != 'deleted'",
         )
-        .bind(&[key_value, format!("dead-lettered: {error}").into(), JsValue::from_f64(now)])?;
+        .bind(&[
+            key_value,
+            format!("dead-lettered: {error}").into(),
+            JsValue::from_f64(now),
+        ])?;
     db.batch(vec![insert, mark_document]).await?;
     Ok(())
 }

@@ -14,8 +14,14 @@ const R2_LIST_PAGE: u32 = 1000;
 /// Cron entry point: never panics, logs and records failures instead.
 pub async fn run_scheduled(cron: &str, env: &Env) {
     match run(env, "cron").await {
-        Ok(summary) => console_log!("{}", json!({ "level": "info", "event": "reconcile_done", "cron": cron, "summary": summary })),
-        Err(e) => console_error!("{}", json!({ "level": "error", "event": "reconcile_failed", "cron": cron, "error": e.to_string() })),
+        Ok(summary) => console_log!(
+            "{}",
+            json!({ "level": "info", "event": "reconcile_done", "cron": cron, "summary": summary })
+        ),
+        Err(e) => console_error!(
+            "{}",
+            json!({ "level": "error", "event": "reconcile_failed", "cron": cron, "error": e.to_string() })
+        ),
     }
 }
 
@@ -27,7 +33,8 @@ async fn run(env: &Env, trigger: &str) -> worker::Result<serde_json::Value> {
         .bind(&[trigger.into(), JsValue::from_f64(started)])?
         .first(Some("id"))
         .await?;
-    let run_id = run_id.ok_or_else(|| worker::Error::RustError("reconcile run id missing".into()))?;
+    let run_id =
+        run_id.ok_or_else(|| worker::Error::RustError("reconcile run id missing".into()))?;
 
     let outcome = inventory(env).await;
     let finished = worker::Date::now().as_millis() as f64;
@@ -49,7 +56,9 @@ async fn run(env: &Env, trigger: &str) -> worker::Result<serde_json::Value> {
     .run()
     .await?;
     outcome?;
-    Ok(json!({ "run_id": run_id, "objects_seen": objects, "documents_seen": documents, "duration_ms": finished - started }))
+    Ok(
+        json!({ "run_id": run_id, "objects_seen": objects, "documents_seen": documents, "duration_ms": finished - started }),
+    )
 }
 
 async fn inventory(env: &Env) -> worker::Result<(u64, u64)> {
