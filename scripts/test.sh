@@ -26,7 +26,7 @@ step "build the Worker (wasm, release)"
 bash scripts/build-worker.sh
 
 step "end-to-end tests (vitest + Miniflare)"
-npx vitest run
+NO_COLOR=1 npx vitest run
 
 step "bundle check: wrangler deploy --dry-run --env production"
 # Runs wrangler's build command (cached: cargo has nothing to do) and bundles

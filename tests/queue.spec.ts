@@ -2,7 +2,7 @@
 // malformed messages, and the hand-off to the document's processor.
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { deliverBatch, processorState, r2PutEvent, uniqueKey } from "./support";
+import { deliverBatch, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
 
 const INGEST = "portfolio-ingest";
 const DLQ = "portfolio-ingest-dlq";
@@ -10,34 +10,29 @@ const DLQ = "portfolio-ingest-dlq";
 describe("ingest queue consumer", () => {
   it("acks a well-formed R2 notification and hands it to the document's processor", async () => {
     const key = uniqueKey("acme/about.md");
-    const result = await deliverBatch(INGEST, [
-      { id: "m-put", attempts: 1, body: r2PutEvent(key) },
-    ]);
+    const event = await putDocument(key, "# About\n\nAcme makes things.\n");
+    const result = await deliverBatch(INGEST, [{ id: "m-put", body: event }]);
     expect(result.outcome).toBe("ok");
     expect(result.explicitAcks).toEqual(["m-put"]);
     expect(result.retryMessages).toEqual([]);
 
     const state = await processorState(key);
     expect(state.key).toBe(key);
-    expect(state.commands_received).toBe(1);
-    expect(state.last_command).toMatchObject({
-      type: "process",
-      key,
-      reason: "r2:PutObject",
-      object: { etag: "etag-1", size: 42 },
-    });
+    expect(["queued", "processing", "ready"]).toContain(state.status);
+    await waitForStatus(key, ["ready"]);
   });
 
   it("handles a delete notification and a service message in one batch, acking each", async () => {
     const a = uniqueKey("acme/a.md");
     const b = uniqueKey("acme/b.md");
+    await env.DOCUMENTS.put(b, "# B\n\nForced run.\n");
     const result = await deliverBatch(INGEST, [
-      { id: "m-del", attempts: 1, body: { action: "DeleteObject", bucket: "b", object: { key: a } } },
-      { id: "m-svc", attempts: 1, body: { type: "process", key: b, force: true, reason: "admin" } },
+      { id: "m-del", body: { action: "DeleteObject", bucket: "b", object: { key: a } } },
+      { id: "m-svc", body: { type: "process", key: b, force: true, reason: "admin" } },
     ]);
     expect(result.explicitAcks.sort()).toEqual(["m-del", "m-svc"]);
-    expect((await processorState(a)).last_command).toMatchObject({ type: "delete", key: a });
-    expect((await processorState(b)).last_command).toMatchObject({ type: "process", force: true, reason: "admin" });
+    expect((await waitForStatus(a, ["deleted"])).status).toBe("deleted");
+    expect((await waitForStatus(b, ["ready"])).status).toBe("ready");
   });
 
   it("never retries a malformed message forever: it is dead-lettered with its reason and acked", async () => {

@@ -18,21 +18,10 @@ export function uniqueKey(path: string): string {
   return `companies/t${Date.now().toString(36)}${counter}/${path}`;
 }
 
-/** An R2 event notification as R2 sends it to the queue. */
-export function r2PutEvent(key: string, etag = "etag-1", size = 42) {
-  return {
-    account: "test-account",
-    action: "PutObject",
-    bucket: "portfolio-documents",
-    object: { key, size, eTag: etag },
-    eventTime: new Date().toISOString(),
-  };
-}
-
-/** Reads the DocumentProcessor's state for `key` through its fetch interface. */
+/** Reads the DocumentProcessor's status for `key` through its fetch interface. */
 export async function processorState(key: string): Promise<any> {
   const stub = env.DOCUMENT_PROCESSOR.get(env.DOCUMENT_PROCESSOR.idFromName(key));
-  const res = await stub.fetch("https://document-processor/state");
+  const res = await stub.fetch("https://document-processor/status");
   if (res.status !== 200) throw new Error(`processor state: ${res.status} ${await res.text()}`);
   return res.json();
 }
@@ -63,4 +52,28 @@ export async function runCron(cron = "17 3 * * *") {
   const entrypoint: any = new (Worker as any)(ctx, env);
   await entrypoint.scheduled(controller);
   await waitOnExecutionContext(ctx);
+}
+
+/** Polls the document row until its status is one of `statuses` (or fails after `timeout` ms). */
+export async function waitForStatus(key: string, statuses: string[], timeout = 20_000): Promise<any> {
+  const deadline = Date.now() + timeout;
+  let last: any = null;
+  while (Date.now() < deadline) {
+    last = await env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first();
+    if (last && statuses.includes(last.status)) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`document ${key} did not reach ${statuses.join("/")}: last row ${JSON.stringify(last)}`);
+}
+
+/** Puts a markdown document into R2 and returns its R2 event notification. */
+export async function putDocument(key: string, markdown: string) {
+  const object = await env.DOCUMENTS.put(key, markdown);
+  return {
+    account: "test-account",
+    action: "PutObject",
+    bucket: "portfolio-documents",
+    object: { key, size: object!.size, eTag: object!.etag },
+    eventTime: new Date().toISOString(),
+  };
 }

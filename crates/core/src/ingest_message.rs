@@ -40,6 +40,9 @@ pub enum IngestCommand {
     Delete {
         /// R2 object key of the document.
         key: String,
+        /// RFC 3339 time of the deletion, when the sender knew it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_time: Option<String>,
         /// Why the message was sent.
         reason: String,
     },
@@ -167,8 +170,16 @@ fn parse_r2_event(
         })?;
     let key = checked_key(key)?;
     let reason = format!("r2:{action}");
+    let event_time = map
+        .get("eventTime")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     if R2_DELETE_ACTIONS.contains(&action) {
-        return Ok(IngestCommand::Delete { key, reason });
+        return Ok(IngestCommand::Delete {
+            key,
+            event_time,
+            reason,
+        });
     }
     if !R2_WRITE_ACTIONS.contains(&action) {
         return Err(MessageError::UnsupportedAction(action.to_owned()));
@@ -179,10 +190,7 @@ fn parse_r2_event(
             .and_then(Value::as_str)
             .map(str::to_owned),
         size: object.get("size").and_then(Value::as_u64),
-        event_time: map
-            .get("eventTime")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        event_time,
     };
     Ok(IngestCommand::Process {
         key,
@@ -231,7 +239,11 @@ fn parse_service_message(
             force,
             reason,
         }),
-        "delete" => Ok(IngestCommand::Delete { key, reason }),
+        "delete" => Ok(IngestCommand::Delete {
+            key,
+            event_time: None,
+            reason,
+        }),
         other => Err(MessageError::UnknownType(other.to_owned())),
     }
 }

@@ -5,8 +5,12 @@
 //! ask for. Nothing in this crate may read a clock, the network or storage.
 
 pub mod api;
+pub mod chunk;
+pub mod document;
 pub mod fusion;
 pub mod ingest_message;
+pub mod ingestion;
+pub mod keys;
 pub mod pipeline;
 pub mod prompts;
 pub mod providers;

@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod health;
 mod ingest;
+mod providers;
 mod reconcile;
 mod router;
 

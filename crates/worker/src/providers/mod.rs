@@ -1,0 +1,209 @@
+//! The configured embedding and chat providers, built from the Worker's vars
+//! and secrets. Offline defaults need no key; OpenAI-compatible APIs go
+//! through `worker::Fetch` (see `fetch_transport`).
+
+mod fetch_transport;
+
+pub use fetch_transport::{FetchTransport, TimerSleeper};
+
+use crate::config::ServiceConfig;
+use portfolio_core::providers::{
+    ChatCompletion, ChatModel, ChatRequest, Embedder, ExtractiveAnswerer, HashingEmbedder,
+    OpenAiChat, OpenAiConfig, OpenAiEmbedder, ProviderError, Retrier, RetryPolicy,
+};
+use worker::Env;
+
+/// Default OpenAI-compatible endpoint and models (overridable by vars).
+const OPENAI_DEFAULT_BASE: &str = "https://api.openai.com";
+const OPENAI_DEFAULT_EMBEDDING_MODEL: &str = "text-embedding-3-small";
+const OPENAI_DEFAULT_CHAT_MODEL: &str = "gpt-4o-mini";
+
+/// Why a provider could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    /// The provider needs a secret that is not set.
+    #[error("provider `{provider}` needs the secret {secret}")]
+    MissingSecret {
+        /// Configured provider name.
+        provider: String,
+        /// Name of the missing secret.
+        secret: &'static str,
+    },
+    /// The configured provider name is not known.
+    #[error("unknown {role} provider `{name}` (expected offline or openai)")]
+    Unknown {
+        /// `embedding` or `chat`.
+        role: &'static str,
+        /// The configured name.
+        name: String,
+    },
+    /// The provider rejected its own configuration.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+fn retrier(env_seed: u64) -> Retrier<TimerSleeper> {
+    Retrier::new(RetryPolicy::default(), TimerSleeper, env_seed)
+        .with_clock(|| worker::Date::now().as_millis())
+}
+
+fn openai_config(
+    env: &Env,
+    model_var: &str,
+    default_model: &str,
+    provider: &str,
+) -> Result<OpenAiConfig, ProviderSetupError> {
+    let key = env
+        .secret("OPENAI_API_KEY")
+        .map(|s| s.to_string())
+        .map_err(|_| ProviderSetupError::MissingSecret {
+            provider: provider.to_owned(),
+            secret: "OPENAI_API_KEY",
+        })?;
+    let base = env
+        .var("OPENAI_BASE_URL")
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| OPENAI_DEFAULT_BASE.to_owned());
+    let model = env
+        .var(model_var)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| default_model.to_owned());
+    Ok(OpenAiConfig::new(base, model).with_api_key(key))
+}
+
+/// The embedder the configuration names.
+pub enum ServiceEmbedder {
+    /// Feature hashing, deterministic, no key.
+    Offline(HashingEmbedder),
+    /// Any OpenAI-compatible `/v1/embeddings`.
+    OpenAi(OpenAiEmbedder<FetchTransport, TimerSleeper>),
+}
+
+impl std::fmt::Debug for ServiceEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.model())
+    }
+}
+
+impl ServiceEmbedder {
+    /// Builds the configured embedder.
+    pub fn from_env(env: &Env, config: &ServiceConfig) -> Result<Self, ProviderSetupError> {
+        let dims = config.dimensions as usize;
+        match config.embedding_provider.as_str() {
+            "offline" => Ok(Self::Offline(HashingEmbedder::new(dims)?)),
+            "openai" => {
+                let cfg = openai_config(
+                    env,
+                    "OPENAI_EMBEDDING_MODEL",
+                    OPENAI_DEFAULT_EMBEDDING_MODEL,
+                    "openai",
+                )?;
+                let seed = worker::Date::now().as_millis();
+                Ok(Self::OpenAi(
+                    OpenAiEmbedder::new(cfg, FetchTransport, retrier(seed), dims)
+                        .with_dimensions_parameter(),
+                ))
+            }
+            other => Err(ProviderSetupError::Unknown {
+                role: "embedding",
+                name: other.to_owned(),
+            }),
+        }
+    }
+}
+
+impl Embedder for ServiceEmbedder {
+    fn model(&self) -> &str {
+        match self {
+            Self::Offline(e) => e.model(),
+            Self::OpenAi(e) => e.model(),
+        }
+    }
+
+    fn dimensions(&self) -> usize {
+        match self {
+            Self::Offline(e) => e.dimensions(),
+            Self::OpenAi(e) => e.dimensions(),
+        }
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        match self {
+            Self::Offline(e) => e.embed(texts).await,
+            Self::OpenAi(e) => e.embed(texts).await,
+        }
+    }
+}
+
+/// The chat model the configuration names.
+pub enum ServiceChat {
+    /// Extractive answers from the retrieved passages, no key.
+    Offline(ExtractiveAnswerer),
+    /// Any OpenAI-compatible `/v1/chat/completions`.
+    OpenAi(OpenAiChat<FetchTransport, TimerSleeper>),
+}
+
+impl std::fmt::Debug for ServiceChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.model())
+    }
+}
+
+impl ServiceChat {
+    /// Builds the configured chat model.
+    pub fn from_env(env: &Env, config: &ServiceConfig) -> Result<Self, ProviderSetupError> {
+        match config.chat_provider.as_str() {
+            "offline" => Ok(Self::Offline(ExtractiveAnswerer::default())),
+            "openai" => {
+                let cfg = openai_config(
+                    env,
+                    "OPENAI_CHAT_MODEL",
+                    OPENAI_DEFAULT_CHAT_MODEL,
+                    "openai",
+                )?;
+                let seed = worker::Date::now().as_millis();
+                Ok(Self::OpenAi(OpenAiChat::new(
+                    cfg,
+                    FetchTransport,
+                    retrier(seed),
+                )))
+            }
+            other => Err(ProviderSetupError::Unknown {
+                role: "chat",
+                name: other.to_owned(),
+            }),
+        }
+    }
+
+    /// True for the offline answerer, which cannot tag (tagging then uses keywords).
+    pub fn is_offline(&self) -> bool {
+        matches!(self, Self::Offline(_))
+    }
+}
+
+impl ChatModel for ServiceChat {
+    fn model(&self) -> &str {
+        match self {
+            Self::Offline(c) => c.model(),
+            Self::OpenAi(c) => c.model(),
+        }
+    }
+
+    async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, ProviderError> {
+        match self {
+            Self::Offline(c) => c.complete(req).await,
+            Self::OpenAi(c) => c.complete(req).await,
+        }
+    }
+
+    async fn stream(
+        &self,
+        req: &ChatRequest,
+        on_delta: &mut dyn FnMut(&str),
+    ) -> Result<ChatCompletion, ProviderError> {
+        match self {
+            Self::Offline(c) => c.stream(req, on_delta).await,
+            Self::OpenAi(c) => c.stream(req, on_delta).await,
+        }
+    }
+}

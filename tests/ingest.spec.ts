@@ -1,0 +1,137 @@
+// End to end: a markdown file put into R2 plus its notification becomes
+// searchable (chunks, vectors, FTS rows of the active generation only).
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { deliverBatch, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
+
+const INGEST = "portfolio-ingest";
+
+const ACME = `---
+title: Acme Robotics
+company: acme
+tags: [robotics, warehouses]
+---
+# Acme Robotics
+
+Acme builds autonomous forklifts for cold-storage warehouses.
+
+## Projects
+
+### Frostbite
+
+Frostbite is a picking robot that works at minus thirty degrees.
+
+### Ledger
+
+Ledger reconciles pallet inventories every night.
+`;
+
+async function ingest(key: string, markdown: string) {
+  const event = await putDocument(key, markdown);
+  const result = await deliverBatch(INGEST, [{ id: `m-${key}`, body: event }]);
+  expect(result.explicitAcks).toEqual([`m-${key}`]);
+  return event;
+}
+
+describe("ingestion pipeline", () => {
+  it("turns a put object into a ready document with chunks, vectors and FTS rows", async () => {
+    const key = uniqueKey("acme/overview.md");
+    await ingest(key, ACME);
+    const doc = await waitForStatus(key, ["ready", "failed"]);
+    expect(doc.status).toBe("ready");
+    expect(doc.title).toBe("Acme Robotics");
+    expect(doc.active_version).toBeGreaterThan(0);
+    expect(doc.chunk_count).toBeGreaterThan(0);
+    expect(JSON.parse(doc.tags)).toEqual(["robotics", "warehouses"]);
+
+    const company = await env.DB.prepare("SELECT slug FROM companies WHERE id = ?1").bind(doc.company_id).first();
+    expect(company).toEqual({ slug: "acme" });
+
+    const chunks = await env.DB.prepare(
+      "SELECT version, chunk_index, heading_path, content, vector_id, tags FROM chunks WHERE document_id = ?1 ORDER BY chunk_index",
+    ).bind(doc.id).all<any>();
+    expect(chunks.results).toHaveLength(doc.chunk_count);
+    expect(chunks.results.every((c) => c.version === doc.active_version)).toBe(true);
+    expect(chunks.results.map((c) => c.chunk_index)).toEqual([...Array(doc.chunk_count).keys()]);
+    expect(chunks.results.some((c) => c.heading_path.includes("Frostbite"))).toBe(true);
+    expect(chunks.results.every((c) => c.vector_id === `${doc.id}:${doc.active_version}:${c.chunk_index}`)).toBe(true);
+    expect(chunks.results.every((c) => JSON.parse(c.tags).length > 0)).toBe(true);
+
+    const vectors = await env.DB.prepare(
+      "SELECT id, version, dimensions, length(embedding) AS bytes FROM vector_index WHERE document_id = ?1 ORDER BY id",
+    ).bind(doc.id).all<any>();
+    expect(vectors.results.map((v) => v.id).sort()).toEqual(chunks.results.map((c) => c.vector_id).sort());
+    expect(vectors.results.every((v) => v.dimensions === 1536 && v.bytes === 1536 * 4)).toBe(true);
+
+    const fts = await env.DB.prepare(
+      "SELECT c.chunk_index FROM chunks_fts f JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH 'frostbite' AND c.document_id = ?1",
+    ).bind(doc.id).all();
+    expect(fts.results.length).toBeGreaterThan(0);
+
+    const status = await processorState(key);
+    expect(status).toMatchObject({ key, status: "ready", active_version: doc.active_version, chunk_count: doc.chunk_count });
+
+    const runs = await env.DB.prepare("SELECT status, chunk_count, steps FROM processing_runs WHERE document_key = ?1").bind(key).all<any>();
+    expect(runs.results).toHaveLength(1);
+    expect(runs.results[0].status).toBe("ready");
+    const steps = JSON.parse(runs.results[0].steps).map((s: any) => s.step);
+    expect(steps).toEqual(expect.arrayContaining(["download", "chunk", "embed", "tag", "commit"]));
+  });
+
+  it("replaces the old generation on update and serves only the new one", async () => {
+    const key = uniqueKey("acme/update.md");
+    await ingest(key, "# Old\n\nThe zorblax module is deprecated.\n");
+    const first = await waitForStatus(key, ["ready"]);
+    await ingest(key, "# New\n\nThe quintessor module replaced it.\n");
+    await expect.poll(async () => {
+      const row: any = await env.DB.prepare("SELECT active_version FROM documents WHERE key = ?1").bind(key).first();
+      return row.active_version;
+    }, { timeout: 20_000 }).toBeGreaterThan(first.active_version);
+    const doc = await waitForStatus(key, ["ready"]);
+
+    const versions = await env.DB.prepare("SELECT DISTINCT version FROM chunks WHERE document_id = ?1").bind(doc.id).all<any>();
+    expect(versions.results).toEqual([{ version: doc.active_version }]);
+    const vectorVersions = await env.DB.prepare("SELECT DISTINCT version FROM vector_index WHERE document_id = ?1").bind(doc.id).all<any>();
+    expect(vectorVersions.results).toEqual([{ version: doc.active_version }]);
+    const old = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'zorblax'").first<any>();
+    expect(old.n).toBe(0);
+    expect(doc.title).toBe("New");
+  });
+
+  it("treats a duplicate delivery of the same object version as a no-op", async () => {
+    const key = uniqueKey("acme/dup.md");
+    const event = await ingest(key, "# Dup\n\nSame content twice.\n");
+    const first = await waitForStatus(key, ["ready"]);
+    const again = await deliverBatch(INGEST, [{ id: "dup-2", body: event }]);
+    expect(again.explicitAcks).toEqual(["dup-2"]);
+    const doc = await waitForStatus(key, ["ready"]);
+    expect(doc.active_version).toBe(first.active_version);
+    const runs = await env.DB.prepare("SELECT COUNT(*) AS n FROM processing_runs WHERE document_key = ?1").bind(key).first<any>();
+    expect(runs.n).toBe(1);
+  });
+
+  it("deletes the document, its chunks and its vectors on a delete notification", async () => {
+    const key = uniqueKey("acme/gone.md");
+    await ingest(key, "# Gone\n\nThis will be removed.\n");
+    const doc = await waitForStatus(key, ["ready"]);
+    await env.DOCUMENTS.delete(key);
+    await deliverBatch(INGEST, [{ id: "del-1", body: { action: "DeleteObject", bucket: "b", object: { key }, eventTime: new Date().toISOString() } }]);
+    const gone = await waitForStatus(key, ["deleted"]);
+    expect(gone.active_version).toBeNull();
+    const chunks = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1").bind(doc.id).first<any>();
+    const vectors = await env.DB.prepare("SELECT COUNT(*) AS n FROM vector_index WHERE document_id = ?1").bind(doc.id).first<any>();
+    expect([chunks.n, vectors.n]).toEqual([0, 0]);
+    expect((await processorState(key)).status).toBe("deleted");
+  });
+
+  it("fails permanently on a binary object and records the error", async () => {
+    const key = uniqueKey("acme/binary.md");
+    const object = await env.DOCUMENTS.put(key, new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x00, 0xff, 0xfe]));
+    await deliverBatch(INGEST, [{ id: "bin-1", body: { action: "PutObject", object: { key, size: object!.size, eTag: object!.etag }, eventTime: new Date().toISOString() } }]);
+    const doc = await waitForStatus(key, ["failed"]);
+    expect(doc.last_error).toMatch(/UTF-8|binary|NUL/i);
+    expect(doc.active_version).toBeNull();
+    const status = await processorState(key);
+    expect(status).toMatchObject({ status: "failed", step: "chunk" });
+  });
+});
