@@ -35,6 +35,7 @@ describe("DocumentProcessor", () => {
     const b = uniqueKey("acme/b.md");
     await env.DOCUMENTS.put(a, "# A");
     await sendCommand(a, { type: "process", key: a, reason: "test" });
+    await waitForStatus(a, ["ready"]);
     const state = await processorState(b);
     expect(state).toEqual({ key: null });
   });
@@ -45,6 +46,7 @@ describe("DocumentProcessor", () => {
     await sendCommand(a, { type: "process", key: a, reason: "test" });
     const res = await sendCommand(a, { type: "process", key: "someone/else.md", reason: "test" });
     expect(res.status).toBe(409);
+    await waitForStatus(a, ["ready"]);
     expect(((await res.json()) as any).error.code).toBe("wrong_processor");
   });
 

@@ -4,6 +4,7 @@
 //! natively: the Worker (`crates/worker`) only performs the I/O these modules
 //! ask for. Nothing in this crate may read a clock, the network or storage.
 
+pub mod admin;
 pub mod api;
 pub mod chunk;
 pub mod document;

@@ -9,8 +9,16 @@ use worker::Response;
 /// A failure of an API request, with the status it maps to.
 #[derive(Debug)]
 pub enum ApiError {
+    /// 400: the request is malformed (code, message).
+    BadRequest(&'static str, String),
+    /// 401: missing or wrong admin token.
+    Unauthorized,
     /// 404: no such route or resource.
     NotFound(String),
+    /// 413: the body is too large.
+    PayloadTooLarge(String),
+    /// 422: the body is well-formed but cannot be a document.
+    Unprocessable(&'static str, String),
     /// 405: the route exists but not with this method.
     MethodNotAllowed(String),
     /// 500: a platform call failed (D1, R2, queue, Durable Object).
@@ -26,7 +34,15 @@ impl From<worker::Error> for ApiError {
 impl ApiError {
     fn status_code_message(&self) -> (u16, &'static str, String) {
         match self {
+            Self::BadRequest(code, m) => (400, code, m.clone()),
+            Self::Unauthorized => (
+                401,
+                "unauthorized",
+                "a valid admin bearer token is required".to_owned(),
+            ),
             Self::NotFound(m) => (404, "not_found", m.clone()),
+            Self::PayloadTooLarge(m) => (413, "payload_too_large", m.clone()),
+            Self::Unprocessable(code, m) => (422, code, m.clone()),
             Self::MethodNotAllowed(m) => (405, "method_not_allowed", m.clone()),
             Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
         }

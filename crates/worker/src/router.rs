@@ -1,7 +1,7 @@
 //! Wires paths to handlers; no logic of its own.
 
 use crate::error::{json_response, ApiError};
-use crate::health;
+use crate::{admin, health};
 use worker::{Env, Method, Request, Response};
 
 /// Routes one request; every failure becomes a JSON error response.
@@ -13,10 +13,11 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
             "{} is not allowed on /api/health; use GET",
             req.method()
         ))),
+        (_, p) if p == "/admin" || p.starts_with("/admin/") => admin::handle(req, &env).await,
         (_, "/") => json_response(
             &serde_json::json!({
                 "service": "portfolio-docs",
-                "endpoints": ["GET /api/health"],
+                "endpoints": ["GET /api/health", "/admin/documents (bearer token)"],
             }),
             200,
         )

@@ -1,0 +1,233 @@
+//! The admin API's request decisions: which route a path names, who may call
+//! it, and what a document upload must satisfy before anything is stored.
+//!
+//! Never performs the operation; the Worker does, after these checks pass.
+
+use crate::keys::DocumentKey;
+use thiserror::Error;
+
+/// Largest document the admin API accepts (10 MiB). A Worker request body may
+/// be up to 100 MB, but markdown beyond this is a mistake, not a document.
+pub const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;
+
+/// Default and largest page of `GET /admin/documents`.
+pub const DEFAULT_PAGE: u32 = 100;
+/// Largest page of `GET /admin/documents`.
+pub const MAX_PAGE: u32 = 1_000;
+
+/// A route under `/admin/documents`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentRoute {
+    /// `GET /admin/documents`: the paged list.
+    List,
+    /// `PUT /admin/documents/{key}`: store in R2 and enqueue.
+    Put(DocumentKey),
+    /// `DELETE /admin/documents/{key}`: remove from R2 and enqueue the delete.
+    Delete(DocumentKey),
+    /// `GET /admin/documents/{key}`: status.
+    Get(DocumentKey),
+    /// `POST /admin/documents/{key}/process`: manual (re)processing.
+    Process(DocumentKey),
+}
+
+/// Why an admin request was refused before doing anything.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AdminRequestError {
+    /// The path is not an admin document route.
+    #[error("no admin route for {method} {path}")]
+    NoRoute {
+        /// HTTP method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// The key in the path is not a valid document key.
+    #[error("invalid document key: {0}")]
+    BadKey(String),
+    /// The path is not valid percent-encoding of UTF-8.
+    #[error("the document key is not valid percent-encoded UTF-8")]
+    BadEncoding,
+}
+
+const PREFIX: &str = "/admin/documents";
+
+/// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
+#[must_use]
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Maps a method and path to a document route.
+pub fn document_route(method: &str, path: &str) -> Result<DocumentRoute, AdminRequestError> {
+    let no_route = || AdminRequestError::NoRoute {
+        method: method.to_owned(),
+        path: path.to_owned(),
+    };
+    let rest = path.strip_prefix(PREFIX).ok_or_else(no_route)?;
+    if rest.is_empty() || rest == "/" {
+        return match method {
+            "GET" => Ok(DocumentRoute::List),
+            _ => Err(no_route()),
+        };
+    }
+    let raw = rest.strip_prefix('/').ok_or_else(no_route)?;
+    let (raw, process) = match (method, raw.strip_suffix("/process")) {
+        ("POST", Some(key)) => (key, true),
+        _ => (raw, false),
+    };
+    let decoded = percent_decode(raw).ok_or(AdminRequestError::BadEncoding)?;
+    let key = DocumentKey::parse(&decoded).map_err(|e| AdminRequestError::BadKey(e.to_string()))?;
+    match (method, process) {
+        ("POST", true) => Ok(DocumentRoute::Process(key)),
+        ("PUT", false) => Ok(DocumentRoute::Put(key)),
+        ("DELETE", false) => Ok(DocumentRoute::Delete(key)),
+        ("GET", false) => Ok(DocumentRoute::Get(key)),
+        _ => Err(no_route()),
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+#[must_use]
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether an `Authorization` header carries the configured admin token.
+/// An unset or empty configured token authorises nobody.
+#[must_use]
+pub fn is_authorized(authorization: Option<&str>, configured: Option<&str>) -> bool {
+    let Some(expected) = configured.filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    constant_time_eq(given.trim().as_bytes(), expected.as_bytes())
+}
+
+/// Page size from the `limit` query parameter: default, clamped to [1, MAX_PAGE].
+#[must_use]
+pub fn page_size(limit: Option<&str>) -> u32 {
+    limit
+        .and_then(|l| l.parse::<u32>().ok())
+        .map_or(DEFAULT_PAGE, |l| l.clamp(1, MAX_PAGE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> DocumentKey {
+        DocumentKey::parse(k).unwrap()
+    }
+
+    #[test]
+    fn routes_are_parsed_from_method_and_path() {
+        let cases = [
+            ("GET", "/admin/documents", Ok(DocumentRoute::List)),
+            ("GET", "/admin/documents/", Ok(DocumentRoute::List)),
+            (
+                "PUT",
+                "/admin/documents/companies/acme/a.md",
+                Ok(DocumentRoute::Put(key("companies/acme/a.md"))),
+            ),
+            (
+                "DELETE",
+                "/admin/documents/a.md",
+                Ok(DocumentRoute::Delete(key("a.md"))),
+            ),
+            (
+                "GET",
+                "/admin/documents/a%20b.md",
+                Ok(DocumentRoute::Get(key("a b.md"))),
+            ),
+            (
+                "POST",
+                "/admin/documents/x/a.md/process",
+                Ok(DocumentRoute::Process(key("x/a.md"))),
+            ),
+            // Only POST strips `/process`: a GET of such a key is a key.
+            (
+                "GET",
+                "/admin/documents/x/process",
+                Ok(DocumentRoute::Get(key("x/process"))),
+            ),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(document_route(method, path), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn bad_paths_are_refused() {
+        assert!(matches!(
+            document_route("POST", "/admin/documents"),
+            Err(AdminRequestError::NoRoute { .. })
+        ));
+        assert!(matches!(
+            document_route("PATCH", "/admin/documents/a.md"),
+            Err(AdminRequestError::NoRoute { .. })
+        ));
+        assert!(matches!(
+            document_route("GET", "/admin/documentsx"),
+            Err(AdminRequestError::NoRoute { .. })
+        ));
+        assert_eq!(
+            document_route("GET", "/admin/documents/%zz.md"),
+            Err(AdminRequestError::BadEncoding)
+        );
+        assert_eq!(
+            document_route("GET", "/admin/documents/%ff.md"),
+            Err(AdminRequestError::BadEncoding)
+        );
+        assert!(matches!(
+            document_route("PUT", "/admin/documents/a/../b.md"),
+            Err(AdminRequestError::BadKey(_))
+        ));
+        assert!(matches!(
+            document_route("PUT", "/admin/documents/a%2F..%2Fb.md"),
+            Err(AdminRequestError::BadKey(_))
+        ));
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_authorized() {
+        assert!(is_authorized(Some("Bearer s3cret"), Some("s3cret")));
+        assert!(!is_authorized(Some("Bearer s3cre"), Some("s3cret")));
+        assert!(!is_authorized(Some("s3cret"), Some("s3cret")));
+        assert!(!is_authorized(None, Some("s3cret")));
+        assert!(!is_authorized(Some("Bearer "), Some("")));
+        assert!(!is_authorized(Some("Bearer x"), None));
+    }
+
+    #[test]
+    fn page_sizes_are_clamped() {
+        assert_eq!(page_size(None), DEFAULT_PAGE);
+        assert_eq!(page_size(Some("0")), 1);
+        assert_eq!(page_size(Some("5")), 5);
+        assert_eq!(page_size(Some("999999")), MAX_PAGE);
+        assert_eq!(page_size(Some("abc")), DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn percent_decoding_handles_multibyte() {
+        assert_eq!(percent_decode("caf%C3%A9.md").as_deref(), Some("café.md"));
+        assert_eq!(percent_decode("%"), None);
+    }
+}
