@@ -135,3 +135,35 @@ describe("ingestion pipeline", () => {
     expect(status).toMatchObject({ status: "failed", step: "chunk" });
   });
 });
+
+describe("large documents", () => {
+  it("processes a document of 1,000+ chunks across many alarms", async () => {
+    const key = uniqueKey("big/handbook.md");
+    // Every section is a heading plus ~950 bytes (~240 tokens): one chunk each.
+    const sections: string[] = ["# Handbook\n"];
+    for (let i = 0; i < 1_050; i++) {
+      const sentence = `Section ${i} explains procedure number ${i} in careful detail for operators. `;
+      sections.push(`## Procedure ${i}\n\n${sentence.repeat(12)}\n`);
+    }
+    const markdown = sections.join("\n");
+    const started = Date.now();
+    const event = await putDocument(key, markdown);
+    await deliverBatch("portfolio-ingest", [{ id: "big-1", body: event }]);
+    const doc = await waitForStatus(key, ["ready", "failed"], 120_000);
+    expect(doc.status).toBe("ready");
+    expect(doc.chunk_count).toBeGreaterThanOrEqual(1_050);
+
+    const counts: any = await env.DB.prepare(
+      `SELECT (SELECT COUNT(*) FROM chunks WHERE document_id = ?1 AND version = ?2) AS chunks,
+              (SELECT COUNT(*) FROM vector_index WHERE document_id = ?1 AND version = ?2) AS vectors,
+              (SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'procedure') AS fts`,
+    ).bind(doc.id, doc.active_version).first();
+    expect(counts.chunks).toBe(doc.chunk_count);
+    expect(counts.vectors).toBe(doc.chunk_count);
+    expect(counts.fts).toBeGreaterThanOrEqual(doc.chunk_count);
+
+    const status = await processorState(key);
+    expect(status).toMatchObject({ status: "ready", chunk_count: doc.chunk_count });
+    console.log(JSON.stringify({ large_document: { bytes: markdown.length, chunks: doc.chunk_count, ms: Date.now() - started } }));
+  }, 180_000);
+});

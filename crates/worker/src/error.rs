@@ -21,6 +21,10 @@ pub enum ApiError {
     Unprocessable(&'static str, String),
     /// 405: the route exists but not with this method.
     MethodNotAllowed(String),
+    /// 429: the client sent too many requests.
+    TooManyRequests(String),
+    /// 502: a provider (embedding or chat) failed.
+    Upstream(String),
     /// 500: a platform call failed (D1, R2, queue, Durable Object).
     Platform(worker::Error),
 }
@@ -44,6 +48,8 @@ impl ApiError {
             Self::PayloadTooLarge(m) => (413, "payload_too_large", m.clone()),
             Self::Unprocessable(code, m) => (422, code, m.clone()),
             Self::MethodNotAllowed(m) => (405, "method_not_allowed", m.clone()),
+            Self::TooManyRequests(m) => (429, "rate_limited", m.clone()),
+            Self::Upstream(m) => (502, "provider_error", m.clone()),
             Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
         }
     }

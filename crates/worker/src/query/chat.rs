@@ -1,0 +1,153 @@
+//! `POST /api/chat`: retrieval, then an answer grounded in the retrieved
+//! passages with numbered citations and the sources. As JSON, or as
+//! Server-Sent Events: `sources` first, then `delta`s, then `done` (or
+//! `error`, never a hung stream).
+
+use super::search::{retrieve, RetrievalTimings};
+use crate::config::ServiceConfig;
+use crate::error::{json_response, ApiError};
+use crate::providers::ServiceChat;
+use futures_util::StreamExt;
+use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest, Passage};
+use portfolio_core::query::{plan_chat, SearchResult};
+use serde::Serialize;
+use serde_json::{json, Value};
+use worker::{Env, Headers, Request, Response};
+
+/// One cited source, numbered as in the answer's `[n]` citations.
+#[derive(Debug, Clone, Serialize)]
+struct Source {
+    number: usize,
+    key: String,
+    title: String,
+    company: Option<String>,
+    heading_path: String,
+    text: String,
+    score: f64,
+}
+
+fn sources(results: &[SearchResult]) -> Vec<Source> {
+    results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Source {
+            number: i + 1,
+            key: r.key.clone(),
+            title: r.title.clone(),
+            company: r.company.clone(),
+            heading_path: r.heading_path.clone(),
+            text: r.text.clone(),
+            score: r.score,
+        })
+        .collect()
+}
+
+fn passages(results: &[SearchResult]) -> Vec<Passage> {
+    results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Passage {
+            number: i + 1,
+            title: r.title.clone(),
+            heading_path: r
+                .heading_path
+                .split(" > ")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            text: r.text.clone(),
+        })
+        .collect()
+}
+
+fn sse(event: &str, data: &Value) -> Vec<u8> {
+    format!("event: {event}\ndata: {data}\n\n").into_bytes()
+}
+
+fn now() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+#[derive(Serialize)]
+struct Timings {
+    retrieval: RetrievalTimings,
+    generation_ms: u64,
+    total_ms: u64,
+}
+
+/// `POST /api/chat`.
+pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
+    let started = now();
+    let accept_sse = req
+        .headers()
+        .get("Accept")?
+        .is_some_and(|a| a.contains("text/event-stream"));
+    let body = req.bytes().await?;
+    let plan = plan_chat(&body, accept_sse)?;
+    let config = ServiceConfig::from_env(env);
+    let chat = ServiceChat::from_env(env, &config)
+        .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
+    let retrieval = retrieve(env, &plan.search).await?;
+    let history: Vec<ChatMessage> = plan
+        .history
+        .iter()
+        .map(|t| match t.role.as_str() {
+            "assistant" => ChatMessage::assistant(t.content.clone()),
+            _ => ChatMessage::user(t.content.clone()),
+        })
+        .collect();
+    let request = ChatRequest::for_answer(&plan.search.query, passages(&retrieval.results), &history);
+    let sources = sources(&retrieval.results);
+
+    if !plan.stream {
+        let generation_started = now();
+        let completion = chat.complete(&request).await.map_err(|e| ApiError::Upstream(e.to_string()))?;
+        let timings = Timings {
+            retrieval: retrieval.timings,
+            generation_ms: now().saturating_sub(generation_started),
+            total_ms: now().saturating_sub(started),
+        };
+        return Ok(json_response(
+            &json!({
+                "answer": completion.text,
+                "sources": sources,
+                "model": completion.model,
+                "prompt_version": request.prompt_version,
+                "timings": timings,
+            }),
+            200,
+        )?);
+    }
+
+    let (tx, rx) = futures_channel::mpsc::unbounded::<Vec<u8>>();
+    let _ = tx.unbounded_send(sse("sources", &json!({ "sources": sources })));
+    let retrieval_timings = retrieval.timings;
+    wasm_bindgen_futures::spawn_local(async move {
+        let generation_started = now();
+        let delta_tx = tx.clone();
+        let mut on_delta = move |text: &str| {
+            let _ = delta_tx.unbounded_send(sse("delta", &json!({ "text": text })));
+        };
+        let event = match chat.stream(&request, &mut on_delta).await {
+            Ok(completion) => sse(
+                "done",
+                &json!({
+                    "model": completion.model,
+                    "prompt_version": request.prompt_version,
+                    "timings": Timings {
+                        retrieval: retrieval_timings,
+                        generation_ms: now().saturating_sub(generation_started),
+                        total_ms: now().saturating_sub(started),
+                    },
+                }),
+            ),
+            Err(e) => sse("error", &json!({ "code": "provider_error", "message": e.to_string() })),
+        };
+        let _ = tx.unbounded_send(event);
+        // Dropping the last sender ends the response stream.
+    });
+    let headers = Headers::new();
+    headers.set("Content-Type", "text/event-stream; charset=utf-8")?;
+    headers.set("Cache-Control", "no-cache")?;
+    Ok(Response::from_stream(rx.map(Ok::<Vec<u8>, worker::Error>))?.with_headers(headers))
+}

@@ -1,0 +1,47 @@
+//! CORS for the public API, configured per environment with
+//! `CORS_ALLOWED_ORIGINS` (comma-separated origins, or `*`; empty: none).
+
+use worker::{Env, Headers, Request, Response};
+
+/// The request's `Origin` header, read before a handler consumes the request.
+pub fn origin(req: &Request) -> Option<String> {
+    req.headers().get("Origin").ok().flatten()
+}
+
+fn allowed_origin(origin: Option<&str>, env: &Env) -> Option<String> {
+    let origin = origin?.to_owned();
+    let configured = env.var("CORS_ALLOWED_ORIGINS").ok()?.to_string();
+    let allowed = configured
+        .split(',')
+        .map(str::trim)
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(&origin));
+    allowed.then_some(origin)
+}
+
+fn cors_headers(headers: &Headers, origin: &str) -> worker::Result<()> {
+    headers.set("Access-Control-Allow-Origin", origin)?;
+    headers.set("Vary", "Origin")?;
+    headers.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")?;
+    headers.set("Access-Control-Allow-Headers", "Content-Type, Accept")?;
+    headers.set("Access-Control-Max-Age", "86400")?;
+    Ok(())
+}
+
+/// Answers a preflight request.
+pub fn preflight(origin: Option<&str>, env: &Env) -> worker::Result<Response> {
+    let response = Response::empty()?.with_status(204);
+    if let Some(origin) = allowed_origin(origin, env) {
+        cors_headers(response.headers(), &origin)?;
+    }
+    Ok(response)
+}
+
+/// Adds the CORS headers to a response when the request's origin is allowed.
+pub fn apply(origin: Option<&str>, env: &Env, response: Response) -> worker::Result<Response> {
+    if let Some(origin) = allowed_origin(origin, env) {
+        let headers = response.headers().clone();
+        cors_headers(&headers, &origin)?;
+        return Ok(response.with_headers(headers));
+    }
+    Ok(response)
+}
