@@ -4,6 +4,7 @@
 //! natively: the Worker (`crates/worker`) only performs the I/O these modules
 //! ask for. Nothing in this crate may read a clock, the network or storage.
 
+pub mod admin_auth;
 pub mod api;
 pub mod fusion;
 pub mod ingest_message;
@@ -11,3 +12,4 @@ pub mod pipeline;
 pub mod prompts;
 pub mod providers;
 pub mod tags;
+pub mod vector_index;
