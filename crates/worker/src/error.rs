@@ -4,6 +4,7 @@
 //! error into `{ "error": { "code", "message" } }` with the right status.
 
 use portfolio_core::api::ErrorBody;
+use portfolio_core::vector_index::VectorIndexError;
 use worker::Response;
 
 /// A failure of an API request, with the status it maps to.
@@ -15,6 +16,18 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// 500: a platform call failed (D1, R2, queue, Durable Object).
     Platform(worker::Error),
+    /// 401: an admin route without the right bearer token.
+    Unauthorized,
+    /// 400: the request body is not what the route accepts (`code`, message).
+    BadRequest(&'static str, String),
+    /// A vector index call failed: 400 for the caller's input, 503 when retryable, else 502/500.
+    VectorIndex(VectorIndexError),
+}
+
+impl From<VectorIndexError> for ApiError {
+    fn from(err: VectorIndexError) -> Self {
+        Self::VectorIndex(err)
+    }
 }
 
 impl From<worker::Error> for ApiError {
@@ -29,6 +42,26 @@ impl ApiError {
             Self::NotFound(m) => (404, "not_found", m.clone()),
             Self::MethodNotAllowed(m) => (405, "method_not_allowed", m.clone()),
             Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
+            Self::Unauthorized => (
+                401,
+                "unauthorized",
+                "this route needs `Authorization: Bearer <ADMIN_TOKEN>`".into(),
+            ),
+            Self::BadRequest(code, m) => (400, code, m.clone()),
+            Self::VectorIndex(e) => {
+                let status = if e.is_caller_error() {
+                    400
+                } else if e.is_retryable() {
+                    503
+                } else {
+                    match e {
+                        VectorIndexError::Rejected { .. }
+                        | VectorIndexError::MalformedResponse { .. } => 502,
+                        _ => 500,
+                    }
+                };
+                (status, e.code(), e.to_string())
+            }
         }
     }
 

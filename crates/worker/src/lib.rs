@@ -4,6 +4,7 @@
 //! consumer), `scheduled` (daily reconciliation) and the `DocumentProcessor`
 //! Durable Object. Platform glue only: every decision is `portfolio_core`'s.
 
+mod admin;
 mod bindings;
 mod config;
 mod error;
@@ -11,6 +12,7 @@ mod health;
 mod ingest;
 mod reconcile;
 mod router;
+mod store;
 
 pub use ingest::processor::DocumentProcessor;
 
