@@ -648,6 +648,43 @@ pub fn decode_f32_le(
         .collect())
 }
 
+/// Decodes the same BLOB read as SQLite `hex(embedding)` (uppercase or lowercase hex).
+/// The D1 index reads vectors this way: a hex string crosses from D1 into the Worker far
+/// faster than a BLOB, which D1 hands over as an array of numbers (one JS number per byte).
+///
+/// # Errors
+/// `CorruptStoredVector` when the text is not `dimensions × 8` hex digits.
+pub fn decode_f32_le_hex(
+    id: &str,
+    hex: &str,
+    dimensions: usize,
+) -> Result<Vec<f32>, VectorIndexError> {
+    let corrupt = || VectorIndexError::CorruptStoredVector {
+        id: id.to_owned(),
+        bytes: hex.len() / 2,
+        expected_bytes: dimensions * 4,
+    };
+    if hex.len() != dimensions * 8 {
+        return Err(corrupt());
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut values = Vec::with_capacity(dimensions);
+    for word in hex.as_bytes().chunks_exact(8) {
+        let mut bytes = [0u8; 4];
+        for (byte, pair) in bytes.iter_mut().zip(word.chunks_exact(2)) {
+            *byte = (nibble(pair[0]).ok_or_else(corrupt)? << 4)
+                | nibble(pair[1]).ok_or_else(corrupt)?;
+        }
+        values.push(f32::from_le_bytes(bytes));
+    }
+    Ok(values)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Exact search.
 // ---------------------------------------------------------------------------------------------
@@ -855,6 +892,27 @@ mod tests {
         );
         assert!(decode_f32_le("a", &bytes, 3).is_err());
         assert!(!err.is_retryable() && !err.is_caller_error());
+    }
+
+    #[test]
+    fn hex_decoding_matches_the_blob_and_rejects_bad_text() {
+        let values = vec![1.5_f32, -0.25, 3.0e-7];
+        let hex: String = encode_f32_le(&values)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        assert_eq!(decode_f32_le_hex("a", &hex, 3).unwrap(), values);
+        assert_eq!(
+            decode_f32_le_hex("a", &hex.to_lowercase(), 3).unwrap(),
+            values
+        );
+        assert!(decode_f32_le_hex("a", &hex[..hex.len() - 2], 3).is_err());
+        let mut bad = hex.clone();
+        bad.replace_range(0..1, "G");
+        assert_eq!(
+            decode_f32_le_hex("a", &bad, 3).unwrap_err().code(),
+            "corrupt_stored_vector"
+        );
     }
 
     #[test]
