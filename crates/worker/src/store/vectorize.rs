@@ -2,9 +2,11 @@
 //! through a typed wasm-bindgen binding (workers-rs 0.8 has none).
 //!
 //! Owns the JS shapes exchanged with Vectorize: vectors go as `Float32Array`, option and
-//! metadata objects are built with the JSON-compatible serializer (the default one makes JS
-//! `Map`s, which Vectorize reads as `{}` and silently ignores). Must never decide anything the
-//! core can: validation, batching and limits come from `portfolio_core::vector_index`.
+//! metadata objects are built with the JSON-compatible serializer (the default one turns any
+//! map-typed value — a `serde_json::Value` object, a `HashMap` — into a JS `Map`, which
+//! Vectorize reads as `{}` and silently ignores; the test stand-in rejects it). Must never
+//! decide anything the core can: validation, batching and limits come from
+//! `portfolio_core::vector_index`.
 
 use js_sys::{Array, Float32Array, Object, Promise, Reflect};
 use portfolio_core::vector_index::{
