@@ -1,27 +1,86 @@
 // End-to-end tests: the built Worker (build/index.js + wasm) runs in workerd
 // through Miniflare with real local D1 (migrations applied), R2, Queues,
 // Durable Objects and cron. Build first: `bash scripts/build-worker.sh`.
+//
+// Two projects share that one build:
+// - `d1`: the local configuration as is (`VECTOR_INDEX=d1`), every spec file.
+// - `vectorize`: the same Worker with `VECTOR_INDEX=vectorize`, its `VECTORIZE`
+//   binding served by the local stand-in (tests/standins/vectorize.js) through a
+//   service binding, running the specs that are parameterised by implementation.
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { experimental_readRawConfig } from "wrangler";
 import { defineConfig } from "vitest/config";
+
+const root = import.meta.dirname;
+
+/**
+ * Derives the `vectorize` project's wrangler config from wrangler.jsonc, so the
+ * two cannot drift: the same bindings minus the real (remote-only) `vectorize`
+ * one, whose name the stand-in's service binding takes; no `build` (the wasm
+ * is built once, before the run); absolute paths (the file lives elsewhere).
+ */
+function writeVectorizeTestConfig(): string {
+  const { rawConfig } = experimental_readRawConfig({ config: path.join(root, "wrangler.jsonc") });
+  const config: Record<string, any> = structuredClone(rawConfig);
+  delete config.vectorize;
+  delete config.build;
+  delete config.env;
+  delete config.$schema;
+  config.main = path.join(root, config.main);
+  for (const db of config.d1_databases ?? []) {
+    if (db.migrations_dir) db.migrations_dir = path.join(root, db.migrations_dir);
+  }
+  config.vars = { ...config.vars, VECTOR_INDEX: "vectorize" };
+  const dir = path.join(root, ".wrangler", "vitest");
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "wrangler.vectorize.json");
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
+  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token" };
+  const shared = { setupFiles: ["./tests/setup.ts"], testTimeout: 30_000 };
   return {
-    plugins: [
-      cloudflareTest({
-        wrangler: { configPath: "./wrangler.jsonc" },
-        miniflare: {
-          bindings: {
-            TEST_MIGRATIONS: migrations,
-            ADMIN_TOKEN: "test-admin-token",
-          },
-        },
-      }),
-    ],
     test: {
-      include: ["tests/**/*.spec.ts"],
-      setupFiles: ["./tests/setup.ts"],
-      testTimeout: 30_000,
+      projects: [
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.jsonc" },
+              miniflare: { bindings },
+            }),
+          ],
+          test: { name: "d1", include: ["tests/**/*.spec.ts"], ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: writeVectorizeTestConfig() },
+              miniflare: {
+                bindings,
+                serviceBindings: {
+                  VECTORIZE: { name: "vectorize-standin", entrypoint: "VectorizeStandin" },
+                },
+                workers: [
+                  {
+                    name: "vectorize-standin",
+                    modules: true,
+                    modulesRoot: root,
+                    scriptPath: path.join(root, "tests/standins/vectorize.js"),
+                    compatibilityDate: "2026-11-01",
+                    bindings: { DIMENSIONS: 1536, MUTATION_LAG_CALLS: 2 },
+                  },
+                ],
+              },
+            }),
+          ],
+          test: { name: "vectorize", include: ["tests/vector_index.spec.ts"], ...shared },
+        },
+      ],
     },
   };
 });

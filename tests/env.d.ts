@@ -10,6 +10,9 @@ declare global {
       INGEST_DLQ: Queue;
       DOCUMENT_PROCESSOR: DurableObjectNamespace;
       ADMIN_TOKEN: string;
+      VECTOR_INDEX: string;
+      /** Only in the `vectorize` test project: the local Vectorize stand-in (JS RPC). */
+      VECTORIZE?: any;
       TEST_MIGRATIONS: D1Migration[];
     }
   }

@@ -17,3 +17,4 @@ pub mod prompts;
 pub mod providers;
 pub mod query;
 pub mod tags;
+pub mod vector_index;

@@ -203,7 +203,8 @@ fn checked_tags(tags: Option<&[String]>) -> Result<Vec<String>, QueryError> {
     }
     let mut out: Vec<String> = Vec::new();
     for raw in tags {
-        let tag = normalize_tag(raw).ok_or_else(|| QueryError::Tags(format!("entry {raw:?} is not a usable tag")))?;
+        let tag = normalize_tag(raw)
+            .ok_or_else(|| QueryError::Tags(format!("entry {raw:?} is not a usable tag")))?;
         if !out.contains(&tag) {
             out.push(tag);
         }
@@ -213,7 +214,8 @@ fn checked_tags(tags: Option<&[String]>) -> Result<Vec<String>, QueryError> {
 
 /// Parses and validates a search body.
 pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
-    let body: SearchBody = serde_json::from_slice(body).map_err(|e| QueryError::BadJson(e.to_string()))?;
+    let body: SearchBody =
+        serde_json::from_slice(body).map_err(|e| QueryError::BadJson(e.to_string()))?;
     let top_k = match body.top_k {
         None => DEFAULT_TOP_K,
         Some(k) if (1..=i64::from(MAX_TOP_K)).contains(&k) => k as u32,
@@ -230,7 +232,8 @@ pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
 /// Parses and validates a chat body; `accept_sse` is true when the client
 /// sent `Accept: text/event-stream`.
 pub fn plan_chat(body: &[u8], accept_sse: bool) -> Result<ChatPlan, QueryError> {
-    let body: ChatBody = serde_json::from_slice(body).map_err(|e| QueryError::BadJson(e.to_string()))?;
+    let body: ChatBody =
+        serde_json::from_slice(body).map_err(|e| QueryError::BadJson(e.to_string()))?;
     let history = body.history.unwrap_or_default();
     if history.len() > MAX_HISTORY_TURNS {
         return Err(QueryError::History(format!(
@@ -381,7 +384,8 @@ pub fn overlaps(a: &ChunkRow, b: &ChunkRow) -> bool {
     let start = a.start_byte.max(b.start_byte);
     let end = a.end_byte.min(b.end_byte);
     let shared = end.saturating_sub(start);
-    let shorter = (a.end_byte - a.start_byte.min(a.end_byte)).min(b.end_byte - b.start_byte.min(b.end_byte));
+    let shorter =
+        (a.end_byte - a.start_byte.min(a.end_byte)).min(b.end_byte - b.start_byte.min(b.end_byte));
     shorter > 0 && shared * 2 > shorter
 }
 
@@ -438,7 +442,10 @@ mod tests {
 
     #[test]
     fn search_bodies_are_validated() {
-        let ok = plan_search(br#"{"query":"  forklifts ","company":"acme","tags":["Robotics"],"top_k":5}"#).unwrap();
+        let ok = plan_search(
+            br#"{"query":"  forklifts ","company":"acme","tags":["Robotics"],"top_k":5}"#,
+        )
+        .unwrap();
         assert_eq!(
             ok,
             SearchPlan {
@@ -448,7 +455,10 @@ mod tests {
                 top_k: 5
             }
         );
-        assert_eq!(plan_search(br#"{"query":"x"}"#).unwrap().top_k, DEFAULT_TOP_K);
+        assert_eq!(
+            plan_search(br#"{"query":"x"}"#).unwrap().top_k,
+            DEFAULT_TOP_K
+        );
         let long = format!(r#"{{"query":"{}"}}"#, "a".repeat(MAX_QUERY_CHARS + 1));
         let cases: Vec<(&[u8], &str)> = vec![
             (b"{", "bad_json"),
@@ -460,43 +470,87 @@ mod tests {
             (br#"{"query":"x","top_k":51}"#, "bad_top_k"),
             (br#"{"query":"x","company":"a b"}"#, "bad_company"),
             (br#"{"query":"x","tags":["!!!"]}"#, "bad_tags"),
-            (br#"{"query":"x","tags":["a","b","c","d","e","f","g","h","i","j","k"]}"#, "bad_tags"),
+            (
+                br#"{"query":"x","tags":["a","b","c","d","e","f","g","h","i","j","k"]}"#,
+                "bad_tags",
+            ),
         ];
         for (body, code) in cases {
-            assert_eq!(plan_search(body).unwrap_err().code(), code, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                plan_search(body).unwrap_err().code(),
+                code,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
     #[test]
     fn chat_bodies_are_validated() {
-        let plan = plan_chat(br#"{"question":"What?","history":[{"role":"user","content":"hi"}]}"#, true).unwrap();
+        let plan = plan_chat(
+            br#"{"question":"What?","history":[{"role":"user","content":"hi"}]}"#,
+            true,
+        )
+        .unwrap();
         assert!(plan.stream);
         assert_eq!(plan.search.top_k, CHAT_PASSAGES);
-        assert!(!plan_chat(br#"{"question":"What?","stream":false}"#, true).unwrap().stream);
-        let many: Vec<String> = (0..21).map(|_| r#"{"role":"user","content":"x"}"#.to_owned()).collect();
+        assert!(
+            !plan_chat(br#"{"question":"What?","stream":false}"#, true)
+                .unwrap()
+                .stream
+        );
+        let many: Vec<String> = (0..21)
+            .map(|_| r#"{"role":"user","content":"x"}"#.to_owned())
+            .collect();
         let too_many = format!(r#"{{"question":"q","history":[{}]}}"#, many.join(","));
-        assert_eq!(plan_chat(too_many.as_bytes(), false).unwrap_err().code(), "bad_history");
         assert_eq!(
-            plan_chat(br#"{"question":"q","history":[{"role":"system","content":"x"}]}"#, false).unwrap_err().code(),
+            plan_chat(too_many.as_bytes(), false).unwrap_err().code(),
             "bad_history"
         );
-        assert_eq!(plan_chat(br#"{"question":""}"#, false).unwrap_err().code(), "empty_query");
-        assert_eq!(plan_chat(br#"{"query":"q"}"#, false).unwrap_err().code(), "bad_json");
+        assert_eq!(
+            plan_chat(
+                br#"{"question":"q","history":[{"role":"system","content":"x"}]}"#,
+                false
+            )
+            .unwrap_err()
+            .code(),
+            "bad_history"
+        );
+        assert_eq!(
+            plan_chat(br#"{"question":""}"#, false).unwrap_err().code(),
+            "empty_query"
+        );
+        assert_eq!(
+            plan_chat(br#"{"query":"q"}"#, false).unwrap_err().code(),
+            "bad_json"
+        );
     }
 
     #[test]
     fn fts_expressions_quote_terms_and_neutralise_syntax() {
-        assert_eq!(fts_expression("ZX-4000 pump").as_deref(), Some(r#""zx 4000" OR "pump""#));
-        assert_eq!(fts_expression(r#"a" OR NEAR(b c) *"#).as_deref(), Some(r#""a" OR "or" OR "near b" OR "c""#));
+        assert_eq!(
+            fts_expression("ZX-4000 pump").as_deref(),
+            Some(r#""zx 4000" OR "pump""#)
+        );
+        assert_eq!(
+            fts_expression(r#"a" OR NEAR(b c) *"#).as_deref(),
+            Some(r#""a" OR "or" OR "near b" OR "c""#)
+        );
         assert_eq!(fts_expression("  -- ** "), None);
         assert_eq!(fts_expression("pump pump").as_deref(), Some(r#""pump""#));
         let many: String = (0..100).map(|i| format!("w{i} ")).collect();
-        assert_eq!(fts_expression(&many).unwrap().matches(" OR ").count(), MAX_KEYWORD_TERMS - 1);
+        assert_eq!(
+            fts_expression(&many).unwrap().matches(" OR ").count(),
+            MAX_KEYWORD_TERMS - 1
+        );
     }
 
     #[test]
     fn tag_terms_skip_stop_words_and_short_words() {
-        assert_eq!(query_tag_terms("What are the robotics projects of Acme?"), vec!["robotics", "projects", "acme"]);
+        assert_eq!(
+            query_tag_terms("What are the robotics projects of Acme?"),
+            vec!["robotics", "projects", "acme"]
+        );
     }
 
     fn row(id: &str, doc: i64, range: (u64, u64), tags: &str) -> ChunkRow {
@@ -517,15 +571,32 @@ mod tests {
 
     #[test]
     fn overlap_needs_the_same_document_and_more_than_half() {
-        assert!(overlaps(&row("a", 1, (0, 100), "[]"), &row("b", 1, (40, 140), "[]")));
-        assert!(!overlaps(&row("a", 1, (0, 100), "[]"), &row("b", 1, (60, 160), "[]")));
-        assert!(!overlaps(&row("a", 1, (0, 100), "[]"), &row("b", 2, (0, 100), "[]")));
+        assert!(overlaps(
+            &row("a", 1, (0, 100), "[]"),
+            &row("b", 1, (40, 140), "[]")
+        ));
+        assert!(!overlaps(
+            &row("a", 1, (0, 100), "[]"),
+            &row("b", 1, (60, 160), "[]")
+        ));
+        assert!(!overlaps(
+            &row("a", 1, (0, 100), "[]"),
+            &row("b", 2, (0, 100), "[]")
+        ));
     }
 
     #[test]
     fn results_skip_missing_rows_overlaps_and_tag_misses() {
         let rankings = vec![
-            SourceRanking::new(RetrievalSource::Vector, [("a".to_owned(), 0.9), ("gone".to_owned(), 0.8), ("b".to_owned(), 0.7), ("c".to_owned(), 0.6)]),
+            SourceRanking::new(
+                RetrievalSource::Vector,
+                [
+                    ("a".to_owned(), 0.9),
+                    ("gone".to_owned(), 0.8),
+                    ("b".to_owned(), 0.7),
+                    ("c".to_owned(), 0.6),
+                ],
+            ),
             SourceRanking::new(RetrievalSource::Keyword, [("c".to_owned(), 3.0)]),
         ];
         let fused = fuse_rankings(&FusionConfig::new(), &rankings);
@@ -535,11 +606,17 @@ mod tests {
             row("c", 2, (0, 50), r#"["valves"]"#),
         ];
         let all = assemble_results(&fused, &rows, &[], 10);
-        assert_eq!(all.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["c", "a"]);
+        assert_eq!(
+            all.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+            ["c", "a"]
+        );
         assert_eq!(all[0].scores.keyword, Some(3.0));
         assert_eq!(all[0].scores.vector, Some(0.6));
         let tagged = assemble_results(&fused, &rows, &["pumps".to_owned()], 10);
-        assert_eq!(tagged.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(
+            tagged.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
         assert_eq!(assemble_results(&fused, &rows, &[], 1).len(), 1);
     }
 }

@@ -13,6 +13,9 @@ pub const DOCUMENT_PROCESSOR: &str = "DOCUMENT_PROCESSOR";
 /// Vectorize index (absent locally: Vectorize has no local simulation).
 pub const VECTORIZE: &str = "VECTORIZE";
 
+/// Rate limiter for `/api/chat` (per client IP).
+pub const CHAT_RATE_LIMITER: &str = "CHAT_RATE_LIMITER";
+
 /// Every binding with its kind, as reported by `GET /api/health`.
 /// `required` ones make the service `degraded` when missing.
 pub const ALL: [(&str, &str, bool); 6] = [

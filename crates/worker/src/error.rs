@@ -4,6 +4,7 @@
 //! error into `{ "error": { "code", "message" } }` with the right status.
 
 use portfolio_core::api::ErrorBody;
+use portfolio_core::vector_index::VectorIndexError;
 use worker::Response;
 
 /// A failure of an API request, with the status it maps to.
@@ -27,6 +28,14 @@ pub enum ApiError {
     Upstream(String),
     /// 500: a platform call failed (D1, R2, queue, Durable Object).
     Platform(worker::Error),
+    /// A vector index call failed: 400 for the caller's input, 503 when retryable, else 502/500.
+    VectorIndex(VectorIndexError),
+}
+
+impl From<VectorIndexError> for ApiError {
+    fn from(err: VectorIndexError) -> Self {
+        Self::VectorIndex(err)
+    }
 }
 
 impl From<worker::Error> for ApiError {
@@ -39,11 +48,6 @@ impl ApiError {
     fn status_code_message(&self) -> (u16, &'static str, String) {
         match self {
             Self::BadRequest(code, m) => (400, code, m.clone()),
-            Self::Unauthorized => (
-                401,
-                "unauthorized",
-                "a valid admin bearer token is required".to_owned(),
-            ),
             Self::NotFound(m) => (404, "not_found", m.clone()),
             Self::PayloadTooLarge(m) => (413, "payload_too_large", m.clone()),
             Self::Unprocessable(code, m) => (422, code, m.clone()),
@@ -51,6 +55,25 @@ impl ApiError {
             Self::TooManyRequests(m) => (429, "rate_limited", m.clone()),
             Self::Upstream(m) => (502, "provider_error", m.clone()),
             Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
+            Self::Unauthorized => (
+                401,
+                "unauthorized",
+                "this route needs `Authorization: Bearer <ADMIN_TOKEN>`".into(),
+            ),
+            Self::VectorIndex(e) => {
+                let status = if e.is_caller_error() {
+                    400
+                } else if e.is_retryable() {
+                    503
+                } else {
+                    match e {
+                        VectorIndexError::Rejected { .. }
+                        | VectorIndexError::MalformedResponse { .. } => 502,
+                        _ => 500,
+                    }
+                };
+                (status, e.code(), e.to_string())
+            }
         }
     }
 

@@ -11,8 +11,10 @@ mod error;
 mod health;
 mod ingest;
 mod providers;
+mod query;
 mod reconcile;
 mod router;
+mod store;
 
 pub use ingest::processor::DocumentProcessor;
 

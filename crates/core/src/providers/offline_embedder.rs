@@ -91,11 +91,15 @@ impl HashingEmbedder {
         vector[slot] += sign * weight;
     }
 
-    /// Embeds one text; empty or stop-word-only text gives the zero vector.
+    /// Embeds one text. Empty or stop-word-only text gets one fixed "no
+    /// terms" feature rather than the zero vector, whose cosine is undefined
+    /// (vector indexes reject it).
     #[must_use]
     pub fn embed_text(&self, text: &str) -> Vec<f32> {
         let mut vector = vec![0.0f32; self.dimensions];
+        let mut terms = 0usize;
         for term in index_terms(text) {
+            terms += 1;
             self.add(&mut vector, fnv1a(b'w', term.as_bytes()), 1.0);
             if self.char_ngrams {
                 let padded: Vec<char> = std::iter::once('<')
@@ -107,6 +111,9 @@ impl HashingEmbedder {
                     self.add(&mut vector, fnv1a(b'c', gram.as_bytes()), CHAR_NGRAM_WEIGHT);
                 }
             }
+        }
+        if terms == 0 {
+            self.add(&mut vector, fnv1a(b'e', b""), 1.0);
         }
         let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm > 0.0 {
@@ -194,7 +201,10 @@ mod tests {
     #[test]
     fn empty_text_and_zero_dimensions() {
         let e = HashingEmbedder::new(8).unwrap().without_char_ngrams();
-        assert_eq!(e.embed_text("the and of"), vec![0.0; 8]);
+        let empty = e.embed_text("the and of");
+        assert_eq!(empty, e.embed_text(""));
+        let norm: f32 = empty.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-6, "never the zero vector");
         assert!(HashingEmbedder::new(0).is_err());
         let batch = pollster::block_on(e.embed(&["a b".to_owned(), "c".to_owned()])).unwrap();
         assert_eq!(batch.len(), 2);

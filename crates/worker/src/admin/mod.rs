@@ -1,26 +1,50 @@
-//! The admin API (bearer token only): document upload, deletion, manual
-//! processing, status and listing. Checks come from `portfolio_core::admin`;
-//! nothing happens before the token is verified.
+//! The operator (admin) API: every route here needs `Authorization: Bearer
+//! <ADMIN_TOKEN>` (compared in constant time). Owns the token check and the
+//! dispatch; must never answer an admin route, known or not, before the
+//! token passed. Request checks come from `portfolio_core::admin`.
 
 mod documents;
+pub mod index;
 
 use crate::error::ApiError;
 use portfolio_core::admin::{document_route, is_authorized, AdminRequestError};
-use worker::{Env, Request, Response};
+use wasm_bindgen::JsValue;
+use worker::{Env, Method, Request, Response};
 
-/// Handles any `/admin/...` request.
-pub async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
-    let token = env.secret("ADMIN_TOKEN").map(|s| s.to_string()).ok();
-    let header = req.headers().get("Authorization").ok().flatten();
-    if !is_authorized(header.as_deref(), token.as_deref()) {
-        return Err(ApiError::Unauthorized);
+/// Name of the secret (or var, locally) holding the admin token.
+const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+
+/// `Ok` when the request carries the configured admin token. Read from the
+/// raw environment: a secret and a var are both plain strings there.
+pub fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
+    let expected = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(ADMIN_TOKEN))
+        .ok()
+        .and_then(|v| v.as_string());
+    let presented = req.headers().get("Authorization").ok().flatten();
+    if is_authorized(presented.as_deref(), expected.as_deref()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
     }
+}
+
+/// Handles any `/admin/...` request: token first, then the route.
+pub async fn handle(req: Request, env: Env) -> Result<Response, ApiError> {
+    authorize(&req, &env)?;
     let path = req.path();
+    match (req.method(), path.as_str()) {
+        (Method::Get, "/admin/index") => return index::describe(req, env).await,
+        (Method::Post, "/admin/index/query") => return index::query(req, env).await,
+        (Method::Post, "/admin/index/upsert") => return index::upsert(req, env).await,
+        (Method::Post, "/admin/index/get") => return index::get(req, env).await,
+        (Method::Post, "/admin/index/delete") => return index::delete(req, env).await,
+        _ => {}
+    }
     match document_route(req.method().as_ref(), &path) {
-        Ok(route) => documents::handle(route, req, env).await,
-        Err(AdminRequestError::NoRoute { method, path }) => Err(ApiError::NotFound(format!(
-            "no admin route for {method} {path}"
-        ))),
+        Ok(route) => documents::handle(route, req, &env).await,
+        Err(AdminRequestError::NoRoute { method, path }) => {
+            Err(ApiError::NotFound(format!("no route for {method} {path}")))
+        }
         Err(e) => Err(ApiError::BadRequest("bad_key", e.to_string())),
     }
 }

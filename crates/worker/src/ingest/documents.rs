@@ -228,6 +228,41 @@ pub async fn delete_generation_chunks(
     Ok(())
 }
 
+#[derive(Deserialize)]
+struct CountRow {
+    n: f64,
+}
+
+/// Number of chunk rows of one generation.
+pub async fn generation_chunk_count(
+    db: &D1Database,
+    document_id: i64,
+    version: u64,
+) -> worker::Result<u32> {
+    let row: Option<CountRow> = db
+        .prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1 AND version = ?2")
+        .bind(&[num(document_id as f64), num(version as f64)])?
+        .first(None)
+        .await?;
+    Ok(row.map_or(0, |r| r.n as u32))
+}
+
+#[derive(Deserialize)]
+struct VectorIdRow {
+    vector_id: String,
+}
+
+/// Vector ids of every chunk row of the document `key` (any generation).
+pub async fn document_vector_ids(db: &D1Database, key: &str) -> worker::Result<Vec<String>> {
+    let rows: Vec<VectorIdRow> = db
+        .prepare("SELECT c.vector_id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.key = ?1")
+        .bind(&[key.into()])?
+        .all()
+        .await?
+        .results()?;
+    Ok(rows.into_iter().map(|r| r.vector_id).collect())
+}
+
 /// Removes every chunk of the document and leaves a `deleted` tombstone row
 /// (so status and reconciliation can see what happened).
 pub async fn delete_document(db: &D1Database, key: &str, now: f64) -> worker::Result<Option<i64>> {

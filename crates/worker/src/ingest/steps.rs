@@ -4,7 +4,7 @@
 
 use super::documents;
 use super::staging::{StagedDocument, Staging};
-use super::vectors::{self, VectorRow};
+use super::vectors;
 use crate::bindings;
 use crate::providers::{ServiceChat, ServiceEmbedder};
 use portfolio_core::chunk::chunk_document;
@@ -14,6 +14,7 @@ use portfolio_core::keys::{sha256_hex, vector_id, DocumentKey};
 use portfolio_core::pipeline::{ObjectVersion, StepError};
 use portfolio_core::providers::{ChatModel, ChatRequest, Embedder};
 use portfolio_core::tags::{extract_keyword_tags, parse_batch_tags, MAX_TAGS_PER_CHUNK};
+use portfolio_core::vector_index::{VectorIndexError, VectorMetadata, VectorRecord};
 use worker::{D1Database, Env};
 
 /// What every step needs.
@@ -35,6 +36,13 @@ impl std::fmt::Debug for StepContext<'_> {
         f.debug_struct("StepContext")
             .field("key", &self.key)
             .finish()
+    }
+}
+
+fn index_error(context: &str, e: &VectorIndexError) -> StepError {
+    StepError {
+        message: format!("{context}: {e}"),
+        retryable: e.is_retryable(),
     }
 }
 
@@ -162,20 +170,23 @@ impl StepContext<'_> {
                 chunks.len()
             )));
         }
-        let rows: Vec<VectorRow> = chunks
+        let records: Vec<VectorRecord> = chunks
             .iter()
             .zip(embeddings)
-            .map(|(chunk, values)| VectorRow {
+            .map(|(chunk, values)| VectorRecord {
                 id: vector_id(document.document_id, generation as i64, chunk.idx),
-                document_id: document.document_id,
-                company_id: document.company_id,
-                version: generation,
                 values,
+                metadata: VectorMetadata {
+                    document_id: document.document_id,
+                    company_id: document.company_id,
+                    version: generation,
+                    tags: Vec::new(),
+                },
             })
             .collect();
-        vectors::upsert(&self.db()?, &rows)
+        vectors::upsert(self.env, &records)
             .await
-            .map_err(platform("vector index upsert"))
+            .map_err(|e| index_error("vector index upsert", &e))
     }
 
     /// Tag batch `index`: tags from the LLM when one is configured, else keyword tags.
@@ -253,7 +264,13 @@ impl StepContext<'_> {
             // A commit whose result was lost: the generation is live, keep it.
             return Ok(());
         }
-        vectors::delete_generation(&db, document_id, version).await?;
+        // Every id the generation may have written: its chunk rows, or what was staged.
+        let committed = documents::generation_chunk_count(&db, document_id, version).await?;
+        let staged = self.staging.document(version)?.map_or(0, |d| d.chunk_count);
+        let ids = vectors::generation_ids(document_id, version, committed.max(staged));
+        vectors::delete(self.env, &ids)
+            .await
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
         documents::delete_generation_chunks(&db, document_id, version).await?;
         self.staging.discard(version)
     }
@@ -261,14 +278,16 @@ impl StepContext<'_> {
     /// Delete: remove the document's chunks and vectors, leave a tombstone.
     pub async fn delete_document(&self) -> Result<(), StepError> {
         let db = self.db()?;
-        if let Some(document_id) = documents::delete_document(&db, self.key, self.now)
+        // Vectors first: once the chunk rows are gone their ids are unknown.
+        let ids = documents::document_vector_ids(&db, self.key)
             .await
-            .map_err(platform("D1 delete"))?
-        {
-            vectors::delete_document(&db, document_id)
-                .await
-                .map_err(platform("vector index delete"))?;
-        }
+            .map_err(platform("D1 read vector ids"))?;
+        vectors::delete(self.env, &ids)
+            .await
+            .map_err(|e| index_error("vector index delete", &e))?;
+        documents::delete_document(&db, self.key, self.now)
+            .await
+            .map_err(platform("D1 delete"))?;
         Ok(())
     }
 }

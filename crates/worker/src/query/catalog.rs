@@ -26,7 +26,10 @@ pub async fn companies(env: &Env) -> Result<Response, ApiError> {
         .all()
         .await?
         .results()?;
-    Ok(json_response(&serde_json::json!({ "companies": rows }), 200)?)
+    Ok(json_response(
+        &serde_json::json!({ "companies": rows }),
+        200,
+    )?)
 }
 
 #[derive(Deserialize, Serialize)]
@@ -79,5 +82,8 @@ pub async fn documents(req: &Request, env: &Env) -> Result<Response, ApiError> {
             updated_at: r.updated_at as u64,
         })
         .collect();
-    Ok(json_response(&serde_json::json!({ "documents": documents }), 200)?)
+    Ok(json_response(
+        &serde_json::json!({ "documents": documents }),
+        200,
+    )?)
 }

@@ -96,12 +96,16 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
             _ => ChatMessage::user(t.content.clone()),
         })
         .collect();
-    let request = ChatRequest::for_answer(&plan.search.query, passages(&retrieval.results), &history);
+    let request =
+        ChatRequest::for_answer(&plan.search.query, passages(&retrieval.results), &history);
     let sources = sources(&retrieval.results);
 
     if !plan.stream {
         let generation_started = now();
-        let completion = chat.complete(&request).await.map_err(|e| ApiError::Upstream(e.to_string()))?;
+        let completion = chat
+            .complete(&request)
+            .await
+            .map_err(|e| ApiError::Upstream(e.to_string()))?;
         let timings = Timings {
             retrieval: retrieval.timings,
             generation_ms: now().saturating_sub(generation_started),
@@ -141,7 +145,10 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
                     },
                 }),
             ),
-            Err(e) => sse("error", &json!({ "code": "provider_error", "message": e.to_string() })),
+            Err(e) => sse(
+                "error",
+                &json!({ "code": "provider_error", "message": e.to_string() }),
+            ),
         };
         let _ = tx.unbounded_send(event);
         // Dropping the last sender ends the response stream.

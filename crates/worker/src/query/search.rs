@@ -7,9 +7,14 @@ use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::providers::ServiceEmbedder;
 use crate::store::vector_index_from_env;
-use portfolio_core::fusion::{bm25_relevance, fuse_rankings, FusionConfig, RetrievalSource, SourceRanking};
+use portfolio_core::fusion::{
+    bm25_relevance, fuse_rankings, FusionConfig, RetrievalSource, SourceRanking,
+};
 use portfolio_core::providers::Embedder;
-use portfolio_core::query::{assemble_results, fts_expression, plan_search, query_tag_terms, ChunkRow, SearchPlan, SearchResult};
+use portfolio_core::query::{
+    assemble_results, fts_expression, plan_search, query_tag_terms, ChunkRow, SearchPlan,
+    SearchResult,
+};
 use portfolio_core::vector_index::{MetadataFilter, VectorIndex, VectorQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -66,7 +71,11 @@ fn opt_id(id: Option<i64>) -> JsValue {
     id.map_or(JsValue::NULL, |i| JsValue::from_f64(i as f64))
 }
 
-async fn vector_hits(env: &Env, plan: &SearchPlan, company: Option<i64>) -> Result<Vec<(String, f64)>, String> {
+async fn vector_hits(
+    env: &Env,
+    plan: &SearchPlan,
+    company: Option<i64>,
+) -> Result<Vec<(String, f64)>, String> {
     let config = ServiceConfig::from_env(env);
     let embedder = ServiceEmbedder::from_env(env, &config).map_err(|e| e.to_string())?;
     let mut vectors = embedder
@@ -82,10 +91,17 @@ async fn vector_hits(env: &Env, plan: &SearchPlan, company: Option<i64>) -> Resu
         return_metadata: false,
     };
     let matches = index.query(&query).await.map_err(|e| e.to_string())?;
-    Ok(matches.into_iter().map(|m| (m.id, f64::from(m.score))).collect())
+    Ok(matches
+        .into_iter()
+        .map(|m| (m.id, f64::from(m.score)))
+        .collect())
 }
 
-async fn keyword_hits(db: &D1Database, plan: &SearchPlan, company: Option<i64>) -> worker::Result<Vec<(String, f64)>> {
+async fn keyword_hits(
+    db: &D1Database,
+    plan: &SearchPlan,
+    company: Option<i64>,
+) -> worker::Result<Vec<(String, f64)>> {
     let Some(expression) = fts_expression(&plan.query) else {
         return Ok(Vec::new());
     };
@@ -100,11 +116,22 @@ async fn keyword_hits(db: &D1Database, plan: &SearchPlan, company: Option<i64>) 
         .all()
         .await?
         .results()?;
-    Ok(rows.into_iter().map(|r| (r.vector_id, bm25_relevance(r.score))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.vector_id, bm25_relevance(r.score)))
+        .collect())
 }
 
-async fn tag_hits(db: &D1Database, plan: &SearchPlan, company: Option<i64>) -> worker::Result<Vec<(String, f64)>> {
-    let tags = if plan.tags.is_empty() { query_tag_terms(&plan.query) } else { plan.tags.clone() };
+async fn tag_hits(
+    db: &D1Database,
+    plan: &SearchPlan,
+    company: Option<i64>,
+) -> worker::Result<Vec<(String, f64)>> {
+    let tags = if plan.tags.is_empty() {
+        query_tag_terms(&plan.query)
+    } else {
+        plan.tags.clone()
+    };
     if tags.is_empty() {
         return Ok(Vec::new());
     }
@@ -117,7 +144,11 @@ async fn tag_hits(db: &D1Database, plan: &SearchPlan, company: Option<i64>) -> w
              AND (?2 IS NULL OR d.company_id = ?2) \
              GROUP BY c.id ORDER BY score DESC, c.id LIMIT ?3",
         )
-        .bind(&[tags_json.into(), opt_id(company), JsValue::from_f64(f64::from(plan.candidates()))])?
+        .bind(&[
+            tags_json.into(),
+            opt_id(company),
+            JsValue::from_f64(f64::from(plan.candidates())),
+        ])?
         .all()
         .await?
         .results()?;
@@ -186,7 +217,10 @@ pub async fn retrieve(env: &Env, plan: &SearchPlan) -> Result<Retrieval, ApiErro
         Err(e) => failures.push(format!("tag: {e}")),
     }
     if !failures.is_empty() {
-        console_warn!("{}", json!({ "level": "warn", "event": "retrieval_source_failed", "failures": failures }));
+        console_warn!(
+            "{}",
+            json!({ "level": "warn", "event": "retrieval_source_failed", "failures": failures })
+        );
     }
     if rankings.is_empty() {
         return Err(ApiError::Platform(worker::Error::RustError(format!(

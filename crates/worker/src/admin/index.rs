@@ -1,0 +1,149 @@
+//! Operator endpoints over the configured vector index: describe, query, upsert, get, delete.
+//!
+//! Owns the request/response bodies of `/admin/index*`; must never validate vectors or rank
+//! (the index and the core do), so these routes exercise exactly the code ingestion uses.
+
+use super::authorize;
+use crate::config::ServiceConfig;
+use crate::error::{json_response, ApiError};
+use crate::store::vector_index_from_env;
+use portfolio_core::providers::offline_embedder::HashingEmbedder;
+use portfolio_core::providers::Embedder;
+use portfolio_core::vector_index::{MetadataFilter, VectorIndex, VectorQuery, VectorRecord};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+use worker::{Env, Request, Response};
+
+/// `POST /admin/index/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    vector: Option<Vec<f32>>,
+    text: Option<String>,
+    top_k: usize,
+    #[serde(default)]
+    filter: Option<MetadataFilter>,
+    #[serde(default = "default_true")]
+    return_metadata: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `POST /admin/index/upsert`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpsertBody {
+    vectors: Vec<VectorRecord>,
+}
+
+/// `POST /admin/index/get` and `POST /admin/index/delete`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdsBody {
+    ids: Vec<String>,
+}
+
+async fn read_json<T: DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+    let text = req
+        .text()
+        .await
+        .map_err(|e| ApiError::BadRequest("invalid_request", format!("unreadable body: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ApiError::BadRequest("invalid_request", format!("invalid JSON body: {e}")))
+}
+
+/// `GET /admin/index`: implementation, dimensions, vector count (and, for Vectorize, the
+/// last mutation applied).
+pub async fn describe(req: Request, env: Env) -> Result<Response, ApiError> {
+    authorize(&req, &env)?;
+    let config = ServiceConfig::from_env(&env);
+    let index = vector_index_from_env(&env, &config)?;
+    let info = index.describe().await?;
+    Ok(json_response(&info, 200)?)
+}
+
+/// `POST /admin/index/query`: `{ vector | text, top_k, filter?, return_metadata? }` → matches.
+pub async fn query(mut req: Request, env: Env) -> Result<Response, ApiError> {
+    authorize(&req, &env)?;
+    let body: QueryBody = read_json(&mut req).await?;
+    let config = ServiceConfig::from_env(&env);
+    let vector = match (body.vector, body.text) {
+        (Some(vector), None) => vector,
+        (None, Some(text)) => embed_text(&config, text).await?,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "invalid_request",
+                "give exactly one of `vector` and `text`".into(),
+            ))
+        }
+    };
+    let index = vector_index_from_env(&env, &config)?;
+    let matches = index
+        .query(&VectorQuery {
+            vector,
+            top_k: body.top_k,
+            filter: body.filter,
+            return_metadata: body.return_metadata,
+        })
+        .await?;
+    Ok(json_response(
+        &json!({ "implementation": index.implementation(), "matches": matches }),
+        200,
+    )?)
+}
+
+/// Embeds a text query. Only the offline embedder is wired here so far; the provider-backed
+/// embedders arrive with the query service.
+async fn embed_text(config: &ServiceConfig, text: String) -> Result<Vec<f32>, ApiError> {
+    if config.embedding_provider != "offline" {
+        return Err(ApiError::BadRequest(
+            "embedder_not_available",
+            format!(
+                "text queries need an embedder; EMBEDDING_PROVIDER={} is not wired to this endpoint yet, send `vector`",
+                config.embedding_provider
+            ),
+        ));
+    }
+    let embedder = HashingEmbedder::new(config.dimensions as usize)
+        .map_err(|e| ApiError::BadRequest("embedder_not_available", e.to_string()))?;
+    let mut vectors = embedder
+        .embed(&[text])
+        .await
+        .map_err(|e| ApiError::BadRequest("embedder_not_available", e.to_string()))?;
+    vectors.pop().ok_or_else(|| {
+        ApiError::BadRequest(
+            "embedder_not_available",
+            "the embedder returned nothing".into(),
+        )
+    })
+}
+
+/// `POST /admin/index/upsert`: `{ vectors: [{ id, values, metadata }] }` → `{ count, mutation_ids }`.
+pub async fn upsert(mut req: Request, env: Env) -> Result<Response, ApiError> {
+    authorize(&req, &env)?;
+    let body: UpsertBody = read_json(&mut req).await?;
+    let index = vector_index_from_env(&env, &ServiceConfig::from_env(&env))?;
+    let receipt = index.upsert(&body.vectors).await?;
+    Ok(json_response(&receipt, 200)?)
+}
+
+/// `POST /admin/index/get`: `{ ids }` → `{ vectors }` (missing ids are left out).
+pub async fn get(mut req: Request, env: Env) -> Result<Response, ApiError> {
+    authorize(&req, &env)?;
+    let body: IdsBody = read_json(&mut req).await?;
+    let index = vector_index_from_env(&env, &ServiceConfig::from_env(&env))?;
+    let vectors = index.get_by_ids(&body.ids).await?;
+    Ok(json_response(&json!({ "vectors": vectors }), 200)?)
+}
+
+/// `POST /admin/index/delete`: `{ ids }` → `{ count, mutation_ids }`.
+pub async fn delete(mut req: Request, env: Env) -> Result<Response, ApiError> {
+    authorize(&req, &env)?;
+    let body: IdsBody = read_json(&mut req).await?;
+    let index = vector_index_from_env(&env, &ServiceConfig::from_env(&env))?;
+    let receipt = index.delete_by_ids(&body.ids).await?;
+    Ok(json_response(&receipt, 200)?)
+}

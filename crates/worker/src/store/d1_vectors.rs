@@ -1,0 +1,325 @@
+//! `D1VectorIndex`: the `VectorIndex` trait over the D1 table `vector_index` (f32 BLOBs), with
+//! exact cosine top-k computed in the Worker.
+//!
+//! Owns the SQL for that table and the page-by-page scan. Must never rank, filter or validate
+//! by itself: `portfolio_core::vector_index` does, so both implementations agree. Every
+//! statement stays within D1's 100 bound parameters and 100 KB.
+
+use js_sys::{Array, Uint8Array};
+use portfolio_core::vector_index::{
+    cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
+    validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
+    VectorIndexError, VectorMatch, VectorMetadata, VectorQuery, VectorRecord, D1_MAX_BOUND_PARAMS,
+};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{D1Database, D1PreparedStatement};
+
+const BACKEND: &str = "d1";
+/// Columns bound per upserted row.
+const UPSERT_PARAMS_PER_ROW: usize = 7;
+/// Rows read per scan page: bounds the Worker's memory (≈ 6 KiB per 1536-dim row) while
+/// keeping round trips few. Measured in the README's ceiling table.
+pub const SCAN_PAGE_ROWS: usize = 1000;
+
+const UPSERT_HEAD: &str =
+    "INSERT INTO vector_index (id, document_id, company_id, version, tags, dimensions, embedding) VALUES ";
+const UPSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
+const UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET document_id = excluded.document_id, \
+     company_id = excluded.company_id, version = excluded.version, tags = excluded.tags, \
+     dimensions = excluded.dimensions, embedding = excluded.embedding";
+/// Columns read back. The embedding comes as `hex(embedding)`: D1 hands a BLOB to the Worker
+/// as an array of numbers (one JS value per byte), a hex string as one string — several
+/// times faster to transfer and decode (see the README's ceiling table).
+const COLUMNS: &str = "id, document_id, company_id, version, tags, dimensions, hex(embedding)";
+
+/// The D1-exact implementation of [`VectorIndex`].
+#[derive(Debug)]
+pub struct D1VectorIndex {
+    db: D1Database,
+    dimensions: usize,
+}
+
+impl D1VectorIndex {
+    /// An index over `db`'s `vector_index` table for vectors of `dimensions`.
+    pub fn new(db: D1Database, dimensions: usize) -> Self {
+        Self { db, dimensions }
+    }
+}
+
+fn d1_error(operation: &'static str, err: worker::Error) -> VectorIndexError {
+    // Our SQL is fixed and our inputs validated, so what is left is the platform's (an
+    // overloaded or unreachable database): worth retrying.
+    VectorIndexError::Unavailable {
+        backend: BACKEND,
+        operation,
+        message: err.to_string(),
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn upsert_sql(rows: usize) -> String {
+    format!(
+        "{UPSERT_HEAD}{}{UPSERT_TAIL}",
+        vec![UPSERT_ROW; rows].join(", ")
+    )
+}
+
+/// Bytes a row binds (the BLOB dominates; ids and tags are counted as sent).
+fn row_bytes(record: &VectorRecord, tags_json: &str) -> usize {
+    record.values.len() * 4 + record.id.len() + tags_json.len() + 4 * 8
+}
+
+fn bind(
+    stmt: D1PreparedStatement,
+    operation: &'static str,
+    values: &[JsValue],
+) -> Result<D1PreparedStatement, VectorIndexError> {
+    stmt.bind(values).map_err(|e| d1_error(operation, e))
+}
+
+/// One stored row, decoded.
+struct Row {
+    id: String,
+    metadata: VectorMetadata,
+    dimensions: usize,
+    embedding_hex: String,
+}
+
+fn malformed(operation: &'static str, reason: String) -> VectorIndexError {
+    VectorIndexError::MalformedResponse {
+        backend: BACKEND,
+        operation,
+        reason,
+    }
+}
+
+/// Decodes a raw row `[id, document_id, company_id, version, tags, dimensions, hex(embedding)]`.
+fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
+    let row: &Array = row
+        .dyn_ref()
+        .ok_or_else(|| malformed(operation, "a row that is not an array".into()))?;
+    let id = row
+        .get(0)
+        .as_string()
+        .ok_or_else(|| malformed(operation, "a row without an id".into()))?;
+    let int = |i: u32| row.get(i).as_f64().map(|v| v as i64);
+    let document_id = int(1).ok_or_else(|| malformed(operation, format!("{id}: document_id")))?;
+    let version = int(3)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| malformed(operation, format!("{id}: version")))?;
+    let tags = row
+        .get(4)
+        .as_string()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| malformed(operation, format!("{id}: tags is not a JSON array")))?;
+    let dimensions = int(5)
+        .and_then(|d| usize::try_from(d).ok())
+        .ok_or_else(|| malformed(operation, format!("{id}: dimensions")))?;
+    let embedding_hex = row
+        .get(6)
+        .as_string()
+        .ok_or_else(|| malformed(operation, format!("{id}: no embedding")))?;
+    Ok(Row {
+        metadata: VectorMetadata {
+            document_id,
+            company_id: int(2),
+            version,
+            tags,
+        },
+        id,
+        dimensions,
+        embedding_hex,
+    })
+}
+
+impl D1VectorIndex {
+    async fn select_by_ids(&self, ids: &[String]) -> Result<Vec<Row>, VectorIndexError> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(D1_MAX_BOUND_PARAMS) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM vector_index WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let values: Vec<JsValue> = chunk.iter().map(|id| JsValue::from_str(id)).collect();
+            let page = bind(self.db.prepare(sql), "get_by_ids", &values)?
+                .raw_js_value()
+                .await
+                .map_err(|e| d1_error("get_by_ids", e))?;
+            for raw in &page {
+                rows.push(decode_row("get_by_ids", raw)?);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+impl VectorIndex for D1VectorIndex {
+    fn implementation(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn upsert(&self, records: &[VectorRecord]) -> Result<MutationReceipt, VectorIndexError> {
+        let mut tags = Vec::with_capacity(records.len());
+        for record in records {
+            validate_record(record, self.dimensions)?;
+            tags.push(serde_json::to_string(&record.metadata.tags).unwrap_or_else(|_| "[]".into()));
+        }
+        let sizes: Vec<usize> = records
+            .iter()
+            .zip(&tags)
+            .map(|(r, t)| row_bytes(r, t))
+            .collect();
+        let plan = plan_d1_statements(&sizes, UPSERT_PARAMS_PER_ROW, |n| upsert_sql(n).len())?;
+        let mut statements = Vec::with_capacity(plan.len());
+        for range in plan {
+            let mut values = Vec::with_capacity(range.len() * UPSERT_PARAMS_PER_ROW);
+            for (record, tags) in records[range.clone()].iter().zip(&tags[range.clone()]) {
+                let m = &record.metadata;
+                values.push(JsValue::from_str(&record.id));
+                values.push(JsValue::from_f64(m.document_id as f64));
+                values.push(
+                    m.company_id
+                        .map_or(JsValue::NULL, |c| JsValue::from_f64(c as f64)),
+                );
+                values.push(JsValue::from_f64(m.version as f64));
+                values.push(JsValue::from_str(tags));
+                values.push(JsValue::from_f64(record.values.len() as f64));
+                values.push(Uint8Array::from(encode_f32_le(&record.values).as_slice()).into());
+            }
+            statements.push(bind(
+                self.db.prepare(upsert_sql(range.len())),
+                "upsert",
+                &values,
+            )?);
+        }
+        if !statements.is_empty() {
+            // One batch: D1 runs it as a transaction, so an upsert is all or nothing.
+            self.db
+                .batch(statements)
+                .await
+                .map_err(|e| d1_error("upsert", e))?;
+        }
+        Ok(MutationReceipt {
+            count: records.len(),
+            mutation_ids: Vec::new(),
+        })
+    }
+
+    async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
+        validate_query(query, self.dimensions)?;
+        let query_norm = norm(&query.vector);
+        let mut top = TopK::new(query.top_k);
+        let mut after = String::new();
+        // Keyset pagination on the primary key: every page is one indexed range read, and the
+        // Worker holds one page plus the k best at a time.
+        loop {
+            let stmt = bind(
+                self.db.prepare(format!(
+                    "SELECT {COLUMNS} FROM vector_index WHERE dimensions = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                )),
+                "query",
+                &[
+                    JsValue::from_f64(self.dimensions as f64),
+                    JsValue::from_str(&after),
+                    JsValue::from_f64(SCAN_PAGE_ROWS as f64),
+                ],
+            )?;
+            let page = stmt
+                .raw_js_value()
+                .await
+                .map_err(|e| d1_error("query", e))?;
+            let page_len = page.len();
+            for raw in &page {
+                let row = decode_row("query", raw)?;
+                if query
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| !f.matches(&row.metadata))
+                {
+                    after = row.id;
+                    continue;
+                }
+                let values = decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?;
+                let score = cosine_with_norm(&query.vector, query_norm, &values);
+                if top.would_keep(score, &row.id) {
+                    top.push(row.id.clone(), score, row.metadata);
+                }
+                after = row.id;
+            }
+            if page_len < SCAN_PAGE_ROWS {
+                break;
+            }
+        }
+        Ok(top
+            .into_sorted()
+            .into_iter()
+            .map(|(id, score, metadata)| VectorMatch {
+                id,
+                score,
+                metadata: query.return_metadata.then_some(metadata),
+            })
+            .collect())
+    }
+
+    async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<VectorRecord>, VectorIndexError> {
+        for id in ids {
+            validate_id(id)?;
+        }
+        self.select_by_ids(ids)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(VectorRecord {
+                    values: decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?,
+                    id: row.id,
+                    metadata: row.metadata,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_by_ids(&self, ids: &[String]) -> Result<MutationReceipt, VectorIndexError> {
+        let mut statements = Vec::new();
+        for id in ids {
+            validate_id(id)?;
+        }
+        for chunk in ids.chunks(D1_MAX_BOUND_PARAMS) {
+            let sql = format!(
+                "DELETE FROM vector_index WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let values: Vec<JsValue> = chunk.iter().map(|id| JsValue::from_str(id)).collect();
+            statements.push(bind(self.db.prepare(sql), "delete_by_ids", &values)?);
+        }
+        if !statements.is_empty() {
+            self.db
+                .batch(statements)
+                .await
+                .map_err(|e| d1_error("delete_by_ids", e))?;
+        }
+        Ok(MutationReceipt {
+            count: ids.len(),
+            mutation_ids: Vec::new(),
+        })
+    }
+
+    async fn describe(&self) -> Result<IndexInfo, VectorIndexError> {
+        let count: Option<f64> = self
+            .db
+            .prepare("SELECT COUNT(*) AS n FROM vector_index WHERE dimensions = ?1")
+            .bind(&[JsValue::from_f64(self.dimensions as f64)])
+            .map_err(|e| d1_error("describe", e))?
+            .first(Some("n"))
+            .await
+            .map_err(|e| d1_error("describe", e))?;
+        Ok(IndexInfo {
+            implementation: BACKEND.into(),
+            dimensions: self.dimensions,
+            vector_count: count.unwrap_or(0.0) as u64,
+            processed_up_to_mutation: None,
+        })
+    }
+}

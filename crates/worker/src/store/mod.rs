@@ -1,0 +1,99 @@
+//! Storage adapters: the vector index implementations behind `portfolio_core`'s `VectorIndex`.
+//!
+//! Owns the choice of implementation from configuration (`VECTOR_INDEX`). Must never hold
+//! logic the core can own: adapters translate calls, the core validates, batches and ranks.
+
+pub mod d1_vectors;
+pub mod vectorize;
+
+use crate::bindings;
+use crate::config::ServiceConfig;
+use d1_vectors::D1VectorIndex;
+use portfolio_core::vector_index::{
+    IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch, VectorQuery,
+    VectorRecord,
+};
+use vectorize::VectorizeIndex;
+use worker::Env;
+
+/// The vector index the configuration selects.
+#[derive(Debug)]
+pub enum ConfiguredIndex {
+    /// `VECTOR_INDEX=d1` (default): exact cosine over the `vector_index` table.
+    D1(D1VectorIndex),
+    /// `VECTOR_INDEX=vectorize`: the `VECTORIZE` binding.
+    Vectorize(VectorizeIndex),
+}
+
+/// Builds the index `VECTOR_INDEX` names (`d1` when unset).
+///
+/// # Errors
+/// `NotConfigured` for an unknown value or a missing binding.
+pub fn vector_index_from_env(
+    env: &Env,
+    config: &ServiceConfig,
+) -> Result<ConfiguredIndex, VectorIndexError> {
+    let dimensions = config.dimensions as usize;
+    match config.vector_index.as_str() {
+        "d1" => {
+            let db = env
+                .d1(bindings::DB)
+                .map_err(|e| VectorIndexError::NotConfigured {
+                    reason: format!("D1 binding {}: {e}", bindings::DB),
+                })?;
+            Ok(ConfiguredIndex::D1(D1VectorIndex::new(db, dimensions)))
+        }
+        "vectorize" => Ok(ConfiguredIndex::Vectorize(VectorizeIndex::from_env(
+            env,
+            bindings::VECTORIZE,
+            dimensions,
+        )?)),
+        other => Err(VectorIndexError::NotConfigured {
+            reason: format!("VECTOR_INDEX={other:?}; expected \"d1\" or \"vectorize\""),
+        }),
+    }
+}
+
+impl VectorIndex for ConfiguredIndex {
+    fn implementation(&self) -> &'static str {
+        match self {
+            Self::D1(i) => i.implementation(),
+            Self::Vectorize(i) => i.implementation(),
+        }
+    }
+
+    async fn upsert(&self, records: &[VectorRecord]) -> Result<MutationReceipt, VectorIndexError> {
+        match self {
+            Self::D1(i) => i.upsert(records).await,
+            Self::Vectorize(i) => i.upsert(records).await,
+        }
+    }
+
+    async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
+        match self {
+            Self::D1(i) => i.query(query).await,
+            Self::Vectorize(i) => i.query(query).await,
+        }
+    }
+
+    async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<VectorRecord>, VectorIndexError> {
+        match self {
+            Self::D1(i) => i.get_by_ids(ids).await,
+            Self::Vectorize(i) => i.get_by_ids(ids).await,
+        }
+    }
+
+    async fn delete_by_ids(&self, ids: &[String]) -> Result<MutationReceipt, VectorIndexError> {
+        match self {
+            Self::D1(i) => i.delete_by_ids(ids).await,
+            Self::Vectorize(i) => i.delete_by_ids(ids).await,
+        }
+    }
+
+    async fn describe(&self) -> Result<IndexInfo, VectorIndexError> {
+        match self {
+            Self::D1(i) => i.describe().await,
+            Self::Vectorize(i) => i.describe().await,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+// Measures the D1-exact vector index's query latency against corpus size, on the
+// local stack (`wrangler dev`, local D1 = SQLite in workerd): loads N random
+// 1536-dim vectors through POST /admin/index/upsert, then times
+// POST /admin/index/query (top_k 10, metadata returned) end to end.
+//
+//   node scripts/bench-d1-index.mjs [N ...]      (default: 1000 2500 5000 10000 20000)
+//
+// Build the Worker first (scripts/build-worker.sh). Prints one row per N with the
+// median and p95 of the query latency and a ratio against the smallest N.
+// Local D1 has no network hop: production D1 adds its round trips per page
+// (one page per 1000 rows), so treat these figures as a lower bound.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+
+const root = path.resolve(import.meta.dirname, "..");
+const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const SIZES = sizes.length > 0 ? sizes : [1000, 2500, 5000, 10000, 20000];
+const DIMS = 1536;
+const TOKEN = "bench-admin-token";
+const QUERIES = 7;
+const BATCH = 500;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Deterministic pseudo-random numbers (mulberry32), so runs are comparable.
+function rng(seed) {
+  return () => {
+    seed |= 0;
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rand = rng(42);
+const vector = () => Array.from({ length: DIMS }, () => Number((rand() * 2 - 1).toFixed(4)));
+
+async function call(base, route, body) {
+  const res = await fetch(`${base}${route}`, {
+    method: body ? "POST" : "GET",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await res.json();
+  if (res.status !== 200) throw new Error(`${route}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+const persist = mkdtempSync(path.join(root, ".wrangler", "bench-d1-index-"));
+const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
+execFileSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist], {
+  cwd: root,
+  env,
+  stdio: "ignore",
+});
+const port = await freePort();
+const dev = spawn(
+  "npx",
+  ["wrangler", "dev", "--persist-to", persist, "--port", String(port), "--var", `ADMIN_TOKEN:${TOKEN}`, "--var", "VECTOR_INDEX:d1"],
+  { cwd: root, env, detached: true, stdio: "ignore" },
+);
+const stop = () => {
+  try {
+    process.kill(-dev.pid, "SIGTERM");
+  } catch {}
+  rmSync(persist, { recursive: true, force: true });
+};
+process.on("exit", stop);
+process.on("SIGINT", () => process.exit(130));
+
+const base = `http://127.0.0.1:${port}`;
+for (let i = 0; ; i++) {
+  try {
+    if ((await fetch(`${base}/api/health`)).ok) break;
+  } catch {}
+  if (i > 240) throw new Error("wrangler dev did not start");
+  await new Promise((r) => setTimeout(r, 500));
+}
+
+const rows = [];
+let loaded = 0;
+for (const n of SIZES) {
+  const t0 = performance.now();
+  while (loaded < n) {
+    const count = Math.min(BATCH, n - loaded);
+    const vectors = Array.from({ length: count }, (_, i) => ({
+      id: `bench:${loaded + i}`,
+      values: vector(),
+      metadata: { document_id: loaded + i, company_id: (loaded + i) % 10, version: 1, tags: ["bench"] },
+    }));
+    await call(base, "/admin/index/upsert", { vectors });
+    loaded += count;
+  }
+  const loadMs = performance.now() - t0;
+  const info = await call(base, "/admin/index");
+  const times = [];
+  for (let q = 0; q < QUERIES; q++) {
+    const t = performance.now();
+    const { matches } = await call(base, "/admin/index/query", { vector: vector(), top_k: 10 });
+    times.push(performance.now() - t);
+    if (matches.length !== 10) throw new Error(`expected 10 matches, got ${matches.length}`);
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)];
+  const p95 = times[Math.min(times.length - 1, Math.ceil(times.length * 0.95) - 1)];
+  rows.push({ n: info.vector_count, median, p95, loadMs });
+}
+
+const baseline = rows[0].median;
+console.log("| vectors | query median (ms) | query p95 (ms) | ratio vs smallest | load time (s) |");
+console.log("| ---: | ---: | ---: | ---: | ---: |");
+for (const r of rows) {
+  console.log(
+    `| ${r.n} | ${r.median.toFixed(0)} | ${r.p95.toFixed(0)} | ${(r.median / baseline).toFixed(1)}× | ${(r.loadMs / 1000).toFixed(1)} |`,
+  );
+}
+process.exit(0);

@@ -1,0 +1,233 @@
+// The query service against a small known corpus ingested through the real
+// pipeline: hybrid retrieval, filters, generations, chat (JSON and SSE),
+// the public catalog and input validation.
+import { env, SELF } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import { deliverBatch, putDocument, waitForStatus } from "./support";
+
+const CORPUS: Record<string, string> = {
+  "companies/acme/overview.md": `---
+company: acme
+tags: [robotics]
+---
+# Acme Robotics
+
+Acme builds autonomous forklifts for cold-storage warehouses.
+
+## Frostbite
+
+Frostbite is a picking robot that keeps working at minus thirty degrees Celsius in freezer aisles.
+`,
+  "companies/globex/products.md": `---
+company: globex
+tags: [energy]
+---
+# Globex Energy
+
+Globex designs geothermal heat pumps for apartment buildings.
+
+## Controllers
+
+The ZX-4000 controller balances the flow between boreholes.
+`,
+  "companies/initech/people.md": `---
+company: initech
+tags: [software]
+---
+# Initech
+
+Initech writes banking software. Its chief executive is Bill Lumbergh, who introduced weekly status reports.
+`,
+};
+
+async function ingestAll() {
+  for (const [key, markdown] of Object.entries(CORPUS)) {
+    const event = await putDocument(key, markdown);
+    await deliverBatch("portfolio-ingest", [{ id: `q-${key}`, body: event }]);
+  }
+  for (const key of Object.keys(CORPUS)) await waitForStatus(key, ["ready"]);
+}
+
+function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+  return SELF.fetch(`https://svc.test${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+async function search(body: unknown): Promise<any> {
+  const res = await post("/api/search", body);
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+beforeAll(ingestAll, 60_000);
+
+describe("POST /api/search", () => {
+  it("puts the document that answers the question first, with per-source scores", async () => {
+    const body = await search({ query: "Which robot works in freezer aisles at minus thirty degrees?" });
+    expect(body.results.length).toBeGreaterThan(0);
+    const top = body.results[0];
+    expect(top.key).toBe("companies/acme/overview.md");
+    expect(top).toMatchObject({ company: "acme", title: "Acme Robotics" });
+    expect(top.heading_path).toContain("Frostbite");
+    expect(top.scores.vector).toBeGreaterThan(0);
+    expect(top.scores.keyword).toBeGreaterThan(0);
+    expect(top.score).toBeGreaterThan(0);
+    expect(body.timings.total_ms).toBeGreaterThanOrEqual(0);
+  });
+
+  it("finds exact product codes through the keyword side", async () => {
+    const body = await search({ query: "ZX-4000", top_k: 3 });
+    expect(body.results[0].key).toBe("companies/globex/products.md");
+    expect(body.results[0].text).toContain("ZX-4000");
+    expect(body.results[0].scores.keyword).toBeGreaterThan(0);
+  });
+
+  it("restricts results to a company and to tags", async () => {
+    const byCompany = await search({ query: "robot heat pumps banking software", company: "globex" });
+    expect(byCompany.results.length).toBeGreaterThan(0);
+    expect(byCompany.results.every((r: any) => r.company === "globex")).toBe(true);
+
+    const byTag = await search({ query: "robot heat pumps banking software", tags: ["software"] });
+    expect(byTag.results.length).toBeGreaterThan(0);
+    expect(byTag.results.every((r: any) => r.tags.includes("software"))).toBe(true);
+
+    const unknown = await search({ query: "robot", company: "nobody" });
+    expect(unknown.results).toEqual([]);
+  });
+
+  it("never returns chunks of a superseded generation", async () => {
+    const key = "companies/acme/changelog.md";
+    await deliverBatch("portfolio-ingest", [{ id: "cl-1", body: await putDocument(key, "# Changelog\n\nThe quuxotron sensor was retired.\n") }]);
+    const first = await waitForStatus(key, ["ready"]);
+    expect((await search({ query: "quuxotron" })).results.map((r: any) => r.key)).toContain(key);
+
+    await deliverBatch("portfolio-ingest", [{ id: "cl-2", body: await putDocument(key, "# Changelog\n\nThe blorptastic gauge arrived.\n") }]);
+    await expect.poll(async () => {
+      const row: any = await env.DB.prepare("SELECT active_version FROM documents WHERE key = ?1").bind(key).first();
+      return row.active_version;
+    }, { timeout: 20_000 }).toBeGreaterThan(first.active_version);
+
+    const old = await search({ query: "quuxotron sensor retired" });
+    expect(old.results.every((r: any) => !r.text.includes("quuxotron"))).toBe(true);
+    const fresh = await search({ query: "blorptastic" });
+    expect(fresh.results[0].key).toBe(key);
+  });
+});
+
+async function readSse(res: Response) {
+  const text = await res.text();
+  return text
+    .split("\n\n")
+    .filter((block) => block.trim() !== "")
+    .map((block) => {
+      const lines = block.split("\n");
+      const event = lines.find((l) => l.startsWith("event: "))!.slice(7);
+      const data = JSON.parse(lines.find((l) => l.startsWith("data: "))!.slice(6));
+      return { event, data };
+    });
+}
+
+describe("POST /api/chat", () => {
+  it("answers with numbered citations and sources (JSON)", async () => {
+    const res = await post("/api/chat", { question: "Who is the chief executive of Initech?" });
+    expect(res.status).toBe(200);
+    const body: any = await res.json();
+    expect(body.answer).toContain("Lumbergh");
+    expect(body.answer).toMatch(/\[\d\]/);
+    expect(body.sources[0]).toMatchObject({ number: 1, key: "companies/initech/people.md" });
+    expect(body.prompt_version).toBe("answer-v1");
+  });
+
+  it("streams sources, then deltas, then done as Server-Sent Events", async () => {
+    const res = await post("/api/chat", { question: "What does the ZX-4000 controller do?" }, { accept: "text/event-stream" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const events = await readSse(res);
+    expect(events[0].event).toBe("sources");
+    expect(events[0].data.sources[0].key).toBe("companies/globex/products.md");
+    expect(events.at(-1)!.event).toBe("done");
+    const deltas = events.slice(1, -1);
+    expect(deltas.length).toBeGreaterThan(0);
+    expect(deltas.every((e) => e.event === "delta")).toBe(true);
+    expect(deltas.map((e) => e.data.text).join("")).toContain("boreholes");
+  });
+
+  it("says so when nothing relevant was found", async () => {
+    const res = await post("/api/chat", { question: "zzqx wwvy" });
+    expect(res.status).toBe(200);
+    const body: any = await res.json();
+    // Vector search always has nearest neighbours; the answerer must not
+    // pretend they answer the question.
+    expect(body.answer).toBe("I could not find anything about that in the documents.");
+  });
+});
+
+describe("input validation", () => {
+  const cases: [string, unknown, string][] = [
+    ["/api/search", "{not json", "bad_json"],
+    ["/api/search", { query: "x", surprise: true }, "bad_json"],
+    ["/api/search", { query: "   " }, "empty_query"],
+    ["/api/search", { query: "x".repeat(2_001) }, "query_too_long"],
+    ["/api/search", { query: "x", top_k: 0 }, "bad_top_k"],
+    ["/api/search", { query: "x", top_k: 51 }, "bad_top_k"],
+    ["/api/chat", { question: "" }, "empty_query"],
+    ["/api/chat", { question: "q", history: Array(21).fill({ role: "user", content: "x" }) }, "bad_history"],
+    ["/api/chat", { question: "q", history: [{ role: "system", content: "x" }] }, "bad_history"],
+  ];
+  for (const [path, body, code] of cases) {
+    it(`${path} ${JSON.stringify(body).slice(0, 60)} → 400 ${code}`, async () => {
+      const res = await post(path, body);
+      expect(res.status).toBe(400);
+      const json: any = await res.json();
+      expect(json.error.code).toBe(code);
+      expect(json.error.message.length).toBeGreaterThan(0);
+    });
+  }
+
+  it("answers GET on a POST route with 405", async () => {
+    const res = await SELF.fetch("https://svc.test/api/search");
+    expect(res.status).toBe(405);
+  });
+});
+
+describe("catalog and CORS", () => {
+  it("lists companies and served documents without admin data", async () => {
+    const companies: any = await (await SELF.fetch("https://svc.test/api/companies")).json();
+    expect(companies.companies.map((c: any) => c.slug)).toEqual(expect.arrayContaining(["acme", "globex", "initech"]));
+    const docs: any = await (await SELF.fetch("https://svc.test/api/documents?company=globex")).json();
+    expect(docs.documents).toEqual([
+      expect.objectContaining({ key: "companies/globex/products.md", company: "globex", tags: ["energy"] }),
+    ]);
+    expect(docs.documents[0]).not.toHaveProperty("sha256");
+    expect(docs.documents[0]).not.toHaveProperty("last_error");
+  });
+
+  it("answers preflight and tags API responses for an allowed origin", async () => {
+    const preflight = await SELF.fetch("https://svc.test/api/chat", {
+      method: "OPTIONS",
+      headers: { origin: "https://site.example", "access-control-request-method": "POST" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://site.example");
+    const res = await SELF.fetch("https://svc.test/api/companies", { headers: { origin: "https://site.example" } });
+    expect(res.headers.get("access-control-allow-origin")).toBe("https://site.example");
+  });
+});
+
+describe("rate limit", () => {
+  it("limits chat per client", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const res = await post("/api/chat", { question: "robot?" }, { "cf-connecting-ip": "203.0.113.9" });
+      statuses.push(res.status);
+      await res.arrayBuffer();
+    }
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(1);
+    expect(statuses).toContain(429);
+    const other = await post("/api/chat", { question: "robot?" }, { "cf-connecting-ip": "203.0.113.10" });
+    expect(other.status).toBe(200);
+  });
+});
