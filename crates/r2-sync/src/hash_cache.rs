@@ -187,6 +187,9 @@ pub struct HashOutcome {
     pub stamps: BTreeMap<String, FileStamp>,
 }
 
+/// A file's hash and whether it came from the cache, or why hashing failed.
+type HashSlot = Result<(String, bool), String>;
+
 /// Hashes `files`, reusing `cache` stamps whose size and mtime still match.
 pub fn hash_files(
     files: Vec<LocalFile>,
@@ -194,8 +197,7 @@ pub fn hash_files(
     options: HashOptions,
 ) -> HashOutcome {
     let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<(String, bool), String>>>> =
-        files.iter().map(|_| Mutex::new(None)).collect();
+    let slots: Vec<Mutex<Option<HashSlot>>> = files.iter().map(|_| Mutex::new(None)).collect();
     let workers = options.workers.clamp(1, 32).min(files.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {

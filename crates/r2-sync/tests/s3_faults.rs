@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::fault_proxy::{FaultAction, FaultProxy, FaultRule};
 use support::*;
@@ -154,14 +154,6 @@ fn persistent_failures_are_reported_and_leave_nothing_half_written() {
     assert_eq!(rerun.code, 0);
     assert_eq!(report["totals"]["unchanged"], 2);
     assert_eq!(bucket_contents(&bucket)["big.md"].body, big);
-}
-
-fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 // Test fixtures may read the clock; the workspace ban is about wasm.
 #![allow(clippy::disallowed_methods)]
+// Test fixtures panic on setup failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fault_proxy;
 pub mod ingest_server;
@@ -72,6 +74,9 @@ pub fn s3_server() -> &'static S3Server {
             binary.display()
         );
         let port = free_port();
+        // The watchdog is never waited for: it must outlive every test and
+        // exits by itself when this process's end closes its stdin.
+        #[allow(clippy::zombie_processes)]
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; read _ignored; kill $pid"#)
@@ -318,4 +323,13 @@ pub fn planned(report: &serde_json::Value, kind: &str) -> Vec<String> {
         .filter(|c| c["kind"] == kind)
         .map(|c| c["key"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// Polls `ready` until it holds or `within` passes (then fails the test).
+pub fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
