@@ -389,7 +389,7 @@ fn clocks() -> (Instant, u64) {
     (Instant::now(), trust_before)
 }
 
-fn print_human(command: &str, report: &SyncReport, plan_lines: Option<String>, summary: &str) {
+fn print_human(report: &SyncReport, plan_lines: Option<String>, summary: &str) {
     if let Some(lines) = plan_lines {
         print!("{lines}");
     }
@@ -402,19 +402,23 @@ fn print_human(command: &str, report: &SyncReport, plan_lines: Option<String>, s
             err.message
         );
     }
-    match (command, report.mode) {
-        ("push", Mode::Apply) if !report.plan.changes.is_empty() || report.errors.is_empty() => {
-            let t = &report.totals;
-            println!(
-                "{summary}\n{} succeeded, {} failed, {} skipped, {} sent in {:.1} s",
-                t.succeeded,
-                t.failed,
-                t.skipped,
-                report::human_bytes(t.bytes_uploaded),
-                report.duration_ms as f64 / 1000.0
-            );
-        }
-        _ => println!("{summary}"),
+    let planned = !report
+        .errors
+        .iter()
+        .any(|e| matches!(e.stage.as_str(), "config" | "list" | "plan"));
+    if report.mode == Mode::Apply && !report.results.is_empty() {
+        let t = &report.totals;
+        println!(
+            "{summary}\n{} succeeded, {} failed, {} skipped, {} sent in {:.1} s",
+            t.succeeded,
+            t.failed,
+            t.skipped,
+            report::human_bytes(t.bytes_uploaded),
+            report.duration_ms as f64 / 1000.0
+        );
+    } else if planned && !(report.mode == Mode::Apply && report.outcome == report::Outcome::Refused)
+    {
+        println!("{summary}");
     }
 }
 
@@ -521,7 +525,7 @@ async fn run(cli: Cli) -> Result<i32> {
             report::render_plan_summary(&p.changes, p.unchanged, p.remote_only_kept.len());
         let lines = (command == "diff" || (command == "push" && dry_run))
             .then(|| report::render_plan_lines(&p.changes));
-        print_human(command, &report, lines, &summary);
+        print_human(&report, lines, &summary);
     }
     Ok(report.exit_code)
 }

@@ -86,7 +86,7 @@ impl TargetError {
         Self {
             kind,
             op,
-            key: key.map(str::to_owned),
+            key: key.filter(|k| !k.is_empty()).map(str::to_owned),
             status: None,
             message: message.into(),
         }
