@@ -51,4 +51,15 @@ if ! node_modules/.bin/node --version | grep -q '^v22\.'; then
   echo "node_modules/.bin/node is not Node 22; remove node_modules and re-run" >&2
   exit 1
 fi
+# r2-sync's integration tests and benchmark run against a real S3-protocol
+# server: moto's, in a virtualenv of its own (git-ignored). Pinned; installed
+# only when missing or at another version.
+MOTO_VERSION=5.2.5
+if ! .venv-test/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
+   || [ ! -x .venv-test/bin/moto_server ]; then
+  log "installing moto[server] $MOTO_VERSION into .venv-test (S3 test server for r2-sync)"
+  python3 -m venv .venv-test
+  .venv-test/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
 log "toolchain ready"
