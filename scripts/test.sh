@@ -19,11 +19,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo clippy (wasm32 worker)"
 cargo clippy -p portfolio-worker --target wasm32-unknown-unknown -- -D warnings
 
-step "cargo test (native)"
-cargo test --workspace
-
 step "build the Worker (wasm, release)"
 bash scripts/build-worker.sh
+
+# After the build: r2-sync's end-to-end test runs the built Worker.
+step "cargo test (native)"
+cargo test --workspace
 
 step "end-to-end tests (vitest + Miniflare)"
 NO_COLOR=1 npx vitest run

@@ -139,21 +139,21 @@ async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Respon
 
 #[derive(Deserialize, Serialize)]
 struct DocumentRow {
-    id: f64,
+    id: i64,
     key: String,
     status: String,
     title: Option<String>,
     company: Option<String>,
     sha256: Option<String>,
     etag: Option<String>,
-    size: Option<f64>,
-    active_version: Option<f64>,
-    chunk_count: f64,
-    attempts: f64,
+    size: Option<i64>,
+    active_version: Option<i64>,
+    chunk_count: i64,
+    attempts: i64,
     last_error: Option<String>,
-    created_at: f64,
-    updated_at: f64,
-    processed_at: Option<f64>,
+    created_at: i64,
+    updated_at: i64,
+    processed_at: Option<i64>,
 }
 
 const ROW_COLUMNS: &str = "d.id, d.key, d.status, d.title, c.slug AS company, d.sha256, d.etag, d.size, \
@@ -224,11 +224,14 @@ async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
     let prefix = query.get("prefix").cloned().unwrap_or_default();
     let cursor = query.get("cursor").cloned().unwrap_or_default();
     let db = env.d1(bindings::DB)?;
-    // Keyset pagination on the key: stable while documents change.
+    // Keyset pagination on the key: stable while documents change. Deleted
+    // tombstones are listed only when asked for (`status=deleted`): a sync
+    // client must not take them for stored documents.
     let rows: Vec<DocumentRow> = db
         .prepare(format!(
             "SELECT {ROW_COLUMNS} FROM documents d LEFT JOIN companies c ON c.id = d.company_id \
-             WHERE d.key > ?1 AND substr(d.key, 1, length(?2)) = ?2 AND (?3 IS NULL OR d.status = ?3) \
+             WHERE d.key > ?1 AND substr(d.key, 1, length(?2)) = ?2 \
+             AND ((?3 IS NULL AND d.status != 'deleted') OR d.status = ?3) \
              ORDER BY d.key LIMIT ?4"
         ))
         .bind(&[

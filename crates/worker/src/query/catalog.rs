@@ -11,7 +11,7 @@ use worker::{Env, Request, Response};
 struct CompanyRow {
     slug: String,
     name: String,
-    documents: f64,
+    documents: i64,
 }
 
 /// `GET /api/companies`: companies with at least one served document.

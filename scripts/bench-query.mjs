@@ -1,0 +1,197 @@
+// Load benchmark of the query service on the local stack (`wrangler dev`,
+// local D1/R2/Queues/Durable Objects, offline embedder and answerer): grows a
+// generated corpus through the admin API to each size in turn (chunks), waits
+// until it is ingested, then fires rounds of 100 concurrent requests at
+// /api/search and /api/chat and prints p50/p95/p99 latency, with GET
+// /api/health measured in the same run as the baseline.
+//
+//   node scripts/bench-query.mjs [chunks ...]     (default: 1000 5000 10000)
+//
+// Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+
+const root = path.resolve(import.meta.dirname, "..");
+const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const SIZES = sizes.length > 0 ? sizes : [1000, 5000, 10000];
+const TOKEN = "bench-admin-token";
+const CONCURRENCY = 100;
+const ROUNDS = 3;
+const SECTIONS_PER_DOC = 100; // ~240 tokens each: one chunk per section
+const COMPANIES = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "cyberdyne"];
+const TOPICS = ["forklift", "pump", "reactor", "ledger", "turbine", "sensor", "robot", "battery", "satellite", "compiler"];
+
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function documentText(d) {
+  const company = COMPANIES[d % COMPANIES.length];
+  const lines = [`---\ncompany: ${company}\ntags: [${TOPICS[d % TOPICS.length]}]\n---\n# ${company} handbook ${d}\n`];
+  for (let s = 0; s < SECTIONS_PER_DOC; s++) {
+    const topic = TOPICS[(d + s) % TOPICS.length];
+    const code = `${topic.slice(0, 2).toUpperCase()}-${d}${s}`;
+    const sentence = `The ${topic} programme ${code} of ${company} improves throughput for team ${s} in region ${d % 7}. `;
+    lines.push(`## ${topic} ${code}\n\n${sentence.repeat(10)}\n`);
+  }
+  return lines.join("\n");
+}
+
+const QUESTIONS = [];
+for (let i = 0; i < 50; i++) {
+  const topic = TOPICS[i % TOPICS.length];
+  const company = COMPANIES[(i * 3) % COMPANIES.length];
+  QUESTIONS.push(i % 5 === 0 ? `${topic.slice(0, 2).toUpperCase()}-${i}${i % SECTIONS_PER_DOC}` : `How does ${company} improve ${topic} throughput?`);
+}
+
+const persist = mkdtempSync(path.join(root, ".wrangler", "bench-query-"));
+const config = path.join(persist, "wrangler.json");
+const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
+execFileSync(path.join(root, "node_modules/.bin/node"), [path.join(root, "scripts/prebuilt-config.mjs"), config]);
+execFileSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist, "-c", config], {
+  cwd: root,
+  env,
+  stdio: "ignore",
+});
+const port = await freePort();
+const dev = spawn(
+  "npx",
+  ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${TOKEN}`],
+  { cwd: root, env, detached: true, stdio: "ignore" },
+);
+const stop = () => {
+  try {
+    process.kill(-dev.pid, "SIGTERM");
+  } catch {}
+  rmSync(persist, { recursive: true, force: true });
+};
+process.on("exit", stop);
+process.on("SIGINT", () => process.exit(130));
+
+const base = `http://127.0.0.1:${port}`;
+for (let i = 0; ; i++) {
+  try {
+    if ((await fetch(`${base}/api/health`)).ok) break;
+  } catch {}
+  if (i > 240) throw new Error("wrangler dev did not start");
+  await new Promise((r) => setTimeout(r, 500));
+}
+
+async function admin(route, init = {}) {
+  const res = await fetch(`${base}${route}`, {
+    ...init,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers ?? {}) },
+  });
+  const body = await res.json();
+  if (res.status >= 300) throw new Error(`${route}: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+async function readyChunks() {
+  let chunks = 0;
+  let pending = 0;
+  let cursor = "";
+  do {
+    const page = await admin(`/admin/documents?limit=1000&cursor=${encodeURIComponent(cursor)}`);
+    for (const d of page.documents) {
+      if (d.status === "ready") chunks += d.chunk_count;
+      else pending += 1;
+    }
+    cursor = page.cursor ?? "";
+  } while (cursor);
+  return { chunks, pending };
+}
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+async function load(name, makeRequest) {
+  const times = [];
+  const statuses = {};
+  const parts = { vector_ms: [], keyword_ms: [], tag_ms: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async (_, i) => {
+        const started = performance.now();
+        const res = await makeRequest(round * CONCURRENCY + i);
+        const body = await res.text();
+        times.push(performance.now() - started);
+        statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+        if (res.status === 200 && body.startsWith("{")) {
+          const t = JSON.parse(body).timings;
+          const r = t?.retrieval ?? t;
+          for (const k of Object.keys(parts)) if (typeof r?.[k] === "number") parts[k].push(r[k]);
+        }
+      }),
+    );
+  }
+  times.sort((a, b) => a - b);
+  const median = (xs) => (xs.length ? xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] : NaN);
+  return {
+    name,
+    n: times.length,
+    p50: percentile(times, 50),
+    p95: percentile(times, 95),
+    p99: percentile(times, 99),
+    statuses,
+    parts: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])),
+  };
+}
+
+const post = (route, body, i) =>
+  fetch(`${base}${route}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "cf-connecting-ip": `198.51.100.${i % 250}` },
+    body: JSON.stringify(body),
+  });
+
+const rows = [];
+let documents = 0;
+for (const target of SIZES) {
+  const wantDocs = Math.ceil(target / SECTIONS_PER_DOC);
+  const t0 = performance.now();
+  while (documents < wantDocs) {
+    const batch = [];
+    for (let k = 0; k < 10 && documents < wantDocs; k++, documents++) {
+      const d = documents;
+      batch.push(admin(`/admin/documents/companies/${COMPANIES[d % COMPANIES.length]}/handbook-${d}.md`, { method: "PUT", body: documentText(d) }));
+    }
+    await Promise.all(batch);
+  }
+  let state;
+  for (;;) {
+    state = await readyChunks();
+    if (state.pending === 0 && state.chunks >= target * 0.95) break;
+    if (performance.now() - t0 > 30 * 60_000) throw new Error(`ingestion stalled: ${JSON.stringify(state)}`);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  const ingestS = (performance.now() - t0) / 1000;
+  const health = await load("GET /api/health", () => fetch(`${base}/api/health`));
+  const search = await load("POST /api/search", (i) => post("/api/search", { query: QUESTIONS[i % QUESTIONS.length] }, i));
+  const chat = await load("POST /api/chat", (i) => post("/api/chat", { question: QUESTIONS[i % QUESTIONS.length] }, i));
+  rows.push({ chunks: state.chunks, ingestS, results: [health, search, chat] });
+  console.error(JSON.stringify(rows.at(-1)));
+}
+
+console.log(`| chunks | route | requests | p50 (ms) | p95 (ms) | p99 (ms) | p95 / health p95 | statuses | median vector / keyword / tag (ms) |`);
+console.log(`| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |`);
+for (const row of rows) {
+  const baseline = row.results[0].p95;
+  for (const r of row.results) {
+    const parts = Number.isNaN(r.parts.vector_ms) ? "" : `${r.parts.vector_ms} / ${r.parts.keyword_ms} / ${r.parts.tag_ms}`;
+    console.log(
+      `| ${row.chunks} | ${r.name} | ${r.n} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.p99.toFixed(0)} | ${(r.p95 / baseline).toFixed(1)}× | ${JSON.stringify(r.statuses)} | ${parts} |`,
+    );
+  }
+}
+console.log(`\ningestion: ${rows.map((r) => `${r.chunks} chunks ready after ${r.ingestS.toFixed(0)} s`).join("; ")}`);
+process.exit(0);
