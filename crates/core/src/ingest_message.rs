@@ -1,8 +1,9 @@
 //! Messages on the ingest queue: R2 event notifications and the service's own.
 //!
-//! Owns turning a queue message body into an [`IngestCommand`] (or a typed
-//! reason why it never can be one) and the queue's retry delays. Never touches
-//! the queue itself: acking, retrying and dead-lettering are the Worker's.
+//! Owns turning a queue message body into an [`IngestCommand`] or a
+//! reconciliation continuation (or a typed reason why it never can be one)
+//! and the queue's retry delays. Never touches the queue itself: acking,
+//! retrying and dead-lettering are the Worker's.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -115,6 +116,86 @@ pub enum MessageError {
         /// What is wrong with it.
         why: &'static str,
     },
+}
+
+/// Continuation of a reconciliation run: process page `page` of run `run_id`,
+/// starting after key `cursor`. Sent by the reconciler to itself through the
+/// ingest queue, so a large bucket is worked through page by page, each page
+/// in its own invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileContinuation {
+    /// `reconcile_runs.id`.
+    pub run_id: u64,
+    /// 1-based number of the page to process.
+    pub page: u32,
+    /// The last key of the previous page (`""` before the first page).
+    pub cursor: String,
+}
+
+impl ReconcileContinuation {
+    /// The queue message body: `{ "type": "reconcile", run_id, page, cursor }`.
+    #[must_use]
+    pub fn to_message(&self) -> Value {
+        serde_json::json!({
+            "type": "reconcile",
+            "run_id": self.run_id,
+            "page": self.page,
+            "cursor": self.cursor,
+        })
+    }
+}
+
+/// Anything the ingest queue carries: a command for one document's processor,
+/// or a reconciliation page (which never reaches a processor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueMessage {
+    /// For the document's `DocumentProcessor`.
+    Document(IngestCommand),
+    /// For the reconciler.
+    Reconcile(ReconcileContinuation),
+}
+
+/// Parses an ingest queue message body: a reconciliation continuation
+/// (`type: "reconcile"`) or anything [`parse_ingest_message`] accepts.
+pub fn parse_queue_message(body: &Value) -> Result<QueueMessage, MessageError> {
+    let Some(map) = body
+        .as_object()
+        .filter(|m| m.get("type").and_then(Value::as_str) == Some("reconcile"))
+    else {
+        return parse_ingest_message(body).map(QueueMessage::Document);
+    };
+    let run_id = map
+        .get("run_id")
+        .and_then(Value::as_u64)
+        .filter(|id| *id > 0)
+        .ok_or(MessageError::BadField {
+            field: "run_id",
+            expected: "positive integer",
+        })?;
+    let page = map
+        .get("page")
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .ok_or(MessageError::BadField {
+            field: "page",
+            expected: "positive integer",
+        })?;
+    let cursor = match map.get("cursor") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(c)) => c.clone(),
+        Some(_) => {
+            return Err(MessageError::BadField {
+                field: "cursor",
+                expected: "string",
+            })
+        }
+    };
+    Ok(QueueMessage::Reconcile(ReconcileContinuation {
+        run_id,
+        page,
+        cursor,
+    }))
 }
 
 /// R2 event-notification actions that create or replace an object.
@@ -418,6 +499,48 @@ mod tests {
         for (body, expected) in cases {
             assert_eq!(parse_ingest_message(&body).unwrap_err(), expected, "{body}");
         }
+    }
+
+    #[test]
+    fn reconcile_continuations_round_trip_and_are_checked() {
+        let continuation = ReconcileContinuation {
+            run_id: 12,
+            page: 3,
+            cursor: "companies/acme/b.md".into(),
+        };
+        assert_eq!(
+            parse_queue_message(&continuation.to_message()).unwrap(),
+            QueueMessage::Reconcile(continuation)
+        );
+        let document = json!({ "type": "delete", "key": "a.md" });
+        assert!(matches!(
+            parse_queue_message(&document).unwrap(),
+            QueueMessage::Document(IngestCommand::Delete { .. })
+        ));
+        for (body, field) in [
+            (json!({ "type": "reconcile", "page": 1 }), "run_id"),
+            (
+                json!({ "type": "reconcile", "run_id": 0, "page": 1 }),
+                "run_id",
+            ),
+            (
+                json!({ "type": "reconcile", "run_id": 1, "page": 0 }),
+                "page",
+            ),
+            (
+                json!({ "type": "reconcile", "run_id": 1, "page": 1, "cursor": 5 }),
+                "cursor",
+            ),
+        ] {
+            assert!(
+                matches!(parse_queue_message(&body), Err(MessageError::BadField { field: f, .. }) if f == field),
+                "{body}"
+            );
+        }
+        // A processor is never handed a continuation.
+        assert!(
+            parse_ingest_message(&json!({ "type": "reconcile", "run_id": 1, "page": 1 })).is_err()
+        );
     }
 
     #[test]

@@ -15,4 +15,5 @@ pub mod keys;
 pub mod pipeline;
 pub mod prompts;
 pub mod providers;
+pub mod reconcile;
 pub mod tags;
