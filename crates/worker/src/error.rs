@@ -21,6 +21,8 @@ pub enum ApiError {
     Unprocessable(&'static str, String),
     /// 405: the route exists but not with this method.
     MethodNotAllowed(String),
+    /// 409: the request conflicts with work in progress (code, message).
+    Conflict(&'static str, String),
     /// 500: a platform call failed (D1, R2, queue, Durable Object).
     Platform(worker::Error),
 }
@@ -44,6 +46,7 @@ impl ApiError {
             Self::PayloadTooLarge(m) => (413, "payload_too_large", m.clone()),
             Self::Unprocessable(code, m) => (422, code, m.clone()),
             Self::MethodNotAllowed(m) => (405, "method_not_allowed", m.clone()),
+            Self::Conflict(code, m) => (409, code, m.clone()),
             Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
         }
     }

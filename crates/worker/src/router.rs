@@ -17,7 +17,7 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         (_, "/") => json_response(
             &serde_json::json!({
                 "service": "portfolio-docs",
-                "endpoints": ["GET /api/health", "/admin/documents (bearer token)"],
+                "endpoints": ["GET /api/health", "/admin/documents (bearer token)", "/admin/reconcile (bearer token)"],
             }),
             200,
         )

@@ -1,11 +1,13 @@
 //! The admin API (bearer token only): document upload, deletion, manual
-//! processing, status and listing. Checks come from `portfolio_core::admin`;
-//! nothing happens before the token is verified.
+//! processing, status and listing; starting a reconciliation run and its
+//! history. Checks come from `portfolio_core::admin`; nothing happens before
+//! the token is verified.
 
 mod documents;
+mod reconcile;
 
 use crate::error::ApiError;
-use portfolio_core::admin::{document_route, is_authorized, AdminRequestError};
+use portfolio_core::admin::{document_route, is_authorized, reconcile_route, AdminRequestError};
 use worker::{Env, Request, Response};
 
 /// Handles any `/admin/...` request.
@@ -16,6 +18,12 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
         return Err(ApiError::Unauthorized);
     }
     let path = req.path();
+    if let Some(route) = reconcile_route(req.method().as_ref(), &path) {
+        return match route {
+            Ok(route) => reconcile::handle(route, req, env).await,
+            Err(e) => Err(ApiError::NotFound(e.to_string())),
+        };
+    }
     match document_route(req.method().as_ref(), &path) {
         Ok(route) => documents::handle(route, req, env).await,
         Err(AdminRequestError::NoRoute { method, path }) => Err(ApiError::NotFound(format!(
