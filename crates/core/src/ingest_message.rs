@@ -206,7 +206,7 @@ const R2_DELETE_ACTIONS: [&str; 2] = ["DeleteObject", "LifecycleDeletion"];
 /// Parses a queue message body into a command.
 ///
 /// Accepts R2 event notifications (`{ action, bucket, object: { key, size, eTag }, eventTime }`)
-/// and the service's own messages (`{ type: "process" | "delete" | "retry", key, reason?, force? }`;
+/// and the service's own messages (`{ type: "process" | "delete" | "retry", key, reason?, force?, object? }`;
 /// `retry` is a `process` that says so in its reason).
 pub fn parse_ingest_message(body: &Value) -> Result<IngestCommand, MessageError> {
     let Value::Object(map) = body else {
@@ -313,10 +313,23 @@ fn parse_service_message(
             })
         }
     };
+    // The sender may say which object version it saw (reconciliation does,
+    // dated when it looked), so a command round-trips through JSON unchanged.
+    let object = match map.get("object") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            serde_json::from_value::<ObjectVersion>(value.clone()).map_err(|_| {
+                MessageError::BadField {
+                    field: "object",
+                    expected: "object { etag?, size?, event_time? }",
+                }
+            })?,
+        ),
+    };
     match kind {
         "process" | "retry" => Ok(IngestCommand::Process {
             key,
-            object: None,
+            object,
             force,
             reason,
         }),
@@ -448,6 +461,29 @@ mod tests {
         };
         let value = serde_json::to_value(&cmd).unwrap();
         assert_eq!(parse_ingest_message(&value).unwrap(), cmd);
+    }
+
+    #[test]
+    fn commands_with_an_object_version_round_trip_through_json() {
+        let cmd = IngestCommand::Process {
+            key: "x/y.md".into(),
+            object: Some(ObjectVersion {
+                etag: Some("abc".into()),
+                size: Some(12),
+                event_time: Some("2027-01-15T08:00:00.000Z".into()),
+            }),
+            force: true,
+            reason: "reconcile:vectors-mismatch".into(),
+        };
+        let value = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(parse_ingest_message(&value).unwrap(), cmd);
+        assert_eq!(
+            parse_ingest_message(&json!({ "type": "process", "key": "a.md", "object": 3 })),
+            Err(MessageError::BadField {
+                field: "object",
+                expected: "object { etag?, size?, event_time? }"
+            })
+        );
     }
 
     #[test]
