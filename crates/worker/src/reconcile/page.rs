@@ -20,6 +20,14 @@ use worker::{
     RawMessageBuilder,
 };
 
+/// Rows read per page: twice the objects, so a range with a few more rows
+/// than objects (tombstones, documents gone) still ends at R2's horizon
+/// instead of cutting the page short; only a range of mostly gone documents
+/// ends the page early.
+fn rows_limit(page_size: u32) -> u32 {
+    page_size.saturating_mul(2)
+}
+
 /// Statements per D1 batch when claiming rows.
 const CLAIMS_PER_BATCH: usize = 100;
 
@@ -78,7 +86,7 @@ pub async fn process(
         &db,
         cursor,
         upper.as_deref(),
-        settings.page_size,
+        rows_limit(settings.page_size),
         &mut errors,
     )
     .await?;
@@ -169,13 +177,13 @@ async fn list_objects(
     Ok((objects, listing.truncated()))
 }
 
-/// Rows after `cursor` (up to `upper` when R2 has more), at most a page;
+/// Rows after `cursor` (up to `upper` when R2 has more), at most `limit`;
 /// `true` when more rows exist in that range.
 async fn read_documents(
     db: &D1Database,
     cursor: &str,
     upper: Option<&str>,
-    page_size: u32,
+    limit: u32,
     errors: &mut Vec<String>,
 ) -> worker::Result<(Vec<DocumentRow>, bool)> {
     let rows: Vec<RowColumns> = db
@@ -186,14 +194,14 @@ async fn read_documents(
         .bind(&[
             cursor.into(),
             upper.map_or(JsValue::NULL, JsValue::from_str),
-            num(f64::from(page_size) + 1.0),
+            num(f64::from(limit) + 1.0),
         ])?
         .all()
         .await?
         .results()?;
-    let truncated = rows.len() > page_size as usize;
+    let truncated = rows.len() > limit as usize;
     let mut documents = Vec::with_capacity(rows.len());
-    for row in rows.into_iter().take(page_size as usize) {
+    for row in rows.into_iter().take(limit as usize) {
         let Some(status) = DocumentStatus::parse(&row.status) else {
             errors.push(format!(
                 "document {} has unknown status {:?}",
