@@ -1,5 +1,6 @@
-//! The admin API's request decisions: which route a path names, who may call
-//! it, and what a document upload must satisfy before anything is stored.
+//! The admin API's request decisions: which route a path names (documents,
+//! reconciliation), who may call it, and what a document upload must satisfy
+//! before anything is stored.
 //!
 //! Never performs the operation; the Worker does, after these checks pass.
 
@@ -30,6 +31,20 @@ pub enum DocumentRoute {
     Process(DocumentKey),
 }
 
+/// A route under `/admin/reconcile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileRoute {
+    /// `POST /admin/reconcile`: start a run now.
+    Start,
+    /// `GET /admin/reconcile/runs`: the latest run summaries.
+    Runs,
+}
+
+/// Default number of runs `GET /admin/reconcile/runs` returns.
+pub const DEFAULT_RUNS: u32 = 20;
+/// Largest number of runs `GET /admin/reconcile/runs` returns.
+pub const MAX_RUNS: u32 = 100;
+
 /// Why an admin request was refused before doing anything.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AdminRequestError {
@@ -50,6 +65,43 @@ pub enum AdminRequestError {
 }
 
 const PREFIX: &str = "/admin/documents";
+const RECONCILE: &str = "/admin/reconcile";
+const RECONCILE_RUNS: &str = "/admin/reconcile/runs";
+
+/// Maps a method and path to a reconciliation route; `None` if the path is
+/// not one of them.
+#[must_use]
+pub fn reconcile_route(
+    method: &str,
+    path: &str,
+) -> Option<Result<ReconcileRoute, AdminRequestError>> {
+    let path_trimmed = path.strip_suffix('/').unwrap_or(path);
+    let route = match path_trimmed {
+        RECONCILE => ReconcileRoute::Start,
+        RECONCILE_RUNS => ReconcileRoute::Runs,
+        _ => return None,
+    };
+    let allowed = match route {
+        ReconcileRoute::Start => "POST",
+        ReconcileRoute::Runs => "GET",
+    };
+    Some(if method == allowed {
+        Ok(route)
+    } else {
+        Err(AdminRequestError::NoRoute {
+            method: method.to_owned(),
+            path: path.to_owned(),
+        })
+    })
+}
+
+/// Number of runs from the `limit` query parameter: default, clamped to [1, MAX_RUNS].
+#[must_use]
+pub fn runs_limit(limit: Option<&str>) -> u32 {
+    limit
+        .and_then(|l| l.parse::<u32>().ok())
+        .map_or(DEFAULT_RUNS, |l| l.clamp(1, MAX_RUNS))
+}
 
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
 #[must_use]
@@ -223,6 +275,31 @@ mod tests {
         assert_eq!(page_size(Some("5")), 5);
         assert_eq!(page_size(Some("999999")), MAX_PAGE);
         assert_eq!(page_size(Some("abc")), DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn reconcile_routes_are_recognised() {
+        assert_eq!(
+            reconcile_route("POST", "/admin/reconcile"),
+            Some(Ok(ReconcileRoute::Start))
+        );
+        assert_eq!(
+            reconcile_route("GET", "/admin/reconcile/runs/"),
+            Some(Ok(ReconcileRoute::Runs))
+        );
+        assert!(matches!(
+            reconcile_route("GET", "/admin/reconcile"),
+            Some(Err(AdminRequestError::NoRoute { .. }))
+        ));
+        assert!(matches!(
+            reconcile_route("DELETE", "/admin/reconcile/runs"),
+            Some(Err(AdminRequestError::NoRoute { .. }))
+        ));
+        assert_eq!(reconcile_route("GET", "/admin/documents"), None);
+        assert_eq!(reconcile_route("GET", "/admin/reconcilex"), None);
+        assert_eq!(runs_limit(None), DEFAULT_RUNS);
+        assert_eq!(runs_limit(Some("0")), 1);
+        assert_eq!(runs_limit(Some("1000")), MAX_RUNS);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Messages on the ingest queue: R2 event notifications and the service's own.
 //!
-//! Owns turning a queue message body into an [`IngestCommand`] (or a typed
-//! reason why it never can be one) and the queue's retry delays. Never touches
-//! the queue itself: acking, retrying and dead-lettering are the Worker's.
+//! Owns turning a queue message body into an [`IngestCommand`] or a
+//! reconciliation continuation (or a typed reason why it never can be one)
+//! and the queue's retry delays. Never touches the queue itself: acking,
+//! retrying and dead-lettering are the Worker's.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -117,6 +118,86 @@ pub enum MessageError {
     },
 }
 
+/// Continuation of a reconciliation run: process page `page` of run `run_id`,
+/// starting after key `cursor`. Sent by the reconciler to itself through the
+/// ingest queue, so a large bucket is worked through page by page, each page
+/// in its own invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileContinuation {
+    /// `reconcile_runs.id`.
+    pub run_id: u64,
+    /// 1-based number of the page to process.
+    pub page: u32,
+    /// The last key of the previous page (`""` before the first page).
+    pub cursor: String,
+}
+
+impl ReconcileContinuation {
+    /// The queue message body: `{ "type": "reconcile", run_id, page, cursor }`.
+    #[must_use]
+    pub fn to_message(&self) -> Value {
+        serde_json::json!({
+            "type": "reconcile",
+            "run_id": self.run_id,
+            "page": self.page,
+            "cursor": self.cursor,
+        })
+    }
+}
+
+/// Anything the ingest queue carries: a command for one document's processor,
+/// or a reconciliation page (which never reaches a processor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueMessage {
+    /// For the document's `DocumentProcessor`.
+    Document(IngestCommand),
+    /// For the reconciler.
+    Reconcile(ReconcileContinuation),
+}
+
+/// Parses an ingest queue message body: a reconciliation continuation
+/// (`type: "reconcile"`) or anything [`parse_ingest_message`] accepts.
+pub fn parse_queue_message(body: &Value) -> Result<QueueMessage, MessageError> {
+    let Some(map) = body
+        .as_object()
+        .filter(|m| m.get("type").and_then(Value::as_str) == Some("reconcile"))
+    else {
+        return parse_ingest_message(body).map(QueueMessage::Document);
+    };
+    let run_id = map
+        .get("run_id")
+        .and_then(Value::as_u64)
+        .filter(|id| *id > 0)
+        .ok_or(MessageError::BadField {
+            field: "run_id",
+            expected: "positive integer",
+        })?;
+    let page = map
+        .get("page")
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .ok_or(MessageError::BadField {
+            field: "page",
+            expected: "positive integer",
+        })?;
+    let cursor = match map.get("cursor") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(c)) => c.clone(),
+        Some(_) => {
+            return Err(MessageError::BadField {
+                field: "cursor",
+                expected: "string",
+            })
+        }
+    };
+    Ok(QueueMessage::Reconcile(ReconcileContinuation {
+        run_id,
+        page,
+        cursor,
+    }))
+}
+
 /// R2 event-notification actions that create or replace an object.
 const R2_WRITE_ACTIONS: [&str; 3] = ["PutObject", "CopyObject", "CompleteMultipartUpload"];
 /// R2 event-notification actions that remove an object.
@@ -125,7 +206,7 @@ const R2_DELETE_ACTIONS: [&str; 2] = ["DeleteObject", "LifecycleDeletion"];
 /// Parses a queue message body into a command.
 ///
 /// Accepts R2 event notifications (`{ action, bucket, object: { key, size, eTag }, eventTime }`)
-/// and the service's own messages (`{ type: "process" | "delete" | "retry", key, reason?, force? }`;
+/// and the service's own messages (`{ type: "process" | "delete" | "retry", key, reason?, force?, object? }`;
 /// `retry` is a `process` that says so in its reason).
 pub fn parse_ingest_message(body: &Value) -> Result<IngestCommand, MessageError> {
     let Value::Object(map) = body else {
@@ -232,10 +313,23 @@ fn parse_service_message(
             })
         }
     };
+    // The sender may say which object version it saw (reconciliation does,
+    // dated when it looked), so a command round-trips through JSON unchanged.
+    let object = match map.get("object") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            serde_json::from_value::<ObjectVersion>(value.clone()).map_err(|_| {
+                MessageError::BadField {
+                    field: "object",
+                    expected: "object { etag?, size?, event_time? }",
+                }
+            })?,
+        ),
+    };
     match kind {
         "process" | "retry" => Ok(IngestCommand::Process {
             key,
-            object: None,
+            object,
             force,
             reason,
         }),
@@ -370,6 +464,29 @@ mod tests {
     }
 
     #[test]
+    fn commands_with_an_object_version_round_trip_through_json() {
+        let cmd = IngestCommand::Process {
+            key: "x/y.md".into(),
+            object: Some(ObjectVersion {
+                etag: Some("abc".into()),
+                size: Some(12),
+                event_time: Some("2027-01-15T08:00:00.000Z".into()),
+            }),
+            force: true,
+            reason: "reconcile:vectors-mismatch".into(),
+        };
+        let value = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(parse_ingest_message(&value).unwrap(), cmd);
+        assert_eq!(
+            parse_ingest_message(&json!({ "type": "process", "key": "a.md", "object": 3 })),
+            Err(MessageError::BadField {
+                field: "object",
+                expected: "object { etag?, size?, event_time? }"
+            })
+        );
+    }
+
+    #[test]
     fn malformed_bodies_are_typed_errors() {
         let cases = [
             (
@@ -418,6 +535,48 @@ mod tests {
         for (body, expected) in cases {
             assert_eq!(parse_ingest_message(&body).unwrap_err(), expected, "{body}");
         }
+    }
+
+    #[test]
+    fn reconcile_continuations_round_trip_and_are_checked() {
+        let continuation = ReconcileContinuation {
+            run_id: 12,
+            page: 3,
+            cursor: "companies/acme/b.md".into(),
+        };
+        assert_eq!(
+            parse_queue_message(&continuation.to_message()).unwrap(),
+            QueueMessage::Reconcile(continuation)
+        );
+        let document = json!({ "type": "delete", "key": "a.md" });
+        assert!(matches!(
+            parse_queue_message(&document).unwrap(),
+            QueueMessage::Document(IngestCommand::Delete { .. })
+        ));
+        for (body, field) in [
+            (json!({ "type": "reconcile", "page": 1 }), "run_id"),
+            (
+                json!({ "type": "reconcile", "run_id": 0, "page": 1 }),
+                "run_id",
+            ),
+            (
+                json!({ "type": "reconcile", "run_id": 1, "page": 0 }),
+                "page",
+            ),
+            (
+                json!({ "type": "reconcile", "run_id": 1, "page": 1, "cursor": 5 }),
+                "cursor",
+            ),
+        ] {
+            assert!(
+                matches!(parse_queue_message(&body), Err(MessageError::BadField { field: f, .. }) if f == field),
+                "{body}"
+            );
+        }
+        // A processor is never handed a continuation.
+        assert!(
+            parse_ingest_message(&json!({ "type": "reconcile", "run_id": 1, "page": 1 })).is_err()
+        );
     }
 
     #[test]

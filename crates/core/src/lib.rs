@@ -16,5 +16,6 @@ pub mod pipeline;
 pub mod prompts;
 pub mod providers;
 pub mod query;
+pub mod reconcile;
 pub mod tags;
 pub mod vector_index;

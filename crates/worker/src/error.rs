@@ -26,6 +26,8 @@ pub enum ApiError {
     TooManyRequests(String),
     /// 502: a provider (embedding or chat) failed.
     Upstream(String),
+    /// 409: the request conflicts with work in progress (code, message).
+    Conflict(&'static str, String),
     /// 500: a platform call failed (D1, R2, queue, Durable Object).
     Platform(worker::Error),
     /// A vector index call failed: 400 for the caller's input, 503 when retryable, else 502/500.
@@ -54,6 +56,7 @@ impl ApiError {
             Self::MethodNotAllowed(m) => (405, "method_not_allowed", m.clone()),
             Self::TooManyRequests(m) => (429, "rate_limited", m.clone()),
             Self::Upstream(m) => (502, "provider_error", m.clone()),
+            Self::Conflict(code, m) => (409, code, m.clone()),
             Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
             Self::Unauthorized => (
                 401,

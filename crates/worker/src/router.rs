@@ -41,6 +41,7 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
                     "GET /api/documents",
                     "/admin/documents/... (bearer token)",
                     "/admin/index/... (bearer token)",
+                    "/admin/reconcile (bearer token)",
                 ],
             }),
             200,

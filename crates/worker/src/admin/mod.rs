@@ -1,13 +1,15 @@
 //! The operator (admin) API: every route here needs `Authorization: Bearer
 //! <ADMIN_TOKEN>` (compared in constant time). Owns the token check and the
-//! dispatch; must never answer an admin route, known or not, before the
-//! token passed. Request checks come from `portfolio_core::admin`.
+//! dispatch (documents, index, reconciliation); must never answer an admin
+//! route, known or not, before the token passed. Request checks come from
+//! `portfolio_core::admin`.
 
 mod documents;
 pub mod index;
+mod reconcile;
 
 use crate::error::ApiError;
-use portfolio_core::admin::{document_route, is_authorized, AdminRequestError};
+use portfolio_core::admin::{document_route, is_authorized, reconcile_route, AdminRequestError};
 use wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, Response};
 
@@ -39,6 +41,12 @@ pub async fn handle(req: Request, env: Env) -> Result<Response, ApiError> {
         (Method::Post, "/admin/index/get") => return index::get(req, env).await,
         (Method::Post, "/admin/index/delete") => return index::delete(req, env).await,
         _ => {}
+    }
+    if let Some(route) = reconcile_route(req.method().as_ref(), &path) {
+        return match route {
+            Ok(route) => reconcile::handle(route, req, &env).await,
+            Err(e) => Err(ApiError::NotFound(e.to_string())),
+        };
     }
     match document_route(req.method().as_ref(), &path) {
         Ok(route) => documents::handle(route, req, &env).await,

@@ -1,5 +1,6 @@
 //! Queue consumer: turns each message into a command for the document's
-//! processor, acking or retrying message by message.
+//! processor (or a reconciliation page for the reconciler), acking or
+//! retrying message by message.
 //!
 //! A message that can never succeed (malformed) is dead-lettered and acked, a
 //! hand-off that failed is retried with a delay growing with its attempts, and
@@ -8,7 +9,10 @@
 use crate::bindings;
 use crate::config::ServiceConfig;
 use crate::ingest::PROCESSOR_ORIGIN;
-use portfolio_core::ingest_message::{parse_ingest_message, retry_delay_seconds, IngestCommand};
+use crate::reconcile;
+use portfolio_core::ingest_message::{
+    parse_ingest_message, parse_queue_message, retry_delay_seconds, IngestCommand, QueueMessage,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
@@ -95,9 +99,15 @@ async fn handle_ingest(env: &Env, config: &ServiceConfig, queue_name: &str, deli
     let parsed = delivery
         .body
         .clone()
-        .and_then(|body| parse_ingest_message(&body).map_err(|e| e.to_string()));
+        .and_then(|body| parse_queue_message(&body).map_err(|e| e.to_string()));
     let command = match parsed {
-        Ok(command) => command,
+        Ok(QueueMessage::Document(command)) => command,
+        Ok(QueueMessage::Reconcile(continuation)) => {
+            return match reconcile::continue_run(env, &continuation, delivery.attempts).await {
+                Ok(()) => delivery.ack(),
+                Err(_) => delivery.retry(retry_delay_seconds(delivery.attempts)),
+            };
+        }
         Err(error) => {
             return dead_letter_malformed(env, config, queue_name, delivery, &error).await
         }
@@ -223,6 +233,15 @@ async fn handle_dead_letter(env: &Env, queue_name: &str, delivery: &Delivery) {
     let key = parse_ingest_message(&original)
         .ok()
         .map(|c| c.key().to_owned());
+    // A reconciliation page out of retries: its run can never finish.
+    if let Ok(QueueMessage::Reconcile(continuation)) = parse_queue_message(&original) {
+        if let Err(e) = reconcile::dead_lettered(env, &continuation, &error).await {
+            console_error!(
+                "{}",
+                json!({ "level": "error", "event": "reconcile_dead_letter_not_recorded", "run_id": continuation.run_id, "error": e.to_string() })
+            );
+        }
+    }
     match record_dead_letter(
         env,
         queue_name,

@@ -1,0 +1,622 @@
+//! Reconciliation decisions: given one page of R2 objects and the document
+//! rows of the same key range (plus store counts and failed-run counts), which
+//! documents to re-enqueue and why, and where the next page starts.
+//!
+//! Owns the rules (missing, changed, gone, stuck, failed-retry, store
+//! mismatches), the page window and the run counters. Never lists a bucket,
+//! queries D1, sends a message or reads a clock: the Worker does, then asks.
+//!
+//! # The page window
+//!
+//! A run walks R2 and the `documents` table together in key order (a merge
+//! join), so every key is judged once with both sides in view and the rules
+//! stay disjoint. A page lists up to `page_size` objects after the cursor and
+//! reads up to `page_size` rows in the same range; [`page_end`] cuts the page
+//! at the smaller of the two horizons, so neither side is judged on a key the
+//! other side has not reached yet. R2 lists keys in UTF-8 byte order, which is
+//! also how SQLite's default `BINARY` collation and Rust's `str` compare.
+
+use crate::ingest_message::{IngestCommand, ObjectVersion};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use thiserror::Error;
+
+/// Largest page R2 `list` returns. Source: R2 Workers API, `list()` `limit` ≤ 1000.
+pub const R2_LIST_MAX: u32 = 1_000;
+
+/// Objects (and rows) per page unless `RECONCILE_PAGE_SIZE` says otherwise:
+/// one R2 list, three D1 queries and one D1 batch per page keep an invocation
+/// far below the CPU, subrequest and wall-time limits.
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+
+/// A queued/processing document untouched for this long is stuck.
+pub const DEFAULT_STUCK_AFTER_HOURS: u32 = 24;
+
+/// A failed document is retried by reconciliation while it has fewer failed
+/// runs than this since its last success: a permanent error (a binary file)
+/// fails every time and must not be retried forever.
+pub const DEFAULT_MAX_FAILED_RUNS: u32 = 3;
+
+/// A `running` run without progress for this long is abandoned (its
+/// continuation was lost); the next trigger marks it failed and starts anew.
+pub const RUN_STALE_AFTER_MS: u64 = 60 * 60 * 1_000;
+
+/// Messages per `sendBatch`. Source: Cloudflare Queues limits, 100 messages
+/// (and 256 KB) per batch.
+pub const QUEUE_SEND_BATCH_MAX: usize = 100;
+
+/// Most error messages kept on a run row (the rest are only logged).
+pub const MAX_RUN_ERRORS: usize = 50;
+
+const HOUR_MS: u64 = 60 * 60 * 1_000;
+
+/// Why reconciliation enqueued a command; the string is the command's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// An object with no document row (or only a `deleted` tombstone).
+    Missing,
+    /// An object whose content differs from what the document serves.
+    Changed,
+    /// A document whose object is no longer in the bucket.
+    Gone,
+    /// A document queued or processing for longer than the stuck threshold.
+    Stuck,
+    /// A failed document with reconciliation retries left.
+    FailedRetry,
+    /// A ready document whose vector count differs from its chunk count.
+    VectorsMismatch,
+    /// A ready document whose chunk rows differ from its chunk count (or
+    /// that has no active generation at all).
+    ChunksMismatch,
+}
+
+impl Reason {
+    /// Every reason, in a stable order.
+    pub const ALL: [Reason; 7] = [
+        Reason::Missing,
+        Reason::Changed,
+        Reason::Gone,
+        Reason::Stuck,
+        Reason::FailedRetry,
+        Reason::VectorsMismatch,
+        Reason::ChunksMismatch,
+    ];
+
+    /// The command reason, e.g. `reconcile:missing`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "reconcile:missing",
+            Self::Changed => "reconcile:changed",
+            Self::Gone => "reconcile:gone",
+            Self::Stuck => "reconcile:stuck",
+            Self::FailedRetry => "reconcile:failed-retry",
+            Self::VectorsMismatch => "reconcile:vectors-mismatch",
+            Self::ChunksMismatch => "reconcile:chunks-mismatch",
+        }
+    }
+}
+
+/// Status of a document row (`documents.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    /// Waiting for its processor.
+    Queued,
+    /// Its processor is running a step.
+    Processing,
+    /// Serving its active generation.
+    Ready,
+    /// The last run failed.
+    Failed,
+    /// A tombstone: the object was deleted.
+    Deleted,
+}
+
+impl DocumentStatus {
+    /// Parses the column value; `None` for anything else.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "queued" => Some(Self::Queued),
+            "processing" => Some(Self::Processing),
+            "ready" => Some(Self::Ready),
+            "failed" => Some(Self::Failed),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// One object of an R2 listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// R2 key.
+    pub key: String,
+    /// R2 etag (unquoted).
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Upload time (ms since the epoch).
+    pub uploaded_ms: u64,
+    /// The `sha256` custom metadata set by the admin PUT path and r2-sync.
+    pub sha256: Option<String>,
+}
+
+/// The columns of a `documents` row reconciliation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRow {
+    /// Row id (vector ids start with it).
+    pub id: i64,
+    /// R2 key.
+    pub key: String,
+    /// Current status.
+    pub status: DocumentStatus,
+    /// Content hash of the active generation.
+    pub sha256: Option<String>,
+    /// R2 etag of the active generation's object.
+    pub etag: Option<String>,
+    /// Last change of the row (ms since the epoch).
+    pub updated_at_ms: u64,
+    /// Chunks of the active generation.
+    pub chunk_count: u32,
+    /// The live generation, if any.
+    pub active_version: Option<u64>,
+}
+
+/// What the stores hold for one document's active generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreCounts {
+    /// Chunk rows in D1.
+    pub chunks: u32,
+    /// Vectors in the vector index.
+    pub vectors: u32,
+}
+
+/// A ready document whose stores the Worker must count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StoreProbe {
+    /// Document row id.
+    pub document_id: i64,
+    /// Its active generation.
+    pub version: u64,
+    /// How many chunks (and vectors) it should have.
+    pub chunk_count: u32,
+}
+
+/// The knobs of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Objects (and rows) per page, 1..=1000.
+    pub page_size: u32,
+    /// A queued/processing row older than this is stuck.
+    pub stuck_after_ms: u64,
+    /// Failed runs since the last success after which reconciliation gives up.
+    pub max_failed_runs: u32,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            page_size: DEFAULT_PAGE_SIZE,
+            stuck_after_ms: u64::from(DEFAULT_STUCK_AFTER_HOURS) * HOUR_MS,
+            max_failed_runs: DEFAULT_MAX_FAILED_RUNS,
+        }
+    }
+}
+
+impl ReconcileSettings {
+    /// Settings from the Worker's vars (`RECONCILE_PAGE_SIZE`,
+    /// `RECONCILE_STUCK_AFTER_HOURS`, `RECONCILE_MAX_RETRIES`); an unset or
+    /// unparsable var keeps its default.
+    #[must_use]
+    pub fn from_vars(
+        page_size: Option<&str>,
+        stuck_after_hours: Option<&str>,
+        max_retries: Option<&str>,
+    ) -> Self {
+        let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u32>().ok());
+        let mut settings = Self::default();
+        if let Some(n) = parse(page_size) {
+            settings = settings.with_page_size(n);
+        }
+        if let Some(h) = parse(stuck_after_hours) {
+            settings.stuck_after_ms = u64::from(h.max(1)) * HOUR_MS;
+        }
+        if let Some(n) = parse(max_retries) {
+            settings.max_failed_runs = n;
+        }
+        settings
+    }
+
+    /// Sets the page size, clamped to what one R2 list returns.
+    #[must_use]
+    pub fn with_page_size(mut self, size: u32) -> Self {
+        self.page_size = size.clamp(1, R2_LIST_MAX);
+        self
+    }
+}
+
+/// Why a page cannot be judged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReconcileError {
+    /// R2 said there is more but returned no key to continue after.
+    #[error("R2 listing after {cursor:?} is truncated but returned no objects")]
+    EmptyTruncatedListing {
+        /// Where the page started.
+        cursor: String,
+    },
+    /// The run row's `enqueued` column is not a JSON object of counts.
+    #[error("run counters are not a JSON object of counts: {0}")]
+    BadCounters(String),
+}
+
+/// Where a page stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageEnd {
+    /// The page covers keys up to and including this one; the next page
+    /// starts after it.
+    Through(String),
+    /// The page covers every remaining key: the run ends with it.
+    Last,
+}
+
+impl PageEnd {
+    fn covers(&self, key: &str) -> bool {
+        match self {
+            Self::Through(end) => key <= end.as_str(),
+            Self::Last => true,
+        }
+    }
+}
+
+/// Where a page ends. `objects` is one R2 listing after the cursor (and
+/// `objects_truncated` whether R2 has more); `documents` the rows after the
+/// cursor up to the listing's last key when truncated, at most a page, and
+/// `documents_truncated` whether more rows exist in that range.
+pub fn page_end(
+    cursor: &str,
+    objects: &[ListedObject],
+    objects_truncated: bool,
+    documents: &[DocumentRow],
+    documents_truncated: bool,
+) -> Result<PageEnd, ReconcileError> {
+    let object_horizon = if objects_truncated {
+        let last = objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .max()
+            .ok_or_else(|| ReconcileError::EmptyTruncatedListing {
+                cursor: cursor.to_owned(),
+            })?;
+        Some(last)
+    } else {
+        None
+    };
+    let row_horizon = if documents_truncated {
+        documents.iter().map(|d| d.key.as_str()).max()
+    } else {
+        None
+    };
+    Ok(match (object_horizon, row_horizon) {
+        (None, None) => PageEnd::Last,
+        (Some(k), None) | (None, Some(k)) => PageEnd::Through(k.to_owned()),
+        (Some(a), Some(b)) => PageEnd::Through(a.min(b).to_owned()),
+    })
+}
+
+/// How a key pairs up within a page.
+#[derive(Debug, Clone, Copy)]
+struct Pair<'a> {
+    object: Option<&'a ListedObject>,
+    row: Option<&'a DocumentRow>,
+}
+
+fn pairs<'a>(
+    objects: &'a [ListedObject],
+    documents: &'a [DocumentRow],
+    end: &PageEnd,
+) -> BTreeMap<&'a str, Pair<'a>> {
+    let mut map: BTreeMap<&str, Pair<'_>> = BTreeMap::new();
+    for object in objects.iter().filter(|o| end.covers(&o.key)) {
+        map.entry(object.key.as_str())
+            .or_insert(Pair {
+                object: None,
+                row: None,
+            })
+            .object = Some(object);
+    }
+    for row in documents.iter().filter(|d| end.covers(&d.key)) {
+        map.entry(row.key.as_str())
+            .or_insert(Pair {
+                object: None,
+                row: None,
+            })
+            .row = Some(row);
+    }
+    map
+}
+
+/// Whether the object differs from what the document serves: the uploader's
+/// SHA-256 against the served content's when both are known (an etag changes
+/// on a re-upload of the same bytes, a multipart etag is no content hash),
+/// else the etags.
+#[must_use]
+pub fn content_differs(object: &ListedObject, row: &DocumentRow) -> bool {
+    match (object.sha256.as_deref(), row.sha256.as_deref()) {
+        (Some(a), Some(b)) => !a.trim().eq_ignore_ascii_case(b.trim()),
+        _ => row.etag.as_deref() != Some(object.etag.as_str()),
+    }
+}
+
+/// Everything known about one page, for [`plan_page`].
+#[derive(Debug, Clone, Copy)]
+pub struct PageFacts<'a> {
+    /// The R2 listing of the page.
+    pub objects: &'a [ListedObject],
+    /// The document rows of the page.
+    pub documents: &'a [DocumentRow],
+    /// Where the page ends.
+    pub end: &'a PageEnd,
+    /// Store counts of the probed documents, by document id.
+    pub stores: &'a HashMap<i64, StoreCounts>,
+    /// Failed runs since the last success, by key (failed documents only).
+    pub failed_runs: &'a HashMap<String, u32>,
+    /// Now (ms since the epoch).
+    pub now_ms: u64,
+    /// Now as RFC 3339, the event time of the commands: reconciliation
+    /// observed the object now, so its request is never older than what the
+    /// processor has seen (which would make it stale and ignored).
+    pub observed_at: &'a str,
+}
+
+/// A command to enqueue and the row change that claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedCommand {
+    /// Why.
+    pub reason: Reason,
+    /// The message for the ingest queue.
+    pub command: IngestCommand,
+    /// The row is marked `queued` only if its `updated_at` still has this
+    /// value (`None`: no row yet, insert one): a row someone changed since the
+    /// page was read is being handled already, and a redelivered page finds
+    /// its rows claimed and enqueues nothing twice.
+    pub expected_updated_at_ms: Option<u64>,
+}
+
+/// The outcome of one page.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PagePlan {
+    /// Commands to enqueue, in key order.
+    pub commands: Vec<PlannedCommand>,
+    /// Objects in the page.
+    pub objects_seen: u32,
+    /// Document rows in the page (tombstones excluded).
+    pub documents_seen: u32,
+    /// Ready documents whose stores were compared.
+    pub stores_checked: u32,
+}
+
+impl PagePlan {
+    /// Commands per reason.
+    #[must_use]
+    pub fn counts(&self) -> BTreeMap<&'static str, u32> {
+        count_reasons(self.commands.iter().map(|c| c.reason))
+    }
+}
+
+/// Counts reasons into a `{ reason: count }` map.
+pub fn count_reasons(reasons: impl IntoIterator<Item = Reason>) -> BTreeMap<&'static str, u32> {
+    let mut counts = BTreeMap::new();
+    for reason in reasons {
+        *counts.entry(reason.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn is_stale(row: &DocumentRow, now_ms: u64, settings: &ReconcileSettings) -> bool {
+    row.updated_at_ms < now_ms.saturating_sub(settings.stuck_after_ms)
+}
+
+/// What one key needs, before store counts are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Consistent,
+    Enqueue(Reason),
+    /// Ready and unchanged: compare the stores.
+    CheckStores,
+}
+
+fn judge_ready(object: &ListedObject, row: &DocumentRow) -> Verdict {
+    if content_differs(object, row) {
+        Verdict::Enqueue(Reason::Changed)
+    } else if row.active_version.is_none() {
+        Verdict::Enqueue(Reason::ChunksMismatch)
+    } else {
+        Verdict::CheckStores
+    }
+}
+
+fn judge(pair: Pair<'_>, facts: &PageFacts<'_>, settings: &ReconcileSettings) -> Verdict {
+    use DocumentStatus as S;
+    match (pair.object, pair.row) {
+        (None, None) => Verdict::Consistent,
+        (Some(_), None) => Verdict::Enqueue(Reason::Missing),
+        (Some(object), Some(row)) => match row.status {
+            // A re-created object: the tombstone is history, not a document.
+            S::Deleted => Verdict::Enqueue(Reason::Missing),
+            S::Queued | S::Processing => {
+                if is_stale(row, facts.now_ms, settings) {
+                    Verdict::Enqueue(Reason::Stuck)
+                } else {
+                    // In flight: its processor reports back.
+                    Verdict::Consistent
+                }
+            }
+            S::Failed => {
+                if object.uploaded_ms > row.updated_at_ms {
+                    // Uploaded after the failure: a new version nobody processed.
+                    Verdict::Enqueue(Reason::Changed)
+                } else if facts.failed_runs.get(&row.key).copied().unwrap_or(0)
+                    < settings.max_failed_runs
+                {
+                    Verdict::Enqueue(Reason::FailedRetry)
+                } else {
+                    Verdict::Consistent
+                }
+            }
+            S::Ready => judge_ready(object, row),
+        },
+        (None, Some(row)) => match row.status {
+            S::Deleted => Verdict::Consistent,
+            S::Queued | S::Processing if !is_stale(row, facts.now_ms, settings) => {
+                Verdict::Consistent
+            }
+            S::Queued | S::Processing | S::Ready | S::Failed => Verdict::Enqueue(Reason::Gone),
+        },
+    }
+}
+
+/// The ready documents of the page whose stores must be counted before
+/// [`plan_page`] can judge them.
+#[must_use]
+pub fn store_probes(
+    objects: &[ListedObject],
+    documents: &[DocumentRow],
+    end: &PageEnd,
+) -> Vec<StoreProbe> {
+    pairs(objects, documents, end)
+        .into_values()
+        .filter_map(|pair| match (pair.object, pair.row) {
+            (Some(object), Some(row))
+                if row.status == DocumentStatus::Ready
+                    && judge_ready(object, row) == Verdict::CheckStores =>
+            {
+                Some(StoreProbe {
+                    document_id: row.id,
+                    version: row.active_version?,
+                    chunk_count: row.chunk_count,
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Keys of the failed documents of the page (their failed runs must be counted).
+#[must_use]
+pub fn failed_keys<'a>(documents: &'a [DocumentRow], end: &PageEnd) -> BTreeSet<&'a str> {
+    documents
+        .iter()
+        .filter(|d| d.status == DocumentStatus::Failed && end.covers(&d.key))
+        .map(|d| d.key.as_str())
+        .collect()
+}
+
+fn command_for(
+    reason: Reason,
+    key: &str,
+    object: Option<&ListedObject>,
+    observed_at: &str,
+) -> IngestCommand {
+    match object {
+        // Forced: reconciliation only acts on a discrepancy, which the
+        // processor's duplicate check (same etag as its live generation)
+        // would otherwise swallow.
+        Some(object) => IngestCommand::Process {
+            key: key.to_owned(),
+            object: Some(ObjectVersion {
+                etag: Some(object.etag.clone()),
+                size: Some(object.size),
+                event_time: Some(observed_at.to_owned()),
+            }),
+            force: true,
+            reason: reason.as_str().to_owned(),
+        },
+        None => IngestCommand::Delete {
+            key: key.to_owned(),
+            event_time: Some(observed_at.to_owned()),
+            reason: reason.as_str().to_owned(),
+        },
+    }
+}
+
+/// Judges every key of the page.
+#[must_use]
+pub fn plan_page(facts: &PageFacts<'_>, settings: &ReconcileSettings) -> PagePlan {
+    let mut plan = PagePlan::default();
+    for (key, pair) in pairs(facts.objects, facts.documents, facts.end) {
+        if pair.object.is_some() {
+            plan.objects_seen += 1;
+        }
+        if pair
+            .row
+            .is_some_and(|r| r.status != DocumentStatus::Deleted)
+        {
+            plan.documents_seen += 1;
+        }
+        let reason = match judge(pair, facts, settings) {
+            Verdict::Consistent => None,
+            Verdict::Enqueue(reason) => Some(reason),
+            Verdict::CheckStores => {
+                let counts = pair
+                    .row
+                    .and_then(|row| facts.stores.get(&row.id).map(|c| (row, c)));
+                counts.and_then(|(row, counts)| {
+                    plan.stores_checked += 1;
+                    if counts.vectors != row.chunk_count {
+                        Some(Reason::VectorsMismatch)
+                    } else if counts.chunks != row.chunk_count {
+                        Some(Reason::ChunksMismatch)
+                    } else {
+                        None
+                    }
+                })
+            }
+        };
+        if let Some(reason) = reason {
+            plan.commands.push(PlannedCommand {
+                reason,
+                command: command_for(reason, key, pair.object, facts.observed_at),
+                expected_updated_at_ms: pair.row.map(|r| r.updated_at_ms),
+            });
+        }
+    }
+    plan
+}
+
+/// Adds a page's `{ reason: count }` to the run's (the `enqueued` column).
+pub fn merge_counts(
+    run_counts: &str,
+    page: &BTreeMap<&'static str, u32>,
+) -> Result<String, ReconcileError> {
+    let text = if run_counts.trim().is_empty() {
+        "{}"
+    } else {
+        run_counts
+    };
+    let mut merged: BTreeMap<String, u64> =
+        serde_json::from_str(text).map_err(|e| ReconcileError::BadCounters(e.to_string()))?;
+    for (reason, n) in page {
+        *merged.entry((*reason).to_owned()).or_insert(0) += u64::from(*n);
+    }
+    serde_json::to_string(&merged).map_err(|e| ReconcileError::BadCounters(e.to_string()))
+}
+
+/// Appends a page's error messages to the run's (the `errors` column),
+/// keeping at most [`MAX_RUN_ERRORS`].
+pub fn append_errors(run_errors: &str, page: &[String]) -> Result<String, ReconcileError> {
+    let text = if run_errors.trim().is_empty() {
+        "[]"
+    } else {
+        run_errors
+    };
+    let mut errors: Vec<String> =
+        serde_json::from_str(text).map_err(|e| ReconcileError::BadCounters(e.to_string()))?;
+    errors.extend(page.iter().cloned());
+    errors.truncate(MAX_RUN_ERRORS);
+    serde_json::to_string(&errors).map_err(|e| ReconcileError::BadCounters(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,53 @@
+//! `/admin/reconcile`: start a reconciliation run now, and read the latest
+//! run summaries. The run itself is the reconciler's (`crate::reconcile`).
+
+use crate::error::{json_response, ApiError};
+use crate::reconcile::{self, Started};
+use portfolio_core::admin::{runs_limit, ReconcileRoute};
+use serde::Deserialize;
+use std::collections::HashMap;
+use worker::{Env, Request, Response};
+
+pub async fn handle(route: ReconcileRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
+    match route {
+        ReconcileRoute::Start => start(req, env).await,
+        ReconcileRoute::Runs => runs(req, env).await,
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    /// Objects per page for this run (1..=1000), instead of `RECONCILE_PAGE_SIZE`.
+    page_size: Option<u32>,
+}
+
+async fn start(mut req: Request, env: &Env) -> Result<Response, ApiError> {
+    let text = req.text().await?;
+    let body: StartBody = if text.trim().is_empty() {
+        StartBody::default()
+    } else {
+        serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))?
+    };
+    match reconcile::start(env, "admin", body.page_size).await? {
+        Started::Run { run_id, done } => Ok(json_response(
+            &serde_json::json!({ "run_id": run_id, "status": if done { "done" } else { "running" } }),
+            202,
+        )?),
+        Started::AlreadyRunning { run_id } => Err(ApiError::Conflict(
+            "reconcile_running",
+            format!("reconciliation run {run_id} is still running"),
+        )),
+    }
+}
+
+async fn runs(req: Request, env: &Env) -> Result<Response, ApiError> {
+    let query: HashMap<String, String> = req.url()?.query_pairs().into_owned().collect();
+    let limit = runs_limit(query.get("limit").map(String::as_str));
+    let runs: Vec<serde_json::Value> = reconcile::latest_runs(env, limit)
+        .await?
+        .iter()
+        .map(reconcile::RunRow::summary)
+        .collect();
+    Ok(json_response(&serde_json::json!({ "runs": runs }), 200)?)
+}
