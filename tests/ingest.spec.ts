@@ -167,3 +167,43 @@ describe("large documents", () => {
     console.log(JSON.stringify({ large_document: { bytes: markdown.length, chunks: doc.chunk_count, ms: Date.now() - started } }));
   }, 180_000);
 });
+
+describe("bad input on the notification path", () => {
+  async function notify(key: string, body: string | Uint8Array) {
+    const object = await env.DOCUMENTS.put(key, body);
+    const result = await deliverBatch("portfolio-ingest", [
+      { id: `bad-${key}`, body: { action: "PutObject", object: { key, size: object!.size, eTag: object!.etag }, eventTime: new Date().toISOString() } },
+    ]);
+    expect(result.explicitAcks).toEqual([`bad-${key}`]);
+  }
+
+  it("an empty document is ready with zero chunks", async () => {
+    const key = uniqueKey("edge/empty.md");
+    await notify(key, "---\ntitle: Nothing yet\n---\n");
+    const doc = await waitForStatus(key, ["ready", "failed"]);
+    expect(doc).toMatchObject({ status: "ready", chunk_count: 0, title: "Nothing yet" });
+    const chunks: any = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1").bind(doc.id).first();
+    expect(chunks.n).toBe(0);
+  });
+
+  it("an oversized object fails with a clear error and writes nothing", async () => {
+    const key = uniqueKey("edge/huge.md");
+    await notify(key, `# Huge\n\n${"word ".repeat(2_200_000)}`);
+    const doc = await waitForStatus(key, ["failed", "ready"], 60_000);
+    expect(doc.status).toBe("failed");
+    expect(doc.last_error).toMatch(/limit is 10485760/);
+    const chunks: any = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1").bind(doc.id).first();
+    expect(chunks.n).toBe(0);
+  });
+
+  it("hostile keys end failed with the reason, without partial data", async () => {
+    for (const key of ["a/../../etc/passwd.md", "evil\\path.md"]) {
+      await notify(key, "# Hostile\n\nShould never be indexed.\n");
+      const doc = await waitForStatus(key, ["failed", "ready"]);
+      expect(doc.status, key).toBe("failed");
+      expect(doc.last_error).toMatch(/invalid key/);
+      const chunks: any = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1").bind(doc.id).first();
+      expect(chunks.n).toBe(0);
+    }
+  });
+});

@@ -7,6 +7,7 @@ use super::staging::{StagedDocument, Staging};
 use super::vectors;
 use crate::bindings;
 use crate::providers::{ServiceChat, ServiceEmbedder};
+use portfolio_core::admin::MAX_DOCUMENT_BYTES;
 use portfolio_core::chunk::chunk_document;
 use portfolio_core::document::parse_document;
 use portfolio_core::ingestion::IngestSettings;
@@ -79,6 +80,13 @@ impl StepContext<'_> {
     /// Download: fetch the object and hash it.
     pub async fn download(&self) -> Result<(String, u64), StepError> {
         let (bytes, _, _) = self.object_bytes().await?;
+        // The same ceiling as the admin upload: beyond it, it is not a document.
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(StepError::permanent(format!(
+                "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
+                bytes.len()
+            )));
+        }
         Ok((sha256_hex(&bytes), bytes.len() as u64))
     }
 
