@@ -7,37 +7,23 @@
 // - `vectorize`: the same Worker with `VECTOR_INDEX=vectorize`, its `VECTORIZE`
 //   binding served by the local stand-in (tests/standins/vectorize.js) through a
 //   service binding, running the specs that are parameterised by implementation.
-import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
-import { experimental_readRawConfig } from "wrangler";
 import { defineConfig } from "vitest/config";
+import { writePrebuiltConfig } from "./scripts/prebuilt-config.mjs";
 
 const root = import.meta.dirname;
 
 /**
- * Derives the `vectorize` project's wrangler config from wrangler.jsonc, so the
- * two cannot drift: the same bindings minus the real (remote-only) `vectorize`
- * one, whose name the stand-in's service binding takes; no `build` (the wasm
- * is built once, before the run); absolute paths (the file lives elsewhere).
+ * The `vectorize` project's wrangler config, derived from wrangler.jsonc so
+ * the two cannot drift: the same bindings minus the real (remote-only)
+ * `vectorize` one, whose name the stand-in's service binding takes.
  */
 function writeVectorizeTestConfig(): string {
-  const { rawConfig } = experimental_readRawConfig({ config: path.join(root, "wrangler.jsonc") });
-  const config: Record<string, any> = structuredClone(rawConfig);
-  delete config.vectorize;
-  delete config.build;
-  delete config.env;
-  delete config.$schema;
-  config.main = path.join(root, config.main);
-  for (const db of config.d1_databases ?? []) {
-    if (db.migrations_dir) db.migrations_dir = path.join(root, db.migrations_dir);
-  }
-  config.vars = { ...config.vars, VECTOR_INDEX: "vectorize" };
-  const dir = path.join(root, ".wrangler", "vitest");
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, "wrangler.vectorize.json");
-  writeFileSync(file, JSON.stringify(config, null, 2));
-  return file;
+  return writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.vectorize.json"), {
+    vars: { VECTOR_INDEX: "vectorize" },
+    drop: ["vectorize"],
+  });
 }
 
 export default defineConfig(async () => {

@@ -9,28 +9,14 @@
 // median and p95 of the query latency and a ratio against the smallest N.
 // Local D1 has no network hop: production D1 adds its round trips per page
 // (one page per 1000 rows), so treat these figures as a lower bound.
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import path from "node:path";
+import { startLocalStack } from "./local-stack.mjs";
 
-const root = path.resolve(import.meta.dirname, "..");
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const SIZES = sizes.length > 0 ? sizes : [1000, 2500, 5000, 10000, 20000];
 const DIMS = 1536;
 const TOKEN = "bench-admin-token";
 const QUERIES = 7;
 const BATCH = 500;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // Deterministic pseudo-random numbers (mulberry32), so runs are comparable.
 function rng(seed) {
@@ -56,36 +42,7 @@ async function call(base, route, body) {
   return json;
 }
 
-const persist = mkdtempSync(path.join(root, ".wrangler", "bench-d1-index-"));
-const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
-execFileSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist], {
-  cwd: root,
-  env,
-  stdio: "ignore",
-});
-const port = await freePort();
-const dev = spawn(
-  "npx",
-  ["wrangler", "dev", "--persist-to", persist, "--port", String(port), "--var", `ADMIN_TOKEN:${TOKEN}`, "--var", "VECTOR_INDEX:d1"],
-  { cwd: root, env, detached: true, stdio: "ignore" },
-);
-const stop = () => {
-  try {
-    process.kill(-dev.pid, "SIGTERM");
-  } catch {}
-  rmSync(persist, { recursive: true, force: true });
-};
-process.on("exit", stop);
-process.on("SIGINT", () => process.exit(130));
-
-const base = `http://127.0.0.1:${port}`;
-for (let i = 0; ; i++) {
-  try {
-    if ((await fetch(`${base}/api/health`)).ok) break;
-  } catch {}
-  if (i > 240) throw new Error("wrangler dev did not start");
-  await new Promise((r) => setTimeout(r, 500));
-}
+const base = await startLocalStack({ name: "bench-d1-index", adminToken: TOKEN, vars: { VECTOR_INDEX: "d1" } });
 
 const rows = [];
 let loaded = 0;

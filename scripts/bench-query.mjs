@@ -8,12 +8,8 @@
 //   node scripts/bench-query.mjs [chunks ...]     (default: 1000 5000 10000)
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import path from "node:path";
+import { startLocalStack } from "./local-stack.mjs";
 
-const root = path.resolve(import.meta.dirname, "..");
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const SIZES = sizes.length > 0 ? sizes : [1000, 5000, 10000];
 const TOKEN = "bench-admin-token";
@@ -22,16 +18,6 @@ const ROUNDS = 3;
 const SECTIONS_PER_DOC = 100; // ~240 tokens each: one chunk per section
 const COMPANIES = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "cyberdyne"];
 const TOPICS = ["forklift", "pump", "reactor", "ledger", "turbine", "sensor", "robot", "battery", "satellite", "compiler"];
-
-function freePort() {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function documentText(d) {
   const company = COMPANIES[d % COMPANIES.length];
@@ -52,38 +38,7 @@ for (let i = 0; i < 50; i++) {
   QUESTIONS.push(i % 5 === 0 ? `${topic.slice(0, 2).toUpperCase()}-${i}${i % SECTIONS_PER_DOC}` : `How does ${company} improve ${topic} throughput?`);
 }
 
-const persist = mkdtempSync(path.join(root, ".wrangler", "bench-query-"));
-const config = path.join(persist, "wrangler.json");
-const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
-execFileSync(path.join(root, "node_modules/.bin/node"), [path.join(root, "scripts/prebuilt-config.mjs"), config]);
-execFileSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist, "-c", config], {
-  cwd: root,
-  env,
-  stdio: "ignore",
-});
-const port = await freePort();
-const dev = spawn(
-  "npx",
-  ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${TOKEN}`],
-  { cwd: root, env, detached: true, stdio: "ignore" },
-);
-const stop = () => {
-  try {
-    process.kill(-dev.pid, "SIGTERM");
-  } catch {}
-  rmSync(persist, { recursive: true, force: true });
-};
-process.on("exit", stop);
-process.on("SIGINT", () => process.exit(130));
-
-const base = `http://127.0.0.1:${port}`;
-for (let i = 0; ; i++) {
-  try {
-    if ((await fetch(`${base}/api/health`)).ok) break;
-  } catch {}
-  if (i > 240) throw new Error("wrangler dev did not start");
-  await new Promise((r) => setTimeout(r, 500));
-}
+const base = await startLocalStack({ name: "bench-query", adminToken: TOKEN, vars: {} });
 
 async function admin(route, init = {}) {
   const res = await fetch(`${base}${route}`, {

@@ -66,6 +66,17 @@ pub const DEFAULT_MIN_TOKENS: usize = 64;
 /// Separator of [`Chunk::heading_path_display`].
 pub const HEADING_PATH_SEPARATOR: &str = " > ";
 
+/// The headings of a displayed heading path (`A > B > C`), the inverse of
+/// [`Chunk::heading_path_display`]; empty parts are dropped.
+#[must_use]
+pub fn split_heading_path(display: &str) -> Vec<String> {
+    display
+        .split(HEADING_PATH_SEPARATOR)
+        .filter(|part| !part.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Estimates how many model tokens `text` costs, without a tokenizer.
 ///
 /// One token per 4 ASCII bytes (rounded up), plus one token per non-ASCII

@@ -510,3 +510,12 @@ fn real_markdown_keeps_every_invariant() {
     eprintln!("{files} files, {chunks_seen} chunks checked");
     assert!(files > 0);
 }
+
+#[test]
+fn heading_paths_split_back_into_headings() {
+    assert_eq!(
+        split_heading_path("Acme > Projects > Search"),
+        ["Acme", "Projects", "Search"]
+    );
+    assert!(split_heading_path("").is_empty());
+}

@@ -140,6 +140,20 @@ pub enum RunOutcome {
     Deleted,
 }
 
+impl RunOutcome {
+    /// The run's status as stored in `processing_runs.status`.
+    #[must_use]
+    pub fn run_status(self) -> &'static str {
+        match self {
+            Self::Committed => "ready",
+            Self::Unchanged => "unchanged",
+            Self::Failed => "failed",
+            Self::Superseded => "superseded",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
 /// One run: an ingestion or a deletion, with its own generation number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
@@ -243,6 +257,21 @@ pub enum PublicStatus {
 }
 
 impl PublicStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 5] = [
+        Self::Queued,
+        Self::Processing,
+        Self::Ready,
+        Self::Failed,
+        Self::Deleted,
+    ];
+
+    /// The status named `name` (as [`Self::as_str`] writes it).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Lowercase name, as stored in `documents.status`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -418,6 +447,17 @@ impl ProcessorState {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn public_statuses_parse_back_from_their_names() {
+        for status in PublicStatus::ALL {
+            assert_eq!(PublicStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(PublicStatus::parse("weird"), None);
+        assert_eq!(RunOutcome::Committed.run_status(), "ready");
+        assert_eq!(RunOutcome::Superseded.run_status(), "superseded");
+    }
+
     use super::*;
 
     #[test]

@@ -9,6 +9,7 @@ use crate::ingest::PROCESSOR_ORIGIN;
 use portfolio_core::admin::{page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
 use portfolio_core::document::parse_document;
 use portfolio_core::keys::{sha256_hex, DocumentKey};
+use portfolio_core::pipeline::PublicStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -206,18 +207,17 @@ async fn status(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
     Ok(json_response(&body, 200)?)
 }
 
-const STATUSES: [&str; 5] = ["queued", "processing", "ready", "failed", "deleted"];
-
 async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
     let url = req.url()?;
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
     let limit = page_size(query.get("limit").map(String::as_str));
     let status = query.get("status").map(String::as_str);
     if let Some(s) = status {
-        if !STATUSES.contains(&s) {
+        if PublicStatus::parse(s).is_none() {
+            let names: Vec<&str> = PublicStatus::ALL.iter().map(|s| s.as_str()).collect();
             return Err(ApiError::BadRequest(
                 "bad_status",
-                format!("status must be one of {}", STATUSES.join(", ")),
+                format!("status must be one of {}", names.join(", ")),
             ));
         }
     }

@@ -8,7 +8,7 @@
 use super::staging::{StagedChunk, StagedDocument};
 use portfolio_core::ingestion::rows_per_statement;
 use portfolio_core::keys::vector_id;
-use portfolio_core::pipeline::{RunOutcome, RunRecord, StatusView};
+use portfolio_core::pipeline::{RunRecord, StatusView};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
@@ -33,32 +33,40 @@ struct IdRow {
     id: f64,
 }
 
+/// Runs an `INSERT … ON CONFLICT … RETURNING id` and returns the id.
+async fn upsert_returning_id(
+    db: &D1Database,
+    sql: &str,
+    binds: &[JsValue],
+    what: &str,
+) -> worker::Result<i64> {
+    let row: Option<IdRow> = db.prepare(sql).bind(binds)?.first(None).await?;
+    row.map(|r| r.id as i64)
+        .ok_or_else(|| worker::Error::RustError(format!("no id returned for {what}")))
+}
+
 /// The id of the document row for `key`, creating the row (status `queued`) if needed.
 pub async fn ensure_document(db: &D1Database, key: &str, now: f64) -> worker::Result<i64> {
-    let row: Option<IdRow> = db
-        .prepare(
-            "INSERT INTO documents (key, status, created_at, updated_at) VALUES (?1, 'queued', ?2, ?2) \
-             ON CONFLICT(key) DO UPDATE SET updated_at = documents.updated_at RETURNING id",
-        )
-        .bind(&[key.into(), num(now)])?
-        .first(None)
-        .await?;
-    row.map(|r| r.id as i64)
-        .ok_or_else(|| worker::Error::RustError(format!("no document id returned for {key}")))
+    upsert_returning_id(
+        db,
+        "INSERT INTO documents (key, status, created_at, updated_at) VALUES (?1, 'queued', ?2, ?2) \
+         ON CONFLICT(key) DO UPDATE SET updated_at = documents.updated_at RETURNING id",
+        &[key.into(), num(now)],
+        key,
+    )
+    .await
 }
 
 /// The id of the company `slug`, creating it if needed.
 pub async fn ensure_company(db: &D1Database, slug: &str, now: f64) -> worker::Result<i64> {
-    let row: Option<IdRow> = db
-        .prepare(
-            "INSERT INTO companies (slug, name, created_at, updated_at) VALUES (?1, ?1, ?2, ?2) \
-             ON CONFLICT(slug) DO UPDATE SET updated_at = excluded.updated_at RETURNING id",
-        )
-        .bind(&[slug.into(), num(now)])?
-        .first(None)
-        .await?;
-    row.map(|r| r.id as i64)
-        .ok_or_else(|| worker::Error::RustError(format!("no company id returned for {slug}")))
+    upsert_returning_id(
+        db,
+        "INSERT INTO companies (slug, name, created_at, updated_at) VALUES (?1, ?1, ?2, ?2) \
+         ON CONFLICT(slug) DO UPDATE SET updated_at = excluded.updated_at RETURNING id",
+        &[slug.into(), num(now)],
+        slug,
+    )
+    .await
 }
 
 /// Mirrors the processor's status onto the document row (creating it if needed).
@@ -287,16 +295,6 @@ pub async fn delete_document(db: &D1Database, key: &str, now: f64) -> worker::Re
     Ok(Some(id as i64))
 }
 
-fn outcome_status(outcome: RunOutcome) -> &'static str {
-    match outcome {
-        RunOutcome::Committed => "ready",
-        RunOutcome::Unchanged => "unchanged",
-        RunOutcome::Failed => "failed",
-        RunOutcome::Superseded => "superseded",
-        RunOutcome::Deleted => "deleted",
-    }
-}
-
 /// Appends one finished run to `processing_runs`.
 pub async fn record_run(
     db: &D1Database,
@@ -318,7 +316,7 @@ pub async fn record_run(
         opt_num(document_id.map(|d| d as f64)),
         num(record.generation as f64),
         reason.into(),
-        outcome_status(record.outcome).into(),
+        record.outcome.run_status().into(),
         num(record.started_at_ms.unwrap_or(record.queued_at_ms) as f64),
         num(record.finished_at_ms as f64),
         opt_num(record.chunk_count.map(f64::from)),

@@ -3,17 +3,17 @@
 //! event the state machine expects (or a typed step error).
 
 use super::documents;
-use super::staging::{StagedDocument, Staging};
+use super::staging::{StagedChunk, StagedDocument, Staging};
 use super::vectors;
 use crate::bindings;
 use crate::providers::{ServiceChat, ServiceEmbedder};
 use portfolio_core::admin::MAX_DOCUMENT_BYTES;
-use portfolio_core::chunk::chunk_document;
+use portfolio_core::chunk::{chunk_document, split_heading_path};
 use portfolio_core::document::parse_document;
 use portfolio_core::ingestion::IngestSettings;
 use portfolio_core::keys::{sha256_hex, vector_id, DocumentKey};
 use portfolio_core::pipeline::{ObjectVersion, StepError};
-use portfolio_core::providers::{ChatModel, ChatRequest, Embedder};
+use portfolio_core::providers::{ChatModel, ChatRequest, Embedder, ProviderError};
 use portfolio_core::tags::{extract_keyword_tags, parse_batch_tags, MAX_TAGS_PER_CHUNK};
 use portfolio_core::vector_index::{VectorIndexError, VectorMetadata, VectorRecord};
 use worker::{D1Database, Env};
@@ -37,6 +37,14 @@ impl std::fmt::Debug for StepContext<'_> {
         f.debug_struct("StepContext")
             .field("key", &self.key)
             .finish()
+    }
+}
+
+/// Provider failures keep their own retryable/permanent verdict.
+fn provider_error(context: &str, e: &ProviderError) -> StepError {
+    StepError {
+        message: format!("{context}: {e}"),
+        retryable: e.is_retryable(),
     }
 }
 
@@ -152,14 +160,24 @@ impl StepContext<'_> {
             })
     }
 
-    /// Embed batch `index`: embed its chunks and write their vectors (invisible until commit).
-    pub async fn embed_batch(&self, generation: u64, index: u32) -> Result<(), StepError> {
+    /// The staged document and the staged chunks of one batch of it.
+    fn batch(
+        &self,
+        generation: u64,
+        range: impl FnOnce(u32) -> std::ops::Range<u32>,
+    ) -> Result<(StagedDocument, Vec<StagedChunk>), StepError> {
         let document = self.staged_document(generation)?;
-        let range = self.settings.embed_range(index, document.chunk_count);
         let chunks = self
             .staging
-            .chunks(generation, Some(range))
+            .chunks(generation, Some(range(document.chunk_count)))
             .map_err(platform("reading staged chunks"))?;
+        Ok((document, chunks))
+    }
+
+    /// Embed batch `index`: embed its chunks and write their vectors (invisible until commit).
+    pub async fn embed_batch(&self, generation: u64, index: u32) -> Result<(), StepError> {
+        let (document, chunks) =
+            self.batch(generation, |count| self.settings.embed_range(index, count))?;
         if chunks.is_empty() {
             return Ok(());
         }
@@ -167,10 +185,10 @@ impl StepContext<'_> {
         let embedder = ServiceEmbedder::from_env(self.env, &config)
             .map_err(|e| StepError::permanent(format!("embedding provider: {e}")))?;
         let texts: Vec<String> = chunks.iter().map(|c| c.embed_text.clone()).collect();
-        let embeddings = embedder.embed(&texts).await.map_err(|e| StepError {
-            message: format!("embedding batch {index}: {e}"),
-            retryable: e.is_retryable(),
-        })?;
+        let embeddings = embedder
+            .embed(&texts)
+            .await
+            .map_err(|e| provider_error(&format!("embedding batch {index}"), &e))?;
         if embeddings.len() != chunks.len() {
             return Err(StepError::retryable(format!(
                 "embedding batch {index}: {} vectors for {} chunks",
@@ -199,23 +217,16 @@ impl StepContext<'_> {
 
     /// Tag batch `index`: tags from the LLM when one is configured, else keyword tags.
     pub async fn tag_batch(&self, generation: u64, index: u32) -> Result<(), StepError> {
-        let document = self.staged_document(generation)?;
-        let range = self.settings.tag_range(index, document.chunk_count);
-        let chunks = self
-            .staging
-            .chunks(generation, Some(range))
-            .map_err(platform("reading staged chunks"))?;
+        let (_, chunks) = self.batch(generation, |count| self.settings.tag_range(index, count))?;
         if chunks.is_empty() {
             return Ok(());
         }
-        let keyword_tags = |c: &super::staging::StagedChunk| {
-            let path: Vec<String> = c
-                .heading_path
-                .split(" > ")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-            extract_keyword_tags(&path, &c.content, MAX_TAGS_PER_CHUNK)
+        let keyword_tags = |c: &StagedChunk| {
+            extract_keyword_tags(
+                &split_heading_path(&c.heading_path),
+                &c.content,
+                MAX_TAGS_PER_CHUNK,
+            )
         };
         let config = crate::config::ServiceConfig::from_env(self.env);
         let chat = ServiceChat::from_env(self.env, &config)
@@ -227,10 +238,7 @@ impl StepContext<'_> {
             let completion = chat
                 .complete(&ChatRequest::for_tags(&texts))
                 .await
-                .map_err(|e| StepError {
-                    message: format!("tagging batch {index}: {e}"),
-                    retryable: e.is_retryable(),
-                })?;
+                .map_err(|e| provider_error(&format!("tagging batch {index}"), &e))?;
             match parse_batch_tags(&completion.text, chunks.len()) {
                 Ok(parsed) => parsed,
                 // An unusable answer is not worth a retry: fall back to keywords.

@@ -33,19 +33,22 @@ fn build(req: &HttpRequest) -> Result<Request, TransportError> {
         .map_err(|e| TransportError::InvalidRequest(format!("{}: {e}", req.url)))
 }
 
-fn head(response: &worker::Response) -> (u16, Vec<(String, String)>) {
+/// Sends the request and returns the response with its status and headers.
+async fn start(
+    req: &HttpRequest,
+) -> Result<(worker::Response, u16, Vec<(String, String)>), TransportError> {
+    let response = Fetch::Request(build(req)?)
+        .send()
+        .await
+        .map_err(|e| TransportError::Connection(e.to_string()))?;
     let headers = response.headers().entries().collect();
-    (response.status_code(), headers)
+    let status = response.status_code();
+    Ok((response, status, headers))
 }
 
 impl HttpTransport for FetchTransport {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let request = build(&req)?;
-        let mut response = Fetch::Request(request)
-            .send()
-            .await
-            .map_err(|e| TransportError::Connection(e.to_string()))?;
-        let (status, headers) = head(&response);
+        let (mut response, status, headers) = start(&req).await?;
         let body = response
             .bytes()
             .await
@@ -63,12 +66,7 @@ impl HttpTransport for FetchTransport {
         sink: &mut dyn ResponseSink,
     ) -> Result<(), TransportError> {
         use futures_util::StreamExt;
-        let request = build(&req)?;
-        let mut response = Fetch::Request(request)
-            .send()
-            .await
-            .map_err(|e| TransportError::Connection(e.to_string()))?;
-        let (status, headers) = head(&response);
+        let (mut response, status, headers) = start(&req).await?;
         sink.on_head(status, &headers);
         let mut stream = response
             .stream()

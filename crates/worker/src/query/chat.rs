@@ -8,6 +8,7 @@ use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::providers::ServiceChat;
 use futures_util::StreamExt;
+use portfolio_core::chunk::split_heading_path;
 use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest, Passage};
 use portfolio_core::query::{plan_chat, SearchResult};
 use serde::Serialize;
@@ -49,12 +50,7 @@ fn passages(results: &[SearchResult]) -> Vec<Passage> {
         .map(|(i, r)| Passage {
             number: i + 1,
             title: r.title.clone(),
-            heading_path: r
-                .heading_path
-                .split(" > ")
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            heading_path: split_heading_path(&r.heading_path),
             text: r.text.clone(),
         })
         .collect()
