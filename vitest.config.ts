@@ -2,15 +2,21 @@
 // through Miniflare with real local D1 (migrations applied), R2, Queues,
 // Durable Objects and cron. Build first: `bash scripts/build-worker.sh`.
 //
-// Two projects share that one build:
-// - `d1`: the local configuration as is (`VECTOR_INDEX=d1`), every spec file.
+// Three projects share that one build:
+// - `d1`: the local configuration as is (`VECTOR_INDEX=d1`, offline providers),
+//   every spec file but the provider ones.
 // - `vectorize`: the same Worker with `VECTOR_INDEX=vectorize`, its `VECTORIZE`
 //   binding served by the local stand-in (tests/standins/vectorize.js) through a
 //   service binding, running the specs that are parameterised by implementation.
+// - `providers`: the same Worker with `EMBEDDING_PROVIDER=openai` and
+//   `CHAT_PROVIDER=openai` against the provider stand-in
+//   (scripts/provider-standin.mjs, a real HTTP server started here), with short
+//   time limits and backoffs so injected faults play out within a test.
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { writePrebuiltConfig } from "./scripts/prebuilt-config.mjs";
+import { startProviderStandin } from "./scripts/provider-standin.mjs";
 
 const root = import.meta.dirname;
 
@@ -26,10 +32,26 @@ function writeVectorizeTestConfig(): string {
   });
 }
 
+/** Provider vars of the `providers` project: the stand-in, and limits short enough for tests. */
+const PROVIDER_TEST_VARS = {
+  EMBEDDING_PROVIDER: "openai",
+  CHAT_PROVIDER: "openai",
+  PROVIDER_TIMEOUT_MS: "1000",
+  PROVIDER_RETRY_BASE_MS: "50",
+  INGEST_RETRY_BASE_MS: "200",
+};
+const PROVIDER_SPECS = ["tests/provider_*.spec.ts"];
+
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
   const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token" };
   const shared = { setupFiles: ["./tests/setup.ts"], testTimeout: 30_000 };
+  // Not a secret: the stand-in's own key, so a request without it gets a 401.
+  const standinKey = "standin-test-key";
+  const standin = await startProviderStandin({ apiKey: standinKey });
+  const providersConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.providers.json"), {
+    vars: { ...PROVIDER_TEST_VARS, OPENAI_BASE_URL: standin.url },
+  });
   return {
     test: {
       projects: [
@@ -40,7 +62,7 @@ export default defineConfig(async () => {
               miniflare: { bindings },
             }),
           ],
-          test: { name: "d1", include: ["tests/**/*.spec.ts"], ...shared },
+          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: PROVIDER_SPECS, ...shared },
         },
         {
           plugins: [
@@ -65,6 +87,15 @@ export default defineConfig(async () => {
             }),
           ],
           test: { name: "vectorize", include: ["tests/vector_index.spec.ts"], ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: providersConfig },
+              miniflare: { bindings: { ...bindings, OPENAI_API_KEY: standinKey, STANDIN_URL: standin.url } },
+            }),
+          ],
+          test: { name: "providers", include: PROVIDER_SPECS, ...shared },
         },
       ],
     },

@@ -20,8 +20,11 @@ function freePort() {
   });
 }
 
-/** Starts the stack; resolves to its base URL once `/api/health` answers. */
-export async function startLocalStack({ name, adminToken, vars = {} }) {
+/**
+ * Starts the stack; resolves to its base URL once `/api/health` answers.
+ * `vars` go into the config; `secrets` are passed on the command line, like the admin token.
+ */
+export async function startLocalStack({ name, adminToken, vars = {}, secrets = {} }) {
   const persist = mkdtempSync(path.join(root, ".wrangler", `${name}-`));
   const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars });
   const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
@@ -33,7 +36,7 @@ export async function startLocalStack({ name, adminToken, vars = {} }) {
   const port = await freePort();
   const dev = spawn(
     "npx",
-    ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`],
+    ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
     { cwd: root, env, detached: true, stdio: "ignore" },
   );
   process.on("exit", () => {

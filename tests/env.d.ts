@@ -14,6 +14,8 @@ declare global {
       /** Only in the `vectorize` test project: the local Vectorize stand-in (JS RPC). */
       VECTORIZE?: any;
       TEST_MIGRATIONS: D1Migration[];
+      /** Only in the `providers` test project: base URL of the provider stand-in. */
+      STANDIN_URL?: string;
     }
   }
 }

@@ -1,5 +1,7 @@
 //! Service configuration read from the Worker's vars (never secrets' values).
 
+use portfolio_core::pipeline::{self, PipelineConfig};
+use portfolio_core::providers::{self, DEFAULT_PROVIDER_TIMEOUT_MS};
 use worker::Env;
 
 /// Configuration the handlers need, with the offline defaults applied.
@@ -17,6 +19,12 @@ pub struct ServiceConfig {
     pub dimensions: u32,
     /// Name of the ingest dead-letter queue (its batches are recorded, not processed).
     pub dlq_name: String,
+    /// Time limit of one provider request (`PROVIDER_TIMEOUT_MS`).
+    pub provider_timeout_ms: u64,
+    /// First backoff of a provider call's in-call retries (`PROVIDER_RETRY_BASE_MS`).
+    pub provider_retry_base_ms: u64,
+    /// First backoff between attempts of an ingestion step (`INGEST_RETRY_BASE_MS`).
+    pub step_retry_base_ms: u64,
 }
 
 impl ServiceConfig {
@@ -31,8 +39,36 @@ impl ServiceConfig {
                 .parse()
                 .unwrap_or(1536),
             dlq_name: var_or(env, "INGEST_DLQ_NAME", "portfolio-ingest-dlq"),
+            provider_timeout_ms: millis_or(env, "PROVIDER_TIMEOUT_MS", DEFAULT_PROVIDER_TIMEOUT_MS),
+            provider_retry_base_ms: millis_or(
+                env,
+                "PROVIDER_RETRY_BASE_MS",
+                providers::retry::DEFAULT_BASE_DELAY_MS,
+            ),
+            step_retry_base_ms: millis_or(
+                env,
+                "INGEST_RETRY_BASE_MS",
+                pipeline::DEFAULT_BASE_DELAY_MS,
+            ),
         }
     }
+
+    /// The ingestion state machine's configuration: the default, with the step backoff set.
+    pub fn pipeline(&self) -> PipelineConfig {
+        let retry = pipeline::RetryPolicy::new()
+            .with_base_delay_ms(self.step_retry_base_ms)
+            .unwrap_or_default();
+        PipelineConfig::new().with_retry(retry)
+    }
+}
+
+/// A positive millisecond var, or `default` when unset or not a positive integer.
+fn millis_or(env: &Env, name: &str, default: u64) -> u64 {
+    var_or(env, name, "")
+        .parse()
+        .ok()
+        .filter(|ms| *ms > 0)
+        .unwrap_or(default)
 }
 
 fn var_or(env: &Env, name: &str, default: &str) -> String {

@@ -123,6 +123,20 @@ impl ProviderError {
         }
     }
 
+    /// Whether a later attempt, seconds apart (an ingestion step's retry), may succeed: every
+    /// [`is_retryable`](Self::is_retryable) error, plus a garbled answer (`MalformedResponse`,
+    /// `CountMismatch`). A gateway or a cut connection produces those now and then, but an
+    /// immediate repeat inside the same call mostly reproduces them, so only the slower retry
+    /// gets them. Configuration faults (dimensions, limits, bad requests) stay permanent.
+    #[must_use]
+    pub fn may_succeed_later(&self) -> bool {
+        self.is_retryable()
+            || matches!(
+                self,
+                Self::MalformedResponse { .. } | Self::CountMismatch { .. }
+            )
+    }
+
     /// The provider's `Retry-After`, when it sent one.
     #[must_use]
     pub fn retry_after(&self) -> Option<RetryAfter> {
@@ -229,14 +243,29 @@ mod tests {
     }
 
     #[test]
-    fn malformed_and_mismatch_errors_are_permanent() {
-        assert!(!ProviderError::malformed("p", "bad json", b"{").is_retryable());
-        assert!(!ProviderError::CountMismatch {
+    fn malformed_and_mismatch_errors_are_not_retried_in_the_call_but_later() {
+        let malformed = ProviderError::malformed("p", "bad json", b"{");
+        let count = ProviderError::CountMismatch {
             provider: "p",
             expected: 2,
-            got: 1
+            got: 1,
+        };
+        for garbled in [&malformed, &count] {
+            assert!(!garbled.is_retryable());
+            assert!(garbled.may_succeed_later());
         }
-        .is_retryable());
+        let dims = ProviderError::DimensionMismatch {
+            provider: "p",
+            index: 0,
+            expected: 3,
+            got: 2,
+        };
+        assert!(!dims.is_retryable());
+        assert!(!dims.may_succeed_later());
+        let bad_key = ProviderError::from_status("p", &response(401, &[], "no"));
+        assert!(!bad_key.may_succeed_later());
+        let overloaded = ProviderError::from_status("p", &response(503, &[], "busy"));
+        assert!(overloaded.may_succeed_later());
         let transport = ProviderError::Transport {
             provider: "p",
             source: TransportError::Timeout("slow".into()),

@@ -23,6 +23,7 @@ pub use retry::{Retrier, RetryAfter, RetryPolicy, SeededJitter};
 pub use sse::{SseEvent, SseParser};
 pub use transport::{
     HttpMethod, HttpRequest, HttpResponse, HttpTransport, ResponseSink, Sleeper, TransportError,
+    DEFAULT_PROVIDER_TIMEOUT_MS,
 };
 pub use workers_ai::{AiBinding, WorkersAiChat, WorkersAiEmbedder};
 

@@ -126,6 +126,12 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .map(|(_, v)| v.as_str())
 }
 
+/// Time limit of one provider request: for a whole answer, or for a streamed answer's head and
+/// for each gap between its chunks. A healthy embedding batch of 64 chunks or a tag completion
+/// takes a few seconds; beyond 30 s the provider is stuck and a retry is the better bet, while
+/// the ingestion step (alarm) and the chat request keep their own larger budgets.
+pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 30_000;
+
 /// Why a request got no HTTP response; every kind is worth retrying except `InvalidRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {

@@ -9,12 +9,13 @@ use super::documents;
 use super::staging::Staging;
 use super::steps::StepContext;
 use crate::bindings;
+use crate::config::ServiceConfig;
 use crate::error::json_response;
 use portfolio_core::api::ErrorBody;
 use portfolio_core::ingest_message::IngestCommand;
 use portfolio_core::ingestion::{command_event, run_reason, IngestSettings};
 use portfolio_core::pipeline::{
-    step, Action, Event, ObjectVersion, PipelineConfig, PipelineStep, StatusView, StepError,
+    step, Action, Event, ObjectVersion, PipelineStep, StatusView, StepError,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -172,7 +173,7 @@ impl DocumentProcessor {
         let key = staging
             .key()?
             .ok_or_else(|| worker::Error::RustError("processor has no key yet".into()))?;
-        let config = PipelineConfig::default();
+        let config = ServiceConfig::from_env(&self.env).pipeline();
         let settings = settings(&self.env);
         let mut state = staging.state()?;
         let mut events = VecDeque::from([first]);

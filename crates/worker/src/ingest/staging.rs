@@ -204,7 +204,10 @@ impl Staging {
         generation: u64,
         range: Option<std::ops::Range<u32>>,
     ) -> worker::Result<Vec<StagedChunk>> {
-        let (start, end) = range.map_or((0, i64::MAX), |r| (i64::from(r.start), i64::from(r.end)));
+        // Chunk indexes are u32; the bound also stays a safe JS integer on its way to SQLite.
+        let (start, end) = range.map_or((0, i64::from(u32::MAX)), |r| {
+            (i64::from(r.start), i64::from(r.end))
+        });
         self.sql
             .exec(
                 "SELECT idx, heading_path, content, embed_text, token_count, start_byte, end_byte, start_line, end_line, tags FROM staged_chunks WHERE generation = ? AND idx >= ? AND idx < ? ORDER BY idx",

@@ -40,11 +40,11 @@ impl std::fmt::Debug for StepContext<'_> {
     }
 }
 
-/// Provider failures keep their own retryable/permanent verdict.
+/// Provider failures keep their own verdict on whether a later attempt may succeed.
 fn provider_error(context: &str, e: &ProviderError) -> StepError {
     StepError {
         message: format!("{context}: {e}"),
-        retryable: e.is_retryable(),
+        retryable: e.may_succeed_later(),
     }
 }
 

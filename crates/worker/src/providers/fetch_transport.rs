@@ -1,16 +1,46 @@
 //! `HttpTransport` over the Workers runtime's `fetch`, and a `Sleeper` over
 //! its timers: the only platform code the providers need.
 
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
 use portfolio_core::providers::{
     HttpMethod, HttpRequest, HttpResponse, HttpTransport, ResponseSink, Sleeper, TransportError,
 };
+use std::future::Future;
 use std::ops::ControlFlow;
+use std::pin::pin;
 use wasm_bindgen::JsValue;
-use worker::{Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, AbortSignal, Delay, Fetch, Headers, Method, Request, RequestInit};
 
-/// Sends provider requests with the global `fetch`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FetchTransport;
+/// Sends provider requests with the global `fetch`, each within a time limit.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchTransport {
+    timeout_ms: u64,
+}
+
+impl FetchTransport {
+    /// A transport giving up on a request (or, streaming, on a gap between chunks) after
+    /// `timeout_ms`.
+    pub fn new(timeout_ms: u64) -> Self {
+        Self { timeout_ms }
+    }
+
+    /// Runs `work` within the time limit: `None` when the limit passed first (the caller then
+    /// aborts the request, so the runtime drops its connection).
+    async fn within<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let timer = Delay::from(std::time::Duration::from_millis(self.timeout_ms));
+        match select(pin!(work), pin!(timer)).await {
+            Either::Left((result, _)) => Some(result),
+            Either::Right(((), _)) => None,
+        }
+    }
+
+    /// The retryable error for a request that ran out of time.
+    fn timed_out(&self, controller: AbortController, url: &str) -> TransportError {
+        controller.abort();
+        TransportError::Timeout(format!("{url}: nothing within {} ms", self.timeout_ms))
+    }
+}
 
 fn build(req: &HttpRequest) -> Result<Request, TransportError> {
     let headers = Headers::new();
@@ -36,9 +66,10 @@ fn build(req: &HttpRequest) -> Result<Request, TransportError> {
 /// Sends the request and returns the response with its status and headers.
 async fn start(
     req: &HttpRequest,
+    signal: &AbortSignal,
 ) -> Result<(worker::Response, u16, Vec<(String, String)>), TransportError> {
     let response = Fetch::Request(build(req)?)
-        .send()
+        .send_with_signal(signal)
         .await
         .map_err(|e| TransportError::Connection(e.to_string()))?;
     let headers = response.headers().entries().collect();
@@ -48,16 +79,24 @@ async fn start(
 
 impl HttpTransport for FetchTransport {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let (mut response, status, headers) = start(&req).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| TransportError::Connection(format!("reading body: {e}")))?;
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let whole = self.within(async {
+            let (mut response, status, headers) = start(&req, &signal).await?;
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| TransportError::Connection(format!("reading body: {e}")))?;
+            Ok(HttpResponse {
+                status,
+                headers,
+                body,
+            })
+        });
+        match whole.await {
+            Some(result) => result,
+            None => Err(self.timed_out(controller, &req.url)),
+        }
     }
 
     async fn send_streaming(
@@ -65,13 +104,22 @@ impl HttpTransport for FetchTransport {
         req: HttpRequest,
         sink: &mut dyn ResponseSink,
     ) -> Result<(), TransportError> {
-        use futures_util::StreamExt;
-        let (mut response, status, headers) = start(&req).await?;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let Some(head) = self.within(start(&req, &signal)).await else {
+            return Err(self.timed_out(controller, &req.url));
+        };
+        let (mut response, status, headers) = head?;
         sink.on_head(status, &headers);
         let mut stream = response
             .stream()
             .map_err(|e| TransportError::Connection(format!("opening body: {e}")))?;
-        while let Some(chunk) = stream.next().await {
+        // A stalled stream must end the answer, not hang it: each gap has the same limit.
+        loop {
+            let Some(next) = self.within(stream.next()).await else {
+                return Err(self.timed_out(controller, &req.url));
+            };
+            let Some(chunk) = next else { break };
             let chunk =
                 chunk.map_err(|e| TransportError::Connection(format!("reading body: {e}")))?;
             if let ControlFlow::Break(()) = sink.on_chunk(&chunk) {

@@ -42,9 +42,15 @@ pub enum ProviderSetupError {
     Provider(#[from] ProviderError),
 }
 
-fn retrier(env_seed: u64) -> Retrier<TimerSleeper> {
-    Retrier::new(RetryPolicy::default(), TimerSleeper, env_seed)
-        .with_clock(|| worker::Date::now().as_millis())
+/// The in-call retries, seeded from the clock (jitter differs per call, as it should).
+fn retrier(config: &ServiceConfig) -> Retrier<TimerSleeper> {
+    let policy = RetryPolicy::default().with_base_delay_ms(config.provider_retry_base_ms);
+    let seed = worker::Date::now().as_millis();
+    Retrier::new(policy, TimerSleeper, seed).with_clock(|| worker::Date::now().as_millis())
+}
+
+fn transport(config: &ServiceConfig) -> FetchTransport {
+    FetchTransport::new(config.provider_timeout_ms)
 }
 
 fn openai_config(
@@ -98,9 +104,8 @@ impl ServiceEmbedder {
                     OPENAI_DEFAULT_EMBEDDING_MODEL,
                     "openai",
                 )?;
-                let seed = worker::Date::now().as_millis();
                 Ok(Self::OpenAi(
-                    OpenAiEmbedder::new(cfg, FetchTransport, retrier(seed), dims)
+                    OpenAiEmbedder::new(cfg, transport(config), retrier(config), dims)
                         .with_dimensions_parameter(),
                 ))
             }
@@ -161,11 +166,10 @@ impl ServiceChat {
                     OPENAI_DEFAULT_CHAT_MODEL,
                     "openai",
                 )?;
-                let seed = worker::Date::now().as_millis();
                 Ok(Self::OpenAi(OpenAiChat::new(
                     cfg,
-                    FetchTransport,
-                    retrier(seed),
+                    transport(config),
+                    retrier(config),
                 )))
             }
             other => Err(ProviderSetupError::Unknown {

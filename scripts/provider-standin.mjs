@@ -1,0 +1,272 @@
+// A local stand-in for an OpenAI-compatible provider (`/v1/embeddings`,
+// `/v1/chat/completions`, whole and streamed), for the tests and benchmarks
+// that cannot reach the real one. The Worker talks to it through its real
+// transport (fetch over HTTP), so timeouts, statuses and bodies are real.
+//
+// - Answers like the API documents: bearer auth (401), input limits (400),
+//   `dimensions`, usage, SSE chunks ending in `data: [DONE]`, OpenAI-shaped
+//   error bodies. Embeddings are deterministic (hashed words, unit length);
+//   tag requests get `{"1": [...], ...}` from each chunk's frequent words;
+//   answers cite passage [1].
+// - A fixed latency per answered request (`latencyMs`), summed in `stats()`
+//   as the provider time a run cannot go below.
+// - Scripted faults: a rule matches requests whose body contains `match`
+//   (and `path`, when given) and serves its faults in order — `{ status,
+//   retry_after?, body? }`, `{ delay_ms }` (then answers), `{ malformed:
+//   "html" | "truncated" | "count" }` — then answers normally, or repeats its
+//   last fault forever with `repeat: true`. Every request a rule matched is
+//   logged with its outcome.
+//
+// Control (JSON): POST /__standin/rules, GET /__standin/requests?match=…,
+// GET /__standin/stats, POST /__standin/reset.
+//
+//   node scripts/provider-standin.mjs [--port N] [--latency-ms N] [--api-key K]
+import { createServer } from "node:http";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+/** OpenAI's documented request limits for `/v1/embeddings`. */
+const MAX_EMBEDDING_INPUTS = 2048;
+const DEFAULT_DIMENSIONS = 1536;
+const STOP_WORDS = new Set(
+  "the a an and or of to in on for with by is are was were be this that it its as at from has have had their our we you they he she not but can will".split(" "),
+);
+
+const words = (text) => text.toLowerCase().match(/[a-z][a-z0-9-]{2,}/g) ?? [];
+
+/** FNV-1a, 32 bit. */
+function hash(text) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+/** A deterministic unit vector of `dimensions` from the words of `text` (never all zero). */
+function embed(text, dimensions) {
+  const v = new Float64Array(dimensions);
+  for (const w of [...words(text), "\u0000bias"]) {
+    const h = hash(w);
+    v[h % dimensions] += h & 0x80000000 ? -1 : 1;
+  }
+  const norm = Math.hypot(...v) || 1;
+  return Array.from(v, (x) => x / norm);
+}
+
+/** Up to 4 tags per chunk: its most frequent non-trivial words. */
+function tagsFor(text) {
+  const counts = new Map();
+  for (const w of words(text)) if (!STOP_WORDS.has(w)) counts.set(w, (counts.get(w) ?? 0) + 1);
+  const top = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 3).map(([w]) => w);
+  return ["standin-tagged", ...top];
+}
+
+function tagAnswer(userMessage) {
+  const answer = {};
+  for (const m of userMessage.matchAll(/Chunk (\d+):\n([\s\S]*?)(?=\nChunk \d+:\n|$)/g)) answer[m[1]] = tagsFor(m[2]);
+  return JSON.stringify(answer);
+}
+
+function chatAnswer(messages) {
+  const system = messages.find((m) => m.role === "system")?.content ?? "";
+  const user = [...messages].reverse().find((m) => m.role === "user")?.content ?? "";
+  if (system.includes("topic tags")) return tagAnswer(user);
+  const question = user.split("\n").filter(Boolean).pop() ?? "";
+  return `From the sources [1]: an answer to "${question.slice(0, 200)}" by the provider stand-in.`;
+}
+
+const errorBody = (message, type, code = null) => JSON.stringify({ error: { message, type, param: null, code } });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function startProviderStandin({ port = 0, host = "127.0.0.1", latencyMs = 0, apiKey = null } = {}) {
+  let rules = [];
+  let log = [];
+  let stats = { requests: 0, answered: 0, faulted: 0, provider_ms: 0, by_path: {} };
+
+  function reset() {
+    rules = [];
+    log = [];
+    stats = { requests: 0, answered: 0, faulted: 0, provider_ms: 0, by_path: {} };
+  }
+
+  /** The next fault for this request, if a rule matches; records the match. */
+  function faultFor(pathname, raw) {
+    // Several rules may match (a chat request quotes other documents' passages): a rule
+    // with faults left to serve goes first.
+    const matching = rules.filter((r) => raw.includes(r.match) && (!r.path || r.path === pathname));
+    const rule = matching.find((r) => r.served < r.faults.length || r.repeat) ?? matching[0];
+    if (!rule) return { rule: null, fault: null };
+    let fault = null;
+    if (rule.served < rule.faults.length) fault = rule.faults[rule.served++];
+    else if (rule.repeat && rule.faults.length > 0) fault = rule.faults[rule.faults.length - 1];
+    return { rule, fault };
+  }
+
+  async function provider(pathname, req, res, raw) {
+    const started = performance.now();
+    stats.requests += 1;
+    stats.by_path[pathname] = (stats.by_path[pathname] ?? 0) + 1;
+    const { rule, fault } = faultFor(pathname, raw);
+    const record = (outcome) => {
+      if (rule) log.push({ match: rule.match, path: pathname, outcome, at: Date.now() });
+    };
+    const send = (status, body, headers = {}) => {
+      if (res.destroyed) return;
+      res.writeHead(status, { "content-type": "application/json", ...headers });
+      res.end(body);
+    };
+
+    if (apiKey && req.headers.authorization !== `Bearer ${apiKey}`) {
+      record("401");
+      return send(401, errorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"));
+    }
+    if (fault?.status) {
+      stats.faulted += 1;
+      record(String(fault.status));
+      const headers = fault.retry_after !== undefined ? { "retry-after": String(fault.retry_after) } : {};
+      return send(fault.status, fault.body ?? errorBody(`stand-in fault ${fault.status}`, "server_error"), headers);
+    }
+    if (fault?.delay_ms) {
+      // Logged on arrival, so the log keeps arrival order; the client may give up meanwhile.
+      stats.faulted += 1;
+      record("delayed");
+      await sleep(fault.delay_ms);
+      if (res.destroyed) return;
+    }
+    let body;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      record("400");
+      return send(400, errorBody("We could not parse the JSON body of your request.", "invalid_request_error"));
+    }
+    if (latencyMs > 0) await sleep(latencyMs);
+
+    if (pathname === "/v1/embeddings") {
+      const inputs = typeof body.input === "string" ? [body.input] : body.input;
+      if (!Array.isArray(inputs) || inputs.length === 0 || inputs.length > MAX_EMBEDDING_INPUTS || inputs.some((t) => typeof t !== "string" || t === "")) {
+        record("400");
+        return send(400, errorBody(`'input' must be 1 to ${MAX_EMBEDDING_INPUTS} non-empty strings`, "invalid_request_error"));
+      }
+      const dimensions = body.dimensions ?? DEFAULT_DIMENSIONS;
+      let data = inputs.map((t, index) => ({ object: "embedding", index, embedding: embed(t, dimensions) }));
+      if (fault?.malformed === "count") data = data.slice(1);
+      const tokens = inputs.reduce((n, t) => n + Math.ceil(t.length / 4), 0);
+      const answer = JSON.stringify({ object: "list", data, model: body.model, usage: { prompt_tokens: tokens, total_tokens: tokens } });
+      return finish(answer);
+    }
+
+    // /v1/chat/completions
+    if (!Array.isArray(body.messages) || body.messages.length === 0) {
+      record("400");
+      return send(400, errorBody("'messages' must be a non-empty array", "invalid_request_error"));
+    }
+    const text = chatAnswer(body.messages);
+    if (body.stream && !fault?.malformed) {
+      stats.answered += 1;
+      stats.provider_ms += performance.now() - started;
+      record("ok");
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      const id = `chatcmpl-standin-${stats.requests}`;
+      const chunk = (delta, finish_reason = null) =>
+        `data: ${JSON.stringify({ id, object: "chat.completion.chunk", model: body.model, choices: [{ index: 0, delta, finish_reason }] })}\n\n`;
+      res.write(chunk({ role: "assistant", content: "" }));
+      for (const piece of text.match(/.{1,24}/gs) ?? []) res.write(chunk({ content: piece }));
+      res.write(chunk({}, "stop"));
+      return res.end("data: [DONE]\n\n");
+    }
+    return finish(
+      JSON.stringify({
+        id: `chatcmpl-standin-${stats.requests}`,
+        object: "chat.completion",
+        model: body.model,
+        choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
+        usage: { prompt_tokens: Math.ceil(raw.length / 4), completion_tokens: Math.ceil(text.length / 4) },
+      }),
+    );
+
+    function finish(answer) {
+      if (fault?.malformed === "html") {
+        record("malformed");
+        return send(200, "<html><body>502 Bad Gateway</body></html>", { "content-type": "text/html" });
+      }
+      if (fault?.malformed === "truncated") {
+        record("malformed");
+        return send(200, answer.slice(0, Math.floor(answer.length / 2)));
+      }
+      if (fault?.malformed) record("malformed");
+      else if (!fault?.delay_ms) record("ok");
+      stats.answered += 1;
+      stats.provider_ms += performance.now() - started;
+      return send(200, answer);
+    }
+  }
+
+  async function control(pathname, url, req, res, raw) {
+    const reply = (status, value) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(value));
+    };
+    if (req.method === "POST" && pathname === "/__standin/rules") {
+      const rule = JSON.parse(raw);
+      if (typeof rule.match !== "string" || rule.match === "" || !Array.isArray(rule.faults)) {
+        return reply(400, { error: "a rule needs a non-empty `match` and a `faults` array" });
+      }
+      rules.push({ match: rule.match, path: rule.path ?? null, faults: rule.faults, repeat: !!rule.repeat, served: 0 });
+      return reply(200, { rules: rules.length });
+    }
+    if (req.method === "GET" && pathname === "/__standin/requests") {
+      const match = url.searchParams.get("match");
+      return reply(200, { requests: log.filter((e) => !match || e.match === match) });
+    }
+    if (req.method === "GET" && pathname === "/__standin/stats") return reply(200, stats);
+    if (req.method === "POST" && pathname === "/__standin/reset") {
+      reset();
+      return reply(200, { ok: true });
+    }
+    return reply(404, { error: `no control route ${req.method} ${pathname}` });
+  }
+
+  const server = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const raw = Buffer.concat(chunks).toString("utf8");
+    const url = new URL(req.url, "http://standin");
+    try {
+      if (url.pathname.startsWith("/__standin/")) return await control(url.pathname, url, req, res, raw);
+      if (req.method === "POST" && (url.pathname === "/v1/embeddings" || url.pathname === "/v1/chat/completions")) {
+        return await provider(url.pathname, req, res, raw);
+      }
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(errorBody(`Unknown request URL: ${req.method} ${url.pathname}`, "invalid_request_error"));
+    } catch (e) {
+      if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
+      res.end(errorBody(`stand-in error: ${e.message}`, "server_error"));
+    }
+  });
+  await new Promise((resolve) => server.listen(port, host, resolve));
+  server.unref();
+  const url = `http://${host}:${server.address().port}`;
+  return {
+    url,
+    stats: () => structuredClone(stats),
+    reset,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  const arg = (name, fallback) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : fallback;
+  };
+  const standin = await startProviderStandin({
+    port: Number(arg("--port", "8790")),
+    latencyMs: Number(arg("--latency-ms", "0")),
+    apiKey: arg("--api-key", null),
+  });
+  console.log(`provider stand-in at ${standin.url} (OPENAI_BASE_URL)`);
+  setInterval(() => {}, 1 << 30);
+}
