@@ -136,6 +136,21 @@ describe("ingestion pipeline", () => {
   });
 });
 
+describe("invalid text", () => {
+  it("fails a document that is not valid UTF-8 with the offending offset, writing nothing", async () => {
+    const key = uniqueKey("acme/latin1.md");
+    // "# Caf\xe9\n": Latin-1, not UTF-8; the bad byte is at offset 5.
+    const bytes = new Uint8Array([0x23, 0x20, 0x43, 0x61, 0x66, 0xe9, 0x0a]);
+    const object = await env.DOCUMENTS.put(key, bytes);
+    await deliverBatch(INGEST, [{ id: "latin1-1", body: { action: "PutObject", object: { key, size: object!.size, eTag: object!.etag }, eventTime: new Date().toISOString() } }]);
+    const doc = await waitForStatus(key, ["failed"]);
+    expect(doc.last_error).toContain("not valid UTF-8: invalid byte sequence at byte offset 5");
+    expect(doc.active_version).toBeNull();
+    const chunks = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1").bind(doc.id).first<any>();
+    expect(chunks.n).toBe(0);
+  });
+});
+
 describe("large documents", () => {
   it("processes a document of 1,000+ chunks across many alarms", async () => {
     const key = uniqueKey("big/handbook.md");
