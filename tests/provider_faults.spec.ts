@@ -37,6 +37,14 @@ async function ingest(key: string, text: string) {
   expect(result.explicitAcks).toHaveLength(1);
 }
 
+/** Ingests `text` under `key` and waits for it to be ready; returns its document row. */
+async function ingestReady(key: string, text: string) {
+  await ingest(key, text);
+  const doc = await waitForStatus(key, ["ready", "failed"], 25_000);
+  expect(doc.status).toBe("ready");
+  return doc;
+}
+
 /** Polls the processor until its run for the latest event has ended. */
 async function waitForRunEnd(key: string, timeout = 25_000): Promise<any> {
   const deadline = Date.now() + timeout;
@@ -98,10 +106,7 @@ describe("provider faults during ingestion", () => {
       { malformed: "html" },
     ]);
     const key = uniqueKey("faultco/transient.md");
-    await ingest(key, markdown(marker, "Glacier pumps move brine through the cold store."));
-
-    const doc = await waitForStatus(key, ["ready", "failed"], 25_000);
-    expect(doc.status).toBe("ready");
+    const doc = await ingestReady(key, markdown(marker, "Glacier pumps move brine through the cold store."));
     const log = await served(marker);
     expect(log.map((e) => e.outcome)).toEqual(["429", "500", "delayed", "malformed", "ok"]);
     // The retry after the 429 waited for its Retry-After (1 s).
@@ -125,10 +130,7 @@ describe("provider faults during ingestion", () => {
     const marker = `tagfault${Date.now().toString(36)}`;
     await injectFaults(marker, CHAT, [{ status: 503 }, { malformed: "truncated" }]);
     const key = uniqueKey("faultco/tags.md");
-    await ingest(key, markdown(marker, "Cryogenic valves keep the vaccine freezers sealed."));
-
-    const doc = await waitForStatus(key, ["ready", "failed"], 25_000);
-    expect(doc.status).toBe("ready");
+    const doc = await ingestReady(key, markdown(marker, "Cryogenic valves keep the vaccine freezers sealed."));
     expect((await served(marker)).map((e) => e.outcome)).toEqual(["503", "malformed", "ok"]);
     const chunks = await chunkRows(doc.id);
     expect(chunks.length).toBeGreaterThan(0);
@@ -138,9 +140,7 @@ describe("provider faults during ingestion", () => {
   it("a permanent fault fails the update while the previous generation keeps serving", async () => {
     const key = uniqueKey("faultco/permanent.md");
     const first = `firstgen${Date.now().toString(36)}`;
-    await ingest(key, markdown(first, "Tundra sensors log humidity."));
-    const v1 = await waitForStatus(key, ["ready", "failed"], 25_000);
-    expect(v1.status).toBe("ready");
+    const v1 = await ingestReady(key, markdown(first, "Tundra sensors log humidity."));
     const v1Chunks = await chunkRows(v1.id);
 
     // The update has 70 sections, so two embedding batches (64 + 6): the first is embedded
@@ -177,9 +177,7 @@ describe("provider faults during ingestion", () => {
   it("a provider that stays overloaded fails the run after every attempt, old generation intact", async () => {
     const key = uniqueKey("faultco/overloaded.md");
     const first = `steady${Date.now().toString(36)}`;
-    await ingest(key, markdown(first, "Permafrost drills bore core samples."));
-    const v1 = await waitForStatus(key, ["ready", "failed"], 25_000);
-    expect(v1.status).toBe("ready");
+    const v1 = await ingestReady(key, markdown(first, "Permafrost drills bore core samples."));
 
     const second = `overload${Date.now().toString(36)}`;
     await injectFaults(second, EMBEDDINGS, [{ status: 503 }], true);
@@ -207,8 +205,7 @@ describe("provider faults while answering", () => {
   it("answers through the provider, and reports a failing provider as an error", async () => {
     const key = uniqueKey("faultco/answers.md");
     const marker = `answer${Date.now().toString(36)}`;
-    await ingest(key, markdown(marker, "Icebreaker hulls are made of layered steel."));
-    expect((await waitForStatus(key, ["ready", "failed"], 25_000)).status).toBe("ready");
+    await ingestReady(key, markdown(marker, "Icebreaker hulls are made of layered steel."));
 
     const ask = (question: string, stream: boolean) =>
       SELF.fetch("https://portfolio.test/api/chat", {
