@@ -50,6 +50,33 @@ describe("D1 schema", () => {
     expect(await ftsMatches("xylophonic")).toEqual([]);
   });
 
+  it("keeps the tag index in step with chunk tags on insert, update, delete and cascade", async () => {
+    await env.DB.exec("PRAGMA foreign_keys = ON");
+    const id = await insertDocument("schema/tags.md");
+    await insertChunk(id, 1, 0, "Tagged text");
+    const tagsOf = async () =>
+      (
+        await env.DB.prepare(
+          "SELECT t.tag FROM chunk_tags t JOIN chunks c ON c.id = t.chunk_id WHERE c.document_id = ?1 ORDER BY t.tag",
+        ).bind(id).all<{ tag: string }>()
+      ).results.map((r) => r.tag);
+    expect(await tagsOf()).toEqual([]);
+
+    const setTags = (tags: string) => env.DB.prepare("UPDATE chunks SET tags = ?2 WHERE document_id = ?1").bind(id, tags).run();
+    await setTags('["search", "invoices", "search", 7]');
+    expect(await tagsOf()).toEqual(["invoices", "search"]);
+    await setTags('["billing"]');
+    expect(await tagsOf()).toEqual(["billing"]);
+    // Not JSON: no tags, and the write itself still succeeds.
+    await setTags("billing");
+    expect(await tagsOf()).toEqual([]);
+
+    await setTags('["billing"]');
+    await env.DB.prepare("DELETE FROM documents WHERE id = ?1").bind(id).run();
+    const left = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunk_tags WHERE tag = 'billing'").first<{ n: number }>();
+    expect(left!.n).toBe(0);
+  });
+
   it("rejects an unknown document status", async () => {
     await expect(
       env.DB.prepare("INSERT INTO documents (key, status, created_at, updated_at) VALUES ('x', 'weird', 1, 1)").run(),

@@ -138,9 +138,10 @@ async fn tag_hits(
     let tags_json = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".to_owned());
     let rows: Vec<RankRow> = db
         .prepare(
-            "SELECT c.vector_id AS vector_id, COUNT(*) AS score FROM chunks c \
-             JOIN documents d ON d.id = c.document_id, json_each(c.tags) t \
-             WHERE c.version = d.active_version AND t.value IN (SELECT value FROM json_each(?1)) \
+            // chunk_tags (migration 0004) is the index of chunks.tags: read only the asked tags.
+            "SELECT c.vector_id AS vector_id, COUNT(*) AS score FROM chunk_tags t \
+             JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id \
+             WHERE t.tag IN (SELECT value FROM json_each(?1)) AND c.version = d.active_version \
              AND (?2 IS NULL OR d.company_id = ?2) \
              GROUP BY c.id ORDER BY score DESC, c.id LIMIT ?3",
         )
