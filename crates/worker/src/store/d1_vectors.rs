@@ -1,18 +1,23 @@
 //! `D1VectorIndex`: the `VectorIndex` trait over the D1 table `vector_index` (f32 BLOBs), with
 //! exact cosine top-k computed in the Worker.
 //!
-//! Owns the SQL for that table and the page-by-page scan. Must never rank, filter or validate
-//! by itself: `portfolio_core::vector_index` does, so both implementations agree. Every
-//! statement stays within D1's 100 bound parameters and 100 KB.
+//! Owns the SQL for that table, the exact rerank of the isolate cache's candidates
+//! (`super::vector_cache`) and the page-by-page scan used when the index is too large to cache.
+//! Must never rank, filter or validate by itself: `portfolio_core::vector_index` does, so both
+//! implementations agree. Every statement stays within D1's 100 bound parameters and 100 KB.
 
+use futures_util::future::try_join_all;
 use js_sys::{Array, Uint8Array};
+use portfolio_core::vector_cache::TOMBSTONE_RETENTION_CHANGES;
 use portfolio_core::vector_index::{
-    cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
-    validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
+    cosine_with_norm, decode_f32_le_hex, encode_f32_le, exact_top_k, norm, plan_d1_statements,
+    validate_id, validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
     VectorIndexError, VectorMatch, VectorMetadata, VectorQuery, VectorRecord, D1_MAX_BOUND_PARAMS,
 };
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{D1Database, D1PreparedStatement};
+
+use super::vector_cache;
 
 const BACKEND: &str = "d1";
 /// Columns bound per upserted row.
@@ -30,7 +35,16 @@ const UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET document_id = excluded
 /// Columns read back. The embedding comes as `hex(embedding)`: D1 hands a BLOB to the Worker
 /// as an array of numbers (one JS value per byte), a hex string as one string — several
 /// times faster to transfer and decode (see the README's ceiling table).
-const COLUMNS: &str = "id, document_id, company_id, version, tags, dimensions, hex(embedding)";
+pub(super) const COLUMNS: &str =
+    "id, document_id, company_id, version, tags, dimensions, hex(embedding)";
+/// Deletes the tombstones of the change log older than the retention, and records how far,
+/// so a cache further behind reloads (migration 0003). Bound: `?1` = the retention.
+const PRUNE_TOMBSTONES: [&str; 2] = [
+    "DELETE FROM vector_index_changes WHERE deleted = 1 \
+     AND seq <= (SELECT generation - ?1 FROM vector_index_state WHERE id = 1)",
+    "UPDATE vector_index_state SET pruned_through = generation - ?1 \
+     WHERE id = 1 AND generation - ?1 > pruned_through",
+];
 
 /// The D1-exact implementation of [`VectorIndex`].
 #[derive(Debug)]
@@ -46,7 +60,7 @@ impl D1VectorIndex {
     }
 }
 
-fn d1_error(operation: &'static str, err: worker::Error) -> VectorIndexError {
+pub(super) fn d1_error(operation: &'static str, err: worker::Error) -> VectorIndexError {
     // Our SQL is fixed and our inputs validated, so what is left is the platform's (an
     // overloaded or unreachable database): worth retrying.
     VectorIndexError::Unavailable {
@@ -72,7 +86,7 @@ fn row_bytes(record: &VectorRecord, tags_json: &str) -> usize {
     record.values.len() * 4 + record.id.len() + tags_json.len() + 4 * 8
 }
 
-fn bind(
+pub(super) fn bind(
     stmt: D1PreparedStatement,
     operation: &'static str,
     values: &[JsValue],
@@ -81,14 +95,14 @@ fn bind(
 }
 
 /// One stored row, decoded.
-struct Row {
-    id: String,
-    metadata: VectorMetadata,
-    dimensions: usize,
-    embedding_hex: String,
+pub(super) struct Row {
+    pub(super) id: String,
+    pub(super) metadata: VectorMetadata,
+    pub(super) dimensions: usize,
+    pub(super) embedding_hex: String,
 }
 
-fn malformed(operation: &'static str, reason: String) -> VectorIndexError {
+pub(super) fn malformed(operation: &'static str, reason: String) -> VectorIndexError {
     VectorIndexError::MalformedResponse {
         backend: BACKEND,
         operation,
@@ -97,7 +111,7 @@ fn malformed(operation: &'static str, reason: String) -> VectorIndexError {
 }
 
 /// Decodes a raw row `[id, document_id, company_id, version, tags, dimensions, hex(embedding)]`.
-fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
+pub(super) fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
     let row: &Array = row
         .dyn_ref()
         .ok_or_else(|| malformed(operation, "a row that is not an array".into()))?;
@@ -136,23 +150,86 @@ fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndex
 }
 
 impl D1VectorIndex {
+    /// The stored rows among `ids`: one statement per 100 ids, all in flight at once.
     async fn select_by_ids(&self, ids: &[String]) -> Result<Vec<Row>, VectorIndexError> {
-        let mut rows = Vec::with_capacity(ids.len());
+        let mut pages = Vec::new();
         for chunk in ids.chunks(D1_MAX_BOUND_PARAMS) {
             let sql = format!(
                 "SELECT {COLUMNS} FROM vector_index WHERE id IN ({})",
                 placeholders(chunk.len())
             );
             let values: Vec<JsValue> = chunk.iter().map(|id| JsValue::from_str(id)).collect();
-            let page = bind(self.db.prepare(sql), "get_by_ids", &values)?
-                .raw_js_value()
-                .await
-                .map_err(|e| d1_error("get_by_ids", e))?;
+            let stmt = bind(self.db.prepare(sql), "get_by_ids", &values)?;
+            pages.push(async move {
+                stmt.raw_js_value()
+                    .await
+                    .map_err(|e| d1_error("get_by_ids", e))
+            });
+        }
+        let mut rows = Vec::with_capacity(ids.len());
+        for page in try_join_all(pages).await? {
             for raw in &page {
                 rows.push(decode_row("get_by_ids", raw)?);
             }
         }
         Ok(rows)
+    }
+
+    /// Exact top k over every row: reads the whole table page by page. Used when the index is
+    /// too large for the isolate cache.
+    async fn scan(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
+        let query_norm = norm(&query.vector);
+        let mut top = TopK::new(query.top_k);
+        let mut after = String::new();
+        // Keyset pagination on the primary key: every page is one indexed range read, and the
+        // Worker holds one page plus the k best at a time.
+        loop {
+            let stmt = bind(
+                self.db.prepare(format!(
+                    "SELECT {COLUMNS} FROM vector_index WHERE dimensions = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                )),
+                "query",
+                &[
+                    JsValue::from_f64(self.dimensions as f64),
+                    JsValue::from_str(&after),
+                    JsValue::from_f64(SCAN_PAGE_ROWS as f64),
+                ],
+            )?;
+            let page = stmt
+                .raw_js_value()
+                .await
+                .map_err(|e| d1_error("query", e))?;
+            let page_len = page.len();
+            for raw in &page {
+                let row = decode_row("query", raw)?;
+                if query
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| !f.matches(&row.metadata))
+                {
+                    after = row.id;
+                    continue;
+                }
+                let values = decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?;
+                let score = cosine_with_norm(&query.vector, query_norm, &values);
+                if top.would_keep(score, &row.id) {
+                    top.push(row.id.clone(), score, row.metadata);
+                }
+                after = row.id;
+            }
+            if page_len < SCAN_PAGE_ROWS {
+                break;
+            }
+        }
+        Ok(top
+            .into_sorted()
+            .into_iter()
+            .map(|(id, score, metadata)| VectorMatch {
+                id,
+                score,
+                metadata: query.return_metadata.then_some(metadata),
+            })
+            .collect())
     }
 }
 
@@ -210,58 +287,25 @@ impl VectorIndex for D1VectorIndex {
 
     async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
         validate_query(query, self.dimensions)?;
-        let query_norm = norm(&query.vector);
-        let mut top = TopK::new(query.top_k);
-        let mut after = String::new();
-        // Keyset pagination on the primary key: every page is one indexed range read, and the
-        // Worker holds one page plus the k best at a time.
-        loop {
-            let stmt = bind(
-                self.db.prepare(format!(
-                    "SELECT {COLUMNS} FROM vector_index WHERE dimensions = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-                )),
-                "query",
-                &[
-                    JsValue::from_f64(self.dimensions as f64),
-                    JsValue::from_str(&after),
-                    JsValue::from_f64(SCAN_PAGE_ROWS as f64),
-                ],
-            )?;
-            let page = stmt
-                .raw_js_value()
-                .await
-                .map_err(|e| d1_error("query", e))?;
-            let page_len = page.len();
-            for raw in &page {
-                let row = decode_row("query", raw)?;
-                if query
-                    .filter
-                    .as_ref()
-                    .is_some_and(|f| !f.matches(&row.metadata))
-                {
-                    after = row.id;
-                    continue;
-                }
-                let values = decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?;
-                let score = cosine_with_norm(&query.vector, query_norm, &values);
-                if top.would_keep(score, &row.id) {
-                    top.push(row.id.clone(), score, row.metadata);
-                }
-                after = row.id;
+        let Some(ids) = vector_cache::candidates(&self.db, self.dimensions, query).await? else {
+            return self.scan(query).await;
+        };
+        // The exact rerank: the candidates' stored f32 vectors, scored and ordered by the same
+        // function as the scan, so scores and order are the scan's (the candidates are a
+        // superset of its top k). Rows written since the cache was read are taken as they are
+        // now, filter and dimensions included.
+        let mut records = Vec::with_capacity(ids.len());
+        for row in self.select_by_ids(&ids).await? {
+            if row.dimensions != self.dimensions {
+                continue;
             }
-            if page_len < SCAN_PAGE_ROWS {
-                break;
-            }
+            records.push(VectorRecord {
+                values: decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?,
+                id: row.id,
+                metadata: row.metadata,
+            });
         }
-        Ok(top
-            .into_sorted()
-            .into_iter()
-            .map(|(id, score, metadata)| VectorMatch {
-                id,
-                score,
-                metadata: query.return_metadata.then_some(metadata),
-            })
-            .collect())
+        Ok(exact_top_k(query, &records))
     }
 
     async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<VectorRecord>, VectorIndexError> {
@@ -295,6 +339,11 @@ impl VectorIndex for D1VectorIndex {
             statements.push(bind(self.db.prepare(sql), "delete_by_ids", &values)?);
         }
         if !statements.is_empty() {
+            // Same batch: the change log never holds more than the retention of tombstones.
+            let retention = [JsValue::from_f64(TOMBSTONE_RETENTION_CHANGES as f64)];
+            for sql in PRUNE_TOMBSTONES {
+                statements.push(bind(self.db.prepare(sql), "delete_by_ids", &retention)?);
+            }
             self.db
                 .batch(statements)
                 .await
