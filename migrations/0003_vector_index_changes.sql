@@ -4,6 +4,12 @@
 -- Kept by triggers, so every writer is seen: the index adapter, ingestion,
 -- and an operator's raw SQL alike.
 
+-- The vector's unit direction quantized to int8 (portfolio_core::vector_cache::
+-- QuantizedVector: codes, then scale and residual as f32): what a cold cache
+-- loads, a quarter of `embedding`. NULL (rows from before, or written by hand)
+-- makes the cache read `embedding` instead.
+ALTER TABLE vector_index ADD COLUMN quantized BLOB;
+
 -- One row. `generation` is bumped by every row inserted, updated or deleted
 -- and is the `seq` of that change; `epoch` is random per database, so a cache
 -- filled from another database (or a test's fresh one) is never trusted.
@@ -62,4 +68,11 @@ CREATE TRIGGER vector_index_log_delete AFTER DELETE ON vector_index BEGIN
   DELETE FROM vector_index_changes WHERE id = old.id;
   INSERT INTO vector_index_changes (id, seq, deleted)
     SELECT old.id, generation, 1 FROM vector_index_state WHERE id = 1;
+END;
+
+-- An embedding changed without its quantized form (a hand-written UPDATE) must
+-- not leave stale codes behind: drop them, so the cache reads the embedding.
+CREATE TRIGGER vector_index_stale_quantized AFTER UPDATE OF embedding ON vector_index
+WHEN new.embedding IS NOT old.embedding AND new.quantized IS old.quantized BEGIN
+  UPDATE vector_index SET quantized = NULL WHERE id = new.id;
 END;

@@ -108,6 +108,9 @@ describe("D1-exact index cache", () => {
     await admin("/admin/index/upsert", { vectors: [record(s.id("api"), vec({ 5: 1, 6: 1 }), s.company)] });
     expect((await query(q, s.company)).map((m) => m.id)).toEqual([s.id("api")]);
 
+    const stored = await env.DB.prepare("SELECT length(quantized) AS n FROM vector_index WHERE id = ?1").bind(s.id("api")).first<any>();
+    expect(stored.n).toBe(DIMS + 8);
+
     const before = await state();
     const blob = new Float32Array(vec({ 5: 1, 6: 0.1 })).buffer;
     await env.DB.prepare(
@@ -118,9 +121,21 @@ describe("D1-exact index cache", () => {
     expect(after.vector_count).toBe(before.vector_count + 1);
     expect((await query(q, s.company)).map((m) => m.id)).toEqual([s.id("sql"), s.id("api")]);
 
+    // An embedding rewritten by hand: its stale quantized form is dropped by a trigger and the
+    // cache reads the f32 vector instead.
+    await env.DB.prepare("UPDATE vector_index SET embedding = ?1 WHERE id = ?2")
+      .bind(new Float32Array(vec({ 5: 1, 6: 3 })).buffer, s.id("api")).run();
+    const rewritten = await env.DB.prepare("SELECT quantized FROM vector_index WHERE id = ?1").bind(s.id("api")).first<any>();
+    expect(rewritten.quantized).toBeNull();
+    const afterRewrite = await query(q, s.company);
+    expect(afterRewrite.map((m) => m.id)).toEqual([s.id("sql"), s.id("api")]);
+    expect(afterRewrite[1].score).toBeCloseTo(cosine(q, vec({ 5: 1, 6: 3 })), 6);
+    expect((await query(q, s.company, 1)).map((m) => m.id)).toEqual([s.id("sql")]);
+
+    const beforeDelete = await state();
     await env.DB.prepare("DELETE FROM vector_index WHERE id = ?1").bind(s.id("sql")).run();
     const tombstone = await env.DB.prepare("SELECT seq, deleted FROM vector_index_changes WHERE id = ?1").bind(s.id("sql")).first<any>();
-    expect(tombstone).toEqual({ seq: after.generation + 1, deleted: 1 });
+    expect(tombstone).toEqual({ seq: beforeDelete.generation + 1, deleted: 1 });
     expect((await query(q, s.company)).map((m) => m.id)).toEqual([s.id("api")]);
     expect((await query(q, s.company, 1)).map((m) => m.id)).toEqual([s.id("api")]);
   });

@@ -89,6 +89,44 @@ impl QuantizedVector {
         }
     }
 
+    /// The `vector_index.quantized` BLOB (migration 0003): the codes, then `scale` and
+    /// `residual` as little-endian f32. A quarter of the f32 vector's size, so a cold cache loads
+    /// four times fewer bytes.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.codes.len() + 8);
+        bytes.extend(self.codes.iter().map(|c| c.to_le_bytes()[0]));
+        bytes.extend_from_slice(&self.scale.to_le_bytes());
+        bytes.extend_from_slice(&self.residual.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes that BLOB as read with `hex(quantized)`; `None` unless it is exactly
+    /// `dimensions + 8` bytes of hex.
+    #[must_use]
+    pub fn from_hex(hex: &str, dimensions: usize) -> Option<Self> {
+        if hex.len() != (dimensions + 8) * 2 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        let mut bytes = Vec::with_capacity(dimensions + 8);
+        for pair in hex.as_bytes().chunks_exact(2) {
+            bytes.push((nibble(pair[0])? << 4) | nibble(pair[1])?);
+        }
+        let tail = bytes.split_off(dimensions);
+        let f = |i: usize| f32::from_le_bytes([tail[i], tail[i + 1], tail[i + 2], tail[i + 3]]);
+        Some(Self {
+            codes: bytes.into_iter().map(|b| i8::from_le_bytes([b])).collect(),
+            scale: f(0),
+            residual: f(4),
+        })
+    }
+
     /// Whether the pre-selection can bound this vector's score.
     #[must_use]
     pub fn is_scorable(&self) -> bool {

@@ -95,6 +95,29 @@ fn quantization_error_is_within_its_bound() {
 }
 
 #[test]
+fn the_stored_blob_round_trips_through_hex() {
+    let values: Vec<f32> = (0..D).map(|i| (i as f32 * 0.37).sin()).collect();
+    for q in [
+        QuantizedVector::new(&values),
+        QuantizedVector::new(&[0.0; D]),
+    ] {
+        let hex: String = q.to_bytes().iter().map(|b| format!("{b:02X}")).collect();
+        let back = QuantizedVector::from_hex(&hex, D).unwrap();
+        assert_eq!(back.codes, q.codes);
+        assert_eq!(back.scale.to_bits(), q.scale.to_bits());
+        assert_eq!(back.residual.to_bits(), q.residual.to_bits());
+        assert_eq!(
+            QuantizedVector::from_hex(&hex.to_lowercase(), D)
+                .unwrap()
+                .codes,
+            q.codes
+        );
+    }
+    assert!(QuantizedVector::from_hex("00", D).is_none());
+    assert!(QuantizedVector::from_hex(&"G".repeat((D + 8) * 2), D).is_none());
+}
+
+#[test]
 fn a_vector_without_direction_is_always_a_candidate() {
     let q = QuantizedVector::new(&[0.0; D]);
     assert!(!q.is_scorable());

@@ -8,7 +8,7 @@
 
 use futures_util::future::try_join_all;
 use js_sys::{Array, Uint8Array};
-use portfolio_core::vector_cache::TOMBSTONE_RETENTION_CHANGES;
+use portfolio_core::vector_cache::{QuantizedVector, TOMBSTONE_RETENTION_CHANGES};
 use portfolio_core::vector_index::{
     cosine_with_norm, decode_f32_le_hex, encode_f32_le, exact_top_k, norm, plan_d1_statements,
     validate_id, validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
@@ -21,17 +21,17 @@ use super::vector_cache;
 
 const BACKEND: &str = "d1";
 /// Columns bound per upserted row.
-const UPSERT_PARAMS_PER_ROW: usize = 7;
+const UPSERT_PARAMS_PER_ROW: usize = 8;
 /// Rows read per scan page: bounds the Worker's memory (≈ 6 KiB per 1536-dim row) while
 /// keeping round trips few. Measured in the README's ceiling table.
 pub const SCAN_PAGE_ROWS: usize = 1000;
 
 const UPSERT_HEAD: &str =
-    "INSERT INTO vector_index (id, document_id, company_id, version, tags, dimensions, embedding) VALUES ";
-const UPSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
+    "INSERT INTO vector_index (id, document_id, company_id, version, tags, dimensions, embedding, quantized) VALUES ";
+const UPSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
 const UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET document_id = excluded.document_id, \
      company_id = excluded.company_id, version = excluded.version, tags = excluded.tags, \
-     dimensions = excluded.dimensions, embedding = excluded.embedding";
+     dimensions = excluded.dimensions, embedding = excluded.embedding, quantized = excluded.quantized";
 /// Columns read back. The embedding comes as `hex(embedding)`: D1 hands a BLOB to the Worker
 /// as an array of numbers (one JS value per byte), a hex string as one string — several
 /// times faster to transfer and decode (see the README's ceiling table).
@@ -81,9 +81,9 @@ fn upsert_sql(rows: usize) -> String {
     )
 }
 
-/// Bytes a row binds (the BLOB dominates; ids and tags are counted as sent).
+/// Bytes a row binds (the BLOBs dominate: f32 and quantized; ids and tags are counted as sent).
 fn row_bytes(record: &VectorRecord, tags_json: &str) -> usize {
-    record.values.len() * 4 + record.id.len() + tags_json.len() + 4 * 8
+    record.values.len() * 5 + 8 + record.id.len() + tags_json.len() + 4 * 8
 }
 
 pub(super) fn bind(
@@ -110,10 +110,15 @@ pub(super) fn malformed(operation: &'static str, reason: String) -> VectorIndexE
     }
 }
 
-/// Decodes a raw row `[id, document_id, company_id, version, tags, dimensions, hex(embedding)]`.
-pub(super) fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
-    let row: &Array = row
-        .dyn_ref()
+/// Decodes the first six columns of a raw row `[id, document_id, company_id, version, tags,
+/// dimensions, …]`: the id, metadata and dimensions.
+pub(super) fn decode_head(
+    operation: &'static str,
+    row: &JsValue,
+) -> Result<(Array, String, VectorMetadata, usize), VectorIndexError> {
+    let row: Array = row
+        .dyn_ref::<Array>()
+        .cloned()
         .ok_or_else(|| malformed(operation, "a row that is not an array".into()))?;
     let id = row
         .get(0)
@@ -132,18 +137,25 @@ pub(super) fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, 
     let dimensions = int(5)
         .and_then(|d| usize::try_from(d).ok())
         .ok_or_else(|| malformed(operation, format!("{id}: dimensions")))?;
+    let metadata = VectorMetadata {
+        document_id,
+        company_id: int(2),
+        version,
+        tags,
+    };
+    Ok((row, id, metadata, dimensions))
+}
+
+/// Decodes a raw row `[id, document_id, company_id, version, tags, dimensions, hex(embedding)]`.
+pub(super) fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
+    let (row, id, metadata, dimensions) = decode_head(operation, row)?;
     let embedding_hex = row
         .get(6)
         .as_string()
         .ok_or_else(|| malformed(operation, format!("{id}: no embedding")))?;
     Ok(Row {
-        metadata: VectorMetadata {
-            document_id,
-            company_id: int(2),
-            version,
-            tags,
-        },
         id,
+        metadata,
         dimensions,
         embedding_hex,
     })
@@ -265,6 +277,8 @@ impl VectorIndex for D1VectorIndex {
                 values.push(JsValue::from_str(tags));
                 values.push(JsValue::from_f64(record.values.len() as f64));
                 values.push(Uint8Array::from(encode_f32_le(&record.values).as_slice()).into());
+                let quantized = QuantizedVector::new(&record.values).to_bytes();
+                values.push(Uint8Array::from(quantized.as_slice()).into());
             }
             statements.push(bind(
                 self.db.prepare(upsert_sql(range.len())),

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::D1Database;
 
-use super::d1_vectors::{bind, d1_error, decode_row, malformed, SCAN_PAGE_ROWS};
+use super::d1_vectors::{bind, d1_error, decode_head, malformed, SCAN_PAGE_ROWS};
 
 thread_local! {
     /// One cache per isolate (wasm is single-threaded: this is module state), shared by every
@@ -30,9 +30,13 @@ thread_local! {
 }
 
 /// Change-log rows: the id, the live row's columns (NULL for a deletion; same order as
-/// `d1_vectors::COLUMNS`), then `seq` and `deleted`. Keyset-paged on `seq`, which is unique.
+/// `d1_vectors::COLUMNS`), then `seq`, `deleted` and the quantized vector. The f32 embedding is
+/// read only where the quantized one is missing (rows written by hand): it is four times larger.
+/// (`hex(NULL)` is `''`, not NULL: hence the `CASE`s.)
+/// Keyset-paged on `seq`, which is unique.
 const CHANGES_SQL: &str = "SELECT c.id, v.document_id, v.company_id, v.version, v.tags, \
-     v.dimensions, hex(v.embedding), c.seq, c.deleted FROM vector_index_changes c \
+     v.dimensions, CASE WHEN v.quantized IS NULL THEN hex(v.embedding) END, c.seq, c.deleted, \
+     CASE WHEN v.quantized IS NOT NULL THEN hex(v.quantized) END FROM vector_index_changes c \
      LEFT JOIN vector_index v ON v.id = c.id WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2";
 
 #[derive(Deserialize)]
@@ -76,11 +80,10 @@ async fn read_state(db: &D1Database) -> Result<IndexState, VectorIndexError> {
 fn with_cache<R>(dimensions: usize, f: impl FnOnce(&mut VectorCache) -> R) -> R {
     CACHE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|c| c.dimensions() != dimensions) {
-            *slot = Some(VectorCache::new(dimensions, CACHE_MAX_BYTES));
+        match slot.as_mut() {
+            Some(cache) if cache.dimensions() == dimensions => f(cache),
+            _ => f(slot.insert(VectorCache::new(dimensions, CACHE_MAX_BYTES))),
         }
-        let cache = slot.get_or_insert_with(|| VectorCache::new(dimensions, CACHE_MAX_BYTES));
-        f(cache)
     })
 }
 
@@ -103,19 +106,32 @@ fn decode_change(raw: &JsValue, dimensions: usize) -> Result<(u64, IndexChange),
     if deleted {
         return Ok((seq, IndexChange::Delete { id, seq }));
     }
-    // The first seven columns are `d1_vectors::COLUMNS`; `decode_row` reads only those.
-    let stored = decode_row(OP, raw)?;
-    if stored.dimensions != dimensions {
+    let (row, id, metadata, stored_dimensions) = decode_head(OP, raw)?;
+    if stored_dimensions != dimensions {
         return Ok((seq, IndexChange::Delete { id, seq }));
     }
-    let values = decode_f32_le_hex(&stored.id, &stored.embedding_hex, stored.dimensions)?;
+    let vector = if let Some(hex) = row.get(9).as_string() {
+        QuantizedVector::from_hex(&hex, dimensions).ok_or_else(|| {
+            VectorIndexError::CorruptStoredVector {
+                id: id.clone(),
+                bytes: hex.len() / 2,
+                expected_bytes: dimensions + 8,
+            }
+        })?
+    } else {
+        let hex = row
+            .get(6)
+            .as_string()
+            .ok_or_else(|| malformed(OP, format!("{id}: no embedding")))?;
+        QuantizedVector::new(&decode_f32_le_hex(&id, &hex, dimensions)?)
+    };
     Ok((
         seq,
         IndexChange::Upsert {
-            id: stored.id,
+            id,
             seq,
-            metadata: stored.metadata,
-            vector: QuantizedVector::new(&values),
+            metadata,
+            vector,
         },
     ))
 }
