@@ -179,6 +179,16 @@ describe("D1-exact index cache", () => {
     }
   });
 
+  it("reranks a candidate set larger than a page (identical vectors) and breaks ties by id", async () => {
+    const s = scope();
+    const same = vec({ 11: 1, 12: 0.5 });
+    const vectors = Array.from({ length: 1200 }, (_, i) => record(s.id(`t${String(1199 - i).padStart(4, "0")}`), same, s.company, i));
+    await admin("/admin/index/upsert", { vectors });
+    const got = await query(vec({ 11: 1 }), s.company, 5);
+    expect(got.map((m) => m.id)).toEqual(["t0000", "t0001", "t0002", "t0003", "t0004"].map(s.id));
+    got.forEach((m) => expect(m.score).toBeCloseTo(cosine(vec({ 11: 1 }), same), 6));
+  });
+
   it("prunes tombstones beyond the retention when deleting through the index", async () => {
     const s = scope();
     await admin("/admin/index/upsert", { vectors: [record(s.id("x"), vec({ 9: 1 }), s.company)] });

@@ -10,8 +10,8 @@ use futures_util::future::try_join_all;
 use js_sys::{Array, Uint8Array};
 use portfolio_core::vector_cache::{QuantizedVector, TOMBSTONE_RETENTION_CHANGES};
 use portfolio_core::vector_index::{
-    cosine_with_norm, decode_f32_le_hex, encode_f32_le, exact_top_k, norm, plan_d1_statements,
-    validate_id, validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
+    cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
+    validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
     VectorIndexError, VectorMatch, VectorMetadata, VectorQuery, VectorRecord, D1_MAX_BOUND_PARAMS,
 };
 use wasm_bindgen::{JsCast, JsValue};
@@ -161,27 +161,65 @@ pub(super) fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, 
     })
 }
 
+/// Scores one stored row for `query` and offers it to `top`, unless its dimensions differ or the
+/// filter rejects it: the exact ranking shared by the scan and the cache's rerank.
+fn offer(
+    top: &mut TopK<VectorMetadata>,
+    query: &VectorQuery,
+    query_norm: f32,
+    row: Row,
+) -> Result<(), VectorIndexError> {
+    if row.dimensions != query.vector.len()
+        || query
+            .filter
+            .as_ref()
+            .is_some_and(|f| !f.matches(&row.metadata))
+    {
+        return Ok(());
+    }
+    let values = decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?;
+    let score = cosine_with_norm(&query.vector, query_norm, &values);
+    if top.would_keep(score, &row.id) {
+        top.push(row.id, score, row.metadata);
+    }
+    Ok(())
+}
+
+fn into_matches(query: &VectorQuery, top: TopK<VectorMetadata>) -> Vec<VectorMatch> {
+    top.into_sorted()
+        .into_iter()
+        .map(|(id, score, metadata)| VectorMatch {
+            id,
+            score,
+            metadata: query.return_metadata.then_some(metadata),
+        })
+        .collect()
+}
+
 impl D1VectorIndex {
-    /// The stored rows among `ids`: one statement per 100 ids, all in flight at once.
+    /// The stored rows among `ids`: one statement per 100 ids, a scan page's worth (10
+    /// statements) in flight at a time.
     async fn select_by_ids(&self, ids: &[String]) -> Result<Vec<Row>, VectorIndexError> {
-        let mut pages = Vec::new();
-        for chunk in ids.chunks(D1_MAX_BOUND_PARAMS) {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM vector_index WHERE id IN ({})",
-                placeholders(chunk.len())
-            );
-            let values: Vec<JsValue> = chunk.iter().map(|id| JsValue::from_str(id)).collect();
-            let stmt = bind(self.db.prepare(sql), "get_by_ids", &values)?;
-            pages.push(async move {
-                stmt.raw_js_value()
-                    .await
-                    .map_err(|e| d1_error("get_by_ids", e))
-            });
-        }
         let mut rows = Vec::with_capacity(ids.len());
-        for page in try_join_all(pages).await? {
-            for raw in &page {
-                rows.push(decode_row("get_by_ids", raw)?);
+        for group in ids.chunks(SCAN_PAGE_ROWS) {
+            let mut pages = Vec::new();
+            for chunk in group.chunks(D1_MAX_BOUND_PARAMS) {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM vector_index WHERE id IN ({})",
+                    placeholders(chunk.len())
+                );
+                let values: Vec<JsValue> = chunk.iter().map(|id| JsValue::from_str(id)).collect();
+                let stmt = bind(self.db.prepare(sql), "get_by_ids", &values)?;
+                pages.push(async move {
+                    stmt.raw_js_value()
+                        .await
+                        .map_err(|e| d1_error("get_by_ids", e))
+                });
+            }
+            for page in try_join_all(pages).await? {
+                for raw in &page {
+                    rows.push(decode_row("get_by_ids", raw)?);
+                }
             }
         }
         Ok(rows)
@@ -214,34 +252,14 @@ impl D1VectorIndex {
             let page_len = page.len();
             for raw in &page {
                 let row = decode_row("query", raw)?;
-                if query
-                    .filter
-                    .as_ref()
-                    .is_some_and(|f| !f.matches(&row.metadata))
-                {
-                    after = row.id;
-                    continue;
-                }
-                let values = decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?;
-                let score = cosine_with_norm(&query.vector, query_norm, &values);
-                if top.would_keep(score, &row.id) {
-                    top.push(row.id.clone(), score, row.metadata);
-                }
-                after = row.id;
+                after.clone_from(&row.id);
+                offer(&mut top, query, query_norm, row)?;
             }
             if page_len < SCAN_PAGE_ROWS {
                 break;
             }
         }
-        Ok(top
-            .into_sorted()
-            .into_iter()
-            .map(|(id, score, metadata)| VectorMatch {
-                id,
-                score,
-                metadata: query.return_metadata.then_some(metadata),
-            })
-            .collect())
+        Ok(into_matches(query, top))
     }
 }
 
@@ -304,22 +322,19 @@ impl VectorIndex for D1VectorIndex {
         let Some(ids) = vector_cache::candidates(&self.db, self.dimensions, query).await? else {
             return self.scan(query).await;
         };
-        // The exact rerank: the candidates' stored f32 vectors, scored and ordered by the same
-        // function as the scan, so scores and order are the scan's (the candidates are a
-        // superset of its top k). Rows written since the cache was read are taken as they are
-        // now, filter and dimensions included.
-        let mut records = Vec::with_capacity(ids.len());
-        for row in self.select_by_ids(&ids).await? {
-            if row.dimensions != self.dimensions {
-                continue;
+        // The exact rerank: the candidates' stored f32 vectors, scored and kept by the same
+        // code as the scan, so scores and order are the scan's (the candidates are a superset
+        // of its top k). Rows written since the cache was read are taken as they are now,
+        // filter and dimensions included. At most a scan page of rows is in flight at a time,
+        // however many candidates near-identical vectors leave.
+        let query_norm = norm(&query.vector);
+        let mut top = TopK::new(query.top_k);
+        for group in ids.chunks(SCAN_PAGE_ROWS) {
+            for row in self.select_by_ids(group).await? {
+                offer(&mut top, query, query_norm, row)?;
             }
-            records.push(VectorRecord {
-                values: decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?,
-                id: row.id,
-                metadata: row.metadata,
-            });
         }
-        Ok(exact_top_k(query, &records))
+        Ok(into_matches(query, top))
     }
 
     async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<VectorRecord>, VectorIndexError> {
