@@ -3,12 +3,45 @@
 // Objects), for the benchmarks. The process group and the state are removed
 // when the calling process exits.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { writePrebuiltConfig } from "./prebuilt-config.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
+let groupId = null;
+
+/**
+ * CPU seconds (user + system) used so far by the stack's `workerd` processes,
+ * read from /proc (Linux; `null` elsewhere). workerd runs the Worker and local
+ * D1 (SQLite) alike, so the difference over a load phase divided by its
+ * requests is an upper bound on the Worker's CPU time per request.
+ */
+export function workerdCpuSeconds() {
+  if (groupId === null) return null;
+  let ticks = 0;
+  let found = false;
+  try {
+    for (const pid of readdirSync("/proc")) {
+      if (!/^\d+$/.test(pid)) continue;
+      let stat;
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      } catch {
+        continue;
+      }
+      // pid (comm) state ppid pgrp ... utime(14) stime(15): split after the comm.
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) !== groupId || !comm.startsWith("workerd")) continue;
+      ticks += Number(fields[11]) + Number(fields[12]);
+      found = true;
+    }
+  } catch {
+    return null;
+  }
+  return found ? ticks / 100 : null; // USER_HZ is 100 on Linux
+}
 
 function freePort() {
   return new Promise((resolve) => {
@@ -39,6 +72,7 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
     ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
     { cwd: root, env, detached: true, stdio: "ignore" },
   );
+  groupId = dev.pid;
   process.on("exit", () => {
     try {
       process.kill(-dev.pid, "SIGTERM");

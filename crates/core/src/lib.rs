@@ -18,4 +18,5 @@ pub mod providers;
 pub mod query;
 pub mod reconcile;
 pub mod tags;
+pub mod vector_cache;
 pub mod vector_index;

@@ -1,11 +1,14 @@
 //! `D1VectorIndex`: the `VectorIndex` trait over the D1 table `vector_index` (f32 BLOBs), with
 //! exact cosine top-k computed in the Worker.
 //!
-//! Owns the SQL for that table and the page-by-page scan. Must never rank, filter or validate
-//! by itself: `portfolio_core::vector_index` does, so both implementations agree. Every
-//! statement stays within D1's 100 bound parameters and 100 KB.
+//! Owns the SQL for that table, the exact rerank of the isolate cache's candidates
+//! (`super::vector_cache`) and the page-by-page scan used when the index is too large to cache.
+//! Must never rank, filter or validate by itself: `portfolio_core::vector_index` does, so both
+//! implementations agree. Every statement stays within D1's 100 bound parameters and 100 KB.
 
+use futures_util::future::try_join_all;
 use js_sys::{Array, Uint8Array};
+use portfolio_core::vector_cache::{QuantizedVector, TOMBSTONE_RETENTION_CHANGES};
 use portfolio_core::vector_index::{
     cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
     validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
@@ -14,23 +17,34 @@ use portfolio_core::vector_index::{
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{D1Database, D1PreparedStatement};
 
+use super::vector_cache;
+
 const BACKEND: &str = "d1";
 /// Columns bound per upserted row.
-const UPSERT_PARAMS_PER_ROW: usize = 7;
+const UPSERT_PARAMS_PER_ROW: usize = 8;
 /// Rows read per scan page: bounds the Worker's memory (≈ 6 KiB per 1536-dim row) while
 /// keeping round trips few. Measured in the README's ceiling table.
 pub const SCAN_PAGE_ROWS: usize = 1000;
 
 const UPSERT_HEAD: &str =
-    "INSERT INTO vector_index (id, document_id, company_id, version, tags, dimensions, embedding) VALUES ";
-const UPSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
+    "INSERT INTO vector_index (id, document_id, company_id, version, tags, dimensions, embedding, quantized) VALUES ";
+const UPSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
 const UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET document_id = excluded.document_id, \
      company_id = excluded.company_id, version = excluded.version, tags = excluded.tags, \
-     dimensions = excluded.dimensions, embedding = excluded.embedding";
+     dimensions = excluded.dimensions, embedding = excluded.embedding, quantized = excluded.quantized";
 /// Columns read back. The embedding comes as `hex(embedding)`: D1 hands a BLOB to the Worker
 /// as an array of numbers (one JS value per byte), a hex string as one string — several
 /// times faster to transfer and decode (see the README's ceiling table).
-const COLUMNS: &str = "id, document_id, company_id, version, tags, dimensions, hex(embedding)";
+pub(super) const COLUMNS: &str =
+    "id, document_id, company_id, version, tags, dimensions, hex(embedding)";
+/// Deletes the tombstones of the change log older than the retention, and records how far,
+/// so a cache further behind reloads (migration 0003). Bound: `?1` = the retention.
+const PRUNE_TOMBSTONES: [&str; 2] = [
+    "DELETE FROM vector_index_changes WHERE deleted = 1 \
+     AND seq <= (SELECT generation - ?1 FROM vector_index_state WHERE id = 1)",
+    "UPDATE vector_index_state SET pruned_through = generation - ?1 \
+     WHERE id = 1 AND generation - ?1 > pruned_through",
+];
 
 /// The D1-exact implementation of [`VectorIndex`].
 #[derive(Debug)]
@@ -46,7 +60,7 @@ impl D1VectorIndex {
     }
 }
 
-fn d1_error(operation: &'static str, err: worker::Error) -> VectorIndexError {
+pub(super) fn d1_error(operation: &'static str, err: worker::Error) -> VectorIndexError {
     // Our SQL is fixed and our inputs validated, so what is left is the platform's (an
     // overloaded or unreachable database): worth retrying.
     VectorIndexError::Unavailable {
@@ -67,12 +81,12 @@ fn upsert_sql(rows: usize) -> String {
     )
 }
 
-/// Bytes a row binds (the BLOB dominates; ids and tags are counted as sent).
+/// Bytes a row binds (the BLOBs dominate: f32 and quantized; ids and tags are counted as sent).
 fn row_bytes(record: &VectorRecord, tags_json: &str) -> usize {
-    record.values.len() * 4 + record.id.len() + tags_json.len() + 4 * 8
+    record.values.len() * 5 + 8 + record.id.len() + tags_json.len() + 4 * 8
 }
 
-fn bind(
+pub(super) fn bind(
     stmt: D1PreparedStatement,
     operation: &'static str,
     values: &[JsValue],
@@ -81,14 +95,14 @@ fn bind(
 }
 
 /// One stored row, decoded.
-struct Row {
-    id: String,
-    metadata: VectorMetadata,
-    dimensions: usize,
-    embedding_hex: String,
+pub(super) struct Row {
+    pub(super) id: String,
+    pub(super) metadata: VectorMetadata,
+    pub(super) dimensions: usize,
+    pub(super) embedding_hex: String,
 }
 
-fn malformed(operation: &'static str, reason: String) -> VectorIndexError {
+pub(super) fn malformed(operation: &'static str, reason: String) -> VectorIndexError {
     VectorIndexError::MalformedResponse {
         backend: BACKEND,
         operation,
@@ -96,10 +110,15 @@ fn malformed(operation: &'static str, reason: String) -> VectorIndexError {
     }
 }
 
-/// Decodes a raw row `[id, document_id, company_id, version, tags, dimensions, hex(embedding)]`.
-fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
-    let row: &Array = row
-        .dyn_ref()
+/// Decodes the first six columns of a raw row `[id, document_id, company_id, version, tags,
+/// dimensions, …]`: the id, metadata and dimensions.
+pub(super) fn decode_head(
+    operation: &'static str,
+    row: &JsValue,
+) -> Result<(Array, String, VectorMetadata, usize), VectorIndexError> {
+    let row: Array = row
+        .dyn_ref::<Array>()
+        .cloned()
         .ok_or_else(|| malformed(operation, "a row that is not an array".into()))?;
     let id = row
         .get(0)
@@ -118,41 +137,129 @@ fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndex
     let dimensions = int(5)
         .and_then(|d| usize::try_from(d).ok())
         .ok_or_else(|| malformed(operation, format!("{id}: dimensions")))?;
+    let metadata = VectorMetadata {
+        document_id,
+        company_id: int(2),
+        version,
+        tags,
+    };
+    Ok((row, id, metadata, dimensions))
+}
+
+/// Decodes a raw row `[id, document_id, company_id, version, tags, dimensions, hex(embedding)]`.
+pub(super) fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
+    let (row, id, metadata, dimensions) = decode_head(operation, row)?;
     let embedding_hex = row
         .get(6)
         .as_string()
         .ok_or_else(|| malformed(operation, format!("{id}: no embedding")))?;
     Ok(Row {
-        metadata: VectorMetadata {
-            document_id,
-            company_id: int(2),
-            version,
-            tags,
-        },
         id,
+        metadata,
         dimensions,
         embedding_hex,
     })
 }
 
+/// Scores one stored row for `query` and offers it to `top`, unless its dimensions differ or the
+/// filter rejects it: the exact ranking shared by the scan and the cache's rerank.
+fn offer(
+    top: &mut TopK<VectorMetadata>,
+    query: &VectorQuery,
+    query_norm: f32,
+    row: Row,
+) -> Result<(), VectorIndexError> {
+    if row.dimensions != query.vector.len()
+        || query
+            .filter
+            .as_ref()
+            .is_some_and(|f| !f.matches(&row.metadata))
+    {
+        return Ok(());
+    }
+    let values = decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?;
+    let score = cosine_with_norm(&query.vector, query_norm, &values);
+    if top.would_keep(score, &row.id) {
+        top.push(row.id, score, row.metadata);
+    }
+    Ok(())
+}
+
+fn into_matches(query: &VectorQuery, top: TopK<VectorMetadata>) -> Vec<VectorMatch> {
+    top.into_sorted()
+        .into_iter()
+        .map(|(id, score, metadata)| VectorMatch {
+            id,
+            score,
+            metadata: query.return_metadata.then_some(metadata),
+        })
+        .collect()
+}
+
 impl D1VectorIndex {
+    /// The stored rows among `ids`: one statement per 100 ids, a scan page's worth (10
+    /// statements) in flight at a time.
     async fn select_by_ids(&self, ids: &[String]) -> Result<Vec<Row>, VectorIndexError> {
         let mut rows = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(D1_MAX_BOUND_PARAMS) {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM vector_index WHERE id IN ({})",
-                placeholders(chunk.len())
-            );
-            let values: Vec<JsValue> = chunk.iter().map(|id| JsValue::from_str(id)).collect();
-            let page = bind(self.db.prepare(sql), "get_by_ids", &values)?
-                .raw_js_value()
-                .await
-                .map_err(|e| d1_error("get_by_ids", e))?;
-            for raw in &page {
-                rows.push(decode_row("get_by_ids", raw)?);
+        for group in ids.chunks(SCAN_PAGE_ROWS) {
+            let mut pages = Vec::new();
+            for chunk in group.chunks(D1_MAX_BOUND_PARAMS) {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM vector_index WHERE id IN ({})",
+                    placeholders(chunk.len())
+                );
+                let values: Vec<JsValue> = chunk.iter().map(|id| JsValue::from_str(id)).collect();
+                let stmt = bind(self.db.prepare(sql), "get_by_ids", &values)?;
+                pages.push(async move {
+                    stmt.raw_js_value()
+                        .await
+                        .map_err(|e| d1_error("get_by_ids", e))
+                });
+            }
+            for page in try_join_all(pages).await? {
+                for raw in &page {
+                    rows.push(decode_row("get_by_ids", raw)?);
+                }
             }
         }
         Ok(rows)
+    }
+
+    /// Exact top k over every row: reads the whole table page by page. Used when the index is
+    /// too large for the isolate cache.
+    async fn scan(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
+        let query_norm = norm(&query.vector);
+        let mut top = TopK::new(query.top_k);
+        let mut after = String::new();
+        // Keyset pagination on the primary key: every page is one indexed range read, and the
+        // Worker holds one page plus the k best at a time.
+        loop {
+            let stmt = bind(
+                self.db.prepare(format!(
+                    "SELECT {COLUMNS} FROM vector_index WHERE dimensions = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                )),
+                "query",
+                &[
+                    JsValue::from_f64(self.dimensions as f64),
+                    JsValue::from_str(&after),
+                    JsValue::from_f64(SCAN_PAGE_ROWS as f64),
+                ],
+            )?;
+            let page = stmt
+                .raw_js_value()
+                .await
+                .map_err(|e| d1_error("query", e))?;
+            let page_len = page.len();
+            for raw in &page {
+                let row = decode_row("query", raw)?;
+                after.clone_from(&row.id);
+                offer(&mut top, query, query_norm, row)?;
+            }
+            if page_len < SCAN_PAGE_ROWS {
+                break;
+            }
+        }
+        Ok(into_matches(query, top))
     }
 }
 
@@ -188,6 +295,8 @@ impl VectorIndex for D1VectorIndex {
                 values.push(JsValue::from_str(tags));
                 values.push(JsValue::from_f64(record.values.len() as f64));
                 values.push(Uint8Array::from(encode_f32_le(&record.values).as_slice()).into());
+                let quantized = QuantizedVector::new(&record.values).to_bytes();
+                values.push(Uint8Array::from(quantized.as_slice()).into());
             }
             statements.push(bind(
                 self.db.prepare(upsert_sql(range.len())),
@@ -210,58 +319,22 @@ impl VectorIndex for D1VectorIndex {
 
     async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
         validate_query(query, self.dimensions)?;
+        let Some(ids) = vector_cache::candidates(&self.db, self.dimensions, query).await? else {
+            return self.scan(query).await;
+        };
+        // The exact rerank: the candidates' stored f32 vectors, scored and kept by the same
+        // code as the scan, so scores and order are the scan's (the candidates are a superset
+        // of its top k). Rows written since the cache was read are taken as they are now,
+        // filter and dimensions included. At most a scan page of rows is in flight at a time,
+        // however many candidates near-identical vectors leave.
         let query_norm = norm(&query.vector);
         let mut top = TopK::new(query.top_k);
-        let mut after = String::new();
-        // Keyset pagination on the primary key: every page is one indexed range read, and the
-        // Worker holds one page plus the k best at a time.
-        loop {
-            let stmt = bind(
-                self.db.prepare(format!(
-                    "SELECT {COLUMNS} FROM vector_index WHERE dimensions = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-                )),
-                "query",
-                &[
-                    JsValue::from_f64(self.dimensions as f64),
-                    JsValue::from_str(&after),
-                    JsValue::from_f64(SCAN_PAGE_ROWS as f64),
-                ],
-            )?;
-            let page = stmt
-                .raw_js_value()
-                .await
-                .map_err(|e| d1_error("query", e))?;
-            let page_len = page.len();
-            for raw in &page {
-                let row = decode_row("query", raw)?;
-                if query
-                    .filter
-                    .as_ref()
-                    .is_some_and(|f| !f.matches(&row.metadata))
-                {
-                    after = row.id;
-                    continue;
-                }
-                let values = decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?;
-                let score = cosine_with_norm(&query.vector, query_norm, &values);
-                if top.would_keep(score, &row.id) {
-                    top.push(row.id.clone(), score, row.metadata);
-                }
-                after = row.id;
-            }
-            if page_len < SCAN_PAGE_ROWS {
-                break;
+        for group in ids.chunks(SCAN_PAGE_ROWS) {
+            for row in self.select_by_ids(group).await? {
+                offer(&mut top, query, query_norm, row)?;
             }
         }
-        Ok(top
-            .into_sorted()
-            .into_iter()
-            .map(|(id, score, metadata)| VectorMatch {
-                id,
-                score,
-                metadata: query.return_metadata.then_some(metadata),
-            })
-            .collect())
+        Ok(into_matches(query, top))
     }
 
     async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<VectorRecord>, VectorIndexError> {
@@ -295,6 +368,11 @@ impl VectorIndex for D1VectorIndex {
             statements.push(bind(self.db.prepare(sql), "delete_by_ids", &values)?);
         }
         if !statements.is_empty() {
+            // Same batch: the change log never holds more than the retention of tombstones.
+            let retention = [JsValue::from_f64(TOMBSTONE_RETENTION_CHANGES as f64)];
+            for sql in PRUNE_TOMBSTONES {
+                statements.push(bind(self.db.prepare(sql), "delete_by_ids", &retention)?);
+            }
             self.db
                 .batch(statements)
                 .await

@@ -4,6 +4,7 @@
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
 
 pub mod d1_vectors;
+mod vector_cache;
 pub mod vectorize;
 
 use crate::bindings;

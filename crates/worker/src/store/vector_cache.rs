@@ -1,0 +1,214 @@
+//! The isolate's copy of the D1-exact index (`portfolio_core::vector_cache`): reads the state
+//! row of migration 0003, brings the copy up to date from `vector_index_changes`, and hands out
+//! the pre-selected candidates for an exact rerank.
+//!
+//! Owns the SQL of the change log and the one cache per isolate. Must never rank or decide by
+//! itself (the core does), and never hold the cache borrowed across an `await`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures_util::lock::Mutex;
+use js_sys::Array;
+use portfolio_core::vector_cache::{
+    IndexChange, IndexState, QuantizedVector, SyncPlan, VectorCache, CACHE_MAX_BYTES,
+};
+use portfolio_core::vector_index::{decode_f32_le_hex, VectorIndexError, VectorQuery};
+use serde::Deserialize;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::D1Database;
+
+use super::d1_vectors::{bind, d1_error, decode_head, malformed, SCAN_PAGE_ROWS};
+
+thread_local! {
+    /// One cache per isolate (wasm is single-threaded: this is module state), shared by every
+    /// request the isolate serves.
+    static CACHE: RefCell<Option<VectorCache>> = const { RefCell::new(None) };
+    /// Held while the cache is synced, so concurrent requests wait for one load instead of
+    /// each reading the whole index.
+    static SYNC: Rc<Mutex<()>> = Rc::new(Mutex::new(()));
+}
+
+/// Change-log rows: the id, the live row's columns (NULL for a deletion; same order as
+/// `d1_vectors::COLUMNS`), then `seq`, `deleted` and the quantized vector. The f32 embedding is
+/// read only where the quantized one is missing (rows written by hand): it is four times larger.
+/// (`hex(NULL)` is `''`, not NULL: hence the `CASE`s.)
+/// Keyset-paged on `seq`, which is unique.
+const CHANGES_SQL: &str = "SELECT c.id, v.document_id, v.company_id, v.version, v.tags, \
+     v.dimensions, CASE WHEN v.quantized IS NULL THEN hex(v.embedding) END, c.seq, c.deleted, \
+     CASE WHEN v.quantized IS NOT NULL THEN hex(v.quantized) END FROM vector_index_changes c \
+     LEFT JOIN vector_index v ON v.id = c.id WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2";
+
+#[derive(Deserialize)]
+struct StateRow {
+    epoch: String,
+    generation: f64,
+    vector_count: f64,
+    pruned_through: f64,
+}
+
+/// Reads `vector_index_state`.
+async fn read_state(db: &D1Database) -> Result<IndexState, VectorIndexError> {
+    let row: Option<StateRow> = db
+        .prepare(
+            "SELECT epoch, generation, vector_count, pruned_through FROM vector_index_state WHERE id = 1",
+        )
+        .first(None)
+        .await
+        .map_err(|e| d1_error("query", e))?;
+    let row = row.ok_or_else(|| {
+        malformed(
+            "query",
+            "vector_index_state has no row (migration 0003 not applied?)".into(),
+        )
+    })?;
+    let count = |v: f64| {
+        if v.is_finite() && v > 0.0 {
+            v as u64
+        } else {
+            0
+        }
+    };
+    Ok(IndexState {
+        epoch: row.epoch,
+        generation: count(row.generation),
+        vector_count: count(row.vector_count),
+        pruned_through: count(row.pruned_through),
+    })
+}
+
+fn with_cache<R>(dimensions: usize, f: impl FnOnce(&mut VectorCache) -> R) -> R {
+    CACHE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_mut() {
+            Some(cache) if cache.dimensions() == dimensions => f(cache),
+            _ => f(slot.insert(VectorCache::new(dimensions, CACHE_MAX_BYTES))),
+        }
+    })
+}
+
+/// Decodes one change-log row into the change it stands for.
+fn decode_change(raw: &JsValue, dimensions: usize) -> Result<(u64, IndexChange), VectorIndexError> {
+    const OP: &str = "query";
+    let row: &Array = raw
+        .dyn_ref()
+        .ok_or_else(|| malformed(OP, "a change row that is not an array".into()))?;
+    let id = row
+        .get(0)
+        .as_string()
+        .ok_or_else(|| malformed(OP, "a change row without an id".into()))?;
+    let seq = row
+        .get(7)
+        .as_f64()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| malformed(OP, format!("{id}: change seq")))? as u64;
+    let deleted = row.get(8).as_f64() != Some(0.0) || row.get(1).is_null();
+    if deleted {
+        return Ok((seq, IndexChange::Delete { id, seq }));
+    }
+    let (row, id, metadata, stored_dimensions) = decode_head(OP, raw)?;
+    if stored_dimensions != dimensions {
+        return Ok((seq, IndexChange::Delete { id, seq }));
+    }
+    let vector = if let Some(hex) = row.get(9).as_string() {
+        QuantizedVector::from_hex(&hex, dimensions).ok_or_else(|| {
+            VectorIndexError::CorruptStoredVector {
+                id: id.clone(),
+                bytes: hex.len() / 2,
+                expected_bytes: dimensions + 8,
+            }
+        })?
+    } else {
+        let hex = row
+            .get(6)
+            .as_string()
+            .ok_or_else(|| malformed(OP, format!("{id}: no embedding")))?;
+        QuantizedVector::new(&decode_f32_le_hex(&id, &hex, dimensions)?)
+    };
+    Ok((
+        seq,
+        IndexChange::Upsert {
+            id,
+            seq,
+            metadata,
+            vector,
+        },
+    ))
+}
+
+/// Brings the cache up to date with the index. `Ok(false)` when the index is too large to
+/// cache: the caller scans D1 instead.
+async fn sync(db: &D1Database, dimensions: usize) -> Result<bool, VectorIndexError> {
+    let state = read_state(db).await?;
+    if with_cache(dimensions, |c| c.plan_sync(&state)) == SyncPlan::UpToDate {
+        return Ok(true);
+    }
+    let lock = SYNC.with(Rc::clone);
+    let _guard = lock.lock().await;
+    // Another request may have synced while this one waited: read the state again, now that
+    // nobody else is syncing, and plan from it.
+    let state = read_state(db).await?;
+    let (after, reset) = match with_cache(dimensions, |c| c.plan_sync(&state)) {
+        SyncPlan::UpToDate => return Ok(true),
+        SyncPlan::TooLarge => {
+            with_cache(dimensions, VectorCache::reset);
+            return Ok(false);
+        }
+        SyncPlan::Changes { after, reset } => (after, reset),
+    };
+    if reset {
+        with_cache(dimensions, VectorCache::reset);
+    }
+    let mut cursor = after;
+    loop {
+        let page = bind(
+            db.prepare(CHANGES_SQL),
+            "query",
+            &[
+                JsValue::from_f64(cursor as f64),
+                JsValue::from_f64(SCAN_PAGE_ROWS as f64),
+            ],
+        )?
+        .raw_js_value()
+        .await
+        .map_err(|e| d1_error("query", e))?;
+        let mut changes = Vec::with_capacity(page.len());
+        for raw in &page {
+            let (seq, change) = decode_change(raw, dimensions)?;
+            cursor = cursor.max(seq);
+            changes.push(change);
+        }
+        let fits = with_cache(dimensions, |c| {
+            for change in changes {
+                c.apply(change);
+            }
+            c.check_budget(state.vector_count)
+        });
+        if !fits {
+            return Ok(false);
+        }
+        if page.len() < SCAN_PAGE_ROWS {
+            break;
+        }
+    }
+    with_cache(dimensions, |c| c.finish_sync(&state));
+    Ok(true)
+}
+
+/// The ids that may be among the query's top k, from an up-to-date cache; `None` when the
+/// index is too large to cache.
+///
+/// # Errors
+/// A D1 failure or a corrupt stored row while syncing.
+pub async fn candidates(
+    db: &D1Database,
+    dimensions: usize,
+    query: &VectorQuery,
+) -> Result<Option<Vec<String>>, VectorIndexError> {
+    if !sync(db, dimensions).await? {
+        return Ok(None);
+    }
+    Ok(Some(with_cache(dimensions, |c| {
+        c.preselect(&query.vector, query.filter.as_ref(), query.top_k)
+    })))
+}
