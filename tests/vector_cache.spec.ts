@@ -5,37 +5,9 @@
 // API, through plain SQL, and after the change log was pruned.
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { cosine, DIMS, record, scope, vec } from "./vectors";
 
-const DIMS = 1536;
 const TOKEN = "test-admin-token";
-
-let counter = 0;
-function scope() {
-  counter += 1;
-  const tag = `c${Date.now().toString(36)}${counter}`;
-  const company = Math.floor(Math.random() * 1e9) + counter;
-  return { id: (name: string) => `${tag}:${name}`, company };
-}
-
-function vec(coords: Record<number, number>): number[] {
-  const v = new Array(DIMS).fill(0);
-  for (const [i, x] of Object.entries(coords)) v[Number(i)] = x;
-  return v;
-}
-
-function cosine(a: number[], b: number[]): number {
-  let dot = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return dot / Math.sqrt(na * nb);
-}
-
-function record(id: string, values: number[], company: number, document_id = 1) {
-  return { id, values, metadata: { document_id, company_id: company, version: 1, tags: [] as string[] } };
-}
 
 async function admin(path: string, body?: unknown): Promise<any> {
   const res = await SELF.fetch(`https://svc.test${path}`, {

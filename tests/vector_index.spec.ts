@@ -4,43 +4,14 @@
 // stand-in (tests/standins/vectorize.js). Same test body, same expectations.
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { cosine, DIMS, record, scope as uniqueScope, vec } from "./vectors";
 
 const IMPL: "d1" | "vectorize" = (env as any).VECTOR_INDEX === "vectorize" ? "vectorize" : "d1";
-const DIMS = 1536;
 const TOKEN = "test-admin-token";
 const standin: any = (env as any).VECTORIZE;
 
-let counter = 0;
 /** Ids and company ids no other test uses (the stand-in's index lives for the whole run). */
-function scope() {
-  counter += 1;
-  const tag = `${IMPL[0]}${Date.now().toString(36)}${counter}`;
-  const company = Math.floor(Math.random() * 1e9) + counter;
-  return { id: (name: string) => `${tag}:${name}`, company };
-}
-
-/** A 1536-dim vector with the given non-zero coordinates. */
-function vec(coords: Record<number, number>): number[] {
-  const v = new Array(DIMS).fill(0);
-  for (const [i, x] of Object.entries(coords)) v[Number(i)] = x;
-  return v;
-}
-
-function cosine(a: number[], b: number[]): number {
-  let dot = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return dot / Math.sqrt(na * nb);
-}
-
-function record(id: string, values: number[], company: number | null, document_id = 1, tags: string[] = []) {
-  const metadata: any = { document_id, version: 1, tags };
-  if (company !== null) metadata.company_id = company;
-  return { id, values, metadata };
-}
+const scope = () => uniqueScope(IMPL[0]);
 
 async function admin(path: string, body?: unknown, token: string | null = TOKEN): Promise<{ status: number; json: any }> {
   const headers: Record<string, string> = { "content-type": "application/json" };
