@@ -7,7 +7,6 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::{
     PutOutcome, PutRequest, RemoteObject, SyncTarget, TargetError, TargetErrorKind, TargetInfo,
@@ -292,22 +291,7 @@ impl SyncTarget for IngestApiTarget {
     }
 
     async fn put(&self, request: PutRequest<'_>) -> Result<PutOutcome, TargetError> {
-        let body = tokio::fs::read(request.path).await.map_err(|e| {
-            TargetError::new(
-                TargetErrorKind::Permanent,
-                "put",
-                Some(request.key),
-                e.to_string(),
-            )
-        })?;
-        if !hex::encode(Sha256::digest(&body)).eq_ignore_ascii_case(request.sha256) {
-            return Err(TargetError::new(
-                TargetErrorKind::ContentChanged,
-                "put",
-                Some(request.key),
-                "file changed while syncing; re-run to pick up the new content",
-            ));
-        }
+        let body = request.read_verified().await?;
         let (result, _) = with_retries(self.config.retry, || self.put_once(request, &body)).await;
         result?;
         Ok(PutOutcome {

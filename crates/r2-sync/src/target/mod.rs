@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::Path;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 pub mod ingest_api;
 pub mod s3;
@@ -33,6 +34,36 @@ pub struct PutRequest<'a> {
     pub path: &'a Path,
     pub sha256: &'a str,
     pub size: u64,
+}
+
+impl PutRequest<'_> {
+    /// Reads the whole file and checks it still hashes to what planning saw.
+    pub async fn read_verified(self) -> Result<Vec<u8>, TargetError> {
+        let bytes = tokio::fs::read(self.path).await.map_err(|e| {
+            TargetError::new(
+                TargetErrorKind::Permanent,
+                "put",
+                Some(self.key),
+                e.to_string(),
+            )
+        })?;
+        self.verify_content(&hex::encode(Sha256::digest(&bytes)))?;
+        Ok(bytes)
+    }
+
+    /// Checks that the bytes sent hash to `actual` = what planning saw.
+    pub fn verify_content(self, actual: &str) -> Result<(), TargetError> {
+        if actual.eq_ignore_ascii_case(self.sha256) {
+            Ok(())
+        } else {
+            Err(TargetError::new(
+                TargetErrorKind::ContentChanged,
+                "put",
+                Some(self.key),
+                "file changed while syncing; re-run to pick up the new content",
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -176,15 +176,7 @@ impl S3Target {
         path: &ObjectPath,
         request: PutRequest<'_>,
     ) -> Result<PutOutcome, TargetError> {
-        let bytes = tokio::fs::read(request.path).await.map_err(|e| {
-            TargetError::new(
-                TargetErrorKind::Permanent,
-                "put",
-                Some(request.key),
-                e.to_string(),
-            )
-        })?;
-        verify_content(request, &hex::encode(Sha256::digest(&bytes)))?;
+        let bytes = request.read_verified().await?;
         let len = bytes.len() as u64;
         let options = PutOptions {
             mode: PutMode::Overwrite,
@@ -283,21 +275,8 @@ impl S3Target {
         while let Some(result) = in_flight.next().await {
             result.map_err(|e| map_error("put", request.key, e))?;
         }
-        verify_content(request, &hex::encode(hasher.finalize()))?;
+        request.verify_content(&hex::encode(hasher.finalize()))?;
         Ok(sent)
-    }
-}
-
-fn verify_content(request: PutRequest<'_>, actual: &str) -> Result<(), TargetError> {
-    if actual.eq_ignore_ascii_case(request.sha256) {
-        Ok(())
-    } else {
-        Err(TargetError::new(
-            TargetErrorKind::ContentChanged,
-            "put",
-            Some(request.key),
-            "file changed while syncing; re-run to pick up the new content",
-        ))
     }
 }
 
