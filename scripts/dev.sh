@@ -9,7 +9,7 @@ export WRANGLER_SEND_METRICS=false
 export CI="${CI:-true}"  # never prompt
 
 bash scripts/setup.sh
-bash scripts/build-worker.sh
+# wrangler dev builds the Worker itself (the config's build command), once.
 
 # A local admin token for the admin API, generated once and never committed.
 if [ ! -f .dev.vars ]; then
