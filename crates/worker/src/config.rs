@@ -1,6 +1,5 @@
 //! Service configuration read from the Worker's vars (never secrets' values).
 
-use portfolio_core::pipeline::{self, PipelineConfig};
 use portfolio_core::providers::{self, DEFAULT_PROVIDER_TIMEOUT_MS};
 use worker::Env;
 
@@ -23,8 +22,6 @@ pub struct ServiceConfig {
     pub provider_timeout_ms: u64,
     /// First backoff of a provider call's in-call retries (`PROVIDER_RETRY_BASE_MS`).
     pub provider_retry_base_ms: u64,
-    /// First backoff between attempts of an ingestion step (`INGEST_RETRY_BASE_MS`).
-    pub step_retry_base_ms: u64,
 }
 
 impl ServiceConfig {
@@ -45,20 +42,7 @@ impl ServiceConfig {
                 "PROVIDER_RETRY_BASE_MS",
                 providers::retry::DEFAULT_BASE_DELAY_MS,
             ),
-            step_retry_base_ms: millis_or(
-                env,
-                "INGEST_RETRY_BASE_MS",
-                pipeline::DEFAULT_BASE_DELAY_MS,
-            ),
         }
-    }
-
-    /// The ingestion state machine's configuration: the default, with the step backoff set.
-    pub fn pipeline(&self) -> PipelineConfig {
-        let retry = pipeline::RetryPolicy::new()
-            .with_base_delay_ms(self.step_retry_base_ms)
-            .unwrap_or_default();
-        PipelineConfig::new().with_retry(retry)
     }
 }
 
@@ -71,10 +55,14 @@ fn millis_or(env: &Env, name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn var_or(env: &Env, name: &str, default: &str) -> String {
+/// A var's value, `None` when unset or blank.
+pub fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name)
         .map(|v| v.to_string())
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_owned())
+}
+
+fn var_or(env: &Env, name: &str, default: &str) -> String {
+    var(env, name).unwrap_or_else(|| default.to_owned())
 }

@@ -206,18 +206,22 @@ pub async fn activate_generation(
 }
 
 #[derive(Deserialize)]
-struct ActiveRow {
+struct LiveRow {
+    id: f64,
     active_version: Option<f64>,
 }
 
-/// The live generation of a document, if any.
-pub async fn active_version(db: &D1Database, document_id: i64) -> worker::Result<Option<u64>> {
-    let row: Option<ActiveRow> = db
-        .prepare("SELECT active_version FROM documents WHERE id = ?1")
-        .bind(&[num(document_id as f64)])?
+/// The id of the document row for `key` and its live generation, if the row exists.
+pub async fn live_version(
+    db: &D1Database,
+    key: &str,
+) -> worker::Result<Option<(i64, Option<u64>)>> {
+    let row: Option<LiveRow> = db
+        .prepare("SELECT id, active_version FROM documents WHERE key = ?1")
+        .bind(&[key.into()])?
         .first(None)
         .await?;
-    Ok(row.and_then(|r| r.active_version).map(|v| v as u64))
+    Ok(row.map(|r| (r.id as i64, r.active_version.map(|v| v as u64))))
 }
 
 /// Deletes the chunk rows of one generation (never the live one).
@@ -274,14 +278,10 @@ pub async fn document_vector_ids(db: &D1Database, key: &str) -> worker::Result<V
 /// Removes every chunk of the document and leaves a `deleted` tombstone row
 /// (so status and reconciliation can see what happened).
 pub async fn delete_document(db: &D1Database, key: &str, now: f64) -> worker::Result<Option<i64>> {
-    let row: Option<IdRow> = db
-        .prepare("SELECT id FROM documents WHERE key = ?1")
-        .bind(&[key.into()])?
-        .first(None)
-        .await?;
-    let Some(IdRow { id }) = row else {
+    let Some((id, _)) = live_version(db, key).await? else {
         return Ok(None);
     };
+    let id = id as f64;
     let chunks = db
         .prepare("DELETE FROM chunks WHERE document_id = ?1")
         .bind(&[num(id)])?;
@@ -295,13 +295,8 @@ pub async fn delete_document(db: &D1Database, key: &str, now: f64) -> worker::Re
     Ok(Some(id as i64))
 }
 
-/// Appends one finished run to `processing_runs`.
-pub async fn record_run(
-    db: &D1Database,
-    key: &str,
-    document_id: Option<i64>,
-    record: &RunRecord,
-) -> worker::Result<()> {
+/// Appends one finished run to `processing_runs` (with the document's id, when its row exists).
+pub async fn record_run(db: &D1Database, key: &str, record: &RunRecord) -> worker::Result<()> {
     let steps = serde_json::to_string(&record.steps).unwrap_or_else(|_| "[]".to_owned());
     let reason = serde_json::to_value(record.reason)
         .ok()
@@ -309,11 +304,11 @@ pub async fn record_run(
         .unwrap_or_default();
     db.prepare(
         "INSERT INTO processing_runs (document_key, document_id, version, reason, status, started_at, finished_at, \
-         chunk_count, attempts, error, steps) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         chunk_count, attempts, error, steps) \
+         VALUES (?1, (SELECT id FROM documents WHERE key = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .bind(&[
         key.into(),
-        opt_num(document_id.map(|d| d as f64)),
         num(record.generation as f64),
         reason.into(),
         record.outcome.run_status().into(),

@@ -9,13 +9,13 @@ use super::documents;
 use super::staging::Staging;
 use super::steps::StepContext;
 use crate::bindings;
-use crate::config::ServiceConfig;
+use crate::config::var;
 use crate::error::json_response;
 use portfolio_core::api::ErrorBody;
 use portfolio_core::ingest_message::IngestCommand;
 use portfolio_core::ingestion::{command_event, run_reason, IngestSettings};
 use portfolio_core::pipeline::{
-    step, Action, Event, ObjectVersion, PipelineStep, StatusView, StepError,
+    step, Action, Event, ObjectVersion, PipelineConfig, PipelineStep, StatusView, StepError,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -35,6 +35,8 @@ const MAX_EVENTS_PER_INVOCATION: usize = 16;
 pub struct DocumentProcessor {
     state: State,
     env: Env,
+    /// Whether this instance has created its storage tables.
+    tables_created: std::cell::Cell<bool>,
 }
 
 /// What `GET /status` and command responses return.
@@ -55,28 +57,23 @@ fn parse_time_ms(rfc3339: Option<&str>) -> Option<u64> {
 }
 
 fn settings(env: &Env) -> IngestSettings {
-    let var = |name: &str| {
-        env.var(name)
-            .ok()
-            .and_then(|v| v.to_string().parse::<u32>().ok())
-    };
-    let mut settings = IngestSettings::default();
-    if let Some(n) = var("EMBED_BATCH_SIZE") {
-        settings = settings.with_embed_batch(n);
-    }
-    if let Some(n) = var("TAG_BATCH_SIZE") {
-        settings = settings.with_tag_batch(n);
-    }
-    settings
+    IngestSettings::from_vars(
+        var(env, "EMBED_BATCH_SIZE").as_deref(),
+        var(env, "TAG_BATCH_SIZE").as_deref(),
+    )
 }
 
 impl DurableObject for DocumentProcessor {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        Self {
+            state,
+            env,
+            tables_created: std::cell::Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let staging = Staging::open(self.state.storage().sql())?;
+        let staging = self.staging()?;
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/commands") => {
                 let command: IngestCommand = match req.json().await {
@@ -103,7 +100,7 @@ impl DurableObject for DocumentProcessor {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let staging = Staging::open(self.state.storage().sql())?;
+        let staging = self.staging()?;
         if staging.key()?.is_none() {
             return Response::ok("idle");
         }
@@ -115,6 +112,13 @@ impl DurableObject for DocumentProcessor {
 }
 
 impl DocumentProcessor {
+    /// The object's storage, its tables created on the instance's first use.
+    fn staging(&self) -> worker::Result<Staging> {
+        let staging = Staging::open(self.state.storage().sql(), !self.tables_created.get())?;
+        self.tables_created.set(true);
+        Ok(staging)
+    }
+
     fn status(&self, staging: &Staging) -> worker::Result<ProcessorStatus> {
         Ok(ProcessorStatus {
             key: staging.key()?,
@@ -173,7 +177,7 @@ impl DocumentProcessor {
         let key = staging
             .key()?
             .ok_or_else(|| worker::Error::RustError("processor has no key yet".into()))?;
-        let config = ServiceConfig::from_env(&self.env).pipeline();
+        let config = PipelineConfig::from_vars(var(&self.env, "INGEST_RETRY_BASE_MS").as_deref());
         let settings = settings(&self.env);
         let mut state = staging.state()?;
         let mut events = VecDeque::from([first]);
@@ -268,8 +272,7 @@ impl DocumentProcessor {
             Action::RecordRun(record) => {
                 let outcome = async {
                     let db = cx.env.d1(bindings::DB)?;
-                    let document_id = documents::ensure_document(&db, cx.key, cx.now).await.ok();
-                    documents::record_run(&db, cx.key, document_id, &record).await
+                    documents::record_run(&db, cx.key, &record).await
                 };
                 if let Err(e) = outcome.await {
                     log_side_effect(cx.key, "record_run", &e);

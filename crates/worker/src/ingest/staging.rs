@@ -92,10 +92,13 @@ struct MetaRow {
 }
 
 impl Staging {
-    /// Opens (and creates) the tables.
-    pub fn open(sql: SqlStorage) -> worker::Result<Self> {
-        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sql.exec(statement, None)?;
+    /// Opens the storage; `create_tables` runs the (idempotent) schema, which an object
+    /// instance needs once, not on every request.
+    pub fn open(sql: SqlStorage, create_tables: bool) -> worker::Result<Self> {
+        if create_tables {
+            for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sql.exec(statement, None)?;
+            }
         }
         Ok(Self { sql })
     }

@@ -275,8 +275,12 @@ impl StepContext<'_> {
     /// Removes a generation that is no longer (or never was) live.
     pub async fn drop_generation(&self, version: u64) -> worker::Result<()> {
         let db = self.env.d1(bindings::DB)?;
-        let document_id = documents::ensure_document(&db, self.key, self.now).await?;
-        if documents::active_version(&db, document_id).await? == Some(version) {
+        let Some((document_id, live)) = documents::live_version(&db, self.key).await? else {
+            // No row: the chunk step (which creates it) never ran, so nothing reached D1
+            // or the index.
+            return self.staging.discard(version);
+        };
+        if live == Some(version) {
             // A commit whose result was lost: the generation is live, keep it.
             return Ok(());
         }
