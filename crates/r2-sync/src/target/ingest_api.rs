@@ -9,9 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    PutOutcome, PutRequest, RemoteObject, SyncTarget, TargetError, TargetErrorKind, TargetInfo,
+    guard_delete, PutOutcome, PutRequest, RemoteObject, SyncTarget, TargetError, TargetErrorKind,
+    TargetInfo,
 };
-use crate::key::{encode_key_path, encode_query_value, is_within_prefix};
+use crate::key::{encode_key_path, encode_query_value};
 use crate::retry::{with_retries, RetryPolicy};
 
 /// Page size asked of the listing endpoint.
@@ -302,14 +303,7 @@ impl SyncTarget for IngestApiTarget {
     }
 
     async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        if !is_within_prefix(&self.config.prefix, key) {
-            return Err(TargetError::new(
-                TargetErrorKind::Permanent,
-                "delete",
-                Some(key),
-                format!("refusing to delete outside prefix {:?}", self.config.prefix),
-            ));
-        }
+        guard_delete(&self.config.prefix, key)?;
         let (result, _) = with_retries(self.config.retry, || self.delete_once(key)).await;
         result
     }

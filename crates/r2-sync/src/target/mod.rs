@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 pub mod ingest_api;
 pub mod s3;
 
-/// Custom metadata name carrying the content hash (`x-amz-meta-sha256`).
+/// Custom metadata name carrying the content hash (`x-amz-meta-sha256`); the Worker reads it
+/// under the same name (`portfolio_core::keys::SHA256_METADATA`).
 pub const SHA256_METADATA: &str = "sha256";
 
 /// An object as listed by a target.
@@ -63,6 +64,20 @@ impl PutRequest<'_> {
                 "file changed while syncing; re-run to pick up the new content",
             ))
         }
+    }
+}
+
+/// The deletion guard both targets apply: nothing outside the sync's prefix is ever deleted.
+pub fn guard_delete(prefix: &str, key: &str) -> Result<(), TargetError> {
+    if crate::key::is_within_prefix(prefix, key) {
+        Ok(())
+    } else {
+        Err(TargetError::new(
+            TargetErrorKind::Permanent,
+            "delete",
+            Some(key),
+            format!("refusing to delete outside prefix {prefix:?}"),
+        ))
     }
 }
 

@@ -19,10 +19,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::{
-    PutOutcome, PutRequest, RemoteObject, SyncTarget, TargetError, TargetErrorKind, TargetInfo,
-    SHA256_METADATA,
+    guard_delete, PutOutcome, PutRequest, RemoteObject, SyncTarget, TargetError, TargetErrorKind,
+    TargetInfo, SHA256_METADATA,
 };
-use crate::key::is_within_prefix;
 use crate::retry::RetryPolicy;
 
 /// S3 requires every part but the last to be at least 5 MiB.
@@ -366,14 +365,7 @@ impl SyncTarget for S3Target {
     }
 
     async fn delete(&self, key: &str) -> Result<(), TargetError> {
-        if !is_within_prefix(&self.config.prefix, key) {
-            return Err(TargetError::new(
-                TargetErrorKind::Permanent,
-                "delete",
-                Some(key),
-                format!("refusing to delete outside prefix {:?}", self.config.prefix),
-            ));
-        }
+        guard_delete(&self.config.prefix, key)?;
         let path = self.object_path("delete", key)?;
         self.store
             .delete(&path)
