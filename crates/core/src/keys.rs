@@ -13,6 +13,10 @@ use sha2::{Digest, Sha256};
 /// "Object key length: 1,024 bytes").
 pub const R2_MAX_KEY_BYTES: usize = 1024;
 
+/// R2 custom metadata name carrying an object's content SHA-256 (hex), as the admin API and
+/// r2-sync (`x-amz-meta-sha256` over the S3 API) write it.
+pub const SHA256_METADATA: &str = "sha256";
+
 /// Lower-case hexadecimal SHA-256 of `bytes` (64 characters).
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {

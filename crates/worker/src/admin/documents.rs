@@ -8,7 +8,7 @@ use crate::ingest::consumer::send_json;
 use crate::ingest::PROCESSOR_ORIGIN;
 use portfolio_core::admin::{page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
 use portfolio_core::document::parse_document;
-use portfolio_core::keys::{sha256_hex, DocumentKey};
+use portfolio_core::keys::{sha256_hex, DocumentKey, SHA256_METADATA};
 use portfolio_core::pipeline::PublicStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -63,7 +63,10 @@ async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, 
             content_type: Some("text/markdown; charset=utf-8".into()),
             ..HttpMetadata::default()
         })
-        .custom_metadata(HashMap::from([("sha256".to_owned(), sha256.clone())]))
+        .custom_metadata(HashMap::from([(
+            SHA256_METADATA.to_owned(),
+            sha256.clone(),
+        )]))
         .execute()
         .await?;
     // A new document is listed as `queued` at once; an existing row keeps the

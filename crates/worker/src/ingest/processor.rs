@@ -14,6 +14,7 @@ use crate::error::json_response;
 use portfolio_core::api::ErrorBody;
 use portfolio_core::ingest_message::IngestCommand;
 use portfolio_core::ingestion::{command_event, run_reason, IngestSettings};
+use portfolio_core::keys::SHA256_METADATA;
 use portfolio_core::pipeline::{
     step, Action, Event, ObjectVersion, PipelineConfig, PipelineStep, StatusView, StepError,
 };
@@ -149,7 +150,7 @@ impl DocumentProcessor {
                         sha256: head
                             .custom_metadata()
                             .ok()
-                            .and_then(|m| m.get("sha256").cloned()),
+                            .and_then(|m| m.get(SHA256_METADATA).cloned()),
                     }),
                     None => {
                         return Ok(Event::DeleteRequested {

@@ -7,6 +7,7 @@
 
 use super::stores;
 use crate::bindings;
+use portfolio_core::keys::SHA256_METADATA;
 use portfolio_core::reconcile::{
     count_reasons, failed_keys, page_end, plan_page, store_probes, DocumentRow, DocumentStatus,
     ListedObject, PageEnd, PageFacts, PlannedCommand, Reason, ReconcileSettings, StoreCounts,
@@ -175,7 +176,7 @@ async fn list_objects(
             sha256: o
                 .custom_metadata()
                 .ok()
-                .and_then(|m| m.get("sha256").cloned()),
+                .and_then(|m| m.get(SHA256_METADATA).cloned()),
         })
         .collect();
     Ok((objects, listing.truncated()))
