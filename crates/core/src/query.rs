@@ -5,7 +5,9 @@
 //! Never touches D1, the vector index or a provider: the Worker runs the
 //! retrievals this module describes and hands the rows back.
 
+use crate::chunk::split_heading_path;
 use crate::fusion::{FusedHit, RetrievalSource};
+use crate::providers::Passage;
 use crate::tags::normalize_tag;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -435,10 +437,95 @@ pub fn assemble_results(
         .collect()
 }
 
+/// One cited source of a chat answer, numbered as in the answer's `[n]` citations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Source {
+    /// Citation number, 1-based, in retrieval order.
+    pub number: usize,
+    /// R2 key of the document.
+    pub key: String,
+    /// Document title.
+    pub title: String,
+    /// Company slug.
+    pub company: Option<String>,
+    /// Heading path of the chunk.
+    pub heading_path: String,
+    /// Chunk text.
+    pub text: String,
+    /// Fused score.
+    pub score: f64,
+}
+
+/// The sources a chat answer shows and the passages its prompt quotes, numbered alike:
+/// citation `[n]` in the answer is source `n`.
+#[must_use]
+pub fn cite(results: &[SearchResult]) -> (Vec<Source>, Vec<Passage>) {
+    results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let source = Source {
+                number: i + 1,
+                key: r.key.clone(),
+                title: r.title.clone(),
+                company: r.company.clone(),
+                heading_path: r.heading_path.clone(),
+                text: r.text.clone(),
+                score: r.score,
+            };
+            let passage = Passage {
+                number: i + 1,
+                title: r.title.clone(),
+                heading_path: split_heading_path(&r.heading_path),
+                text: r.text.clone(),
+            };
+            (source, passage)
+        })
+        .unzip()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fusion::{fuse_rankings, FusionConfig, SourceRanking};
+
+    #[test]
+    fn sources_and_passages_are_numbered_alike() {
+        let result = |key: &str, heading_path: &str| SearchResult {
+            key: key.into(),
+            title: format!("{key} title"),
+            company: Some("acme".into()),
+            heading_path: heading_path.into(),
+            tags: vec![],
+            text: format!("{key} text"),
+            chunk_index: 0,
+            scores: SourceScores {
+                vector: Some(0.5),
+                keyword: None,
+                tag: None,
+            },
+            score: 0.03,
+        };
+        let results = [result("a.md", "Acme > Robots"), result("b.md", "")];
+        let (sources, passages) = cite(&results);
+        assert_eq!(
+            sources
+                .iter()
+                .map(|s| (s.number, s.key.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "a.md"), (2, "b.md")]
+        );
+        assert_eq!(
+            passages
+                .iter()
+                .map(|p| (p.number, p.text.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "a.md text"), (2, "b.md text")]
+        );
+        assert_eq!(passages[0].heading_path, ["Acme", "Robots"]);
+        assert!(passages[1].heading_path.is_empty());
+        assert_eq!(sources[0].heading_path, "Acme > Robots");
+    }
 
     #[test]
     fn search_bodies_are_validated() {

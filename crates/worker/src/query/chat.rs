@@ -8,53 +8,11 @@ use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::providers::ServiceChat;
 use futures_util::StreamExt;
-use portfolio_core::chunk::split_heading_path;
-use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest, Passage};
-use portfolio_core::query::{plan_chat, SearchResult};
+use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest};
+use portfolio_core::query::{cite, plan_chat};
 use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{Env, Headers, Request, Response};
-
-/// One cited source, numbered as in the answer's `[n]` citations.
-#[derive(Debug, Clone, Serialize)]
-struct Source {
-    number: usize,
-    key: String,
-    title: String,
-    company: Option<String>,
-    heading_path: String,
-    text: String,
-    score: f64,
-}
-
-fn sources(results: &[SearchResult]) -> Vec<Source> {
-    results
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Source {
-            number: i + 1,
-            key: r.key.clone(),
-            title: r.title.clone(),
-            company: r.company.clone(),
-            heading_path: r.heading_path.clone(),
-            text: r.text.clone(),
-            score: r.score,
-        })
-        .collect()
-}
-
-fn passages(results: &[SearchResult]) -> Vec<Passage> {
-    results
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Passage {
-            number: i + 1,
-            title: r.title.clone(),
-            heading_path: split_heading_path(&r.heading_path),
-            text: r.text.clone(),
-        })
-        .collect()
-}
 
 fn sse(event: &str, data: &Value) -> Vec<u8> {
     format!("event: {event}\ndata: {data}\n\n").into_bytes()
@@ -92,9 +50,8 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
             _ => ChatMessage::user(t.content.clone()),
         })
         .collect();
-    let request =
-        ChatRequest::for_answer(&plan.search.query, passages(&retrieval.results), &history);
-    let sources = sources(&retrieval.results);
+    let (sources, passages) = cite(&retrieval.results);
+    let request = ChatRequest::for_answer(&plan.search.query, passages, &history);
 
     if !plan.stream {
         let generation_started = now();
