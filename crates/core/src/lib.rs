@@ -17,6 +17,7 @@ pub mod prompts;
 pub mod providers;
 pub mod query;
 pub mod reconcile;
+pub mod storage;
 pub mod tags;
 pub mod vector_cache;
 pub mod vector_index;

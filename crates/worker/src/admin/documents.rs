@@ -4,17 +4,19 @@
 
 use crate::bindings;
 use crate::error::{json_response, ApiError};
-use crate::ingest::consumer::send_json;
+use crate::store::queue::QueueProducer;
+use crate::store::r2::R2Documents;
 use crate::ingest::PROCESSOR_ORIGIN;
 use portfolio_core::admin::{page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
 use portfolio_core::document::parse_document;
-use portfolio_core::keys::{sha256_hex, DocumentKey, SHA256_METADATA};
+use portfolio_core::keys::{sha256_hex, DocumentKey};
+use portfolio_core::storage::{ObjectStore, StoreError};
 use portfolio_core::pipeline::PublicStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
-use worker::{Env, HttpMetadata, Request, Response};
+use worker::{Env, Request, Response};
 
 /// Header a client may send to have the upload's SHA-256 verified.
 const SHA256_HEADER: &str = "x-content-sha256";
@@ -29,8 +31,14 @@ pub async fn handle(route: DocumentRoute, req: Request, env: &Env) -> Result<Res
     }
 }
 
+fn store_error(e: StoreError) -> ApiError {
+    ApiError::Platform(worker::Error::RustError(e.to_string()))
+}
+
 async fn enqueue(env: &Env, message: Value) -> Result<(), ApiError> {
-    send_json(env, bindings::INGEST_QUEUE, &message)
+    QueueProducer::from_env(env, bindings::INGEST_QUEUE)
+        .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("enqueue: {e}"))))?
+        .send(&message)
         .await
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("enqueue: {e}"))))
 }
@@ -56,19 +64,11 @@ async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, 
         }
     }
     let size = bytes.len();
-    let bucket = env.bucket(bindings::DOCUMENTS)?;
-    let object = bucket
-        .put(key.as_str(), bytes)
-        .http_metadata(HttpMetadata {
-            content_type: Some("text/markdown; charset=utf-8".into()),
-            ..HttpMetadata::default()
-        })
-        .custom_metadata(HashMap::from([(
-            SHA256_METADATA.to_owned(),
-            sha256.clone(),
-        )]))
-        .execute()
-        .await?;
+    let etag = R2Documents::from_env(env)
+        .map_err(store_error)?
+        .put_markdown(key.as_str(), bytes, &sha256)
+        .await
+        .map_err(store_error)?;
     // A new document is listed as `queued` at once; an existing row keeps the
     // status of what it serves until its processor reports otherwise.
     let now = worker::Date::now().as_millis() as f64;
@@ -86,14 +86,17 @@ async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, 
     )
     .await?;
     Ok(json_response(
-        &json!({ "key": key.as_str(), "sha256": sha256, "size": size, "etag": object.map(|o| o.etag()), "status": "queued" }),
+        &json!({ "key": key.as_str(), "sha256": sha256, "size": size, "etag": etag, "status": "queued" }),
         202,
     )?)
 }
 
 async fn delete(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
-    let bucket = env.bucket(bindings::DOCUMENTS)?;
-    bucket.delete(key.as_str()).await?;
+    R2Documents::from_env(env)
+        .map_err(store_error)?
+        .delete(key.as_str())
+        .await
+        .map_err(store_error)?;
     enqueue(
         env,
         json!({ "type": "delete", "key": key.as_str(), "reason": "admin:delete" }),
@@ -122,8 +125,8 @@ async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Respon
     } else {
         serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))?
     };
-    let bucket = env.bucket(bindings::DOCUMENTS)?;
-    if bucket.head(key.as_str()).await?.is_none() {
+    let objects = R2Documents::from_env(env).map_err(store_error)?;
+    if objects.head(key.as_str()).await.map_err(store_error)?.is_none() {
         return Err(ApiError::NotFound(format!(
             "no object {} in the bucket",
             key.as_str()

@@ -8,22 +8,19 @@
 
 use crate::bindings;
 use crate::config::ServiceConfig;
+use crate::store::queue::QueueProducer;
 use crate::ingest::PROCESSOR_ORIGIN;
 use crate::reconcile;
 use portfolio_core::ingest_message::{
     parse_ingest_message, parse_queue_message, retry_delay_seconds, IngestCommand, QueueMessage,
 };
-use serde::Serialize;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::worker_sys::{
     Context as ContextSys, Message as MessageSys, MessageBatch as MessageBatchSys,
 };
-use worker::{
-    console_error, console_log, console_warn, Env, Method, QueueContentType, RawMessageBuilder,
-    Request, RequestInit,
-};
+use worker::{console_error, console_log, console_warn, Env, Method, Request, RequestInit};
 
 /// One delivered message with what workers-rs does not expose (`attempts`).
 struct Delivery {
@@ -179,7 +176,10 @@ async fn dead_letter_malformed(
         "dead_letter": { "queue": queue_name, "message_id": delivery.id, "error": error, "attempts": delivery.attempts },
         "body": body,
     });
-    let sent = send_json(env, bindings::INGEST_DLQ, &letter).await;
+    let sent = match QueueProducer::from_env(env, bindings::INGEST_DLQ) {
+        Ok(dlq) => dlq.send(&letter).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     match sent {
         Ok(()) => delivery.ack(),
         Err(send_error) => {
@@ -190,19 +190,6 @@ async fn dead_letter_malformed(
             delivery.retry(retry_delay_seconds(delivery.attempts));
         }
     }
-}
-
-/// Sends a JSON message. Built with the JSON-compatible serializer: the default
-/// one turns objects into JS `Map`s, which arrive at the consumer as `{}`.
-pub async fn send_json(env: &Env, binding: &str, body: &Value) -> Result<(), String> {
-    let queue = env.queue(binding).map_err(|e| e.to_string())?;
-    let js = body
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| e.to_string())?;
-    queue
-        .send_raw(RawMessageBuilder::new(js).build_with_content_type(QueueContentType::Json))
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// Dead-letter consumer: records every letter in D1 (and on its document, when

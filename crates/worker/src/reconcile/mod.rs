@@ -12,7 +12,7 @@ mod runs;
 mod stores;
 
 use crate::bindings;
-use crate::ingest::consumer::send_json;
+use crate::store::queue::QueueProducer;
 use portfolio_core::ingest_message::ReconcileContinuation;
 use portfolio_core::reconcile::{append_errors, merge_counts, PageEnd, ReconcileSettings};
 pub use runs::RunRow;
@@ -178,7 +178,9 @@ async fn send_continuation(env: &Env, run_id: u64, page: u32, cursor: &str) -> w
         page,
         cursor: cursor.to_owned(),
     };
-    send_json(env, bindings::INGEST_QUEUE, &next.to_message())
+    QueueProducer::from_env(env, bindings::INGEST_QUEUE)
+        .map_err(rust_error)?
+        .send(&next.to_message())
         .await
         .map_err(|e| rust_error(format!("enqueueing page {page}: {e}")))
 }

@@ -4,6 +4,8 @@
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
 
 pub mod d1_vectors;
+pub mod queue;
+pub mod r2;
 mod vector_cache;
 pub mod vectorize;
 
@@ -16,6 +18,16 @@ use portfolio_core::vector_index::{
 };
 use vectorize::VectorizeIndex;
 use worker::Env;
+
+/// The Worker's clock (`Date.now()`; std's clocks panic on wasm).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerClock;
+
+impl portfolio_core::storage::Clock for WorkerClock {
+    fn now_ms(&self) -> u64 {
+        worker::Date::now().as_millis()
+    }
+}
 
 /// The vector index the configuration selects.
 #[derive(Debug)]
