@@ -5,6 +5,7 @@
 //! and the queue's retry delays. Never touches the queue itself: acking,
 //! retrying and dead-lettering are the Worker's.
 
+use crate::keys::DocumentKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -114,7 +115,7 @@ pub enum MessageError {
         /// The key as received.
         key: String,
         /// What is wrong with it.
-        why: &'static str,
+        why: String,
     },
 }
 
@@ -342,18 +343,21 @@ fn parse_service_message(
     }
 }
 
+/// A key the service can address: valid by the same rules as the admin
+/// API's keys and already in their normal form. An object stored under
+/// `a//b.md` or `./x.md` (possible through the S3 API) would otherwise get a
+/// document row no admin route can reach.
 fn checked_key(key: &str) -> Result<String, MessageError> {
-    if key.trim().is_empty() {
-        return Err(MessageError::InvalidKey {
-            key: key.to_owned(),
-            why: "empty",
-        });
-    }
-    if key.chars().any(char::is_control) {
-        return Err(MessageError::InvalidKey {
-            key: key.to_owned(),
-            why: "contains control characters",
-        });
+    let invalid = |why: String| MessageError::InvalidKey {
+        key: key.to_owned(),
+        why,
+    };
+    let normal = DocumentKey::parse(key).map_err(|e| invalid(e.to_string()))?;
+    if normal.as_str() != key {
+        return Err(invalid(format!(
+            "not in normal form (the service would address it as {:?}); upload it under that key",
+            normal.as_str()
+        )));
     }
     Ok(key.to_owned())
 }
@@ -521,7 +525,7 @@ mod tests {
                 json!({ "type": "process", "key": "" }),
                 MessageError::InvalidKey {
                     key: String::new(),
-                    why: "empty",
+                    why: "document key is empty".into(),
                 },
             ),
             (

@@ -9,6 +9,7 @@ pub mod api;
 pub mod chunk;
 pub mod document;
 pub mod fusion;
+pub mod ingest;
 pub mod ingest_message;
 pub mod ingestion;
 pub mod keys;

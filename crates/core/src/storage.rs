@@ -108,3 +108,21 @@ pub trait Clock {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
 }
+
+/// How much a log line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Normal progress.
+    Info,
+    /// Something went wrong and was handled.
+    Warn,
+    /// Something went wrong that an operator may need to look at.
+    Error,
+}
+
+/// Structured log lines from the drivers (the Worker writes them as JSON to
+/// the console; tests collect them). Logging never fails.
+pub trait EventLog {
+    /// Writes one line: `fields` is a JSON object with at least `event`.
+    fn log(&self, level: Level, fields: serde_json::Value);
+}

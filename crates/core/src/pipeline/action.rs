@@ -65,6 +65,13 @@ pub enum Action {
         /// The generation that was active before the commit.
         version: u64,
     },
+    /// Drop the staged chunks of a generation the state now records as live:
+    /// only after that record is saved, so a commit retried after a lost
+    /// answer still finds what it staged.
+    ReleaseStaging {
+        /// The generation that went live.
+        version: u64,
+    },
     /// Delete chunks, vectors and staged data of a generation that never went
     /// live (superseded or failed run). The adapter must skip the delete if
     /// `documents.active_version = version` (a commit whose result was lost).
@@ -96,6 +103,7 @@ impl Action {
             Self::DeleteDocument { .. } => Some(PipelineStep::Delete),
             Self::ScheduleAlarm { .. }
             | Self::DeletePreviousGeneration { .. }
+            | Self::ReleaseStaging { .. }
             | Self::DiscardGeneration { .. }
             | Self::RecordRun(_)
             | Self::MarkDocumentStatus(_) => None,

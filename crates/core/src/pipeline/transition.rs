@@ -457,6 +457,7 @@ impl Machine<'_> {
             sha256,
             chunk_count: run.chunk_count.unwrap_or(0),
         });
+        self.actions.push(Action::ReleaseStaging { version });
         if let Some(previous) = previous.filter(|p| p.version != version) {
             self.actions.push(Action::DeletePreviousGeneration {
                 version: previous.version,

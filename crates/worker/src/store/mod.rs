@@ -3,7 +3,9 @@
 //! Owns the choice of implementation from configuration (`VECTOR_INDEX`). Must never hold
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
 
+pub mod d1;
 pub mod d1_vectors;
+pub mod processor_storage;
 pub mod queue;
 pub mod r2;
 mod vector_cache;
@@ -26,6 +28,29 @@ pub struct WorkerClock;
 impl portfolio_core::storage::Clock for WorkerClock {
     fn now_ms(&self) -> u64 {
         worker::Date::now().as_millis()
+    }
+}
+
+/// Structured log lines as JSON on the console (Workers Logs picks them up).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsoleLog;
+
+impl portfolio_core::storage::EventLog for ConsoleLog {
+    fn log(&self, level: portfolio_core::storage::Level, mut fields: serde_json::Value) {
+        use portfolio_core::storage::Level;
+        let name = match level {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        if let Some(map) = fields.as_object_mut() {
+            map.insert("level".into(), name.into());
+        }
+        match level {
+            Level::Info => worker::console_log!("{fields}"),
+            Level::Warn => worker::console_warn!("{fields}"),
+            Level::Error => worker::console_error!("{fields}"),
+        }
     }
 }
 

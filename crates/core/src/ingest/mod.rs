@@ -1,0 +1,21 @@
+//! Ingestion's drivers: the queue consumer's per-message decision and the
+//! DocumentProcessor's drive loop and steps, generic over the storage they
+//! need (`store`), so the Worker only supplies adapters and entry points.
+//!
+//! Decisions about *what* runs next stay in `crate::pipeline` (the pure state
+//! machine); these drivers perform its actions and never keep state of their own.
+
+pub mod consumer;
+pub mod processor;
+mod steps;
+pub mod store;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;
+
+pub use processor::{
+    resolve_command, CommandError, Processor, ProcessorStatus, Tagger, MAX_EVENTS_PER_INVOCATION,
+};
+pub use steps::{generation_vector_ids, MAX_CHUNKS_PER_DOCUMENT};

@@ -1,0 +1,326 @@
+//! The DocumentProcessor's driver: loads the pipeline state, resolves a
+//! command against R2, lets the state machine decide, saves, performs the
+//! actions and feeds their results back, one bounded step per alarm.
+//!
+//! Generic over the storage traits so it runs natively on fakes and in the
+//! Worker on the platform. It must never read or write another document's state.
+
+use super::store::{DocumentStore, ProcessorStorage};
+use crate::ingest_message::IngestCommand;
+use crate::ingestion::{run_reason, IngestSettings};
+use crate::pipeline::{
+    step, Action, Event, ObjectVersion, PipelineConfig, PipelineStep, ProcessorState, StatusView,
+    StepError,
+};
+use crate::providers::{ChatModel, Embedder};
+use crate::storage::{Clock, EventLog, Level, ObjectHead, ObjectStore, StoreError};
+use crate::vector_index::VectorIndex;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::VecDeque;
+
+/// Upper bound of state-machine events in one invocation: one step action
+/// per alarm plus the bookkeeping around it never needs more.
+pub const MAX_EVENTS_PER_INVOCATION: usize = 16;
+
+/// Where tags come from.
+#[derive(Debug)]
+pub enum Tagger<'a, C> {
+    /// Keyword tags from headings and text (the offline default).
+    Keywords,
+    /// The configured chat model.
+    Model(&'a C),
+    /// A chat model is configured but cannot be built (the reason).
+    Unavailable(&'a str),
+}
+
+/// Everything one processor works with.
+#[derive(Debug)]
+pub struct Processor<'a, S, D, O, V, E, C, K, L> {
+    /// The processor's own storage.
+    pub storage: &'a S,
+    /// The D1 side.
+    pub documents: &'a D,
+    /// The bucket.
+    pub objects: &'a O,
+    /// The configured vector index.
+    pub index: &'a V,
+    /// The embedder, or why it cannot be built.
+    pub embedder: Result<&'a E, &'a str>,
+    /// Where tags come from.
+    pub tagger: Tagger<'a, C>,
+    /// Time.
+    pub clock: &'a K,
+    /// Log lines.
+    pub log: &'a L,
+    /// Retries, backoff and step time limits.
+    pub pipeline: PipelineConfig,
+    /// Batch sizes and chunking.
+    pub settings: IngestSettings,
+}
+
+/// What the status route and command answers return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessorStatus {
+    /// The key served, once known.
+    pub key: Option<String>,
+    /// The public status, once anything was requested.
+    #[serde(flatten)]
+    pub status: Option<StatusView>,
+}
+
+/// Why a command was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The command names another key than the one this processor serves.
+    #[error("this processor serves {serves}, not {asked}")]
+    WrongProcessor {
+        /// The key of this processor.
+        serves: String,
+        /// The key of the command.
+        asked: String,
+    },
+    /// A storage call failed; the sender should retry.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The pipeline event for a command, resolved against what R2 holds now.
+///
+/// The command is only a hint that something changed: R2 is the source of
+/// truth, read when the command is handled. An object that exists is
+/// ingested (a delete message for a key re-uploaded since is no delete), a
+/// missing one is deleted. Since this processor handles its commands one at
+/// a time, the order it reads R2 in is the order of the writes it saw, so
+/// the request is dated by the handling time (never before a request it
+/// already accepted): the last write to R2 wins, whatever the order or
+/// timestamps of the messages.
+#[must_use]
+pub fn resolve_command(
+    command: &IngestCommand,
+    current: Option<&ObjectHead>,
+    now_ms: u64,
+    state: &ProcessorState,
+) -> Event {
+    let time = now_ms.max(state.newest_event_ms.unwrap_or(0));
+    let reason = run_reason(command.reason());
+    let force = matches!(command, IngestCommand::Process { force: true, .. });
+    match current {
+        Some(head) => Event::Requested {
+            object_version: ObjectVersion {
+                etag: head.etag.clone(),
+                size: head.size,
+                event_time_ms: time,
+                sha256: head.sha256.clone(),
+            },
+            force,
+            reason,
+        },
+        None => Event::DeleteRequested {
+            event_time_ms: time,
+            reason,
+        },
+    }
+}
+
+impl<S, D, O, V, E, C, K, L> Processor<'_, S, D, O, V, E, C, K, L>
+where
+    S: ProcessorStorage,
+    D: DocumentStore,
+    O: ObjectStore,
+    V: VectorIndex,
+    E: Embedder,
+    C: ChatModel,
+    K: Clock,
+    L: EventLog,
+{
+    /// The processor's key and public status.
+    ///
+    /// # Errors
+    /// When its storage cannot be read.
+    pub async fn status(&self) -> Result<ProcessorStatus, StoreError> {
+        Ok(ProcessorStatus {
+            key: self.storage.key().await?,
+            status: self.storage.load_state().await?.status_view(),
+        })
+    }
+
+    /// Takes a command from the queue: checks it is for this processor,
+    /// resolves it against R2 and drives the state machine.
+    ///
+    /// # Errors
+    /// `WrongProcessor` for another key; `Store` when R2 or the storage failed
+    /// (nothing was accepted: the sender retries).
+    pub async fn command(&self, command: &IngestCommand) -> Result<ProcessorStatus, CommandError> {
+        let key = match self.storage.key().await? {
+            Some(key) if key != command.key() => {
+                return Err(CommandError::WrongProcessor {
+                    serves: key,
+                    asked: command.key().to_owned(),
+                })
+            }
+            Some(key) => key,
+            None => {
+                self.storage.set_key(command.key()).await?;
+                command.key().to_owned()
+            }
+        };
+        let current = self.objects.head(&key).await?;
+        let state = self.storage.load_state().await?;
+        let event = resolve_command(command, current.as_ref(), self.clock.now_ms(), &state);
+        self.drive(&key, state, event).await?;
+        Ok(self.status().await?)
+    }
+
+    /// The alarm: performs the step that is due (if any).
+    ///
+    /// # Errors
+    /// When the storage failed; the platform retries the alarm, and the state
+    /// machine's watchdog covers anything lost in between.
+    pub async fn alarm(&self) -> Result<(), StoreError> {
+        let Some(key) = self.storage.key().await? else {
+            return Ok(());
+        };
+        let state = self.storage.load_state().await?;
+        self.drive(&key, state, Event::AlarmFired).await
+    }
+
+    /// Feeds `first` to the state machine and performs what it asks, feeding
+    /// step results back, until nothing is left to do in this invocation.
+    async fn drive(
+        &self,
+        key: &str,
+        mut state: ProcessorState,
+        first: Event,
+    ) -> Result<(), StoreError> {
+        let mut events = VecDeque::from([first]);
+        let mut handled = 0;
+        while let Some(event) = events.pop_front() {
+            handled += 1;
+            if handled > MAX_EVENTS_PER_INVOCATION {
+                self.log.log(
+                    Level::Error,
+                    json!({ "event": "processor_event_limit", "key": key }),
+                );
+                break;
+            }
+            let transition = step(&state, event, self.clock.now_ms(), &self.pipeline);
+            state = transition.state;
+            // Save before acting: a crash mid-action resumes from this state.
+            self.storage.save_state(&state).await?;
+            for action in transition.actions {
+                if let Some(result) = self.perform(key, action).await? {
+                    events.push_back(result);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Performs one action; step actions report back with their result event.
+    async fn perform(&self, key: &str, action: Action) -> Result<Option<Event>, StoreError> {
+        let started = self.clock.now_ms();
+        let step_name = action.step().map(PipelineStep::as_str);
+        let result = match action {
+            Action::ScheduleAlarm { at_ms } => {
+                self.storage.set_alarm(at_ms).await?;
+                return Ok(None);
+            }
+            Action::Download { generation, .. } => Some(match self.download(key).await {
+                Ok((sha256, bytes_len)) => Event::Downloaded {
+                    generation,
+                    sha256,
+                    bytes_len,
+                },
+                Err(error) => failed(generation, PipelineStep::Download, error),
+            }),
+            Action::Chunk {
+                generation, sha256, ..
+            } => Some(match self.chunk(key, generation, &sha256).await {
+                Ok(chunk_count) => Event::Chunked {
+                    generation,
+                    chunk_count,
+                    batches: self.settings.batch_counts(chunk_count),
+                },
+                Err(error) => failed(generation, PipelineStep::Chunk, error),
+            }),
+            Action::EmbedBatch { generation, index } => {
+                Some(match self.embed_batch(generation, index).await {
+                    Ok(()) => Event::EmbeddedBatch { generation, index },
+                    Err(error) => failed(generation, PipelineStep::Embed, error),
+                })
+            }
+            Action::TagBatch { generation, index } => {
+                Some(match self.tag_batch(generation, index).await {
+                    Ok(()) => Event::TaggedBatch { generation, index },
+                    Err(error) => failed(generation, PipelineStep::Tag, error),
+                })
+            }
+            Action::CommitGeneration { version } => Some(match self.commit(key, version).await {
+                Ok(()) => Event::Committed { version },
+                Err(error) => failed(version, PipelineStep::Commit, error),
+            }),
+            Action::DeleteDocument { generation } => {
+                Some(match self.delete_document(key).await {
+                    Ok(()) => Event::Deleted { generation },
+                    Err(error) => failed(generation, PipelineStep::Delete, error),
+                })
+            }
+            Action::ReleaseStaging { version } => {
+                if let Err(e) = self.storage.discard(version).await {
+                    self.side_effect_failed(key, "release_staging", &e);
+                }
+                None
+            }
+            Action::DeletePreviousGeneration { version }
+            | Action::DiscardGeneration { version } => {
+                // Best effort: leftovers are invisible and reconciliation sweeps them.
+                if let Err(e) = self.drop_generation(key, version).await {
+                    self.side_effect_failed(key, "drop_generation", &e);
+                }
+                None
+            }
+            Action::RecordRun(record) => {
+                if let Err(e) = self.documents.record_run(key, &record).await {
+                    self.side_effect_failed(key, "record_run", &e);
+                }
+                self.log.log(
+                    Level::Info,
+                    json!({ "event": "run_finished", "key": key, "run": record }),
+                );
+                None
+            }
+            Action::MarkDocumentStatus(view) => {
+                let now = self.clock.now_ms();
+                if let Err(e) = self.documents.mark_status(key, &view, now).await {
+                    self.side_effect_failed(key, "mark_status", &e);
+                }
+                None
+            }
+        };
+        if let (Some(step), Some(event)) = (step_name, &result) {
+            let ok = !matches!(event, Event::StepFailed { .. });
+            self.log.log(
+                if ok { Level::Info } else { Level::Warn },
+                json!({ "event": "step", "key": key, "step": step, "ok": ok,
+                        "ms": self.clock.now_ms().saturating_sub(started), "result": event }),
+            );
+        }
+        Ok(result)
+    }
+
+    fn side_effect_failed(&self, key: &str, what: &str, error: &StoreError) {
+        self.log.log(
+            Level::Error,
+            json!({ "event": "processor_side_effect_failed", "key": key, "action": what, "error": error.to_string() }),
+        );
+    }
+}
+
+fn failed(generation: u64, step: PipelineStep, error: StepError) -> Event {
+    Event::StepFailed {
+        generation,
+        step,
+        error,
+    }
+}

@@ -1,0 +1,352 @@
+//! The body of each pipeline step, over the storage traits: one bounded
+//! piece of work reported as the event the state machine expects, or a
+//! typed step error (retryable or not).
+//!
+//! Owns the step rules (size limit before reading, chunk cap, hash check of
+//! a re-read, the etag of the bytes actually read, the idempotent and
+//! forward-only commit). Never decides what runs next: the state machine does.
+
+use super::processor::{Processor, Tagger};
+use super::store::{DocumentStore, ProcessorStorage, StagedChunk, StagedDocument};
+use crate::admin::MAX_DOCUMENT_BYTES;
+use crate::chunk::{chunk_document, split_heading_path};
+use crate::document::parse_document;
+use crate::keys::{sha256_hex, vector_id, DocumentKey};
+use crate::pipeline::StepError;
+use crate::providers::{ChatModel, ChatRequest, Embedder, ProviderError};
+use crate::storage::{Clock, EventLog, ObjectHead, ObjectRead, ObjectStore, StoreError};
+use crate::tags::{extract_keyword_tags, parse_batch_tags, MAX_TAGS_PER_CHUNK};
+use crate::vector_index::{VectorIndex, VectorIndexError, VectorMetadata, VectorRecord};
+
+/// Most chunks one document may produce: beyond it the document fails
+/// permanently with a clear error instead of growing without bound (a
+/// 10 MiB file of one-line sections would otherwise stage ~100,000 chunks).
+pub const MAX_CHUNKS_PER_DOCUMENT: u32 = 20_000;
+
+fn store(e: StoreError) -> StepError {
+    StepError {
+        message: e.to_string(),
+        retryable: e.retryable,
+    }
+}
+
+/// Provider failures keep their own verdict on whether a later attempt may succeed.
+fn provider(context: &str, e: &ProviderError) -> StepError {
+    StepError {
+        message: format!("{context}: {e}"),
+        retryable: e.may_succeed_later(),
+    }
+}
+
+fn index(context: &str, e: &VectorIndexError) -> StepError {
+    StepError {
+        message: format!("{context}: {e}"),
+        retryable: e.is_retryable(),
+    }
+}
+
+/// The ids of a generation's first `count` vectors.
+#[must_use]
+pub fn generation_vector_ids(document_id: i64, version: u64, count: u32) -> Vec<String> {
+    (0..count)
+        .map(|i| vector_id(document_id, version as i64, i))
+        .collect()
+}
+
+impl<S, D, O, V, E, C, K, L> Processor<'_, S, D, O, V, E, C, K, L>
+where
+    S: ProcessorStorage,
+    D: DocumentStore,
+    O: ObjectStore,
+    V: VectorIndex,
+    E: Embedder,
+    C: ChatModel,
+    K: Clock,
+    L: EventLog,
+{
+    /// The object's bytes, refusing an oversized one before reading it.
+    async fn read_object(&self, key: &str) -> Result<(ObjectHead, Vec<u8>), StepError> {
+        match self
+            .objects
+            .get(key, MAX_DOCUMENT_BYTES as u64)
+            .await
+            .map_err(store)?
+        {
+            ObjectRead::Found { head, bytes } => Ok((head, bytes)),
+            ObjectRead::TooLarge(head) => Err(StepError::permanent(format!(
+                "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
+                head.size
+            ))),
+            ObjectRead::Missing => Err(StepError::permanent(format!(
+                "object {key} not found in R2"
+            ))),
+        }
+    }
+
+    /// Download: fetch the object and hash it.
+    pub(super) async fn download(&self, key: &str) -> Result<(String, u64), StepError> {
+        let (_, bytes) = self.read_object(key).await?;
+        Ok((sha256_hex(&bytes), bytes.len() as u64))
+    }
+
+    /// Chunk: parse and cut the document, stage the chunks; returns the chunk count.
+    pub(super) async fn chunk(
+        &self,
+        key: &str,
+        generation: u64,
+        sha256: &str,
+    ) -> Result<u32, StepError> {
+        let (head, bytes) = self.read_object(key).await?;
+        let actual = sha256_hex(&bytes);
+        if actual != sha256 {
+            // The object changed after the download; its own event starts a newer run.
+            return Err(StepError::permanent(format!(
+                "object changed during processing (sha256 {actual}, expected {sha256})"
+            )));
+        }
+        let document_key = DocumentKey::parse(key)
+            .map_err(|e| StepError::permanent(format!("invalid key {key}: {e}")))?;
+        let parsed = parse_document(&document_key, &bytes)
+            .map_err(|e| StepError::permanent(e.to_string()))?;
+        let chunks = chunk_document(&parsed, &self.settings.chunking);
+        let chunk_count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+        if chunk_count > MAX_CHUNKS_PER_DOCUMENT {
+            return Err(StepError::permanent(format!(
+                "document has {chunk_count} chunks; the limit is {MAX_CHUNKS_PER_DOCUMENT}"
+            )));
+        }
+        let now = self.clock.now_ms();
+        let document_id = self
+            .documents
+            .ensure_document(key, now)
+            .await
+            .map_err(store)?;
+        let company_id = match &parsed.company {
+            Some(slug) => Some(
+                self.documents
+                    .ensure_company(slug, now)
+                    .await
+                    .map_err(store)?,
+            ),
+            None => None,
+        };
+        let staged = StagedDocument {
+            document_id,
+            title: parsed.title.clone(),
+            company_id,
+            tags: parsed.tags.clone(),
+            metadata: parsed.metadata.clone(),
+            sha256: actual,
+            // The version actually read, not the one an event announced.
+            etag: head.etag,
+            size: bytes.len() as u64,
+            chunk_count,
+        };
+        let rows: Vec<StagedChunk> = chunks.iter().map(StagedChunk::of).collect();
+        self.storage
+            .stage(generation, &staged, &rows)
+            .await
+            .map_err(store)?;
+        Ok(chunk_count)
+    }
+
+    async fn staged_document(&self, generation: u64) -> Result<StagedDocument, StepError> {
+        self.storage
+            .staged_document(generation)
+            .await
+            .map_err(store)?
+            .ok_or_else(|| {
+                StepError::permanent(format!("generation {generation} has no staged chunks"))
+            })
+    }
+
+    /// Embed batch `index`: embed its chunks and write their vectors (invisible until commit).
+    pub(super) async fn embed_batch(&self, generation: u64, batch: u32) -> Result<(), StepError> {
+        let document = self.staged_document(generation).await?;
+        let range = self.settings.embed_range(batch, document.chunk_count);
+        let chunks = self
+            .storage
+            .staged_chunks(generation, Some(range))
+            .await
+            .map_err(store)?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let embedder = self
+            .embedder
+            .map_err(|e| StepError::permanent(format!("embedding provider: {e}")))?;
+        let texts: Vec<String> = chunks.iter().map(|c| c.embed_text.clone()).collect();
+        let embeddings = embedder
+            .embed(&texts)
+            .await
+            .map_err(|e| provider(&format!("embedding batch {batch}"), &e))?;
+        if embeddings.len() != chunks.len() {
+            return Err(StepError::retryable(format!(
+                "embedding batch {batch}: {} vectors for {} chunks",
+                embeddings.len(),
+                chunks.len()
+            )));
+        }
+        let records: Vec<VectorRecord> = chunks
+            .iter()
+            .zip(embeddings)
+            .map(|(chunk, values)| VectorRecord {
+                id: vector_id(document.document_id, generation as i64, chunk.idx),
+                values,
+                metadata: VectorMetadata {
+                    document_id: document.document_id,
+                    company_id: document.company_id,
+                    version: generation,
+                    tags: Vec::new(),
+                },
+            })
+            .collect();
+        self.index
+            .upsert(&records)
+            .await
+            .map(|_| ())
+            .map_err(|e| index("vector index upsert", &e))
+    }
+
+    /// Tag batch `index`: tags from the LLM when one is configured, else keyword tags.
+    pub(super) async fn tag_batch(&self, generation: u64, batch: u32) -> Result<(), StepError> {
+        let document = self.staged_document(generation).await?;
+        let range = self.settings.tag_range(batch, document.chunk_count);
+        let chunks = self
+            .storage
+            .staged_chunks(generation, Some(range))
+            .await
+            .map_err(store)?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let keyword_tags = |c: &StagedChunk| {
+            extract_keyword_tags(
+                &split_heading_path(&c.heading_path),
+                &c.content,
+                MAX_TAGS_PER_CHUNK,
+            )
+        };
+        let tags: Vec<Vec<String>> = match &self.tagger {
+            Tagger::Keywords => chunks.iter().map(keyword_tags).collect(),
+            Tagger::Unavailable(why) => {
+                return Err(StepError::permanent(format!("chat provider: {why}")))
+            }
+            Tagger::Model(chat) => {
+                let texts: Vec<&str> = chunks.iter().map(|c| c.content.as_str()).collect();
+                let completion = chat
+                    .complete(&ChatRequest::for_tags(&texts))
+                    .await
+                    .map_err(|e| provider(&format!("tagging batch {batch}"), &e))?;
+                match parse_batch_tags(&completion.text, chunks.len()) {
+                    Ok(parsed) => parsed,
+                    // An unusable answer is not worth a retry: fall back to keywords.
+                    Err(_) => chunks.iter().map(keyword_tags).collect(),
+                }
+            }
+        };
+        let pairs: Vec<(u32, Vec<String>)> =
+            chunks.iter().map(|c| c.idx).zip(tags).collect();
+        self.storage
+            .set_tags(generation, &pairs)
+            .await
+            .map_err(store)
+    }
+
+    /// Commit: write the generation's chunk rows, then flip the live version
+    /// forward. Idempotent: a retry after a lost answer finds the generation
+    /// live and succeeds without touching its rows.
+    pub(super) async fn commit(&self, key: &str, version: u64) -> Result<(), StepError> {
+        let live = self.documents.live_row(key).await.map_err(store)?;
+        match live.and_then(|row| row.active_version) {
+            Some(active) if active == version => return Ok(()),
+            Some(active) if active > version => {
+                return Err(StepError::permanent(format!(
+                    "generation {active} is live, newer than {version}: not flipping back"
+                )))
+            }
+            _ => {}
+        }
+        let document = self.staged_document(version).await?;
+        let chunks = self
+            .storage
+            .staged_chunks(version, None)
+            .await
+            .map_err(store)?;
+        let now = self.clock.now_ms();
+        self.documents
+            .write_generation_chunks(&document, version, &chunks, now)
+            .await
+            .map_err(store)?;
+        match self
+            .documents
+            .activate_generation(&document, version, now)
+            .await
+            .map_err(store)?
+        {
+            Some(active) if active == version => Ok(()),
+            other => Err(StepError::permanent(format!(
+                "generation {version} could not go live: the live generation is {other:?}"
+            ))),
+        }
+    }
+
+    /// Removes a generation that is no longer (or never was) live: its
+    /// vectors, chunk rows and staged data. Keeps it if it is live after all
+    /// (a commit whose answer was lost).
+    pub(super) async fn drop_generation(&self, key: &str, version: u64) -> Result<(), StoreError> {
+        let Some(row) = self.documents.live_row(key).await? else {
+            // No row: the chunk step (which creates it) never ran, so nothing
+            // reached D1 or the index.
+            return self.storage.discard(version).await;
+        };
+        if row.active_version == Some(version) {
+            return Ok(());
+        }
+        // Every id the generation may have written: its chunk rows, or what was staged.
+        let committed = self
+            .documents
+            .generation_chunk_count(row.document_id, version)
+            .await?;
+        let staged = self
+            .storage
+            .staged_document(version)
+            .await?
+            .map_or(0, |d| d.chunk_count);
+        let ids = generation_vector_ids(row.document_id, version, committed.max(staged));
+        if !ids.is_empty() {
+            self.index
+                .delete_by_ids(&ids)
+                .await
+                .map_err(|e| StoreError {
+                    operation: "vector index delete".into(),
+                    message: e.to_string(),
+                    retryable: e.is_retryable(),
+                })?;
+        }
+        self.documents
+            .delete_generation_chunks(row.document_id, version)
+            .await?;
+        self.storage.discard(version).await
+    }
+
+    /// Delete: remove the document's chunks and vectors, leave a tombstone.
+    pub(super) async fn delete_document(&self, key: &str) -> Result<(), StepError> {
+        // Vectors first: once the chunk rows are gone their ids are unknown.
+        let ids = self
+            .documents
+            .document_vector_ids(key)
+            .await
+            .map_err(store)?;
+        if !ids.is_empty() {
+            self.index
+                .delete_by_ids(&ids)
+                .await
+                .map_err(|e| index("vector index delete", &e))?;
+        }
+        self.documents
+            .delete_document(key, self.clock.now_ms())
+            .await
+            .map_err(store)
+    }
+}
