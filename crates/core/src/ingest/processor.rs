@@ -5,12 +5,13 @@
 //! Generic over the storage traits so it runs natively on fakes and in the
 //! Worker on the platform. It must never read or write another document's state.
 
+use super::steps::StepResult;
 use super::store::{DocumentStore, ProcessorStorage};
 use crate::ingest_message::IngestCommand;
 use crate::ingestion::{run_reason, IngestSettings};
 use crate::pipeline::{
-    step, Action, Event, ObjectVersion, PipelineConfig, PipelineStep, ProcessorState, StatusView,
-    StepError,
+    step, Action, Event, ObjectVersion, PipelineConfig, PipelineStep, ProcessorState, RunReason,
+    StatusView, StepError,
 };
 use crate::providers::{ChatModel, Embedder};
 use crate::storage::{Clock, EventLog, Level, ObjectHead, ObjectStore, StoreError};
@@ -102,9 +103,20 @@ pub fn resolve_command(
     now_ms: u64,
     state: &ProcessorState,
 ) -> Event {
-    let time = now_ms.max(state.newest_event_ms.unwrap_or(0));
-    let reason = run_reason(command.reason());
     let force = matches!(command, IngestCommand::Process { force: true, .. });
+    resolve_object(current, force, run_reason(command.reason()), now_ms, state)
+}
+
+/// The request for what R2 holds now (`None`: nothing), dated by `now_ms`
+/// but never before a request already accepted.
+fn resolve_object(
+    current: Option<&ObjectHead>,
+    force: bool,
+    reason: RunReason,
+    now_ms: u64,
+    state: &ProcessorState,
+) -> Event {
+    let time = now_ms.max(state.newest_event_ms.unwrap_or(0));
     match current {
         Some(head) => Event::Requested {
             object_version: ObjectVersion {
@@ -209,16 +221,25 @@ where
             // Save before acting: a crash mid-action resumes from this state.
             self.storage.save_state(&state).await?;
             for action in transition.actions {
-                if let Some(result) = self.perform(key, action).await? {
-                    events.push_back(result);
+                match self.perform(key, action).await? {
+                    Some(Outcome::Event(event)) => events.push_back(event),
+                    // A newer write replaced the run's version: R2 wins, as for a command.
+                    Some(Outcome::Moved(current)) => events.push_back(resolve_object(
+                        current.as_ref(),
+                        false,
+                        RunReason::ObjectEvent,
+                        self.clock.now_ms(),
+                        &state,
+                    )),
+                    None => {}
                 }
             }
         }
         Ok(())
     }
 
-    /// Performs one action; step actions report back with their result event.
-    async fn perform(&self, key: &str, action: Action) -> Result<Option<Event>, StoreError> {
+    /// Performs one action; step actions report back with their outcome.
+    async fn perform(&self, key: &str, action: Action) -> Result<Option<Outcome>, StoreError> {
         let started = self.clock.now_ms();
         let step_name = action.step().map(PipelineStep::as_str);
         let result = match action {
@@ -226,46 +247,54 @@ where
                 self.storage.set_alarm(at_ms).await?;
                 return Ok(None);
             }
-            Action::Download { generation, .. } => Some(match self.download(key).await {
-                Ok((sha256, bytes_len)) => Event::Downloaded {
-                    generation,
-                    sha256,
-                    bytes_len,
-                },
-                Err(error) => failed(generation, PipelineStep::Download, error),
-            }),
+            Action::Download { generation, object } => {
+                Some(match self.download(key, &object.etag).await {
+                    Ok(StepResult::Done((sha256, bytes_len))) => {
+                        Outcome::Event(Event::Downloaded {
+                            generation,
+                            sha256,
+                            bytes_len,
+                        })
+                    }
+                    Ok(StepResult::Moved(current)) => Outcome::Moved(current),
+                    Err(error) => failed(generation, PipelineStep::Download, error),
+                })
+            }
             Action::Chunk {
-                generation, sha256, ..
-            } => Some(match self.chunk(key, generation, &sha256).await {
-                Ok(chunk_count) => Event::Chunked {
-                    generation,
-                    chunk_count,
-                    batches: self.settings.batch_counts(chunk_count),
+                generation,
+                object,
+                sha256,
+            } => Some(
+                match self.chunk(key, generation, &object.etag, &sha256).await {
+                    Ok(StepResult::Done(chunk_count)) => Outcome::Event(Event::Chunked {
+                        generation,
+                        chunk_count,
+                        batches: self.settings.batch_counts(chunk_count),
+                    }),
+                    Ok(StepResult::Moved(current)) => Outcome::Moved(current),
+                    Err(error) => failed(generation, PipelineStep::Chunk, error),
                 },
-                Err(error) => failed(generation, PipelineStep::Chunk, error),
-            }),
+            ),
             Action::EmbedBatch { generation, index } => {
                 Some(match self.embed_batch(generation, index).await {
-                    Ok(()) => Event::EmbeddedBatch { generation, index },
+                    Ok(()) => Outcome::Event(Event::EmbeddedBatch { generation, index }),
                     Err(error) => failed(generation, PipelineStep::Embed, error),
                 })
             }
             Action::TagBatch { generation, index } => {
                 Some(match self.tag_batch(generation, index).await {
-                    Ok(()) => Event::TaggedBatch { generation, index },
+                    Ok(()) => Outcome::Event(Event::TaggedBatch { generation, index }),
                     Err(error) => failed(generation, PipelineStep::Tag, error),
                 })
             }
             Action::CommitGeneration { version } => Some(match self.commit(key, version).await {
-                Ok(()) => Event::Committed { version },
+                Ok(()) => Outcome::Event(Event::Committed { version }),
                 Err(error) => failed(version, PipelineStep::Commit, error),
             }),
-            Action::DeleteDocument { generation } => {
-                Some(match self.delete_document(key).await {
-                    Ok(()) => Event::Deleted { generation },
-                    Err(error) => failed(generation, PipelineStep::Delete, error),
-                })
-            }
+            Action::DeleteDocument { generation } => Some(match self.delete_document(key).await {
+                Ok(()) => Outcome::Event(Event::Deleted { generation }),
+                Err(error) => failed(generation, PipelineStep::Delete, error),
+            }),
             Action::ReleaseStaging { version } => {
                 if let Err(e) = self.storage.discard(version).await {
                     self.side_effect_failed(key, "release_staging", &e);
@@ -298,8 +327,14 @@ where
                 None
             }
         };
-        if let (Some(step), Some(event)) = (step_name, &result) {
-            let ok = !matches!(event, Event::StepFailed { .. });
+        if let (Some(step), Some(outcome)) = (step_name, &result) {
+            let ok = !matches!(outcome, Outcome::Event(Event::StepFailed { .. }));
+            let event = match outcome {
+                Outcome::Event(event) => json!(event),
+                Outcome::Moved(current) => {
+                    json!({ "type": "object_moved", "etag": current.as_ref().map(|h| &h.etag) })
+                }
+            };
             self.log.log(
                 if ok { Level::Info } else { Level::Warn },
                 json!({ "event": "step", "key": key, "step": step, "ok": ok,
@@ -317,10 +352,18 @@ where
     }
 }
 
-fn failed(generation: u64, step: PipelineStep, error: StepError) -> Event {
-    Event::StepFailed {
+/// What a performed step action reports.
+enum Outcome {
+    /// The event to feed back.
+    Event(Event),
+    /// The run's object version is gone from R2: request what is there now.
+    Moved(Option<ObjectHead>),
+}
+
+fn failed(generation: u64, step: PipelineStep, error: StepError) -> Outcome {
+    Outcome::Event(Event::StepFailed {
         generation,
         step,
         error,
-    }
+    })
 }

@@ -45,6 +45,23 @@ fn index(context: &str, e: &VectorIndexError) -> StepError {
     }
 }
 
+/// What a step that reads the object found.
+enum Fetched {
+    /// The run's version and its bytes.
+    Bytes(ObjectHead, Vec<u8>),
+    /// R2 holds another version now (or none).
+    Moved(Option<ObjectHead>),
+}
+
+/// The outcome of a step that reads the object.
+#[derive(Debug)]
+pub(super) enum StepResult<T> {
+    /// The step did its work.
+    Done(T),
+    /// The run's version is no longer in R2; this is what is there now.
+    Moved(Option<ObjectHead>),
+}
+
 /// The ids of a generation's first `count` vectors.
 #[must_use]
 pub fn generation_vector_ids(document_id: i64, version: u64, count: u32) -> Vec<String> {
@@ -64,29 +81,38 @@ where
     K: Clock,
     L: EventLog,
 {
-    /// The object's bytes, refusing an oversized one before reading it.
-    async fn read_object(&self, key: &str) -> Result<(ObjectHead, Vec<u8>), StepError> {
+    /// The bytes of the version `etag` names, refusing an oversized one
+    /// before reading it. `Moved` when R2 now holds another version (or none):
+    /// the run's version is gone, and R2 is the source of truth.
+    async fn read_version(&self, key: &str, etag: &str) -> Result<Fetched, StepError> {
         match self
             .objects
             .get(key, MAX_DOCUMENT_BYTES as u64)
             .await
             .map_err(store)?
         {
-            ObjectRead::Found { head, bytes } => Ok((head, bytes)),
+            ObjectRead::Found { head, .. } | ObjectRead::TooLarge(head) if head.etag != etag => {
+                Ok(Fetched::Moved(Some(head)))
+            }
+            ObjectRead::Found { head, bytes } => Ok(Fetched::Bytes(head, bytes)),
             ObjectRead::TooLarge(head) => Err(StepError::permanent(format!(
                 "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
                 head.size
             ))),
-            ObjectRead::Missing => Err(StepError::permanent(format!(
-                "object {key} not found in R2"
-            ))),
+            ObjectRead::Missing => Ok(Fetched::Moved(None)),
         }
     }
 
-    /// Download: fetch the object and hash it.
-    pub(super) async fn download(&self, key: &str) -> Result<(String, u64), StepError> {
-        let (_, bytes) = self.read_object(key).await?;
-        Ok((sha256_hex(&bytes), bytes.len() as u64))
+    /// Download: fetch the run's version and hash it.
+    pub(super) async fn download(
+        &self,
+        key: &str,
+        etag: &str,
+    ) -> Result<StepResult<(String, u64)>, StepError> {
+        Ok(match self.read_version(key, etag).await? {
+            Fetched::Bytes(_, bytes) => StepResult::Done((sha256_hex(&bytes), bytes.len() as u64)),
+            Fetched::Moved(current) => StepResult::Moved(current),
+        })
     }
 
     /// Chunk: parse and cut the document, stage the chunks; returns the chunk count.
@@ -94,14 +120,17 @@ where
         &self,
         key: &str,
         generation: u64,
+        etag: &str,
         sha256: &str,
-    ) -> Result<u32, StepError> {
-        let (head, bytes) = self.read_object(key).await?;
+    ) -> Result<StepResult<u32>, StepError> {
+        let (head, bytes) = match self.read_version(key, etag).await? {
+            Fetched::Bytes(head, bytes) => (head, bytes),
+            Fetched::Moved(current) => return Ok(StepResult::Moved(current)),
+        };
         let actual = sha256_hex(&bytes);
         if actual != sha256 {
-            // The object changed after the download; its own event starts a newer run.
             return Err(StepError::permanent(format!(
-                "object changed during processing (sha256 {actual}, expected {sha256})"
+                "object {etag} read back with sha256 {actual}, expected {sha256}"
             )));
         }
         let document_key = DocumentKey::parse(key)
@@ -147,7 +176,7 @@ where
             .stage(generation, &staged, &rows)
             .await
             .map_err(store)?;
-        Ok(chunk_count)
+        Ok(StepResult::Done(chunk_count))
     }
 
     async fn staged_document(&self, generation: u64) -> Result<StagedDocument, StepError> {
@@ -245,8 +274,7 @@ where
                 }
             }
         };
-        let pairs: Vec<(u32, Vec<String>)> =
-            chunks.iter().map(|c| c.idx).zip(tags).collect();
+        let pairs: Vec<(u32, Vec<String>)> = chunks.iter().map(|c| c.idx).zip(tags).collect();
         self.storage
             .set_tags(generation, &pairs)
             .await

@@ -140,11 +140,17 @@ pub trait DocumentStore {
         now_ms: u64,
     ) -> Result<Option<u64>, StoreError>;
     /// Number of chunk rows of one generation.
-    async fn generation_chunk_count(&self, document_id: i64, version: u64)
-        -> Result<u32, StoreError>;
+    async fn generation_chunk_count(
+        &self,
+        document_id: i64,
+        version: u64,
+    ) -> Result<u32, StoreError>;
     /// Deletes the chunk rows of one generation unless it is live.
-    async fn delete_generation_chunks(&self, document_id: i64, version: u64)
-        -> Result<(), StoreError>;
+    async fn delete_generation_chunks(
+        &self,
+        document_id: i64,
+        version: u64,
+    ) -> Result<(), StoreError>;
     /// Vector ids of every chunk row of the document (any generation).
     async fn document_vector_ids(&self, key: &str) -> Result<Vec<String>, StoreError>;
     /// Removes every chunk of the document and leaves a `deleted` tombstone row.
@@ -152,8 +158,8 @@ pub trait DocumentStore {
     /// Appends one finished run to the run history.
     async fn record_run(&self, key: &str, record: &RunRecord) -> Result<(), StoreError>;
     /// Records a dead letter and marks its document `failed`, only while the
-    /// document still waits for the lost message (`queued`): a processor that
-    /// has since moved it on has the newer word.
+    /// document has no outcome yet (`queued`, `processing`): a processor that
+    /// has since reached `ready`, `failed` or `deleted` has the newer word.
     async fn record_dead_letter(&self, letter: &DeadLetter, now_ms: u64) -> Result<(), StoreError>;
 }
 
@@ -177,8 +183,7 @@ pub trait ProcessorStorage {
         chunks: &[StagedChunk],
     ) -> Result<(), StoreError>;
     /// The staged document facts of `generation`, if staged.
-    async fn staged_document(&self, generation: u64)
-        -> Result<Option<StagedDocument>, StoreError>;
+    async fn staged_document(&self, generation: u64) -> Result<Option<StagedDocument>, StoreError>;
     /// Staged chunks of `generation` with index in `range` (all when `None`), in order.
     async fn staged_chunks(
         &self,
@@ -186,8 +191,11 @@ pub trait ProcessorStorage {
         range: Option<Range<u32>>,
     ) -> Result<Vec<StagedChunk>, StoreError>;
     /// Records the tags of staged chunks of `generation` (`(idx, tags)` pairs).
-    async fn set_tags(&self, generation: u64, tags: &[(u32, Vec<String>)])
-        -> Result<(), StoreError>;
+    async fn set_tags(
+        &self,
+        generation: u64,
+        tags: &[(u32, Vec<String>)],
+    ) -> Result<(), StoreError>;
     /// Drops everything staged for `generation`.
     async fn discard(&self, generation: u64) -> Result<(), StoreError>;
     /// Sets the object's single alarm to `at_ms` (ms since the epoch).

@@ -1,0 +1,792 @@
+//! The ingestion drivers on in-memory stores: the consumer, the processor's
+//! drive loop and steps, and the races of issue 11 as scenarios
+//! (interleavings, lost answers, crashes between phases), plus a property
+//! test that random interleavings end with D1 and the index matching R2.
+
+use super::consumer::{consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, Verdict};
+use super::fakes::*;
+use super::processor::Processor;
+use super::steps::MAX_CHUNKS_PER_DOCUMENT;
+use super::Tagger;
+use crate::ingest_message::IngestCommand;
+use crate::ingestion::IngestSettings;
+use crate::keys::sha256_hex;
+use crate::pipeline::PipelineConfig;
+use crate::providers::extractive::ExtractiveAnswerer;
+use crate::providers::offline_embedder::HashingEmbedder;
+use crate::storage::{Clock, StoreError};
+use pollster::block_on;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const T0: u64 = 1_700_000_000_000;
+const DIMS: usize = 16;
+
+struct World<'f> {
+    clock: ManualClock,
+    bucket: FakeBucket<'f>,
+    db: FakeDatabase<'f>,
+    index: FakeIndex<'f>,
+    storages: ProcessorStorages<'f>,
+    queue: FakeQueue,
+    dlq: FakeQueue,
+    log: Lines,
+    embedder: HashingEmbedder,
+    settings: IngestSettings,
+}
+
+type WorldProcessor<'a, 'f> = Processor<
+    'a,
+    FakeProcessorStorage<'f>,
+    FakeDatabase<'f>,
+    FakeBucket<'f>,
+    FakeIndex<'f>,
+    HashingEmbedder,
+    ExtractiveAnswerer,
+    ManualClock,
+    Lines,
+>;
+
+impl<'f> World<'f> {
+    fn new(faults: &'f Faults) -> Self {
+        Self {
+            clock: ManualClock::at(T0),
+            bucket: FakeBucket::with_faults(faults),
+            db: FakeDatabase::with_faults(faults),
+            index: FakeIndex::with_faults(faults),
+            storages: ProcessorStorages {
+                faults: Some(faults),
+                ..ProcessorStorages::default()
+            },
+            queue: FakeQueue::default(),
+            dlq: FakeQueue::default(),
+            log: Lines::default(),
+            embedder: HashingEmbedder::new(DIMS).expect("dimensions"),
+            settings: IngestSettings::default().with_embed_batch(4),
+        }
+    }
+
+    fn processor<'a>(&'a self, storage: &'a FakeProcessorStorage<'f>) -> WorldProcessor<'a, 'f> {
+        Processor {
+            storage,
+            documents: &self.db,
+            objects: &self.bucket,
+            index: &self.index,
+            embedder: Ok(&self.embedder),
+            tagger: Tagger::<ExtractiveAnswerer>::Keywords,
+            clock: &self.clock,
+            log: &self.log,
+            pipeline: PipelineConfig::new(),
+            settings: self.settings,
+        }
+    }
+
+    /// An upload through the admin API: the object, then its message.
+    fn put(&self, key: &str, content: &str) {
+        self.bucket
+            .put(key, content.as_bytes(), self.clock.now_ms());
+        self.queue
+            .push(json!({ "type": "process", "key": key, "reason": "admin:put" }));
+        self.clock.advance(1);
+    }
+
+    fn delete(&self, key: &str) {
+        self.bucket.delete(key);
+        self.queue
+            .push(json!({ "type": "delete", "key": key, "reason": "admin:delete" }));
+        self.clock.advance(1);
+    }
+
+    fn force(&self, key: &str) {
+        self.queue.push(
+            json!({ "type": "process", "key": key, "force": true, "reason": "admin:process" }),
+        );
+    }
+
+    /// Delivers the first queued message; a retried one goes to the back.
+    async fn deliver_one(&self) -> Option<Verdict> {
+        let (body, attempts) = self.queue.messages.borrow_mut().pop_front()?;
+        let id = format!("m{attempts}");
+        let verdict = consume_ingest(
+            Delivery {
+                id: &id,
+                attempts: attempts + 1,
+                body: Ok(&body),
+            },
+            "portfolio-ingest",
+            &Gateway { world: self },
+            &NoReconciler,
+            &self.dlq,
+            &self.log,
+        )
+        .await;
+        if let Verdict::Retry { .. } = verdict {
+            self.queue
+                .messages
+                .borrow_mut()
+                .push_back((body, attempts + 1));
+        }
+        Some(verdict)
+    }
+
+    async fn deliver_all(&self) {
+        let mut budget = 1_000;
+        while budget > 0 && self.deliver_one().await.is_some() {
+            budget -= 1;
+        }
+    }
+
+    /// Fires every alarm due now; an alarm whose handler failed is retried
+    /// a second later, as the platform does.
+    async fn fire_due_alarms(&self) {
+        let storages: Vec<_> = self.storages.by_key.borrow().values().cloned().collect();
+        for storage in storages {
+            let Some(at) = storage.alarm.get() else {
+                continue;
+            };
+            if at > self.clock.now_ms() {
+                continue;
+            }
+            storage.alarm.set(None);
+            if self.processor(&storage).alarm().await.is_err() {
+                storage.alarm.set(Some(self.clock.now_ms() + 1_000));
+            }
+        }
+    }
+
+    fn next_alarm(&self) -> Option<u64> {
+        self.storages
+            .by_key
+            .borrow()
+            .values()
+            .filter_map(|s| s.alarm.get())
+            .min()
+    }
+
+    /// Delivers every message and fires every alarm until nothing is left.
+    async fn settle(&self) {
+        for _ in 0..10_000 {
+            self.deliver_all().await;
+            match self.next_alarm() {
+                Some(at) => {
+                    if at > self.clock.now_ms() {
+                        self.clock.now.set(at);
+                    }
+                    self.fire_due_alarms().await;
+                }
+                None if self.queue.messages.borrow().is_empty() => return,
+                None => {}
+            }
+        }
+        panic!("the world did not settle");
+    }
+
+    /// D1 and the index hold exactly what R2 holds for `key`: its content's
+    /// live generation with all chunks and vectors, and nothing else.
+    fn assert_matches_r2(&self, key: &str) {
+        let object = self.bucket.objects.borrow().get(key).cloned();
+        let row = self.db.row(key);
+        match object {
+            Some((head, bytes)) => {
+                let row = row.unwrap_or_else(|| panic!("{key}: no row while R2 holds it"));
+                assert_eq!(row.status, "ready", "{key}: {row:?}");
+                let version = row.active_version.expect("a live generation");
+                assert_eq!(row.sha256.as_deref(), Some(sha256_hex(&bytes).as_str()));
+                assert_eq!(row.etag.as_deref(), Some(head.etag.as_str()), "{key}");
+                let expected = std::collections::BTreeMap::from([(version, row.chunk_count)]);
+                assert_eq!(self.db.versions(row.id), expected, "{key}: chunk rows");
+                assert_eq!(self.index.versions(row.id), expected, "{key}: vectors");
+                assert!(row.chunk_count > 0);
+            }
+            None => {
+                if let Some(row) = row {
+                    assert_eq!(row.status, "deleted", "{key}: {row:?}");
+                    assert!(
+                        self.db.versions(row.id).is_empty(),
+                        "{key}: chunk rows left"
+                    );
+                    assert!(
+                        self.index.versions(row.id).is_empty(),
+                        "{key}: vectors left"
+                    );
+                }
+            }
+        }
+    }
+
+    fn staged_generations(&self, key: &str) -> usize {
+        self.storages.of(key).staged.borrow().len()
+    }
+
+    fn runs(&self, key: &str) -> Vec<crate::pipeline::RunRecord> {
+        self.db
+            .runs
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+struct Gateway<'w, 'f> {
+    world: &'w World<'f>,
+}
+
+impl ProcessorGateway for Gateway<'_, '_> {
+    async fn hand_off(&self, command: &IngestCommand) -> Result<(), StoreError> {
+        let storage = self.world.storages.of(command.key());
+        self.world
+            .processor(&storage)
+            .command(command)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::transient("hand-off", e))
+    }
+}
+
+fn doc(title: &str, sections: usize) -> String {
+    let mut text = format!("---\ncompany: acme\n---\n# {title}\n\n");
+    for i in 0..sections {
+        text.push_str(&format!(
+            "## Section {i}\n\n{title} paragraph {i} about widgets.\n\n"
+        ));
+    }
+    text
+}
+
+// ---- the happy path and the driver's own rules ------------------------------
+
+#[test]
+fn a_put_document_becomes_ready_with_its_chunks_and_vectors() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("companies/acme/a.md", &doc("Alpha", 9));
+        world.settle().await;
+    });
+    world.assert_matches_r2("companies/acme/a.md");
+    assert_eq!(world.staged_generations("companies/acme/a.md"), 0);
+    let runs = world.runs("companies/acme/a.md");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.run_status(), "ready");
+    // Nine sections in batches of four: several alarms, one bounded step each.
+    assert!(world.log.events("step") >= 6);
+}
+
+#[test]
+fn an_update_replaces_the_generation_and_drops_the_old_one() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Alpha", 3));
+        world.settle().await;
+        world.put("a.md", &doc("Beta", 5));
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+    assert_eq!(world.db.row("a.md").and_then(|r| r.active_version), Some(2));
+}
+
+#[test]
+fn a_command_for_another_key_is_refused() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    let storage = FakeProcessorStorage::default();
+    *storage.key.borrow_mut() = Some("a.md".into());
+    let command = IngestCommand::Process {
+        key: "b.md".into(),
+        object: None,
+        force: false,
+        reason: "admin".into(),
+    };
+    let outcome = block_on(world.processor(&storage).command(&command));
+    assert!(matches!(
+        outcome,
+        Err(super::CommandError::WrongProcessor { .. })
+    ));
+    assert!(storage.state.borrow().is_none());
+}
+
+// ---- issue 11, case 1: delete then re-create within a batch -----------------
+
+#[test]
+fn delete_then_recreate_in_one_batch_ends_with_the_new_version() {
+    for deliver_delete_first in [true, false] {
+        let faults = Faults::default();
+        let world = World::new(&faults);
+        block_on(async {
+            world.put("a.md", &doc("Old", 2));
+            world.settle().await;
+            world.delete("a.md");
+            world.put("a.md", &doc("New", 3));
+            if !deliver_delete_first {
+                let mut messages = world.queue.messages.borrow_mut();
+                let delete = messages.pop_front().expect("delete message");
+                messages.push_back(delete);
+            }
+            world.settle().await;
+        });
+        world.assert_matches_r2("a.md");
+    }
+}
+
+#[test]
+fn delete_then_recreate_with_identical_bytes_keeps_the_document() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Same", 2));
+        world.settle().await;
+        world.delete("a.md");
+        world.put("a.md", &doc("Same", 2));
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+}
+
+#[test]
+fn a_reconciliation_delete_after_a_reupload_does_not_delete() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Old", 2));
+        world.settle().await;
+        // Reconciliation listed the bucket while the object was briefly gone…
+        world.bucket.delete("a.md");
+        world
+            .queue
+            .push(json!({ "type": "delete", "key": "a.md", "reason": "reconcile:gone" }));
+        // …and the object was uploaded again before its message was handled.
+        world.put("a.md", &doc("Back", 3));
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+}
+
+#[test]
+fn a_delete_still_deletes_when_the_object_is_gone() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Old", 2));
+        world.settle().await;
+        world.delete("a.md");
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+    assert_eq!(
+        world.db.row("a.md").map(|r| r.status),
+        Some("deleted".into())
+    );
+}
+
+// ---- case 2: a forced run after a reconciliation-triggered one --------------
+
+#[test]
+fn force_after_a_reconciliation_run_runs_again() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Alpha", 2));
+        world.settle().await;
+        // A reconciliation message dated "now", well after the upload.
+        world.clock.advance(60_000);
+        world
+            .queue
+            .push(json!({ "type": "process", "key": "a.md", "reason": "reconcile:stuck" }));
+        world.settle().await;
+        world.force("a.md");
+        world.settle().await;
+    });
+    let runs = world.runs("a.md");
+    let last = runs.last().expect("runs");
+    assert!(last.force, "the forced run was recorded: {runs:?}");
+    assert_eq!(last.outcome.run_status(), "ready");
+    assert_eq!(world.db.row("a.md").and_then(|r| r.active_version), Some(2));
+    world.assert_matches_r2("a.md");
+}
+
+// ---- case 3: the commit is idempotent and forward-only ----------------------
+
+#[test]
+fn a_lost_answer_of_the_flip_does_not_rewrite_the_live_rows() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Alpha", 2));
+        world.settle().await;
+        faults.inject("D1 activate generation", Fault::LoseAnswer);
+        world.put("a.md", &doc("Beta", 6));
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+    assert_eq!(world.db.live_rewrites.get(), 0);
+    assert_eq!(world.db.row("a.md").and_then(|r| r.active_version), Some(2));
+    assert_eq!(world.staged_generations("a.md"), 0);
+}
+
+#[test]
+fn a_crash_after_the_flip_before_the_state_is_saved_still_drops_the_old_generation() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Alpha", 2));
+        world.settle().await;
+        // The flip lands; the save of the "committed" state right after it does not.
+        faults.inject_after("D1 activate generation", "save state", Fault::Fail);
+        world.put("a.md", &doc("Beta", 6));
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+    assert_eq!(world.db.live_rewrites.get(), 0);
+    assert_eq!(
+        world.staged_generations("a.md"),
+        0,
+        "staging released once recorded"
+    );
+    let runs = world.runs("a.md");
+    assert_eq!(runs.last().map(|r| r.outcome.run_status()), Some("ready"));
+}
+
+#[test]
+fn staging_survives_until_the_commit_is_recorded() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        faults.inject_after("D1 activate generation", "save state", Fault::Fail);
+        world.put("a.md", &doc("Alpha", 3));
+        world.deliver_all().await;
+        // Run alarms until the commit happened and its record was lost.
+        for _ in 0..50 {
+            if world
+                .db
+                .row("a.md")
+                .and_then(|r| r.active_version)
+                .is_some()
+            {
+                break;
+            }
+            if let Some(at) = world.next_alarm() {
+                world.clock.now.set(world.clock.now_ms().max(at));
+            }
+            world.fire_due_alarms().await;
+        }
+        assert_eq!(world.db.row("a.md").and_then(|r| r.active_version), Some(1));
+        assert_eq!(
+            world.staged_generations("a.md"),
+            1,
+            "kept for a retried commit"
+        );
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+    assert_eq!(world.staged_generations("a.md"), 0);
+}
+
+// ---- case 5: dead letters do not overwrite a newer outcome ------------------
+
+#[test]
+fn a_dead_letter_marks_only_a_document_still_waiting_for_it() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("ready.md", &doc("Ready", 1));
+        world.settle().await;
+        block_on(world.db_row_queued("waiting.md"));
+        for key in ["ready.md", "waiting.md"] {
+            let body = json!({ "type": "process", "key": key, "reason": "admin:put" });
+            let verdict = consume_dead_letter(
+                Delivery {
+                    id: "dl-1",
+                    attempts: 1,
+                    body: Ok(&body),
+                },
+                "portfolio-ingest-dlq",
+                &world.db,
+                &NoReconciler,
+                &world.clock,
+                &world.log,
+            )
+            .await;
+            assert_eq!(verdict, Verdict::Ack);
+        }
+    });
+    assert_eq!(
+        world.db.row("ready.md").map(|r| r.status),
+        Some("ready".into())
+    );
+    assert_eq!(
+        world.db.row("waiting.md").map(|r| r.status),
+        Some("failed".into())
+    );
+    assert_eq!(world.db.dead_letters.borrow().len(), 2);
+}
+
+impl World<'_> {
+    async fn db_row_queued(&self, key: &str) {
+        use super::store::DocumentStore;
+        self.db
+            .ensure_document(key, self.clock.now_ms())
+            .await
+            .expect("row");
+    }
+}
+
+#[test]
+fn a_dead_letter_that_cannot_be_recorded_is_retried() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    faults.inject("D1 dead letter", Fault::Fail);
+    let body = json!({ "type": "process", "key": "a.md", "reason": "admin:put" });
+    let verdict = block_on(consume_dead_letter(
+        Delivery {
+            id: "dl-1",
+            attempts: 2,
+            body: Ok(&body),
+        },
+        "portfolio-ingest-dlq",
+        &world.db,
+        &NoReconciler,
+        &world.clock,
+        &world.log,
+    ));
+    assert!(matches!(verdict, Verdict::Retry { delay_seconds } if delay_seconds > 0));
+}
+
+// ---- case 6: size before reading, and a chunk cap ---------------------------
+
+#[test]
+fn an_oversized_object_fails_permanently_without_being_read() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    let big = "x".repeat(crate::admin::MAX_DOCUMENT_BYTES + 1);
+    block_on(async {
+        world.put("big.md", &big);
+        world.settle().await;
+    });
+    assert_eq!(world.bucket.bytes_read.get(), 0);
+    let row = world.db.row("big.md").expect("row");
+    assert_eq!(row.status, "failed");
+    assert!(row.last_error.unwrap_or_default().contains("the limit is"));
+    assert_eq!(world.runs("big.md").len(), 1, "failed at once, no retries");
+}
+
+#[test]
+fn a_document_over_the_chunk_cap_fails_permanently_with_a_clear_error() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    let mut text = String::new();
+    for i in 0..=MAX_CHUNKS_PER_DOCUMENT {
+        text.push_str(&format!("# H{i}\n\nw{i}\n\n"));
+    }
+    assert!(text.len() < crate::admin::MAX_DOCUMENT_BYTES);
+    block_on(async {
+        world.put("many.md", &text);
+        world.settle().await;
+    });
+    let row = world.db.row("many.md").expect("row");
+    assert_eq!(row.status, "failed");
+    let error = row.last_error.unwrap_or_default();
+    assert!(error.contains("chunks; the limit is 20000"), "{error}");
+    assert!(world.db.versions(row.id).is_empty());
+    assert_eq!(world.staged_generations("many.md"), 0);
+}
+
+// ---- case 7: keys from events, and the etag of the bytes read ----------------
+
+#[test]
+fn an_event_for_a_key_not_in_normal_form_is_dead_lettered_without_a_row() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    for key in ["a//b.md", "./x.md"] {
+        world.bucket.put(key, b"# T\n\ntext", T0);
+        world.queue.push(json!({
+            "account": "acc", "bucket": "docs", "action": "PutObject", "eventTime": "2024-01-01T00:00:00Z",
+            "object": { "key": key, "size": 9, "eTag": "e1" }
+        }));
+    }
+    block_on(world.deliver_all());
+    assert!(world.db.documents.borrow().is_empty());
+    let letters = world.dlq.messages.borrow();
+    assert_eq!(letters.len(), 2);
+    let error = letters[0].0["dead_letter"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("not in normal form"), "{error}");
+}
+
+#[test]
+fn the_chunk_step_records_the_etag_of_the_bytes_it_read() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    let head = world.bucket.put("a.md", doc("Alpha", 2).as_bytes(), T0);
+    world.queue.push(json!({
+        "action": "PutObject", "eventTime": "2024-01-01T00:00:00Z",
+        "object": { "key": "a.md", "size": 1, "eTag": "an-older-etag" }
+    }));
+    block_on(world.settle());
+    assert_eq!(world.db.row("a.md").and_then(|r| r.etag), Some(head.etag));
+}
+
+// ---- the consumer's choices --------------------------------------------------
+
+#[test]
+fn the_consumer_acks_hands_off_retries_and_dead_letters() {
+    let gateway = RecordingGateway::default();
+    let dlq = FakeQueue::default();
+    let log = Lines::default();
+    let consume = |body: Value, attempts: u32| {
+        block_on(consume_ingest(
+            Delivery {
+                id: "m",
+                attempts,
+                body: Ok(&body),
+            },
+            "q",
+            &gateway,
+            &NoReconciler,
+            &dlq,
+            &log,
+        ))
+    };
+    let ok = json!({ "type": "process", "key": "a.md", "reason": "admin" });
+    assert_eq!(consume(ok.clone(), 1), Verdict::Ack);
+    assert_eq!(gateway.handed.borrow().len(), 1);
+    gateway.fail.set(true);
+    let Verdict::Retry {
+        delay_seconds: first,
+    } = consume(ok.clone(), 1)
+    else {
+        panic!("a failed hand-off is retried");
+    };
+    let Verdict::Retry {
+        delay_seconds: later,
+    } = consume(ok, 4)
+    else {
+        panic!("still retried");
+    };
+    assert!(later > first, "the delay grows with the attempts");
+    assert_eq!(consume(json!({ "nonsense": true }), 1), Verdict::Ack);
+    assert_eq!(
+        dlq.messages.borrow().len(),
+        1,
+        "malformed: dead-lettered, then acked"
+    );
+    let unreadable = block_on(consume_ingest(
+        Delivery {
+            id: "m",
+            attempts: 1,
+            body: Err("not JSON"),
+        },
+        "q",
+        &gateway,
+        &NoReconciler,
+        &dlq,
+        &log,
+    ));
+    assert_eq!(unreadable, Verdict::Ack);
+    assert_eq!(dlq.messages.borrow().len(), 2);
+}
+
+// ---- property: random interleavings end matching R2 -----------------------
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(usize, usize),
+    Delete(usize),
+    Force(usize),
+    Duplicate,
+    Reorder,
+    DeliverOne,
+    Alarms(u64),
+    Fault(usize, bool),
+}
+
+const KEYS: [&str; 2] = ["companies/acme/a.md", "b.md"];
+const FAULT_POINTS: [&str; 7] = [
+    "R2 head",
+    "R2 get",
+    "D1 chunk rows",
+    "D1 activate generation",
+    "upsert",
+    "staging chunks",
+    "save state",
+];
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..KEYS.len(), 0..3usize).prop_map(|(k, c)| Op::Put(k, c)),
+        2 => (0..KEYS.len()).prop_map(Op::Delete),
+        1 => (0..KEYS.len()).prop_map(Op::Force),
+        1 => Just(Op::Duplicate),
+        2 => Just(Op::Reorder),
+        3 => Just(Op::DeliverOne),
+        2 => (0..20_000u64).prop_map(Op::Alarms),
+        1 => (0..FAULT_POINTS.len(), any::<bool>()).prop_map(|(p, lose)| Op::Fault(p, lose)),
+    ]
+}
+
+fn content(variant: usize) -> String {
+    // Variants 0 and 2 are the same bytes: a re-upload of identical content.
+    match variant {
+        1 => doc("Beta", 5),
+        _ => doc("Alpha", 3),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn random_interleavings_end_with_d1_and_the_index_matching_r2(
+        ops in prop::collection::vec(arb_op(), 1..40)
+    ) {
+        let faults = Faults::default();
+        let world = World::new(&faults);
+        let mut injected = 0;
+        block_on(async {
+            for op in &ops {
+                match op {
+                    Op::Put(k, c) => world.put(KEYS[*k], &content(*c)),
+                    Op::Delete(k) => world.delete(KEYS[*k]),
+                    Op::Force(k) => world.force(KEYS[*k]),
+                    Op::Duplicate => {
+                        let copy = world.queue.messages.borrow().front().cloned();
+                        if let Some((body, _)) = copy {
+                            world.queue.push(body);
+                        }
+                    }
+                    Op::Reorder => {
+                        let mut messages = world.queue.messages.borrow_mut();
+                        if let Some(first) = messages.pop_front() {
+                            messages.push_back(first);
+                        }
+                    }
+                    Op::DeliverOne => {
+                        world.deliver_one().await;
+                    }
+                    Op::Alarms(ms) => {
+                        world.clock.advance(*ms);
+                        world.fire_due_alarms().await;
+                    }
+                    Op::Fault(point, lose) => {
+                        // At most two faults: fewer than a step's three attempts.
+                        let point = FAULT_POINTS[*point];
+                        // A lost answer of a state save would lose the
+                        // fire-and-forget drops after it (reconciliation's job).
+                        if injected < 2 {
+                            injected += 1;
+                            let fault = if *lose && point != "save state" { Fault::LoseAnswer } else { Fault::Fail };
+                            faults.inject(point, fault);
+                        }
+                    }
+                }
+            }
+            world.settle().await;
+        });
+        for key in KEYS {
+            world.assert_matches_r2(key);
+        }
+        prop_assert_eq!(world.db.live_rewrites.get(), 0);
+    }
+}

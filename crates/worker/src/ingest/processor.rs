@@ -44,12 +44,12 @@ impl DurableObject for DocumentProcessor {
         let command = match (req.method(), req.path().as_str()) {
             (Method::Post, "/commands") => match req.json::<IngestCommand>().await {
                 Ok(command) => Some(command),
-                Err(e) => {
-                    return json_response(&ErrorBody::new("bad_command", e.to_string()), 400)
-                }
+                Err(e) => return json_response(&ErrorBody::new("bad_command", e.to_string()), 400),
             },
             (Method::Get, "/status") => None,
-            _ => return json_response(&ErrorBody::new("not_found", "unknown processor route"), 404),
+            _ => {
+                return json_response(&ErrorBody::new("not_found", "unknown processor route"), 404)
+            }
         };
         let adapters = self.adapters()?;
         let processor = adapters.processor();
@@ -68,7 +68,11 @@ impl DurableObject for DocumentProcessor {
     async fn alarm(&self) -> worker::Result<Response> {
         // An error makes the runtime retry the alarm; the state machine's
         // watchdog alarm covers anything lost in between.
-        self.adapters()?.processor().alarm().await.map_err(platform)?;
+        self.adapters()?
+            .processor()
+            .alarm()
+            .await
+            .map_err(platform)?;
         Response::ok("done")
     }
 }

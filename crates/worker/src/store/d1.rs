@@ -370,7 +370,9 @@ impl DocumentStore for D1Documents {
     async fn delete_document(&self, key: &str, now_ms: u64) -> Result<(), StoreError> {
         let chunks = self
             .db
-            .prepare("DELETE FROM chunks WHERE document_id = (SELECT id FROM documents WHERE key = ?1)")
+            .prepare(
+                "DELETE FROM chunks WHERE document_id = (SELECT id FROM documents WHERE key = ?1)",
+            )
             .bind(&[key.into()])
             .map_err(d1("D1 delete"))?;
         let tombstone = self
@@ -443,13 +445,13 @@ impl DocumentStore for D1Documents {
                 ms(now_ms),
             ])
             .map_err(d1("D1 dead letter"))?;
-        // Only a document still waiting for the lost message: one its
-        // processor has moved on since (processing, ready, deleted) keeps its word.
+        // Only a document without an outcome yet (queued or processing): one
+        // whose processor has since reached ready, failed or deleted keeps its word.
         let mark_document = self
             .db
             .prepare(
                 "UPDATE documents SET status = 'failed', last_error = ?2, updated_at = ?3 \
-                 WHERE key = ?1 AND status = 'queued'",
+                 WHERE key = ?1 AND status IN ('queued', 'processing')",
             )
             .bind(&[
                 key,

@@ -219,7 +219,11 @@ impl ProcessorStorage for DurableStorage {
             .collect())
     }
 
-    async fn set_tags(&self, generation: u64, tags: &[(u32, Vec<String>)]) -> Result<(), StoreError> {
+    async fn set_tags(
+        &self,
+        generation: u64,
+        tags: &[(u32, Vec<String>)],
+    ) -> Result<(), StoreError> {
         for (idx, chunk_tags) in tags {
             let json = serde_json::to_string(chunk_tags).unwrap_or_else(|_| "[]".to_owned());
             self.sql
