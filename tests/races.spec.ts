@@ -1,0 +1,133 @@
+// Issue 11's races end to end: the built Worker in workerd with real local
+// D1, R2, Queues and Durable Objects. Each case interleaves writes and
+// messages the way the platform can, and asserts on stored state.
+import { env, SELF } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { deliverBatch, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
+
+const ADMIN = { Authorization: "Bearer test-admin-token" };
+const INGEST = "portfolio-ingest";
+
+function markdown(title: string, sections: number): string {
+  let text = `---\ncompany: acme\n---\n# ${title}\n\n`;
+  for (let i = 0; i < sections; i++) text += `## ${title} part ${i}\n\n${title} text number ${i}.\n\n`;
+  return text;
+}
+
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Waits until the row serves `content` (ready with its hash) and returns it. */
+async function waitServing(key: string, content: string, timeout = 20_000): Promise<any> {
+  const want = await sha256(content);
+  const deadline = Date.now() + timeout;
+  let row: any = null;
+  while (Date.now() < deadline) {
+    row = await env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first();
+    if (row?.status === "ready" && row.sha256 === want) return row;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${key} never served the expected content: ${JSON.stringify(row)}`);
+}
+
+async function liveChunkCount(row: any): Promise<number> {
+  const n: any = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1 AND version = ?2")
+    .bind(row.id, row.active_version)
+    .first();
+  return n.n;
+}
+
+describe("issue 11 races, end to end", () => {
+  it("case 1: delete then re-create within one queue batch ends serving the new version", async () => {
+    for (const deleteFirst of [true, false]) {
+      const key = uniqueKey(`race/recreate-${deleteFirst}.md`);
+      const first = markdown("Old", 2);
+      await deliverBatch(INGEST, [{ id: "put-1", body: await putDocument(key, first) }]);
+      await waitServing(key, first);
+      // The service's own delete message carries no time; the re-upload lands before it is handled.
+      await env.DOCUMENTS.delete(key);
+      const deleteMessage = { type: "delete", key, reason: "admin:delete" };
+      const second = markdown("New", 4);
+      const putEvent = await putDocument(key, second);
+      const batch = [
+        { id: "del", body: deleteMessage },
+        { id: "put-2", body: putEvent },
+      ];
+      const result = await deliverBatch(INGEST, deleteFirst ? batch : batch.reverse());
+      expect(result.explicitAcks.sort()).toEqual(["del", "put-2"]);
+      const row = await waitServing(key, second);
+      expect(await env.DOCUMENTS.head(key)).not.toBeNull();
+      expect(await liveChunkCount(row)).toBe(row.chunk_count);
+      // Settled: still serving the new version a moment later (no late delete).
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await env.DB.prepare("SELECT status FROM documents WHERE key = ?1").bind(key).first<any>()).status).toBe("ready");
+    }
+  });
+
+  it("case 1: reconciliation's `gone` delete against a re-upload made after its listing does not delete", async () => {
+    const key = uniqueKey("race/gone.md");
+    const content = markdown("Back", 3);
+    await deliverBatch(INGEST, [{ id: "put", body: await putDocument(key, content) }]);
+    await waitServing(key, content);
+    const result = await deliverBatch(INGEST, [{ id: "gone", body: { type: "delete", key, reason: "reconcile:gone" } }]);
+    expect(result.explicitAcks).toEqual(["gone"]);
+    await new Promise((r) => setTimeout(r, 300));
+    const row = await waitServing(key, content);
+    expect(await liveChunkCount(row)).toBeGreaterThan(0);
+  });
+
+  it("case 2: a forced process after a reconciliation-triggered run does run", async () => {
+    const key = uniqueKey("race/force.md");
+    const content = markdown("Forced", 2);
+    await deliverBatch(INGEST, [{ id: "put", body: await putDocument(key, content) }]);
+    const before = await waitServing(key, content);
+    await deliverBatch(INGEST, [{ id: "rec", body: { type: "process", key, reason: "reconcile:stuck" } }]);
+    await new Promise((r) => setTimeout(r, 200));
+    const res = await SELF.fetch(`https://svc/admin/documents/${key}/process`, {
+      method: "POST",
+      headers: { ...ADMIN, "content-type": "application/json" },
+      body: JSON.stringify({ force: true }),
+    });
+    expect(res.status).toBe(202);
+    // The queue delivers the forced command; a new generation goes live.
+    const deadline = Date.now() + 20_000;
+    let row: any = before;
+    while (Date.now() < deadline && !(row.status === "ready" && row.active_version > before.active_version)) {
+      await new Promise((r) => setTimeout(r, 50));
+      row = await env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first();
+    }
+    expect(row.active_version).toBeGreaterThan(before.active_version);
+    const runs: any = await env.DB.prepare("SELECT reason, status FROM processing_runs WHERE document_key = ?1 ORDER BY id").bind(key).all();
+    expect(runs.results.at(-1)).toEqual({ reason: "admin", status: "ready" });
+    const status = await processorState(key);
+    expect(status.status).toBe("ready");
+  });
+
+  it("case 5: a dead letter does not overwrite a document its processor has since committed", async () => {
+    const key = uniqueKey("race/dead.md");
+    const content = markdown("Committed", 2);
+    await deliverBatch(INGEST, [{ id: "put", body: await putDocument(key, content) }]);
+    await waitServing(key, content);
+    const result = await deliverBatch("portfolio-ingest-dlq", [
+      { id: "late-letter", body: { type: "process", key, reason: "admin:put" } },
+    ]);
+    expect(result.explicitAcks).toEqual(["late-letter"]);
+    const row: any = await env.DB.prepare("SELECT status, last_error FROM documents WHERE key = ?1").bind(key).first();
+    expect(row).toEqual({ status: "ready", last_error: null });
+    const letter = await env.DB.prepare("SELECT document_key FROM dead_letters WHERE message_id = 'late-letter'").first();
+    expect(letter).toEqual({ document_key: key });
+  });
+
+  it("case 7: the chunk step records the etag of the bytes it read, not the event's", async () => {
+    const key = uniqueKey("race/etag.md");
+    const content = markdown("Etag", 2);
+    const event = await putDocument(key, content);
+    const actual = event.object.eTag;
+    event.object.eTag = "an-older-etag-from-a-late-event";
+    await deliverBatch(INGEST, [{ id: "stale-etag", body: event }]);
+    const row = await waitServing(key, content);
+    expect(row.etag).toBe(actual);
+  });
+});
