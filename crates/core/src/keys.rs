@@ -17,6 +17,10 @@ pub const R2_MAX_KEY_BYTES: usize = 1024;
 /// r2-sync (`x-amz-meta-sha256` over the S3 API) write it.
 pub const SHA256_METADATA: &str = "sha256";
 
+/// Request header with which an uploader (r2-sync, the migration) asks the
+/// admin API to verify a document's SHA-256 before storing it.
+pub const CONTENT_SHA256_HEADER: &str = "x-content-sha256";
+
 /// Lower-case hexadecimal SHA-256 of `bytes` (64 characters).
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {

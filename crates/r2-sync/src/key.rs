@@ -3,6 +3,8 @@
 
 use std::path::{Component, Path};
 
+use portfolio_core::keys::DocumentKey;
+
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Why a path cannot become an object key.
@@ -14,6 +16,10 @@ pub enum KeyError {
     ControlCharacter { path: String },
     #[error("path has a component that cannot be part of a key: {path}")]
     InvalidComponent { path: String },
+    /// The key is not one the service accepts (the same rules as its admin
+    /// API and R2 events: `portfolio_core::keys::DocumentKey`).
+    #[error("{key:?} cannot be a document key: {reason}")]
+    NotADocumentKey { key: String, reason: String },
     #[error("invalid prefix {prefix:?}: {reason}")]
     InvalidPrefix {
         prefix: String,
@@ -72,9 +78,22 @@ pub fn relative_key_path(rel: &Path) -> Result<String, KeyError> {
     Ok(parts.join("/"))
 }
 
-/// `prefix` (normalised) + relative path.
+/// `prefix` (normalised) + relative path, checked against the service's key
+/// rules: a key the service would refuse or rename is an error here, before
+/// anything is uploaded.
 pub fn key_for(prefix: &str, rel: &Path) -> Result<String, KeyError> {
-    Ok(format!("{prefix}{}", relative_key_path(rel)?))
+    let key = format!("{prefix}{}", relative_key_path(rel)?);
+    match DocumentKey::parse(&key) {
+        Ok(normal) if normal.as_str() == key => Ok(key),
+        Ok(normal) => Err(KeyError::NotADocumentKey {
+            reason: format!("the service would address it as {:?}", normal.as_str()),
+            key,
+        }),
+        Err(e) => Err(KeyError::NotADocumentKey {
+            key,
+            reason: e.to_string(),
+        }),
+    }
 }
 
 /// Whether `key` lies under `prefix` (normalised, so `docs/` ≠ `docs-old/`).
@@ -153,6 +172,20 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let rel = Path::new(OsStr::from_bytes(b"bad\xff.md"));
         assert!(matches!(key_for("", rel), Err(KeyError::NotUtf8 { .. })));
+    }
+
+    #[test]
+    fn keys_follow_the_service_rules() {
+        assert!(matches!(
+            key_for("", Path::new("evil\\name.md")),
+            Err(KeyError::NotADocumentKey { .. })
+        ));
+        let long = "a".repeat(1_100);
+        assert!(matches!(
+            key_for("", Path::new(&long)),
+            Err(KeyError::NotADocumentKey { .. })
+        ));
+        assert!(key_for("docs/", Path::new("ok name ü.md")).is_ok());
     }
 
     #[test]

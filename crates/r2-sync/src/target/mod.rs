@@ -14,7 +14,7 @@ pub mod s3;
 
 /// Custom metadata name carrying the content hash (`x-amz-meta-sha256`); the Worker reads it
 /// under the same name (`portfolio_core::keys::SHA256_METADATA`).
-pub const SHA256_METADATA: &str = "sha256";
+pub use portfolio_core::keys::SHA256_METADATA;
 
 /// An object as listed by a target.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
 use portfolio_core::admin::{page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
 use portfolio_core::document::parse_document;
-use portfolio_core::keys::{sha256_hex, DocumentKey};
+use portfolio_core::keys::{sha256_hex, DocumentKey, CONTENT_SHA256_HEADER};
 use portfolio_core::pipeline::PublicStatus;
 use portfolio_core::storage::{ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -17,9 +17,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{Env, Request, Response};
-
-/// Header a client may send to have the upload's SHA-256 verified.
-const SHA256_HEADER: &str = "x-content-sha256";
 
 pub async fn handle(route: DocumentRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
     match route {
@@ -55,7 +52,7 @@ async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, 
     parse_document(&key, &bytes)
         .map_err(|e| ApiError::Unprocessable("invalid_document", e.to_string()))?;
     let sha256 = sha256_hex(&bytes);
-    if let Some(claimed) = req.headers().get(SHA256_HEADER)? {
+    if let Some(claimed) = req.headers().get(CONTENT_SHA256_HEADER)? {
         if !claimed.trim().eq_ignore_ascii_case(&sha256) {
             return Err(ApiError::BadRequest(
                 "sha256_mismatch",
