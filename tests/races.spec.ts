@@ -1,7 +1,7 @@
 // Issue 11's races end to end: the built Worker in workerd with real local
 // D1, R2, Queues and Durable Objects. Each case interleaves writes and
 // messages the way the platform can, and asserts on stored state.
-import { env, SELF } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { deliverBatch, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
 
@@ -130,4 +130,55 @@ describe("issue 11 races, end to end", () => {
     const row = await waitServing(key, content);
     expect(row.etag).toBe(actual);
   });
+
+  it("case 3: a crash after the flip, before the state was saved, ends ready without rewriting the live rows", async () => {
+    const key = uniqueKey("race/crash.md");
+    const first = markdown("First", 2);
+    await deliverBatch(INGEST, [{ id: "v1", body: await putDocument(key, first) }]);
+    await waitServing(key, first);
+    const stub = env.DOCUMENT_PROCESSOR.get(env.DOCUMENT_PROCESSOR.idFromName(key));
+    const readState = () =>
+      runInDurableObject(stub, async (_instance: unknown, state: DurableObjectState) => {
+        const row: any = state.storage.sql.exec("SELECT value FROM meta WHERE name = 'state'").one();
+        return JSON.parse(row.value);
+      });
+    const v1State = await readState();
+    const second = markdown("Second", 5);
+    await deliverBatch(INGEST, [{ id: "v2", body: await putDocument(key, second) }]);
+    const served = await waitServing(key, second);
+    const liveIds = async () =>
+      (await env.DB.prepare("SELECT id FROM chunks WHERE document_id = ?1 AND version = ?2 ORDER BY id").bind(served.id, served.active_version).all()).results;
+    const before = await liveIds();
+    // Rewind the processor to the moment the commit was in flight: D1 has
+    // flipped to v2, but the state still says v1 is live and the commit's
+    // result never arrived (its deadline has passed).
+    const crashed = await readState();
+    crashed.stage = { stage: "committing" };
+    crashed.live = v1State.live;
+    crashed.run.outcome = null;
+    crashed.run.finished_at_ms = null;
+    crashed.run.attempts = 1;
+    crashed.run.in_flight = { issued_at_ms: 0, deadline_ms: 0 };
+    await runInDurableObject(stub, async (_instance: unknown, state: DurableObjectState) => {
+      state.storage.sql.exec("UPDATE meta SET value = ?1 WHERE name = 'state'", JSON.stringify(crashed));
+    });
+    await runDurableObjectAlarm(stub);
+    const status = await processorState(key);
+    expect(status).toMatchObject({ status: "ready", generation: served.active_version });
+    const row: any = await env.DB.prepare("SELECT status, active_version FROM documents WHERE key = ?1").bind(key).first();
+    expect(row).toEqual({ status: "ready", active_version: served.active_version });
+    expect(await liveIds()).toEqual(before);
+  });
+
+  it("case 6: a document over the chunk cap fails permanently with a clear error", async () => {
+    const key = uniqueKey("race/many.md");
+    let text = "";
+    for (let i = 0; i <= 20_000; i++) text += `# H${i}\n\nw${i}\n\n`;
+    await deliverBatch(INGEST, [{ id: "many", body: await putDocument(key, text) }]);
+    const row = await waitForStatus(key, ["failed", "ready"], 60_000);
+    expect(row.status).toBe("failed");
+    expect(row.last_error).toMatch(/20001 chunks; the limit is 20000/);
+    const chunks: any = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1").bind(row.id).first();
+    expect(chunks.n).toBe(0);
+  }, 90_000);
 });
