@@ -1,30 +1,66 @@
 #!/usr/bin/env bash
 # Runs the whole service locally on its offline defaults: no API keys, no
 # Cloudflare account. Local D1 (migrated), R2, Queues, Durable Objects and cron
-# persist under .wrangler/state. Usage: scripts/dev.sh [--port N] [wrangler dev flags]
+# persist under .wrangler/state. On the first start (or with --samples) it
+# loads the sample documents in samples/ through the admin API.
+# Usage: scripts/dev.sh [--port N] [--samples | --no-samples] [wrangler dev flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export WRANGLER_SEND_METRICS=false
 export CI="${CI:-true}"  # never prompt
 
+t0=$(date +%s)
+elapsed() { echo $(($(date +%s) - t0)); }
+say() { echo "[dev] $* (+$(elapsed) s)"; }
+
+samples=auto
+port=8787
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --samples) samples=yes ;;
+    --no-samples) samples=no ;;
+    --port) port=${2:?--port needs a number}; shift ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
+
+say "checking the toolchain"
 bash scripts/setup.sh
-# wrangler dev builds the Worker itself (the config's build command), once.
 
 # A local admin token for the admin API, generated once and never committed.
 if [ ! -f .dev.vars ]; then
   printf 'ADMIN_TOKEN=%s\n' "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" > .dev.vars
-  echo "[dev] wrote a local ADMIN_TOKEN to .dev.vars"
+  say "wrote a local ADMIN_TOKEN to .dev.vars"
 fi
+token=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars | head -n 1)
 
-npx wrangler d1 migrations apply DB --local --persist-to .wrangler/state
+say "applying D1 migrations"
+npx wrangler d1 migrations apply DB --local --persist-to .wrangler/state >/dev/null
 
-port=8787
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-  if [ "${args[$i]}" = "--port" ]; then port=${args[$((i + 1))]:-8787}; fi
+# wrangler dev builds the Worker through the config's build command, which
+# skips the build when nothing changed. --test-scheduled exposes
+# /__scheduled to trigger the cron.
+say "starting wrangler dev (builds the Worker first if its sources changed)"
+setsid npx wrangler dev --persist-to .wrangler/state --test-scheduled --port "$port" "${args[@]}" &
+dev=$!
+trap 'kill -TERM -- -$dev 2>/dev/null || true' EXIT INT TERM
+
+base="http://localhost:${port}"
+until curl -fsS "$base/api/health" >/dev/null 2>&1; do
+  if ! kill -0 "$dev" 2>/dev/null; then echo "[dev] wrangler dev exited" >&2; exit 1; fi
+  sleep 0.5
 done
-case " $* " in *" --port "*) ;; *) args+=(--port "$port") ;; esac
-echo "[dev] service listening on http://localhost:${port} (try: curl http://localhost:${port}/api/health)"
-# The Worker is built above; --test-scheduled exposes /__scheduled to trigger the cron.
-exec npx wrangler dev --persist-to .wrangler/state --test-scheduled "${args[@]}"
+say "service answering on $base"
+
+marker=.wrangler/state/.samples-loaded
+if [ "$samples" = yes ] || { [ "$samples" = auto ] && [ ! -f "$marker" ]; }; then
+  say "loading the sample documents (samples/) through the admin API"
+  node_modules/.bin/node scripts/load-samples.mjs --url "$base" --token "$token"
+  touch "$marker"
+fi
+say "ready: open $base/ in a browser, or try:"
+echo "  curl -s $base/api/chat -H 'content-type: application/json' -d '{\"question\":\"Which database stores Northwind orders?\"}'"
+wait "$dev"

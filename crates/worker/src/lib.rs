@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod health;
 mod ingest;
+mod page;
 mod providers;
 mod query;
 mod reconcile;

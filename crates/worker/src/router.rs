@@ -1,8 +1,9 @@
 //! Wires paths to handlers; no logic of its own.
 
+use crate::config::var;
 use crate::error::{json_response, ApiError};
 use crate::query::{catalog, chat, cors, search};
-use crate::{admin, bindings, health};
+use crate::{admin, bindings, health, page};
 use worker::{Env, Method, Request, Response};
 
 /// Routes one request; every failure becomes a JSON error response.
@@ -30,10 +31,11 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         (_, p) if p == "/admin" || p.starts_with("/admin/") => {
             admin::handle(req, env.clone()).await
         }
-        (_, "/") => json_response(
+        (Method::Get, "/api") => json_response(
             &serde_json::json!({
                 "service": "portfolio-docs",
                 "endpoints": [
+                    "GET / (chat page, unless CHAT_PAGE=off)",
                     "GET /api/health",
                     "POST /api/search",
                     "POST /api/chat",
@@ -47,6 +49,10 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
             200,
         )
         .map_err(ApiError::from),
+        (Method::Get, p) if chat_page_enabled(&env) => match page::asset(p) {
+            Some(response) => response.map_err(ApiError::from),
+            None => Err(ApiError::NotFound(format!("no route for GET {path}"))),
+        },
         (method, _) => Err(ApiError::NotFound(format!("no route for {method} {path}"))),
     };
     let response = result.or_else(ApiError::into_response)?;
@@ -75,4 +81,9 @@ async fn rate_limit(req: &Request, env: &Env) -> Result<(), ApiError> {
             "too many chat requests from this client; try again in a minute".into(),
         ))
     }
+}
+
+/// The chat page is served unless `CHAT_PAGE=off`.
+fn chat_page_enabled(env: &Env) -> bool {
+    var(env, "CHAT_PAGE").is_none_or(|v| v.trim() != "off")
 }

@@ -49,39 +49,89 @@ struct Candidate<'a> {
     passage_order: usize,
     position: usize,
     number: usize,
-    sentence: &'a str,
+    sentence: String,
     terms: BTreeSet<String>,
     heading_terms: &'a BTreeSet<String>,
 }
 
-/// Splits passage text into sentences: at line ends and after `.`, `!`, `?` followed by a
-/// space; drops markdown markers (headings, list bullets, quotes) and code fences.
-fn sentences(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
+/// Splits passage text into sentences. Markdown wraps a paragraph over
+/// several lines, so lines are first joined into blocks (a paragraph, a list
+/// item, a table row: each its own block; headings, code fences and table
+/// separators dropped: a heading is a label, not a statement, and already
+/// weighs in through the passage's heading path), then each block is cut
+/// after `.`, `!`, `?` followed by a space.
+fn sentences(text: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current = String::new();
     let mut in_fence = false;
+    let flush = |current: &mut String, blocks: &mut Vec<String>| {
+        let block = std::mem::take(current);
+        if !block.trim().is_empty() {
+            blocks.push(block);
+        }
+    };
     for line in text.lines() {
         let trimmed = line.trim();
         if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            flush(&mut current, &mut blocks);
             in_fence = !in_fence;
             continue;
         }
         if in_fence {
             continue;
         }
-        let body = trimmed
-            .trim_start_matches(['#', '>', '-', '*', '+', ' '])
-            .trim();
+        if trimmed.is_empty() {
+            flush(&mut current, &mut blocks);
+            continue;
+        }
+        if let Some(row) = trimmed.strip_prefix('|') {
+            flush(&mut current, &mut blocks);
+            let cells: Vec<&str> = row
+                .trim_end_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let separator = cells
+                .iter()
+                .all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':')));
+            if !separator {
+                blocks.push(cells.join("; "));
+            }
+            continue;
+        }
+        if trimmed.starts_with('#') {
+            flush(&mut current, &mut blocks);
+            continue;
+        }
+        let item = trimmed.starts_with("- ")
+            || trimmed.starts_with("* ")
+            || trimmed.starts_with("+ ")
+            || trimmed
+                .split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if item {
+            flush(&mut current, &mut blocks);
+        }
+        let body = trimmed.trim_start_matches(['>', '-', '*', '+']).trim();
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(body);
+    }
+    flush(&mut current, &mut blocks);
+    let mut out = Vec::new();
+    for block in &blocks {
+        let bytes = block.as_bytes();
         let mut start = 0;
-        let bytes = body.as_bytes();
         for (i, &b) in bytes.iter().enumerate() {
             let ends =
                 matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_some_and(|n| *n == b' ');
             if ends {
-                out.push(body[start..=i].trim());
+                out.push(block[start..=i].trim().to_owned());
                 start = i + 1;
             }
         }
-        out.push(body[start..].trim());
+        out.push(block[start..].trim().to_owned());
     }
     out.retain(|s| s.split_whitespace().count() >= 2);
     out
@@ -120,7 +170,7 @@ impl ExtractiveAnswerer {
         let mut candidates = Vec::new();
         for (order, passage) in passages.iter().enumerate() {
             for (position, sentence) in sentences(&passage.text).into_iter().enumerate() {
-                let terms = index_terms(sentence)
+                let terms = index_terms(&sentence)
                     .filter(|t| question_terms.contains(t))
                     .collect();
                 candidates.push(Candidate {
@@ -183,7 +233,7 @@ impl ExtractiveAnswerer {
         chosen.sort_by_key(|c| (c.passage_order, c.position));
         let text = chosen
             .iter()
-            .map(|c| cite(c.sentence, c.number))
+            .map(|c| cite(&c.sentence, c.number))
             .collect::<Vec<_>>()
             .join(" ");
         let cited: BTreeSet<usize> = chosen.iter().map(|c| c.number).collect();
@@ -262,6 +312,24 @@ mod tests {
         );
         assert_eq!(answer.cited, [1, 2]);
         assert!(!answer.text.contains("code"), "code fences are not quoted");
+    }
+
+    #[test]
+    fn sentences_span_wrapped_lines_and_tables_become_rows() {
+        let text = "## Stack\n\nOrders are stored in\nPostgreSQL 15, by month. Events go\nto Kafka.\n\n\
+                    - one item\n  continued here\n- two items\n\n| System | Store |\n| --- | :---: |\n| Orders | PostgreSQL |\n\n\
+                    ```\nlet code = 1;\n```";
+        assert_eq!(
+            sentences(text),
+            vec![
+                "Orders are stored in PostgreSQL 15, by month.",
+                "Events go to Kafka.",
+                "one item continued here",
+                "two items",
+                "System; Store",
+                "Orders; PostgreSQL",
+            ]
+        );
     }
 
     #[test]
