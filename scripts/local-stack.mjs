@@ -10,6 +10,13 @@ import { writePrebuiltConfig } from "./prebuilt-config.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
 let groupId = null;
+let stopStack = null;
+
+/** Stops the stack this process started (also done when the process exits). */
+export function stopLocalStack() {
+  stopStack?.();
+  stopStack = null;
+}
 
 /**
  * CPU seconds (user + system) used so far by the stack's `workerd` processes,
@@ -73,12 +80,15 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
     { cwd: root, env, detached: true, stdio: "ignore" },
   );
   groupId = dev.pid;
-  process.on("exit", () => {
+  // The stack must not keep the caller alive: it ends with the caller.
+  dev.unref();
+  stopStack = () => {
     try {
       process.kill(-dev.pid, "SIGTERM");
     } catch {}
     rmSync(persist, { recursive: true, force: true });
-  });
+  };
+  process.on("exit", () => stopLocalStack());
   process.on("SIGINT", () => process.exit(130));
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {

@@ -62,4 +62,12 @@ if ! .venv-test/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$
   .venv-test/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
+# The chat page's browser test drives Debian's Chromium (a browser download
+# from elsewhere is not possible here).
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium (Debian package, for the browser test)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 log "toolchain ready"

@@ -29,6 +29,9 @@ cargo test --workspace
 step "end-to-end tests (vitest + Miniflare)"
 NO_COLOR=1 npx vitest run
 
+step "browser test: the chat page in headless Chromium"
+node_modules/.bin/node --test tests/browser/*.test.mjs
+
 step "bundle check: wrangler deploy --dry-run --env production"
 # Runs wrangler's build command (cached: cargo has nothing to do) and bundles
 # exactly what a deploy would upload, offline and without credentials.

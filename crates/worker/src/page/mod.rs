@@ -12,7 +12,7 @@ const JS: &str = include_str!("chat.js");
 
 /// Everything the page needs comes from this origin; nothing else may run.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The page or one of its assets, for `GET` on `path`; `None` for other paths.
 pub fn asset(path: &str) -> Option<worker::Result<Response>> {
