@@ -29,8 +29,8 @@ cargo test --workspace
 step "end-to-end tests (vitest + Miniflare)"
 NO_COLOR=1 npx vitest run
 
-step "browser test: the chat page in headless Chromium"
-node_modules/.bin/node --test tests/browser/*.test.mjs
+step "local stack tests (wrangler dev): chat page in headless Chromium, configuration errors"
+node_modules/.bin/node --test --test-concurrency=1 tests/local/*.test.mjs
 
 step "bundle check: wrangler deploy --dry-run --env production"
 # Runs wrangler's build command (cached: cargo has nothing to do) and bundles

@@ -62,7 +62,8 @@ pub struct ProviderStatus {
 /// `GET /api/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthReport {
-    /// `ok` when every required binding is present, `degraded` otherwise.
+    /// `ok` when every required binding is present and the configuration
+    /// is valid, `degraded` otherwise.
     pub status: String,
     /// Deployment environment name (`local`, `dev`, `staging`, `production`).
     pub environment: String,
@@ -70,20 +71,26 @@ pub struct HealthReport {
     pub version: String,
     /// Every binding the service expects and whether it is present.
     pub bindings: Vec<BindingStatus>,
-    /// The configured providers.
-    pub providers: ProviderStatus,
+    /// The configured providers (`null` while the configuration is invalid).
+    pub providers: Option<ProviderStatus>,
+    /// Vars set to values the service cannot use (name, value and what it
+    /// accepts; vars are never secrets). Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configuration_errors: Vec<String>,
 }
 
 impl HealthReport {
-    /// Builds a report; `status` is derived from the bindings so it cannot disagree with them.
+    /// Builds a report; `status` is derived from the bindings and the
+    /// configuration errors so it cannot disagree with them.
     #[must_use]
     pub fn new(
         environment: impl Into<String>,
         version: impl Into<String>,
         bindings: Vec<BindingStatus>,
-        providers: ProviderStatus,
+        providers: Option<ProviderStatus>,
+        configuration_errors: Vec<String>,
     ) -> Self {
-        let status = if bindings.iter().all(|b| b.present) {
+        let status = if bindings.iter().all(|b| b.present) && configuration_errors.is_empty() {
             "ok"
         } else {
             "degraded"
@@ -94,6 +101,7 @@ impl HealthReport {
             version: version.into(),
             bindings,
             providers,
+            configuration_errors,
         }
     }
 }
@@ -130,13 +138,28 @@ mod tests {
 
     #[test]
     fn health_is_degraded_when_any_binding_is_missing() {
-        let ok = HealthReport::new("local", "0.1.0", vec![binding("DB", true)], providers());
+        let ok = HealthReport::new(
+            "local",
+            "0.1.0",
+            vec![binding("DB", true)],
+            Some(providers()),
+            Vec::new(),
+        );
         assert_eq!(ok.status, "ok");
+        let misconfigured = HealthReport::new(
+            "local",
+            "0.1.0",
+            vec![binding("DB", true)],
+            None,
+            vec!["VECTOR_INDEX is \"x\"; expected d1 or vectorize".into()],
+        );
+        assert_eq!(misconfigured.status, "degraded");
         let degraded = HealthReport::new(
             "local",
             "0.1.0",
             vec![binding("DB", true), binding("VECTORIZE", false)],
-            providers(),
+            Some(providers()),
+            Vec::new(),
         );
         assert_eq!(degraded.status, "degraded");
     }

@@ -59,21 +59,6 @@ impl Default for IngestSettings {
 }
 
 impl IngestSettings {
-    /// The defaults, with the batch sizes of the `EMBED_BATCH_SIZE` / `TAG_BATCH_SIZE` vars
-    /// where they are integers.
-    #[must_use]
-    pub fn from_vars(embed_batch: Option<&str>, tag_batch: Option<&str>) -> Self {
-        let parse = |v: Option<&str>| v.and_then(|v| v.parse::<u32>().ok());
-        let mut settings = Self::default();
-        if let Some(n) = parse(embed_batch) {
-            settings = settings.with_embed_batch(n);
-        }
-        if let Some(n) = parse(tag_batch) {
-            settings = settings.with_tag_batch(n);
-        }
-        settings
-    }
-
     /// Sets the embedding batch size (at least 1).
     #[must_use]
     pub fn with_embed_batch(mut self, size: u32) -> Self {
@@ -168,14 +153,6 @@ pub fn command_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batch_sizes_come_from_vars_or_defaults() {
-        let settings = IngestSettings::from_vars(Some("16"), Some("0"));
-        assert_eq!((settings.embed_batch, settings.tag_batch), (16, 1));
-        let settings = IngestSettings::from_vars(None, Some("many"));
-        assert_eq!(settings, IngestSettings::default());
-    }
 
     #[test]
     fn batch_counts_round_up() {

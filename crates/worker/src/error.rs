@@ -28,6 +28,8 @@ pub enum ApiError {
     Upstream(String),
     /// 409: the request conflicts with work in progress (code, message).
     Conflict(&'static str, String),
+    /// 503: the vars are invalid (the message names them; vars are never secrets).
+    Misconfigured(String),
     /// 500: a platform call failed (D1, R2, queue, Durable Object).
     Platform(worker::Error),
     /// A vector index call failed: 400 for the caller's input, 503 when retryable, else 502/500.
@@ -57,6 +59,7 @@ impl ApiError {
             Self::TooManyRequests(m) => (429, "rate_limited", m.clone()),
             Self::Upstream(m) => (502, "provider_error", m.clone()),
             Self::Conflict(code, m) => (409, code, m.clone()),
+            Self::Misconfigured(m) => (503, "configuration_invalid", m.clone()),
             Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
             Self::Unauthorized => (
                 401,

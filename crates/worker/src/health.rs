@@ -1,17 +1,20 @@
 //! `GET /api/health`: which bindings the Worker can see, which providers are configured.
 
 use crate::bindings;
-use crate::config::ServiceConfig;
+use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use portfolio_core::api::{BindingStatus, HealthReport, ProviderStatus};
 use wasm_bindgen::JsValue;
 use worker::{Env, Response};
 
-/// Builds the health report. Presence is checked on the raw environment object
-/// because `Env::get_binding` checks JS constructor names, which differ
-/// between real bindings and local stand-ins.
-pub async fn report(env: &Env) -> Result<Response, ApiError> {
-    let config = ServiceConfig::from_env(env);
+/// Builds the health report (`503` while the configuration is invalid).
+/// Presence is checked on the raw environment object because
+/// `Env::get_binding` checks JS constructor names, which differ between real
+/// bindings and local stand-ins.
+pub async fn report(
+    env: &Env,
+    config: &Result<ServiceConfig, ConfigError>,
+) -> Result<Response, ApiError> {
     let raw: &JsValue = env.as_ref();
     let statuses = bindings::ALL
         .iter()
@@ -22,18 +25,29 @@ pub async fn report(env: &Env) -> Result<Response, ApiError> {
             present: binding_present(raw, name),
         })
         .collect();
-    let report = HealthReport::new(
-        config.environment,
-        env!("CARGO_PKG_VERSION"),
-        statuses,
-        ProviderStatus {
-            embedding: config.embedding_provider,
-            chat: config.chat_provider,
-            vector_index: config.vector_index,
-            dimensions: config.dimensions,
-        },
-    );
-    Ok(json_response(&report, 200)?)
+    let report = match config {
+        Ok(config) => HealthReport::new(
+            config.environment.clone(),
+            env!("CARGO_PKG_VERSION"),
+            statuses,
+            Some(ProviderStatus {
+                embedding: config.embedding_provider.as_str().to_owned(),
+                chat: config.chat_provider.as_str().to_owned(),
+                vector_index: config.vector_index.as_str().to_owned(),
+                dimensions: config.dimensions,
+            }),
+            Vec::new(),
+        ),
+        Err(error) => HealthReport::new(
+            crate::config::var(env, "ENVIRONMENT").unwrap_or_default(),
+            env!("CARGO_PKG_VERSION"),
+            statuses,
+            None,
+            error.problems.iter().map(ToString::to_string).collect(),
+        ),
+    };
+    let status = if config.is_ok() { 200 } else { 503 };
+    Ok(json_response(&report, status)?)
 }
 
 fn binding_present(env: &JsValue, name: &str) -> bool {

@@ -23,7 +23,8 @@ use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledE
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    router::handle(req, env).await
+    let config = config::load(&env);
+    router::handle(req, env, config).await
 }
 
 #[event(scheduled)]

@@ -1,37 +1,74 @@
 //! Wires paths to handlers; no logic of its own.
 
-use crate::config::var;
+use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use crate::query::{catalog, chat, cors, search};
 use crate::{admin, bindings, health, page};
 use worker::{Env, Method, Request, Response};
 
+const PUBLIC_ROUTES: [&str; 5] = [
+    "/api/health",
+    "/api/search",
+    "/api/chat",
+    "/api/companies",
+    "/api/documents",
+];
+
 /// Routes one request; every failure becomes a JSON error response.
-pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
+pub async fn handle(
+    req: Request,
+    env: Env,
+    config: Result<ServiceConfig, ConfigError>,
+) -> worker::Result<Response> {
     let path = req.path();
     let origin = cors::origin(&req);
     if path.starts_with("/api/") && req.method() == Method::Options {
         return cors::preflight(origin.as_deref(), &env);
     }
-    let result = match (req.method(), path.as_str()) {
-        (Method::Get, "/api/health") => health::report(&env).await,
-        (Method::Post, "/api/search") => search::handle(req, &env).await,
-        (Method::Post, "/api/chat") => match rate_limit(&req, &env).await {
-            Ok(()) => chat::handle(req, &env).await,
-            Err(e) => Err(e),
-        },
-        (Method::Get, "/api/companies") => catalog::companies(&env).await,
-        (Method::Get, "/api/documents") => catalog::documents(&req, &env).await,
-        (
-            method,
-            "/api/health" | "/api/search" | "/api/chat" | "/api/companies" | "/api/documents",
-        ) => Err(ApiError::MethodNotAllowed(format!(
-            "{method} is not allowed on {path}"
-        ))),
+    let response = route(req, &env, &config, &path)
+        .await
+        .or_else(ApiError::into_response)?;
+    if path.starts_with("/api/") {
+        return cors::apply(origin.as_deref(), &env, response);
+    }
+    Ok(response)
+}
+
+async fn route(
+    req: Request,
+    env: &Env,
+    config: &Result<ServiceConfig, ConfigError>,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let method = req.method();
+    match (&method, path) {
+        // Health answers even when the configuration is invalid: it says why.
+        (Method::Get, "/api/health") => return health::report(env, config).await,
+        // The token is checked before anything else, configuration included.
         (_, p) if p == "/admin" || p.starts_with("/admin/") => {
-            admin::handle(req, env.clone()).await
+            return admin::handle(req, env.clone(), config).await
         }
-        (Method::Get, "/api") => json_response(
+        (method, p) if PUBLIC_ROUTES.contains(&p) && !is_public_route(method, p) => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{method} is not allowed on {path}"
+            )))
+        }
+        _ => {}
+    }
+    let config = config.as_ref().map_err(|_| {
+        ApiError::Misconfigured(
+            "the service's configuration is invalid; GET /api/health names the vars to fix".into(),
+        )
+    })?;
+    match (method, path) {
+        (Method::Post, "/api/search") => search::handle(req, env, config).await,
+        (Method::Post, "/api/chat") => {
+            rate_limit(&req, env).await?;
+            chat::handle(req, env, config).await
+        }
+        (Method::Get, "/api/companies") => catalog::companies(env).await,
+        (Method::Get, "/api/documents") => catalog::documents(&req, env).await,
+        (Method::Get, "/api") => Ok(json_response(
             &serde_json::json!({
                 "service": "portfolio-docs",
                 "endpoints": [
@@ -47,19 +84,24 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
                 ],
             }),
             200,
-        )
-        .map_err(ApiError::from),
-        (Method::Get, p) if chat_page_enabled(&env) => match page::asset(p) {
-            Some(response) => response.map_err(ApiError::from),
+        )?),
+        (Method::Get, p) if config.chat_page => match page::asset(p) {
+            Some(response) => Ok(response?),
             None => Err(ApiError::NotFound(format!("no route for GET {path}"))),
         },
         (method, _) => Err(ApiError::NotFound(format!("no route for {method} {path}"))),
-    };
-    let response = result.or_else(ApiError::into_response)?;
-    if path.starts_with("/api/") {
-        return cors::apply(origin.as_deref(), &env, response);
     }
-    Ok(response)
+}
+
+fn is_public_route(method: &Method, path: &str) -> bool {
+    matches!(
+        (method, path),
+        (Method::Get, "/api/health")
+            | (Method::Post, "/api/search")
+            | (Method::Post, "/api/chat")
+            | (Method::Get, "/api/companies")
+            | (Method::Get, "/api/documents")
+    )
 }
 
 /// Per-client limit on chat (the `CHAT_RATE_LIMITER` binding; absent: no limit).
@@ -81,9 +123,4 @@ async fn rate_limit(req: &Request, env: &Env) -> Result<(), ApiError> {
             "too many chat requests from this client; try again in a minute".into(),
         ))
     }
-}
-
-/// The chat page is served unless `CHAT_PAGE=off`.
-fn chat_page_enabled(env: &Env) -> bool {
-    var(env, "CHAT_PAGE").is_none_or(|v| v.trim() != "off")
 }

@@ -140,17 +140,6 @@ impl PipelineConfig {
         }
     }
 
-    /// The defaults, with the first step backoff from the `INGEST_RETRY_BASE_MS` var when it
-    /// is a valid one (a positive integer of ms, not above the cap).
-    #[must_use]
-    pub fn from_vars(retry_base_ms: Option<&str>) -> Self {
-        let retry = retry_base_ms
-            .and_then(|v| v.parse::<u64>().ok())
-            .and_then(|ms| RetryPolicy::new().with_base_delay_ms(ms).ok())
-            .unwrap_or_default();
-        Self::new().with_retry(retry)
-    }
-
     /// Replaces the retry policy.
     #[must_use]
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -183,23 +172,6 @@ impl PipelineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn step_backoff_comes_from_vars_when_valid() {
-        assert_eq!(
-            PipelineConfig::from_vars(Some("200"))
-                .retry()
-                .delay_after(2),
-            400
-        );
-        for invalid in [None, Some(""), Some("0"), Some("fast"), Some("3600000")] {
-            assert_eq!(
-                PipelineConfig::from_vars(invalid),
-                PipelineConfig::new(),
-                "{invalid:?}"
-            );
-        }
-    }
 
     #[test]
     fn delays_double_up_to_the_cap() {

@@ -4,7 +4,7 @@
 //! (the index and the core do), so these routes exercise exactly the code ingestion uses.
 
 use super::authorize;
-use crate::config::ServiceConfig;
+use crate::config::{ProviderKind, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use crate::store::vector_index_from_env;
 use portfolio_core::providers::offline_embedder::HashingEmbedder;
@@ -57,22 +57,28 @@ async fn read_json<T: DeserializeOwned>(req: &mut Request) -> Result<T, ApiError
 
 /// `GET /admin/index`: implementation, dimensions, vector count (and, for Vectorize, the
 /// last mutation applied).
-pub async fn describe(req: Request, env: Env) -> Result<Response, ApiError> {
+pub async fn describe(
+    req: Request,
+    env: Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     authorize(&req, &env)?;
-    let config = ServiceConfig::from_env(&env);
-    let index = vector_index_from_env(&env, &config)?;
+    let index = vector_index_from_env(&env, config)?;
     let info = index.describe().await?;
     Ok(json_response(&info, 200)?)
 }
 
 /// `POST /admin/index/query`: `{ vector | text, top_k, filter?, return_metadata? }` → matches.
-pub async fn query(mut req: Request, env: Env) -> Result<Response, ApiError> {
+pub async fn query(
+    mut req: Request,
+    env: Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     authorize(&req, &env)?;
     let body: QueryBody = read_json(&mut req).await?;
-    let config = ServiceConfig::from_env(&env);
     let vector = match (body.vector, body.text) {
         (Some(vector), None) => vector,
-        (None, Some(text)) => embed_text(&config, text).await?,
+        (None, Some(text)) => embed_text(config, text).await?,
         _ => {
             return Err(ApiError::BadRequest(
                 "invalid_request",
@@ -80,7 +86,7 @@ pub async fn query(mut req: Request, env: Env) -> Result<Response, ApiError> {
             ))
         }
     };
-    let index = vector_index_from_env(&env, &config)?;
+    let index = vector_index_from_env(&env, config)?;
     let matches = index
         .query(&VectorQuery {
             vector,
@@ -98,12 +104,12 @@ pub async fn query(mut req: Request, env: Env) -> Result<Response, ApiError> {
 /// Embeds a text query. Only the offline embedder is wired here so far; the provider-backed
 /// embedders arrive with the query service.
 async fn embed_text(config: &ServiceConfig, text: String) -> Result<Vec<f32>, ApiError> {
-    if config.embedding_provider != "offline" {
+    if config.embedding_provider != ProviderKind::Offline {
         return Err(ApiError::BadRequest(
             "embedder_not_available",
             format!(
                 "text queries need an embedder; EMBEDDING_PROVIDER={} is not wired to this endpoint yet, send `vector`",
-                config.embedding_provider
+                config.embedding_provider.as_str()
             ),
         ));
     }
@@ -122,28 +128,36 @@ async fn embed_text(config: &ServiceConfig, text: String) -> Result<Vec<f32>, Ap
 }
 
 /// `POST /admin/index/upsert`: `{ vectors: [{ id, values, metadata }] }` → `{ count, mutation_ids }`.
-pub async fn upsert(mut req: Request, env: Env) -> Result<Response, ApiError> {
+pub async fn upsert(
+    mut req: Request,
+    env: Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     authorize(&req, &env)?;
     let body: UpsertBody = read_json(&mut req).await?;
-    let index = vector_index_from_env(&env, &ServiceConfig::from_env(&env))?;
+    let index = vector_index_from_env(&env, config)?;
     let receipt = index.upsert(&body.vectors).await?;
     Ok(json_response(&receipt, 200)?)
 }
 
 /// `POST /admin/index/get`: `{ ids }` → `{ vectors }` (missing ids are left out).
-pub async fn get(mut req: Request, env: Env) -> Result<Response, ApiError> {
+pub async fn get(mut req: Request, env: Env, config: &ServiceConfig) -> Result<Response, ApiError> {
     authorize(&req, &env)?;
     let body: IdsBody = read_json(&mut req).await?;
-    let index = vector_index_from_env(&env, &ServiceConfig::from_env(&env))?;
+    let index = vector_index_from_env(&env, config)?;
     let vectors = index.get_by_ids(&body.ids).await?;
     Ok(json_response(&json!({ "vectors": vectors }), 200)?)
 }
 
 /// `POST /admin/index/delete`: `{ ids }` → `{ count, mutation_ids }`.
-pub async fn delete(mut req: Request, env: Env) -> Result<Response, ApiError> {
+pub async fn delete(
+    mut req: Request,
+    env: Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     authorize(&req, &env)?;
     let body: IdsBody = read_json(&mut req).await?;
-    let index = vector_index_from_env(&env, &ServiceConfig::from_env(&env))?;
+    let index = vector_index_from_env(&env, config)?;
     let receipt = index.delete_by_ids(&body.ids).await?;
     Ok(json_response(&receipt, 200)?)
 }

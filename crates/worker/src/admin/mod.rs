@@ -8,6 +8,7 @@ mod documents;
 pub mod index;
 mod reconcile;
 
+use crate::config::{ConfigError, ServiceConfig};
 use crate::error::ApiError;
 use portfolio_core::admin::{document_route, is_authorized, reconcile_route, AdminRequestError};
 use wasm_bindgen::JsValue;
@@ -30,21 +31,29 @@ pub fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
     }
 }
 
-/// Handles any `/admin/...` request: token first, then the route.
-pub async fn handle(req: Request, env: Env) -> Result<Response, ApiError> {
+/// Handles any `/admin/...` request: token first, then the configuration
+/// (its problems in full: the caller is the operator), then the route.
+pub async fn handle(
+    req: Request,
+    env: Env,
+    config: &Result<ServiceConfig, ConfigError>,
+) -> Result<Response, ApiError> {
     authorize(&req, &env)?;
+    let config = config
+        .as_ref()
+        .map_err(|e| ApiError::Misconfigured(e.to_string()))?;
     let path = req.path();
     match (req.method(), path.as_str()) {
-        (Method::Get, "/admin/index") => return index::describe(req, env).await,
-        (Method::Post, "/admin/index/query") => return index::query(req, env).await,
-        (Method::Post, "/admin/index/upsert") => return index::upsert(req, env).await,
-        (Method::Post, "/admin/index/get") => return index::get(req, env).await,
-        (Method::Post, "/admin/index/delete") => return index::delete(req, env).await,
+        (Method::Get, "/admin/index") => return index::describe(req, env, config).await,
+        (Method::Post, "/admin/index/query") => return index::query(req, env, config).await,
+        (Method::Post, "/admin/index/upsert") => return index::upsert(req, env, config).await,
+        (Method::Post, "/admin/index/get") => return index::get(req, env, config).await,
+        (Method::Post, "/admin/index/delete") => return index::delete(req, env, config).await,
         _ => {}
     }
     if let Some(route) = reconcile_route(req.method().as_ref(), &path) {
         return match route {
-            Ok(route) => reconcile::handle(route, req, &env).await,
+            Ok(route) => reconcile::handle(route, req, &env, config).await,
             Err(e) => Err(ApiError::NotFound(e.to_string())),
         };
     }

@@ -1,6 +1,7 @@
 //! `/admin/reconcile`: start a reconciliation run now, and read the latest
 //! run summaries. The run itself is the reconciler's (`crate::reconcile`).
 
+use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::reconcile::{self, Started};
 use portfolio_core::admin::{runs_limit, ReconcileRoute};
@@ -8,9 +9,14 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use worker::{Env, Request, Response};
 
-pub async fn handle(route: ReconcileRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn handle(
+    route: ReconcileRoute,
+    req: Request,
+    env: &Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     match route {
-        ReconcileRoute::Start => start(req, env).await,
+        ReconcileRoute::Start => start(req, env, config).await,
         ReconcileRoute::Runs => runs(req, env).await,
     }
 }
@@ -22,14 +28,14 @@ struct StartBody {
     page_size: Option<u32>,
 }
 
-async fn start(mut req: Request, env: &Env) -> Result<Response, ApiError> {
+async fn start(mut req: Request, env: &Env, config: &ServiceConfig) -> Result<Response, ApiError> {
     let text = req.text().await?;
     let body: StartBody = if text.trim().is_empty() {
         StartBody::default()
     } else {
         serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))?
     };
-    match reconcile::start(env, "admin", body.page_size).await? {
+    match reconcile::start(env, config, "admin", body.page_size).await? {
         Started::Run { run_id, done } => Ok(json_response(
             &serde_json::json!({ "run_id": run_id, "status": if done { "done" } else { "running" } }),
             202,

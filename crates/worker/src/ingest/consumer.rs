@@ -3,7 +3,7 @@
 //! Hands commands to the document's processor through its Durable Object stub.
 
 use crate::bindings;
-use crate::config::ServiceConfig;
+use crate::config::{self, ServiceConfig};
 use crate::ingest::PROCESSOR_ORIGIN;
 use crate::reconcile;
 use crate::store::d1::D1Documents;
@@ -21,6 +21,9 @@ use worker::worker_sys::{
     Context as ContextSys, Message as MessageSys, MessageBatch as MessageBatchSys,
 };
 use worker::{Env, Method, Request, RequestInit};
+
+/// How long messages wait while the vars are invalid (an operator fixes them).
+const MISCONFIGURED_RETRY_SECONDS: u32 = 300;
 
 /// `attempts`, which workers-rs does not expose; it starts at 1.
 fn attempts(raw: &MessageSys) -> u32 {
@@ -56,10 +59,34 @@ fn settle(raw: &MessageSys, id: &str, verdict: Verdict) {
 /// which the retry delay is computed from, hence the raw types.
 #[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures)]
 pub async fn queue(batch: MessageBatchSys, env: Env, _ctx: ContextSys) -> Result<JsValue, JsValue> {
-    let config = ServiceConfig::from_env(&env);
     let queue_name = batch.queue().map(String::from).unwrap_or_default();
+    let config = match config::load(&env) {
+        Ok(config) => config,
+        Err(e) => {
+            // Nothing can be handled as configured: keep every message for later.
+            ConsoleLog.log(
+                Level::Error,
+                json!({ "event": "queue_batch_misconfigured", "queue": queue_name, "error": e.to_string() }),
+            );
+            for raw in batch.messages()?.iter() {
+                let raw: MessageSys = raw.unchecked_into();
+                let id = raw.id().map(String::from).unwrap_or_default();
+                settle(
+                    &raw,
+                    &id,
+                    Verdict::Retry {
+                        delay_seconds: MISCONFIGURED_RETRY_SECONDS,
+                    },
+                );
+            }
+            return Ok(JsValue::UNDEFINED);
+        }
+    };
     let processors = Processors { env: &env };
-    let reconciler = Reconciler { env: &env };
+    let reconciler = Reconciler {
+        env: &env,
+        config: &config,
+    };
     for raw in batch.messages()?.iter() {
         let raw: MessageSys = raw.unchecked_into();
         let id = raw.id().map(String::from).unwrap_or_default();
@@ -156,6 +183,7 @@ impl ProcessorGateway for Processors<'_> {
 /// The reconciler's continuation pages.
 struct Reconciler<'a> {
     env: &'a Env,
+    config: &'a ServiceConfig,
 }
 
 impl ReconcilePages for Reconciler<'_> {
@@ -164,7 +192,7 @@ impl ReconcilePages for Reconciler<'_> {
         continuation: &ReconcileContinuation,
         attempts: u32,
     ) -> Result<(), StoreError> {
-        reconcile::continue_run(self.env, continuation, attempts)
+        reconcile::continue_run(self.env, self.config, continuation, attempts)
             .await
             .map_err(|e| StoreError::transient("reconcile page", e))
     }

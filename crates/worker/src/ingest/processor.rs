@@ -2,7 +2,7 @@
 //! document serialise. A shell over `portfolio_core::ingest::Processor`: it
 //! builds the adapters, then `fetch` and `alarm` delegate.
 
-use crate::config::{var, ServiceConfig};
+use crate::config;
 use crate::error::json_response;
 use crate::providers::{ServiceChat, ServiceEmbedder};
 use crate::store::d1::D1Documents;
@@ -128,7 +128,7 @@ impl DocumentProcessor {
             .map_err(platform)?;
         self.tables_created.set(true);
         let env = &self.env;
-        let config = ServiceConfig::from_env(env);
+        let config = config::load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
         Ok(Adapters {
             storage,
             documents: D1Documents::from_env(env).map_err(platform)?,
@@ -137,11 +137,8 @@ impl DocumentProcessor {
                 .map_err(|e| worker::Error::RustError(format!("vector index: {e}")))?,
             embedder: ServiceEmbedder::from_env(env, &config).map_err(|e| e.to_string()),
             chat: ServiceChat::from_env(env, &config).map_err(|e| e.to_string()),
-            pipeline: PipelineConfig::from_vars(var(env, "INGEST_RETRY_BASE_MS").as_deref()),
-            settings: IngestSettings::from_vars(
-                var(env, "EMBED_BATCH_SIZE").as_deref(),
-                var(env, "TAG_BATCH_SIZE").as_deref(),
-            ),
+            pipeline: config.pipeline,
+            settings: config.ingest,
         })
     }
 }

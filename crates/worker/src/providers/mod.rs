@@ -6,7 +6,7 @@ mod fetch_transport;
 
 pub use fetch_transport::{FetchTransport, TimerSleeper};
 
-use crate::config::ServiceConfig;
+use crate::config::{ProviderKind, ServiceConfig};
 use portfolio_core::providers::{
     ChatCompletion, ChatModel, ChatRequest, Embedder, ExtractiveAnswerer, HashingEmbedder,
     OpenAiChat, OpenAiConfig, OpenAiEmbedder, ProviderError, Retrier, RetryPolicy,
@@ -95,9 +95,9 @@ impl ServiceEmbedder {
     /// Builds the configured embedder.
     pub fn from_env(env: &Env, config: &ServiceConfig) -> Result<Self, ProviderSetupError> {
         let dims = config.dimensions as usize;
-        match config.embedding_provider.as_str() {
-            "offline" => Ok(Self::Offline(HashingEmbedder::new(dims)?)),
-            "openai" => {
+        match config.embedding_provider {
+            ProviderKind::Offline => Ok(Self::Offline(HashingEmbedder::new(dims)?)),
+            ProviderKind::OpenAi => {
                 let cfg = openai_config(
                     env,
                     "OPENAI_EMBEDDING_MODEL",
@@ -111,7 +111,7 @@ impl ServiceEmbedder {
             }
             other => Err(ProviderSetupError::Unknown {
                 role: "embedding",
-                name: other.to_owned(),
+                name: other.as_str().to_owned(),
             }),
         }
     }
@@ -157,9 +157,9 @@ impl std::fmt::Debug for ServiceChat {
 impl ServiceChat {
     /// Builds the configured chat model.
     pub fn from_env(env: &Env, config: &ServiceConfig) -> Result<Self, ProviderSetupError> {
-        match config.chat_provider.as_str() {
-            "offline" => Ok(Self::Offline(ExtractiveAnswerer::default())),
-            "openai" => {
+        match config.chat_provider {
+            ProviderKind::Offline => Ok(Self::Offline(ExtractiveAnswerer::default())),
+            ProviderKind::OpenAi => {
                 let cfg = openai_config(
                     env,
                     "OPENAI_CHAT_MODEL",
@@ -174,7 +174,7 @@ impl ServiceChat {
             }
             other => Err(ProviderSetupError::Unknown {
                 role: "chat",
-                name: other.to_owned(),
+                name: other.as_str().to_owned(),
             }),
         }
     }

@@ -30,7 +30,11 @@ struct Timings {
 }
 
 /// `POST /api/chat`.
-pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     let started = now();
     let accept_sse = req
         .headers()
@@ -38,10 +42,9 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
         .is_some_and(|a| a.contains("text/event-stream"));
     let body = req.bytes().await?;
     let plan = plan_chat(&body, accept_sse)?;
-    let config = ServiceConfig::from_env(env);
-    let chat = ServiceChat::from_env(env, &config)
+    let chat = ServiceChat::from_env(env, config)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
-    let retrieval = retrieve(env, &plan.search).await?;
+    let retrieval = retrieve(env, config, &plan.search).await?;
     let history: Vec<ChatMessage> = plan
         .history
         .iter()

@@ -73,17 +73,17 @@ fn opt_id(id: Option<i64>) -> JsValue {
 
 async fn vector_hits(
     env: &Env,
+    config: &ServiceConfig,
     plan: &SearchPlan,
     company: Option<i64>,
 ) -> Result<Vec<(String, f64)>, String> {
-    let config = ServiceConfig::from_env(env);
-    let embedder = ServiceEmbedder::from_env(env, &config).map_err(|e| e.to_string())?;
+    let embedder = ServiceEmbedder::from_env(env, config).map_err(|e| e.to_string())?;
     let mut vectors = embedder
         .embed(std::slice::from_ref(&plan.query))
         .await
         .map_err(|e| e.to_string())?;
     let vector = vectors.pop().ok_or("the embedder returned no vector")?;
-    let index = vector_index_from_env(env, &config).map_err(|e| e.to_string())?;
+    let index = vector_index_from_env(env, config).map_err(|e| e.to_string())?;
     let query = VectorQuery {
         vector,
         top_k: plan.candidates() as usize,
@@ -181,7 +181,11 @@ async fn timed<T>(future: impl std::future::Future<Output = T>) -> (T, u64) {
 }
 
 /// Runs the hybrid retrieval for a validated plan.
-pub async fn retrieve(env: &Env, plan: &SearchPlan) -> Result<Retrieval, ApiError> {
+pub async fn retrieve(
+    env: &Env,
+    config: &ServiceConfig,
+    plan: &SearchPlan,
+) -> Result<Retrieval, ApiError> {
     let started = now();
     let db = env.d1(bindings::DB)?;
     let company = match &plan.company {
@@ -198,7 +202,7 @@ pub async fn retrieve(env: &Env, plan: &SearchPlan) -> Result<Retrieval, ApiErro
         None => None,
     };
     let ((vector, vector_ms), (keyword, keyword_ms), (tag, tag_ms)) = futures_util::join!(
-        timed(vector_hits(env, plan, company)),
+        timed(vector_hits(env, config, plan, company)),
         timed(keyword_hits(&db, plan, company)),
         timed(tag_hits(&db, plan, company)),
     );
@@ -245,9 +249,13 @@ pub async fn retrieve(env: &Env, plan: &SearchPlan) -> Result<Retrieval, ApiErro
 }
 
 /// `POST /api/search`.
-pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     let body = req.bytes().await?;
     let plan = plan_search(&body)?;
-    let retrieval = retrieve(env, &plan).await?;
+    let retrieval = retrieve(env, config, &plan).await?;
     Ok(json_response(&retrieval, 200)?)
 }

@@ -12,25 +12,16 @@ mod runs;
 mod stores;
 
 use crate::bindings;
+use crate::config::ServiceConfig;
 use crate::store::queue::QueueProducer;
 use portfolio_core::ingest_message::ReconcileContinuation;
-use portfolio_core::reconcile::{append_errors, merge_counts, PageEnd, ReconcileSettings};
+use portfolio_core::reconcile::{append_errors, merge_counts, PageEnd};
 pub use runs::RunRow;
 use serde_json::json;
 use worker::{console_error, console_log, console_warn, Env};
 
 fn now_ms() -> u64 {
     worker::Date::now().as_millis()
-}
-
-/// The run settings from the Worker's vars.
-fn settings(env: &Env) -> ReconcileSettings {
-    let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
-    ReconcileSettings::from_vars(
-        var("RECONCILE_PAGE_SIZE").as_deref(),
-        var("RECONCILE_STUCK_AFTER_HOURS").as_deref(),
-        var("RECONCILE_MAX_RETRIES").as_deref(),
-    )
 }
 
 fn rust_error(e: impl std::fmt::Display) -> worker::Error {
@@ -53,7 +44,17 @@ enum Advance {
 
 /// Cron entry point: never panics, logs failures instead.
 pub async fn run_scheduled(cron: &str, env: &Env) {
-    match start(env, "cron", None).await {
+    let config = match crate::config::load(env) {
+        Ok(config) => config,
+        Err(e) => {
+            console_error!(
+                "{}",
+                json!({ "level": "error", "event": "reconcile_failed", "cron": cron, "error": e.to_string() })
+            );
+            return;
+        }
+    };
+    match start(env, &config, "cron", None).await {
         Ok(Started::Run { run_id, done }) => console_log!(
             "{}",
             json!({ "level": "info", "event": "reconcile_started", "trigger": "cron", "cron": cron, "run_id": run_id, "done": done })
@@ -71,9 +72,14 @@ pub async fn run_scheduled(cron: &str, env: &Env) {
 
 /// Starts a run (`trigger` is `cron` or `admin`) and processes its first
 /// page. `page_size` overrides `RECONCILE_PAGE_SIZE` for this run.
-pub async fn start(env: &Env, trigger: &str, page_size: Option<u32>) -> worker::Result<Started> {
+pub async fn start(
+    env: &Env,
+    config: &ServiceConfig,
+    trigger: &str,
+    page_size: Option<u32>,
+) -> worker::Result<Started> {
     let db = env.d1(bindings::DB)?;
-    let mut settings = settings(env);
+    let mut settings = config.reconcile;
     if let Some(size) = page_size {
         settings = settings.with_page_size(size);
     }
@@ -83,7 +89,7 @@ pub async fn start(env: &Env, trigger: &str, page_size: Option<u32>) -> worker::
         runs::Created::Started(id) => id,
         runs::Created::AlreadyRunning(run_id) => return Ok(Started::AlreadyRunning { run_id }),
     };
-    match advance(env, run_id, 1, false).await {
+    match advance(env, config, run_id, 1, false).await {
         Ok(Advance::Page { done }) => Ok(Started::Run { run_id, done }),
         Ok(Advance::Skipped(_)) => Ok(Started::Run {
             run_id,
@@ -114,10 +120,19 @@ pub async fn start(env: &Env, trigger: &str, page_size: Option<u32>) -> worker::
 /// run row already says what failed.
 pub async fn continue_run(
     env: &Env,
+    config: &ServiceConfig,
     continuation: &ReconcileContinuation,
     attempts: u32,
 ) -> Result<(), String> {
-    match advance(env, continuation.run_id, continuation.page, attempts > 1).await {
+    match advance(
+        env,
+        config,
+        continuation.run_id,
+        continuation.page,
+        attempts > 1,
+    )
+    .await
+    {
         Ok(Advance::Page { .. }) => Ok(()),
         Ok(Advance::Skipped(why)) => {
             console_warn!(
@@ -188,7 +203,13 @@ async fn send_continuation(env: &Env, run_id: u64, page: u32, cursor: &str) -> w
 /// Processes page `page` of run `run_id` if it is the run's next page, records
 /// it on the run row and enqueues the next one (or finishes the run).
 /// `redelivered`: the message failed before, maybe after its page was recorded.
-async fn advance(env: &Env, run_id: u64, page: u32, redelivered: bool) -> worker::Result<Advance> {
+async fn advance(
+    env: &Env,
+    config: &ServiceConfig,
+    run_id: u64,
+    page: u32,
+    redelivered: bool,
+) -> worker::Result<Advance> {
     let db = env.d1(bindings::DB)?;
     let Some(run) = runs::load(&db, run_id).await? else {
         return Ok(Advance::Skipped("unknown run"));
@@ -211,9 +232,9 @@ async fn advance(env: &Env, run_id: u64, page: u32, redelivered: bool) -> worker
     }
 
     let started = now_ms();
-    let settings = settings(env).with_page_size(run.page_size as u32);
+    let settings = config.reconcile.with_page_size(run.page_size as u32);
     let cursor = run.cursor.clone().unwrap_or_default();
-    let report = page::process(env, &cursor, &settings, started).await?;
+    let report = page::process(env, config, &cursor, &settings, started).await?;
     let enqueued = merge_counts(&run.enqueued, &report.enqueued).map_err(rust_error)?;
     let errors = append_errors(&run.errors, &report.errors).map_err(rust_error)?;
     let (last, next_cursor) = match &report.end {

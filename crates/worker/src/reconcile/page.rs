@@ -7,6 +7,7 @@
 
 use super::stores;
 use crate::bindings;
+use crate::config::ServiceConfig;
 use portfolio_core::keys::SHA256_METADATA;
 use portfolio_core::reconcile::{
     count_reasons, failed_keys, page_end, plan_page, store_probes, DocumentRow, DocumentStatus,
@@ -70,6 +71,7 @@ struct FailedRuns {
 /// Processes the page after `cursor`.
 pub async fn process(
     env: &Env,
+    config: &ServiceConfig,
     cursor: &str,
     settings: &ReconcileSettings,
     now_ms: u64,
@@ -104,7 +106,7 @@ pub async fn process(
     let mut store_counts = HashMap::new();
     if !probes.is_empty() {
         let chunks = stores::count_chunks(&db, &probes).await?;
-        let vectors = stores::count_vectors(env, &db, &probes).await?;
+        let vectors = stores::count_vectors(env, config, &db, &probes).await?;
         for probe in &probes {
             store_counts.insert(
                 probe.document_id,

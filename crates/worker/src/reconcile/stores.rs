@@ -3,7 +3,7 @@
 //!
 //! Read-only. One grouped query per slice of documents, never one per document.
 
-use crate::config::ServiceConfig;
+use crate::config::{IndexKind, ServiceConfig};
 use crate::store::vector_index_from_env;
 use portfolio_core::keys::vector_id;
 use portfolio_core::reconcile::StoreProbe;
@@ -74,11 +74,11 @@ const MAX_VECTORIZE_IDS_PER_PAGE: usize = 5_000;
 /// (absent from the map, so they are not reported as mismatched).
 pub async fn count_vectors(
     env: &Env,
+    config: &ServiceConfig,
     db: &D1Database,
     probes: &[StoreProbe],
 ) -> worker::Result<HashMap<i64, u32>> {
-    let config = ServiceConfig::from_env(env);
-    if config.vector_index != "vectorize" {
+    if config.vector_index == IndexKind::D1 {
         return grouped_count(
             db,
             probes,
@@ -87,7 +87,7 @@ pub async fn count_vectors(
         .await;
     }
     let index =
-        vector_index_from_env(env, &config).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        vector_index_from_env(env, config).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let mut counts = HashMap::with_capacity(probes.len());
     let mut budget = MAX_VECTORIZE_IDS_PER_PAGE;
     for probe in probes {

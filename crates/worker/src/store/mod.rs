@@ -12,7 +12,7 @@ mod vector_cache;
 pub mod vectorize;
 
 use crate::bindings;
-use crate::config::ServiceConfig;
+use crate::config::{IndexKind, ServiceConfig};
 use d1_vectors::D1VectorIndex;
 use portfolio_core::vector_index::{
     IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch, VectorQuery,
@@ -63,17 +63,17 @@ pub enum ConfiguredIndex {
     Vectorize(VectorizeIndex),
 }
 
-/// Builds the index `VECTOR_INDEX` names (`d1` when unset).
+/// Builds the index `VECTOR_INDEX` names.
 ///
 /// # Errors
-/// `NotConfigured` for an unknown value or a missing binding.
+/// `NotConfigured` for a missing binding.
 pub fn vector_index_from_env(
     env: &Env,
     config: &ServiceConfig,
 ) -> Result<ConfiguredIndex, VectorIndexError> {
     let dimensions = config.dimensions as usize;
-    match config.vector_index.as_str() {
-        "d1" => {
+    match config.vector_index {
+        IndexKind::D1 => {
             let db = env
                 .d1(bindings::DB)
                 .map_err(|e| VectorIndexError::NotConfigured {
@@ -81,14 +81,11 @@ pub fn vector_index_from_env(
                 })?;
             Ok(ConfiguredIndex::D1(D1VectorIndex::new(db, dimensions)))
         }
-        "vectorize" => Ok(ConfiguredIndex::Vectorize(VectorizeIndex::from_env(
+        IndexKind::Vectorize => Ok(ConfiguredIndex::Vectorize(VectorizeIndex::from_env(
             env,
             bindings::VECTORIZE,
             dimensions,
         )?)),
-        other => Err(VectorIndexError::NotConfigured {
-            reason: format!("VECTOR_INDEX={other:?}; expected \"d1\" or \"vectorize\""),
-        }),
     }
 }
 

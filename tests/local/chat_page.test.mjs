@@ -3,7 +3,7 @@
 // sample documents loaded through the admin API. It types a question, waits
 // for the streamed answer, checks the sources, opens one, and saves a
 // screenshot to test-output/chat-page.png (and chat-page-source.png).
-// Run: node_modules/.bin/node --test tests/browser/*.test.mjs (after scripts/build-worker.sh).
+// Run: node_modules/.bin/node --test tests/local/*.test.mjs (after scripts/build-worker.sh).
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";

@@ -1,0 +1,402 @@
+//! The service's configuration, parsed once per invocation from the Worker's
+//! vars into typed values that every driver takes as they are.
+//!
+//! Unset vars take their documented default; a var that is set but blank or
+//! invalid is an error naming the var and what it accepts — never a silent
+//! default — so `/api/health` can report it and nothing runs half-configured.
+//! Never reads secrets' values: whether a provider has its key is the
+//! provider's own check.
+
+use crate::ingest_message::RETRY_MAX_DELAY_SECONDS;
+use crate::ingestion::IngestSettings;
+use crate::pipeline::{PipelineConfig, RetryPolicy};
+use crate::providers::retry::DEFAULT_BASE_DELAY_MS as DEFAULT_PROVIDER_RETRY_BASE_MS;
+use crate::providers::DEFAULT_PROVIDER_TIMEOUT_MS;
+use crate::reconcile::{ReconcileSettings, R2_LIST_MAX};
+use std::fmt;
+
+/// Largest embedding dimension accepted (Vectorize's own maximum is 1536;
+/// the D1-exact index takes more, up to this).
+pub const MAX_DIMENSIONS: u32 = 4_096;
+
+/// Most inputs in one embedding request (OpenAI's `/v1/embeddings` limit).
+pub const MAX_EMBED_BATCH: u32 = 2_048;
+
+/// Most chunks in one tagging prompt: beyond it the answer gets unreliable.
+pub const MAX_TAG_BATCH: u32 = 100;
+
+/// Longest provider request time limit: a Worker invocation's wall time
+/// budget is what bounds it in practice.
+pub const MAX_PROVIDER_TIMEOUT_MS: u64 = 5 * 60 * 1_000;
+
+/// Which provider serves embeddings or chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// No key: the feature-hashing embedder / the extractive answerer.
+    Offline,
+    /// Any OpenAI-compatible HTTP API.
+    OpenAi,
+    /// The Workers AI binding.
+    WorkersAi,
+}
+
+impl ProviderKind {
+    /// The var value naming it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offline => "offline",
+            Self::OpenAi => "openai",
+            Self::WorkersAi => "workers-ai",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::Offline, Self::OpenAi, Self::WorkersAi]
+            .into_iter()
+            .find(|k| k.as_str() == value)
+    }
+}
+
+/// Which vector index the service uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// Exact cosine over the `vector_index` table in D1.
+    D1,
+    /// The `VECTORIZE` binding.
+    Vectorize,
+}
+
+impl IndexKind {
+    /// The var value naming it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::D1 => "d1",
+            Self::Vectorize => "vectorize",
+        }
+    }
+}
+
+/// Everything the entry points and drivers need from the vars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// `ENVIRONMENT`: `local`, `dev`, `staging`, `production`.
+    pub environment: String,
+    /// `EMBEDDING_PROVIDER`.
+    pub embedding_provider: ProviderKind,
+    /// `CHAT_PROVIDER`.
+    pub chat_provider: ProviderKind,
+    /// `VECTOR_INDEX`.
+    pub vector_index: IndexKind,
+    /// `EMBEDDING_DIMENSIONS`.
+    pub dimensions: u32,
+    /// `INGEST_DLQ_NAME`: the consumer tells dead letters apart by it.
+    pub dlq_name: String,
+    /// `PROVIDER_TIMEOUT_MS`.
+    pub provider_timeout_ms: u64,
+    /// `PROVIDER_RETRY_BASE_MS`.
+    pub provider_retry_base_ms: u64,
+    /// `EMBED_BATCH_SIZE`, `TAG_BATCH_SIZE`.
+    pub ingest: IngestSettings,
+    /// `INGEST_RETRY_BASE_MS`.
+    pub pipeline: PipelineConfig,
+    /// `RECONCILE_PAGE_SIZE`, `RECONCILE_STUCK_AFTER_HOURS`, `RECONCILE_MAX_RETRIES`.
+    pub reconcile: ReconcileSettings,
+    /// `CHAT_PAGE`: whether `/` serves the chat page.
+    pub chat_page: bool,
+}
+
+/// One var that is set to something the service cannot use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The var's name.
+    pub var: &'static str,
+    /// Its value as set.
+    pub value: String,
+    /// What it accepts.
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.trim().is_empty() {
+            write!(f, "{} is blank; expected {}", self.var, self.expected)
+        } else {
+            write!(
+                f,
+                "{} is {:?}; expected {}",
+                self.var, self.value, self.expected
+            )
+        }
+    }
+}
+
+/// Every var that is set wrongly (all of them, not just the first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {}", self.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ConfigError {
+    /// The problems, in the order the vars are read.
+    pub problems: Vec<ConfigProblem>,
+}
+
+/// Reads vars and collects problems.
+struct Vars<F> {
+    get: F,
+    problems: Vec<ConfigProblem>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// `parse` of the var's trimmed value; `default` when unset; a problem
+    /// (and `default`, to keep reading) when blank or refused.
+    fn read<T>(
+        &mut self,
+        var: &'static str,
+        default: T,
+        expected: impl Into<String>,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> T {
+        let Some(value) = (self.get)(var) else {
+            return default;
+        };
+        match Some(value.trim()).filter(|v| !v.is_empty()).and_then(parse) {
+            Some(parsed) => parsed,
+            None => {
+                self.problems.push(ConfigProblem {
+                    var,
+                    value,
+                    expected: expected.into(),
+                });
+                default
+            }
+        }
+    }
+
+    fn text(&mut self, var: &'static str, default: &str) -> String {
+        self.read(var, default.to_owned(), "a non-blank name", |v| {
+            Some(v.to_owned())
+        })
+    }
+
+    fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
+        &mut self,
+        var: &'static str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> T {
+        self.read(
+            var,
+            default,
+            format!("a whole number from {min} to {max}"),
+            |v| v.parse::<T>().ok().filter(|n| *n >= min && *n <= max),
+        )
+    }
+}
+
+impl ServiceConfig {
+    /// Parses the vars `get` returns (`None`: unset).
+    ///
+    /// # Errors
+    /// Every var that is set but blank or invalid.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut vars = Vars {
+            get,
+            problems: Vec::new(),
+        };
+        let providers = "offline, openai or workers-ai";
+        let environment = vars.text("ENVIRONMENT", "local");
+        let embedding_provider = vars.read(
+            "EMBEDDING_PROVIDER",
+            ProviderKind::Offline,
+            providers,
+            ProviderKind::parse,
+        );
+        let chat_provider = vars.read(
+            "CHAT_PROVIDER",
+            ProviderKind::Offline,
+            providers,
+            ProviderKind::parse,
+        );
+        let vector_index = vars.read("VECTOR_INDEX", IndexKind::D1, "d1 or vectorize", |v| {
+            [IndexKind::D1, IndexKind::Vectorize]
+                .into_iter()
+                .find(|k| k.as_str() == v)
+        });
+        let dimensions = vars.number("EMBEDDING_DIMENSIONS", 1_536, 1, MAX_DIMENSIONS);
+        let dlq_name = vars.text("INGEST_DLQ_NAME", "portfolio-ingest-dlq");
+        let provider_timeout_ms = vars.number(
+            "PROVIDER_TIMEOUT_MS",
+            DEFAULT_PROVIDER_TIMEOUT_MS,
+            1,
+            MAX_PROVIDER_TIMEOUT_MS,
+        );
+        let retry_cap = u64::from(RETRY_MAX_DELAY_SECONDS) * 1_000;
+        let provider_retry_base_ms = vars.number(
+            "PROVIDER_RETRY_BASE_MS",
+            DEFAULT_PROVIDER_RETRY_BASE_MS,
+            1,
+            retry_cap,
+        );
+        let defaults = IngestSettings::default();
+        let ingest = defaults
+            .with_embed_batch(vars.number(
+                "EMBED_BATCH_SIZE",
+                defaults.embed_batch,
+                1,
+                MAX_EMBED_BATCH,
+            ))
+            .with_tag_batch(vars.number("TAG_BATCH_SIZE", defaults.tag_batch, 1, MAX_TAG_BATCH));
+        let default_retry = RetryPolicy::new();
+        let pipeline = vars.read(
+            "INGEST_RETRY_BASE_MS",
+            PipelineConfig::new(),
+            "a positive whole number of ms, at most the step backoff's cap",
+            |v| {
+                let ms = v.parse::<u64>().ok()?;
+                let retry = default_retry.with_base_delay_ms(ms).ok()?;
+                Some(PipelineConfig::new().with_retry(retry))
+            },
+        );
+        let reconcile_defaults = ReconcileSettings::default();
+        let hour_ms = 60 * 60 * 1_000;
+        let reconcile = ReconcileSettings {
+            page_size: vars.number(
+                "RECONCILE_PAGE_SIZE",
+                reconcile_defaults.page_size,
+                1,
+                R2_LIST_MAX,
+            ),
+            stuck_after_ms: u64::from(vars.number(
+                "RECONCILE_STUCK_AFTER_HOURS",
+                u32::try_from(reconcile_defaults.stuck_after_ms / hour_ms).unwrap_or(24),
+                1,
+                24 * 30,
+            )) * hour_ms,
+            max_failed_runs: vars.number(
+                "RECONCILE_MAX_RETRIES",
+                reconcile_defaults.max_failed_runs,
+                0,
+                100,
+            ),
+        };
+        let chat_page = vars.read("CHAT_PAGE", true, "on or off", |v| match v {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        });
+        if !vars.problems.is_empty() {
+            return Err(ConfigError {
+                problems: vars.problems,
+            });
+        }
+        Ok(Self {
+            environment,
+            embedding_provider,
+            chat_provider,
+            vector_index,
+            dimensions,
+            dlq_name,
+            provider_timeout_ms,
+            provider_retry_base_ms,
+            ingest,
+            pipeline,
+            reconcile,
+            chat_page,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<ServiceConfig, ConfigError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ServiceConfig::from_vars(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn unset_vars_take_the_documented_defaults() {
+        let config = parse(&[]).expect("defaults");
+        assert_eq!(config.environment, "local");
+        assert_eq!(config.embedding_provider, ProviderKind::Offline);
+        assert_eq!(config.chat_provider, ProviderKind::Offline);
+        assert_eq!(config.vector_index, IndexKind::D1);
+        assert_eq!(config.dimensions, 1_536);
+        assert_eq!(config.dlq_name, "portfolio-ingest-dlq");
+        assert_eq!(config.provider_timeout_ms, 30_000);
+        assert_eq!(config.provider_retry_base_ms, 500);
+        assert_eq!(config.ingest, IngestSettings::default());
+        assert_eq!(config.pipeline, PipelineConfig::new());
+        assert_eq!(config.reconcile, ReconcileSettings::default());
+        assert!(config.chat_page);
+    }
+
+    #[test]
+    fn set_vars_are_parsed_into_typed_values() {
+        let config = parse(&[
+            ("ENVIRONMENT", " staging "),
+            ("EMBEDDING_PROVIDER", "workers-ai"),
+            ("CHAT_PROVIDER", "openai"),
+            ("VECTOR_INDEX", "vectorize"),
+            ("EMBEDDING_DIMENSIONS", "768"),
+            ("EMBED_BATCH_SIZE", "16"),
+            ("TAG_BATCH_SIZE", "5"),
+            ("INGEST_RETRY_BASE_MS", "200"),
+            ("RECONCILE_PAGE_SIZE", "50"),
+            ("RECONCILE_STUCK_AFTER_HOURS", "2"),
+            ("RECONCILE_MAX_RETRIES", "0"),
+            ("CHAT_PAGE", "off"),
+        ])
+        .expect("valid");
+        assert_eq!(config.environment, "staging");
+        assert_eq!(config.embedding_provider, ProviderKind::WorkersAi);
+        assert_eq!(config.chat_provider, ProviderKind::OpenAi);
+        assert_eq!(config.vector_index, IndexKind::Vectorize);
+        assert_eq!(config.dimensions, 768);
+        assert_eq!(
+            (config.ingest.embed_batch, config.ingest.tag_batch),
+            (16, 5)
+        );
+        assert_eq!(config.pipeline.retry().delay_after(2), 400);
+        assert_eq!(config.reconcile.page_size, 50);
+        assert_eq!(config.reconcile.stuck_after_ms, 2 * 60 * 60 * 1_000);
+        assert_eq!(config.reconcile.max_failed_runs, 0);
+        assert!(!config.chat_page);
+    }
+
+    #[test]
+    fn blank_or_invalid_values_are_errors_naming_every_var() {
+        let cases: &[(&str, &str)] = &[
+            ("EMBEDDING_PROVIDER", "OpenAI"),
+            ("CHAT_PROVIDER", " "),
+            ("VECTOR_INDEX", "pinecone"),
+            ("EMBEDDING_DIMENSIONS", "0"),
+            ("PROVIDER_TIMEOUT_MS", "30s"),
+            ("EMBED_BATCH_SIZE", "5000"),
+            ("INGEST_RETRY_BASE_MS", "0"),
+            ("RECONCILE_PAGE_SIZE", "1001"),
+            ("CHAT_PAGE", "no"),
+            ("ENVIRONMENT", ""),
+        ];
+        for (var, value) in cases {
+            let error = parse(&[(var, value)]).expect_err(var);
+            assert_eq!(error.problems.len(), 1, "{var}");
+            assert_eq!(error.problems[0].var, *var);
+            assert!(error.to_string().contains(var), "{error}");
+        }
+        let all = parse(cases).expect_err("all");
+        assert_eq!(all.problems.len(), cases.len());
+        assert!(all
+            .to_string()
+            .contains("CHAT_PROVIDER is blank; expected offline, openai or workers-ai"));
+        assert!(all
+            .to_string()
+            .contains("VECTOR_INDEX is \"pinecone\"; expected d1 or vectorize"));
+    }
+}

@@ -1,0 +1,51 @@
+// Configuration errors, against the built Worker under `wrangler dev` with a
+// var set to something the service cannot use: health names the var and
+// answers 503, public routes refuse with a generic 503, the admin API (with
+// the token) names the problem, and nothing runs half-configured.
+// Run: node_modules/.bin/node --test tests/local/*.test.mjs (after scripts/build-worker.sh).
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
+
+const TOKEN = "config-test-token";
+let base;
+
+before(async () => {
+  base = await startLocalStack({
+    name: "config",
+    adminToken: TOKEN,
+    vars: { VECTOR_INDEX: "pinecone", EMBED_BATCH_SIZE: "" },
+  });
+});
+
+after(() => stopLocalStack());
+
+test("health answers 503 degraded and names every var set wrongly", async () => {
+  const res = await fetch(`${base}/api/health`);
+  assert.equal(res.status, 503);
+  const body = await res.json();
+  assert.equal(body.status, "degraded");
+  assert.equal(body.providers, null);
+  assert.deepEqual(body.configuration_errors, [
+    'VECTOR_INDEX is "pinecone"; expected d1 or vectorize',
+    "EMBED_BATCH_SIZE is blank; expected a whole number from 1 to 2048",
+  ]);
+});
+
+test("public routes refuse with a generic 503, the admin API names the problem", async () => {
+  const search = await fetch(`${base}/api/search`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query: "anything" }),
+  });
+  assert.equal(search.status, 503);
+  const error = (await search.json()).error;
+  assert.equal(error.code, "configuration_invalid");
+  assert.doesNotMatch(error.message, /pinecone/);
+
+  const unauthorized = await fetch(`${base}/admin/documents`);
+  assert.equal(unauthorized.status, 401, "the token is checked first");
+  const admin = await fetch(`${base}/admin/documents`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  assert.equal(admin.status, 503);
+  assert.match((await admin.json()).error.message, /VECTOR_INDEX is "pinecone"/);
+});
