@@ -3,20 +3,7 @@
 // queue to the consumer, like an R2 notification would.
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { uniqueKey, waitForStatus } from "./support";
-
-const TOKEN = "test-admin-token";
-
-function admin(path: string, init: RequestInit = {}, token: string | null = TOKEN) {
-  const headers = new Headers(init.headers);
-  if (token !== null) headers.set("Authorization", `Bearer ${token}`);
-  return SELF.fetch(`https://svc.test${path}`, { ...init, headers });
-}
-
-async function sha256(text: string) {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
+import { admin, ADMIN_TOKEN as TOKEN, sha256, uniqueKey, waitForStatus } from "./support";
 
 describe("admin API", () => {
   it("refuses every route without a valid token and does nothing", async () => {

@@ -2,9 +2,7 @@
 // searchable (chunks, vectors, FTS rows of the active generation only).
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { deliverBatch, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
-
-const INGEST = "portfolio-ingest";
+import { deliverBatch, ingest, INGEST, poll, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
 
 const ACME = `---
 title: Acme Robotics
@@ -26,12 +24,6 @@ Frostbite is a picking robot that works at minus thirty degrees.
 Ledger reconciles pallet inventories every night.
 `;
 
-async function ingest(key: string, markdown: string) {
-  const event = await putDocument(key, markdown);
-  const result = await deliverBatch(INGEST, [{ id: `m-${key}`, body: event }]);
-  expect(result.explicitAcks).toEqual([`m-${key}`]);
-  return event;
-}
 
 describe("ingestion pipeline", () => {
   it("turns a put object into a ready document with chunks, vectors and FTS rows", async () => {
@@ -223,11 +215,11 @@ describe("bad input on the notification path", () => {
     ];
     for (const [key, why] of cases) {
       await notify(key, "# Hostile\n\nShould never be indexed.\n");
-      let letter: any = null;
-      for (let i = 0; i < 100 && !letter; i++) {
-        letter = await env.DB.prepare("SELECT error FROM dead_letters WHERE message_id = ?1").bind(`bad-${key}`).first();
-        if (!letter) await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      const letter: any = await poll(
+        () => env.DB.prepare("SELECT error FROM dead_letters WHERE message_id = ?1").bind(`bad-${key}`).first(),
+        (row) => row !== null,
+        `no dead letter for ${key}`,
+      );
       expect(letter.error, key).toMatch(/invalid object key/);
       expect(letter.error, key).toMatch(why);
       const row = await env.DB.prepare("SELECT id FROM documents WHERE key = ?1").bind(key).first();

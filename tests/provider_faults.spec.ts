@@ -5,9 +5,8 @@
 // stand-in served.
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { deliverBatch, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
+import { ingest, ingestReady, processorState, uniqueKey, waitForStatus } from "./support";
 
-const INGEST = "portfolio-ingest";
 const EMBEDDINGS = "/v1/embeddings";
 const CHAT = "/v1/chat/completions";
 
@@ -31,19 +30,6 @@ function markdown(marker: string, body: string) {
   return `---\ntitle: ${marker} report\ncompany: faultco\n---\n# ${marker} report\n\n${body} The reference is ${marker}.\n`;
 }
 
-async function ingest(key: string, text: string) {
-  const event = await putDocument(key, text);
-  const result = await deliverBatch(INGEST, [{ id: `m-${key}-${Date.now()}`, body: event }]);
-  expect(result.explicitAcks).toHaveLength(1);
-}
-
-/** Ingests `text` under `key` and waits for it to be ready; returns its document row. */
-async function ingestReady(key: string, text: string) {
-  await ingest(key, text);
-  const doc = await waitForStatus(key, ["ready", "failed"], 25_000);
-  expect(doc.status).toBe("ready");
-  return doc;
-}
 
 /** Polls the processor until its run for the latest event has ended. */
 async function waitForRunEnd(key: string, timeout = 25_000): Promise<any> {

@@ -1,12 +1,9 @@
 // Issue 11's races end to end: the built Worker in workerd with real local
 // D1, R2, Queues and Durable Objects. Each case interleaves writes and
 // messages the way the platform can, and asserts on stored state.
-import { env, runDurableObjectAlarm, runInDurableObject, SELF } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { deliverBatch, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
-
-const ADMIN = { Authorization: "Bearer test-admin-token" };
-const INGEST = "portfolio-ingest";
+import { admin, deliverBatch, INGEST, poll, processorState, putDocument, sha256, uniqueKey, waitForStatus } from "./support";
 
 function markdown(title: string, sections: number): string {
   let text = `---\ncompany: acme\n---\n# ${title}\n\n`;
@@ -14,22 +11,15 @@ function markdown(title: string, sections: number): string {
   return text;
 }
 
-async function sha256(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** Waits until the row serves `content` (ready with its hash) and returns it. */
 async function waitServing(key: string, content: string, timeout = 20_000): Promise<any> {
   const want = await sha256(content);
-  const deadline = Date.now() + timeout;
-  let row: any = null;
-  while (Date.now() < deadline) {
-    row = await env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first();
-    if (row?.status === "ready" && row.sha256 === want) return row;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${key} never served the expected content: ${JSON.stringify(row)}`);
+  return poll(
+    () => env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first<any>(),
+    (row) => row?.status === "ready" && row.sha256 === want,
+    `${key} never served the expected content`,
+    timeout,
+  );
 }
 
 async function liveChunkCount(row: any): Promise<number> {
@@ -85,19 +75,18 @@ describe("issue 11 races, end to end", () => {
     const before = await waitServing(key, content);
     await deliverBatch(INGEST, [{ id: "rec", body: { type: "process", key, reason: "reconcile:stuck" } }]);
     await new Promise((r) => setTimeout(r, 200));
-    const res = await SELF.fetch(`https://svc/admin/documents/${key}/process`, {
+    const res = await admin(`/admin/documents/${key}/process`, {
       method: "POST",
-      headers: { ...ADMIN, "content-type": "application/json" },
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ force: true }),
     });
     expect(res.status).toBe(202);
     // The queue delivers the forced command; a new generation goes live.
-    const deadline = Date.now() + 20_000;
-    let row: any = before;
-    while (Date.now() < deadline && !(row.status === "ready" && row.active_version > before.active_version)) {
-      await new Promise((r) => setTimeout(r, 50));
-      row = await env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first();
-    }
+    const row = await poll(
+      () => env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first<any>(),
+      (r) => r.status === "ready" && r.active_version > before.active_version,
+      "the forced run never committed",
+    );
     expect(row.active_version).toBeGreaterThan(before.active_version);
     const runs: any = await env.DB.prepare("SELECT reason, status FROM processing_runs WHERE document_key = ?1 ORDER BY id").bind(key).all();
     expect(runs.results.at(-1)).toEqual({ reason: "admin", status: "ready" });

@@ -5,10 +5,17 @@ import {
   createScheduledController,
   env,
   getQueueResult,
+  SELF,
   waitOnExecutionContext,
 } from "cloudflare:test";
+import { expect } from "vitest";
 // The built Worker's entry point class (the same module the runtime runs).
 import Worker from "../build/index.js";
+
+/** The admin token the vitest config gives the Worker (a test value, not a secret). */
+export const ADMIN_TOKEN = "test-admin-token";
+/** The ingest queue's name in the local config. */
+export const INGEST = "portfolio-ingest";
 
 let counter = 0;
 
@@ -54,16 +61,70 @@ export async function runCron(cron = "17 3 * * *") {
   await waitOnExecutionContext(ctx);
 }
 
+/**
+ * Calls `read` until `done` accepts its value (or fails after `timeout` ms,
+ * naming `what` and the last value read).
+ */
+export async function poll<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  what: string,
+  timeout = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeout;
+  let last = await read();
+  while (!done(last)) {
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeout} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+    last = await read();
+  }
+  return last;
+}
+
 /** Polls the document row until its status is one of `statuses` (or fails after `timeout` ms). */
 export async function waitForStatus(key: string, statuses: string[], timeout = 20_000): Promise<any> {
-  const deadline = Date.now() + timeout;
-  let last: any = null;
-  while (Date.now() < deadline) {
-    last = await env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first();
-    if (last && statuses.includes(last.status)) return last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`document ${key} did not reach ${statuses.join("/")}: last row ${JSON.stringify(last)}`);
+  return poll(
+    () => env.DB.prepare("SELECT * FROM documents WHERE key = ?1").bind(key).first<any>(),
+    (row) => row !== null && statuses.includes(row.status),
+    `document ${key} did not reach ${statuses.join("/")}`,
+    timeout,
+  );
+}
+
+/** A request to the Worker with the admin token (`token: null` sends none). */
+export function admin(path: string, init: RequestInit = {}, token: string | null = ADMIN_TOKEN) {
+  const headers = new Headers(init.headers);
+  if (token !== null) headers.set("Authorization", `Bearer ${token}`);
+  return SELF.fetch(`https://svc.test${path}`, { ...init, headers });
+}
+
+/** Hex SHA-256 of `text`'s UTF-8 bytes. */
+export async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Puts `markdown` into R2 and delivers its notification; returns the event. */
+export async function ingest(key: string, markdown: string) {
+  const event = await putDocument(key, markdown);
+  const id = `m-${key}-${Date.now()}`;
+  const result = await deliverBatch(INGEST, [{ id, body: event }]);
+  expect(result.explicitAcks).toEqual([id]);
+  return event;
+}
+
+/** Ingests `markdown` under `key` and waits for it to be ready; returns its document row. */
+export async function ingestReady(key: string, markdown: string, timeout = 25_000): Promise<any> {
+  await ingest(key, markdown);
+  const doc = await waitForStatus(key, ["ready", "failed"], timeout);
+  expect(doc.status, doc.last_error ?? "").toBe("ready");
+  return doc;
+}
+
+/** The `n` of a `SELECT COUNT(*) AS n …` statement. */
+export async function count(sql: string, ...params: unknown[]): Promise<number> {
+  const row = await env.DB.prepare(sql).bind(...params).first<{ n: number }>();
+  return row!.n;
 }
 
 /** Puts a markdown document into R2 and returns its R2 event notification. */
