@@ -181,6 +181,32 @@ pub fn page_size(limit: Option<&str>) -> u32 {
         .map_or(DEFAULT_PAGE, |l| l.clamp(1, MAX_PAGE))
 }
 
+/// Fields of a document's status that its processor knows better than D1:
+/// the run in progress (D1 says what is served).
+const PROCESSOR_STATUS_FIELDS: [&str; 9] = [
+    "status",
+    "step",
+    "progress",
+    "attempts",
+    "last_error",
+    "generation",
+    "queued_at_ms",
+    "started_at_ms",
+    "finished_at_ms",
+];
+
+/// Overlays the processor's view of the run onto a document row (both JSON
+/// objects) for `GET /admin/documents/{key}`.
+pub fn merge_processor_status(row: &mut serde_json::Value, processor: &serde_json::Value) {
+    if let (Some(map), Some(live)) = (row.as_object_mut(), processor.as_object()) {
+        for field in PROCESSOR_STATUS_FIELDS {
+            if let Some(value) = live.get(field) {
+                map.insert(field.to_owned(), value.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +332,18 @@ mod tests {
     fn percent_decoding_handles_multibyte() {
         assert_eq!(percent_decode("caf%C3%A9.md").as_deref(), Some("café.md"));
         assert_eq!(percent_decode("%"), None);
+    }
+
+    #[test]
+    fn the_processor_overrides_the_run_fields_only() {
+        let mut row = serde_json::json!({ "key": "a.md", "status": "ready", "chunk_count": 3, "attempts": 0 });
+        let processor = serde_json::json!({ "key": "a.md", "status": "processing", "step": "embed",
+            "progress": { "done": 1, "total": 2 }, "attempts": 1, "chunk_count": 99 });
+        merge_processor_status(&mut row, &processor);
+        assert_eq!(
+            row,
+            serde_json::json!({ "key": "a.md", "status": "processing", "step": "embed",
+                "progress": { "done": 1, "total": 2 }, "attempts": 1, "chunk_count": 3 })
+        );
     }
 }

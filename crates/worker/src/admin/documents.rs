@@ -5,17 +5,18 @@
 use crate::bindings;
 use crate::error::{json_response, ApiError};
 use crate::ingest::PROCESSOR_ORIGIN;
+use crate::store::d1::D1Documents;
 use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
-use portfolio_core::admin::{page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
+use portfolio_core::admin::{merge_processor_status, page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
 use portfolio_core::document::parse_document;
+use portfolio_core::ingest::store::DocumentStore;
 use portfolio_core::keys::{sha256_hex, DocumentKey, CONTENT_SHA256_HEADER};
 use portfolio_core::pipeline::PublicStatus;
 use portfolio_core::storage::{ObjectStore, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use wasm_bindgen::JsValue;
 use worker::{Env, Request, Response};
 
 pub async fn handle(route: DocumentRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
@@ -68,15 +69,11 @@ async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, 
         .map_err(store_error)?;
     // A new document is listed as `queued` at once; an existing row keeps the
     // status of what it serves until its processor reports otherwise.
-    let now = worker::Date::now().as_millis() as f64;
-    env.d1(bindings::DB)?
-        .prepare(
-            "INSERT INTO documents (key, status, created_at, updated_at) VALUES (?1, 'queued', ?2, ?2) \
-             ON CONFLICT(key) DO NOTHING",
-        )
-        .bind(&[key.as_str().into(), JsValue::from_f64(now)])?
-        .run()
-        .await?;
+    D1Documents::from_env(env)
+        .map_err(store_error)?
+        .ensure_document(key.as_str(), worker::Date::now().as_millis())
+        .await
+        .map_err(store_error)?;
     enqueue(
         env,
         json!({ "type": "process", "key": key.as_str(), "reason": "admin:put" }),
@@ -146,37 +143,12 @@ async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Respon
     )?)
 }
 
-#[derive(Deserialize, Serialize)]
-struct DocumentRow {
-    id: i64,
-    key: String,
-    status: String,
-    title: Option<String>,
-    company: Option<String>,
-    sha256: Option<String>,
-    etag: Option<String>,
-    size: Option<i64>,
-    active_version: Option<i64>,
-    chunk_count: i64,
-    attempts: i64,
-    last_error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    processed_at: Option<i64>,
-}
-
-const ROW_COLUMNS: &str = "d.id, d.key, d.status, d.title, c.slug AS company, d.sha256, d.etag, d.size, \
-    d.active_version, d.chunk_count, d.attempts, d.last_error, d.created_at, d.updated_at, d.processed_at";
-
 async fn status(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
-    let db = env.d1(bindings::DB)?;
-    let row: Option<DocumentRow> = db
-        .prepare(format!(
-            "SELECT {ROW_COLUMNS} FROM documents d LEFT JOIN companies c ON c.id = d.company_id WHERE d.key = ?1"
-        ))
-        .bind(&[key.as_str().into()])?
-        .first(None)
-        .await?;
+    let row = D1Documents::from_env(env)
+        .map_err(store_error)?
+        .document_row(key.as_str())
+        .await
+        .map_err(store_error)?;
     let stub = env
         .durable_object(bindings::DOCUMENT_PROCESSOR)?
         .id_from_name(key.as_str())?
@@ -192,26 +164,9 @@ async fn status(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
         }
         return Err(ApiError::NotFound(format!("no document {}", key.as_str())));
     };
-    // The processor is authoritative for the run in progress; D1 for what is served.
     let mut body = serde_json::to_value(&row)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
-    if let (Some(map), Some(live)) = (body.as_object_mut(), processor.as_object()) {
-        for field in [
-            "status",
-            "step",
-            "progress",
-            "attempts",
-            "last_error",
-            "generation",
-            "queued_at_ms",
-            "started_at_ms",
-            "finished_at_ms",
-        ] {
-            if let Some(value) = live.get(field) {
-                map.insert(field.to_owned(), value.clone());
-            }
-        }
-    }
+    merge_processor_status(&mut body, &processor);
     Ok(json_response(&body, 200)?)
 }
 
@@ -231,28 +186,13 @@ async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
     }
     let prefix = query.get("prefix").cloned().unwrap_or_default();
     let cursor = query.get("cursor").cloned().unwrap_or_default();
-    let db = env.d1(bindings::DB)?;
-    // Keyset pagination on the key: stable while documents change. Deleted
-    // tombstones are listed only when asked for (`status=deleted`): a sync
-    // client must not take them for stored documents.
-    let rows: Vec<DocumentRow> = db
-        .prepare(format!(
-            "SELECT {ROW_COLUMNS} FROM documents d LEFT JOIN companies c ON c.id = d.company_id \
-             WHERE d.key > ?1 AND substr(d.key, 1, length(?2)) = ?2 \
-             AND ((?3 IS NULL AND d.status != 'deleted') OR d.status = ?3) \
-             ORDER BY d.key LIMIT ?4"
-        ))
-        .bind(&[
-            cursor.into(),
-            prefix.into(),
-            status.map_or(JsValue::NULL, JsValue::from_str),
-            JsValue::from_f64(f64::from(limit) + 1.0),
-        ])?
-        .all()
-        .await?
-        .results()?;
-    let more = rows.len() > limit as usize;
-    let page: Vec<DocumentRow> = rows.into_iter().take(limit as usize).collect();
+    let mut page = D1Documents::from_env(env)
+        .map_err(store_error)?
+        .list_documents(&cursor, &prefix, status, limit + 1)
+        .await
+        .map_err(store_error)?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
     let next = if more {
         page.last().map(|r| r.key.clone())
     } else {

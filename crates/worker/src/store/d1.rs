@@ -466,3 +466,74 @@ impl DocumentStore for D1Documents {
         Ok(())
     }
 }
+
+/// A document row as the admin API shows it.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct AdminDocumentRow {
+    id: i64,
+    /// The R2 key (the listing's cursor).
+    pub key: String,
+    status: String,
+    title: Option<String>,
+    company: Option<String>,
+    sha256: Option<String>,
+    etag: Option<String>,
+    size: Option<i64>,
+    active_version: Option<i64>,
+    chunk_count: i64,
+    attempts: i64,
+    last_error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    processed_at: Option<i64>,
+}
+
+const ADMIN_ROW_COLUMNS: &str = "d.id, d.key, d.status, d.title, c.slug AS company, d.sha256, d.etag, d.size, \
+    d.active_version, d.chunk_count, d.attempts, d.last_error, d.created_at, d.updated_at, d.processed_at";
+
+impl D1Documents {
+    /// The admin view of one document row.
+    pub async fn document_row(&self, key: &str) -> Result<Option<AdminDocumentRow>, StoreError> {
+        self.db
+            .prepare(format!(
+                "SELECT {ADMIN_ROW_COLUMNS} FROM documents d LEFT JOIN companies c ON c.id = d.company_id WHERE d.key = ?1"
+            ))
+            .bind(&[key.into()])
+            .map_err(d1("D1 document"))?
+            .first(None)
+            .await
+            .map_err(d1("D1 document"))
+    }
+
+    /// Up to `limit` rows with keys after `after` under `prefix`, in key
+    /// order (keyset pagination: stable while documents change). Deleted
+    /// tombstones only when `status` asks for them: a sync client must not
+    /// take them for stored documents.
+    pub async fn list_documents(
+        &self,
+        after: &str,
+        prefix: &str,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AdminDocumentRow>, StoreError> {
+        self.db
+            .prepare(format!(
+                "SELECT {ADMIN_ROW_COLUMNS} FROM documents d LEFT JOIN companies c ON c.id = d.company_id \
+                 WHERE d.key > ?1 AND substr(d.key, 1, length(?2)) = ?2 \
+                 AND ((?3 IS NULL AND d.status != 'deleted') OR d.status = ?3) \
+                 ORDER BY d.key LIMIT ?4"
+            ))
+            .bind(&[
+                after.into(),
+                prefix.into(),
+                status.map_or(JsValue::NULL, JsValue::from_str),
+                num(limit),
+            ])
+            .map_err(d1("D1 document listing"))?
+            .all()
+            .await
+            .map_err(d1("D1 document listing"))?
+            .results()
+            .map_err(d1("D1 document listing"))
+    }
+}
