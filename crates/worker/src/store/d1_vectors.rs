@@ -7,24 +7,21 @@
 //! implementations agree. Every statement stays within D1's 100 bound parameters and 100 KB.
 
 use futures_util::future::try_join_all;
-use js_sys::{Array, Uint8Array};
+use js_sys::Uint8Array;
 use portfolio_core::vector_cache::{QuantizedVector, TOMBSTONE_RETENTION_CHANGES};
 use portfolio_core::vector_index::{
     cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
     validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
     VectorIndexError, VectorMatch, VectorMetadata, VectorQuery, VectorRecord, D1_MAX_BOUND_PARAMS,
 };
-use wasm_bindgen::{JsCast, JsValue};
-use worker::{D1Database, D1PreparedStatement};
+use wasm_bindgen::JsValue;
+use worker::D1Database;
 
+use super::d1_rows::{bind, d1_error, decode_row, Row, BACKEND, SCAN_PAGE_ROWS};
 use super::vector_cache;
 
-const BACKEND: &str = "d1";
 /// Columns bound per upserted row.
 const UPSERT_PARAMS_PER_ROW: usize = 8;
-/// Rows read per scan page: bounds the Worker's memory (≈ 6 KiB per 1536-dim row) while
-/// keeping round trips few. Measured in the README's ceiling table.
-pub const SCAN_PAGE_ROWS: usize = 1000;
 
 const UPSERT_HEAD: &str =
     "INSERT INTO vector_index (id, document_id, company_id, version, tags, dimensions, embedding, quantized) VALUES ";
@@ -60,16 +57,6 @@ impl D1VectorIndex {
     }
 }
 
-pub(super) fn d1_error(operation: &'static str, err: worker::Error) -> VectorIndexError {
-    // Our SQL is fixed and our inputs validated, so what is left is the platform's (an
-    // overloaded or unreachable database): worth retrying.
-    VectorIndexError::Unavailable {
-        backend: BACKEND,
-        operation,
-        message: err.to_string(),
-    }
-}
-
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
@@ -84,81 +71,6 @@ fn upsert_sql(rows: usize) -> String {
 /// Bytes a row binds (the BLOBs dominate: f32 and quantized; ids and tags are counted as sent).
 fn row_bytes(record: &VectorRecord, tags_json: &str) -> usize {
     record.values.len() * 5 + 8 + record.id.len() + tags_json.len() + 4 * 8
-}
-
-pub(super) fn bind(
-    stmt: D1PreparedStatement,
-    operation: &'static str,
-    values: &[JsValue],
-) -> Result<D1PreparedStatement, VectorIndexError> {
-    stmt.bind(values).map_err(|e| d1_error(operation, e))
-}
-
-/// One stored row, decoded.
-pub(super) struct Row {
-    pub(super) id: String,
-    pub(super) metadata: VectorMetadata,
-    pub(super) dimensions: usize,
-    pub(super) embedding_hex: String,
-}
-
-pub(super) fn malformed(operation: &'static str, reason: String) -> VectorIndexError {
-    VectorIndexError::MalformedResponse {
-        backend: BACKEND,
-        operation,
-        reason,
-    }
-}
-
-/// Decodes the first six columns of a raw row `[id, document_id, company_id, version, tags,
-/// dimensions, …]`: the id, metadata and dimensions.
-pub(super) fn decode_head(
-    operation: &'static str,
-    row: &JsValue,
-) -> Result<(Array, String, VectorMetadata, usize), VectorIndexError> {
-    let row: Array = row
-        .dyn_ref::<Array>()
-        .cloned()
-        .ok_or_else(|| malformed(operation, "a row that is not an array".into()))?;
-    let id = row
-        .get(0)
-        .as_string()
-        .ok_or_else(|| malformed(operation, "a row without an id".into()))?;
-    let int = |i: u32| row.get(i).as_f64().map(|v| v as i64);
-    let document_id = int(1).ok_or_else(|| malformed(operation, format!("{id}: document_id")))?;
-    let version = int(3)
-        .and_then(|v| u64::try_from(v).ok())
-        .ok_or_else(|| malformed(operation, format!("{id}: version")))?;
-    let tags = row
-        .get(4)
-        .as_string()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| malformed(operation, format!("{id}: tags is not a JSON array")))?;
-    let dimensions = int(5)
-        .and_then(|d| usize::try_from(d).ok())
-        .ok_or_else(|| malformed(operation, format!("{id}: dimensions")))?;
-    let metadata = VectorMetadata {
-        document_id,
-        company_id: int(2),
-        version,
-        tags,
-    };
-    Ok((row, id, metadata, dimensions))
-}
-
-/// Decodes a raw row `[id, document_id, company_id, version, tags, dimensions, hex(embedding)]`.
-pub(super) fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
-    let (row, id, metadata, dimensions) = decode_head(operation, row)?;
-    let embedding_hex = row
-        .get(6)
-        .as_string()
-        .ok_or_else(|| malformed(operation, format!("{id}: no embedding")))?;
-    Ok(Row {
-        id,
-        metadata,
-        dimensions,
-        embedding_hex,
-    })
 }
 
 /// Scores one stored row for `query` and offers it to `top`, unless its dimensions differ or the

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::D1Database;
 
-use super::d1_vectors::{bind, d1_error, decode_head, malformed, SCAN_PAGE_ROWS};
+use super::d1_rows::{bind, d1_error, decode_head, malformed, SCAN_PAGE_ROWS};
 
 thread_local! {
     /// One cache per isolate (wasm is single-threaded: this is module state), shared by every
