@@ -82,7 +82,11 @@ pub fn relative_key_path(rel: &Path) -> Result<String, KeyError> {
 /// rules: a key the service would refuse or rename is an error here, before
 /// anything is uploaded.
 pub fn key_for(prefix: &str, rel: &Path) -> Result<String, KeyError> {
-    let key = format!("{prefix}{}", relative_key_path(rel)?);
+    checked_key(format!("{prefix}{}", relative_key_path(rel)?))
+}
+
+/// `key` if the service accepts it as it is (see [`key_for`]).
+pub fn checked_key(key: String) -> Result<String, KeyError> {
     match DocumentKey::parse(&key) {
         Ok(normal) if normal.as_str() == key => Ok(key),
         Ok(normal) => Err(KeyError::NotADocumentKey {

@@ -83,6 +83,10 @@ pub enum PlanError {
         remote: usize,
         max_percent: u32,
     },
+    #[error(
+        "refusing to delete {deletes} remote object(s): {errors} local file(s) could not be read or hashed, so they may only look remote-only; fix the errors or pass --force"
+    )]
+    IncompleteLocalScan { deletes: usize, errors: usize },
 }
 
 /// Limits how much of the remote side one run may delete.
@@ -106,6 +110,20 @@ impl SyncPlan {
     /// Bytes the plan would upload.
     pub fn upload_bytes(&self) -> u64 {
         self.changes.iter().map(|c| c.size).sum()
+    }
+
+    /// Refuses plans that delete anything while the folder walk or the
+    /// hashing reported `local_errors` (an unreadable subfolder makes its
+    /// remote objects look remote-only), unless forced.
+    pub fn check_local_scan(&self, local_errors: usize, force: bool) -> Result<(), PlanError> {
+        let deletes = self.count(ChangeKind::Delete);
+        if force || deletes == 0 || local_errors == 0 {
+            return Ok(());
+        }
+        Err(PlanError::IncompleteLocalScan {
+            deletes,
+            errors: local_errors,
+        })
     }
 
     /// Refuses plans that delete more than `guard.max_percent` of the remote

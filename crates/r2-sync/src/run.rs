@@ -95,6 +95,7 @@ pub async fn run_sync<T: SyncTarget>(
     for issue in &walked.issues {
         report.error("walk", None, Some(&issue.path), issue.message.clone());
     }
+    let walk_errors = walked.issues.len();
 
     let (mut cache, warning) = StateCache::load(&request.cache_path);
     if let Some(warning) = warning {
@@ -169,7 +170,10 @@ pub async fn run_sync<T: SyncTarget>(
         }
     };
     report.set_plan(&plan);
-    if let Err(err) = plan.check_delete_guard(request.guard) {
+    let guarded = plan
+        .check_local_scan(walk_errors + hashed.issues.len(), request.guard.force)
+        .and_then(|()| plan.check_delete_guard(request.guard));
+    if let Err(err) = guarded {
         report.error("plan", None, None, err.to_string());
         return done(report, true, false);
     }

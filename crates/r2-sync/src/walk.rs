@@ -177,6 +177,16 @@ pub fn walk_folder(
         if exclude.as_ref().is_some_and(|set| set.is_match(&rel_path)) {
             continue;
         }
+        let key = match key::checked_key(format!("{prefix}{rel_path}")) {
+            Ok(key) => key,
+            Err(err) => {
+                outcome.issues.push(WalkIssue {
+                    path: path.display().to_string(),
+                    message: err.to_string(),
+                });
+                continue;
+            }
+        };
         let metadata = match entry.metadata() {
             Ok(metadata) => metadata,
             Err(err) => {
@@ -193,7 +203,7 @@ pub fn walk_folder(
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         outcome.files.push(LocalFile {
-            key: format!("{prefix}{rel_path}"),
+            key,
             rel_path,
             path: path.to_path_buf(),
             size: metadata.len(),

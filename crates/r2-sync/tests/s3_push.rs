@@ -347,6 +347,48 @@ fn deletion_guard_refuses_mass_deletes_without_force() {
 }
 
 #[test]
+fn refuses_deletions_when_the_folder_could_not_be_read_in_full() {
+    let bucket = new_bucket("incomplete");
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), DOCS);
+    assert_eq!(push_json(&bucket, dir.path(), &[]).0.code, 0);
+    // One file goes (a deletion to make) and one file can no longer be a
+    // key (a walk error): the plan must not delete while the scan is incomplete.
+    fs::remove_file(dir.path().join(DOCS[0].0)).unwrap();
+    fs::write(dir.path().join("bad\\name.md"), "# bad").unwrap();
+    let (run, report) = push_json(&bucket, dir.path(), &["--delete"]);
+    assert_eq!(run.code, 3, "{report}");
+    assert_eq!(report["outcome"], "refused");
+    let messages: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("cannot be a document key")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("could not be read or hashed")),
+        "{messages:?}"
+    );
+    assert_eq!(
+        bucket_contents(&bucket).len(),
+        DOCS.len(),
+        "nothing deleted"
+    );
+    // --force takes the responsibility.
+    let (run, _) = push_json(&bucket, dir.path(), &["--delete", "--force"]);
+    assert_eq!(run.code, 1, "done, with the walk error reported");
+    assert_eq!(bucket_contents(&bucket).len(), DOCS.len() - 1);
+}
+
+#[test]
 fn never_touches_keys_outside_the_prefix() {
     let bucket = new_bucket("prefix");
     for key in ["docs-old/a.md", "other/b.md", "docs.md", "root.md"] {
