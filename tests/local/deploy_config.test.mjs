@@ -1,0 +1,29 @@
+// Deploy safety, read from wrangler.jsonc the way wrangler reads it: the
+// top-level (local) configuration must not name a deployed Worker, so a
+// `wrangler deploy` without `--env` can never replace staging or production.
+import assert from "node:assert/strict";
+import path from "node:path";
+import { test } from "node:test";
+import { experimental_readRawConfig } from "wrangler";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const { rawConfig } = experimental_readRawConfig({ config: path.join(root, "wrangler.jsonc") });
+
+test("the top-level Worker name is none of the deployed environments' names", () => {
+  const deployed = Object.entries(rawConfig.env ?? {}).map(([env, config]) => [env, config.name]);
+  assert.ok(deployed.length >= 3, "dev, staging and production are configured");
+  for (const [env, name] of deployed) {
+    assert.ok(name, `env ${env} names its Worker`);
+    assert.notEqual(rawConfig.name, name, `a deploy without --env would replace ${env}`);
+  }
+  assert.match(rawConfig.name, /-local$/);
+});
+
+test("every deployed environment has its own name and its own D1 database", () => {
+  const envs = Object.values(rawConfig.env ?? {});
+  const names = new Set(envs.map((c) => c.name));
+  assert.equal(names.size, envs.length);
+  const databases = new Set(envs.map((c) => c.d1_databases?.[0]?.database_id));
+  assert.equal(databases.size, envs.length);
+  assert.ok(!databases.has(rawConfig.d1_databases[0].database_id), "the local database is no deployed one");
+});
