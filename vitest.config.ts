@@ -44,7 +44,7 @@ const PROVIDER_SPECS = ["tests/provider_*.spec.ts"];
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
-  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token" };
+  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-not-a-secret-0001" };
   const shared = { setupFiles: ["./tests/setup.ts"], testTimeout: 30_000 };
   // Not a secret: the stand-in's own key, so a request without it gets a 401.
   const standinKey = "standin-test-key";

@@ -16,7 +16,7 @@ import { startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const SIZES = sizes.length > 0 ? sizes : [1000, 2500, 5000, 10000, 20000];
 const DIMS = 1536;
-const TOKEN = "bench-admin-token";
+const TOKEN = "bench-admin-token-not-a-secret-001";
 const QUERIES = 7;
 const BATCH = 500;
 

@@ -22,7 +22,7 @@ const arg = (name, fallback) => {
 };
 const LATENCY_MS = arg("--latency-ms", 200);
 const PARALLEL_DOCS = arg("--docs", 50);
-const TOKEN = "bench-admin-token";
+const TOKEN = "bench-admin-token-not-a-secret-001";
 const KEY = "bench-provider-key";
 
 /** A document of `sections` sections of ~240 tokens: one chunk each. */

@@ -15,7 +15,7 @@ import { startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const SIZES = sizes.length > 0 ? sizes : [1000, 5000, 10000];
-const TOKEN = "bench-admin-token";
+const TOKEN = "bench-admin-token-not-a-secret-001";
 const CONCURRENCY = 100;
 const ROUNDS = 3;
 const SECTIONS_PER_DOC = 100; // ~240 tokens each: one chunk per section

@@ -209,7 +209,14 @@ describe("provider faults while answering", () => {
     await injectFaults(broken, CHAT, [{ status: 500 }], true);
     const failed = await ask(`What about ${broken} ${marker} hulls?`, false);
     expect(failed.status).toBe(502);
-    expect((await failed.json<any>()).error.code).toBe("provider_error");
+    const error = (await failed.json<any>()).error;
+    expect(error.code).toBe("provider_error");
+    // The provider's detail (its URL, status line, body) stays in the log; the
+    // client gets the request id to quote, which the response also carries.
+    const requestId = failed.headers.get("x-request-id");
+    expect(requestId).toMatch(/^[0-9a-f]{16}$/);
+    expect(error.message).toBe(`the request could not be completed; quote request id ${requestId}`);
+    expect(error.message).not.toMatch(/http|127\.0\.0\.1|500/);
 
     const streamed = await ask(`And ${broken} ${marker} in a stream?`, true);
     expect(streamed.status).toBe(200);

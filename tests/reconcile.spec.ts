@@ -6,7 +6,7 @@ import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { deliverBatch, putDocument, uniqueKey, waitForStatus } from "./support";
 
-const TOKEN = "test-admin-token";
+const TOKEN = "test-admin-token-not-a-secret-0001";
 const INGEST = "portfolio-ingest";
 const HOUR = 60 * 60 * 1000;
 

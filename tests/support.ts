@@ -13,7 +13,7 @@ import { expect } from "vitest";
 import Worker from "../build/index.js";
 
 /** The admin token the vitest config gives the Worker (a test value, not a secret). */
-export const ADMIN_TOKEN = "test-admin-token";
+export const ADMIN_TOKEN = "test-admin-token-not-a-secret-0001";
 /** The ingest queue's name in the local config. */
 export const INGEST = "portfolio-ingest";
 

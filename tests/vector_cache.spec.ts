@@ -7,7 +7,7 @@ import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { cosine, DIMS, record, scope, vec } from "./vectors";
 
-const TOKEN = "test-admin-token";
+const TOKEN = "test-admin-token-not-a-secret-0001";
 
 async function admin(path: string, body?: unknown): Promise<any> {
   const res = await SELF.fetch(`https://svc.test${path}`, {

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { cosine, DIMS, record, scope as uniqueScope, vec } from "./vectors";
 
 const IMPL: "d1" | "vectorize" = (env as any).VECTOR_INDEX === "vectorize" ? "vectorize" : "d1";
-const TOKEN = "test-admin-token";
+const TOKEN = "test-admin-token-not-a-secret-0001";
 const standin: any = (env as any).VECTORIZE;
 
 /** Ids and company ids no other test uses (the stand-in's index lives for the whole run). */

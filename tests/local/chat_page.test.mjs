@@ -31,7 +31,7 @@ let browser;
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium`);
-  const adminToken = "browser-test-token";
+  const adminToken = "browser-test-token-not-a-secret-01";
   base = await startLocalStack({ name: "browser", adminToken });
   await loadSamples({ url: base, token: adminToken });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -114,7 +114,7 @@ test("the page loads nothing from elsewhere and the JSON route list moved to /ap
 test("CHAT_PAGE=off serves no page, only the API", async () => {
   // A second stack with the var set; stopped with the process.
   const { startLocalStack: startOther } = await import(`../../scripts/local-stack.mjs?off`);
-  const off = await startOther({ name: "browser-off", adminToken: "off-token", vars: { CHAT_PAGE: "off" } });
+  const off = await startOther({ name: "browser-off", adminToken: "off-test-token-not-a-secret-000001", vars: { CHAT_PAGE: "off" } });
   const page = await fetch(`${off}/`);
   assert.equal(page.status, 404);
   assert.equal((await page.json()).error.code, "not_found");

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
 
-const TOKEN = "config-test-token";
+const TOKEN = "config-test-token-not-a-secret-001";
 let base;
 
 before(async () => {
@@ -48,4 +48,17 @@ test("public routes refuse with a generic 503, the admin API names the problem",
   const admin = await fetch(`${base}/admin/documents`, { headers: { authorization: `Bearer ${TOKEN}` } });
   assert.equal(admin.status, 503);
   assert.match((await admin.json()).error.message, /VECTOR_INDEX is "pinecone"/);
+});
+
+test("a short ADMIN_TOKEN authorises nobody and health says so without showing it", async () => {
+  const { startLocalStack: startOther } = await import("../../scripts/local-stack.mjs?short-token");
+  const short = "too-short-token";
+  const other = await startOther({ name: "config-short", adminToken: short });
+  const health = await fetch(`${other}/api/health`);
+  assert.equal(health.status, 503);
+  const text = await health.text();
+  assert.match(text, /ADMIN_TOKEN is missing or shorter than 32 characters/);
+  assert.ok(!text.includes(short), "the token's value never appears");
+  const admin = await fetch(`${other}/admin/documents`, { headers: { authorization: `Bearer ${short}` } });
+  assert.equal(admin.status, 401);
 });

@@ -160,11 +160,21 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Shortest admin token accepted: a shorter one (a typo, a placeholder)
+/// authorises nobody, so the admin API cannot run behind a guessable token.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// Whether the configured admin token is usable (set and long enough).
+#[must_use]
+pub fn admin_token_usable(configured: Option<&str>) -> bool {
+    configured.is_some_and(|t| t.chars().count() >= MIN_ADMIN_TOKEN_CHARS)
+}
+
 /// Whether an `Authorization` header carries the configured admin token.
-/// An unset or empty configured token authorises nobody.
+/// An unset or too short configured token authorises nobody.
 #[must_use]
 pub fn is_authorized(authorization: Option<&str>, configured: Option<&str>) -> bool {
-    let Some(expected) = configured.filter(|t| !t.is_empty()) else {
+    let Some(expected) = configured.filter(|t| admin_token_usable(Some(t))) else {
         return false;
     };
     let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
@@ -286,12 +296,24 @@ mod tests {
 
     #[test]
     fn only_the_exact_bearer_token_is_authorized() {
-        assert!(is_authorized(Some("Bearer s3cret"), Some("s3cret")));
-        assert!(!is_authorized(Some("Bearer s3cre"), Some("s3cret")));
-        assert!(!is_authorized(Some("s3cret"), Some("s3cret")));
-        assert!(!is_authorized(None, Some("s3cret")));
+        let token = "s3cret-s3cret-s3cret-s3cret-s3cret";
+        let bearer = format!("Bearer {token}");
+        assert!(is_authorized(Some(&bearer), Some(token)));
+        assert!(!is_authorized(Some(&bearer[..bearer.len() - 1]), Some(token)));
+        assert!(!is_authorized(Some(token), Some(token)));
+        assert!(!is_authorized(None, Some(token)));
         assert!(!is_authorized(Some("Bearer "), Some("")));
         assert!(!is_authorized(Some("Bearer x"), None));
+    }
+
+    #[test]
+    fn a_short_configured_token_authorises_nobody() {
+        let short = "a".repeat(MIN_ADMIN_TOKEN_CHARS - 1);
+        assert!(!admin_token_usable(Some(&short)));
+        assert!(!is_authorized(Some(&format!("Bearer {short}")), Some(&short)));
+        let long = "a".repeat(MIN_ADMIN_TOKEN_CHARS);
+        assert!(admin_token_usable(Some(&long)));
+        assert!(is_authorized(Some(&format!("Bearer {long}")), Some(&long)));
     }
 
     #[test]

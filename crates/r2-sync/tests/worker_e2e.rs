@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-const TOKEN: &str = "e2e-admin-token";
+const TOKEN: &str = "e2e-admin-token-not-a-secret-00001";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

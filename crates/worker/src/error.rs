@@ -83,16 +83,25 @@ impl ApiError {
         }
     }
 
-    /// The JSON error response; logs platform errors, which a client cannot act on.
-    pub fn into_response(self) -> worker::Result<Response> {
+    /// The JSON error response. A server-side failure's detail (D1's or a
+    /// provider's message, a URL) goes to the log with the request id, never
+    /// to the client, which gets a stable code and the id to quote.
+    pub fn into_response(self, request_id: &str) -> worker::Result<Response> {
         let (status, code, message) = self.status_code_message();
-        if status >= 500 {
-            worker::console_error!(
-                "{}",
-                serde_json::json!({ "level": "error", "event": "api_error", "code": code, "message": message })
-            );
+        if status < 500 {
+            return json_response(&ErrorBody::new(code, message), status);
         }
-        json_response(&ErrorBody::new(code, message), status)
+        worker::console_error!(
+            "{}",
+            serde_json::json!({ "level": "error", "event": "api_error", "request_id": request_id,
+                                "status": status, "code": code, "message": message })
+        );
+        let public = match &self {
+            // Written for clients already (names vars, never secrets).
+            Self::Misconfigured(m) => m.clone(),
+            _ => format!("the request could not be completed; quote request id {request_id}"),
+        };
+        json_response(&ErrorBody::new(code, public), status)
     }
 }
 

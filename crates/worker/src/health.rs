@@ -3,6 +3,7 @@
 use crate::bindings;
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
+use portfolio_core::admin::{admin_token_usable, MIN_ADMIN_TOKEN_CHARS};
 use portfolio_core::api::{BindingStatus, HealthReport, ProviderStatus};
 use wasm_bindgen::JsValue;
 use worker::{Env, Response};
@@ -25,6 +26,15 @@ pub async fn report(
             present: binding_present(raw, name),
         })
         .collect();
+    let token = js_sys::Reflect::get(raw, &JsValue::from_str(crate::admin::ADMIN_TOKEN))
+        .ok()
+        .and_then(|v| v.as_string());
+    let mut problems = Vec::new();
+    if !admin_token_usable(token.as_deref()) {
+        problems.push(format!(
+            "ADMIN_TOKEN is missing or shorter than {MIN_ADMIN_TOKEN_CHARS} characters: the admin API refuses every request"
+        ));
+    }
     let report = match config {
         Ok(config) => HealthReport::new(
             config.environment.clone(),
@@ -36,17 +46,26 @@ pub async fn report(
                 vector_index: config.vector_index.as_str().to_owned(),
                 dimensions: config.dimensions,
             }),
-            Vec::new(),
+            problems,
         ),
         Err(error) => HealthReport::new(
             crate::config::var(env, "ENVIRONMENT").unwrap_or_default(),
             env!("CARGO_PKG_VERSION"),
             statuses,
             None,
-            error.problems.iter().map(ToString::to_string).collect(),
+            error
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .chain(problems)
+                .collect(),
         ),
     };
-    let status = if config.is_ok() { 200 } else { 503 };
+    let status = if report.configuration_errors.is_empty() {
+        200
+    } else {
+        503
+    };
     Ok(json_response(&report, status)?)
 }
 

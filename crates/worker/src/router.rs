@@ -25,13 +25,34 @@ pub async fn handle(
     if path.starts_with("/api/") && req.method() == Method::Options {
         return cors::preflight(origin.as_deref(), &env);
     }
-    let response = route(req, &env, &config, &path)
+    let request_id = request_id(&req);
+    let mut response = route(req, &env, &config, &path)
         .await
-        .or_else(ApiError::into_response)?;
+        .or_else(|e| e.into_response(&request_id))?;
     if path.starts_with("/api/") {
-        return cors::apply(origin.as_deref(), &env, response);
+        response = cors::apply(origin.as_deref(), &env, response)?;
     }
-    Ok(response)
+    let headers = response.headers().clone();
+    headers.set(REQUEST_ID_HEADER, &request_id)?;
+    Ok(response.with_headers(headers))
+}
+
+/// Response header carrying the request's id, also in every log line about it.
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Cloudflare's ray id when there is one (it also finds the request in
+/// Cloudflare's own logs), else a random id.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("cf-ray")
+        .ok()
+        .flatten()
+        .filter(|ray| !ray.is_empty() && ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_else(|| {
+            let high = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+            let low = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+            format!("{high:08x}{low:08x}")
+        })
 }
 
 async fn route(

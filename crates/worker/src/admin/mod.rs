@@ -15,7 +15,7 @@ use wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, Response};
 
 /// Name of the secret (or var, locally) holding the admin token.
-const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 
 /// `Ok` when the request carries the configured admin token. Read from the
 /// raw environment: a secret and a var are both plain strings there.

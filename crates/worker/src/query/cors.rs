@@ -36,12 +36,14 @@ pub fn preflight(origin: Option<&str>, env: &Env) -> worker::Result<Response> {
     Ok(response)
 }
 
-/// Adds the CORS headers to a response when the request's origin is allowed.
+/// Adds the CORS headers to a response when the request's origin is allowed,
+/// and `Vary: Origin` always: the answer depends on the origin either way, so
+/// a cache must not serve a refused origin's answer to an allowed one (or back).
 pub fn apply(origin: Option<&str>, env: &Env, response: Response) -> worker::Result<Response> {
-    if let Some(origin) = allowed_origin(origin, env) {
-        let headers = response.headers().clone();
-        cors_headers(&headers, &origin)?;
-        return Ok(response.with_headers(headers));
+    let headers = response.headers().clone();
+    match allowed_origin(origin, env) {
+        Some(origin) => cors_headers(&headers, &origin)?,
+        None => headers.set("Vary", "Origin")?,
     }
-    Ok(response)
+    Ok(response.with_headers(headers))
 }
