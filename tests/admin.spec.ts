@@ -89,6 +89,29 @@ describe("admin API", () => {
     expect(badStatus.status).toBe(400);
   });
 
+  it("refuses an oversized upload with 413, from its Content-Length or while reading it, storing nothing", async () => {
+    const limit = 10 * 1024 * 1024;
+    const declaredKey = uniqueKey("acme/too-big.md");
+    const declared = await admin(`/admin/documents/${declaredKey}`, { method: "PUT", body: new Uint8Array(limit + 1).fill(65) });
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as any).error.code).toBe("payload_too_large");
+    expect(await env.DOCUMENTS.head(declaredKey)).toBeNull();
+
+    // No Content-Length: a stream of 1 MiB chunks, cut off once over the limit.
+    const streamedKey = uniqueKey("acme/too-big-stream.md");
+    let sent = 0;
+    const body = new ReadableStream({
+      pull(controller) {
+        if (sent > limit + 2 * 1024 * 1024) return controller.close();
+        sent += 1024 * 1024;
+        controller.enqueue(new Uint8Array(1024 * 1024).fill(66));
+      },
+    });
+    const streamed = await admin(`/admin/documents/${streamedKey}`, { method: "PUT", body, duplex: "half" } as any);
+    expect(streamed.status).toBe(413);
+    expect(await env.DOCUMENTS.head(streamedKey)).toBeNull();
+  });
+
   it("re-processes on demand with force, and deletes", async () => {
     const key = uniqueKey("acme/manual.md");
     await admin(`/admin/documents/${key}`, { method: "PUT", body: "# Manual\n\nRun me again.\n" });

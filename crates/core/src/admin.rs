@@ -299,7 +299,10 @@ mod tests {
         let token = "s3cret-s3cret-s3cret-s3cret-s3cret";
         let bearer = format!("Bearer {token}");
         assert!(is_authorized(Some(&bearer), Some(token)));
-        assert!(!is_authorized(Some(&bearer[..bearer.len() - 1]), Some(token)));
+        assert!(!is_authorized(
+            Some(&bearer[..bearer.len() - 1]),
+            Some(token)
+        ));
         assert!(!is_authorized(Some(token), Some(token)));
         assert!(!is_authorized(None, Some(token)));
         assert!(!is_authorized(Some("Bearer "), Some("")));
@@ -310,7 +313,10 @@ mod tests {
     fn a_short_configured_token_authorises_nobody() {
         let short = "a".repeat(MIN_ADMIN_TOKEN_CHARS - 1);
         assert!(!admin_token_usable(Some(&short)));
-        assert!(!is_authorized(Some(&format!("Bearer {short}")), Some(&short)));
+        assert!(!is_authorized(
+            Some(&format!("Bearer {short}")),
+            Some(&short)
+        ));
         let long = "a".repeat(MIN_ADMIN_TOKEN_CHARS);
         assert!(admin_token_usable(Some(&long)));
         assert!(is_authorized(Some(&format!("Bearer {long}")), Some(&long)));

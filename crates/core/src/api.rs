@@ -106,6 +106,28 @@ impl HealthReport {
     }
 }
 
+/// Largest `POST /api/search` body: a 2,000-character query with filters
+/// fits many times over.
+pub const MAX_SEARCH_BODY_BYTES: usize = 16 * 1024;
+
+/// Largest `POST /api/chat` body: room for the question and a long history
+/// (20 turns of up to 8,000 characters are checked after parsing).
+pub const MAX_CHAT_BODY_BYTES: usize = 256 * 1024;
+
+/// Largest JSON body of the admin API (vector upserts: 1,000 vectors of
+/// 1,536 numbers as JSON text are about 20 MB).
+pub const MAX_ADMIN_JSON_BYTES: usize = 32 * 1024 * 1024;
+
+/// Whether a request's `Content-Length` already says its body is over
+/// `limit` (so it is refused before a byte is read). A missing or
+/// unparsable header says nothing: the body is then counted while read.
+#[must_use]
+pub fn declared_too_large(content_length: Option<&str>, limit: usize) -> bool {
+    content_length
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +184,15 @@ mod tests {
             Vec::new(),
         );
         assert_eq!(degraded.status, "degraded");
+    }
+
+    #[test]
+    fn declared_lengths_over_the_limit_are_refused_before_reading() {
+        assert!(declared_too_large(Some("16385"), 16_384));
+        assert!(!declared_too_large(Some("16384"), 16_384));
+        assert!(!declared_too_large(Some(" 12 "), 16_384));
+        assert!(!declared_too_large(None, 16_384));
+        assert!(!declared_too_large(Some("lots"), 16_384));
+        assert!(declared_too_large(Some("18446744073709551615"), 16_384));
     }
 }

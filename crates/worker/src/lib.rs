@@ -6,6 +6,7 @@
 
 mod admin;
 mod bindings;
+mod body;
 mod config;
 mod error;
 mod health;

@@ -47,7 +47,9 @@ fn request_id(req: &Request) -> String {
         .get("cf-ray")
         .ok()
         .flatten()
-        .filter(|ray| !ray.is_empty() && ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|ray| {
+            !ray.is_empty() && ray.len() <= 64 && ray.bytes().all(|b| b.is_ascii_graphic())
+        })
         .unwrap_or_else(|| {
             let high = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
             let low = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;

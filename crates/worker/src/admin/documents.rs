@@ -3,12 +3,14 @@
 //! ingest queue, exactly like an R2 event, so there is one ingestion path.
 
 use crate::bindings;
+use crate::body::{read_limited, read_text_limited};
 use crate::error::{json_response, ApiError};
 use crate::ingest::PROCESSOR_ORIGIN;
 use crate::store::d1::D1Documents;
 use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
 use portfolio_core::admin::{merge_processor_status, page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
+use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use portfolio_core::document::parse_document;
 use portfolio_core::ingest::store::DocumentStore;
 use portfolio_core::keys::{sha256_hex, DocumentKey, CONTENT_SHA256_HEADER};
@@ -42,13 +44,7 @@ async fn enqueue(env: &Env, message: Value) -> Result<(), ApiError> {
 }
 
 async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, ApiError> {
-    let bytes = req.bytes().await?;
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
-            bytes.len()
-        )));
-    }
+    let bytes = read_limited(&mut req, MAX_DOCUMENT_BYTES).await?;
     // Refuse what can never become a document before storing anything.
     parse_document(&key, &bytes)
         .map_err(|e| ApiError::Unprocessable("invalid_document", e.to_string()))?;
@@ -113,7 +109,7 @@ async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Respon
         .url()?
         .query_pairs()
         .any(|(k, v)| k == "force" && (v == "true" || v == "1"));
-    let text = req.text().await?;
+    let text = read_text_limited(&mut req, MAX_ADMIN_JSON_BYTES).await?;
     let body: ProcessBody = if text.trim().is_empty() {
         ProcessBody::default()
     } else {

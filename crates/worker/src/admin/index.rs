@@ -4,9 +4,11 @@
 //! (the index and the core do), so these routes exercise exactly the code ingestion uses.
 
 use super::authorize;
+use crate::body::read_text_limited;
 use crate::config::{ProviderKind, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use crate::store::vector_index_from_env;
+use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use portfolio_core::providers::offline_embedder::HashingEmbedder;
 use portfolio_core::providers::Embedder;
 use portfolio_core::vector_index::{MetadataFilter, VectorIndex, VectorQuery, VectorRecord};
@@ -47,10 +49,7 @@ struct IdsBody {
 }
 
 async fn read_json<T: DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
-    let text = req
-        .text()
-        .await
-        .map_err(|e| ApiError::BadRequest("invalid_request", format!("unreadable body: {e}")))?;
+    let text = read_text_limited(req, MAX_ADMIN_JSON_BYTES).await?;
     serde_json::from_str(&text)
         .map_err(|e| ApiError::BadRequest("invalid_request", format!("invalid JSON body: {e}")))
 }

@@ -1,10 +1,12 @@
 //! `/admin/reconcile`: start a reconciliation run now, and read the latest
 //! run summaries. The run itself is the reconciler's (`crate::reconcile`).
 
+use crate::body::read_text_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::reconcile::{self, Started};
 use portfolio_core::admin::{runs_limit, ReconcileRoute};
+use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use serde::Deserialize;
 use std::collections::HashMap;
 use worker::{Env, Request, Response};
@@ -29,7 +31,7 @@ struct StartBody {
 }
 
 async fn start(mut req: Request, env: &Env, config: &ServiceConfig) -> Result<Response, ApiError> {
-    let text = req.text().await?;
+    let text = read_text_limited(&mut req, MAX_ADMIN_JSON_BYTES).await?;
     let body: StartBody = if text.trim().is_empty() {
         StartBody::default()
     } else {
