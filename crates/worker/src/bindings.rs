@@ -13,8 +13,15 @@ pub const DOCUMENT_PROCESSOR: &str = "DOCUMENT_PROCESSOR";
 /// Vectorize index (absent locally: Vectorize has no local simulation).
 pub const VECTORIZE: &str = "VECTORIZE";
 
-/// Rate limiter for `/api/chat` (per client IP).
+/// Rate limiter for `/api/chat` (per IPv4 address or IPv6 /64).
 pub const CHAT_RATE_LIMITER: &str = "CHAT_RATE_LIMITER";
+/// Rate limiter for `/api/search`, a budget of its own (each search embeds
+/// the query: a paid provider call in production).
+pub const SEARCH_RATE_LIMITER: &str = "SEARCH_RATE_LIMITER";
+
+/// The period of both limiters' budgets (`simple.period` in `wrangler.jsonc`),
+/// sent as `Retry-After` on a 429.
+pub const RATE_LIMIT_PERIOD_SECONDS: u32 = 60;
 
 /// Every binding with its kind, as reported by `GET /api/health`.
 /// `required` ones make the service `degraded` when missing.

@@ -89,7 +89,16 @@ impl ApiError {
     pub fn into_response(self, request_id: &str) -> worker::Result<Response> {
         let (status, code, message) = self.status_code_message();
         if status < 500 {
-            return json_response(&ErrorBody::new(code, message), status);
+            let response = json_response(&ErrorBody::new(code, message), status)?;
+            if matches!(self, Self::TooManyRequests(_)) {
+                let headers = response.headers().clone();
+                headers.set(
+                    "Retry-After",
+                    &crate::bindings::RATE_LIMIT_PERIOD_SECONDS.to_string(),
+                )?;
+                return Ok(response.with_headers(headers));
+            }
+            return Ok(response);
         }
         worker::console_error!(
             "{}",

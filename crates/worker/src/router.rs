@@ -1,9 +1,11 @@
 //! Wires paths to handlers; no logic of its own.
 
+use crate::bindings::RATE_LIMIT_PERIOD_SECONDS;
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use crate::query::{catalog, chat, cors, search};
 use crate::{admin, bindings, health, page};
+use portfolio_core::api::rate_limit_key;
 use worker::{Env, Method, Request, Response};
 
 const PUBLIC_ROUTES: [&str; 5] = [
@@ -84,9 +86,12 @@ async fn route(
         )
     })?;
     match (method, path) {
-        (Method::Post, "/api/search") => search::handle(req, env, config).await,
+        (Method::Post, "/api/search") => {
+            rate_limit(&req, env, bindings::SEARCH_RATE_LIMITER, "search").await?;
+            search::handle(req, env, config).await
+        }
         (Method::Post, "/api/chat") => {
-            rate_limit(&req, env).await?;
+            rate_limit(&req, env, bindings::CHAT_RATE_LIMITER, "chat").await?;
             chat::handle(req, env, config).await
         }
         (Method::Get, "/api/companies") => catalog::companies(env).await,
@@ -127,23 +132,19 @@ fn is_public_route(method: &Method, path: &str) -> bool {
     )
 }
 
-/// Per-client limit on chat (the `CHAT_RATE_LIMITER` binding; absent: no limit).
-async fn rate_limit(req: &Request, env: &Env) -> Result<(), ApiError> {
-    let Ok(limiter) = env.rate_limiter(bindings::CHAT_RATE_LIMITER) else {
+/// Per-client budget of a route (the `binding` limiter; absent: no limit),
+/// keyed by IPv4 address or IPv6 /64.
+async fn rate_limit(req: &Request, env: &Env, binding: &str, what: &str) -> Result<(), ApiError> {
+    let Ok(limiter) = env.rate_limiter(binding) else {
         return Ok(());
     };
-    let client = req
-        .headers()
-        .get("CF-Connecting-IP")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "anonymous".to_owned());
-    let outcome = limiter.limit(client).await?;
+    let client = req.headers().get("CF-Connecting-IP").ok().flatten();
+    let outcome = limiter.limit(rate_limit_key(client.as_deref())).await?;
     if outcome.success {
         Ok(())
     } else {
-        Err(ApiError::TooManyRequests(
-            "too many chat requests from this client; try again in a minute".into(),
-        ))
+        Err(ApiError::TooManyRequests(format!(
+            "too many {what} requests from this client; try again in {RATE_LIMIT_PERIOD_SECONDS} s"
+        )))
     }
 }
