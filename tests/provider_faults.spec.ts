@@ -216,7 +216,6 @@ describe("provider faults while answering", () => {
     const requestId = failed.headers.get("x-request-id");
     expect(requestId).toMatch(/^[0-9a-f]{16}$/);
     expect(error.message).toBe(`the request could not be completed; quote request id ${requestId}`);
-    expect(error.message).not.toMatch(/http|127\.0\.0\.1|500/);
 
     const streamed = await ask(`And ${broken} ${marker} in a stream?`, true);
     expect(streamed.status).toBe(200);
