@@ -4,14 +4,14 @@
 
 use crate::bindings;
 use crate::error::{json_response, ApiError};
+use crate::ingest::PROCESSOR_ORIGIN;
 use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
-use crate::ingest::PROCESSOR_ORIGIN;
 use portfolio_core::admin::{page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
 use portfolio_core::document::parse_document;
 use portfolio_core::keys::{sha256_hex, DocumentKey};
-use portfolio_core::storage::{ObjectStore, StoreError};
 use portfolio_core::pipeline::PublicStatus;
+use portfolio_core::storage::{ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -126,7 +126,12 @@ async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Respon
         serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))?
     };
     let objects = R2Documents::from_env(env).map_err(store_error)?;
-    if objects.head(key.as_str()).await.map_err(store_error)?.is_none() {
+    if objects
+        .head(key.as_str())
+        .await
+        .map_err(store_error)?
+        .is_none()
+    {
         return Err(ApiError::NotFound(format!(
             "no object {} in the bucket",
             key.as_str()

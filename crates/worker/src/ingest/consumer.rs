@@ -8,9 +8,9 @@
 
 use crate::bindings;
 use crate::config::ServiceConfig;
-use crate::store::queue::QueueProducer;
 use crate::ingest::PROCESSOR_ORIGIN;
 use crate::reconcile;
+use crate::store::queue::QueueProducer;
 use portfolio_core::ingest_message::{
     parse_ingest_message, parse_queue_message, retry_delay_seconds, IngestCommand, QueueMessage,
 };

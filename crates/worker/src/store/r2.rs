@@ -73,7 +73,10 @@ impl R2Documents {
 
     /// Removes an object (absent is fine).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.bucket.delete(key).await.map_err(transient("R2 delete"))
+        self.bucket
+            .delete(key)
+            .await
+            .map_err(transient("R2 delete"))
     }
 }
 
