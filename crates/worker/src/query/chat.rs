@@ -3,13 +3,13 @@
 //! Server-Sent Events: `sources` first, then `delta`s, then `done` (or
 //! `error`, never a hung stream).
 
-use super::search::{retrieve, RetrievalTimings};
+use super::search::retrieve;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::providers::ServiceChat;
 use futures_util::StreamExt;
 use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest};
-use portfolio_core::query::{cite, plan_chat};
+use portfolio_core::query::{cite, plan_chat, RetrievalTimings};
 use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{Env, Headers, Request, Response};
@@ -41,7 +41,7 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
     let config = ServiceConfig::from_env(env);
     let chat = ServiceChat::from_env(env, &config)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
-    let retrieval = retrieve(env, &plan.search).await?;
+    let retrieval = retrieve(env, &config, &plan.search).await?;
     let history: Vec<ChatMessage> = plan
         .history
         .iter()

@@ -2,8 +2,15 @@
 //! contain, how a question becomes a safe FTS5 expression, and how fused
 //! chunks are deduplicated and presented.
 //!
-//! Never touches D1, the vector index or a provider: the Worker runs the
-//! retrievals this module describes and hands the rows back.
+//! The retrieval driver ([`retrieve`]) reads through traits: this module
+//! never names D1, the vector index's backend or a provider.
+
+pub mod retrieve;
+
+pub use retrieve::{
+    retrieve, KeywordHit, Retrieval, RetrievalError, RetrievalTimings, SearchStore, SourceFailure,
+    TagHit,
+};
 
 use crate::chunk::split_heading_path;
 use crate::fusion::{FusedHit, RetrievalSource};
