@@ -1,5 +1,7 @@
-//! What retrieval reads from D1, behind `portfolio_core::query::SearchStore`:
-//! the company lookup, FTS5 BM25 matches, tag matches and chunk rows.
+//! What the public query API reads from D1: retrieval's reads behind
+//! `portfolio_core::query::SearchStore` (the company lookup, FTS5 BM25
+//! matches, tag matches, chunk rows) and the public catalog (companies and
+//! served documents).
 //!
 //! Translates calls only: which sources run, the degrade policy, fusion and
 //! how rows become results stay in the core. Every query reads the active
@@ -7,11 +9,11 @@
 
 use portfolio_core::query::{ChunkRow, KeywordHit, SearchStore, TagHit};
 use portfolio_core::storage::StoreError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::D1Database;
 
-/// The `DB` database, as retrieval reads it.
+/// The `DB` database, as the query API reads it.
 pub struct D1Search {
     db: D1Database,
 }
@@ -151,6 +153,74 @@ impl SearchStore for D1Search {
                  WHERE c.vector_id IN (SELECT value FROM json_each(?1)) AND c.version = d.active_version",
             )
             .bind(&[json_list(vector_ids)])
+            .map_err(transient(OP))?
+            .all()
+            .await
+            .map_err(transient(OP))?
+            .results()
+            .map_err(transient(OP))
+    }
+}
+
+/// A company with at least one served document (`GET /api/companies`).
+#[derive(Debug, Deserialize, Serialize)]
+pub struct CatalogCompany {
+    /// Company slug.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Served documents.
+    pub documents: i64,
+}
+
+/// A served document as D1 stores it (`GET /api/documents`).
+#[derive(Debug, Deserialize)]
+pub struct CatalogDocument {
+    /// R2 key.
+    pub key: String,
+    /// Title from the front matter or first heading.
+    pub title: Option<String>,
+    /// Company slug.
+    pub company: Option<String>,
+    /// JSON array of tags.
+    pub tags: String,
+    /// Chunks of the active generation.
+    pub chunk_count: f64,
+    /// Last update, ms since the epoch.
+    pub updated_at: f64,
+}
+
+impl D1Search {
+    /// Companies with at least one served document, by slug.
+    pub async fn catalog_companies(&self) -> Result<Vec<CatalogCompany>, StoreError> {
+        const OP: &str = "D1 catalog companies";
+        self.db
+            .prepare(
+                "SELECT c.slug, c.name, COUNT(d.id) AS documents FROM companies c \
+                 JOIN documents d ON d.company_id = c.id AND d.active_version IS NOT NULL AND d.status != 'deleted' \
+                 GROUP BY c.id ORDER BY c.slug",
+            )
+            .all()
+            .await
+            .map_err(transient(OP))?
+            .results()
+            .map_err(transient(OP))
+    }
+
+    /// Served documents (of one company when given), by key, at most 1000.
+    pub async fn catalog_documents(
+        &self,
+        company: Option<&str>,
+    ) -> Result<Vec<CatalogDocument>, StoreError> {
+        const OP: &str = "D1 catalog documents";
+        self.db
+            .prepare(
+                "SELECT d.key, d.title, c.slug AS company, d.tags, d.chunk_count, d.updated_at FROM documents d \
+                 LEFT JOIN companies c ON c.id = d.company_id \
+                 WHERE d.active_version IS NOT NULL AND d.status != 'deleted' AND (?1 IS NULL OR c.slug = ?1) \
+                 ORDER BY d.key LIMIT 1000",
+            )
+            .bind(&[company.map_or(JsValue::NULL, JsValue::from_str)])
             .map_err(transient(OP))?
             .all()
             .await
