@@ -28,7 +28,7 @@ pub async fn handle(
         return cors::preflight(origin.as_deref(), &env);
     }
     let request_id = request_id(&req);
-    let mut response = route(req, &env, &config, &path)
+    let mut response = route(req, &env, &config, &path, &request_id)
         .await
         .or_else(|e| e.into_response(&request_id))?;
     if path.starts_with("/api/") {
@@ -64,6 +64,7 @@ async fn route(
     env: &Env,
     config: &Result<ServiceConfig, ConfigError>,
     path: &str,
+    request_id: &str,
 ) -> Result<Response, ApiError> {
     let method = req.method();
     match (&method, path) {
@@ -92,7 +93,7 @@ async fn route(
         }
         (Method::Post, "/api/chat") => {
             rate_limit(&req, env, bindings::CHAT_RATE_LIMITER, "chat").await?;
-            chat::handle(req, env, config).await
+            chat::handle(req, env, config, request_id).await
         }
         (Method::Get, "/api/companies") => catalog::companies(env).await,
         (Method::Get, "/api/documents") => catalog::documents(&req, env).await,

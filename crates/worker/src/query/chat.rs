@@ -3,16 +3,18 @@
 //! Server-Sent Events: `sources` first, then `delta`s, then `done` (or
 //! `error`, never a hung stream).
 
-use super::search::{retrieve, RetrievalTimings};
+use super::search::retrieve;
+use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::providers::ServiceChat;
 use futures_util::StreamExt;
+use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest};
-use portfolio_core::query::{cite, plan_chat};
+use portfolio_core::query::{cite, plan_chat, RetrievalTimings};
 use serde::Serialize;
 use serde_json::{json, Value};
-use worker::{Env, Headers, Request, Response};
+use worker::{console_error, Env, Headers, Request, Response};
 
 fn sse(event: &str, data: &Value) -> Vec<u8> {
     format!("event: {event}\ndata: {data}\n\n").into_bytes()
@@ -34,13 +36,14 @@ pub async fn handle(
     mut req: Request,
     env: &Env,
     config: &ServiceConfig,
+    request_id: &str,
 ) -> Result<Response, ApiError> {
     let started = now();
     let accept_sse = req
         .headers()
         .get("Accept")?
         .is_some_and(|a| a.contains("text/event-stream"));
-    let body = req.bytes().await?;
+    let body = read_limited(&mut req, MAX_CHAT_BODY_BYTES).await?;
     let plan = plan_chat(&body, accept_sse)?;
     let chat = ServiceChat::from_env(env, config)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
@@ -82,6 +85,7 @@ pub async fn handle(
     let (tx, rx) = futures_channel::mpsc::unbounded::<Vec<u8>>();
     let _ = tx.unbounded_send(sse("sources", &json!({ "sources": sources })));
     let retrieval_timings = retrieval.timings;
+    let request_id = request_id.to_owned();
     wasm_bindgen_futures::spawn_local(async move {
         let generation_started = now();
         let delta_tx = tx.clone();
@@ -101,10 +105,18 @@ pub async fn handle(
                     },
                 }),
             ),
-            Err(e) => sse(
-                "error",
-                &json!({ "code": "provider_error", "message": e.to_string() }),
-            ),
+            Err(e) => {
+                // The provider's detail goes to the log; the client gets the id to quote.
+                console_error!(
+                    "{}",
+                    json!({ "level": "error", "event": "chat_stream_failed", "request_id": request_id, "error": e.to_string() })
+                );
+                sse(
+                    "error",
+                    &json!({ "code": "provider_error",
+                             "message": format!("the answer could not be completed; quote request id {request_id}") }),
+                )
+            }
         };
         let _ = tx.unbounded_send(event);
         // Dropping the last sender ends the response stream.

@@ -1,10 +1,12 @@
-//! Storage adapters: the vector index implementations behind `portfolio_core`'s `VectorIndex`.
+//! Storage adapters: the vector index implementations behind `portfolio_core`'s `VectorIndex`,
+//! retrieval's reads (`d1_search`), R2 and the ingest queue.
 //!
 //! Owns the choice of implementation from configuration (`VECTOR_INDEX`). Must never hold
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
 
 pub mod d1;
 mod d1_rows;
+pub mod d1_search;
 pub mod d1_vectors;
 pub mod processor_storage;
 pub mod queue;

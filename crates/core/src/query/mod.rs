@@ -1,0 +1,24 @@
+//! The public query API's decisions, in the order a request meets them:
+//! what a search or chat request may contain (`plan`), what the keyword and
+//! tag sources search for (`terms`), the hybrid retrieval driver
+//! ([`retrieve()`]), and how fused chunks become results and cited sources
+//! (`results`).
+//!
+//! The driver reads through traits: this module never names D1, the vector
+//! index's backend or a provider. Everything is re-exported here, so callers
+//! use `portfolio_core::query::*`.
+
+pub mod retrieve;
+
+pub use retrieve::{
+    retrieve, KeywordHit, Retrieval, RetrievalError, RetrievalTimings, SearchStore, SourceFailure,
+    TagHit,
+};
+
+mod plan;
+mod results;
+mod terms;
+
+pub use plan::*;
+pub use results::*;
+pub use terms::*;

@@ -1,0 +1,354 @@
+//! What a search or chat request may contain: the bodies, their limits and
+//! validation into a [`SearchPlan`] or [`ChatPlan`]. Pure parsing; never
+//! retrieves anything.
+
+use crate::tags::normalize_tag;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Longest search query or chat question, in characters.
+pub const MAX_QUERY_CHARS: usize = 2_000;
+/// Default number of results of `/api/search`.
+pub const DEFAULT_TOP_K: u32 = 8;
+/// Largest `top_k`: Vectorize returns at most 50 matches with metadata.
+pub const MAX_TOP_K: u32 = 50;
+/// Most tags a request may filter on.
+pub const MAX_FILTER_TAGS: usize = 10;
+/// Most history turns a chat request may carry.
+pub const MAX_HISTORY_TURNS: usize = 20;
+/// Longest history turn, in characters.
+pub const MAX_TURN_CHARS: usize = 8_000;
+/// Passages given to the answerer.
+pub const CHAT_PASSAGES: u32 = 6;
+/// Most terms of a keyword query (FTS5 cost grows with each OR'ed term).
+pub const MAX_KEYWORD_TERMS: usize = 24;
+/// Candidates fetched from each retrieval source per requested result.
+pub const CANDIDATES_PER_RESULT: u32 = 4;
+
+/// Why a query request is refused (all map to HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum QueryError {
+    /// The body is not the expected JSON (syntax, types or unknown fields).
+    #[error("invalid JSON body: {0}")]
+    BadJson(String),
+    /// The query or question is empty after trimming.
+    #[error("`{field}` must not be empty")]
+    Empty {
+        /// `query` or `question`.
+        field: &'static str,
+    },
+    /// The query or question is too long.
+    #[error("`{field}` is {chars} characters; the limit is {max}")]
+    TooLong {
+        /// Field name.
+        field: &'static str,
+        /// Its length.
+        chars: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `top_k` is outside 1..=MAX_TOP_K.
+    #[error("`top_k` must be between 1 and {MAX_TOP_K} (got {0})")]
+    TopK(i64),
+    /// Too many or unusable filter tags.
+    #[error("`tags` {0}")]
+    Tags(String),
+    /// The company filter is not a slug.
+    #[error("`company` must be a company slug (letters, digits, `-`, `_`, `.`)")]
+    Company,
+    /// The chat history is too long or malformed.
+    #[error("`history` {0}")]
+    History(String),
+}
+
+impl QueryError {
+    /// Stable error code for the `{ "error": { "code" } }` body.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadJson(_) => "bad_json",
+            Self::Empty { .. } => "empty_query",
+            Self::TooLong { .. } => "query_too_long",
+            Self::TopK(_) => "bad_top_k",
+            Self::Tags(_) => "bad_tags",
+            Self::Company => "bad_company",
+            Self::History(_) => "bad_history",
+        }
+    }
+}
+
+/// `POST /api/search` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    /// The search text.
+    pub query: String,
+    /// Restrict to one company (slug).
+    #[serde(default)]
+    pub company: Option<String>,
+    /// Restrict to chunks carrying at least one of these tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Number of results (default 8, at most 50).
+    #[serde(default)]
+    pub top_k: Option<i64>,
+}
+
+/// One turn of chat history as the client sends it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryTurnBody {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// What was said.
+    pub content: String,
+}
+
+/// `POST /api/chat` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatBody {
+    /// The question.
+    pub question: String,
+    /// Restrict to one company (slug).
+    #[serde(default)]
+    pub company: Option<String>,
+    /// Restrict to chunks carrying at least one of these tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Earlier turns, oldest first.
+    #[serde(default)]
+    pub history: Option<Vec<HistoryTurnBody>>,
+    /// Stream Server-Sent Events instead of one JSON answer.
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// A validated retrieval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPlan {
+    /// Trimmed query text.
+    pub query: String,
+    /// Company slug filter.
+    pub company: Option<String>,
+    /// Normalised tag filter (empty: no filter).
+    pub tags: Vec<String>,
+    /// Results wanted.
+    pub top_k: u32,
+}
+
+impl SearchPlan {
+    /// Candidates to fetch from each source for this request.
+    #[must_use]
+    pub fn candidates(&self) -> u32 {
+        (self.top_k * CANDIDATES_PER_RESULT).clamp(10, MAX_TOP_K)
+    }
+}
+
+/// A validated chat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatPlan {
+    /// Retrieval for the question.
+    pub search: SearchPlan,
+    /// Validated history (`user`/`assistant` turns).
+    pub history: Vec<HistoryTurnBody>,
+    /// Whether to stream.
+    pub stream: bool,
+}
+
+fn checked_text(field: &'static str, text: &str) -> Result<String, QueryError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(QueryError::Empty { field });
+    }
+    let chars = trimmed.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(QueryError::TooLong {
+            field,
+            chars,
+            max: MAX_QUERY_CHARS,
+        });
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn checked_company(company: Option<&str>) -> Result<Option<String>, QueryError> {
+    let Some(company) = company.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let ok = company.len() <= 128
+        && company
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(Some(company.to_owned()))
+    } else {
+        Err(QueryError::Company)
+    }
+}
+
+fn checked_tags(tags: Option<&[String]>) -> Result<Vec<String>, QueryError> {
+    let Some(tags) = tags else {
+        return Ok(Vec::new());
+    };
+    if tags.len() > MAX_FILTER_TAGS {
+        return Err(QueryError::Tags(format!(
+            "has {} entries; the limit is {MAX_FILTER_TAGS}",
+            tags.len()
+        )));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for raw in tags {
+        let tag = normalize_tag(raw)
+            .ok_or_else(|| QueryError::Tags(format!("entry {raw:?} is not a usable tag")))?;
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses and validates a search body.
+pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
+    let body: SearchBody =
+        serde_json::from_slice(body).map_err(|e| QueryError::BadJson(e.to_string()))?;
+    let top_k = match body.top_k {
+        None => DEFAULT_TOP_K,
+        Some(k) if (1..=i64::from(MAX_TOP_K)).contains(&k) => k as u32,
+        Some(k) => return Err(QueryError::TopK(k)),
+    };
+    Ok(SearchPlan {
+        query: checked_text("query", &body.query)?,
+        company: checked_company(body.company.as_deref())?,
+        tags: checked_tags(body.tags.as_deref())?,
+        top_k,
+    })
+}
+
+/// Parses and validates a chat body; `accept_sse` is true when the client
+/// sent `Accept: text/event-stream`.
+pub fn plan_chat(body: &[u8], accept_sse: bool) -> Result<ChatPlan, QueryError> {
+    let body: ChatBody =
+        serde_json::from_slice(body).map_err(|e| QueryError::BadJson(e.to_string()))?;
+    let history = body.history.unwrap_or_default();
+    if history.len() > MAX_HISTORY_TURNS {
+        return Err(QueryError::History(format!(
+            "has {} turns; the limit is {MAX_HISTORY_TURNS}",
+            history.len()
+        )));
+    }
+    for (i, turn) in history.iter().enumerate() {
+        if !matches!(turn.role.as_str(), "user" | "assistant") {
+            return Err(QueryError::History(format!(
+                "turn {i} has role {:?}; expected user or assistant",
+                turn.role
+            )));
+        }
+        if turn.content.chars().count() > MAX_TURN_CHARS {
+            return Err(QueryError::History(format!(
+                "turn {i} is longer than {MAX_TURN_CHARS} characters"
+            )));
+        }
+    }
+    Ok(ChatPlan {
+        search: SearchPlan {
+            query: checked_text("question", &body.question)?,
+            company: checked_company(body.company.as_deref())?,
+            tags: checked_tags(body.tags.as_deref())?,
+            top_k: CHAT_PASSAGES,
+        },
+        history,
+        stream: body.stream.unwrap_or(accept_sse),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_bodies_are_validated() {
+        let ok = plan_search(
+            br#"{"query":"  forklifts ","company":"acme","tags":["Robotics"],"top_k":5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            SearchPlan {
+                query: "forklifts".into(),
+                company: Some("acme".into()),
+                tags: vec!["robotics".into()],
+                top_k: 5
+            }
+        );
+        assert_eq!(
+            plan_search(br#"{"query":"x"}"#).unwrap().top_k,
+            DEFAULT_TOP_K
+        );
+        let long = format!(r#"{{"query":"{}"}}"#, "a".repeat(MAX_QUERY_CHARS + 1));
+        let cases: Vec<(&[u8], &str)> = vec![
+            (b"{", "bad_json"),
+            (br#"{"query":"x","extra":1}"#, "bad_json"),
+            (br#"{"query":5}"#, "bad_json"),
+            (br#"{"query":"   "}"#, "empty_query"),
+            (long.as_bytes(), "query_too_long"),
+            (br#"{"query":"x","top_k":0}"#, "bad_top_k"),
+            (br#"{"query":"x","top_k":51}"#, "bad_top_k"),
+            (br#"{"query":"x","company":"a b"}"#, "bad_company"),
+            (br#"{"query":"x","tags":["!!!"]}"#, "bad_tags"),
+            (
+                br#"{"query":"x","tags":["a","b","c","d","e","f","g","h","i","j","k"]}"#,
+                "bad_tags",
+            ),
+        ];
+        for (body, code) in cases {
+            assert_eq!(
+                plan_search(body).unwrap_err().code(),
+                code,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn chat_bodies_are_validated() {
+        let plan = plan_chat(
+            br#"{"question":"What?","history":[{"role":"user","content":"hi"}]}"#,
+            true,
+        )
+        .unwrap();
+        assert!(plan.stream);
+        assert_eq!(plan.search.top_k, CHAT_PASSAGES);
+        assert!(
+            !plan_chat(br#"{"question":"What?","stream":false}"#, true)
+                .unwrap()
+                .stream
+        );
+        let many: Vec<String> = (0..21)
+            .map(|_| r#"{"role":"user","content":"x"}"#.to_owned())
+            .collect();
+        let too_many = format!(r#"{{"question":"q","history":[{}]}}"#, many.join(","));
+        assert_eq!(
+            plan_chat(too_many.as_bytes(), false).unwrap_err().code(),
+            "bad_history"
+        );
+        assert_eq!(
+            plan_chat(
+                br#"{"question":"q","history":[{"role":"system","content":"x"}]}"#,
+                false
+            )
+            .unwrap_err()
+            .code(),
+            "bad_history"
+        );
+        assert_eq!(
+            plan_chat(br#"{"question":""}"#, false).unwrap_err().code(),
+            "empty_query"
+        );
+        assert_eq!(
+            plan_chat(br#"{"query":"q"}"#, false).unwrap_err().code(),
+            "bad_json"
+        );
+    }
+}

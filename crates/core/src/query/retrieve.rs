@@ -1,0 +1,288 @@
+//! Hybrid retrieval, the driver: the company filter, three sources run
+//! concurrently (vector, FTS5 keyword, tag), the degrade policy, fusion, and
+//! the active generation's chunk rows assembled into results.
+//!
+//! Generic over what it reads ([`SearchStore`], an [`Embedder`], a
+//! [`VectorIndex`]) and over the [`Clock`]; never names a platform. The
+//! Worker builds the adapters, calls [`retrieve`] and logs what degraded.
+
+use super::{
+    assemble_results, fts_expression, query_tag_terms, ChunkRow, SearchPlan, SearchResult,
+};
+use crate::fusion::{bm25_relevance, fuse_rankings, FusionConfig, RetrievalSource, SourceRanking};
+use crate::providers::Embedder;
+use crate::storage::{Clock, StoreError};
+use crate::vector_index::{MetadataFilter, VectorIndex, VectorQuery};
+use serde::Serialize;
+use std::fmt;
+use std::future::Future;
+use thiserror::Error;
+
+/// One FTS5 match: the chunk's vector id and its raw `bm25(chunks_fts)`
+/// (negative; more negative is better, as FTS5 reports it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeywordHit {
+    /// Vector id of the chunk.
+    pub vector_id: String,
+    /// FTS5 `bm25()`, unconverted.
+    pub bm25: f64,
+}
+
+/// One tag match: the chunk's vector id and how many of the asked tags it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagHit {
+    /// Vector id of the chunk.
+    pub vector_id: String,
+    /// Asked tags the chunk carries (at least 1).
+    pub matched_tags: u32,
+}
+
+/// What retrieval reads from the document store (D1). Every method reads
+/// only chunks of their document's active generation, so a half-written
+/// newer generation stays invisible.
+#[allow(async_fn_in_trait)]
+pub trait SearchStore {
+    /// The company's id, `None` when no company has that slug.
+    async fn company_id(&self, slug: &str) -> Result<Option<i64>, StoreError>;
+    /// Up to `limit` chunks matching the FTS5 `expression` (see
+    /// [`fts_expression`]), best (lowest bm25) first, restricted to
+    /// `company_id` when given.
+    async fn keyword_hits(
+        &self,
+        expression: &str,
+        company_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<KeywordHit>, StoreError>;
+    /// Up to `limit` chunks carrying at least one of `tags`, most matched
+    /// tags first, restricted to `company_id` when given.
+    async fn tag_hits(
+        &self,
+        tags: &[String],
+        company_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<TagHit>, StoreError>;
+    /// The rows of the chunks among `vector_ids` (ids of other generations or
+    /// deleted documents are skipped; order is free).
+    async fn chunk_rows(&self, vector_ids: &[String]) -> Result<Vec<ChunkRow>, StoreError>;
+}
+
+/// Milliseconds spent in each part of a retrieval (part of the HTTP
+/// responses of `/api/search` and `/api/chat`: keep the field names).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetrievalTimings {
+    /// Embedding the query and searching the vector index.
+    pub vector_ms: u64,
+    /// FTS5 keyword search.
+    pub keyword_ms: u64,
+    /// Tag matching.
+    pub tag_ms: u64,
+    /// The whole retrieval, including fusion and reading the chunks.
+    pub total_ms: u64,
+}
+
+/// A source that failed while the others answered (or all failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFailure {
+    /// Which source.
+    pub source: RetrievalSource,
+    /// What went wrong, as the embedder, index or store said it.
+    pub message: String,
+}
+
+impl fmt::Display for SourceFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source.as_str(), self.message)
+    }
+}
+
+/// Ranked results plus where the time went. Serialises as the `/api/search`
+/// response (`results`, `timings`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Retrieval {
+    /// Best first, at most `top_k`.
+    pub results: Vec<SearchResult>,
+    /// Timings.
+    pub timings: RetrievalTimings,
+    /// Sources that failed: the answer is degraded, and the caller logs them.
+    #[serde(skip)]
+    pub degraded: Vec<SourceFailure>,
+}
+
+/// Why a retrieval produced no answer at all.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RetrievalError {
+    /// Vector, keyword and tag search all failed.
+    #[error("every retrieval source failed: {}", join_failures(failures))]
+    AllSourcesFailed {
+        /// One failure per source, in [`RetrievalSource::ALL`] order.
+        failures: Vec<SourceFailure>,
+    },
+    /// The company lookup or the chunk rows could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RetrievalError {
+    /// Whether the same retrieval may succeed later.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::AllSourcesFailed { .. } => true,
+            Self::Store(e) => e.retryable,
+        }
+    }
+}
+
+fn join_failures(failures: &[SourceFailure]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn timed<T, K: Clock>(clock: &K, future: impl Future<Output = T>) -> (T, u64) {
+    let started = clock.now_ms();
+    let out = future.await;
+    (out, clock.now_ms().saturating_sub(started))
+}
+
+/// Embeds the query and searches the index. A missing embedder or index (the
+/// Worker could not build it from its configuration) fails this source only.
+async fn vector_hits<E: Embedder, V: VectorIndex>(
+    embedder: Result<&E, String>,
+    index: Result<&V, String>,
+    plan: &SearchPlan,
+    company_id: Option<i64>,
+) -> Result<Vec<(String, f64)>, String> {
+    let embedder = embedder?;
+    let index = index?;
+    let mut vectors = embedder
+        .embed(std::slice::from_ref(&plan.query))
+        .await
+        .map_err(|e| e.to_string())?;
+    let vector = vectors.pop().ok_or("the embedder returned no vector")?;
+    let query = VectorQuery {
+        vector,
+        top_k: plan.candidates() as usize,
+        filter: company_id.map(MetadataFilter::company),
+        return_metadata: false,
+    };
+    let matches = index.query(&query).await.map_err(|e| e.to_string())?;
+    Ok(matches
+        .into_iter()
+        .map(|m| (m.id, f64::from(m.score)))
+        .collect())
+}
+
+/// FTS5 BM25 over the chunk text; a query without a word searches nothing.
+async fn keyword_hits<S: SearchStore>(
+    store: &S,
+    plan: &SearchPlan,
+    company_id: Option<i64>,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    let Some(expression) = fts_expression(&plan.query) else {
+        return Ok(Vec::new());
+    };
+    let hits = store
+        .keyword_hits(&expression, company_id, plan.candidates())
+        .await?;
+    Ok(hits
+        .into_iter()
+        .map(|h| (h.vector_id, bm25_relevance(h.bm25)))
+        .collect())
+}
+
+/// The asked tags, or else tags taken from the query's words.
+async fn tag_hits<S: SearchStore>(
+    store: &S,
+    plan: &SearchPlan,
+    company_id: Option<i64>,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    let tags = if plan.tags.is_empty() {
+        query_tag_terms(&plan.query)
+    } else {
+        plan.tags.clone()
+    };
+    if tags.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hits = store.tag_hits(&tags, company_id, plan.candidates()).await?;
+    Ok(hits
+        .into_iter()
+        .map(|h| (h.vector_id, f64::from(h.matched_tags)))
+        .collect())
+}
+
+/// Runs the hybrid retrieval for a validated plan.
+///
+/// The three sources run concurrently. A failing source degrades the answer
+/// (it is listed in [`Retrieval::degraded`]); only all three failing is an
+/// error. An unknown company has no documents: the result is empty and no
+/// source is asked.
+///
+/// `embedder` and `index` are what the caller could build from its
+/// configuration; an `Err` (the reason) fails the vector source only.
+///
+/// # Errors
+/// [`RetrievalError::AllSourcesFailed`] when no source answered;
+/// [`RetrievalError::Store`] when the company lookup or the chunk rows fail.
+pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, K: Clock>(
+    store: &S,
+    embedder: Result<&E, String>,
+    index: Result<&V, String>,
+    clock: &K,
+    plan: &SearchPlan,
+) -> Result<Retrieval, RetrievalError> {
+    let started = clock.now_ms();
+    let company_id = match &plan.company {
+        Some(slug) => match store.company_id(slug).await? {
+            Some(id) => Some(id),
+            None => return Ok(Retrieval::default()),
+        },
+        None => None,
+    };
+    let ((vector, vector_ms), (keyword, keyword_ms), (tag, tag_ms)) = futures_util::future::join3(
+        timed(clock, vector_hits(embedder, index, plan, company_id)),
+        timed(clock, keyword_hits(store, plan, company_id)),
+        timed(clock, tag_hits(store, plan, company_id)),
+    )
+    .await;
+    let outcomes = [
+        (RetrievalSource::Vector, vector),
+        (RetrievalSource::Keyword, keyword.map_err(|e| e.to_string())),
+        (RetrievalSource::Tag, tag.map_err(|e| e.to_string())),
+    ];
+    let mut rankings = Vec::new();
+    let mut degraded = Vec::new();
+    for (source, outcome) in outcomes {
+        match outcome {
+            Ok(hits) => rankings.push(SourceRanking::new(source, hits)),
+            Err(message) => degraded.push(SourceFailure { source, message }),
+        }
+    }
+    if rankings.is_empty() {
+        return Err(RetrievalError::AllSourcesFailed { failures: degraded });
+    }
+    let fused = fuse_rankings(&FusionConfig::new(), &rankings);
+    let ids: Vec<String> = fused.iter().map(|h| h.id.clone()).collect();
+    let rows = if ids.is_empty() {
+        Vec::new()
+    } else {
+        store.chunk_rows(&ids).await?
+    };
+    let results = assemble_results(&fused, &rows, &plan.tags, plan.top_k as usize);
+    Ok(Retrieval {
+        results,
+        timings: RetrievalTimings {
+            vector_ms,
+            keyword_ms,
+            tag_ms,
+            total_ms: clock.now_ms().saturating_sub(started),
+        },
+        degraded,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,771 @@
+//! The retrieval driver on in-memory fakes: a document store with companies,
+//! documents, generations of chunks and an active generation per document;
+//! the offline hashing embedder; an exact index holding every generation's
+//! vectors (as the real index does between a write and a flip); a clock that
+//! moves only when a fake says its call took time.
+
+use super::*;
+use crate::providers::{HashingEmbedder, ProviderError};
+use crate::vector_index::{
+    exact_top_k, IndexInfo, MutationReceipt, VectorIndexError, VectorMatch, VectorMetadata,
+    VectorRecord,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+const DIMENSIONS: usize = 256;
+
+/// Every I/O call a fake can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Call {
+    CompanyId,
+    KeywordHits,
+    TagHits,
+    ChunkRows,
+    Embed,
+    Query,
+}
+
+/// Shared by the fakes: the call journal, injected failures, per-call cost and the clock.
+#[derive(Debug, Default)]
+struct Io {
+    now: Cell<u64>,
+    calls: RefCell<Vec<Call>>,
+    failing: RefCell<Vec<Call>>,
+    cost_ms: RefCell<HashMap<Call, u64>>,
+    limits: RefCell<Vec<(Call, u32)>>,
+    asked_tags: RefCell<Vec<Vec<String>>>,
+    vector_filters: RefCell<Vec<Option<MetadataFilter>>>,
+}
+
+impl Io {
+    /// Records `call`, lets its cost pass on the clock, and fails it when asked to.
+    fn enter(&self, call: Call) -> Result<(), String> {
+        self.calls.borrow_mut().push(call);
+        let cost = self.cost_ms.borrow().get(&call).copied().unwrap_or(0);
+        self.now.set(self.now.get() + cost);
+        if self.failing.borrow().contains(&call) {
+            return Err(format!("{call:?} is down"));
+        }
+        Ok(())
+    }
+
+    fn fail(&self, call: Call) {
+        self.failing.borrow_mut().push(call);
+    }
+
+    fn called(&self, call: Call) -> bool {
+        self.calls.borrow().contains(&call)
+    }
+}
+
+impl Clock for Io {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Document {
+    id: i64,
+    key: String,
+    company_id: Option<i64>,
+    active_version: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Chunk {
+    document_id: i64,
+    version: u64,
+    index: u32,
+    content: String,
+    tags: Vec<String>,
+    bytes: (u64, u64),
+}
+
+impl Chunk {
+    fn vector_id(&self) -> String {
+        format!("{}:{}:{}", self.document_id, self.version, self.index)
+    }
+}
+
+/// D1 as retrieval sees it.
+#[derive(Debug)]
+struct FakeStore {
+    io: Rc<Io>,
+    companies: Vec<(i64, String)>,
+    documents: RefCell<Vec<Document>>,
+    chunks: Vec<Chunk>,
+}
+
+/// Lowercase words joined by single spaces, padded: how the fake FTS5 tokenises.
+fn fts_tokens(text: &str) -> String {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    format!(" {} ", words.join(" "))
+}
+
+impl FakeStore {
+    fn document(&self, id: i64) -> Option<Document> {
+        self.documents.borrow().iter().find(|d| d.id == id).cloned()
+    }
+
+    /// Chunks of active generations, of `company_id` when given.
+    fn served(&self, company_id: Option<i64>) -> Vec<(&Chunk, Document)> {
+        self.chunks
+            .iter()
+            .filter_map(|c| {
+                let document = self.document(c.document_id)?;
+                let active = document.active_version == Some(c.version);
+                let in_company = company_id.is_none() || document.company_id == company_id;
+                (active && in_company).then_some((c, document))
+            })
+            .collect()
+    }
+
+    fn activate(&self, document_id: i64, version: u64) {
+        for d in self.documents.borrow_mut().iter_mut() {
+            if d.id == document_id {
+                d.active_version = Some(version);
+            }
+        }
+    }
+
+    fn store_error(&self, call: Call) -> Result<(), StoreError> {
+        self.io
+            .enter(call)
+            .map_err(|m| StoreError::transient(format!("fake {call:?}"), m))
+    }
+}
+
+impl SearchStore for FakeStore {
+    async fn company_id(&self, slug: &str) -> Result<Option<i64>, StoreError> {
+        self.store_error(Call::CompanyId)?;
+        Ok(self
+            .companies
+            .iter()
+            .find(|(_, s)| s == slug)
+            .map(|(id, _)| *id))
+    }
+
+    async fn keyword_hits(
+        &self,
+        expression: &str,
+        company_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<KeywordHit>, StoreError> {
+        self.store_error(Call::KeywordHits)?;
+        self.io.limits.borrow_mut().push((Call::KeywordHits, limit));
+        // `"a b" OR "c"`: a chunk scores -1 per phrase it contains (FTS5's sign).
+        let phrases: Vec<String> = expression
+            .split(" OR ")
+            .map(|p| format!(" {} ", p.trim_matches('"')))
+            .collect();
+        let mut hits: Vec<KeywordHit> = self
+            .served(company_id)
+            .into_iter()
+            .filter_map(|(c, _)| {
+                let tokens = fts_tokens(&c.content);
+                let found = phrases.iter().filter(|p| tokens.contains(*p)).count();
+                (found > 0).then(|| KeywordHit {
+                    vector_id: c.vector_id(),
+                    bm25: -(found as f64),
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            a.bm25
+                .total_cmp(&b.bm25)
+                .then_with(|| a.vector_id.cmp(&b.vector_id))
+        });
+        hits.truncate(limit as usize);
+        Ok(hits)
+    }
+
+    async fn tag_hits(
+        &self,
+        tags: &[String],
+        company_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<TagHit>, StoreError> {
+        self.store_error(Call::TagHits)?;
+        self.io.limits.borrow_mut().push((Call::TagHits, limit));
+        self.io.asked_tags.borrow_mut().push(tags.to_vec());
+        let mut hits: Vec<TagHit> = self
+            .served(company_id)
+            .into_iter()
+            .filter_map(|(c, _)| {
+                let matched = c.tags.iter().filter(|t| tags.contains(t)).count() as u32;
+                (matched > 0).then(|| TagHit {
+                    vector_id: c.vector_id(),
+                    matched_tags: matched,
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.matched_tags
+                .cmp(&a.matched_tags)
+                .then_with(|| a.vector_id.cmp(&b.vector_id))
+        });
+        hits.truncate(limit as usize);
+        Ok(hits)
+    }
+
+    async fn chunk_rows(&self, vector_ids: &[String]) -> Result<Vec<ChunkRow>, StoreError> {
+        self.store_error(Call::ChunkRows)?;
+        Ok(self
+            .served(None)
+            .into_iter()
+            .filter(|(c, _)| vector_ids.contains(&c.vector_id()))
+            .map(|(c, d)| ChunkRow {
+                vector_id: c.vector_id(),
+                document_id: d.id,
+                key: d.key.clone(),
+                title: Some(format!("Title of {}", d.key)),
+                company: self
+                    .companies
+                    .iter()
+                    .find(|(id, _)| Some(*id) == d.company_id)
+                    .map(|(_, slug)| slug.clone()),
+                chunk_index: c.index,
+                heading_path: String::new(),
+                content: c.content.clone(),
+                tags: serde_json::to_string(&c.tags).unwrap(),
+                start_byte: c.bytes.0,
+                end_byte: c.bytes.1,
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug)]
+struct FakeEmbedder {
+    io: Rc<Io>,
+    inner: HashingEmbedder,
+}
+
+impl Embedder for FakeEmbedder {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        self.io
+            .enter(Call::Embed)
+            .map_err(|m| ProviderError::Status {
+                provider: "fake",
+                status: 503,
+                body_excerpt: m,
+                retry_after: None,
+            })?;
+        self.inner.embed(texts).await
+    }
+}
+
+#[derive(Debug)]
+struct FakeIndex {
+    io: Rc<Io>,
+    records: Vec<VectorRecord>,
+}
+
+impl VectorIndex for FakeIndex {
+    fn implementation(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn upsert(&self, _: &[VectorRecord]) -> Result<MutationReceipt, VectorIndexError> {
+        unreachable!("retrieval never writes")
+    }
+
+    async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
+        self.io
+            .enter(Call::Query)
+            .map_err(|message| VectorIndexError::Unavailable {
+                backend: "memory",
+                operation: "query",
+                message,
+            })?;
+        self.io
+            .limits
+            .borrow_mut()
+            .push((Call::Query, query.top_k as u32));
+        self.io
+            .vector_filters
+            .borrow_mut()
+            .push(query.filter.clone());
+        Ok(exact_top_k(query, &self.records))
+    }
+
+    async fn get_by_ids(&self, _: &[String]) -> Result<Vec<VectorRecord>, VectorIndexError> {
+        unreachable!("retrieval never reads vectors back")
+    }
+
+    async fn delete_by_ids(&self, _: &[String]) -> Result<MutationReceipt, VectorIndexError> {
+        unreachable!("retrieval never deletes")
+    }
+
+    async fn describe(&self) -> Result<IndexInfo, VectorIndexError> {
+        unreachable!("retrieval never describes")
+    }
+}
+
+/// The three fakes over one journal and clock.
+#[derive(Debug)]
+struct World {
+    io: Rc<Io>,
+    store: FakeStore,
+    embedder: FakeEmbedder,
+    index: FakeIndex,
+}
+
+fn chunk(document_id: i64, version: u64, index: u32, content: &str, tags: &[&str]) -> Chunk {
+    let start = u64::from(index) * 100;
+    Chunk {
+        document_id,
+        version,
+        index,
+        content: content.into(),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        bytes: (start, start + content.len() as u64),
+    }
+}
+
+/// Acme (robots, with a half-written generation 2 and a never-committed
+/// document) and Globex (pumps).
+fn world() -> World {
+    let io = Rc::new(Io::default());
+    let documents = vec![
+        Document {
+            id: 1,
+            key: "acme/robots.md".into(),
+            company_id: Some(1),
+            active_version: Some(1),
+        },
+        Document {
+            id: 2,
+            key: "globex/pumps.md".into(),
+            company_id: Some(2),
+            active_version: Some(1),
+        },
+        Document {
+            id: 3,
+            key: "acme/draft.md".into(),
+            company_id: Some(1),
+            active_version: None,
+        },
+    ];
+    let chunks = vec![
+        chunk(
+            1,
+            1,
+            0,
+            "Acme builds warehouse robots that lift pallets.",
+            &["robotics", "warehouse"],
+        ),
+        chunk(
+            1,
+            1,
+            1,
+            "Acme forklifts run on hydrogen fuel cells.",
+            &["hydrogen"],
+        ),
+        // Generation 2 of the same document: written, not yet flipped.
+        chunk(
+            1,
+            2,
+            0,
+            "Acme now builds submarines with sonar.",
+            &["robotics"],
+        ),
+        chunk(2, 1, 0, "Globex pumps move water for farms.", &["pumps"]),
+        chunk(
+            2,
+            1,
+            1,
+            "Globex valves and pumps for irrigation of farms.",
+            &["pumps", "irrigation"],
+        ),
+        chunk(
+            3,
+            1,
+            0,
+            "Draft notes about robots and submarines.",
+            &["robotics"],
+        ),
+    ];
+    let inner = HashingEmbedder::new(DIMENSIONS).unwrap();
+    let company_of = |document_id: i64| {
+        documents
+            .iter()
+            .find(|d| d.id == document_id)
+            .and_then(|d| d.company_id)
+    };
+    let records = chunks
+        .iter()
+        .map(|c| VectorRecord {
+            id: c.vector_id(),
+            values: inner.embed_text(&c.content),
+            metadata: VectorMetadata {
+                document_id: c.document_id,
+                company_id: company_of(c.document_id),
+                version: c.version,
+                tags: c.tags.clone(),
+            },
+        })
+        .collect();
+    World {
+        store: FakeStore {
+            io: Rc::clone(&io),
+            companies: vec![(1, "acme".into()), (2, "globex".into())],
+            documents: RefCell::new(documents),
+            chunks,
+        },
+        embedder: FakeEmbedder {
+            io: Rc::clone(&io),
+            inner,
+        },
+        index: FakeIndex {
+            io: Rc::clone(&io),
+            records,
+        },
+        io,
+    }
+}
+
+fn plan(query: &str) -> SearchPlan {
+    SearchPlan {
+        query: query.into(),
+        company: None,
+        tags: Vec::new(),
+        top_k: 8,
+    }
+}
+
+impl World {
+    fn retrieve(&self, plan: &SearchPlan) -> Result<Retrieval, RetrievalError> {
+        pollster::block_on(retrieve(
+            &self.store,
+            Ok(&self.embedder),
+            Ok(&self.index),
+            &*self.io,
+            plan,
+        ))
+    }
+}
+
+fn texts(retrieval: &Retrieval) -> Vec<&str> {
+    retrieval.results.iter().map(|r| r.text.as_str()).collect()
+}
+
+const ROBOTS: &str = "Acme builds warehouse robots that lift pallets.";
+const FORKLIFTS: &str = "Acme forklifts run on hydrogen fuel cells.";
+
+#[test]
+fn the_three_sources_are_fused_into_one_ranking() {
+    let world = world();
+    let got = world.retrieve(&plan("warehouse robotics")).unwrap();
+    assert!(got.degraded.is_empty());
+    let best = &got.results[0];
+    assert_eq!(best.text, ROBOTS);
+    assert_eq!(best.key, "acme/robots.md");
+    assert_eq!(best.company.as_deref(), Some("acme"));
+    // First in every source: 3 × 1/(60 + 1).
+    assert!((best.score - 3.0 / 61.0).abs() < 1e-12, "{}", best.score);
+    assert!(best.scores.vector.is_some_and(|s| s > 0.0));
+    assert_eq!(best.scores.keyword, Some(1.0));
+    assert_eq!(best.scores.tag, Some(2.0));
+    // The others were found by the vector source alone, ranked after it.
+    assert!(got.results.len() > 1);
+    assert!(got.results[1..]
+        .iter()
+        .all(|r| r.scores.keyword.is_none() && r.scores.tag.is_none() && r.score < best.score));
+    assert!(got.results.windows(2).all(|w| w[0].score >= w[1].score));
+}
+
+#[test]
+fn each_failing_source_degrades_the_answer_without_failing_it() {
+    let cases = [
+        (Call::Embed, RetrievalSource::Vector),
+        (Call::Query, RetrievalSource::Vector),
+        (Call::KeywordHits, RetrievalSource::Keyword),
+        (Call::TagHits, RetrievalSource::Tag),
+    ];
+    for (call, source) in cases {
+        let world = world();
+        world.io.fail(call);
+        let got = world.retrieve(&plan("warehouse robotics")).unwrap();
+        assert_eq!(got.results[0].text, ROBOTS, "{call:?}");
+        assert_eq!(got.degraded.len(), 1, "{call:?}");
+        assert_eq!(got.degraded[0].source, source);
+        assert!(
+            got.degraded[0]
+                .message
+                .contains(&format!("{call:?} is down")),
+            "{}",
+            got.degraded[0]
+        );
+        assert!(got.degraded[0]
+            .to_string()
+            .starts_with(&format!("{}: ", source.as_str())));
+        let scored_by_failed = |r: &SearchResult| match source {
+            RetrievalSource::Vector => r.scores.vector.is_some(),
+            RetrievalSource::Keyword => r.scores.keyword.is_some(),
+            RetrievalSource::Tag => r.scores.tag.is_some(),
+        };
+        assert!(!got.results.iter().any(scored_by_failed), "{call:?}");
+    }
+}
+
+#[test]
+fn an_embedder_or_index_that_could_not_be_built_degrades_only_the_vector_source() {
+    let world = world();
+    let no_embedder = pollster::block_on(retrieve(
+        &world.store,
+        Err::<&FakeEmbedder, _>("unknown embedding provider `nope`".to_owned()),
+        Ok(&world.index),
+        &*world.io,
+        &plan("warehouse robotics"),
+    ))
+    .unwrap();
+    assert_eq!(
+        no_embedder.degraded,
+        [SourceFailure {
+            source: RetrievalSource::Vector,
+            message: "unknown embedding provider `nope`".into()
+        }]
+    );
+    assert_eq!(texts(&no_embedder), [ROBOTS]);
+
+    let no_index = pollster::block_on(retrieve(
+        &world.store,
+        Ok(&world.embedder),
+        Err::<&FakeIndex, _>("VECTOR_INDEX=\"faiss\"".to_owned()),
+        &*world.io,
+        &plan("warehouse robotics"),
+    ))
+    .unwrap();
+    assert_eq!(no_index.degraded[0].message, "VECTOR_INDEX=\"faiss\"");
+    assert_eq!(texts(&no_index), [ROBOTS]);
+    // Neither asked the provider for an embedding it could not use.
+    assert!(!world.io.called(Call::Embed) && !world.io.called(Call::Query));
+}
+
+#[test]
+fn all_sources_failing_is_an_error_naming_each_failure() {
+    let world = world();
+    for call in [Call::Embed, Call::KeywordHits, Call::TagHits] {
+        world.io.fail(call);
+    }
+    let err = world.retrieve(&plan("warehouse robotics")).unwrap_err();
+    let RetrievalError::AllSourcesFailed { failures } = &err else {
+        panic!("{err:?}");
+    };
+    let sources: Vec<_> = failures.iter().map(|f| f.source).collect();
+    assert_eq!(sources, RetrievalSource::ALL);
+    let message = err.to_string();
+    assert!(
+        message.starts_with("every retrieval source failed: vector: fake returned HTTP 503"),
+        "{message}"
+    );
+    assert!(message.contains("; keyword: fake KeywordHits: KeywordHits is down; tag: "));
+    assert!(err.is_retryable());
+    assert!(!world.io.called(Call::ChunkRows));
+}
+
+#[test]
+fn an_unknown_company_has_no_results_and_no_source_is_asked() {
+    let world = world();
+    let mut unknown = plan("warehouse robotics");
+    unknown.company = Some("initech".into());
+    let got = world.retrieve(&unknown).unwrap();
+    assert_eq!(got, Retrieval::default());
+    assert_eq!(*world.io.calls.borrow(), [Call::CompanyId]);
+}
+
+#[test]
+fn the_company_filter_reaches_every_source() {
+    let world = world();
+    let everywhere = world.retrieve(&plan("pumps robots")).unwrap();
+    let companies = |r: &Retrieval| -> Vec<Option<String>> {
+        r.results.iter().map(|r| r.company.clone()).collect()
+    };
+    assert!(companies(&everywhere).contains(&Some("acme".into())));
+
+    let mut globex = plan("pumps robots");
+    globex.company = Some("globex".into());
+    let got = world.retrieve(&globex).unwrap();
+    assert!(!got.results.is_empty());
+    assert!(companies(&got)
+        .iter()
+        .all(|c| c.as_deref() == Some("globex")));
+    assert_eq!(
+        world.io.vector_filters.borrow().last(),
+        Some(&Some(MetadataFilter::company(2)))
+    );
+}
+
+#[test]
+fn only_the_active_generation_is_served() {
+    let world = world();
+    // Generation 2 and the uncommitted draft are in the chunk table and in the
+    // index, where they are the nearest vectors; none of it may be served.
+    let nearest = exact_top_k(
+        &VectorQuery {
+            vector: world.embedder.inner.embed_text("submarines sonar"),
+            top_k: 2,
+            filter: None,
+            return_metadata: false,
+        },
+        &world.index.records,
+    );
+    let nearest: Vec<&str> = nearest.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(nearest, ["1:2:0", "3:1:0"]);
+    let got = world.retrieve(&plan("submarines sonar")).unwrap();
+    assert!(!got.results.is_empty());
+    assert!(
+        got.results.iter().all(|r| !r.text.contains("submarines")),
+        "{:?}",
+        texts(&got)
+    );
+    let robots = world.retrieve(&plan("robots")).unwrap();
+    assert!(robots.results.iter().all(|r| r.key != "acme/draft.md"));
+
+    // Once generation 2 is flipped live, it is what the document serves.
+    world.store.activate(1, 2);
+    let got = world.retrieve(&plan("submarines sonar")).unwrap();
+    assert_eq!(
+        got.results[0].text,
+        "Acme now builds submarines with sonar."
+    );
+    assert!(got.results.iter().all(|r| r.text != ROBOTS));
+}
+
+#[test]
+fn the_tag_filter_keeps_only_chunks_with_an_asked_tag() {
+    let world = world();
+    let mut hydrogen = plan("acme robots");
+    hydrogen.tags = vec!["hydrogen".into()];
+    let got = world.retrieve(&hydrogen).unwrap();
+    assert_eq!(texts(&got), [FORKLIFTS]);
+    // Asked tags replace the tags taken from the query's words.
+    assert_eq!(*world.io.asked_tags.borrow(), [vec!["hydrogen".to_owned()]]);
+
+    world.retrieve(&plan("acme robots")).unwrap();
+    assert_eq!(
+        world.io.asked_tags.borrow().last(),
+        Some(&vec!["acme".to_owned(), "robots".to_owned()])
+    );
+}
+
+#[test]
+fn top_k_cuts_the_fused_results_and_sizes_each_source() {
+    let world = world();
+    let query = "acme globex pumps robots hydrogen farms";
+    let all = world.retrieve(&plan(query)).unwrap();
+    assert!(all.results.len() >= 4, "{:?}", texts(&all));
+    let mut one = plan(query);
+    one.top_k = 1;
+    let got = world.retrieve(&one).unwrap();
+    assert_eq!(got.results, all.results[..1]);
+    // Each source is asked for `candidates()`: 4 per result, at least 10.
+    let limits = world.io.limits.borrow();
+    assert_eq!(
+        limits[limits.len() - 3..],
+        [
+            (Call::Query, 10),
+            (Call::KeywordHits, 10),
+            (Call::TagHits, 10)
+        ]
+    );
+    assert!(limits[..3].iter().all(|(_, limit)| *limit == 32));
+}
+
+#[test]
+fn timings_are_measured_with_the_clock() {
+    let world = world();
+    world.io.cost_ms.borrow_mut().extend([
+        (Call::CompanyId, 1),
+        (Call::Embed, 7),
+        (Call::Query, 4),
+        (Call::KeywordHits, 3),
+        (Call::TagHits, 2),
+        (Call::ChunkRows, 5),
+    ]);
+    let mut acme = plan("warehouse robotics");
+    acme.company = Some("acme".into());
+    let got = world.retrieve(&acme).unwrap();
+    assert_eq!(
+        got.timings,
+        RetrievalTimings {
+            vector_ms: 11,
+            keyword_ms: 3,
+            tag_ms: 2,
+            total_ms: 1 + 11 + 3 + 2 + 5,
+        }
+    );
+    assert_eq!(
+        serde_json::to_value(&got).unwrap()["timings"],
+        serde_json::json!({ "vector_ms": 11, "keyword_ms": 3, "tag_ms": 2, "total_ms": 22 })
+    );
+}
+
+#[test]
+fn the_response_shape_is_results_and_timings_only() {
+    let world = world();
+    world.io.fail(Call::TagHits);
+    let got = world.retrieve(&plan("warehouse")).unwrap();
+    assert_eq!(got.degraded.len(), 1);
+    let json = serde_json::to_value(&got).unwrap();
+    let mut fields: Vec<&String> = json.as_object().unwrap().keys().collect();
+    fields.sort();
+    assert_eq!(fields, ["results", "timings"]);
+}
+
+#[test]
+fn store_failures_outside_the_sources_are_errors() {
+    let world = world();
+    world.io.fail(Call::CompanyId);
+    let mut acme = plan("robots");
+    acme.company = Some("acme".into());
+    let err = world.retrieve(&acme).unwrap_err();
+    assert!(matches!(&err, RetrievalError::Store(e) if e.operation == "fake CompanyId"));
+    assert!(err.is_retryable());
+    assert!(!world.io.called(Call::Embed));
+
+    let world = world_with_failing(Call::ChunkRows);
+    let err = world.retrieve(&plan("robots")).unwrap_err();
+    assert!(matches!(&err, RetrievalError::Store(e) if e.operation == "fake ChunkRows"));
+}
+
+fn world_with_failing(call: Call) -> World {
+    let world = world();
+    world.io.fail(call);
+    world
+}
+
+#[test]
+fn a_query_without_words_asks_no_keyword_or_tag_search() {
+    let world = world();
+    let got = world.retrieve(&plan("?! --")).unwrap();
+    assert!(got.degraded.is_empty());
+    assert!(!world.io.called(Call::KeywordHits));
+    assert!(!world.io.called(Call::TagHits));
+    assert!(world.io.called(Call::Embed));
+}
+
+#[test]
+fn nothing_fused_reads_no_chunk_rows() {
+    let world = world();
+    world.io.fail(Call::Embed);
+    let got = world.retrieve(&plan("zeppelin")).unwrap();
+    assert!(got.results.is_empty());
+    assert!(!world.io.called(Call::ChunkRows));
+}
