@@ -24,6 +24,7 @@ fn row(key: &str, status: DocumentStatus, etag: &str, sha256: Option<&str>) -> D
         updated_at_ms: NOW - DAY / 2,
         chunk_count: 3,
         active_version: Some(2),
+        latest_version: 2,
     }
 }
 

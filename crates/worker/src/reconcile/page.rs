@@ -59,6 +59,7 @@ struct RowColumns {
     updated_at: f64,
     chunk_count: f64,
     active_version: Option<f64>,
+    latest_version: f64,
 }
 
 #[derive(Deserialize)]
@@ -193,7 +194,7 @@ async fn read_documents(
 ) -> worker::Result<(Vec<DocumentRow>, bool)> {
     let rows: Vec<RowColumns> = db
         .prepare(
-            "SELECT id, key, status, sha256, etag, updated_at, chunk_count, active_version FROM documents \
+            "SELECT id, key, status, sha256, etag, updated_at, chunk_count, active_version, latest_version FROM documents \
              WHERE key > ?1 AND (?2 IS NULL OR key <= ?2) ORDER BY key LIMIT ?3",
         )
         .bind(&[
@@ -223,6 +224,7 @@ async fn read_documents(
             updated_at_ms: row.updated_at.max(0.0) as u64,
             chunk_count: row.chunk_count.max(0.0) as u32,
             active_version: row.active_version.map(|v| v.max(0.0) as u64),
+            latest_version: row.latest_version.max(0.0) as u64,
         });
     }
     Ok((documents, truncated))

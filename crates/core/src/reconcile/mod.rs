@@ -16,6 +16,21 @@
 //! other side has not reached yet. R2 lists keys in UTF-8 byte order, which is
 //! also how SQLite's default `BINARY` collation and Rust's `str` compare.
 
+#[cfg(test)]
+mod driver_tests;
+mod page;
+mod run;
+mod store;
+mod sweep;
+
+pub use page::PageReport;
+pub use run::{Advance, Reconciler, RunError, Started};
+pub use store::{
+    ClaimedPage, CreatedRun, DocumentRead, LeftoverGeneration, ReconcileStore, RunRecord,
+    RunStatus, SweepTarget, VectorCounting,
+};
+pub use sweep::{sweep_targets, SWEEP_GRACE_MS};
+
 use crate::ingest_message::{IngestCommand, ObjectVersion};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -49,6 +64,13 @@ pub const QUEUE_SEND_BATCH_MAX: usize = 100;
 pub const MAX_RUN_ERRORS: usize = 50;
 
 const HOUR_MS: u64 = 60 * 60 * 1_000;
+
+/// A document committed less recently than this is not checked against the
+/// vector index: Vectorize applies writes asynchronously (an upsert answers
+/// with a `mutationId` and becomes visible seconds to minutes later; Source:
+/// Cloudflare Vectorize docs, "Insert vectors"), so a fresh commit would look
+/// like missing vectors and be re-enqueued for nothing.
+pub const VECTOR_SETTLE_MS: u64 = 10 * 60 * 1_000;
 
 /// Why reconciliation enqueued a command; the string is the command's `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -128,20 +150,8 @@ impl DocumentStatus {
     }
 }
 
-/// One object of an R2 listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedObject {
-    /// R2 key.
-    pub key: String,
-    /// R2 etag (unquoted).
-    pub etag: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Upload time (ms since the epoch).
-    pub uploaded_ms: u64,
-    /// The `sha256` custom metadata set by the admin PUT path and r2-sync.
-    pub sha256: Option<String>,
-}
+/// One object of an R2 listing: the shared object-store head.
+pub type ListedObject = crate::storage::ObjectHead;
 
 /// The columns of a `documents` row reconciliation needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +172,8 @@ pub struct DocumentRow {
     pub chunk_count: u32,
     /// The live generation, if any.
     pub active_version: Option<u64>,
+    /// The highest generation ever started (a tombstone keeps it).
+    pub latest_version: u64,
 }
 
 /// What the stores hold for one document's active generation.
@@ -418,6 +430,13 @@ fn is_stale(row: &DocumentRow, now_ms: u64, settings: &ReconcileSettings) -> boo
     row.updated_at_ms < now_ms.saturating_sub(settings.stuck_after_ms)
 }
 
+/// Whether the document's vectors have had time to become visible (see
+/// [`VECTOR_SETTLE_MS`]); `updated_at` is the commit time of a ready row.
+#[must_use]
+pub fn vectors_settled(row: &DocumentRow, now_ms: u64) -> bool {
+    row.updated_at_ms.saturating_add(VECTOR_SETTLE_MS) <= now_ms
+}
+
 /// What one key needs, before store counts are known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -564,7 +583,7 @@ pub fn plan_page(facts: &PageFacts<'_>, settings: &ReconcileSettings) -> PagePla
                     .and_then(|row| facts.stores.get(&row.id).map(|c| (row, c)));
                 counts.and_then(|(row, counts)| {
                     plan.stores_checked += 1;
-                    if counts.vectors != row.chunk_count {
+                    if counts.vectors != row.chunk_count && vectors_settled(row, facts.now_ms) {
                         Some(Reason::VectorsMismatch)
                     } else if counts.chunks != row.chunk_count {
                         Some(Reason::ChunksMismatch)
