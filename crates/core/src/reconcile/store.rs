@@ -176,7 +176,7 @@ pub struct ClaimedPage {
 }
 
 /// A document whose generations below `below_version` are garbage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SweepTarget {
     /// Document row id.
     pub document_id: i64,

@@ -3,6 +3,7 @@
 //! Owns the choice of implementation from configuration (`VECTOR_INDEX`). Must never hold
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
 
+pub mod d1_reconcile;
 pub mod d1_vectors;
 pub mod queue;
 pub mod r2;
