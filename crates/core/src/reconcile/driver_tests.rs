@@ -820,6 +820,27 @@ fn vectors_of_a_fresh_commit_are_not_checked_until_they_settle() {
 }
 
 #[test]
+fn a_synchronous_index_is_checked_right_after_a_commit() {
+    let mut w = world(10);
+    w.settings = w.settings.with_vector_settle_ms(0);
+    let row = ready(&w, 1, "a.md", 2);
+    w.store.rows.borrow_mut().clear();
+    put_row(
+        &w,
+        DocumentRow {
+            updated_at_ms: NOW - 60_000,
+            ..row
+        },
+    );
+    w.index.ids.borrow_mut().clear();
+    let id = run_id(&start(&w));
+    assert_eq!(
+        w.store.run(id).enqueued,
+        r#"{"reconcile:vectors-mismatch":1}"#
+    );
+}
+
+#[test]
 fn chunk_rows_of_a_fresh_commit_are_still_compared() {
     let w = world(10);
     let row = ready(&w, 1, "a.md", 2);

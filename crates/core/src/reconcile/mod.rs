@@ -205,6 +205,10 @@ pub struct ReconcileSettings {
     pub stuck_after_ms: u64,
     /// Failed runs since the last success after which reconciliation gives up.
     pub max_failed_runs: u32,
+    /// A document committed less recently than this is not checked against
+    /// the vector index: [`VECTOR_SETTLE_MS`] for an index that applies
+    /// writes asynchronously (Vectorize), 0 for a synchronous one (D1-exact).
+    pub vector_settle_ms: u64,
 }
 
 impl Default for ReconcileSettings {
@@ -213,6 +217,7 @@ impl Default for ReconcileSettings {
             page_size: DEFAULT_PAGE_SIZE,
             stuck_after_ms: u64::from(DEFAULT_STUCK_AFTER_HOURS) * HOUR_MS,
             max_failed_runs: DEFAULT_MAX_FAILED_RUNS,
+            vector_settle_ms: VECTOR_SETTLE_MS,
         }
     }
 }
@@ -239,6 +244,14 @@ impl ReconcileSettings {
             settings.max_failed_runs = n;
         }
         settings
+    }
+
+    /// Sets how long a commit's vectors may take to become visible (0: the
+    /// index applies writes before answering).
+    #[must_use]
+    pub fn with_vector_settle_ms(mut self, ms: u64) -> Self {
+        self.vector_settle_ms = ms;
+        self
     }
 
     /// Sets the page size, clamped to what one R2 list returns.
@@ -430,11 +443,11 @@ fn is_stale(row: &DocumentRow, now_ms: u64, settings: &ReconcileSettings) -> boo
     row.updated_at_ms < now_ms.saturating_sub(settings.stuck_after_ms)
 }
 
-/// Whether the document's vectors have had time to become visible (see
-/// [`VECTOR_SETTLE_MS`]); `updated_at` is the commit time of a ready row.
+/// Whether the document's vectors have had `settle_ms` to become visible
+/// (see [`VECTOR_SETTLE_MS`]); `updated_at` is the commit time of a ready row.
 #[must_use]
-pub fn vectors_settled(row: &DocumentRow, now_ms: u64) -> bool {
-    row.updated_at_ms.saturating_add(VECTOR_SETTLE_MS) <= now_ms
+pub fn vectors_settled(row: &DocumentRow, now_ms: u64, settle_ms: u64) -> bool {
+    row.updated_at_ms.saturating_add(settle_ms) <= now_ms
 }
 
 /// What one key needs, before store counts are known.
@@ -583,7 +596,9 @@ pub fn plan_page(facts: &PageFacts<'_>, settings: &ReconcileSettings) -> PagePla
                     .and_then(|row| facts.stores.get(&row.id).map(|c| (row, c)));
                 counts.and_then(|(row, counts)| {
                     plan.stores_checked += 1;
-                    if counts.vectors != row.chunk_count && vectors_settled(row, facts.now_ms) {
+                    if counts.vectors != row.chunk_count
+                        && vectors_settled(row, facts.now_ms, settings.vector_settle_ms)
+                    {
                         Some(Reason::VectorsMismatch)
                     } else if counts.chunks != row.chunk_count {
                         Some(Reason::ChunksMismatch)

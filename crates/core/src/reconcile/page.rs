@@ -109,7 +109,9 @@ where
         )?;
 
         let probes = store_probes(&objects, &documents, &end);
-        let stores = self.count_stores(&probes, &documents, now_ms).await?;
+        let stores = self
+            .count_stores(&probes, &documents, now_ms, settings.vector_settle_ms)
+            .await?;
         let failed_runs = if failed_keys(&documents, &end).is_empty() {
             HashMap::new()
         } else {
@@ -158,6 +160,7 @@ where
         probes: &[StoreProbe],
         documents: &[DocumentRow],
         now_ms: u64,
+        settle_ms: u64,
     ) -> Result<HashMap<i64, StoreCounts>, RunError> {
         if probes.is_empty() {
             return Ok(HashMap::new());
@@ -168,7 +171,7 @@ where
             .filter(|p| {
                 documents
                     .iter()
-                    .any(|d| d.id == p.document_id && vectors_settled(d, now_ms))
+                    .any(|d| d.id == p.document_id && vectors_settled(d, now_ms, settle_ms))
             })
             .copied()
             .collect();

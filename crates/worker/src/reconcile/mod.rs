@@ -13,7 +13,7 @@ use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, WorkerClock};
 use portfolio_core::ingest_message::ReconcileContinuation;
 use portfolio_core::reconcile::{
-    Advance, ReconcileSettings, ReconcileStore, Reconciler, VectorCounting,
+    Advance, ReconcileSettings, ReconcileStore, Reconciler, VectorCounting, VECTOR_SETTLE_MS,
 };
 pub use portfolio_core::reconcile::{RunRecord as RunRow, Started};
 use serde_json::json;
@@ -41,12 +41,13 @@ fn settings(env: &Env) -> ReconcileSettings {
 fn reconciler(env: &Env, page_size: Option<u32>) -> worker::Result<WorkerReconciler> {
     let config = ServiceConfig::from_env(env);
     let index = vector_index_from_env(env, &config).map_err(rust_error)?;
-    // Vectorize has no count by metadata; the D1-exact index is counted next to the rows.
-    let vector_counting = match index {
-        ConfiguredIndex::D1(_) => VectorCounting::Store,
-        ConfiguredIndex::Vectorize(_) => VectorCounting::ByIds,
+    // Vectorize has no count by metadata and applies writes asynchronously;
+    // the D1-exact index is counted next to the rows and is synchronous.
+    let (vector_counting, settle_ms) = match index {
+        ConfiguredIndex::D1(_) => (VectorCounting::Store, 0),
+        ConfiguredIndex::Vectorize(_) => (VectorCounting::ByIds, VECTOR_SETTLE_MS),
     };
-    let mut settings = settings(env);
+    let mut settings = settings(env).with_vector_settle_ms(settle_ms);
     if let Some(size) = page_size {
         settings = settings.with_page_size(size);
     }
