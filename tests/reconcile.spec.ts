@@ -225,6 +225,64 @@ describe("reconciliation", () => {
     await env.DOCUMENTS.delete(puts.map((o) => o!.key));
   });
 
+  it("sweeps generations that failed to drop, keeping the live and the staged ones", async () => {
+    const key = uniqueKey("acme/sweep.md");
+    const doc = await ingest(key, "# Sweep\n\nThe Pennywhistle ledger.\n\n## More\n\nAnother section about barrels.\n");
+    const live = doc.active_version;
+    const old = live - 1;
+    const staged = live + 1;
+    // Rows of an old generation (and of one being written: newer than the
+    // live one), written long ago, with their vectors; FTS rows follow by trigger.
+    const plant = async (documentId: number, version: number, chunks: number) => {
+      for (let i = 0; i < chunks; i++) {
+        await env.DB.prepare(
+          "INSERT INTO chunks (document_id, version, chunk_index, heading_path, content, token_count, start_byte, end_byte, \
+           start_line, end_line, tags, vector_id, created_at) VALUES (?1, ?2, ?3, '', ?4, 3, 0, 10, 1, 1, '[]', ?5, 0)",
+        ).bind(documentId, version, i, `Zorblequint leftover ${version} ${i}`, `${documentId}:${version}:${i}`).run();
+        await env.DB.prepare(
+          "INSERT INTO vector_index (id, document_id, company_id, version, tags, dimensions, embedding) \
+           SELECT ?1, ?4, company_id, ?2, tags, dimensions, embedding FROM vector_index WHERE document_id = ?3 LIMIT 1",
+        ).bind(`${documentId}:${version}:${i}`, version, doc.id, documentId).run();
+      }
+    };
+    await plant(doc.id, old, 3);
+    await plant(doc.id, staged, 2);
+    // A deleted document whose rows and vectors were left behind.
+    const tombstone = await env.DB.prepare(
+      "INSERT INTO documents (key, status, latest_version, created_at, updated_at) VALUES (?1, 'deleted', 4, 0, 0) RETURNING id",
+    ).bind(uniqueKey("acme/sweep-deleted.md")).first<{ id: number }>();
+    await plant(tombstone!.id, 4, 2);
+    const fts = () => count("SELECT COUNT(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'zorblequint'");
+    expect(await fts()).toBe(7);
+
+    const run = await reconcile();
+    expect(run.errors).toEqual([]);
+    expect(run.enqueued).toEqual({});
+    expect(run.swept).toBeGreaterThanOrEqual(2);
+    const gen = (documentId: number, version: number) =>
+      count("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1 AND version = ?2", documentId, version);
+    const vectors = (documentId: number, version: number) =>
+      count("SELECT COUNT(*) AS n FROM vector_index WHERE document_id = ?1 AND version = ?2", documentId, version);
+    expect(await gen(doc.id, old)).toBe(0);
+    expect(await vectors(doc.id, old)).toBe(0);
+    expect(await gen(tombstone!.id, 4)).toBe(0);
+    expect(await vectors(tombstone!.id, 4)).toBe(0);
+    expect(await fts()).toBe(2); // the staged generation's
+    expect(await gen(doc.id, staged)).toBe(2);
+    expect(await vectors(doc.id, staged)).toBe(2);
+    expect(await gen(doc.id, live)).toBe(doc.chunk_count);
+    expect(await vectors(doc.id, live)).toBe(doc.chunk_count);
+    expect(await count("SELECT COUNT(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'pennywhistle'")).toBe(1);
+
+    const res = await admin("/admin/reconcile/runs?limit=1");
+    const body: any = await res.json();
+    expect(body.runs[0].swept).toBe(run.swept);
+
+    // Leave the stores as a processor would: the staged generation is dropped.
+    await env.DB.prepare("DELETE FROM chunks WHERE document_id = ?1 AND version = ?2").bind(doc.id, staged).run();
+    await env.DB.prepare("DELETE FROM vector_index WHERE document_id = ?1 AND version = ?2").bind(doc.id, staged).run();
+  });
+
   it("counts a redelivered page once", async () => {
     const objects = await countObjects();
     const now = Date.now();

@@ -279,6 +279,7 @@ impl ServiceConfig {
                 0,
                 100,
             ),
+            ..reconcile_defaults
         };
         let chat_page = vars.read("CHAT_PAGE", true, "on or off", |v| match v {
             "on" => Some(true),

@@ -24,6 +24,7 @@ fn row(key: &str, status: DocumentStatus, etag: &str, sha256: Option<&str>) -> D
         updated_at_ms: NOW - DAY / 2,
         chunk_count: 3,
         active_version: Some(2),
+        latest_version: 2,
     }
 }
 
@@ -357,7 +358,10 @@ fn a_second_run_enqueues_nothing() {
 
 #[test]
 fn stuck_threshold_is_configurable() {
-    let settings = ReconcileSettings::from_vars(None, Some("2"), None);
+    let settings = ReconcileSettings {
+        stuck_after_ms: 2 * HOUR_MS,
+        ..ReconcileSettings::default()
+    };
     let k = "a.md";
     let case = Case {
         name: "processing for three hours",
@@ -377,28 +381,15 @@ fn stuck_threshold_is_configurable() {
 }
 
 #[test]
-fn settings_come_from_vars_with_defaults_and_clamps() {
+fn settings_have_the_documented_defaults_and_clamp_the_page() {
+    // The vars are parsed (strictly) by `crate::config`.
     let d = ReconcileSettings::default();
     assert_eq!(
         (d.page_size, d.stuck_after_ms, d.max_failed_runs),
         (500, DAY, 3)
     );
-    let s = ReconcileSettings::from_vars(Some("2"), Some("48"), Some("0"));
-    assert_eq!(
-        (s.page_size, s.stuck_after_ms, s.max_failed_runs),
-        (2, 2 * DAY, 0)
-    );
-    assert_eq!(
-        ReconcileSettings::from_vars(Some("5000"), Some("x"), None),
-        ReconcileSettings {
-            page_size: 1_000,
-            ..d
-        }
-    );
-    assert_eq!(
-        ReconcileSettings::from_vars(Some("0"), Some("0"), None).page_size,
-        1
-    );
+    assert_eq!(d.with_page_size(5_000).page_size, 1_000);
+    assert_eq!(d.with_page_size(0).page_size, 1);
 }
 
 fn keys_object(keys: &[&str]) -> Vec<ListedObject> {

@@ -202,7 +202,7 @@ impl ReconcilePages for Reconciler<'_> {
         continuation: &ReconcileContinuation,
         error: &str,
     ) -> Result<(), StoreError> {
-        reconcile::dead_lettered(self.env, continuation, error)
+        reconcile::dead_lettered(self.env, self.config, continuation, error)
             .await
             .map_err(|e| StoreError::transient("reconcile run", e))
     }

@@ -16,6 +16,21 @@
 //! other side has not reached yet. R2 lists keys in UTF-8 byte order, which is
 //! also how SQLite's default `BINARY` collation and Rust's `str` compare.
 
+#[cfg(test)]
+mod driver_tests;
+mod page;
+mod run;
+mod store;
+mod sweep;
+
+pub use page::PageReport;
+pub use run::{Advance, Reconciler, RunError, Started};
+pub use store::{
+    ClaimedPage, CreatedRun, DocumentRead, LeftoverGeneration, ReconcileStore, RunRecord,
+    RunStatus, SweepTarget, VectorCounting,
+};
+pub use sweep::{sweep_targets, SWEEP_GRACE_MS};
+
 use crate::ingest_message::{IngestCommand, ObjectVersion};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -49,6 +64,13 @@ pub const QUEUE_SEND_BATCH_MAX: usize = 100;
 pub const MAX_RUN_ERRORS: usize = 50;
 
 const HOUR_MS: u64 = 60 * 60 * 1_000;
+
+/// A document committed less recently than this is not checked against the
+/// vector index: Vectorize applies writes asynchronously (an upsert answers
+/// with a `mutationId` and becomes visible seconds to minutes later; Source:
+/// Cloudflare Vectorize docs, "Insert vectors"), so a fresh commit would look
+/// like missing vectors and be re-enqueued for nothing.
+pub const VECTOR_SETTLE_MS: u64 = 10 * 60 * 1_000;
 
 /// Why reconciliation enqueued a command; the string is the command's `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -128,20 +150,8 @@ impl DocumentStatus {
     }
 }
 
-/// One object of an R2 listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedObject {
-    /// R2 key.
-    pub key: String,
-    /// R2 etag (unquoted).
-    pub etag: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Upload time (ms since the epoch).
-    pub uploaded_ms: u64,
-    /// The `sha256` custom metadata set by the admin PUT path and r2-sync.
-    pub sha256: Option<String>,
-}
+/// One object of an R2 listing: the shared object-store head.
+pub type ListedObject = crate::storage::ObjectHead;
 
 /// The columns of a `documents` row reconciliation needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +172,8 @@ pub struct DocumentRow {
     pub chunk_count: u32,
     /// The live generation, if any.
     pub active_version: Option<u64>,
+    /// The highest generation ever started (a tombstone keeps it).
+    pub latest_version: u64,
 }
 
 /// What the stores hold for one document's active generation.
@@ -193,6 +205,10 @@ pub struct ReconcileSettings {
     pub stuck_after_ms: u64,
     /// Failed runs since the last success after which reconciliation gives up.
     pub max_failed_runs: u32,
+    /// A document committed less recently than this is not checked against
+    /// the vector index: [`VECTOR_SETTLE_MS`] for an index that applies
+    /// writes asynchronously (Vectorize), 0 for a synchronous one (D1-exact).
+    pub vector_settle_ms: u64,
 }
 
 impl Default for ReconcileSettings {
@@ -201,32 +217,18 @@ impl Default for ReconcileSettings {
             page_size: DEFAULT_PAGE_SIZE,
             stuck_after_ms: u64::from(DEFAULT_STUCK_AFTER_HOURS) * HOUR_MS,
             max_failed_runs: DEFAULT_MAX_FAILED_RUNS,
+            vector_settle_ms: VECTOR_SETTLE_MS,
         }
     }
 }
 
 impl ReconcileSettings {
-    /// Settings from the Worker's vars (`RECONCILE_PAGE_SIZE`,
-    /// `RECONCILE_STUCK_AFTER_HOURS`, `RECONCILE_MAX_RETRIES`); an unset or
-    /// unparsable var keeps its default.
+    /// Sets how long a commit's vectors may take to become visible (0: the
+    /// index applies writes before answering).
     #[must_use]
-    pub fn from_vars(
-        page_size: Option<&str>,
-        stuck_after_hours: Option<&str>,
-        max_retries: Option<&str>,
-    ) -> Self {
-        let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u32>().ok());
-        let mut settings = Self::default();
-        if let Some(n) = parse(page_size) {
-            settings = settings.with_page_size(n);
-        }
-        if let Some(h) = parse(stuck_after_hours) {
-            settings.stuck_after_ms = u64::from(h.max(1)) * HOUR_MS;
-        }
-        if let Some(n) = parse(max_retries) {
-            settings.max_failed_runs = n;
-        }
-        settings
+    pub fn with_vector_settle_ms(mut self, ms: u64) -> Self {
+        self.vector_settle_ms = ms;
+        self
     }
 
     /// Sets the page size, clamped to what one R2 list returns.
@@ -418,6 +420,13 @@ fn is_stale(row: &DocumentRow, now_ms: u64, settings: &ReconcileSettings) -> boo
     row.updated_at_ms < now_ms.saturating_sub(settings.stuck_after_ms)
 }
 
+/// Whether the document's vectors have had `settle_ms` to become visible
+/// (see [`VECTOR_SETTLE_MS`]); `updated_at` is the commit time of a ready row.
+#[must_use]
+pub fn vectors_settled(row: &DocumentRow, now_ms: u64, settle_ms: u64) -> bool {
+    row.updated_at_ms.saturating_add(settle_ms) <= now_ms
+}
+
 /// What one key needs, before store counts are known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
@@ -564,7 +573,9 @@ pub fn plan_page(facts: &PageFacts<'_>, settings: &ReconcileSettings) -> PagePla
                     .and_then(|row| facts.stores.get(&row.id).map(|c| (row, c)));
                 counts.and_then(|(row, counts)| {
                     plan.stores_checked += 1;
-                    if counts.vectors != row.chunk_count {
+                    if counts.vectors != row.chunk_count
+                        && vectors_settled(row, facts.now_ms, settings.vector_settle_ms)
+                    {
                         Some(Reason::VectorsMismatch)
                     } else if counts.chunks != row.chunk_count {
                         Some(Reason::ChunksMismatch)
