@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+//!
+//! Library behind the `migrate` binary. `main.rs` only parses arguments and
+//! wires these modules together.
+
+pub mod clock;
+pub mod export;
+pub mod manifest;
+pub mod records;
+pub mod runlog;
+pub mod source;

@@ -1,0 +1,212 @@
+//! `migrate`: argument parsing, terminal interaction and wiring. Every
+//! decision lives in the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use migrate::clock::{Clock, SystemClock};
+use migrate::export::{run_export, ExportOptions, ExportProgress, DEFAULT_PAGE_SIZE};
+use migrate::runlog::{RunLog, RUN_LOG_FILE};
+use migrate::source::SourceCounts;
+
+/// Move a Supabase Postgres into the service, verify it, and go back.
+///
+/// Exit codes: 0 ok, 1 the run failed, 2 usage or configuration error.
+#[derive(Debug, Parser)]
+#[command(name = "migrate", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Export companies, documents and chunk metadata to JSONL + manifest.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Print one machine-readable JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Change nothing; report what would happen.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Only errors and the final summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Run log (JSONL; default <dir>/migrate-log.jsonl).
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Postgres URL of the source (never logged).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Directory to write the export into (must not hold one already).
+    #[arg(long)]
+    out: PathBuf,
+    /// Export at most this many documents (and their chunks).
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Rows per source query.
+    #[arg(long, default_value_t = DEFAULT_PAGE_SIZE)]
+    page_size: u32,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+struct Bar(Mutex<Option<ProgressBar>>);
+
+impl std::fmt::Debug for Bar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bar")
+    }
+}
+
+impl Bar {
+    fn new(enabled: bool) -> Self {
+        Self(Mutex::new(enabled.then(|| {
+            let bar = ProgressBar::new(0);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} {wide_msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        })))
+    }
+
+    fn with(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(slot) = self.0.lock() {
+            if let Some(bar) = slot.as_ref() {
+                f(bar);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.with(ProgressBar::finish_and_clear);
+    }
+}
+
+impl ExportProgress for Bar {
+    fn started(&self, _counts: &SourceCounts, documents_to_export: u64) {
+        self.with(|b| {
+            b.set_length(documents_to_export);
+            b.set_message("documents");
+        });
+    }
+    fn documents_done(&self, done: u64) {
+        self.with(|b| b.set_position(done));
+    }
+}
+
+fn open_log(
+    common: &Common,
+    dir: &std::path::Path,
+    command: &str,
+    clock: &dyn Clock,
+) -> Result<RunLog> {
+    if common.dry_run && common.log.is_none() {
+        return Ok(RunLog::disabled(command));
+    }
+    let path = common.log.clone().unwrap_or_else(|| dir.join(RUN_LOG_FILE));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    RunLog::open(&path, command, &format!("{command}-{}", clock.now_ms()))
+        .with_context(|| format!("opening the run log {}", path.display()))
+}
+
+async fn export(args: ExportArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let common = &args.common;
+    let mut log = open_log(common, &args.out, "export", &clock)?;
+    let bar = Bar::new(std::io::stderr().is_terminal() && !common.json && !common.quiet);
+    let options = ExportOptions {
+        database_url: args.database_url.clone(),
+        out: args.out.clone(),
+        limit: args.limit,
+        page_size: args.page_size,
+        dry_run: common.dry_run,
+    };
+    let result = run_export(&options, &clock, &mut log, &bar).await;
+    bar.finish();
+    match result {
+        Ok(report) => {
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let n = |m: &std::collections::BTreeMap<String, u64>, k: &str| {
+                    m.get(k).copied().unwrap_or(0)
+                };
+                println!(
+                    "{} {}: companies {}/{}, documents {}/{}, chunks {}/{} in {:.1} s",
+                    if report.dry_run {
+                        "would export from"
+                    } else {
+                        "exported from"
+                    },
+                    report.source,
+                    n(&report.exported, "companies"),
+                    n(&report.source_counts, "companies"),
+                    n(&report.exported, "documents"),
+                    n(&report.source_counts, "documents"),
+                    n(&report.exported, "chunks"),
+                    n(&report.source_counts, "chunks"),
+                    report.duration_ms as f64 / 1000.0
+                );
+            }
+            Ok(0)
+        }
+        Err(err) => {
+            let _ = log.record(
+                clock.now_ms(),
+                "error",
+                json!({ "stage": err.stage(), "message": err.to_string() }),
+            );
+            let code = if err.stage() == "config" { 2 } else { 1 };
+            if common.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "command": "export",
+                        "error": { "stage": err.stage(), "message": err.to_string() },
+                        "exit_code": code,
+                    }))?
+                );
+            } else {
+                eprintln!("migrate export: {} failed: {err}", err.stage());
+            }
+            Ok(code)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Export(args) => export(args).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(err) => {
+            eprintln!("migrate: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
