@@ -62,4 +62,16 @@ if ! .venv-test/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$
   .venv-test/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
+# migrate's integration tests start a real PostgreSQL 15 (initdb + pg_ctl in
+# a temporary directory). As root the cluster runs as the `postgres` user,
+# which the Debian package creates.
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || ! id postgres >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing postgresql-15 (migrate's test database)"
+    apt-get install -y --no-install-recommends postgresql-15 >/dev/null
+  else
+    echo "migrate's tests need PostgreSQL 15 (apt-get install postgresql-15)" >&2
+  fi
+fi
+
 log "toolchain ready"
