@@ -40,6 +40,35 @@ pub enum ReconcileRoute {
     Runs,
 }
 
+/// A route of the migration's company import (`crate::companies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompanyRoute {
+    /// `GET /admin/companies`: companies with their fields and legacy ids.
+    List,
+    /// `POST /admin/companies`: upsert companies and their legacy ids.
+    Import,
+    /// `POST /admin/legacy-ids/documents`: map source ids to stored documents.
+    MapDocuments,
+}
+
+/// Maps a method and path to a company route; `None` if the path is not one.
+#[must_use]
+pub fn company_route(method: &str, path: &str) -> Option<Result<CompanyRoute, AdminRequestError>> {
+    let route = match (path.strip_suffix('/').unwrap_or(path), method) {
+        ("/admin/companies", "GET") => CompanyRoute::List,
+        ("/admin/companies", "POST") => CompanyRoute::Import,
+        ("/admin/legacy-ids/documents", "POST") => CompanyRoute::MapDocuments,
+        ("/admin/companies" | "/admin/legacy-ids/documents", _) => {
+            return Some(Err(AdminRequestError::NoRoute {
+                method: method.to_owned(),
+                path: path.to_owned(),
+            }))
+        }
+        _ => return None,
+    };
+    Some(Ok(route))
+}
+
 /// Default number of runs `GET /admin/reconcile/runs` returns.
 pub const DEFAULT_RUNS: u32 = 20;
 /// Largest number of runs `GET /admin/reconcile/runs` returns.
@@ -300,6 +329,28 @@ mod tests {
         assert_eq!(runs_limit(None), DEFAULT_RUNS);
         assert_eq!(runs_limit(Some("0")), 1);
         assert_eq!(runs_limit(Some("1000")), MAX_RUNS);
+    }
+
+    #[test]
+    fn company_routes_are_recognised() {
+        assert_eq!(
+            company_route("GET", "/admin/companies"),
+            Some(Ok(CompanyRoute::List))
+        );
+        assert_eq!(
+            company_route("POST", "/admin/companies/"),
+            Some(Ok(CompanyRoute::Import))
+        );
+        assert_eq!(
+            company_route("POST", "/admin/legacy-ids/documents"),
+            Some(Ok(CompanyRoute::MapDocuments))
+        );
+        assert!(matches!(
+            company_route("DELETE", "/admin/companies"),
+            Some(Err(AdminRequestError::NoRoute { .. }))
+        ));
+        assert_eq!(company_route("GET", "/admin/companiesx"), None);
+        assert_eq!(company_route("GET", "/admin/documents"), None);
     }
 
     #[test]

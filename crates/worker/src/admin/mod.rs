@@ -4,12 +4,15 @@
 //! route, known or not, before the token passed. Request checks come from
 //! `portfolio_core::admin`.
 
+mod companies;
 mod documents;
 pub mod index;
 mod reconcile;
 
 use crate::error::ApiError;
-use portfolio_core::admin::{document_route, is_authorized, reconcile_route, AdminRequestError};
+use portfolio_core::admin::{
+    company_route, document_route, is_authorized, reconcile_route, AdminRequestError,
+};
 use wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, Response};
 
@@ -45,6 +48,12 @@ pub async fn handle(req: Request, env: Env) -> Result<Response, ApiError> {
     if let Some(route) = reconcile_route(req.method().as_ref(), &path) {
         return match route {
             Ok(route) => reconcile::handle(route, req, &env).await,
+            Err(e) => Err(ApiError::NotFound(e.to_string())),
+        };
+    }
+    if let Some(route) = company_route(req.method().as_ref(), &path) {
+        return match route {
+            Ok(route) => companies::handle(route, req, &env).await,
             Err(e) => Err(ApiError::NotFound(e.to_string())),
         };
     }

@@ -4,6 +4,7 @@
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
 
 pub mod d1;
+pub mod d1_companies;
 pub mod d1_vectors;
 pub mod processor_storage;
 pub mod queue;
