@@ -4,8 +4,11 @@
 //! wires these modules together.
 
 pub mod clock;
+pub mod convert;
 pub mod export;
+pub mod import;
 pub mod manifest;
 pub mod records;
 pub mod runlog;
 pub mod source;
+pub mod target;

@@ -13,8 +13,10 @@ use serde_json::json;
 
 use migrate::clock::{Clock, SystemClock};
 use migrate::export::{run_export, ExportOptions, ExportProgress, DEFAULT_PAGE_SIZE};
+use migrate::import::{run_import, ImportOptions, ImportProgress, DEFAULT_CONCURRENCY};
 use migrate::runlog::{RunLog, RUN_LOG_FILE};
 use migrate::source::SourceCounts;
+use migrate::target::{AdminToken, ServiceTarget};
 
 /// Move a Supabase Postgres into the service, verify it, and go back.
 ///
@@ -30,6 +32,37 @@ struct Cli {
 enum Command {
     /// Export companies, documents and chunk metadata to JSONL + manifest.
     Export(ExportArgs),
+    /// Import an export into the service through its admin API.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// Export directory (written by `export`).
+    #[arg(long)]
+    from: PathBuf,
+    /// Base URL of the service, e.g. http://127.0.0.1:8787.
+    #[arg(long, env = "MIGRATE_TARGET")]
+    target: String,
+    /// File holding the admin token (otherwise env ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Import at most this many documents (in export order).
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Document uploads in flight at once.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Wait up to this many seconds for every imported document to be ready.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
+    /// Continue an interrupted import. Every import plans against what the
+    /// service already holds (by SHA-256), so this is the same as running
+    /// it again; the flag is accepted for scripts that say what they mean.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +143,115 @@ impl ExportProgress for Bar {
     }
     fn documents_done(&self, done: u64) {
         self.with(|b| b.set_position(done));
+    }
+}
+
+impl ImportProgress for Bar {
+    fn documents_started(&self, total: u64) {
+        self.with(|b| {
+            b.set_length(total);
+            b.set_position(0);
+        });
+    }
+    fn document_done(&self, key: &str) {
+        self.with(|b| {
+            b.inc(1);
+            b.set_message(key.to_owned());
+        });
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn admin_token(file: Option<&std::path::Path>) -> Result<AdminToken> {
+    let token = match file {
+        Some(file) => {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+        }
+        None => env_nonempty("ADMIN_TOKEN")
+            .context("no admin token: set ADMIN_TOKEN or pass --admin-token-file")?,
+    };
+    let token = token.trim();
+    anyhow::ensure!(!token.is_empty(), "the admin token is empty");
+    Ok(AdminToken::new(token))
+}
+
+async fn import(args: ImportArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let common = &args.common;
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let target = ServiceTarget::new(&args.target, token)?;
+    let mut log = open_log(common, &args.from, "import", &clock)?;
+    let bar = Bar::new(std::io::stderr().is_terminal() && !common.json && !common.quiet);
+    let options = ImportOptions {
+        from: args.from.clone(),
+        dry_run: common.dry_run,
+        limit: args.limit,
+        concurrency: args.concurrency.max(1),
+        wait: args.wait.map(std::time::Duration::from_secs),
+    };
+    let result = run_import(&options, &target, &clock, &mut log, &bar).await;
+    bar.finish();
+    match result {
+        Ok(report) => {
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let c = &report.companies;
+                let d = &report.documents;
+                println!(
+                    "{}companies: {} in the export, {} written, {} unchanged, {} unusable",
+                    if report.dry_run { "(dry run) " } else { "" },
+                    c.source,
+                    c.written,
+                    c.unchanged,
+                    c.unusable.len()
+                );
+                println!(
+                    "documents: {} in the export, {} uploaded, {} unchanged, {} unusable, {} failed, {} with notes",
+                    d.source, d.uploaded, d.unchanged, d.unusable.len(), d.failed.len(), d.notes.len()
+                );
+                for u in d.unusable.iter().chain(&c.unusable) {
+                    println!("  unusable {:?}: {}", u.path, u.reason);
+                }
+                for f in &d.failed {
+                    eprintln!("  FAILED {}: {}", f.path, f.reason);
+                }
+                if let Some(r) = &report.ready {
+                    println!(
+                        "ingestion: {} ready, {} failed, {} pending after {:.1} s",
+                        r.ready,
+                        r.failed.len(),
+                        r.pending.len(),
+                        r.waited_ms as f64 / 1000.0
+                    );
+                }
+                println!("took {:.1} s", report.duration_ms as f64 / 1000.0);
+            }
+            Ok(report.exit_code)
+        }
+        Err(err) => {
+            let _ = log.record(
+                clock.now_ms(),
+                "error",
+                json!({ "stage": err.stage(), "message": err.to_string() }),
+            );
+            if common.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "command": "import",
+                        "error": { "stage": err.stage(), "message": err.to_string() },
+                        "exit_code": 1,
+                    }))?
+                );
+            } else {
+                eprintln!("migrate import: {} failed: {err}", err.stage());
+            }
+            Ok(1)
+        }
     }
 }
 
@@ -201,6 +343,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Export(args) => export(args).await,
+        Command::Import(args) => import(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
