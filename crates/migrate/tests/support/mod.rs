@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod postgres;
+pub mod worker;
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};

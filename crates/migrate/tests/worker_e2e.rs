@@ -1,0 +1,191 @@
+//! End to end: export the messy Supabase fixture from a real PostgreSQL,
+//! import it into the real Worker under `wrangler dev`, interrupted by
+//! `kill -9` and resumed; every usable document becomes ready under the
+//! company Supabase had it under, companies keep their real names and
+//! legacy ids, and a further import changes nothing.
+//!
+//! Needs the built Worker (`bash scripts/build-worker.sh`) and the npm
+//! packages (`bash scripts/setup.sh`); fails with that advice otherwise.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::postgres::cluster;
+use support::worker::{start_worker, LocalWorker, TOKEN};
+use support::*;
+
+fn import_cmd(worker: &LocalWorker, from: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = bin();
+    cmd.env("ADMIN_TOKEN", TOKEN)
+        .args(["import", "--json", "--target", &worker.url(), "--from"])
+        .arg(from)
+        .args(extra);
+    cmd
+}
+
+fn listed_documents(worker: &LocalWorker) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    let mut cursor = String::new();
+    loop {
+        let page = worker.get_json(&format!(
+            "/admin/documents?limit=1000&cursor={}",
+            percent_encoding::utf8_percent_encode(&cursor, percent_encoding::NON_ALPHANUMERIC)
+        ));
+        for d in page["documents"].as_array().unwrap() {
+            out.insert(d["key"].as_str().unwrap().to_owned(), d.clone());
+        }
+        match page["cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
+    let pg = cluster();
+    let db = pg.fixture_database("e2e");
+    let work = tempfile::tempdir().unwrap();
+    let export_dir = work.path().join("export");
+    let started = Instant::now();
+    let mut cmd = bin();
+    cmd.args([
+        "export",
+        "--json",
+        "--database-url",
+        &pg.url("migrator", &db),
+        "--out",
+    ])
+    .arg(&export_dir);
+    let exported = run(cmd);
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    eprintln!("[timing] export: {:?}", started.elapsed());
+
+    let worker = start_worker(&work.path().join("worker"));
+
+    // First import, killed with SIGKILL once some documents are uploaded.
+    let log = export_dir.join("migrate-log.jsonl");
+    let mut child = import_cmd(&worker, &export_dir, &["--concurrency", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let uploaded = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"event\":\"uploaded\""))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while uploaded() < 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before_resume = uploaded();
+    assert!(
+        before_resume >= 40,
+        "the import uploaded too little before the kill"
+    );
+
+    let started = Instant::now();
+    let resumed = run(import_cmd(
+        &worker,
+        &export_dir,
+        &["--resume", "--wait", "600"],
+    ));
+    eprintln!(
+        "[timing] resumed import + ingestion: {:?}",
+        started.elapsed()
+    );
+    let report = resumed.json();
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&report["documents"]["unusable"]).unwrap()
+    );
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&report["ready"]).unwrap()
+    );
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    let usable = report["documents"]["source"].as_u64().unwrap()
+        - report["documents"]["unusable"].as_array().unwrap().len() as u64;
+    // Rows uploaded before the kill were not uploaded again.
+    assert!(
+        report["documents"]["unchanged"].as_u64().unwrap() > 0
+            || report["documents"]["uploaded"].as_u64().unwrap() < usable,
+        "{report}"
+    );
+    assert_eq!(report["ready"]["ready"], usable, "{}", report["ready"]);
+    // The five paths that cannot be keys, reported with the reason.
+    let unusable: Vec<&str> = report["documents"]["unusable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(unusable.len(), 5, "{unusable:?}");
+    assert!(unusable.contains(&"companies/acme/../escape.md"));
+
+    // Companies: real names and fields, case-distinct slugs, legacy ids.
+    let companies: BTreeMap<String, serde_json::Value> = worker
+        .get_json("/admin/companies?limit=1000")["companies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["slug"].as_str().unwrap().to_owned(), c.clone()))
+        .collect();
+    assert_eq!(companies["acme"]["name"], "Acme Corporation");
+    assert_eq!(companies["acme"]["website"], "https://acme.example");
+    assert_eq!(companies["Acme"]["name"], "ACME (duplicate, upper case)");
+    assert_eq!(companies["東京-labs"]["name"], "東京-labs");
+    assert_eq!(companies["zürich-ag"]["created_at"], 1_609_497_000_000i64);
+    assert!(companies["empty"]["legacy_id"].is_string());
+    for slug in ["acme", "Acme", "zürich-ag", "company-01", "empty"] {
+        assert!(companies[slug]["legacy_id"].is_string(), "{slug}");
+    }
+    assert_eq!(companies["Acme"]["documents"], 1);
+
+    // Documents: ready, under the source's company.
+    let documents = listed_documents(&worker);
+    let company_of = |key: &str| documents[key]["company"].as_str().map(str::to_owned);
+    assert_eq!(
+        company_of("misplaced/acme-in-other-folder.md").as_deref(),
+        Some("acme")
+    );
+    assert_eq!(
+        company_of("companies/zürich-ag/with front matter.md").as_deref(),
+        Some("zürich-ag")
+    );
+    assert_eq!(
+        company_of("companies/Acme/overview.md").as_deref(),
+        Some("Acme")
+    );
+    assert_eq!(
+        company_of("companies/zürich-ag/über uns.md").as_deref(),
+        Some("zürich-ag")
+    );
+    assert_eq!(
+        documents["companies/acme/Annual Report 2023.md"]["title"],
+        "Annual Report 2023"
+    );
+    assert!(documents.values().all(|d| d["status"] == "ready"));
+
+    // Once more: nothing changes.
+    let started = Instant::now();
+    let again = run(import_cmd(&worker, &export_dir, &[]));
+    eprintln!("[timing] no-op import: {:?}", started.elapsed());
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let again = again.json();
+    assert_eq!(again["documents"]["uploaded"], 0, "{again}");
+    assert_eq!(again["documents"]["unchanged"], usable);
+    assert_eq!(again["companies"]["written"], 0, "{again}");
+    assert_eq!(again["documents"]["mapped"], 0, "{again}");
+    assert_eq!(listed_documents(&worker).len() as u64, usable);
+}
