@@ -47,7 +47,7 @@ impl ExportError {
     /// Stage name for reports.
     pub fn stage(&self) -> &'static str {
         match self {
-            Self::Source(SourceError::BadUrl(_)) => "config",
+            Self::Source(SourceError::BadUrl(_) | SourceError::BadArgument(_)) => "config",
             Self::Source(SourceError::Connect { .. }) => "connect",
             Self::Source(_) => "read",
             Self::Files(_) | Self::OutDir { .. } => "write",

@@ -12,3 +12,4 @@ pub mod records;
 pub mod runlog;
 pub mod source;
 pub mod target;
+pub mod verify;

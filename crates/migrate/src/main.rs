@@ -17,6 +17,7 @@ use migrate::import::{run_import, ImportOptions, ImportProgress, DEFAULT_CONCURR
 use migrate::runlog::{RunLog, RUN_LOG_FILE};
 use migrate::source::SourceCounts;
 use migrate::target::{AdminToken, ServiceTarget};
+use migrate::verify::{render_markdown, run_verify, ParityOptions, VerifyOptions};
 
 /// Move a Supabase Postgres into the service, verify it, and go back.
 ///
@@ -34,6 +35,45 @@ enum Command {
     Export(ExportArgs),
     /// Import an export into the service through its admin API.
     Import(ImportArgs),
+    /// Check that an import arrived: counts, checksums, readiness, parity.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Export directory the import read.
+    #[arg(long)]
+    from: PathBuf,
+    /// Base URL of the service.
+    #[arg(long, env = "MIGRATE_TARGET")]
+    target: String,
+    /// File holding the admin token (otherwise env ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Source Postgres URL, for answer parity (skipped without it).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// SQL function the source uses to embed a question for hybrid_search.
+    #[arg(long, default_value = "embed_query")]
+    embed_function: String,
+    /// Documents compared per question (overlap@k).
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    /// Mean overlap@k below this fails the report.
+    #[arg(long, default_value_t = 0.6)]
+    threshold: f64,
+    /// Questions, one per line (plain text or JSON {"question","company"}); default: document headings.
+    #[arg(long)]
+    questions: Option<PathBuf>,
+    /// Most questions asked.
+    #[arg(long, default_value_t = 30)]
+    max_questions: usize,
+    /// Directory for verify-report.json and verify-report.md (default: --from).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the JSON report on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +295,49 @@ async fn import(args: ImportArgs) -> Result<i32> {
     }
 }
 
+async fn verify(args: VerifyArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let target = ServiceTarget::new(&args.target, token)?;
+    let options = VerifyOptions {
+        from: args.from.clone(),
+        out: args.out.clone().unwrap_or_else(|| args.from.clone()),
+        parity: args.database_url.clone().map(|database_url| ParityOptions {
+            database_url,
+            embed_function: args.embed_function.clone(),
+            k: args.k.max(1),
+            threshold: args.threshold,
+            questions: args.questions.clone(),
+            max_questions: args.max_questions,
+        }),
+    };
+    match run_verify(&options, &target, &clock).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", render_markdown(&report));
+            }
+            Ok(report.exit_code)
+        }
+        Err(err) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "command": "verify",
+                        "error": { "stage": err.stage(), "message": err.to_string() },
+                        "exit_code": 1,
+                    }))?
+                );
+            } else {
+                eprintln!("migrate verify: {} failed: {err}", err.stage());
+            }
+            Ok(1)
+        }
+    }
+}
+
 fn open_log(
     common: &Common,
     dir: &std::path::Path,
@@ -344,6 +427,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Export(args) => export(args).await,
         Command::Import(args) => import(args).await,
+        Command::Verify(args) => verify(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

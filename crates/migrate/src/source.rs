@@ -16,6 +16,8 @@ use crate::records::{ChunkRecord, CompanyRecord, DocumentRecord, Timestamp};
 pub enum SourceError {
     #[error("the database URL is not valid: {0}")]
     BadUrl(String),
+    #[error("{0}")]
+    BadArgument(String),
     #[error("connecting to {source_name}: {message}")]
     Connect {
         source_name: String,
@@ -340,5 +342,39 @@ impl Source {
             })
         })
         .await
+    }
+
+    /// Paths of the documents the source's `hybrid_search` returns for a
+    /// question, best first, at most `chunks` chunk hits. The query
+    /// embedding comes from `embed_function(text)`, a SQL function the
+    /// source provides (the one its application used, or a stand-in).
+    pub async fn hybrid_search_paths(
+        &self,
+        question: &str,
+        chunks: i32,
+        company: Option<&str>,
+        embed_function: &str,
+    ) -> Result<Vec<String>, SourceError> {
+        if embed_function.is_empty()
+            || !embed_function
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(SourceError::BadArgument(format!(
+                "embedding function {embed_function:?} is not a plain SQL name"
+            )));
+        }
+        let sql = format!(
+            "SELECT d.path FROM hybrid_search($1, {embed_function}($1), $2, $3) h \
+             JOIN documents d ON d.id = h.document_id"
+        );
+        let rows = self
+            .client
+            .query(&sql, &[&question, &chunks, &company])
+            .await
+            .map_err(|e| SourceError::query("hybrid_search", &e))?;
+        rows.iter()
+            .map(|r| get(r, "hybrid_search", "path", 0))
+            .collect()
     }
 }

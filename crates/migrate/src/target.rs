@@ -281,6 +281,40 @@ impl ServiceTarget {
             .await
     }
 
+    /// Keys of the documents `/api/search` returns, best first (one per chunk hit).
+    pub async fn search_keys(
+        &self,
+        question: &str,
+        top_k: u32,
+        company: Option<&str>,
+    ) -> Result<Vec<String>, TargetError> {
+        let url = format!("{}/api/search", self.base);
+        let mut body = json!({ "query": question, "top_k": top_k });
+        if let Some(company) = company {
+            body["company"] = json!(company);
+        }
+        let body = body.to_string();
+        let answer: Value = self
+            .send("search", question, || self.post_json(&url, &body))
+            .await?;
+        Ok(answer["results"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .filter_map(|r| r["key"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The vector index's description (`/admin/index`).
+    pub async fn index_info(&self) -> Result<Value, TargetError> {
+        let url = format!("{}/admin/index", self.base);
+        self.send("describe", "index", || self.client.get(&url))
+            .await
+    }
+
     /// Every company with its fields, legacy id and document count.
     pub async fn companies(&self) -> Result<Vec<Value>, TargetError> {
         let mut out = Vec::new();
