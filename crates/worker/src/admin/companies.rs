@@ -6,7 +6,7 @@
 use crate::bindings;
 use crate::error::{json_response, ApiError};
 use crate::store::d1_companies::D1Companies;
-use portfolio_core::admin::{page_size, CompanyRoute};
+use portfolio_core::admin::{page_size, MigrationRoute};
 use portfolio_core::companies::{
     validate_companies, validate_document_legacy_ids, CompanyImportBatch, DocumentLegacyIdBatch,
 };
@@ -15,12 +15,16 @@ use serde_json::json;
 use std::collections::HashMap;
 use worker::{Env, Request, Response};
 
-pub async fn handle(route: CompanyRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn handle(route: MigrationRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
     let store = D1Companies::new(env.d1(bindings::DB)?);
     match route {
-        CompanyRoute::List => list(req, &store).await,
-        CompanyRoute::Import => import(req, &store).await,
-        CompanyRoute::MapDocuments => map_documents(req, &store).await,
+        MigrationRoute::List => list(req, &store).await,
+        MigrationRoute::Import => import(req, &store).await,
+        MigrationRoute::MapDocuments => map_documents(req, &store).await,
+        MigrationRoute::Object(key) => Err(ApiError::NotFound(format!(
+            "objects are served by admin::objects, not companies ({})",
+            key.as_str()
+        ))),
     }
 }
 

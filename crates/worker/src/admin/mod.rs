@@ -7,11 +7,13 @@
 mod companies;
 mod documents;
 pub mod index;
+mod objects;
 mod reconcile;
 
 use crate::error::ApiError;
 use portfolio_core::admin::{
-    company_route, document_route, is_authorized, reconcile_route, AdminRequestError,
+    document_route, is_authorized, migration_route, reconcile_route, AdminRequestError,
+    MigrationRoute,
 };
 use wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, Response};
@@ -51,10 +53,12 @@ pub async fn handle(req: Request, env: Env) -> Result<Response, ApiError> {
             Err(e) => Err(ApiError::NotFound(e.to_string())),
         };
     }
-    if let Some(route) = company_route(req.method().as_ref(), &path) {
+    if let Some(route) = migration_route(req.method().as_ref(), &path) {
         return match route {
+            Ok(MigrationRoute::Object(key)) => objects::get(key, &env).await,
             Ok(route) => companies::handle(route, req, &env).await,
-            Err(e) => Err(ApiError::NotFound(e.to_string())),
+            Err(e @ AdminRequestError::NoRoute { .. }) => Err(ApiError::NotFound(e.to_string())),
+            Err(e) => Err(ApiError::BadRequest("bad_key", e.to_string())),
         };
     }
     match document_route(req.method().as_ref(), &path) {
