@@ -9,6 +9,7 @@ pub mod export;
 pub mod import;
 pub mod manifest;
 pub mod records;
+pub mod rollback;
 pub mod runlog;
 pub mod source;
 pub mod target;

@@ -14,6 +14,7 @@ use serde_json::json;
 use migrate::clock::{Clock, SystemClock};
 use migrate::export::{run_export, ExportOptions, ExportProgress, DEFAULT_PAGE_SIZE};
 use migrate::import::{run_import, ImportOptions, ImportProgress, DEFAULT_CONCURRENCY};
+use migrate::rollback::{run_restore, run_rollback_export};
 use migrate::runlog::{RunLog, RUN_LOG_FILE};
 use migrate::source::SourceCounts;
 use migrate::target::{AdminToken, ServiceTarget};
@@ -37,6 +38,37 @@ enum Command {
     Import(ImportArgs),
     /// Check that an import arrived: counts, checksums, readiness, parity.
     Verify(VerifyArgs),
+    /// Export the service's companies and documents (with content) to go back.
+    RollbackExport(RollbackExportArgs),
+    /// Write an export (e.g. from rollback-export) into a Postgres with the Supabase schema.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct RollbackExportArgs {
+    /// Base URL of the service.
+    #[arg(long, env = "MIGRATE_TARGET")]
+    target: String,
+    /// File holding the admin token (otherwise env ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Directory to write into (must not hold an export already).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// Export directory to restore.
+    #[arg(long)]
+    from: PathBuf,
+    /// Postgres URL of the database to restore into (never logged).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -338,6 +370,83 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
     }
 }
 
+/// Prints a report (JSON or one line) or the error, and returns the exit code.
+fn finish<T: serde::Serialize, E: std::fmt::Display>(
+    command: &str,
+    json_out: bool,
+    result: std::result::Result<T, E>,
+    stage: impl Fn(&E) -> &'static str,
+    line: impl Fn(&T) -> String,
+) -> Result<i32> {
+    match result {
+        Ok(report) => {
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", line(&report));
+            }
+            Ok(0)
+        }
+        Err(err) => {
+            if json_out {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "command": command,
+                        "error": { "stage": stage(&err), "message": err.to_string() },
+                        "exit_code": 1,
+                    }))?
+                );
+            } else {
+                eprintln!("migrate {command}: {} failed: {err}", stage(&err));
+            }
+            Ok(1)
+        }
+    }
+}
+
+async fn rollback_export(args: RollbackExportArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let target = ServiceTarget::new(&args.target, token)?;
+    let mut log = open_log(&args.common, &args.out, "rollback-export", &clock)?;
+    let result = run_rollback_export(&target, &args.out, &clock, &mut log).await;
+    finish(
+        "rollback-export",
+        args.common.json,
+        result,
+        |e| e.stage(),
+        |r| {
+            format!(
+                "exported {} companies and {} documents from {} in {:.1} s",
+                r.companies,
+                r.documents,
+                r.target,
+                r.duration_ms as f64 / 1000.0
+            )
+        },
+    )
+}
+
+async fn restore(args: RestoreArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let result = run_restore(&args.from, &args.database_url, args.common.dry_run, &clock).await;
+    finish(
+        "restore",
+        args.common.json,
+        result,
+        |e| e.stage(),
+        |r| {
+            format!(
+            "{}restored into {}: {} companies written, documents {} inserted, {} updated, {} unchanged; {} need re-embedding",
+            if r.dry_run { "(dry run, rolled back) " } else { "" },
+            r.database, r.companies_written, r.documents_inserted, r.documents_updated,
+            r.documents_unchanged, r.reembed.len()
+        )
+        },
+    )
+}
+
 fn open_log(
     common: &Common,
     dir: &std::path::Path,
@@ -428,6 +537,8 @@ async fn main() -> ExitCode {
         Command::Export(args) => export(args).await,
         Command::Import(args) => import(args).await,
         Command::Verify(args) => verify(args).await,
+        Command::RollbackExport(args) => rollback_export(args).await,
+        Command::Restore(args) => restore(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -93,6 +93,8 @@ pub struct ListedDocument {
     pub sha256: Option<String>,
     pub company: Option<String>,
     #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
     pub chunk_count: i64,
     pub id: i64,
 }
@@ -306,6 +308,68 @@ impl ServiceTarget {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    /// A stored document's bytes, checked against the SHA-256 the service sends.
+    pub async fn object(&self, key: &str) -> Result<Vec<u8>, TargetError> {
+        let url = format!("{}/admin/objects/{}", self.base, encode_key_path(key));
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let result = async {
+                let response = self
+                    .client
+                    .get(&url)
+                    .header(
+                        reqwest::header::AUTHORIZATION,
+                        format!("Bearer {}", self.token.0),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| TargetError::Transport {
+                        op: "read",
+                        what: key.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                let status = response.status();
+                let claimed = response
+                    .headers()
+                    .get(CONTENT_SHA256_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = response.bytes().await.map_err(|e| TargetError::Transport {
+                    op: "read",
+                    what: key.to_owned(),
+                    message: e.to_string(),
+                })?;
+                if !status.is_success() {
+                    return Err(TargetError::Status {
+                        op: "read",
+                        what: key.to_owned(),
+                        status: status.as_u16(),
+                        body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+                    });
+                }
+                let actual = portfolio_core::keys::sha256_hex(&body);
+                if claimed.as_deref() != Some(actual.as_str()) {
+                    return Err(TargetError::Malformed {
+                        op: "read",
+                        what: key.to_owned(),
+                        message: format!("body hashes to {actual}, the service said {claimed:?}"),
+                    });
+                }
+                Ok(body.to_vec())
+            }
+            .await;
+            match result {
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The vector index's description (`/admin/index`).

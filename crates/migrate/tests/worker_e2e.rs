@@ -273,6 +273,108 @@ fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
         .unwrap();
     assert_eq!(checksums["status"], "fail");
     assert_eq!(checksums["actual"], 1);
+
+    // Going back: export the service's side and restore it into a fresh
+    // database with the Supabase schema; then again (a no-op).
+    let back = work.path().join("rollback");
+    let mut cmd = bin();
+    cmd.env("ADMIN_TOKEN", TOKEN)
+        .args([
+            "rollback-export",
+            "--json",
+            "--target",
+            &worker.url(),
+            "--out",
+        ])
+        .arg(&back);
+    let started = Instant::now();
+    let exported_back = run(cmd);
+    eprintln!("[timing] rollback-export: {:?}", started.elapsed());
+    assert_eq!(
+        exported_back.code, 0,
+        "{}\n{}",
+        exported_back.stdout, exported_back.stderr
+    );
+    let exported_back = exported_back.json();
+    assert_eq!(exported_back["documents"], usable);
+    // The 29 source companies and `notes`, which the ingestion inferred
+    // from the key of documents the source had without a company.
+    let service_companies = worker.get_json("/admin/companies?limit=1000")["companies"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+    assert_eq!(service_companies, 30);
+    assert_eq!(exported_back["companies"], service_companies);
+
+    let restored_db = pg.create_database("restored");
+    pg.psql(
+        &restored_db,
+        &include_str!("fixtures/supabase_schema.sql").replace("CREATE ROLE migrator LOGIN;", ""),
+    );
+    let restore = || {
+        let mut cmd = bin();
+        cmd.args([
+            "restore",
+            "--json",
+            "--database-url",
+            &pg.url("postgres", &restored_db),
+            "--from",
+        ])
+        .arg(&back);
+        let r = run(cmd);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        r.json()
+    };
+    let started = Instant::now();
+    let first = restore();
+    eprintln!("[timing] restore: {:?}", started.elapsed());
+    assert_eq!(first["documents_inserted"], usable, "{first}");
+    assert_eq!(first["companies_written"], service_companies);
+    let second = restore();
+    assert_eq!(second["documents_inserted"], 0, "{second}");
+    assert_eq!(second["documents_updated"], 0, "{second}");
+    assert_eq!(second["companies_written"], 0, "{second}");
+
+    // Compare: what Postgres now holds is what the service serves.
+    let now_listed = listed_documents(&worker);
+    let rows = pg.psql(
+        &restored_db,
+        "SELECT d.path || '|' || encode(sha256(convert_to(d.content, 'UTF8')), 'hex') || '|' || coalesce(c.slug, '') \
+         FROM documents d LEFT JOIN companies c ON c.id = d.company_id ORDER BY d.path",
+    );
+    let mut compared = 0;
+    for row in rows.lines() {
+        let mut parts = row.splitn(3, '|');
+        let (path, sha, slug) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let served = &now_listed[path];
+        assert_eq!(served["sha256"], sha, "{path}");
+        assert_eq!(served["company"].as_str().unwrap_or(""), slug, "{path}");
+        compared += 1;
+    }
+    assert_eq!(compared as u64, usable);
+    let restated = pg.psql(
+        &restored_db,
+        "SELECT content FROM documents WHERE path = 'companies/acme/Annual Report 2023.md'",
+    );
+    assert!(restated.contains("Restated."), "{restated}");
+    let names = pg.psql(
+        &restored_db,
+        "SELECT name FROM companies WHERE slug = 'acme'",
+    );
+    assert_eq!(names, "Acme Corporation");
+    let legacy = pg.psql(
+        &restored_db,
+        "SELECT id::text FROM companies WHERE slug = 'zürich-ag'",
+    );
+    let original = pg.psql(
+        &db,
+        "SELECT id::text FROM companies WHERE slug = 'zürich-ag'",
+    );
+    assert_eq!(legacy, original, "companies keep their source UUIDs");
 }
 
 fn wait_for_sha_change(
