@@ -55,6 +55,10 @@ struct RollbackExportArgs {
     /// Directory to write into (must not hold an export already).
     #[arg(long)]
     out: PathBuf,
+    /// The export the service was migrated from: documents still unchanged
+    /// go back as their original rows (content without the added front matter).
+    #[arg(long)]
+    original: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -410,7 +414,14 @@ async fn rollback_export(args: RollbackExportArgs) -> Result<i32> {
     let token = admin_token(args.admin_token_file.as_deref())?;
     let target = ServiceTarget::new(&args.target, token)?;
     let mut log = open_log(&args.common, &args.out, "rollback-export", &clock)?;
-    let result = run_rollback_export(&target, &args.out, &clock, &mut log).await;
+    let result = run_rollback_export(
+        &target,
+        &args.out,
+        args.original.as_deref(),
+        &clock,
+        &mut log,
+    )
+    .await;
     finish(
         "rollback-export",
         args.common.json,

@@ -101,16 +101,95 @@ pub struct RollbackExportReport {
     pub out: String,
     pub companies: u64,
     pub documents: u64,
+    /// Documents written as their original row (`--original`).
+    pub documents_as_originally_exported: u64,
     pub duration_ms: u64,
 }
 
+/// Where each document of the original export is, by key: the SHA-256 of
+/// the object `import` made of it and the byte offset of its line, so a
+/// record is read back only when needed (never the whole export in memory).
+struct OriginalIndex {
+    path: PathBuf,
+    by_key: std::collections::HashMap<String, (String, u64)>,
+}
+
+impl OriginalIndex {
+    fn build(dir: &std::path::Path) -> Result<Self, RollbackError> {
+        use std::io::BufRead;
+        let path = dir.join(DOCUMENTS_FILE);
+        let file = std::fs::File::open(&path).map_err(|e| RollbackError::OutDir {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut reader = std::io::BufReader::new(file);
+        let mut by_key = std::collections::HashMap::new();
+        let (mut offset, mut line) = (0u64, String::new());
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| RollbackError::OutDir {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            if n == 0 {
+                break;
+            }
+            if let Ok(record) = serde_json::from_str::<DocumentRecord>(&line) {
+                if let Ok(doc) = crate::convert::prepare_document(&record) {
+                    by_key
+                        .entry(doc.key.as_str().to_owned())
+                        .or_insert((doc.sha256, offset));
+                }
+            }
+            offset += n as u64;
+        }
+        Ok(Self { path, by_key })
+    }
+
+    /// The original record of `key` if the service still holds exactly what
+    /// `import` made of it.
+    fn unchanged(
+        &self,
+        key: &str,
+        served_sha256: &str,
+    ) -> Result<Option<DocumentRecord>, RollbackError> {
+        use std::io::{BufRead, Seek};
+        let Some((sha, offset)) = self.by_key.get(key) else {
+            return Ok(None);
+        };
+        if sha != served_sha256 {
+            return Ok(None);
+        }
+        let io = |e: std::io::Error| RollbackError::OutDir {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let mut file = std::fs::File::open(&self.path).map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(*offset)).map_err(io)?;
+        let mut line = String::new();
+        std::io::BufReader::new(file)
+            .read_line(&mut line)
+            .map_err(io)?;
+        Ok(serde_json::from_str(&line).ok())
+    }
+}
+
 /// Exports the service's companies and documents (with content) to `out`.
+/// With the `original` export the service was migrated from, a document the
+/// service still holds unchanged is written as its original row (content
+/// without the front matter import added, source id, tags, timestamps), so
+/// a restore gives it back byte for byte; changed and new documents carry
+/// the object's content.
 pub async fn run_rollback_export(
     target: &ServiceTarget,
     out: &std::path::Path,
+    original: Option<&std::path::Path>,
     clock: &dyn Clock,
     log: &mut RunLog,
 ) -> Result<RollbackExportReport, RollbackError> {
+    let original = original.map(OriginalIndex::build).transpose()?;
     let started = clock.elapsed_ms();
     std::fs::create_dir_all(out).map_err(|e| RollbackError::OutDir {
         path: out.to_owned(),
@@ -150,8 +229,17 @@ pub async fn run_rollback_export(
     let mut documents: Vec<_> = target.documents().await?.into_values().collect();
     documents.sort_by(|a, b| a.key.cmp(&b.key));
     let mut writer = JsonlWriter::create(out, DOCUMENTS_FILE)?;
+    let mut unchanged = 0u64;
     for d in &documents {
         let bytes = target.object(&d.key).await?;
+        let served = portfolio_core::keys::sha256_hex(&bytes);
+        if let Some(index) = &original {
+            if let Some(record) = index.unchanged(&d.key, &served)? {
+                unchanged += 1;
+                writer.write(&record)?;
+                continue;
+            }
+        }
         let content = String::from_utf8_lossy(&bytes).into_owned();
         let _ = log.record(clock.now_ms(), "document", json!({ "key": d.key }));
         writer.write(&DocumentRecord {
@@ -193,6 +281,7 @@ pub async fn run_rollback_export(
         out: out.display().to_string(),
         companies: companies_entry.rows,
         documents: documents_entry.rows,
+        documents_as_originally_exported: unchanged,
         duration_ms: clock.elapsed_ms().saturating_sub(started),
     })
 }
@@ -296,13 +385,30 @@ pub async fn run_restore(
                 report.reembed.push(d.path.clone());
             }
         }
+        let checksum = d
+            .checksum
+            .clone()
+            .unwrap_or_else(|| d.content_sha256.clone());
         tx.execute(
-            "INSERT INTO documents (id, company_id, path, title, content, checksum, updated_at) \
-             VALUES ($1::text::uuid, (SELECT id FROM companies WHERE slug = $2), $3, $4, $5, $6, now()) \
+            "INSERT INTO documents (id, company_id, path, title, content, checksum, tags, metadata, created_at, updated_at) \
+             VALUES ($1::text::uuid, (SELECT id FROM companies WHERE slug = $2), $3, $4, $5, $6, $7, \
+             nullif($8::text, 'null')::jsonb, coalesce(to_timestamp($9::int8 / 1000.0), now()), \
+             coalesce(to_timestamp($10::int8 / 1000.0), now())) \
              ON CONFLICT (path) DO UPDATE SET content = excluded.content, checksum = excluded.checksum, \
              company_id = coalesce(excluded.company_id, documents.company_id), \
              title = coalesce(documents.title, excluded.title), updated_at = now()",
-            &[&d.id, &d.company_slug, &d.path, &d.title, &content, &d.content_sha256],
+            &[
+                &d.id,
+                &d.company_slug,
+                &d.path,
+                &d.title,
+                &content,
+                &checksum,
+                &d.tags,
+                &d.metadata.to_string(),
+                &d.created_at.as_ref().map(|t| t.ms),
+                &d.updated_at.as_ref().map(|t| t.ms),
+            ],
         )
         .await
         .map_err(|e| restore_error(&format!("document {}", d.path), &e))?;

@@ -375,6 +375,64 @@ fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
         "SELECT id::text FROM companies WHERE slug = 'zürich-ag'",
     );
     assert_eq!(legacy, original, "companies keep their source UUIDs");
+
+    // Back into the source itself, with the original export at hand:
+    // documents the service still holds unchanged go back as their original
+    // rows, so only the changed one is written.
+    let back2 = work.path().join("rollback-original");
+    let mut cmd = bin();
+    cmd.env("ADMIN_TOKEN", TOKEN)
+        .args([
+            "rollback-export",
+            "--json",
+            "--target",
+            &worker.url(),
+            "--original",
+        ])
+        .arg(&export_dir)
+        .arg("--out")
+        .arg(&back2);
+    let exported_back = run(cmd);
+    assert_eq!(exported_back.code, 0, "{}", exported_back.stderr);
+    assert_eq!(
+        exported_back.json()["documents_as_originally_exported"],
+        usable - 1
+    );
+    let before: String = pg.psql(
+        &db,
+        "SELECT md5(string_agg(path || coalesce(content, '<null>'), '|' ORDER BY path)) FROM documents \
+         WHERE path <> 'companies/acme/Annual Report 2023.md'",
+    );
+    let mut cmd = bin();
+    cmd.args([
+        "restore",
+        "--json",
+        "--database-url",
+        &pg.url("postgres", &db),
+        "--from",
+    ])
+    .arg(&back2);
+    let restored = run(cmd);
+    assert_eq!(restored.code, 0, "{}\n{}", restored.stdout, restored.stderr);
+    let restored = restored.json();
+    assert_eq!(restored["documents_updated"], 1, "{restored}");
+    assert_eq!(restored["documents_inserted"], 0, "{restored}");
+    assert_eq!(restored["documents_unchanged"], usable - 1, "{restored}");
+    assert_eq!(
+        restored["reembed"],
+        serde_json::json!(["companies/acme/Annual Report 2023.md"])
+    );
+    let after: String = pg.psql(
+        &db,
+        "SELECT md5(string_agg(path || coalesce(content, '<null>'), '|' ORDER BY path)) FROM documents \
+         WHERE path <> 'companies/acme/Annual Report 2023.md'",
+    );
+    assert_eq!(before, after, "unchanged documents are untouched");
+    let restated = pg.psql(
+        &db,
+        "SELECT content FROM documents WHERE path = 'companies/acme/Annual Report 2023.md'",
+    );
+    assert!(restated.contains("Restated."), "{restated}");
 }
 
 fn wait_for_sha_change(
