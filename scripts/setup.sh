@@ -62,12 +62,21 @@ if ! .venv-test/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$
   .venv-test/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
-# The chat page's browser test drives Debian's Chromium (a browser download
-# from elsewhere is not possible here).
-if ! command -v chromium >/dev/null 2>&1; then
-  log "installing chromium (Debian package, for the browser test)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# Debian packages the tests need: Chromium for the chat page's browser test
+# (a browser download from elsewhere is not possible here), PostgreSQL 15
+# for migrate's tests (initdb + pg_ctl in a temporary directory; as root the
+# cluster runs as the `postgres` user the package creates).
+apt_packages=()
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+{ [ -x /usr/lib/postgresql/15/bin/initdb ] && id postgres >/dev/null 2>&1; } || apt_packages+=(postgresql-15)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing ${apt_packages[*]} (Debian packages, for the tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+  else
+    echo "the tests need: apt-get install ${apt_packages[*]}" >&2
+  fi
 fi
 
 log "toolchain ready"

@@ -15,6 +15,10 @@ describe("admin API", () => {
         ["POST", `/admin/documents/${key}/process`],
         ["GET", `/admin/documents/${key}`],
         ["GET", "/admin/documents"],
+        ["GET", "/admin/companies"],
+        ["POST", "/admin/companies"],
+        ["POST", "/admin/legacy-ids/documents"],
+        ["GET", `/admin/objects/${key}`],
       ]) {
         const res = await admin(path, { method, body: method === "PUT" ? "# Secret" : undefined }, token);
         expect(res.status, `${method} ${path} with ${token}`).toBe(401);

@@ -40,6 +40,56 @@ pub enum ReconcileRoute {
     Runs,
 }
 
+/// A route the Supabase migration uses (`crate::companies`, object reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationRoute {
+    /// `GET /admin/companies`: companies with their fields and legacy ids.
+    List,
+    /// `POST /admin/companies`: upsert companies and their legacy ids.
+    Import,
+    /// `POST /admin/legacy-ids/documents`: map source ids to stored documents.
+    MapDocuments,
+    /// `GET /admin/objects/{key}`: the stored object's bytes (rollback export).
+    Object(DocumentKey),
+}
+
+/// Maps a method and path to a migration route; `None` if the path is not one.
+#[must_use]
+pub fn migration_route(
+    method: &str,
+    path: &str,
+) -> Option<Result<MigrationRoute, AdminRequestError>> {
+    if let Some(raw) = path.strip_prefix("/admin/objects/") {
+        if method != "GET" {
+            return Some(Err(AdminRequestError::NoRoute {
+                method: method.to_owned(),
+                path: path.to_owned(),
+            }));
+        }
+        return Some(
+            percent_decode(raw)
+                .ok_or(AdminRequestError::BadEncoding)
+                .and_then(|k| {
+                    DocumentKey::parse(&k).map_err(|e| AdminRequestError::BadKey(e.to_string()))
+                })
+                .map(MigrationRoute::Object),
+        );
+    }
+    let route = match (path.strip_suffix('/').unwrap_or(path), method) {
+        ("/admin/companies", "GET") => MigrationRoute::List,
+        ("/admin/companies", "POST") => MigrationRoute::Import,
+        ("/admin/legacy-ids/documents", "POST") => MigrationRoute::MapDocuments,
+        ("/admin/companies" | "/admin/legacy-ids/documents", _) => {
+            return Some(Err(AdminRequestError::NoRoute {
+                method: method.to_owned(),
+                path: path.to_owned(),
+            }))
+        }
+        _ => return None,
+    };
+    Some(Ok(route))
+}
+
 /// Default number of runs `GET /admin/reconcile/runs` returns.
 pub const DEFAULT_RUNS: u32 = 20;
 /// Largest number of runs `GET /admin/reconcile/runs` returns.
@@ -354,6 +404,40 @@ mod tests {
         assert_eq!(runs_limit(None), DEFAULT_RUNS);
         assert_eq!(runs_limit(Some("0")), 1);
         assert_eq!(runs_limit(Some("1000")), MAX_RUNS);
+    }
+
+    #[test]
+    fn company_routes_are_recognised() {
+        assert_eq!(
+            migration_route("GET", "/admin/companies"),
+            Some(Ok(MigrationRoute::List))
+        );
+        assert_eq!(
+            migration_route("POST", "/admin/companies/"),
+            Some(Ok(MigrationRoute::Import))
+        );
+        assert_eq!(
+            migration_route("POST", "/admin/legacy-ids/documents"),
+            Some(Ok(MigrationRoute::MapDocuments))
+        );
+        assert!(matches!(
+            migration_route("DELETE", "/admin/companies"),
+            Some(Err(AdminRequestError::NoRoute { .. }))
+        ));
+        assert_eq!(migration_route("GET", "/admin/companiesx"), None);
+        assert_eq!(migration_route("GET", "/admin/documents"), None);
+        assert_eq!(
+            migration_route("GET", "/admin/objects/companies/a%20b.md"),
+            Some(Ok(MigrationRoute::Object(key("companies/a b.md"))))
+        );
+        assert!(matches!(
+            migration_route("GET", "/admin/objects/a/../b.md"),
+            Some(Err(AdminRequestError::BadKey(_)))
+        ));
+        assert!(matches!(
+            migration_route("PUT", "/admin/objects/a.md"),
+            Some(Err(AdminRequestError::NoRoute { .. }))
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod api;
 pub mod chunk;
+pub mod companies;
 pub mod config;
 pub mod document;
 pub mod fusion;

@@ -4,13 +4,18 @@
 //! route, known or not, before the token passed. Request checks come from
 //! `portfolio_core::admin`.
 
+mod companies;
 mod documents;
 pub mod index;
+mod objects;
 mod reconcile;
 
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::ApiError;
-use portfolio_core::admin::{document_route, is_authorized, reconcile_route, AdminRequestError};
+use portfolio_core::admin::{
+    document_route, is_authorized, migration_route, reconcile_route, AdminRequestError,
+    MigrationRoute,
+};
 use wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, Response};
 
@@ -55,6 +60,14 @@ pub async fn handle(
         return match route {
             Ok(route) => reconcile::handle(route, req, &env, config).await,
             Err(e) => Err(ApiError::NotFound(e.to_string())),
+        };
+    }
+    if let Some(route) = migration_route(req.method().as_ref(), &path) {
+        return match route {
+            Ok(MigrationRoute::Object(key)) => objects::get(key, &env).await,
+            Ok(route) => companies::handle(route, req, &env).await,
+            Err(e @ AdminRequestError::NoRoute { .. }) => Err(ApiError::NotFound(e.to_string())),
+            Err(e) => Err(ApiError::BadRequest("bad_key", e.to_string())),
         };
     }
     match document_route(req.method().as_ref(), &path) {

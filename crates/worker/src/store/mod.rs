@@ -5,6 +5,7 @@
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
 
 pub mod d1;
+pub mod d1_companies;
 pub mod d1_reconcile;
 mod d1_rows;
 pub mod d1_search;

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+//!
+//! Library behind the `migrate` binary. `main.rs` only parses arguments and
+//! wires these modules together.
+
+pub mod clock;
+pub mod convert;
+pub mod export;
+pub mod import;
+pub mod manifest;
+pub mod records;
+pub mod rollback;
+pub mod runlog;
+pub mod source;
+pub mod target;
+pub mod verify;

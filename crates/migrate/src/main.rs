@@ -1,0 +1,561 @@
+//! `migrate`: argument parsing, terminal interaction and wiring. Every
+//! decision lives in the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use migrate::clock::{Clock, SystemClock};
+use migrate::export::{run_export, ExportOptions, ExportProgress, DEFAULT_PAGE_SIZE};
+use migrate::import::{run_import, ImportOptions, ImportProgress, DEFAULT_CONCURRENCY};
+use migrate::rollback::{run_restore, run_rollback_export};
+use migrate::runlog::{RunLog, RUN_LOG_FILE};
+use migrate::source::SourceCounts;
+use migrate::target::{AdminToken, ServiceTarget};
+use migrate::verify::{render_markdown, run_verify, ParityOptions, VerifyOptions};
+
+/// Move a Supabase Postgres into the service, verify it, and go back.
+///
+/// Exit codes: 0 ok, 1 the run failed, 2 usage or configuration error.
+#[derive(Debug, Parser)]
+#[command(name = "migrate", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Export companies, documents and chunk metadata to JSONL + manifest.
+    Export(ExportArgs),
+    /// Import an export into the service through its admin API.
+    Import(ImportArgs),
+    /// Check that an import arrived: counts, checksums, readiness, parity.
+    Verify(VerifyArgs),
+    /// Export the service's companies and documents (with content) to go back.
+    RollbackExport(RollbackExportArgs),
+    /// Write an export (e.g. from rollback-export) into a Postgres with the Supabase schema.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct RollbackExportArgs {
+    /// Base URL of the service.
+    #[arg(long, env = "MIGRATE_TARGET")]
+    target: String,
+    /// File holding the admin token (otherwise env ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Directory to write into (must not hold an export already).
+    #[arg(long)]
+    out: PathBuf,
+    /// The export the service was migrated from: documents still unchanged
+    /// go back as their original rows (content without the added front matter).
+    #[arg(long)]
+    original: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// Export directory to restore.
+    #[arg(long)]
+    from: PathBuf,
+    /// Postgres URL of the database to restore into (never logged).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Export directory the import read.
+    #[arg(long)]
+    from: PathBuf,
+    /// Base URL of the service.
+    #[arg(long, env = "MIGRATE_TARGET")]
+    target: String,
+    /// File holding the admin token (otherwise env ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Source Postgres URL, for answer parity (skipped without it).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// SQL function the source uses to embed a question for hybrid_search.
+    #[arg(long, default_value = "embed_query")]
+    embed_function: String,
+    /// Documents compared per question (overlap@k).
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    /// Mean overlap@k below this fails the report.
+    #[arg(long, default_value_t = 0.6)]
+    threshold: f64,
+    /// Questions, one per line (plain text or JSON {"question","company"}); default: document headings.
+    #[arg(long)]
+    questions: Option<PathBuf>,
+    /// Most questions asked.
+    #[arg(long, default_value_t = 30)]
+    max_questions: usize,
+    /// Directory for verify-report.json and verify-report.md (default: --from).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// Export directory (written by `export`).
+    #[arg(long)]
+    from: PathBuf,
+    /// Base URL of the service, e.g. http://127.0.0.1:8787.
+    #[arg(long, env = "MIGRATE_TARGET")]
+    target: String,
+    /// File holding the admin token (otherwise env ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Import at most this many documents (in export order).
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Document uploads in flight at once.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Wait up to this many seconds for every imported document to be ready.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
+    /// Continue an interrupted import. Every import plans against what the
+    /// service already holds (by SHA-256), so this is the same as running
+    /// it again; the flag is accepted for scripts that say what they mean.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Print one machine-readable JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Change nothing; report what would happen.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Only errors and the final summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Run log (JSONL; default <dir>/migrate-log.jsonl).
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Postgres URL of the source (never logged).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Directory to write the export into (must not hold one already).
+    #[arg(long)]
+    out: PathBuf,
+    /// Export at most this many documents (and their chunks).
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Rows per source query.
+    #[arg(long, default_value_t = DEFAULT_PAGE_SIZE)]
+    page_size: u32,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+struct Bar(Mutex<Option<ProgressBar>>);
+
+impl std::fmt::Debug for Bar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bar")
+    }
+}
+
+impl Bar {
+    fn new(enabled: bool) -> Self {
+        Self(Mutex::new(enabled.then(|| {
+            let bar = ProgressBar::new(0);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} {wide_msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        })))
+    }
+
+    fn with(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(slot) = self.0.lock() {
+            if let Some(bar) = slot.as_ref() {
+                f(bar);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.with(ProgressBar::finish_and_clear);
+    }
+}
+
+impl ExportProgress for Bar {
+    fn started(&self, _counts: &SourceCounts, documents_to_export: u64) {
+        self.with(|b| {
+            b.set_length(documents_to_export);
+            b.set_message("documents");
+        });
+    }
+    fn documents_done(&self, done: u64) {
+        self.with(|b| b.set_position(done));
+    }
+}
+
+impl ImportProgress for Bar {
+    fn documents_started(&self, total: u64) {
+        self.with(|b| {
+            b.set_length(total);
+            b.set_position(0);
+        });
+    }
+    fn document_done(&self, key: &str) {
+        self.with(|b| {
+            b.inc(1);
+            b.set_message(key.to_owned());
+        });
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn admin_token(file: Option<&std::path::Path>) -> Result<AdminToken> {
+    let token = match file {
+        Some(file) => {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+        }
+        None => env_nonempty("ADMIN_TOKEN")
+            .context("no admin token: set ADMIN_TOKEN or pass --admin-token-file")?,
+    };
+    let token = token.trim();
+    anyhow::ensure!(!token.is_empty(), "the admin token is empty");
+    Ok(AdminToken::new(token))
+}
+
+async fn import(args: ImportArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let common = &args.common;
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let target = ServiceTarget::new(&args.target, token)?;
+    let mut log = open_log(common, &args.from, "import", &clock)?;
+    let bar = Bar::new(std::io::stderr().is_terminal() && !common.json && !common.quiet);
+    let options = ImportOptions {
+        from: args.from.clone(),
+        dry_run: common.dry_run,
+        limit: args.limit,
+        concurrency: args.concurrency.max(1),
+        wait: args.wait.map(std::time::Duration::from_secs),
+    };
+    let result = run_import(&options, &target, &clock, &mut log, &bar).await;
+    bar.finish();
+    match result {
+        Ok(report) => {
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let c = &report.companies;
+                let d = &report.documents;
+                println!(
+                    "{}companies: {} in the export, {} written, {} unchanged, {} unusable",
+                    if report.dry_run { "(dry run) " } else { "" },
+                    c.source,
+                    c.written,
+                    c.unchanged,
+                    c.unusable.len()
+                );
+                println!(
+                    "documents: {} in the export, {} uploaded, {} unchanged, {} unusable, {} failed, {} with notes",
+                    d.source, d.uploaded, d.unchanged, d.unusable.len(), d.failed.len(), d.notes.len()
+                );
+                for u in d.unusable.iter().chain(&c.unusable) {
+                    println!("  unusable {:?}: {}", u.path, u.reason);
+                }
+                for f in &d.failed {
+                    eprintln!("  FAILED {}: {}", f.path, f.reason);
+                }
+                if let Some(r) = &report.ready {
+                    println!(
+                        "ingestion: {} ready, {} failed, {} pending after {:.1} s",
+                        r.ready,
+                        r.failed.len(),
+                        r.pending.len(),
+                        r.waited_ms as f64 / 1000.0
+                    );
+                }
+                println!("took {:.1} s", report.duration_ms as f64 / 1000.0);
+            }
+            Ok(report.exit_code)
+        }
+        Err(err) => {
+            let _ = log.record(
+                clock.now_ms(),
+                "error",
+                json!({ "stage": err.stage(), "message": err.to_string() }),
+            );
+            if common.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "command": "import",
+                        "error": { "stage": err.stage(), "message": err.to_string() },
+                        "exit_code": 1,
+                    }))?
+                );
+            } else {
+                eprintln!("migrate import: {} failed: {err}", err.stage());
+            }
+            Ok(1)
+        }
+    }
+}
+
+async fn verify(args: VerifyArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let target = ServiceTarget::new(&args.target, token)?;
+    let options = VerifyOptions {
+        from: args.from.clone(),
+        out: args.out.clone().unwrap_or_else(|| args.from.clone()),
+        parity: args.database_url.clone().map(|database_url| ParityOptions {
+            database_url,
+            embed_function: args.embed_function.clone(),
+            k: args.k.max(1),
+            threshold: args.threshold,
+            questions: args.questions.clone(),
+            max_questions: args.max_questions,
+        }),
+    };
+    match run_verify(&options, &target, &clock).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", render_markdown(&report));
+            }
+            Ok(report.exit_code)
+        }
+        Err(err) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "command": "verify",
+                        "error": { "stage": err.stage(), "message": err.to_string() },
+                        "exit_code": 1,
+                    }))?
+                );
+            } else {
+                eprintln!("migrate verify: {} failed: {err}", err.stage());
+            }
+            Ok(1)
+        }
+    }
+}
+
+/// Prints a report (JSON or one line) or the error, and returns the exit code.
+fn finish<T: serde::Serialize, E: std::fmt::Display>(
+    command: &str,
+    json_out: bool,
+    result: std::result::Result<T, E>,
+    stage: impl Fn(&E) -> &'static str,
+    line: impl Fn(&T) -> String,
+) -> Result<i32> {
+    match result {
+        Ok(report) => {
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", line(&report));
+            }
+            Ok(0)
+        }
+        Err(err) => {
+            if json_out {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "command": command,
+                        "error": { "stage": stage(&err), "message": err.to_string() },
+                        "exit_code": 1,
+                    }))?
+                );
+            } else {
+                eprintln!("migrate {command}: {} failed: {err}", stage(&err));
+            }
+            Ok(1)
+        }
+    }
+}
+
+async fn rollback_export(args: RollbackExportArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let target = ServiceTarget::new(&args.target, token)?;
+    let mut log = open_log(&args.common, &args.out, "rollback-export", &clock)?;
+    let result = run_rollback_export(
+        &target,
+        &args.out,
+        args.original.as_deref(),
+        &clock,
+        &mut log,
+    )
+    .await;
+    finish(
+        "rollback-export",
+        args.common.json,
+        result,
+        |e| e.stage(),
+        |r| {
+            format!(
+                "exported {} companies and {} documents from {} in {:.1} s",
+                r.companies,
+                r.documents,
+                r.target,
+                r.duration_ms as f64 / 1000.0
+            )
+        },
+    )
+}
+
+async fn restore(args: RestoreArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let result = run_restore(&args.from, &args.database_url, args.common.dry_run, &clock).await;
+    finish(
+        "restore",
+        args.common.json,
+        result,
+        |e| e.stage(),
+        |r| {
+            format!(
+            "{}restored into {}: {} companies written, documents {} inserted, {} updated, {} unchanged; {} need re-embedding",
+            if r.dry_run { "(dry run, rolled back) " } else { "" },
+            r.database, r.companies_written, r.documents_inserted, r.documents_updated,
+            r.documents_unchanged, r.reembed.len()
+        )
+        },
+    )
+}
+
+fn open_log(
+    common: &Common,
+    dir: &std::path::Path,
+    command: &str,
+    clock: &dyn Clock,
+) -> Result<RunLog> {
+    if common.dry_run && common.log.is_none() {
+        return Ok(RunLog::disabled(command));
+    }
+    let path = common.log.clone().unwrap_or_else(|| dir.join(RUN_LOG_FILE));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    RunLog::open(&path, command, &format!("{command}-{}", clock.now_ms()))
+        .with_context(|| format!("opening the run log {}", path.display()))
+}
+
+async fn export(args: ExportArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let common = &args.common;
+    let mut log = open_log(common, &args.out, "export", &clock)?;
+    let bar = Bar::new(std::io::stderr().is_terminal() && !common.json && !common.quiet);
+    let options = ExportOptions {
+        database_url: args.database_url.clone(),
+        out: args.out.clone(),
+        limit: args.limit,
+        page_size: args.page_size,
+        dry_run: common.dry_run,
+    };
+    let result = run_export(&options, &clock, &mut log, &bar).await;
+    bar.finish();
+    match result {
+        Ok(report) => {
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let n = |m: &std::collections::BTreeMap<String, u64>, k: &str| {
+                    m.get(k).copied().unwrap_or(0)
+                };
+                println!(
+                    "{} {}: companies {}/{}, documents {}/{}, chunks {}/{} in {:.1} s",
+                    if report.dry_run {
+                        "would export from"
+                    } else {
+                        "exported from"
+                    },
+                    report.source,
+                    n(&report.exported, "companies"),
+                    n(&report.source_counts, "companies"),
+                    n(&report.exported, "documents"),
+                    n(&report.source_counts, "documents"),
+                    n(&report.exported, "chunks"),
+                    n(&report.source_counts, "chunks"),
+                    report.duration_ms as f64 / 1000.0
+                );
+            }
+            Ok(0)
+        }
+        Err(err) => {
+            let _ = log.record(
+                clock.now_ms(),
+                "error",
+                json!({ "stage": err.stage(), "message": err.to_string() }),
+            );
+            let code = if err.stage() == "config" { 2 } else { 1 };
+            if common.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "command": "export",
+                        "error": { "stage": err.stage(), "message": err.to_string() },
+                        "exit_code": code,
+                    }))?
+                );
+            } else {
+                eprintln!("migrate export: {} failed: {err}", err.stage());
+            }
+            Ok(code)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Export(args) => export(args).await,
+        Command::Import(args) => import(args).await,
+        Command::Verify(args) => verify(args).await,
+        Command::RollbackExport(args) => rollback_export(args).await,
+        Command::Restore(args) => restore(args).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(err) => {
+            eprintln!("migrate: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The built Worker under `wrangler dev` (local D1, R2, Queues, Durable
+//! Objects), in its own process group, killed with the group on drop; as
+//! `crates/r2-sync/tests/worker_e2e.rs` starts it. Needs
+//! `bash scripts/build-worker.sh` and the npm packages.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+pub const TOKEN: &str = "e2e-admin-token-not-a-secret-00001";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub struct LocalWorker {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for LocalWorker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl LocalWorker {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `(status, body)` of an admin request.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
+        match agent
+            .get(&format!("{}{path}", self.url()))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+        {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.get(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+fn npm_path(root: &Path) -> String {
+    format!(
+        "{}:{}",
+        root.join("node_modules/.bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+pub fn start_worker(state: &Path) -> LocalWorker {
+    let root = repo_root();
+    let wrangler = root.join("node_modules/.bin/wrangler");
+    assert!(
+        wrangler.exists() && root.join("build/index.js").exists(),
+        "the end-to-end test needs the built Worker and the npm packages: run `bash scripts/setup.sh && bash scripts/build-worker.sh` first"
+    );
+    let config = state.join("wrangler.json");
+    let status = Command::new(root.join("node_modules/.bin/node"))
+        .arg(root.join("scripts/prebuilt-config.mjs"))
+        .arg(&config)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "writing the prebuilt wrangler config failed"
+    );
+    let persist = state.join("state");
+    let migrate = Command::new(&wrangler)
+        .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+        .arg(&persist)
+        .arg("-c")
+        .arg(&config)
+        .env("CI", "true")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("PATH", npm_path(&root))
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "migrations failed: {}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let port = free_port();
+    let log = fs::File::create(state.join("wrangler-dev.log")).unwrap();
+    let mut cmd = Command::new("setsid");
+    cmd.arg(&wrangler)
+        .args([
+            "dev",
+            "--port",
+            &port.to_string(),
+            "--ip",
+            "127.0.0.1",
+            "--persist-to",
+        ])
+        .arg(&persist)
+        .arg("-c")
+        .arg(&config)
+        .args(["--var", &format!("ADMIN_TOKEN:{TOKEN}")])
+        .env("CI", "true")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("PATH", npm_path(&root))
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let worker = LocalWorker {
+        child: cmd.spawn().unwrap(),
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if worker.get("/api/health").0 == 200 {
+            return worker;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wrangler dev did not answer: {}",
+            fs::read_to_string(state.join("wrangler-dev.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

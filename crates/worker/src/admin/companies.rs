@@ -1,0 +1,98 @@
+//! `/admin/companies` and `/admin/legacy-ids/documents`: the migration's
+//! way in for companies with their real names and fields, and for the map
+//! from the source's UUIDs to integer ids. Validation is
+//! `portfolio_core::companies`'; the SQL is `store::d1_companies`'.
+
+use crate::bindings;
+use crate::error::{json_response, ApiError};
+use crate::store::d1_companies::D1Companies;
+use portfolio_core::admin::{page_size, MigrationRoute};
+use portfolio_core::companies::{
+    validate_companies, validate_document_legacy_ids, CompanyImportBatch, DocumentLegacyIdBatch,
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::collections::HashMap;
+use worker::{Env, Request, Response};
+
+pub async fn handle(route: MigrationRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
+    let store = D1Companies::new(env.d1(bindings::DB)?);
+    match route {
+        MigrationRoute::List => list(req, &store).await,
+        MigrationRoute::Import => import(req, &store).await,
+        MigrationRoute::MapDocuments => map_documents(req, &store).await,
+        MigrationRoute::Object(key) => Err(ApiError::NotFound(format!(
+            "objects are served by admin::objects, not companies ({})",
+            key.as_str()
+        ))),
+    }
+}
+
+async fn body<T: DeserializeOwned>(mut req: Request) -> Result<T, ApiError> {
+    let text = req.text().await?;
+    serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))
+}
+
+async fn import(req: Request, store: &D1Companies) -> Result<Response, ApiError> {
+    let batch: CompanyImportBatch = body(req).await?;
+    let companies = validate_companies(batch)
+        .map_err(|e| ApiError::BadRequest("bad_company", e.to_string()))?;
+    let outcomes = store
+        .import(&companies, worker::Date::now().as_millis())
+        .await?;
+    let written = outcomes.iter().filter(|o| o.written).count();
+    let mapped = outcomes.iter().filter(|o| o.mapped).count();
+    Ok(json_response(
+        &json!({
+            "companies": outcomes,
+            "written": written,
+            "mapped": mapped,
+            "unchanged": outcomes.len() - written,
+        }),
+        200,
+    )?)
+}
+
+async fn map_documents(req: Request, store: &D1Companies) -> Result<Response, ApiError> {
+    let batch: DocumentLegacyIdBatch = body(req).await?;
+    let documents = validate_document_legacy_ids(batch)
+        .map_err(|e| ApiError::BadRequest("bad_mapping", e.to_string()))?;
+    let outcomes = store.map_documents(&documents).await?;
+    let missing: Vec<&str> = documents
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, (_, present))| !present)
+        .map(|((_, key), _)| key.as_str())
+        .collect();
+    Ok(json_response(
+        &json!({
+            "mapped": outcomes.iter().filter(|(written, _)| *written).count(),
+            "missing": missing,
+        }),
+        200,
+    )?)
+}
+
+async fn list(req: Request, store: &D1Companies) -> Result<Response, ApiError> {
+    let url = req.url()?;
+    let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let limit = page_size(query.get("limit").map(String::as_str));
+    let after = match query.get("cursor") {
+        Some(c) => c.parse::<i64>().map_err(|_| {
+            ApiError::BadRequest("bad_cursor", format!("cursor {c:?} is not an id"))
+        })?,
+        None => 0,
+    };
+    let mut rows = store.list(after, limit + 1).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let cursor = if more {
+        rows.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(json_response(
+        &json!({ "companies": rows, "cursor": cursor }),
+        200,
+    )?)
+}
