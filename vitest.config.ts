@@ -41,6 +41,8 @@ const PROVIDER_TEST_VARS = {
   INGEST_RETRY_BASE_MS: "200",
 };
 const PROVIDER_SPECS = ["tests/provider_*.spec.ts"];
+/** Specs only the `vectorize` project runs (they need VECTOR_INDEX=vectorize). */
+const VECTORIZE_ONLY_SPECS = ["tests/reconcile_vectorize.spec.ts"];
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
@@ -62,7 +64,7 @@ export default defineConfig(async () => {
               miniflare: { bindings },
             }),
           ],
-          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: PROVIDER_SPECS, ...shared },
+          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS], ...shared },
         },
         {
           plugins: [
@@ -86,7 +88,7 @@ export default defineConfig(async () => {
               },
             }),
           ],
-          test: { name: "vectorize", include: ["tests/vector_index.spec.ts"], ...shared },
+          test: { name: "vectorize", include: ["tests/vector_index.spec.ts", ...VECTORIZE_ONLY_SPECS], ...shared },
         },
         {
           plugins: [
