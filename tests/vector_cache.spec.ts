@@ -1,4 +1,4 @@
-// The D1-exact index's isolate cache (portfolio_core::vector_cache,
+// The D1-exact index's isolate cache (portfolio_core::index::cache,
 // crates/worker/src/store/vector_cache.rs) across writes: every request below
 // runs in the same isolate, so after the first query the cache is warm and
 // each later query must see exactly what the table holds — through the index

@@ -7,9 +7,9 @@
 //! Never reads secrets' values: whether a provider has its key is the
 //! provider's own check.
 
-use crate::ingest_message::RETRY_MAX_DELAY_SECONDS;
-use crate::ingestion::IngestSettings;
-use crate::pipeline::{PipelineConfig, RetryPolicy};
+use crate::ingest::message::RETRY_MAX_DELAY_SECONDS;
+use crate::ingest::pipeline::{PipelineConfig, RetryPolicy};
+use crate::ingest::settings::IngestSettings;
 use crate::providers::retry::DEFAULT_BASE_DELAY_MS as DEFAULT_PROVIDER_RETRY_BASE_MS;
 use crate::providers::DEFAULT_PROVIDER_TIMEOUT_MS;
 use crate::reconcile::{ReconcileSettings, R2_LIST_MAX};

@@ -4,7 +4,7 @@
 //! error into `{ "error": { "code", "message" } }` with the right status.
 
 use portfolio_core::api::ErrorBody;
-use portfolio_core::vector_index::VectorIndexError;
+use portfolio_core::index::VectorIndexError;
 use worker::Response;
 
 /// A failure of an API request, with the status it maps to.

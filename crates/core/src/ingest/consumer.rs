@@ -6,7 +6,7 @@
 //! that can never succeed is never retried forever.
 
 use super::store::{DeadLetter, DocumentStore};
-use crate::ingest_message::{
+use crate::ingest::message::{
     parse_ingest_message, parse_queue_message, retry_delay_seconds, IngestCommand, QueueMessage,
     ReconcileContinuation,
 };

@@ -8,16 +8,16 @@ use super::consumer::{ProcessorGateway, ReconcilePages};
 use super::store::{
     DeadLetter, DocumentStore, LiveRow, ProcessorStorage, StagedChunk, StagedDocument,
 };
-use crate::ingest_message::{IngestCommand, ReconcileContinuation};
+use crate::index::{
+    exact_top_k, IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch,
+    VectorQuery, VectorRecord,
+};
+use crate::ingest::message::{IngestCommand, ReconcileContinuation};
+use crate::ingest::pipeline::{ProcessorState, RunRecord, StatusView};
 use crate::keys::{sha256_hex, vector_id};
-use crate::pipeline::{ProcessorState, RunRecord, StatusView};
 use crate::storage::{
     Clock, EventLog, IngestQueue, Level, ObjectHead, ObjectPage, ObjectRead, ObjectStore,
     StoreError,
-};
-use crate::vector_index::{
-    exact_top_k, IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch,
-    VectorQuery, VectorRecord,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -2,11 +2,14 @@
 //! DocumentProcessor's drive loop and steps, generic over the storage they
 //! need (`store`), so the Worker only supplies adapters and entry points.
 //!
-//! Decisions about *what* runs next stay in `crate::pipeline` (the pure state
+//! Decisions about *what* runs next stay in `crate::ingest::pipeline` (the pure state
 //! machine); these drivers perform its actions and never keep state of their own.
 
 pub mod consumer;
+pub mod message;
+pub mod pipeline;
 pub mod processor;
+pub mod settings;
 mod steps;
 pub mod store;
 

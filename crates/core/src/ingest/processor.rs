@@ -7,15 +7,15 @@
 
 use super::steps::StepResult;
 use super::store::{DocumentStore, ProcessorStorage};
-use crate::ingest_message::IngestCommand;
-use crate::ingestion::{run_reason, IngestSettings};
-use crate::pipeline::{
+use crate::index::VectorIndex;
+use crate::ingest::message::IngestCommand;
+use crate::ingest::pipeline::{
     step, Action, Event, ObjectVersion, PipelineConfig, PipelineStep, ProcessorState, RunReason,
     StatusView, StepError,
 };
+use crate::ingest::settings::{run_reason, IngestSettings};
 use crate::providers::{ChatModel, Embedder};
 use crate::storage::{Clock, EventLog, Level, ObjectHead, ObjectStore, StoreError};
-use crate::vector_index::VectorIndex;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::VecDeque;

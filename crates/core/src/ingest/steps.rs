@@ -11,12 +11,12 @@ use super::store::{DocumentStore, ProcessorStorage, StagedChunk, StagedDocument}
 use crate::admin::MAX_DOCUMENT_BYTES;
 use crate::chunk::{chunk_document, split_heading_path};
 use crate::document::parse_document;
+use crate::index::{VectorIndex, VectorIndexError, VectorMetadata, VectorRecord};
+use crate::ingest::pipeline::StepError;
 use crate::keys::{sha256_hex, vector_id, DocumentKey};
-use crate::pipeline::StepError;
 use crate::providers::{ChatModel, ChatRequest, Embedder, ProviderError};
 use crate::storage::{Clock, EventLog, ObjectHead, ObjectRead, ObjectStore, StoreError};
 use crate::tags::{extract_keyword_tags, parse_batch_tags, MAX_TAGS_PER_CHUNK};
-use crate::vector_index::{VectorIndex, VectorIndexError, VectorMetadata, VectorRecord};
 
 /// Most chunks one document may produce: beyond it the document fails
 /// permanently with a clear error instead of growing without bound (a

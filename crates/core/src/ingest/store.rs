@@ -7,7 +7,7 @@
 //! where the driver may repeat it after a lost answer.
 
 use crate::chunk::Chunk;
-use crate::pipeline::{ProcessorState, RunRecord, StatusView};
+use crate::ingest::pipeline::{ProcessorState, RunRecord, StatusView};
 use crate::storage::StoreError;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;

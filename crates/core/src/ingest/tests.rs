@@ -8,10 +8,10 @@ use super::fakes::*;
 use super::processor::Processor;
 use super::steps::MAX_CHUNKS_PER_DOCUMENT;
 use super::Tagger;
-use crate::ingest_message::IngestCommand;
-use crate::ingestion::IngestSettings;
+use crate::ingest::message::IngestCommand;
+use crate::ingest::pipeline::PipelineConfig;
+use crate::ingest::settings::IngestSettings;
 use crate::keys::sha256_hex;
-use crate::pipeline::PipelineConfig;
 use crate::providers::extractive::ExtractiveAnswerer;
 use crate::providers::offline_embedder::HashingEmbedder;
 use crate::storage::{Clock, StoreError};
@@ -218,7 +218,7 @@ impl<'f> World<'f> {
         self.storages.of(key).staged.borrow().len()
     }
 
-    fn runs(&self, key: &str) -> Vec<crate::pipeline::RunRecord> {
+    fn runs(&self, key: &str) -> Vec<crate::ingest::pipeline::RunRecord> {
         self.db
             .runs
             .borrow()

@@ -2,12 +2,13 @@
 //! what a search or chat request may contain (`plan`), what the keyword and
 //! tag sources search for (`terms`), the hybrid retrieval driver
 //! ([`retrieve()`]), and how fused chunks become results and cited sources
-//! (`results`).
+//! (`results`); `fusion` merges the sources' rankings.
 //!
 //! The driver reads through traits: this module never names D1, the vector
 //! index's backend or a provider. Everything is re-exported here, so callers
 //! use `portfolio_core::query::*`.
 
+pub mod fusion;
 pub mod retrieve;
 
 pub use retrieve::{

@@ -3,8 +3,8 @@
 //! results become a chat answer's numbered sources and prompt passages.
 
 use crate::chunk::split_heading_path;
-use crate::fusion::{FusedHit, RetrievalSource};
 use crate::providers::Passage;
+use crate::query::fusion::{FusedHit, RetrievalSource};
 use serde::{Deserialize, Serialize};
 
 /// A chunk of the active generation, as the Worker reads it from D1.
@@ -179,7 +179,7 @@ pub fn cite(results: &[SearchResult]) -> (Vec<Source>, Vec<Passage>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fusion::{fuse_rankings, FusionConfig, SourceRanking};
+    use crate::query::fusion::{fuse_rankings, FusionConfig, SourceRanking};
 
     #[test]
     fn sources_and_passages_are_numbered_alike() {

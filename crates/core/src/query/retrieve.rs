@@ -9,10 +9,12 @@
 use super::{
     assemble_results, fts_expression, query_tag_terms, ChunkRow, SearchPlan, SearchResult,
 };
-use crate::fusion::{bm25_relevance, fuse_rankings, FusionConfig, RetrievalSource, SourceRanking};
+use crate::index::{MetadataFilter, VectorIndex, VectorQuery};
 use crate::providers::Embedder;
+use crate::query::fusion::{
+    bm25_relevance, fuse_rankings, FusionConfig, RetrievalSource, SourceRanking,
+};
 use crate::storage::{Clock, StoreError};
-use crate::vector_index::{MetadataFilter, VectorIndex, VectorQuery};
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;

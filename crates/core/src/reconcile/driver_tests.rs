@@ -3,13 +3,13 @@
 
 use super::page::rfc3339_ms;
 use super::*;
-use crate::ingest_message::{parse_queue_message, QueueMessage, ReconcileContinuation};
-use crate::keys::vector_id;
-use crate::storage::{Clock, IngestQueue, ObjectPage, ObjectRead, ObjectStore, StoreError};
-use crate::vector_index::{
+use crate::index::{
     IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch, VectorMetadata,
     VectorQuery, VectorRecord,
 };
+use crate::ingest::message::{parse_queue_message, QueueMessage, ReconcileContinuation};
+use crate::keys::vector_id;
+use crate::storage::{Clock, IngestQueue, ObjectPage, ObjectRead, ObjectStore, StoreError};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;

@@ -31,7 +31,7 @@ pub use store::{
 };
 pub use sweep::{sweep_targets, SWEEP_GRACE_MS};
 
-use crate::ingest_message::{IngestCommand, ObjectVersion};
+use crate::ingest::message::{IngestCommand, ObjectVersion};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use thiserror::Error;

@@ -13,9 +13,9 @@ use super::{
     DocumentRow, PageEnd, PageFacts, PlannedCommand, Reason, ReconcileSettings, StoreCounts,
     StoreProbe, QUEUE_SEND_BATCH_MAX,
 };
+use crate::index::VectorIndex;
 use crate::keys::vector_id;
 use crate::storage::{Clock, IngestQueue, ObjectStore};
-use crate::vector_index::VectorIndex;
 use std::collections::{BTreeMap, HashMap};
 
 /// Rows read per page: twice the objects, so a range with a few more rows

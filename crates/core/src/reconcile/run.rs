@@ -13,9 +13,9 @@ use super::store::{ClaimedPage, CreatedRun, ReconcileStore, RunRecord, RunStatus
 use super::{
     append_errors, merge_counts, PageEnd, ReconcileError, ReconcileSettings, RUN_STALE_AFTER_MS,
 };
-use crate::ingest_message::ReconcileContinuation;
+use crate::index::{VectorIndex, VectorIndexError};
+use crate::ingest::message::ReconcileContinuation;
 use crate::storage::{Clock, IngestQueue, ObjectStore, StoreError};
-use crate::vector_index::{VectorIndex, VectorIndexError};
 use thiserror::Error;
 
 /// Why a page (or a run's start) failed.

@@ -12,7 +12,7 @@ use crate::store::{ConsoleLog, WorkerClock};
 use portfolio_core::ingest::consumer::{
     consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, ReconcilePages, Verdict,
 };
-use portfolio_core::ingest_message::{IngestCommand, ReconcileContinuation};
+use portfolio_core::ingest::message::{IngestCommand, ReconcileContinuation};
 use portfolio_core::storage::{EventLog, IngestQueue, Level, StoreError};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;

@@ -10,10 +10,10 @@ use crate::store::processor_storage::DurableStorage;
 use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, ConsoleLog, WorkerClock};
 use portfolio_core::api::ErrorBody;
+use portfolio_core::ingest::message::IngestCommand;
+use portfolio_core::ingest::pipeline::PipelineConfig;
+use portfolio_core::ingest::settings::IngestSettings;
 use portfolio_core::ingest::{CommandError, Processor, Tagger};
-use portfolio_core::ingest_message::IngestCommand;
-use portfolio_core::ingestion::IngestSettings;
-use portfolio_core::pipeline::PipelineConfig;
 use portfolio_core::storage::StoreError;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 

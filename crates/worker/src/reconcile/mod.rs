@@ -11,7 +11,7 @@ use crate::store::d1_reconcile::D1ReconcileStore;
 use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, WorkerClock};
-use portfolio_core::ingest_message::ReconcileContinuation;
+use portfolio_core::ingest::message::ReconcileContinuation;
 use portfolio_core::reconcile::{
     Advance, ReconcileStore, Reconciler, VectorCounting, VECTOR_SETTLE_MS,
 };

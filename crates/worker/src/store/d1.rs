@@ -7,12 +7,12 @@
 //! conditional update flips `active_version` forward. Neither statement ever
 //! touches the live generation's rows.
 
+use portfolio_core::ingest::pipeline::{RunRecord, StatusView};
+use portfolio_core::ingest::settings::rows_per_statement;
 use portfolio_core::ingest::store::{
     DeadLetter, DocumentStore, LiveRow, StagedChunk, StagedDocument,
 };
-use portfolio_core::ingestion::rows_per_statement;
 use portfolio_core::keys::vector_id;
-use portfolio_core::pipeline::{RunRecord, StatusView};
 use portfolio_core::storage::StoreError;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;

@@ -5,7 +5,7 @@
 //! Knows the row layout only; never runs a query of its own.
 
 use js_sys::Array;
-use portfolio_core::vector_index::{VectorIndexError, VectorMetadata};
+use portfolio_core::index::{VectorIndexError, VectorMetadata};
 use wasm_bindgen::{JsCast, JsValue};
 use worker::D1PreparedStatement;
 

@@ -3,13 +3,13 @@
 //!
 //! Owns the SQL for that table, the exact rerank of the isolate cache's candidates
 //! (`super::vector_cache`) and the page-by-page scan used when the index is too large to cache.
-//! Must never rank, filter or validate by itself: `portfolio_core::vector_index` does, so both
+//! Must never rank, filter or validate by itself: `portfolio_core::index` does, so both
 //! implementations agree. Every statement stays within D1's 100 bound parameters and 100 KB.
 
 use futures_util::future::try_join_all;
 use js_sys::Uint8Array;
-use portfolio_core::vector_cache::{QuantizedVector, TOMBSTONE_RETENTION_CHANGES};
-use portfolio_core::vector_index::{
+use portfolio_core::index::cache::{QuantizedVector, TOMBSTONE_RETENTION_CHANGES};
+use portfolio_core::index::{
     cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
     validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
     VectorIndexError, VectorMatch, VectorMetadata, VectorQuery, VectorRecord, D1_MAX_BOUND_PARAMS,

@@ -19,7 +19,7 @@ pub mod vectorize;
 use crate::bindings;
 use crate::config::{IndexKind, ServiceConfig};
 use d1_vectors::D1VectorIndex;
-use portfolio_core::vector_index::{
+use portfolio_core::index::{
     IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch, VectorQuery,
     VectorRecord,
 };

@@ -4,8 +4,8 @@
 //!
 //! Staged rows are invisible to queries; they reach D1 only in the commit.
 
+use portfolio_core::ingest::pipeline::ProcessorState;
 use portfolio_core::ingest::store::{ProcessorStorage, StagedChunk, StagedDocument};
-use portfolio_core::pipeline::ProcessorState;
 use portfolio_core::storage::StoreError;
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue, Storage};

@@ -1,4 +1,4 @@
-//! The isolate's copy of the D1-exact index (`portfolio_core::vector_cache`): reads the state
+//! The isolate's copy of the D1-exact index (`portfolio_core::index::cache`): reads the state
 //! row of migration 0003, brings the copy up to date from `vector_index_changes`, and hands out
 //! the pre-selected candidates for an exact rerank.
 //!
@@ -10,10 +10,10 @@ use std::rc::Rc;
 
 use futures_util::lock::Mutex;
 use js_sys::Array;
-use portfolio_core::vector_cache::{
+use portfolio_core::index::cache::{
     IndexChange, IndexState, QuantizedVector, SyncPlan, VectorCache, CACHE_MAX_BYTES,
 };
-use portfolio_core::vector_index::{decode_f32_le_hex, VectorIndexError, VectorQuery};
+use portfolio_core::index::{decode_f32_le_hex, VectorIndexError, VectorQuery};
 use serde::Deserialize;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::D1Database;

@@ -6,10 +6,10 @@
 //! map-typed value — a `serde_json::Value` object, a `HashMap` — into a JS `Map`, which
 //! Vectorize reads as `{}` and silently ignores; the test stand-in rejects it). Must never
 //! decide anything the core can: validation, batching and limits come from
-//! `portfolio_core::vector_index`.
+//! `portfolio_core::index`.
 
 use js_sys::{Array, Float32Array, Object, Promise, Reflect};
-use portfolio_core::vector_index::{
+use portfolio_core::index::{
     classify_vectorize_failure, plan_upsert_batches, validate_id, validate_query, validate_record,
     IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch, VectorMetadata,
     VectorQuery, VectorRecord, VECTORIZE_MAX_UPSERT_BATCH,
@@ -67,7 +67,7 @@ struct QueryOptions<'a> {
     return_values: bool,
     return_metadata: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    filter: Option<&'a portfolio_core::vector_index::MetadataFilter>,
+    filter: Option<&'a portfolio_core::index::MetadataFilter>,
 }
 
 #[derive(Deserialize)]

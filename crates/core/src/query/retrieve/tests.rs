@@ -5,11 +5,11 @@
 //! moves only when a fake says its call took time.
 
 use super::*;
-use crate::providers::{HashingEmbedder, ProviderError};
-use crate::vector_index::{
+use crate::index::{
     exact_top_k, IndexInfo, MutationReceipt, VectorIndexError, VectorMatch, VectorMetadata,
     VectorRecord,
 };
+use crate::providers::{HashingEmbedder, ProviderError};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;

@@ -13,7 +13,7 @@
 //! `Hash`) gives a deterministic last tie-breaker and iteration order.
 //!
 //! ```
-//! use portfolio_core::fusion::{fuse_rankings, FusionConfig, RetrievalSource, SourceRanking};
+//! use portfolio_core::query::fusion::{fuse_rankings, FusionConfig, RetrievalSource, SourceRanking};
 //!
 //! let config = FusionConfig::new().with_weight(RetrievalSource::Tag, 0.5).unwrap();
 //! let vector = SourceRanking::new(RetrievalSource::Vector, [(7_i64, 0.91), (3, 0.80)]);

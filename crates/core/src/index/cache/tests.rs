@@ -1,5 +1,5 @@
 use super::*;
-use crate::vector_index::{cosine_similarity, exact_top_k, FieldMatch, VectorQuery, VectorRecord};
+use crate::index::{cosine_similarity, exact_top_k, FieldMatch, VectorQuery, VectorRecord};
 use proptest::prelude::*;
 
 const D: usize = 24;
@@ -62,7 +62,7 @@ fn cached_top_k(
     exact_top_k(query, candidates)
 }
 
-use crate::vector_index::VectorMatch;
+use crate::index::VectorMatch;
 
 fn load(records: &[VectorRecord]) -> VectorCache {
     let mut cache = VectorCache::new(D, CACHE_MAX_BYTES);

@@ -614,6 +614,7 @@ pub fn plan_d1_statements(
     Ok(batches)
 }
 
+pub mod cache;
 mod exact;
 mod stored;
 

@@ -5,7 +5,7 @@
 //!
 //! Owns those decisions; must never perform I/O or read a clock (the adapter
 //! `crates/worker/src/store/vector_cache.rs` reads D1 and calls in here), and never decides a
-//! final score: scores always come from [`crate::vector_index::exact_top_k`] over the stored f32
+//! final score: scores always come from [`crate::index::exact_top_k`] over the stored f32
 //! vectors, so results are identical with and without the cache.
 //!
 //! **Why the pre-selection is exact.** A stored vector `v` is kept as `u = v / |v|` quantized:
@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use crate::vector_index::{MetadataFilter, VectorMetadata};
+use crate::index::{MetadataFilter, VectorMetadata};
 
 /// Added to every error bound: float rounding of the approximate score and of the exact cosine
 /// it stands in for. Each sums ≤ 1536 f32 products, whose rounding is bounded by n·ε ≈ 1e-4

@@ -4,8 +4,8 @@
 //! Owns the numbers (and why they are what they are); never performs a step.
 
 use crate::chunk::ChunkConfig;
-use crate::ingest_message::IngestCommand;
-use crate::pipeline::{BatchCounts, Event, ObjectVersion, RunReason};
+use crate::ingest::message::IngestCommand;
+use crate::ingest::pipeline::{BatchCounts, Event, ObjectVersion, RunReason};
 use std::ops::Range;
 
 /// D1 accepts at most 100 bound parameters per statement.

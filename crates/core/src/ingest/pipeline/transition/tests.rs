@@ -1,7 +1,7 @@
 use super::*;
-use crate::pipeline::backoff::{RetryPolicy, DEFAULT_STEP_TIMEOUT_MS};
-use crate::pipeline::event::{ObjectVersion, RunReason};
-use crate::pipeline::state::{PublicStatus, SCHEMA_VERSION};
+use crate::ingest::pipeline::backoff::{RetryPolicy, DEFAULT_STEP_TIMEOUT_MS};
+use crate::ingest::pipeline::event::{ObjectVersion, RunReason};
+use crate::ingest::pipeline::state::{PublicStatus, SCHEMA_VERSION};
 use proptest::prelude::*;
 
 const T0: u64 = 1_700_000_000_000;
@@ -236,7 +236,7 @@ fn every_transition_of_a_successful_run() {
     let view = h.state.status_view().unwrap();
     assert_eq!(
         view.progress,
-        Some(crate::pipeline::Progress { done: 1, total: 2 })
+        Some(crate::ingest::pipeline::Progress { done: 1, total: 2 })
     );
     let actions = h.fire_alarm(&actions);
     assert_eq!(
