@@ -189,15 +189,27 @@ where
             })
     }
 
-    /// Embed batch `index`: embed its chunks and write their vectors (invisible until commit).
-    pub(super) async fn embed_batch(&self, generation: u64, batch: u32) -> Result<(), StepError> {
+    /// The staged document and the staged chunks of one of its batches
+    /// (`range` maps the chunk count to the batch's indexes).
+    async fn staged_batch(
+        &self,
+        generation: u64,
+        range: impl FnOnce(u32) -> std::ops::Range<u32>,
+    ) -> Result<(StagedDocument, Vec<StagedChunk>), StepError> {
         let document = self.staged_document(generation).await?;
-        let range = self.settings.embed_range(batch, document.chunk_count);
         let chunks = self
             .storage
-            .staged_chunks(generation, Some(range))
+            .staged_chunks(generation, Some(range(document.chunk_count)))
             .await
             .map_err(store)?;
+        Ok((document, chunks))
+    }
+
+    /// Embed batch `index`: embed its chunks and write their vectors (invisible until commit).
+    pub(super) async fn embed_batch(&self, generation: u64, batch: u32) -> Result<(), StepError> {
+        let (document, chunks) = self
+            .staged_batch(generation, |count| self.settings.embed_range(batch, count))
+            .await?;
         if chunks.is_empty() {
             return Ok(());
         }
@@ -239,13 +251,9 @@ where
 
     /// Tag batch `index`: tags from the LLM when one is configured, else keyword tags.
     pub(super) async fn tag_batch(&self, generation: u64, batch: u32) -> Result<(), StepError> {
-        let document = self.staged_document(generation).await?;
-        let range = self.settings.tag_range(batch, document.chunk_count);
-        let chunks = self
-            .storage
-            .staged_chunks(generation, Some(range))
-            .await
-            .map_err(store)?;
+        let (_, chunks) = self
+            .staged_batch(generation, |count| self.settings.tag_range(batch, count))
+            .await?;
         if chunks.is_empty() {
             return Ok(());
         }
