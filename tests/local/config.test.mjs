@@ -50,14 +50,21 @@ test("public routes refuse with a generic 503, the admin API names the problem",
   assert.match((await admin.json()).error.message, /VECTOR_INDEX is "pinecone"/);
 });
 
-test("a short ADMIN_TOKEN authorises nobody and health says so without showing it", async () => {
+test("a short ADMIN_TOKEN authorises nobody; health names it and the missing provider key, never their values", async () => {
   const { startLocalStack: startOther } = await import("../../scripts/local-stack.mjs?short-token");
   const short = "too-short-token";
-  const other = await startOther({ name: "config-short", adminToken: short });
+  // Also configured for a provider whose key it does not have.
+  const other = await startOther({
+    name: "config-short",
+    adminToken: short,
+    vars: { EMBEDDING_PROVIDER: "openai" },
+  });
   const health = await fetch(`${other}/api/health`);
   assert.equal(health.status, 503);
   const text = await health.text();
   assert.match(text, /ADMIN_TOKEN is missing or shorter than 32 characters/);
+  assert.match(text, /OPENAI_API_KEY is missing: EMBEDDING_PROVIDER needs it/);
+  assert.equal(JSON.parse(text).unavailable, undefined, "D1 answered its probe");
   assert.ok(!text.includes(short), "the token's value never appears");
   const admin = await fetch(`${other}/admin/documents`, { headers: { authorization: `Bearer ${short}` } });
   assert.equal(admin.status, 401);

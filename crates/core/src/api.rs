@@ -77,6 +77,9 @@ pub struct HealthReport {
     /// accepts; vars are never secrets). Absent when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configuration_errors: Vec<String>,
+    /// Services that did not answer their probe (D1). Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
 }
 
 impl HealthReport {
@@ -102,6 +105,7 @@ impl HealthReport {
             bindings,
             providers,
             configuration_errors,
+            unavailable: Vec::new(),
         }
     }
 }

@@ -194,7 +194,45 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 }
 
+/// A secret or binding the configuration needs to work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    /// The secret's or binding's name (never its value).
+    pub name: &'static str,
+    /// Which setting needs it.
+    pub needed_by: &'static str,
+}
+
 impl ServiceConfig {
+    /// The secrets and bindings this configuration cannot work without
+    /// (`/api/health` checks each is present).
+    #[must_use]
+    pub fn requirements(&self) -> Vec<Requirement> {
+        let mut needs = Vec::new();
+        for (kind, setting) in [
+            (self.embedding_provider, "EMBEDDING_PROVIDER"),
+            (self.chat_provider, "CHAT_PROVIDER"),
+        ] {
+            let name = match kind {
+                ProviderKind::Offline => continue,
+                ProviderKind::OpenAi => "OPENAI_API_KEY",
+                ProviderKind::WorkersAi => "AI",
+            };
+            needs.push(Requirement {
+                name,
+                needed_by: setting,
+            });
+        }
+        if self.vector_index == IndexKind::Vectorize {
+            needs.push(Requirement {
+                name: "VECTORIZE",
+                needed_by: "VECTOR_INDEX",
+            });
+        }
+        needs.dedup_by_key(|r| r.name);
+        needs
+    }
+
     /// Parses the vars `get` returns (`None`: unset).
     ///
     /// # Errors
@@ -369,6 +407,33 @@ mod tests {
         assert_eq!(config.reconcile.stuck_after_ms, 2 * 60 * 60 * 1_000);
         assert_eq!(config.reconcile.max_failed_runs, 0);
         assert!(!config.chat_page);
+    }
+
+    #[test]
+    fn each_provider_and_index_names_what_it_needs() {
+        let names = |pairs: &[(&str, &str)]| -> Vec<&'static str> {
+            parse(pairs)
+                .expect("valid")
+                .requirements()
+                .iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert!(names(&[]).is_empty(), "the offline defaults need nothing");
+        assert_eq!(
+            names(&[
+                ("EMBEDDING_PROVIDER", "openai"),
+                ("CHAT_PROVIDER", "openai")
+            ]),
+            ["OPENAI_API_KEY"]
+        );
+        assert_eq!(
+            names(&[
+                ("CHAT_PROVIDER", "workers-ai"),
+                ("VECTOR_INDEX", "vectorize")
+            ]),
+            ["AI", "VECTORIZE"]
+        );
     }
 
     #[test]

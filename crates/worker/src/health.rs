@@ -3,6 +3,7 @@
 use crate::bindings;
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
+use crate::store::d1::D1Documents;
 use portfolio_core::admin::{admin_token_usable, MIN_ADMIN_TOKEN_CHARS};
 use portfolio_core::api::{BindingStatus, HealthReport, ProviderStatus};
 use wasm_bindgen::JsValue;
@@ -35,7 +36,21 @@ pub async fn report(
             "ADMIN_TOKEN is missing or shorter than {MIN_ADMIN_TOKEN_CHARS} characters: the admin API refuses every request"
         ));
     }
-    let report = match config {
+    if let Ok(config) = config {
+        for need in config.requirements() {
+            if !binding_present(raw, need.name) {
+                problems.push(format!(
+                    "{} is missing: {} needs it",
+                    need.name, need.needed_by
+                ));
+            }
+        }
+    }
+    let d1_answers = match D1Documents::from_env(env) {
+        Ok(db) => db.ping().await.is_ok(),
+        Err(_) => false,
+    };
+    let mut report = match config {
         Ok(config) => HealthReport::new(
             config.environment.clone(),
             env!("CARGO_PKG_VERSION"),
@@ -61,7 +76,13 @@ pub async fn report(
                 .collect(),
         ),
     };
-    let status = if report.configuration_errors.is_empty() {
+    if !d1_answers {
+        report
+            .unavailable
+            .push("D1 did not answer a probe query".into());
+        report.status = "degraded".into();
+    }
+    let status = if report.configuration_errors.is_empty() && report.unavailable.is_empty() {
         200
     } else {
         503

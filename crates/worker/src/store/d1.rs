@@ -537,3 +537,15 @@ impl D1Documents {
             .map_err(d1("D1 document listing"))
     }
 }
+
+impl D1Documents {
+    /// One cheap query, for `/api/health`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .prepare("SELECT 1 AS n")
+            .first::<CountRow>(None)
+            .await
+            .map(|_| ())
+            .map_err(d1("D1 probe"))
+    }
+}
