@@ -203,6 +203,21 @@ describe("catalog and CORS", () => {
     ]);
     expect(docs.documents[0]).not.toHaveProperty("sha256");
     expect(docs.documents[0]).not.toHaveProperty("last_error");
+    expect(docs.cursor).toBeNull();
+  });
+
+  it("pages the served documents with a cursor instead of stopping at a fixed count", async () => {
+    const all: any = await (await SELF.fetch("https://svc.test/api/documents?limit=1000")).json();
+    expect(all.documents.length).toBeGreaterThanOrEqual(3);
+    const seen: string[] = [];
+    let cursor: string | null = "";
+    while (cursor !== null) {
+      const page: any = await (await SELF.fetch(`https://svc.test/api/documents?limit=2&cursor=${encodeURIComponent(cursor)}`)).json();
+      expect(page.documents.length).toBeLessThanOrEqual(2);
+      seen.push(...page.documents.map((d: any) => d.key));
+      cursor = page.cursor;
+    }
+    expect(seen).toEqual(all.documents.map((d: any) => d.key));
   });
 
   it("answers preflight and tags API responses for an allowed origin", async () => {

@@ -5,6 +5,7 @@
 use crate::bindings;
 use crate::error::{json_response, ApiError};
 use crate::store::d1_search::D1Search;
+use portfolio_core::admin::page_size;
 use portfolio_core::storage::StoreError;
 use serde::Serialize;
 use worker::{Env, Request, Response};
@@ -35,17 +36,24 @@ pub async fn companies(env: &Env) -> Result<Response, ApiError> {
     )?)
 }
 
-/// `GET /api/documents?company=`: the served documents.
+/// `GET /api/documents?company=&cursor=&limit=`: the served documents, a
+/// page at a time in key order (`cursor`: the last key of the previous page).
 pub async fn documents(req: &Request, env: &Env) -> Result<Response, ApiError> {
-    let company = req
-        .url()?
-        .query_pairs()
-        .find(|(k, _)| k == "company")
-        .map(|(_, v)| v.into_owned());
-    let rows = D1Search::new(env.d1(bindings::DB)?)
-        .catalog_documents(company.as_deref())
+    let query: std::collections::HashMap<String, String> =
+        req.url()?.query_pairs().into_owned().collect();
+    let limit = page_size(query.get("limit").map(String::as_str));
+    let cursor = query.get("cursor").map_or("", String::as_str);
+    let mut rows = D1Search::new(env.d1(bindings::DB)?)
+        .catalog_documents(query.get("company").map(String::as_str), cursor, limit + 1)
         .await
         .map_err(store_error)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|r| r.key.clone())
+    } else {
+        None
+    };
     let documents: Vec<PublicDocument> = rows
         .into_iter()
         .map(|r| PublicDocument {
@@ -58,7 +66,7 @@ pub async fn documents(req: &Request, env: &Env) -> Result<Response, ApiError> {
         })
         .collect();
     Ok(json_response(
-        &serde_json::json!({ "documents": documents }),
+        &serde_json::json!({ "documents": documents, "cursor": next }),
         200,
     )?)
 }

@@ -211,6 +211,8 @@ impl D1Search {
     pub async fn catalog_documents(
         &self,
         company: Option<&str>,
+        after: &str,
+        limit: u32,
     ) -> Result<Vec<CatalogDocument>, StoreError> {
         const OP: &str = "D1 catalog documents";
         self.db
@@ -218,9 +220,13 @@ impl D1Search {
                 "SELECT d.key, d.title, c.slug AS company, d.tags, d.chunk_count, d.updated_at FROM documents d \
                  LEFT JOIN companies c ON c.id = d.company_id \
                  WHERE d.active_version IS NOT NULL AND d.status != 'deleted' AND (?1 IS NULL OR c.slug = ?1) \
-                 ORDER BY d.key LIMIT 1000",
+                 AND d.key > ?2 ORDER BY d.key LIMIT ?3",
             )
-            .bind(&[company.map_or(JsValue::NULL, JsValue::from_str)])
+            .bind(&[
+                company.map_or(JsValue::NULL, JsValue::from_str),
+                after.into(),
+                JsValue::from_f64(f64::from(limit)),
+            ])
             .map_err(transient(OP))?
             .all()
             .await
