@@ -39,6 +39,9 @@ NO_COLOR=1 npx vitest run
 step "local stack tests (wrangler dev): chat page in headless Chromium, configuration errors"
 node_modules/.bin/node --test --test-concurrency=1 tests/local/*.test.mjs
 
+step "schemathesis: openapi.yaml against the Worker under wrangler dev"
+bash scripts/schemathesis.sh
+
 step "bundle check: wrangler deploy --dry-run --env production"
 # Runs wrangler's build command (cached: cargo has nothing to do) and bundles
 # exactly what a deploy would upload, offline and without credentials.

@@ -213,6 +213,17 @@ describe("hostile inputs on the public routes", () => {
     }
   }, 120_000);
 
+  it("methods the runtime does not know are 405 with Allow, not served as GET", async () => {
+    for (const route of ["/api/health", "/api/companies", "/api/documents", "/api/search", "/api/chat"]) {
+      for (const method of ["QUERY", "TRACE"]) {
+        tally("methods");
+        const res = await expectSane(`${method} ${route}`, route, { method }, [405]);
+        expect(res.headers.get("allow"), `${method} ${route}`).toMatch(/^(GET|POST), OPTIONS$/);
+        expect(((await res.json()) as any).error.code).toBe("method_not_allowed");
+      }
+    }
+  });
+
   it("a document that looks like SSE stays inside one JSON data line per event", async () => {
     const evil = [
       "# Stream tricks",
