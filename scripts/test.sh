@@ -42,6 +42,9 @@ node_modules/.bin/node --test --test-concurrency=1 tests/local/*.test.mjs
 step "schemathesis: openapi.yaml against the Worker under wrangler dev"
 bash scripts/schemathesis.sh
 
+step "load test: 100 concurrent chats while 50 documents are ingested (wrangler dev)"
+node_modules/.bin/node scripts/load-test.mjs
+
 step "bundle check: wrangler deploy --dry-run --env production"
 # Runs wrangler's build command (cached: cargo has nothing to do) and bundles
 # exactly what a deploy would upload, offline and without credentials.
