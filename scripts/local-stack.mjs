@@ -62,11 +62,12 @@ function freePort() {
 
 /**
  * Starts the stack; resolves to its base URL once `/api/health` answers (whatever it says).
- * `vars` go into the config; `secrets` are passed on the command line, like the admin token.
+ * `vars` go into the config; `secrets` are passed on the command line, like the admin token;
+ * `drop` removes top-level config keys (e.g. `ratelimits`, for tools that send many requests).
  */
-export async function startLocalStack({ name, adminToken, vars = {}, secrets = {} }) {
+export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [] }) {
   const persist = mkdtempSync(path.join(root, ".wrangler", `${name}-`));
-  const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars });
+  const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars, drop });
   const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
   execFileSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist, "-c", config], {
     cwd: root,

@@ -62,6 +62,16 @@ if ! .venv-test/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$
   .venv-test/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
+# The property-based API test (scripts/schemathesis.sh) runs schemathesis
+# from a virtualenv of its own (git-ignored); pinned, installed only when
+# missing or at another version.
+SCHEMATHESIS_VERSION=4.32.5
+if ! .venv-schemathesis/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION into .venv-schemathesis (OpenAPI property tests)"
+  python3 -m venv .venv-schemathesis
+  .venv-schemathesis/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # Debian packages the tests need: Chromium for the chat page's browser test
 # (a browser download from elsewhere is not possible here), PostgreSQL 15
 # for migrate's tests (initdb + pg_ctl in a temporary directory; as root the

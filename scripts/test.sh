@@ -24,13 +24,26 @@ bash scripts/build-worker.sh
 
 # After the build: r2-sync's end-to-end test runs the built Worker.
 step "cargo test (native)"
-cargo test --workspace
+# The fuzz harness runs in its own step below, with its counts printed.
+cargo test --workspace -- --skip fuzz_
+
+step "fuzzing: document/front matter, chunker, queue messages, FTS expressions"
+# Stable-toolchain harness (crates/core/tests/fuzz.rs) over the seed corpus in
+# fuzz/corpus/<target>/; FUZZ_EXECUTIONS generated inputs per target.
+FUZZ_EXECUTIONS="${FUZZ_EXECUTIONS:-10000}" cargo test -p portfolio-core --test fuzz -- --nocapture 2>&1 \
+  | grep -E '^\[fuzz\]|^test result|panicked|Case failed|minimal failing'
 
 step "end-to-end tests (vitest + Miniflare)"
 NO_COLOR=1 npx vitest run
 
 step "local stack tests (wrangler dev): chat page in headless Chromium, configuration errors"
 node_modules/.bin/node --test --test-concurrency=1 tests/local/*.test.mjs
+
+step "schemathesis: openapi.yaml against the Worker under wrangler dev"
+bash scripts/schemathesis.sh
+
+step "load test: 100 concurrent chats while 50 documents are ingested (wrangler dev)"
+node_modules/.bin/node scripts/load-test.mjs
 
 step "bundle check: wrangler deploy --dry-run --env production"
 # Runs wrangler's build command (cached: cargo has nothing to do) and bundles

@@ -220,8 +220,10 @@ pub fn admin_token_usable(configured: Option<&str>) -> bool {
     configured.is_some_and(|t| t.chars().count() >= MIN_ADMIN_TOKEN_CHARS)
 }
 
-/// Whether an `Authorization` header carries the configured admin token.
-/// An unset or too short configured token authorises nobody.
+/// Whether an `Authorization` header is exactly `Bearer <configured token>`:
+/// one space, the scheme as written, nothing around the token (the runtime
+/// already strips the header's outer whitespace). An unset or too short
+/// configured token authorises nobody.
 #[must_use]
 pub fn is_authorized(authorization: Option<&str>, configured: Option<&str>) -> bool {
     let Some(expected) = configured.filter(|t| admin_token_usable(Some(t))) else {
@@ -230,7 +232,7 @@ pub fn is_authorized(authorization: Option<&str>, configured: Option<&str>) -> b
     let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };
-    constant_time_eq(given.trim().as_bytes(), expected.as_bytes())
+    constant_time_eq(given.as_bytes(), expected.as_bytes())
 }
 
 /// Page size from the `limit` query parameter: default, clamped to [1, MAX_PAGE].
@@ -357,6 +359,20 @@ mod tests {
         assert!(!is_authorized(None, Some(token)));
         assert!(!is_authorized(Some("Bearer "), Some("")));
         assert!(!is_authorized(Some("Bearer x"), None));
+        // Near misses found by the auth matrix (tests/security.spec.ts).
+        for near_miss in [
+            format!("Bearer  {token}"),
+            format!("Bearer {token} "),
+            format!("Bearer\t{token}"),
+            format!("bearer {token}"),
+            format!("BEARER {token}"),
+            format!("Bearer {token} {token}"),
+        ] {
+            assert!(
+                !is_authorized(Some(&near_miss), Some(token)),
+                "{near_miss:?}"
+            );
+        }
     }
 
     #[test]

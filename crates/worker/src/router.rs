@@ -28,16 +28,35 @@ pub async fn handle(
         return cors::preflight(origin.as_deref(), &env);
     }
     let request_id = request_id(&req);
-    let mut response = route(req, &env, &config, &path, &request_id)
-        .await
-        .or_else(|e| e.into_response(&request_id))?;
+    // workers-rs maps a method it does not know (`QUERY`, `FOO`) to GET; such
+    // a request must not be served as one (found by schemathesis).
+    let raw_method = req.inner().method();
+    let mut response = if KNOWN_METHODS.contains(&raw_method.as_str()) {
+        route(req, &env, &config, &path, &request_id).await
+    } else {
+        Err(ApiError::MethodNotAllowed(format!(
+            "{raw_method} is not allowed on {path}"
+        )))
+    }
+    .or_else(|e| e.into_response(&request_id))?;
     if path.starts_with("/api/") {
         response = cors::apply(origin.as_deref(), &env, response)?;
     }
     let headers = response.headers().clone();
     headers.set(REQUEST_ID_HEADER, &request_id)?;
+    // RFC 9110: a 405 names the methods the route does allow.
+    if response.status_code() == 405 {
+        if let Some(allow) = allowed_methods(&path) {
+            headers.set("Allow", allow)?;
+        }
+    }
     Ok(response.with_headers(headers))
 }
+
+/// The methods `worker::Method` represents faithfully.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+];
 
 /// Response header carrying the request's id, also in every log line about it.
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -119,6 +138,15 @@ async fn route(
             None => Err(ApiError::NotFound(format!("no route for GET {path}"))),
         },
         (method, _) => Err(ApiError::NotFound(format!("no route for {method} {path}"))),
+    }
+}
+
+/// The `Allow` header of a public route (OPTIONS: the CORS preflight).
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/api/health" | "/api/companies" | "/api/documents" => Some("GET, OPTIONS"),
+        "/api/search" | "/api/chat" => Some("POST, OPTIONS"),
+        _ => None,
     }
 }
 

@@ -336,7 +336,16 @@ fn parse_service_message(
         }),
         "delete" => Ok(IngestCommand::Delete {
             key,
-            event_time: None,
+            event_time: match map.get("event_time") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) => Some(t.clone()),
+                Some(_) => {
+                    return Err(MessageError::BadField {
+                        field: "event_time",
+                        expected: "string",
+                    })
+                }
+            },
             reason,
         }),
         other => Err(MessageError::UnknownType(other.to_owned())),
@@ -453,6 +462,27 @@ mod tests {
         let cmd = parse_ingest_message(&json!({ "type": "delete", "key": "a.md" })).unwrap();
         assert_eq!(cmd.key(), "a.md");
         assert!(matches!(cmd, IngestCommand::Delete { .. }));
+    }
+
+    #[test]
+    fn a_delete_command_keeps_its_event_time_through_the_queue() {
+        // Found by the fuzz harness (crates/core/tests/fuzz.rs): the serialised
+        // form of a delete lost its `event_time` when parsed back.
+        let cmd = IngestCommand::Delete {
+            key: "companies/acme/a.md".into(),
+            event_time: Some("2026-11-01T00:00:00Z".into()),
+            reason: "r2:DeleteObject".into(),
+        };
+        let body = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(parse_ingest_message(&body).unwrap(), cmd);
+        let bad = json!({ "type": "delete", "key": "a.md", "event_time": 5 });
+        assert!(matches!(
+            parse_ingest_message(&bad),
+            Err(MessageError::BadField {
+                field: "event_time",
+                ..
+            })
+        ));
     }
 
     #[test]

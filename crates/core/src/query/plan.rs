@@ -47,14 +47,14 @@ pub enum QueryError {
         /// The limit.
         max: usize,
     },
-    /// `top_k` is outside 1..=MAX_TOP_K.
-    #[error("`top_k` must be between 1 and {MAX_TOP_K} (got {0})")]
-    TopK(i64),
+    /// `top_k` is not a whole number in 1..=MAX_TOP_K (the number as sent).
+    #[error("`top_k` must be a whole number between 1 and {MAX_TOP_K} (got {0})")]
+    TopK(String),
     /// Too many or unusable filter tags.
     #[error("`tags` {0}")]
     Tags(String),
     /// The company filter is not a slug.
-    #[error("`company` must be a company slug (letters, digits, `-`, `_`, `.`)")]
+    #[error("`company` must be at most 128 characters")]
     Company,
     /// The chat history is too long or malformed.
     #[error("`history` {0}")]
@@ -89,9 +89,10 @@ pub struct SearchBody {
     /// Restrict to chunks carrying at least one of these tags.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
-    /// Number of results (default 8, at most 50).
+    /// Number of results (default 8, at most 50). Any JSON number: `27.0`
+    /// is the integer 27 in JSON Schema (and in `openapi.yaml`).
     #[serde(default)]
-    pub top_k: Option<i64>,
+    pub top_k: Option<serde_json::Number>,
 }
 
 /// One turn of chat history as the client sends it.
@@ -172,15 +173,19 @@ fn checked_text(field: &'static str, text: &str) -> Result<String, QueryError> {
     Ok(trimmed.to_owned())
 }
 
+/// Longest company filter, in characters.
+pub const MAX_COMPANY_CHARS: usize = 128;
+/// Longest tag filter entry, in characters.
+pub const MAX_FILTER_TAG_CHARS: usize = 40;
+
 fn checked_company(company: Option<&str>) -> Result<Option<String>, QueryError> {
     let Some(company) = company.map(str::trim).filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
-    let ok = company.len() <= 128
-        && company
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    // Any text names a company (an unknown one simply has no documents; the
+    // value is only ever a bound parameter), so the rule is the length alone,
+    // in characters, as the OpenAPI schema states it.
+    if company.chars().count() <= MAX_COMPANY_CHARS {
         Ok(Some(company.to_owned()))
     } else {
         Err(QueryError::Company)
@@ -199,23 +204,46 @@ fn checked_tags(tags: Option<&[String]>) -> Result<Vec<String>, QueryError> {
     }
     let mut out: Vec<String> = Vec::new();
     for raw in tags {
-        let tag = normalize_tag(raw)
-            .ok_or_else(|| QueryError::Tags(format!("entry {raw:?} is not a usable tag")))?;
-        if !out.contains(&tag) {
-            out.push(tag);
+        if raw.chars().count() > MAX_FILTER_TAG_CHARS {
+            return Err(QueryError::Tags(format!(
+                "entry {raw:?} is longer than {MAX_FILTER_TAG_CHARS} characters"
+            )));
+        }
+        // An entry without a letter or digit names no tag: it filters nothing.
+        if let Some(tag) = normalize_tag(raw) {
+            if !out.contains(&tag) {
+                out.push(tag);
+            }
         }
     }
     Ok(out)
+}
+
+/// `top_k` when it is a whole number in 1..=MAX_TOP_K, written as an integer
+/// or as a float without a fraction (`27.0`).
+fn whole_top_k(k: &serde_json::Number) -> Option<u32> {
+    let whole = match k.as_i64() {
+        Some(i) => i,
+        None => {
+            let f = k.as_f64()?;
+            if f.fract() != 0.0 || !(1.0..=f64::from(MAX_TOP_K)).contains(&f) {
+                return None;
+            }
+            f as i64
+        }
+    };
+    u32::try_from(whole)
+        .ok()
+        .filter(|k| (1..=MAX_TOP_K).contains(k))
 }
 
 /// Parses and validates a search body.
 pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
     let body: SearchBody =
         serde_json::from_slice(body).map_err(|e| QueryError::BadJson(e.to_string()))?;
-    let top_k = match body.top_k {
+    let top_k = match &body.top_k {
         None => DEFAULT_TOP_K,
-        Some(k) if (1..=i64::from(MAX_TOP_K)).contains(&k) => k as u32,
-        Some(k) => return Err(QueryError::TopK(k)),
+        Some(k) => whole_top_k(k).ok_or_else(|| QueryError::TopK(k.to_string()))?,
     };
     Ok(SearchPlan {
         query: checked_text("query", &body.query)?,
@@ -294,13 +322,41 @@ mod tests {
             (long.as_bytes(), "query_too_long"),
             (br#"{"query":"x","top_k":0}"#, "bad_top_k"),
             (br#"{"query":"x","top_k":51}"#, "bad_top_k"),
-            (br#"{"query":"x","company":"a b"}"#, "bad_company"),
-            (br#"{"query":"x","tags":["!!!"]}"#, "bad_tags"),
+            (br#"{"query":"x","top_k":1.5}"#, "bad_top_k"),
+            (br#"{"query":"x","top_k":-1}"#, "bad_top_k"),
+            (br#"{"query":"x","top_k":1e300}"#, "bad_top_k"),
+            (
+                br#"{"query":"x","top_k":18446744073709551616}"#,
+                "bad_top_k",
+            ),
+            (br#"{"query":"x","top_k":"5"}"#, "bad_json"),
+            (
+                br#"{"query":"x","company":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+                "bad_company",
+            ),
+            (
+                br#"{"query":"x","tags":["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]}"#,
+                "bad_tags",
+            ),
             (
                 br#"{"query":"x","tags":["a","b","c","d","e","f","g","h","i","j","k"]}"#,
                 "bad_tags",
             ),
         ];
+        // Any company name and any tag up to the lengths the schema states are
+        // accepted; an entry without a letter or digit filters nothing.
+        let lenient = plan_search(
+            br#"{"query":"x","company":" soci\u00e9t\u00e9 g ","tags":["!!!","R\u00e9seau"]}"#,
+        )
+        .unwrap();
+        assert_eq!(lenient.company.as_deref(), Some("société g"));
+        assert_eq!(lenient.tags, ["réseau"]);
+        // A whole number written as a float is an integer in JSON Schema
+        // (found by schemathesis against openapi.yaml).
+        assert_eq!(
+            plan_search(br#"{"query":"x","top_k":27.0}"#).unwrap().top_k,
+            27
+        );
         for (body, code) in cases {
             assert_eq!(
                 plan_search(body).unwrap_err().code(),
