@@ -16,7 +16,7 @@
 
 use portfolio_core::chunk::{chunk_document, ChunkConfig};
 use portfolio_core::document::parse_document;
-use portfolio_core::ingest_message::{parse_ingest_message, parse_queue_message, QueueMessage};
+use portfolio_core::ingest::message::{parse_ingest_message, parse_queue_message, QueueMessage};
 use portfolio_core::keys::DocumentKey;
 use portfolio_core::query::fts_expression;
 use proptest::prelude::*;
