@@ -790,3 +790,31 @@ proptest! {
         prop_assert_eq!(world.db.live_rewrites.get(), 0);
     }
 }
+
+/// Found by the property test: a delete deferred behind a running commit,
+/// then a re-upload of the same bytes, whose request looked like the running
+/// run's and was dropped — the delete then won against R2.
+#[test]
+fn a_reupload_during_a_commit_with_a_deferred_delete_is_not_dropped() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    let a = KEYS[0];
+    block_on(async {
+        world.put(a, &content(0));
+        world.put(a, &content(0));
+        world.put(KEYS[1], &content(0));
+        world.deliver_one().await;
+        for _ in 0..4 {
+            world.fire_due_alarms().await;
+        }
+        world.delete(a);
+        world.deliver_one().await;
+        let copy = world.queue.messages.borrow().front().cloned();
+        if let Some((body, _)) = copy {
+            world.queue.push(body);
+        }
+        world.put(a, &content(0));
+        world.settle().await;
+    });
+    world.assert_matches_r2(a);
+}

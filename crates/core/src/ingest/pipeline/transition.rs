@@ -152,9 +152,13 @@ impl Machine<'_> {
                     .run
                     .as_ref()
                     .filter(|_| self.state.stage.is_running());
-                let same_as_running = running.is_some_and(|run| {
-                    run.object().is_some_and(|o| o.etag == object.etag) && (!force || run.force())
-                });
+                // A deferred request (say, a delete) will replace what is
+                // running, so a request equal to the running one is news then.
+                let same_as_running = deferred.is_none()
+                    && running.is_some_and(|run| {
+                        run.object().is_some_and(|o| o.etag == object.etag)
+                            && (!force || run.force())
+                    });
                 let same_as_deferred = matches!(
                     deferred,
                     Some(Request::Ingest { object: d, force: df, .. })
