@@ -4,8 +4,7 @@
 //! Owns the numbers (and why they are what they are); never performs a step.
 
 use crate::chunk::ChunkConfig;
-use crate::ingest::message::IngestCommand;
-use crate::ingest::pipeline::{BatchCounts, Event, ObjectVersion, RunReason};
+use crate::ingest::pipeline::{BatchCounts, RunReason};
 use std::ops::Range;
 
 /// D1 accepts at most 100 bound parameters per statement.
@@ -126,30 +125,6 @@ pub fn run_reason(reason: &str) -> RunReason {
     }
 }
 
-/// The pipeline event for a command. `object` is the version the Worker
-/// resolved (from the notification or a HEAD of the object); `event_time_ms`
-/// dates a delete (the notification's time, else now).
-#[must_use]
-pub fn command_event(
-    command: &IngestCommand,
-    object: Option<ObjectVersion>,
-    event_time_ms: u64,
-) -> Option<Event> {
-    match command {
-        IngestCommand::Process { force, reason, .. } => {
-            object.map(|object_version| Event::Requested {
-                object_version,
-                force: *force,
-                reason: run_reason(reason),
-            })
-        }
-        IngestCommand::Delete { reason, .. } => Some(Event::DeleteRequested {
-            event_time_ms,
-            reason: run_reason(reason),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,42 +171,5 @@ mod tests {
         assert_eq!(run_reason("r2:PutObject"), RunReason::ObjectEvent);
         assert_eq!(run_reason("reconcile:missing"), RunReason::Reconciliation);
         assert_eq!(run_reason("admin"), RunReason::Admin);
-    }
-
-    #[test]
-    fn commands_become_events() {
-        let object = ObjectVersion {
-            etag: "e".into(),
-            size: 3,
-            event_time_ms: 10,
-            sha256: None,
-        };
-        let process = IngestCommand::Process {
-            key: "a.md".into(),
-            object: None,
-            force: true,
-            reason: "admin".into(),
-        };
-        assert_eq!(
-            command_event(&process, Some(object.clone()), 99),
-            Some(Event::Requested {
-                object_version: object,
-                force: true,
-                reason: RunReason::Admin
-            })
-        );
-        assert_eq!(command_event(&process, None, 99), None);
-        let delete = IngestCommand::Delete {
-            key: "a.md".into(),
-            event_time: None,
-            reason: "r2:DeleteObject".into(),
-        };
-        assert_eq!(
-            command_event(&delete, None, 99),
-            Some(Event::DeleteRequested {
-                event_time_ms: 99,
-                reason: RunReason::ObjectEvent
-            })
-        );
     }
 }
