@@ -8,10 +8,12 @@ use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::providers::ServiceChat;
+use crate::store::WorkerClock;
 use futures_util::StreamExt;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest};
 use portfolio_core::query::{cite, plan_chat, RetrievalTimings};
+use portfolio_core::storage::Clock;
 use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{console_error, Env, Headers, Request, Response};
@@ -21,7 +23,7 @@ fn sse(event: &str, data: &Value) -> Vec<u8> {
 }
 
 fn now() -> u64 {
-    worker::Date::now().as_millis()
+    WorkerClock.now_ms()
 }
 
 #[derive(Serialize)]
