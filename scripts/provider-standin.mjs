@@ -13,9 +13,12 @@
 // - Scripted faults: a rule matches requests whose body contains `match`
 //   (and `path`, when given) and serves its faults in order — `{ status,
 //   retry_after?, body? }`, `{ delay_ms }` (then answers), `{ malformed:
-//   "html" | "truncated" | "count" }` — then answers normally, or repeats its
-//   last fault forever with `repeat: true`. Every request a rule matched is
-//   logged with its outcome.
+//   "html" | "truncated" | "count" }`, `{ stream_gap_ms }` (a streamed answer
+//   that waits this long between chunks; its log entry gets `ended`:
+//   "complete", or "client_closed" with the chunks written when the client
+//   hung up first) — then answers normally, or repeats its last fault forever
+//   with `repeat: true`. Every request a rule matched is logged with its
+//   outcome.
 //
 // Control (JSON): POST /__standin/rules, GET /__standin/requests?match=…,
 // GET /__standin/stats, POST /__standin/reset.
@@ -110,7 +113,10 @@ export async function startProviderStandin({ port = 0, host = "127.0.0.1", laten
     stats.by_path[pathname] = (stats.by_path[pathname] ?? 0) + 1;
     const { rule, fault } = faultFor(pathname, raw);
     const record = (outcome) => {
-      if (rule) log.push({ match: rule.match, path: pathname, outcome, at: Date.now() });
+      if (!rule) return null;
+      const entry = { match: rule.match, path: pathname, outcome, at: Date.now() };
+      log.push(entry);
+      return entry;
     };
     const send = (status, body, headers = {}) => {
       if (res.destroyed) return;
@@ -167,14 +173,33 @@ export async function startProviderStandin({ port = 0, host = "127.0.0.1", laten
     if (body.stream && !fault?.malformed) {
       stats.answered += 1;
       stats.provider_ms += performance.now() - started;
-      record("ok");
+      const entry = record("ok");
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       const id = `chatcmpl-standin-${stats.requests}`;
       const chunk = (delta, finish_reason = null) =>
         `data: ${JSON.stringify({ id, object: "chat.completion.chunk", model: body.model, choices: [{ index: 0, delta, finish_reason }] })}\n\n`;
-      res.write(chunk({ role: "assistant", content: "" }));
-      for (const piece of text.match(/.{1,24}/gs) ?? []) res.write(chunk({ content: piece }));
-      res.write(chunk({}, "stop"));
+      const gap = fault?.stream_gap_ms ?? 0;
+      // A slow stream repeats its answer so that it lasts a while (20 chunks at least).
+      const pieces = text.match(/.{1,24}/gs) ?? [];
+      while (gap > 0 && pieces.length < 20) pieces.push(...(text.match(/.{1,24}/gs) ?? ["…"]));
+      let written = 0;
+      const write = (data) => {
+        res.write(data);
+        written += 1;
+      };
+      write(chunk({ role: "assistant", content: "" }));
+      for (const piece of pieces) {
+        if (gap > 0) {
+          await sleep(gap);
+          if (res.destroyed || res.socket?.destroyed) {
+            if (entry) Object.assign(entry, { ended: "client_closed", chunks: written, ended_at: Date.now() });
+            return;
+          }
+        }
+        write(chunk({ content: piece }));
+      }
+      write(chunk({}, "stop"));
+      if (entry) Object.assign(entry, { ended: "complete", chunks: written, ended_at: Date.now() });
       return res.end("data: [DONE]\n\n");
     }
     return finish(

@@ -3,7 +3,7 @@
 // the public catalog and input validation.
 import { env, SELF } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { deliverBatch, putDocument, waitForStatus } from "./support";
+import { admin, deliverBatch, putDocument, waitForStatus } from "./support";
 
 const CORPUS: Record<string, string> = {
   "companies/acme/overview.md": `---
@@ -218,6 +218,22 @@ describe("catalog and CORS", () => {
       cursor = page.cursor;
     }
     expect(seen).toEqual(all.documents.map((d: any) => d.key));
+  });
+
+  it("refuses a page size outside 1–1000 instead of silently shortening the page", async () => {
+    for (const limit of ["0", "1001", "-3", "2.5", "many"]) {
+      const res = await SELF.fetch(`https://svc.test/api/documents?limit=${limit}`);
+      expect(res.status, limit).toBe(400);
+      const json: any = await res.json();
+      expect(json.error.code).toBe("bad_limit");
+      expect(json.error.message).toContain("1 to 1000");
+    }
+    for (const [path, limit] of [["/admin/documents", "1001"], ["/admin/companies", "0"], ["/admin/reconcile/runs", "101"]]) {
+      const res = await admin(`${path}?limit=${limit}`);
+      expect(res.status, path).toBe(400);
+      expect(((await res.json()) as any).error.code).toBe("bad_limit");
+    }
+    expect((await SELF.fetch("https://svc.test/api/documents?limit=1000")).status).toBe(200);
   });
 
   it("answers preflight and tags API responses for an allowed origin", async () => {

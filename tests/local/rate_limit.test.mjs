@@ -42,3 +42,19 @@ test("a /64 that rotates addresses shares one search budget; another network and
   const chat = await post("/api/chat", { question: "anything?" }, "2001:db8:1:2::1");
   assert.equal(chat.status, 200, "chat has a budget of its own");
 });
+
+test("chat has a budget of 30 per minute per /64, independent of search", async () => {
+  const limit = 30; // CHAT_RATE_LIMITER in wrangler.jsonc
+  let refused = null;
+  for (let i = 0; i < limit + 5 && !refused; i++) {
+    const res = await post("/api/chat", { question: "anything?" }, `2001:db8:5:6::${(i + 1).toString(16)}`);
+    const body = await res.json();
+    if (res.status === 429) refused = { at: i, body };
+    else assert.equal(res.status, 200);
+  }
+  assert.ok(refused, "the chat budget ran out");
+  assert.ok(refused.at >= limit - 1, `not before the budget: refused at request ${refused.at + 1}`);
+  assert.equal(refused.body.error.code, "rate_limited");
+  const search = await post("/api/search", { query: "anything" }, "2001:db8:5:6::1");
+  assert.equal(search.status, 200, "search keeps its own budget");
+});

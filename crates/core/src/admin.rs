@@ -145,12 +145,10 @@ pub fn reconcile_route(
     })
 }
 
-/// Number of runs from the `limit` query parameter: default, clamped to [1, MAX_RUNS].
-#[must_use]
-pub fn runs_limit(limit: Option<&str>) -> u32 {
-    limit
-        .and_then(|l| l.parse::<u32>().ok())
-        .map_or(DEFAULT_RUNS, |l| l.clamp(1, MAX_RUNS))
+/// Number of runs from the `limit` query parameter: `DEFAULT_RUNS` when
+/// absent, refused outside [1, MAX_RUNS].
+pub fn runs_limit(limit: Option<&str>) -> Result<u32, PageSizeError> {
+    limit_param(limit, DEFAULT_RUNS, MAX_RUNS)
 }
 
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
@@ -235,12 +233,40 @@ pub fn is_authorized(authorization: Option<&str>, configured: Option<&str>) -> b
     constant_time_eq(given.as_bytes(), expected.as_bytes())
 }
 
-/// Page size from the `limit` query parameter: default, clamped to [1, MAX_PAGE].
-#[must_use]
-pub fn page_size(limit: Option<&str>) -> u32 {
-    limit
-        .and_then(|l| l.parse::<u32>().ok())
-        .map_or(DEFAULT_PAGE, |l| l.clamp(1, MAX_PAGE))
+/// A `limit` query parameter that is not a whole number in [1, MAX_PAGE].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`limit` must be a whole number from 1 to {max}, got {given:?}")]
+pub struct PageSizeError {
+    /// What the client sent.
+    pub given: String,
+    /// The largest page served.
+    pub max: u32,
+}
+
+impl PageSizeError {
+    /// Stable error code for the `{ "error": { "code" } }` body.
+    pub const CODE: &'static str = "bad_limit";
+}
+
+/// Page size from the `limit` query parameter: `DEFAULT_PAGE` when absent;
+/// anything but a whole number in [1, MAX_PAGE] is refused, not clamped, so a
+/// client never receives a shorter page than it asked for without knowing.
+pub fn page_size(limit: Option<&str>) -> Result<u32, PageSizeError> {
+    limit_param(limit, DEFAULT_PAGE, MAX_PAGE)
+}
+
+fn limit_param(limit: Option<&str>, default: u32, max: u32) -> Result<u32, PageSizeError> {
+    let Some(given) = limit else {
+        return Ok(default);
+    };
+    given
+        .parse::<u32>()
+        .ok()
+        .filter(|l| (1..=max).contains(l))
+        .ok_or_else(|| PageSizeError {
+            given: given.chars().take(64).collect(),
+            max,
+        })
 }
 
 /// Fields of a document's status that its processor knows better than D1:
@@ -389,12 +415,16 @@ mod tests {
     }
 
     #[test]
-    fn page_sizes_are_clamped() {
-        assert_eq!(page_size(None), DEFAULT_PAGE);
-        assert_eq!(page_size(Some("0")), 1);
-        assert_eq!(page_size(Some("5")), 5);
-        assert_eq!(page_size(Some("999999")), MAX_PAGE);
-        assert_eq!(page_size(Some("abc")), DEFAULT_PAGE);
+    fn page_sizes_outside_the_range_are_refused() {
+        assert_eq!(page_size(None), Ok(DEFAULT_PAGE));
+        assert_eq!(page_size(Some("1")), Ok(1));
+        assert_eq!(page_size(Some("5")), Ok(5));
+        assert_eq!(page_size(Some("1000")), Ok(MAX_PAGE));
+        for bad in ["0", "1001", "999999", "abc", "", "-1", "2.5", " 5"] {
+            let err = page_size(Some(bad)).unwrap_err();
+            assert_eq!(err.given, bad);
+            assert!(err.to_string().contains("1 to 1000"), "{err}");
+        }
     }
 
     #[test]
@@ -417,9 +447,11 @@ mod tests {
         ));
         assert_eq!(reconcile_route("GET", "/admin/documents"), None);
         assert_eq!(reconcile_route("GET", "/admin/reconcilex"), None);
-        assert_eq!(runs_limit(None), DEFAULT_RUNS);
-        assert_eq!(runs_limit(Some("0")), 1);
-        assert_eq!(runs_limit(Some("1000")), MAX_RUNS);
+        assert_eq!(runs_limit(None), Ok(DEFAULT_RUNS));
+        assert_eq!(runs_limit(Some("1")), Ok(1));
+        assert_eq!(runs_limit(Some(&MAX_RUNS.to_string())), Ok(MAX_RUNS));
+        assert!(runs_limit(Some("0")).is_err());
+        assert!(runs_limit(Some("1000")).is_err());
     }
 
     #[test]

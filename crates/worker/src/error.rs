@@ -42,6 +42,12 @@ impl From<VectorIndexError> for ApiError {
     }
 }
 
+impl From<portfolio_core::admin::PageSizeError> for ApiError {
+    fn from(err: portfolio_core::admin::PageSizeError) -> Self {
+        Self::BadRequest(portfolio_core::admin::PageSizeError::CODE, err.to_string())
+    }
+}
+
 impl From<worker::Error> for ApiError {
     fn from(err: worker::Error) -> Self {
         Self::Platform(err)

@@ -179,17 +179,18 @@ pub const MAX_COMPANY_CHARS: usize = 128;
 pub const MAX_FILTER_TAG_CHARS: usize = 40;
 
 fn checked_company(company: Option<&str>) -> Result<Option<String>, QueryError> {
-    let Some(company) = company.map(str::trim).filter(|c| !c.is_empty()) else {
+    let Some(company) = company else {
         return Ok(None);
     };
     // Any text names a company (an unknown one simply has no documents; the
     // value is only ever a bound parameter), so the rule is the length alone,
-    // in characters, as the OpenAPI schema states it.
-    if company.chars().count() <= MAX_COMPANY_CHARS {
-        Ok(Some(company.to_owned()))
-    } else {
-        Err(QueryError::Company)
+    // in characters of the value as sent, as the OpenAPI schema states it
+    // (outer white space counts there too, then is trimmed here).
+    if company.chars().count() > MAX_COMPANY_CHARS {
+        return Err(QueryError::Company);
     }
+    let company = company.trim();
+    Ok((!company.is_empty()).then(|| company.to_owned()))
 }
 
 fn checked_tags(tags: Option<&[String]>) -> Result<Vec<String>, QueryError> {
@@ -332,6 +333,11 @@ mod tests {
             (br#"{"query":"x","top_k":"5"}"#, "bad_json"),
             (
                 br#"{"query":"x","company":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+                "bad_company",
+            ),
+            // 129 characters as sent: the schema's maxLength counts the tab too.
+            (
+                br#"{"query":"x","company":"\taaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
                 "bad_company",
             ),
             (

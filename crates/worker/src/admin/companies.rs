@@ -76,7 +76,7 @@ async fn map_documents(req: Request, store: &D1Companies) -> Result<Response, Ap
 async fn list(req: Request, store: &D1Companies) -> Result<Response, ApiError> {
     let url = req.url()?;
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    let limit = page_size(query.get("limit").map(String::as_str));
+    let limit = page_size(query.get("limit").map(String::as_str))?;
     let after = match query.get("cursor") {
         Some(c) => c.parse::<i64>().map_err(|_| {
             ApiError::BadRequest("bad_cursor", format!("cursor {c:?} is not an id"))

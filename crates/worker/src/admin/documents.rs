@@ -169,7 +169,7 @@ async fn status(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
 async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
     let url = req.url()?;
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    let limit = page_size(query.get("limit").map(String::as_str));
+    let limit = page_size(query.get("limit").map(String::as_str))?;
     let status = query.get("status").map(String::as_str);
     if let Some(s) = status {
         if PublicStatus::parse(s).is_none() {

@@ -51,7 +51,7 @@ async fn start(mut req: Request, env: &Env, config: &ServiceConfig) -> Result<Re
 
 async fn runs(req: Request, env: &Env) -> Result<Response, ApiError> {
     let query: HashMap<String, String> = req.url()?.query_pairs().into_owned().collect();
-    let limit = runs_limit(query.get("limit").map(String::as_str));
+    let limit = runs_limit(query.get("limit").map(String::as_str))?;
     let runs: Vec<serde_json::Value> = reconcile::latest_runs(env, limit)
         .await?
         .iter()

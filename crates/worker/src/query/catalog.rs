@@ -41,7 +41,7 @@ pub async fn companies(env: &Env) -> Result<Response, ApiError> {
 pub async fn documents(req: &Request, env: &Env) -> Result<Response, ApiError> {
     let query: std::collections::HashMap<String, String> =
         req.url()?.query_pairs().into_owned().collect();
-    let limit = page_size(query.get("limit").map(String::as_str));
+    let limit = page_size(query.get("limit").map(String::as_str))?;
     let cursor = query.get("cursor").map_or("", String::as_str);
     let mut rows = D1Search::new(env.d1(bindings::DB)?)
         .catalog_documents(query.get("company").map(String::as_str), cursor, limit + 1)
