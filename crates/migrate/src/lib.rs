@@ -8,6 +8,7 @@ pub mod convert;
 pub mod export;
 pub mod import;
 pub mod manifest;
+pub mod postgres;
 pub mod records;
 pub mod rollback;
 pub mod runlog;

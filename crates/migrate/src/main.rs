@@ -14,6 +14,7 @@ use serde_json::json;
 use migrate::clock::{Clock, SystemClock};
 use migrate::export::{run_export, ExportOptions, ExportProgress, DEFAULT_PAGE_SIZE};
 use migrate::import::{run_import, ImportOptions, ImportProgress, DEFAULT_CONCURRENCY};
+use migrate::postgres::Database;
 use migrate::rollback::{run_restore, run_rollback_export};
 use migrate::runlog::{RunLog, RUN_LOG_FILE};
 use migrate::source::SourceCounts;
@@ -44,6 +45,11 @@ enum Command {
     Restore(RestoreArgs),
 }
 
+/// Help of `--ca-cert`, the same on every command that connects to Postgres.
+const CA_CERT_HELP: &str = "CA certificate(s), PEM, to trust besides the system's and Mozilla's \
+roots (as sslrootcert=FILE in the URL). Needs sslmode=verify-full, verify-ca or require in the URL; \
+with require it makes the chain checked, as libpq does";
+
 #[derive(Debug, Args)]
 struct RollbackExportArgs {
     /// Base URL of the service.
@@ -68,9 +74,12 @@ struct RestoreArgs {
     /// Export directory to restore.
     #[arg(long)]
     from: PathBuf,
-    /// Postgres URL of the database to restore into (never logged).
+    /// Postgres URL of the database to restore into (never logged);
+    /// `?sslmode=` disable, prefer (default), require, verify-ca or verify-full.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
+    ca_cert: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -86,9 +95,12 @@ struct VerifyArgs {
     /// File holding the admin token (otherwise env ADMIN_TOKEN).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
-    /// Source Postgres URL, for answer parity (skipped without it).
+    /// Source Postgres URL, for answer parity (skipped without it); never
+    /// logged. `?sslmode=` as for export.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
+    ca_cert: Option<PathBuf>,
     /// SQL function the source uses to embed a question for hybrid_search.
     #[arg(long, default_value = "embed_query")]
     embed_function: String,
@@ -159,9 +171,13 @@ struct Common {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// Postgres URL of the source (never logged).
+    /// Postgres URL of the source (never logged). TLS follows its
+    /// `?sslmode=`: disable, prefer (the default: TLS if offered),
+    /// require (TLS, certificate unchecked), verify-ca or verify-full.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
+    ca_cert: Option<PathBuf>,
     /// Directory to write the export into (must not hold one already).
     #[arg(long)]
     out: PathBuf,
@@ -335,11 +351,19 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
     let clock = SystemClock::new();
     let token = admin_token(args.admin_token_file.as_deref())?;
     let target = ServiceTarget::new(&args.target, token)?;
+    let database = args
+        .database_url
+        .clone()
+        .map(|url| Database::new(url).with_ca_cert(args.ca_cert.clone()));
+    if let Some(database) = &database {
+        // A mistake in the URL or --ca-cert stops the run before its checks, not after.
+        database.tls_plan()?;
+    }
     let options = VerifyOptions {
         from: args.from.clone(),
         out: args.out.clone().unwrap_or_else(|| args.from.clone()),
-        parity: args.database_url.clone().map(|database_url| ParityOptions {
-            database_url,
+        parity: database.map(|database| ParityOptions {
+            database,
             embed_function: args.embed_function.clone(),
             k: args.k.max(1),
             threshold: args.threshold,
@@ -357,24 +381,26 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
             Ok(report.exit_code)
         }
         Err(err) => {
+            let code = if err.stage() == "config" { 2 } else { 1 };
             if args.json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&json!({
                         "command": "verify",
                         "error": { "stage": err.stage(), "message": err.to_string() },
-                        "exit_code": 1,
+                        "exit_code": code,
                     }))?
                 );
             } else {
                 eprintln!("migrate verify: {} failed: {err}", err.stage());
             }
-            Ok(1)
+            Ok(code)
         }
     }
 }
 
-/// Prints a report (JSON or one line) or the error, and returns the exit code.
+/// Prints a report (JSON or one line) or the error, and returns the exit
+/// code: 2 for a configuration error (stage `config`), 1 for other failures.
 fn finish<T: serde::Serialize, E: std::fmt::Display>(
     command: &str,
     json_out: bool,
@@ -392,19 +418,20 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
             Ok(0)
         }
         Err(err) => {
+            let code = if stage(&err) == "config" { 2 } else { 1 };
             if json_out {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&json!({
                         "command": command,
                         "error": { "stage": stage(&err), "message": err.to_string() },
-                        "exit_code": 1,
+                        "exit_code": code,
                     }))?
                 );
             } else {
                 eprintln!("migrate {command}: {} failed: {err}", stage(&err));
             }
-            Ok(1)
+            Ok(code)
         }
     }
 }
@@ -441,7 +468,8 @@ async fn rollback_export(args: RollbackExportArgs) -> Result<i32> {
 
 async fn restore(args: RestoreArgs) -> Result<i32> {
     let clock = SystemClock::new();
-    let result = run_restore(&args.from, &args.database_url, args.common.dry_run, &clock).await;
+    let database = Database::new(args.database_url.clone()).with_ca_cert(args.ca_cert.clone());
+    let result = run_restore(&args.from, &database, args.common.dry_run, &clock).await;
     finish(
         "restore",
         args.common.json,
@@ -482,7 +510,7 @@ async fn export(args: ExportArgs) -> Result<i32> {
     let mut log = open_log(common, &args.out, "export", &clock)?;
     let bar = Bar::new(std::io::stderr().is_terminal() && !common.json && !common.quiet);
     let options = ExportOptions {
-        database_url: args.database_url.clone(),
+        database: Database::new(args.database_url.clone()).with_ca_cert(args.ca_cert.clone()),
         out: args.out.clone(),
         limit: args.limit,
         page_size: args.page_size,
