@@ -14,4 +14,5 @@ pub mod rollback;
 pub mod runlog;
 pub mod source;
 pub mod target;
+pub mod target_spec;
 pub mod verify;

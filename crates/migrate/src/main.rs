@@ -19,6 +19,7 @@ use migrate::rollback::{run_restore, run_rollback_export};
 use migrate::runlog::{RunLog, RUN_LOG_FILE};
 use migrate::source::SourceCounts;
 use migrate::target::{AdminToken, ServiceTarget};
+use migrate::target_spec::{resolve_target, wrangler_environments};
 use migrate::verify::{render_markdown, run_verify, ParityOptions, VerifyOptions};
 
 /// Move a Supabase Postgres into the service, verify it, and go back.
@@ -50,14 +51,25 @@ const CA_CERT_HELP: &str = "CA certificate(s), PEM, to trust besides the system'
 roots (as sslrootcert=FILE in the URL). Needs sslmode=verify-full, verify-ca or require in the URL; \
 with require it makes the chain checked, as libpq does";
 
+/// The service and the admin token to call it with.
 #[derive(Debug, Args)]
-struct RollbackExportArgs {
-    /// Base URL of the service.
-    #[arg(long, env = "MIGRATE_TARGET")]
+struct TargetArgs {
+    /// The service: a base URL (http://… or https://…), `local`
+    /// (http://localhost:8787, where scripts/dev.sh serves it), or an
+    /// environment of wrangler.jsonc (dev, staging, production) whose URL
+    /// is in the variable MIGRATE_TARGET_URL_<ENV>, e.g.
+    /// MIGRATE_TARGET_URL_STAGING.
+    #[arg(long, env = "MIGRATE_TARGET", value_name = "URL|local|ENV")]
     target: String,
     /// File holding the admin token (otherwise env ADMIN_TOKEN).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RollbackExportArgs {
+    #[command(flatten)]
+    service: TargetArgs,
     /// Directory to write into (must not hold an export already).
     #[arg(long)]
     out: PathBuf,
@@ -89,12 +101,8 @@ struct VerifyArgs {
     /// Export directory the import read.
     #[arg(long)]
     from: PathBuf,
-    /// Base URL of the service.
-    #[arg(long, env = "MIGRATE_TARGET")]
-    target: String,
-    /// File holding the admin token (otherwise env ADMIN_TOKEN).
-    #[arg(long)]
-    admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: TargetArgs,
     /// Source Postgres URL, for answer parity (skipped without it); never
     /// logged. `?sslmode=` as for export.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -129,12 +137,8 @@ struct ImportArgs {
     /// Export directory (written by `export`).
     #[arg(long)]
     from: PathBuf,
-    /// Base URL of the service, e.g. http://127.0.0.1:8787.
-    #[arg(long, env = "MIGRATE_TARGET")]
-    target: String,
-    /// File holding the admin token (otherwise env ADMIN_TOKEN).
-    #[arg(long)]
-    admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: TargetArgs,
     /// Import at most this many documents (in export order).
     #[arg(long)]
     limit: Option<u64>,
@@ -270,11 +274,17 @@ fn admin_token(file: Option<&std::path::Path>) -> Result<AdminToken> {
     Ok(AdminToken::new(token))
 }
 
+/// The service a `--target` names, with the admin token.
+fn service_target(args: &TargetArgs) -> Result<ServiceTarget> {
+    let url = resolve_target(&args.target, &wrangler_environments()?, env_nonempty)?;
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    Ok(ServiceTarget::new(&url, token)?)
+}
+
 async fn import(args: ImportArgs) -> Result<i32> {
     let clock = SystemClock::new();
     let common = &args.common;
-    let token = admin_token(args.admin_token_file.as_deref())?;
-    let target = ServiceTarget::new(&args.target, token)?;
+    let target = service_target(&args.service)?;
     let mut log = open_log(common, &args.from, "import", &clock)?;
     let bar = Bar::new(std::io::stderr().is_terminal() && !common.json && !common.quiet);
     let options = ImportOptions {
@@ -349,8 +359,7 @@ async fn import(args: ImportArgs) -> Result<i32> {
 
 async fn verify(args: VerifyArgs) -> Result<i32> {
     let clock = SystemClock::new();
-    let token = admin_token(args.admin_token_file.as_deref())?;
-    let target = ServiceTarget::new(&args.target, token)?;
+    let target = service_target(&args.service)?;
     let database = args
         .database_url
         .clone()
@@ -438,8 +447,7 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
 
 async fn rollback_export(args: RollbackExportArgs) -> Result<i32> {
     let clock = SystemClock::new();
-    let token = admin_token(args.admin_token_file.as_deref())?;
-    let target = ServiceTarget::new(&args.target, token)?;
+    let target = service_target(&args.service)?;
     let mut log = open_log(&args.common, &args.out, "rollback-export", &clock)?;
     let result = run_rollback_export(
         &target,
