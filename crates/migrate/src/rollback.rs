@@ -318,6 +318,8 @@ pub async fn run_restore(
     clock: &dyn Clock,
 ) -> Result<RestoreReport, RollbackError> {
     let started = clock.elapsed_ms();
+    // A mistake in the URL or --ca-cert is reported before anything is read.
+    database.tls_plan()?;
     let manifest = Manifest::load(from)?;
     manifest.check_files(from)?;
     let mut report = RestoreReport {

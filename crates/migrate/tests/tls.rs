@@ -139,6 +139,28 @@ fn sslmode_verify_full_without_the_ca_fails_with_a_certificate_error() {
 }
 
 #[test]
+fn the_system_trust_store_is_trusted_too() {
+    // SSL_CERT_FILE stands in for the system's store (rustls-native-certs
+    // reads it instead of the platform's): a CA there needs no --ca-cert.
+    let pg = tls_cluster();
+    let url = format!("{}?sslmode=verify-full", pg.url("migrator", tls_db()));
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.env("SSL_CERT_FILE", &pg.tls().ca_cert)
+        .env_remove("SSL_CERT_DIR")
+        .args([
+            "export",
+            "--json",
+            "--dry-run",
+            "--database-url",
+            &url,
+            "--out",
+        ])
+        .arg(out.path().join("export"));
+    assert_counted(&run(cmd), "CA in SSL_CERT_FILE");
+}
+
+#[test]
 fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     let pg = tls_cluster();
     let db = tls_db();
@@ -266,6 +288,29 @@ fn tls_mistakes_in_the_command_line_are_usage_errors() {
             "{url} {extra:?}: {message}"
         );
         assert!(message.contains(expected), "{url} {extra:?}: {message}");
+    }
+    // restore and verify refuse them the same way, before connecting.
+    let bad = format!("{base}?sslmode=allow");
+    let empty = tempfile::tempdir().unwrap();
+    let mut restore = bin();
+    restore
+        .args(["restore", "--json", "--database-url", &bad, "--from"])
+        .arg(empty.path());
+    let mut verify = bin();
+    verify
+        .env("ADMIN_TOKEN", "not-a-secret")
+        .args(["verify", "--json", "--target", "http://127.0.0.1:9"])
+        .args(["--database-url", &bad, "--from"])
+        .arg(empty.path());
+    for cmd in [restore, verify] {
+        let done = run(cmd);
+        assert_eq!(done.code, 2, "{}\n{}", done.stdout, done.stderr);
+        assert!(
+            format!("{}{}", done.stdout, done.stderr).contains("sslmode=allow is not supported"),
+            "{}\n{}",
+            done.stdout,
+            done.stderr
+        );
     }
 }
 

@@ -275,3 +275,15 @@ pub(super) fn explain(e: &tokio_postgres::Error, plan: &TlsPlan) -> String {
     };
     format!("{hint}: {tls}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mozillas_roots_are_always_trusted() {
+        // Even where the system has no store at all (a bare container).
+        let roots = trusted_roots(&[]).unwrap();
+        assert!(roots.len() >= webpki_roots::TLS_SERVER_ROOTS.len());
+    }
+}
