@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::manifest::{
     FileEntry, JsonlWriter, Manifest, ManifestError, CHUNKS_FILE, COMPANIES_FILE, DOCUMENTS_FILE,
 };
+use crate::postgres::Database;
 use crate::records::FORMAT_VERSION;
 use crate::runlog::RunLog;
 use crate::source::{Source, SourceCounts, SourceError};
@@ -24,7 +25,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 200;
 
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
-    pub database_url: String,
+    pub database: Database,
     pub out: PathBuf,
     /// Export at most this many documents (and their chunks).
     pub limit: Option<u64>,
@@ -47,8 +48,9 @@ impl ExportError {
     /// Stage name for reports.
     pub fn stage(&self) -> &'static str {
         match self {
-            Self::Source(SourceError::BadUrl(_) | SourceError::BadArgument(_)) => "config",
-            Self::Source(SourceError::Connect { .. }) => "connect",
+            Self::Source(SourceError::Connect(e)) if e.is_usage() => "config",
+            Self::Source(SourceError::BadArgument(_)) => "config",
+            Self::Source(SourceError::Connect(_)) => "connect",
             Self::Source(_) => "read",
             Self::Files(_) | Self::OutDir { .. } => "write",
         }
@@ -111,7 +113,7 @@ pub async fn run_export(
     progress: &dyn ExportProgress,
 ) -> Result<ExportReport, ExportError> {
     let started = clock.elapsed_ms();
-    let mut source = Source::connect(&options.database_url).await?;
+    let mut source = Source::connect(&options.database).await?;
     let snapshot_at = source.begin_snapshot().await?;
     let counts = source.counts().await?;
     let to_export = options

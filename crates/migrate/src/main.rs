@@ -14,10 +14,12 @@ use serde_json::json;
 use migrate::clock::{Clock, SystemClock};
 use migrate::export::{run_export, ExportOptions, ExportProgress, DEFAULT_PAGE_SIZE};
 use migrate::import::{run_import, ImportOptions, ImportProgress, DEFAULT_CONCURRENCY};
+use migrate::postgres::Database;
 use migrate::rollback::{run_restore, run_rollback_export};
 use migrate::runlog::{RunLog, RUN_LOG_FILE};
 use migrate::source::SourceCounts;
 use migrate::target::{AdminToken, ServiceTarget};
+use migrate::target_spec::{resolve_target, wrangler_environments};
 use migrate::verify::{render_markdown, run_verify, ParityOptions, VerifyOptions};
 
 /// Move a Supabase Postgres into the service, verify it, and go back.
@@ -44,14 +46,30 @@ enum Command {
     Restore(RestoreArgs),
 }
 
+/// Help of `--ca-cert`, the same on every command that connects to Postgres.
+const CA_CERT_HELP: &str = "CA certificate(s), PEM, to trust besides the system's and Mozilla's \
+roots (as sslrootcert=FILE in the URL). Needs sslmode=verify-full, verify-ca or require in the URL; \
+with require it makes the chain checked, as libpq does";
+
+/// The service and the admin token to call it with.
 #[derive(Debug, Args)]
-struct RollbackExportArgs {
-    /// Base URL of the service.
-    #[arg(long, env = "MIGRATE_TARGET")]
+struct TargetArgs {
+    /// The service: a base URL (http://… or https://…), `local`
+    /// (http://localhost:8787, where scripts/dev.sh serves it), or an
+    /// environment of wrangler.jsonc (dev, staging, production) whose URL
+    /// is in the variable MIGRATE_TARGET_URL_<ENV>, e.g.
+    /// MIGRATE_TARGET_URL_STAGING.
+    #[arg(long, env = "MIGRATE_TARGET", value_name = "URL|local|ENV")]
     target: String,
     /// File holding the admin token (otherwise env ADMIN_TOKEN).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RollbackExportArgs {
+    #[command(flatten)]
+    service: TargetArgs,
     /// Directory to write into (must not hold an export already).
     #[arg(long)]
     out: PathBuf,
@@ -68,9 +86,12 @@ struct RestoreArgs {
     /// Export directory to restore.
     #[arg(long)]
     from: PathBuf,
-    /// Postgres URL of the database to restore into (never logged).
+    /// Postgres URL of the database to restore into (never logged);
+    /// `?sslmode=` disable, prefer (default), require, verify-ca or verify-full.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
+    ca_cert: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -80,15 +101,14 @@ struct VerifyArgs {
     /// Export directory the import read.
     #[arg(long)]
     from: PathBuf,
-    /// Base URL of the service.
-    #[arg(long, env = "MIGRATE_TARGET")]
-    target: String,
-    /// File holding the admin token (otherwise env ADMIN_TOKEN).
-    #[arg(long)]
-    admin_token_file: Option<PathBuf>,
-    /// Source Postgres URL, for answer parity (skipped without it).
+    #[command(flatten)]
+    service: TargetArgs,
+    /// Source Postgres URL, for answer parity (skipped without it); never
+    /// logged. `?sslmode=` as for export.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
+    ca_cert: Option<PathBuf>,
     /// SQL function the source uses to embed a question for hybrid_search.
     #[arg(long, default_value = "embed_query")]
     embed_function: String,
@@ -117,12 +137,8 @@ struct ImportArgs {
     /// Export directory (written by `export`).
     #[arg(long)]
     from: PathBuf,
-    /// Base URL of the service, e.g. http://127.0.0.1:8787.
-    #[arg(long, env = "MIGRATE_TARGET")]
-    target: String,
-    /// File holding the admin token (otherwise env ADMIN_TOKEN).
-    #[arg(long)]
-    admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: TargetArgs,
     /// Import at most this many documents (in export order).
     #[arg(long)]
     limit: Option<u64>,
@@ -159,9 +175,13 @@ struct Common {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// Postgres URL of the source (never logged).
+    /// Postgres URL of the source (never logged). TLS follows its
+    /// `?sslmode=`: disable, prefer (the default: TLS if offered),
+    /// require (TLS, certificate unchecked), verify-ca or verify-full.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
+    ca_cert: Option<PathBuf>,
     /// Directory to write the export into (must not hold one already).
     #[arg(long)]
     out: PathBuf,
@@ -254,11 +274,17 @@ fn admin_token(file: Option<&std::path::Path>) -> Result<AdminToken> {
     Ok(AdminToken::new(token))
 }
 
+/// The service a `--target` names, with the admin token.
+fn service_target(args: &TargetArgs) -> Result<ServiceTarget> {
+    let url = resolve_target(&args.target, &wrangler_environments()?, env_nonempty)?;
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    Ok(ServiceTarget::new(&url, token)?)
+}
+
 async fn import(args: ImportArgs) -> Result<i32> {
     let clock = SystemClock::new();
     let common = &args.common;
-    let token = admin_token(args.admin_token_file.as_deref())?;
-    let target = ServiceTarget::new(&args.target, token)?;
+    let target = service_target(&args.service)?;
     let mut log = open_log(common, &args.from, "import", &clock)?;
     let bar = Bar::new(std::io::stderr().is_terminal() && !common.json && !common.quiet);
     let options = ImportOptions {
@@ -333,13 +359,20 @@ async fn import(args: ImportArgs) -> Result<i32> {
 
 async fn verify(args: VerifyArgs) -> Result<i32> {
     let clock = SystemClock::new();
-    let token = admin_token(args.admin_token_file.as_deref())?;
-    let target = ServiceTarget::new(&args.target, token)?;
+    let target = service_target(&args.service)?;
+    let database = args
+        .database_url
+        .clone()
+        .map(|url| Database::new(url).with_ca_cert(args.ca_cert.clone()));
+    if let Some(database) = &database {
+        // A mistake in the URL or --ca-cert stops the run before its checks, not after.
+        database.tls_plan()?;
+    }
     let options = VerifyOptions {
         from: args.from.clone(),
         out: args.out.clone().unwrap_or_else(|| args.from.clone()),
-        parity: args.database_url.clone().map(|database_url| ParityOptions {
-            database_url,
+        parity: database.map(|database| ParityOptions {
+            database,
             embed_function: args.embed_function.clone(),
             k: args.k.max(1),
             threshold: args.threshold,
@@ -357,24 +390,26 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
             Ok(report.exit_code)
         }
         Err(err) => {
+            let code = if err.stage() == "config" { 2 } else { 1 };
             if args.json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&json!({
                         "command": "verify",
                         "error": { "stage": err.stage(), "message": err.to_string() },
-                        "exit_code": 1,
+                        "exit_code": code,
                     }))?
                 );
             } else {
                 eprintln!("migrate verify: {} failed: {err}", err.stage());
             }
-            Ok(1)
+            Ok(code)
         }
     }
 }
 
-/// Prints a report (JSON or one line) or the error, and returns the exit code.
+/// Prints a report (JSON or one line) or the error, and returns the exit
+/// code: 2 for a configuration error (stage `config`), 1 for other failures.
 fn finish<T: serde::Serialize, E: std::fmt::Display>(
     command: &str,
     json_out: bool,
@@ -392,27 +427,27 @@ fn finish<T: serde::Serialize, E: std::fmt::Display>(
             Ok(0)
         }
         Err(err) => {
+            let code = if stage(&err) == "config" { 2 } else { 1 };
             if json_out {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&json!({
                         "command": command,
                         "error": { "stage": stage(&err), "message": err.to_string() },
-                        "exit_code": 1,
+                        "exit_code": code,
                     }))?
                 );
             } else {
                 eprintln!("migrate {command}: {} failed: {err}", stage(&err));
             }
-            Ok(1)
+            Ok(code)
         }
     }
 }
 
 async fn rollback_export(args: RollbackExportArgs) -> Result<i32> {
     let clock = SystemClock::new();
-    let token = admin_token(args.admin_token_file.as_deref())?;
-    let target = ServiceTarget::new(&args.target, token)?;
+    let target = service_target(&args.service)?;
     let mut log = open_log(&args.common, &args.out, "rollback-export", &clock)?;
     let result = run_rollback_export(
         &target,
@@ -441,7 +476,8 @@ async fn rollback_export(args: RollbackExportArgs) -> Result<i32> {
 
 async fn restore(args: RestoreArgs) -> Result<i32> {
     let clock = SystemClock::new();
-    let result = run_restore(&args.from, &args.database_url, args.common.dry_run, &clock).await;
+    let database = Database::new(args.database_url.clone()).with_ca_cert(args.ca_cert.clone());
+    let result = run_restore(&args.from, &database, args.common.dry_run, &clock).await;
     finish(
         "restore",
         args.common.json,
@@ -482,7 +518,7 @@ async fn export(args: ExportArgs) -> Result<i32> {
     let mut log = open_log(common, &args.out, "export", &clock)?;
     let bar = Bar::new(std::io::stderr().is_terminal() && !common.json && !common.quiet);
     let options = ExportOptions {
-        database_url: args.database_url.clone(),
+        database: Database::new(args.database_url.clone()).with_ca_cert(args.ca_cert.clone()),
         out: args.out.clone(),
         limit: args.limit,
         page_size: args.page_size,

@@ -11,15 +11,14 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{json, Value};
 use thiserror::Error;
-use tokio_postgres::NoTls;
 
 use crate::clock::Clock;
 use crate::manifest::{
     read_jsonl, JsonlWriter, Manifest, ManifestError, CHUNKS_FILE, COMPANIES_FILE, DOCUMENTS_FILE,
 };
+use crate::postgres::{ConnectError, Database};
 use crate::records::{CompanyRecord, DocumentRecord, Timestamp, FORMAT_VERSION};
 use crate::runlog::RunLog;
-use crate::source::{redacted_source, SourceError};
 use crate::target::{ServiceTarget, TargetError};
 
 #[derive(Debug, Error)]
@@ -29,7 +28,7 @@ pub enum RollbackError {
     #[error(transparent)]
     Target(#[from] TargetError),
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Connect(#[from] ConnectError),
     #[error("{path}: {message}")]
     OutDir { path: PathBuf, message: String },
     #[error("restoring {what}: {message}")]
@@ -41,8 +40,9 @@ impl RollbackError {
         match self {
             Self::Files(_) | Self::OutDir { .. } => "files",
             Self::Target(_) => "target",
-            Self::Source(SourceError::BadUrl(_)) => "config",
-            Self::Source(_) | Self::Restore { .. } => "restore",
+            Self::Connect(e) if e.is_usage() => "config",
+            Self::Connect(_) => "connect",
+            Self::Restore { .. } => "restore",
         }
     }
 }
@@ -313,25 +313,22 @@ fn restore_error(what: &str, e: &tokio_postgres::Error) -> RollbackError {
 /// one transaction: companies upserted by slug, documents by path.
 pub async fn run_restore(
     from: &std::path::Path,
-    database_url: &str,
+    database: &Database,
     dry_run: bool,
     clock: &dyn Clock,
 ) -> Result<RestoreReport, RollbackError> {
     let started = clock.elapsed_ms();
+    // A mistake in the URL or --ca-cert is reported before anything is read.
+    database.tls_plan()?;
     let manifest = Manifest::load(from)?;
     manifest.check_files(from)?;
     let mut report = RestoreReport {
         command: "restore",
-        database: redacted_source(database_url)?,
+        database: database.name()?,
         dry_run,
         ..RestoreReport::default()
     };
-    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls)
-        .await
-        .map_err(|e| restore_error("connect", &e))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let mut client = database.connect().await?;
     let tx = client
         .transaction()
         .await

@@ -1,28 +1,22 @@
-//! The Supabase Postgres side: connecting, and reading companies, documents
-//! and chunk metadata in keyset-paged, streamed queries inside one
-//! read-only snapshot. Owns every SQL statement run against the source;
-//! never selects an `embedding` column and never writes.
-
-use std::str::FromStr;
+//! The Supabase Postgres side: reading companies, documents and chunk
+//! metadata in keyset-paged, streamed queries inside one read-only snapshot
+//! (connecting, TLS included, is `postgres`'s). Owns every SQL statement run
+//! against the source; never selects an `embedding` column and never writes.
 
 use futures::{pin_mut, StreamExt};
 use thiserror::Error;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
+use crate::postgres::{pg_message, ConnectError, Database};
 use crate::records::{ChunkRecord, CompanyRecord, DocumentRecord, Timestamp};
 
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("the database URL is not valid: {0}")]
-    BadUrl(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("{0}")]
     BadArgument(String),
-    #[error("connecting to {source_name}: {message}")]
-    Connect {
-        source_name: String,
-        message: String,
-    },
     #[error("reading {table}: {message}")]
     Query {
         table: &'static str,
@@ -46,30 +40,8 @@ impl SourceError {
     }
 }
 
-/// The server's own message when there is one (tokio-postgres' `Display`
-/// says only "db error").
-fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
-    }
-}
-
-/// `host:port/database` of a database URL: what may be logged.
-pub fn redacted_source(url: &str) -> Result<String, SourceError> {
-    let config = Config::from_str(url).map_err(|e| SourceError::BadUrl(e.to_string()))?;
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config.get_dbname().unwrap_or("postgres");
-    Ok(format!("{host}:{port}/{db}"))
-}
-
-/// A connection to the source. TLS is not supported yet: use a local
-/// tunnel or a direct connection the network already protects.
+/// A connection to the source, with the TLS its URL asks for
+/// ([`Database::connect`]).
 pub struct Source {
     client: Client,
     name: String,
@@ -140,19 +112,9 @@ fn json(
 }
 
 impl Source {
-    pub async fn connect(url: &str) -> Result<Self, SourceError> {
-        let name = redacted_source(url)?;
-        let (client, connection) =
-            tokio_postgres::connect(url, NoTls)
-                .await
-                .map_err(|e| SourceError::Connect {
-                    source_name: name.clone(),
-                    message: pg_message(&e),
-                })?;
-        tokio::spawn(async move {
-            // Errors surface on the client's next call as well.
-            let _ = connection.await;
-        });
+    pub async fn connect(database: &Database) -> Result<Self, SourceError> {
+        let name = database.name()?;
+        let client = database.connect().await?;
         Ok(Self {
             client,
             name,

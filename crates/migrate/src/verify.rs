@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::clock::{Clock, Stopwatch};
 use crate::convert::{company_import, prepare_document};
 use crate::manifest::{read_jsonl, Manifest, ManifestError, COMPANIES_FILE, DOCUMENTS_FILE};
+use crate::postgres::Database;
 use crate::records::{CompanyRecord, DocumentRecord};
 use crate::source::{Source, SourceError};
 use crate::target::{ServiceTarget, TargetError};
@@ -27,7 +28,7 @@ const MAX_CHUNK_HITS: u32 = 50;
 
 #[derive(Debug, Clone)]
 pub struct ParityOptions {
-    pub database_url: String,
+    pub database: Database,
     /// SQL function turning the question into the source's query embedding.
     pub embed_function: String,
     pub k: usize,
@@ -64,6 +65,7 @@ impl VerifyError {
         match self {
             Self::Export(_) | Self::Questions { .. } => "read",
             Self::Target(_) => "target",
+            Self::Source(SourceError::Connect(e)) if e.is_usage() => "config",
             Self::Source(_) => "source",
             Self::Report { .. } => "write",
         }
@@ -490,7 +492,7 @@ async fn answer_parity(
     questions: &[(String, Option<String>)],
     target: &ServiceTarget,
 ) -> Result<Parity, VerifyError> {
-    let source = Source::connect(&p.database_url).await?;
+    let source = Source::connect(&p.database).await?;
     let hits = u32::try_from(p.k * 4)
         .unwrap_or(MAX_CHUNK_HITS)
         .clamp(1, MAX_CHUNK_HITS);

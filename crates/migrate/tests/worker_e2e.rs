@@ -2,7 +2,10 @@
 //! import it into the real Worker under `wrangler dev`, interrupted by
 //! `kill -9` and resumed; every usable document becomes ready under the
 //! company Supabase had it under, companies keep their real names and
-//! legacy ids, and a further import changes nothing.
+//! legacy ids, and a further import changes nothing. The source is the
+//! TLS-only PostgreSQL (as a Supabase requires TLS); verify checks its
+//! certificate (`sslmode=verify-full`, `--ca-cert`) and names the service
+//! as the wrangler.jsonc environment `dev` (`MIGRATE_TARGET_URL_DEV`).
 //!
 //! Needs the built Worker (`bash scripts/build-worker.sh`) and the npm
 //! packages (`bash scripts/setup.sh`); fails with that advice otherwise.
@@ -15,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::postgres::cluster;
+use support::postgres::tls_cluster;
 use support::worker::{start_worker, LocalWorker, TOKEN};
 use support::*;
 
@@ -48,7 +51,7 @@ fn listed_documents(worker: &LocalWorker) -> BTreeMap<String, serde_json::Value>
 
 #[test]
 fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
-    let pg = cluster();
+    let pg = tls_cluster();
     let db = pg.fixture_database("e2e");
     let work = tempfile::tempdir().unwrap();
     let export_dir = work.path().join("export");
@@ -190,12 +193,15 @@ fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
     assert_eq!(listed_documents(&worker).len() as u64, usable);
 
     // Verify: every check passes, parity included.
+    let source_url = format!("{}?sslmode=verify-full", pg.url("migrator", &db));
     let verify = |extra: &[&str]| {
         let mut cmd = bin();
         cmd.env("ADMIN_TOKEN", TOKEN)
-            .args(["verify", "--json", "--target", &worker.url(), "--from"])
+            .env("MIGRATE_TARGET_URL_DEV", worker.url())
+            .args(["verify", "--json", "--target", "dev", "--from"])
             .arg(&export_dir)
-            .args(["--database-url", &pg.url("migrator", &db)])
+            .args(["--database-url", &source_url, "--ca-cert"])
+            .arg(&pg.tls().ca_cert)
             .args(["--embed-function", "fixture_embed"])
             .args(extra);
         run(cmd)

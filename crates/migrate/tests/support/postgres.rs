@@ -3,6 +3,9 @@
 //! initdb refuses to run as root, so as root the cluster runs as the
 //! `postgres` user (created by the package; `scripts/setup.sh` makes sure).
 //! A watchdog stops the cluster when the test binary exits, even on a panic.
+//! [`tls_cluster`] is a second one with `ssl = on`, a certificate from a CA
+//! made at start by the `openssl` CLI (Debian's PostgreSQL depends on it,
+//! through `ssl-cert`), and a pg_hba that refuses connections without TLS.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,24 @@ pub struct Cluster {
     pub port: u16,
     dir: PathBuf,
     run_as: Option<String>,
+    /// The test CA and server certificate of a TLS cluster.
+    pub tls: Option<TlsFiles>,
     _watchdog: Mutex<ChildStdin>,
+}
+
+/// How a cluster is started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterOptions {
+    /// `ssl = on`, TLS-only pg_hba, a server certificate for `127.0.0.1`.
+    pub ssl: bool,
+}
+
+/// Certificates of a TLS cluster, made at start.
+pub struct TlsFiles {
+    /// The CA that signed the server's certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// A CA that signed nothing the server holds.
+    pub other_ca_cert: PathBuf,
 }
 
 fn pg_bin(name: &str) -> PathBuf {
@@ -65,30 +85,164 @@ fn check(what: &str, mut cmd: Command) {
     );
 }
 
+fn openssl(dir: &Path, args: &[&str]) {
+    let mut cmd = Command::new("openssl");
+    cmd.args(args).current_dir(dir);
+    check(&format!("openssl {}", args.join(" ")), cmd);
+}
+
+/// A CA, a second unrelated CA, and a server certificate signed by the
+/// first, valid for the IP address 127.0.0.1 only (not the name
+/// `localhost`), all EC P-256, made in `dir`.
+fn make_certificates(dir: &Path) -> TlsFiles {
+    std::fs::create_dir_all(dir).unwrap();
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=migrate test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    TlsFiles {
+        ca_cert: dir.join("ca.crt"),
+        other_ca_cert: dir.join("other-ca.crt"),
+    }
+}
+
+/// The plain cluster (no TLS), shared by the tests of one binary.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
+    CLUSTER.get_or_init(|| Cluster::start(ClusterOptions::default()))
+}
+
+/// The TLS-only cluster, shared by the tests of one binary.
+pub fn tls_cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| Cluster::start(ClusterOptions { ssl: true }))
+}
+
+impl Cluster {
+    pub fn start(options: ClusterOptions) -> Self {
         let run_as = is_root().then(|| "postgres".to_owned());
-        let dir = std::env::temp_dir().join(format!("migrate-pg-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "migrate-pg-{}{}",
+            std::process::id(),
+            if options.ssl { "-tls" } else { "" }
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if let Some(user) = &run_as {
-            check(
-                "chown of the cluster directory",
-                {
-                    let mut c = Command::new("chown");
-                    c.arg(format!("{user}:")).arg(&dir);
-                    c
-                },
-            );
+            check("chown of the cluster directory", {
+                let mut c = Command::new("chown");
+                c.arg(format!("{user}:")).arg(&dir);
+                c
+            });
         }
         let data = dir.join("data");
         let mut initdb = as_cluster_user(run_as.as_deref(), &pg_bin("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]);
         check("initdb", initdb);
+        let mut server_options = String::new();
+        let tls = options.ssl.then(|| {
+            let files = make_certificates(&dir.join("tls"));
+            // The key must belong to the server's user and be private to it.
+            let key = dir.join("tls/server.key");
+            check("chmod of the server key", {
+                let mut c = Command::new("chmod");
+                c.arg("600").arg(&key);
+                c
+            });
+            if let Some(user) = &run_as {
+                check("chown of the certificates", {
+                    let mut c = Command::new("chown");
+                    c.args(["-R", &format!("{user}:")]).arg(dir.join("tls"));
+                    c
+                });
+            }
+            // TCP only with TLS: a connection that works proves TLS was used.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            server_options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                dir.join("tls/server.crt").display(),
+                key.display()
+            );
+            files
+        });
         let port = free_port();
         let mut start = as_cluster_user(run_as.as_deref(), &pg_bin("pg_ctl"));
         start
@@ -98,7 +252,7 @@ pub fn cluster() -> &'static Cluster {
             .arg(dir.join("postgres.log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off{server_options}",
                 dir.display()
             ))
             .args(["-w", "start"]);
@@ -127,15 +281,14 @@ pub fn cluster() -> &'static Cluster {
             port,
             dir,
             run_as,
+            tls,
             _watchdog: Mutex::new(stdin),
         };
         // Roles are cluster-wide: the CLI's role is created once, here.
         cluster.psql("postgres", "CREATE ROLE migrator LOGIN");
         cluster
-    })
-}
+    }
 
-impl Cluster {
     /// Runs SQL as the superuser in `database`, stopping at the first error.
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let mut child = as_cluster_user(self.run_as.as_deref(), &pg_bin("psql"))
@@ -192,6 +345,17 @@ impl Cluster {
 
     /// URL connecting as `user` (no password: trust authentication).
     pub fn url(&self, user: &str, database: &str) -> String {
-        format!("postgres://{user}@127.0.0.1:{}/{database}", self.port)
+        self.url_via("127.0.0.1", user, database)
+    }
+
+    /// URL connecting to the server by `host` (`localhost`: a name the TLS
+    /// cluster's certificate does not list).
+    pub fn url_via(&self, host: &str, user: &str, database: &str) -> String {
+        format!("postgres://{user}@{host}:{}/{database}", self.port)
+    }
+
+    /// The TLS cluster's certificates.
+    pub fn tls(&self) -> &TlsFiles {
+        self.tls.as_ref().expect("a cluster started with ssl: true")
     }
 }
