@@ -2,12 +2,15 @@
 // through Miniflare with real local D1 (migrations applied), R2, Queues,
 // Durable Objects and cron. Build first: `bash scripts/build-worker.sh`.
 //
-// Three projects share that one build:
+// Four projects share that one build:
 // - `d1`: the local configuration as is (`VECTOR_INDEX=d1`, offline providers),
 //   every spec file but the provider ones.
 // - `vectorize`: the same Worker with `VECTOR_INDEX=vectorize`, its `VECTORIZE`
 //   binding served by the local stand-in (tests/standins/vectorize.js) through a
 //   service binding, running the specs that are parameterised by implementation.
+// - `workers-ai`: the same Worker with `EMBEDDING_PROVIDER=workers-ai` and
+//   `CHAT_PROVIDER=workers-ai`, its `AI` binding served by the Workers AI stand-in
+//   (tests/standins/workers-ai.js) through a service binding.
 // - `providers`: the same Worker with `EMBEDDING_PROVIDER=openai` and
 //   `CHAT_PROVIDER=openai` against the provider stand-in
 //   (scripts/provider-standin.mjs, a real HTTP server started here), with short
@@ -41,6 +44,17 @@ const PROVIDER_TEST_VARS = {
   INGEST_RETRY_BASE_MS: "200",
 };
 const PROVIDER_SPECS = ["tests/provider_*.spec.ts"];
+/** Specs only the `workers-ai` project runs (they need the AI binding's stand-in). */
+const WORKERS_AI_SPECS = ["tests/workers_ai.spec.ts"];
+/** Vars of the `workers-ai` project: Workers AI for both roles, bge-base's 768 dimensions. */
+const WORKERS_AI_TEST_VARS = {
+  EMBEDDING_PROVIDER: "workers-ai",
+  CHAT_PROVIDER: "workers-ai",
+  EMBEDDING_DIMENSIONS: "768",
+  PROVIDER_TIMEOUT_MS: "2000",
+  PROVIDER_RETRY_BASE_MS: "50",
+  INGEST_RETRY_BASE_MS: "200",
+};
 /** Specs only the `vectorize` project runs (they need VECTOR_INDEX=vectorize). */
 const VECTORIZE_ONLY_SPECS = ["tests/reconcile_vectorize.spec.ts"];
 
@@ -54,6 +68,9 @@ export default defineConfig(async () => {
   const providersConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.providers.json"), {
     vars: { ...PROVIDER_TEST_VARS, OPENAI_BASE_URL: standin.url },
   });
+  const workersAiConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.workers-ai.json"), {
+    vars: WORKERS_AI_TEST_VARS,
+  });
   return {
     test: {
       projects: [
@@ -64,7 +81,7 @@ export default defineConfig(async () => {
               miniflare: { bindings },
             }),
           ],
-          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS], ...shared },
+          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...WORKERS_AI_SPECS], ...shared },
         },
         {
           plugins: [
@@ -98,6 +115,32 @@ export default defineConfig(async () => {
             }),
           ],
           test: { name: "providers", include: PROVIDER_SPECS, ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: workersAiConfig },
+              miniflare: {
+                bindings,
+                serviceBindings: {
+                  AI: { name: "workers-ai-standin", entrypoint: "WorkersAiStandin" },
+                },
+                workers: [
+                  {
+                    name: "workers-ai-standin",
+                    modulesRoot: root,
+                    // Listed: Miniflare does not follow the stand-in's import of the shared answers.
+                    modules: [
+                      { type: "ESModule", path: path.join(root, "tests/standins/workers-ai.js") },
+                      { type: "ESModule", path: path.join(root, "scripts/standin-answers.mjs") },
+                    ],
+                    compatibilityDate: "2026-11-01",
+                  },
+                ],
+              },
+            }),
+          ],
+          test: { name: "workers-ai", include: [...WORKERS_AI_SPECS, "tests/ingest.spec.ts", "tests/query.spec.ts"], ...shared },
         },
       ],
     },

@@ -53,7 +53,8 @@ describe("ingestion pipeline", () => {
       "SELECT id, version, dimensions, length(embedding) AS bytes FROM vector_index WHERE document_id = ?1 ORDER BY id",
     ).bind(doc.id).all<any>();
     expect(vectors.results.map((v) => v.id).sort()).toEqual(chunks.results.map((c) => c.vector_id).sort());
-    expect(vectors.results.every((v) => v.dimensions === 1536 && v.bytes === 1536 * 4)).toBe(true);
+    const dims = Number((env as any).EMBEDDING_DIMENSIONS ?? 1536);
+    expect(vectors.results.every((v) => v.dimensions === dims && v.bytes === dims * 4)).toBe(true);
 
     const fts = await env.DB.prepare(
       "SELECT c.chunk_index FROM chunks_fts f JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH 'frostbite' AND c.document_id = ?1",

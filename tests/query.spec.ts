@@ -40,6 +40,13 @@ Initech writes banking software. Its chief executive is Bill Lumbergh, who intro
 `,
 };
 
+/**
+ * The offline providers' answers and keyword tags are known in advance; with a model
+ * provider (the `workers-ai` project) the tests of answer text and tag filters that depend
+ * on them are skipped, the rest run alike.
+ */
+const OFFLINE = ((env as any).CHAT_PROVIDER ?? "offline") === "offline";
+
 async function ingestAll() {
   for (const [key, markdown] of Object.entries(CORPUS)) {
     const event = await putDocument(key, markdown);
@@ -85,7 +92,7 @@ describe("POST /api/search", () => {
     expect(body.results[0].scores.keyword).toBeGreaterThan(0);
   });
 
-  it("restricts results to a company and to tags", async () => {
+  it.runIf(OFFLINE)("restricts results to a company and to tags", async () => {
     const byCompany = await search({ query: "robot heat pumps banking software", company: "globex" });
     expect(byCompany.results.length).toBeGreaterThan(0);
     expect(byCompany.results.every((r: any) => r.company === "globex")).toBe(true);
@@ -131,7 +138,7 @@ async function readSse(res: Response) {
 }
 
 describe("POST /api/chat", () => {
-  it("answers with numbered citations and sources (JSON)", async () => {
+  it.runIf(OFFLINE)("answers with numbered citations and sources (JSON)", async () => {
     const res = await post("/api/chat", { question: "Who is the chief executive of Initech?" });
     expect(res.status).toBe(200);
     const body: any = await res.json();
@@ -141,7 +148,7 @@ describe("POST /api/chat", () => {
     expect(body.prompt_version).toBe("answer-v1");
   });
 
-  it("streams sources, then deltas, then done as Server-Sent Events", async () => {
+  it.runIf(OFFLINE)("streams sources, then deltas, then done as Server-Sent Events", async () => {
     const res = await post("/api/chat", { question: "What does the ZX-4000 controller do?" }, { accept: "text/event-stream" });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/event-stream");
@@ -155,7 +162,7 @@ describe("POST /api/chat", () => {
     expect(deltas.map((e) => e.data.text).join("")).toContain("boreholes");
   });
 
-  it("says so when nothing relevant was found", async () => {
+  it.runIf(OFFLINE)("says so when nothing relevant was found", async () => {
     const res = await post("/api/chat", { question: "zzqx wwvy" });
     expect(res.status).toBe(200);
     const body: any = await res.json();

@@ -105,7 +105,32 @@ pub struct ServiceConfig {
     pub reconcile: ReconcileSettings,
     /// `CHAT_PAGE`: whether `/` serves the chat page.
     pub chat_page: bool,
+    /// `WORKERS_AI_EMBEDDING_MODEL`, `WORKERS_AI_CHAT_MODEL`.
+    pub workers_ai: WorkersAiModels,
 }
+
+/// The Workers AI models the `workers-ai` provider runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkersAiModels {
+    /// Embedding model (one of [`WORKERS_AI_EMBEDDING_MODELS`]).
+    pub embedding_model: String,
+    /// Text-generation model.
+    pub chat_model: String,
+}
+
+/// Workers AI embedding models and their output dimensions, from each model's page
+/// (<https://developers.cloudflare.com/workers-ai/models/>): the index's dimensions must
+/// equal the model's, so only models whose dimensions are known are accepted.
+pub const WORKERS_AI_EMBEDDING_MODELS: [(&str, u32); 4] = [
+    ("@cf/baai/bge-small-en-v1.5", 384),
+    ("@cf/baai/bge-base-en-v1.5", 768),
+    ("@cf/baai/bge-large-en-v1.5", 1_024),
+    ("@cf/baai/bge-m3", 1_024),
+];
+/// Default `WORKERS_AI_EMBEDDING_MODEL`.
+pub const DEFAULT_WORKERS_AI_EMBEDDING_MODEL: &str = "@cf/baai/bge-base-en-v1.5";
+/// Default `WORKERS_AI_CHAT_MODEL`.
+pub const DEFAULT_WORKERS_AI_CHAT_MODEL: &str = "@cf/meta/llama-3.1-8b-instruct";
 
 /// One var that is set to something the service cannot use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +349,43 @@ impl ServiceConfig {
             "off" => Some(false),
             _ => None,
         });
+        let known = WORKERS_AI_EMBEDDING_MODELS
+            .iter()
+            .map(|(m, _)| *m)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let embedding_model = vars.read(
+            "WORKERS_AI_EMBEDDING_MODEL",
+            DEFAULT_WORKERS_AI_EMBEDDING_MODEL.to_owned(),
+            format!("one of {known}"),
+            |v| {
+                WORKERS_AI_EMBEDDING_MODELS
+                    .iter()
+                    .any(|(m, _)| *m == v)
+                    .then(|| v.to_owned())
+            },
+        );
+        let chat_model = vars.read(
+            "WORKERS_AI_CHAT_MODEL",
+            DEFAULT_WORKERS_AI_CHAT_MODEL.to_owned(),
+            "a model name starting with @cf/ or @hf/",
+            |v| (v.starts_with("@cf/") || v.starts_with("@hf/")).then(|| v.to_owned()),
+        );
+        if embedding_provider == ProviderKind::WorkersAi {
+            if let Some((model, dims)) = WORKERS_AI_EMBEDDING_MODELS
+                .iter()
+                .find(|(m, _)| *m == embedding_model)
+                .filter(|(_, d)| *d != dimensions)
+            {
+                vars.problems.push(ConfigProblem {
+                    var: "EMBEDDING_DIMENSIONS",
+                    value: dimensions.to_string(),
+                    expected: format!(
+                        "{dims}, the dimensions of {model} (EMBEDDING_PROVIDER=workers-ai)"
+                    ),
+                });
+            }
+        }
         if !vars.problems.is_empty() {
             return Err(ConfigError {
                 problems: vars.problems,
@@ -342,6 +404,10 @@ impl ServiceConfig {
             pipeline,
             reconcile,
             chat_page,
+            workers_ai: WorkersAiModels {
+                embedding_model,
+                chat_model,
+            },
         })
     }
 }
@@ -449,6 +515,8 @@ mod tests {
             ("RECONCILE_PAGE_SIZE", "1001"),
             ("CHAT_PAGE", "no"),
             ("ENVIRONMENT", ""),
+            ("WORKERS_AI_EMBEDDING_MODEL", "@cf/some/unknown-embedder"),
+            ("WORKERS_AI_CHAT_MODEL", "gpt-4o"),
         ];
         for (var, value) in cases {
             let error = parse(&[(var, value)]).expect_err(var);
@@ -464,5 +532,38 @@ mod tests {
         assert!(all
             .to_string()
             .contains("VECTOR_INDEX is \"pinecone\"; expected d1 or vectorize"));
+    }
+
+    #[test]
+    fn workers_ai_models_default_and_their_dimensions_must_match_the_index() {
+        let config = parse(&[
+            ("EMBEDDING_PROVIDER", "workers-ai"),
+            ("EMBEDDING_DIMENSIONS", "768"),
+        ])
+        .expect("bge-base is 768");
+        assert_eq!(
+            config.workers_ai.embedding_model,
+            "@cf/baai/bge-base-en-v1.5"
+        );
+        assert_eq!(
+            config.workers_ai.chat_model,
+            "@cf/meta/llama-3.1-8b-instruct"
+        );
+        // The default 1,536 dimensions are OpenAI's, not bge-base's.
+        let error = parse(&[("EMBEDDING_PROVIDER", "workers-ai")]).expect_err("1536 ≠ 768");
+        assert_eq!(error.problems.len(), 1);
+        assert_eq!(
+            error.problems[0].to_string(),
+            "EMBEDDING_DIMENSIONS is \"1536\"; expected 768, the dimensions of @cf/baai/bge-base-en-v1.5 (EMBEDDING_PROVIDER=workers-ai)"
+        );
+        let m3 = parse(&[
+            ("EMBEDDING_PROVIDER", "workers-ai"),
+            ("WORKERS_AI_EMBEDDING_MODEL", "@cf/baai/bge-m3"),
+            ("EMBEDDING_DIMENSIONS", "1024"),
+        ])
+        .expect("bge-m3 is 1024");
+        assert_eq!(m3.workers_ai.embedding_model, "@cf/baai/bge-m3");
+        // Other providers do not care which Workers AI model is named.
+        assert!(parse(&[("EMBEDDING_DIMENSIONS", "1536")]).is_ok());
     }
 }

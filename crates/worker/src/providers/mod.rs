@@ -3,13 +3,17 @@
 //! through `worker::Fetch` (see `fetch_transport`).
 
 mod fetch_transport;
+mod workers_ai;
 
 pub use fetch_transport::{FetchTransport, TimerSleeper};
+pub use workers_ai::WorkersAiBinding;
 
 use crate::config::{ProviderKind, ServiceConfig};
+use portfolio_core::providers::batch::WORKERS_AI_BGE_LIMITS;
 use portfolio_core::providers::{
     ChatCompletion, ChatModel, ChatRequest, Embedder, ExtractiveAnswerer, HashingEmbedder,
-    OpenAiChat, OpenAiConfig, OpenAiEmbedder, ProviderError, Retrier, RetryPolicy,
+    OpenAiChat, OpenAiConfig, OpenAiEmbedder, ProviderError, Retrier, RetryPolicy, WorkersAiChat,
+    WorkersAiEmbedder,
 };
 use worker::Env;
 
@@ -29,13 +33,13 @@ pub enum ProviderSetupError {
         /// Name of the missing secret.
         secret: &'static str,
     },
-    /// The configured provider name is not known.
-    #[error("unknown {role} provider `{name}` (expected offline or openai)")]
-    Unknown {
-        /// `embedding` or `chat`.
-        role: &'static str,
-        /// The configured name.
-        name: String,
+    /// The provider's binding is not there.
+    #[error("provider `{provider}` needs the binding {binding}")]
+    MissingBinding {
+        /// Configured provider name.
+        provider: &'static str,
+        /// Name of the missing binding.
+        binding: &'static str,
     },
     /// The provider rejected its own configuration.
     #[error(transparent)]
@@ -77,12 +81,24 @@ fn openai_config(
     Ok(OpenAiConfig::new(base, model).with_api_key(key))
 }
 
+/// The `AI` binding for the `workers-ai` provider.
+fn workers_ai(env: &Env, config: &ServiceConfig) -> Result<WorkersAiBinding, ProviderSetupError> {
+    WorkersAiBinding::from_env(env, "AI", config.provider_timeout_ms).map_err(|_| {
+        ProviderSetupError::MissingBinding {
+            provider: "workers-ai",
+            binding: "AI",
+        }
+    })
+}
+
 /// The embedder the configuration names.
 pub enum ServiceEmbedder {
     /// Feature hashing, deterministic, no key.
     Offline(HashingEmbedder),
     /// Any OpenAI-compatible `/v1/embeddings`.
     OpenAi(OpenAiEmbedder<FetchTransport, TimerSleeper>),
+    /// A Workers AI embedding model through the `AI` binding.
+    WorkersAi(WorkersAiEmbedder<WorkersAiBinding, TimerSleeper>),
 }
 
 impl std::fmt::Debug for ServiceEmbedder {
@@ -109,10 +125,14 @@ impl ServiceEmbedder {
                         .with_dimensions_parameter(),
                 ))
             }
-            other => Err(ProviderSetupError::Unknown {
-                role: "embedding",
-                name: other.as_str().to_owned(),
-            }),
+            // The configuration checked that the model's dimensions are EMBEDDING_DIMENSIONS.
+            ProviderKind::WorkersAi => Ok(Self::WorkersAi(WorkersAiEmbedder::new(
+                workers_ai(env, config)?,
+                retrier(config),
+                config.workers_ai.embedding_model.clone(),
+                dims,
+                WORKERS_AI_BGE_LIMITS,
+            ))),
         }
     }
 }
@@ -122,6 +142,7 @@ impl Embedder for ServiceEmbedder {
         match self {
             Self::Offline(e) => e.model(),
             Self::OpenAi(e) => e.model(),
+            Self::WorkersAi(e) => e.model(),
         }
     }
 
@@ -129,6 +150,7 @@ impl Embedder for ServiceEmbedder {
         match self {
             Self::Offline(e) => e.dimensions(),
             Self::OpenAi(e) => e.dimensions(),
+            Self::WorkersAi(e) => e.dimensions(),
         }
     }
 
@@ -136,6 +158,7 @@ impl Embedder for ServiceEmbedder {
         match self {
             Self::Offline(e) => e.embed(texts).await,
             Self::OpenAi(e) => e.embed(texts).await,
+            Self::WorkersAi(e) => e.embed(texts).await,
         }
     }
 }
@@ -146,6 +169,8 @@ pub enum ServiceChat {
     Offline(ExtractiveAnswerer),
     /// Any OpenAI-compatible `/v1/chat/completions`.
     OpenAi(OpenAiChat<FetchTransport, TimerSleeper>),
+    /// A Workers AI text-generation model through the `AI` binding.
+    WorkersAi(WorkersAiChat<WorkersAiBinding, TimerSleeper>),
 }
 
 impl std::fmt::Debug for ServiceChat {
@@ -172,10 +197,11 @@ impl ServiceChat {
                     retrier(config),
                 )))
             }
-            other => Err(ProviderSetupError::Unknown {
-                role: "chat",
-                name: other.as_str().to_owned(),
-            }),
+            ProviderKind::WorkersAi => Ok(Self::WorkersAi(WorkersAiChat::new(
+                workers_ai(env, config)?,
+                retrier(config),
+                config.workers_ai.chat_model.clone(),
+            ))),
         }
     }
 
@@ -190,6 +216,7 @@ impl ChatModel for ServiceChat {
         match self {
             Self::Offline(c) => c.model(),
             Self::OpenAi(c) => c.model(),
+            Self::WorkersAi(c) => c.model(),
         }
     }
 
@@ -197,6 +224,7 @@ impl ChatModel for ServiceChat {
         match self {
             Self::Offline(c) => c.complete(req).await,
             Self::OpenAi(c) => c.complete(req).await,
+            Self::WorkersAi(c) => c.complete(req).await,
         }
     }
 
@@ -208,6 +236,7 @@ impl ChatModel for ServiceChat {
         match self {
             Self::Offline(c) => c.stream(req, on_delta).await,
             Self::OpenAi(c) => c.stream(req, on_delta).await,
+            Self::WorkersAi(c) => c.stream(req, on_delta).await,
         }
     }
 }
