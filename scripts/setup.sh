@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORKER_BUILD_VERSION=0.8.7
+TARPAULIN_VERSION=0.37.5
 # The CLI must be exactly the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 
@@ -33,6 +34,13 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION"; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (takes several minutes once)"
   # Not --locked: the registry lacks one locked transitive version.
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# Line coverage of the native tests (scripts/coverage.sh): its LLVM engine reads
+# the profiles itself, so no llvm-tools component is needed.
+if ! cargo tarpaulin --version 2>/dev/null | grep -q " $TARPAULIN_VERSION"; then
+  log "installing cargo-tarpaulin $TARPAULIN_VERSION (takes several minutes once)"
+  cargo install cargo-tarpaulin --version "$TARPAULIN_VERSION" --locked
 fi
 
 # `npm ci` fails here (other platforms' optional packages are missing from the

@@ -23,9 +23,10 @@ step "build the Worker (wasm, release)"
 bash scripts/build-worker.sh
 
 # After the build: r2-sync's end-to-end test runs the built Worker.
-step "cargo test (native)"
+step "cargo test (native) with line coverage (cargo-tarpaulin)"
+# The native crates' tests run once, measured; each crate must stay above 80 %.
 # The fuzz harness runs in its own step below, with its counts printed.
-cargo test --workspace -- --skip fuzz_
+bash scripts/coverage.sh --skip fuzz_
 
 step "fuzzing: document/front matter, chunker, queue messages, FTS expressions"
 # Stable-toolchain harness (crates/core/tests/fuzz.rs) over the seed corpus in

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { ingest, ingestReady, uniqueKey, waitForStatus } from "./support";
 
 const EMBEDDER = "@cf/baai/bge-base-en-v1.5";
-const CHAT_MODEL = "@cf/meta/llama-3.1-8b-instruct";
+const CHAT_MODEL = "@cf/meta/llama-3.1-8b-instruct-fp8-fast";
 const ai = () => (env as any).AI;
 /** What the stand-in did, in order (all calls, or those a script's marker matched). */
 async function calls(match: string | null = null): Promise<any[]> {

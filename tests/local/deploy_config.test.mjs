@@ -27,3 +27,11 @@ test("every deployed environment has its own name and its own D1 database", () =
   assert.equal(databases.size, envs.length);
   assert.ok(!databases.has(rawConfig.d1_databases[0].database_id), "the local database is no deployed one");
 });
+
+test("staging and production bind Workers AI, so EMBEDDING_PROVIDER/CHAT_PROVIDER=workers-ai needs only vars", () => {
+  for (const env of ["staging", "production"]) {
+    assert.equal(rawConfig.env[env].ai?.binding, "AI", `${env} binds AI`);
+  }
+  // Locally AI calls would go to an account: the local configuration has no AI binding.
+  assert.equal(rawConfig.ai, undefined);
+});

@@ -34,7 +34,7 @@ export const EMBEDDING_MODELS = {
 };
 const KNOWN_CHAT_MODELS = new Set([
   "@cf/meta/llama-3.1-8b-instruct",
-  "@cf/meta/llama-3.1-8b-instruct-fast",
+  "@cf/meta/llama-3.1-8b-instruct-fp8-fast",
   "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
   "@hf/nousresearch/hermes-2-pro-mistral-7b",
 ]);

@@ -130,7 +130,7 @@ pub const WORKERS_AI_EMBEDDING_MODELS: [(&str, u32); 4] = [
 /// Default `WORKERS_AI_EMBEDDING_MODEL`.
 pub const DEFAULT_WORKERS_AI_EMBEDDING_MODEL: &str = "@cf/baai/bge-base-en-v1.5";
 /// Default `WORKERS_AI_CHAT_MODEL`.
-pub const DEFAULT_WORKERS_AI_CHAT_MODEL: &str = "@cf/meta/llama-3.1-8b-instruct";
+pub const DEFAULT_WORKERS_AI_CHAT_MODEL: &str = "@cf/meta/llama-3.1-8b-instruct-fp8-fast";
 
 /// One var that is set to something the service cannot use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -547,7 +547,7 @@ mod tests {
         );
         assert_eq!(
             config.workers_ai.chat_model,
-            "@cf/meta/llama-3.1-8b-instruct"
+            "@cf/meta/llama-3.1-8b-instruct-fp8-fast"
         );
         // The default 1,536 dimensions are OpenAI's, not bge-base's.
         let error = parse(&[("EMBEDDING_PROVIDER", "workers-ai")]).expect_err("1536 ≠ 768");
