@@ -340,7 +340,7 @@ pub async fn run_import(
 }
 
 /// Polls the listing until every key is `ready` or `failed`, or `wait` passes.
-async fn wait_until_ready(
+pub(crate) async fn wait_until_ready(
     target: &ServiceTarget,
     keys: &[String],
     wait: Duration,

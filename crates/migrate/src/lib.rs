@@ -3,6 +3,7 @@
 //! Library behind the `migrate` binary. `main.rs` only parses arguments and
 //! wires these modules together.
 
+pub mod backup;
 pub mod clock;
 pub mod convert;
 pub mod export;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use migrate::backup::{run_backup, run_restore_backup};
 use migrate::clock::{Clock, SystemClock};
 use migrate::export::{run_export, ExportOptions, ExportProgress, DEFAULT_PAGE_SIZE};
 use migrate::import::{run_import, ImportOptions, ImportProgress, DEFAULT_CONCURRENCY};
@@ -44,6 +45,41 @@ enum Command {
     RollbackExport(RollbackExportArgs),
     /// Write an export (e.g. from rollback-export) into a Postgres with the Supabase schema.
     Restore(RestoreArgs),
+    /// Back up the service's base data (companies, documents, every R2 object's bytes).
+    Backup(BackupArgs),
+    /// Restore a backup into a service; its ingestion rebuilds chunks, FTS and vectors.
+    RestoreBackup(RestoreBackupArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    service: TargetArgs,
+    /// Directory to write the backup into (must not hold one already).
+    #[arg(long)]
+    out: PathBuf,
+    /// Print one machine-readable JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RestoreBackupArgs {
+    /// Backup directory (written by `backup`).
+    #[arg(long)]
+    from: PathBuf,
+    #[command(flatten)]
+    service: TargetArgs,
+    /// Wait up to this many seconds for the documents that were ready at
+    /// backup time to be ready again.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
+    /// Check the backup and report what would be written; change nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Print one machine-readable JSON report on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Help of `--ca-cert`, the same on every command that connects to Postgres.
@@ -494,6 +530,55 @@ async fn restore(args: RestoreArgs) -> Result<i32> {
     )
 }
 
+async fn backup(args: BackupArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let target = service_target(&args.service)?;
+    let result = run_backup(&target, &args.out, &clock).await;
+    finish(
+        "backup",
+        args.json,
+        result,
+        |e| e.stage(),
+        |r| {
+            format!(
+                "backed up {} companies, {} documents ({} objects, {} bytes) from {} in {:.1} s",
+                r.companies,
+                r.documents,
+                r.objects,
+                r.object_bytes,
+                r.service,
+                r.duration_ms as f64 / 1000.0
+            )
+        },
+    )
+}
+
+async fn restore_backup(args: RestoreBackupArgs) -> Result<i32> {
+    let clock = SystemClock::new();
+    let target = service_target(&args.service)?;
+    let wait = args.wait.map(std::time::Duration::from_secs);
+    let result = run_restore_backup(&args.from, &target, args.dry_run, wait, &clock).await;
+    // Documents that did not come back ready fail the run.
+    let incomplete = result
+        .as_ref()
+        .is_ok_and(|r| !r.failed.is_empty() || !r.pending.is_empty());
+    let code = finish(
+        "restore-backup",
+        args.json,
+        result,
+        |e| e.stage(),
+        |r| {
+            format!(
+                "{}restored into {}: companies {} written, {} unchanged; documents {} uploaded, {} unchanged; {} legacy ids; ready {}, failed {}, pending {}",
+                if r.dry_run { "(dry run) " } else { "" },
+                r.service, r.companies_written, r.companies_unchanged, r.documents_uploaded,
+                r.documents_unchanged, r.legacy_ids_mapped, r.ready, r.failed.len(), r.pending.len()
+            )
+        },
+    )?;
+    Ok(if code == 0 && incomplete { 1 } else { code })
+}
+
 fn open_log(
     common: &Common,
     dir: &std::path::Path,
@@ -586,6 +671,8 @@ async fn main() -> ExitCode {
         Command::Verify(args) => verify(args).await,
         Command::RollbackExport(args) => rollback_export(args).await,
         Command::Restore(args) => restore(args).await,
+        Command::Backup(args) => backup(args).await,
+        Command::RestoreBackup(args) => restore_backup(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

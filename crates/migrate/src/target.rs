@@ -97,6 +97,9 @@ pub struct ListedDocument {
     #[serde(default)]
     pub chunk_count: i64,
     pub id: i64,
+    /// The source's id of a migrated document.
+    #[serde(default)]
+    pub legacy_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,6 +51,23 @@ impl LocalWorker {
         }
     }
 
+    /// `(status, body)` of a request with a body (admin token sent).
+    pub fn send(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
+        match agent
+            .request(method, &format!("{}{path}", self.url()))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .set("Content-Type", content_type)
+            .send_string(body)
+        {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let (code, body) = self.get(path);
         assert_eq!(code, 200, "{path}: {body}");

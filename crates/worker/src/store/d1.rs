@@ -486,10 +486,13 @@ pub struct AdminDocumentRow {
     created_at: i64,
     updated_at: i64,
     processed_at: Option<i64>,
+    /// The source's id when the document was migrated (`legacy_id_map`).
+    legacy_id: Option<String>,
 }
 
 const ADMIN_ROW_COLUMNS: &str = "d.id, d.key, d.status, d.title, c.slug AS company, d.sha256, d.etag, d.size, \
-    d.active_version, d.chunk_count, d.attempts, d.last_error, d.created_at, d.updated_at, d.processed_at";
+    d.active_version, d.chunk_count, d.attempts, d.last_error, d.created_at, d.updated_at, d.processed_at, \
+    (SELECT m.legacy_id FROM legacy_id_map m WHERE m.entity = 'document' AND m.new_id = d.id LIMIT 1) AS legacy_id";
 
 impl D1Documents {
     /// The admin view of one document row.
