@@ -17,5 +17,6 @@ pub mod prompts;
 pub mod providers;
 pub mod query;
 pub mod reconcile;
+pub mod rollout;
 pub mod storage;
 pub mod tags;
