@@ -10,6 +10,7 @@
 use crate::ingest::message::RETRY_MAX_DELAY_SECONDS;
 use crate::ingest::pipeline::{PipelineConfig, RetryPolicy};
 use crate::ingest::settings::IngestSettings;
+use crate::metrics::CostPer1k;
 use crate::providers::retry::DEFAULT_BASE_DELAY_MS as DEFAULT_PROVIDER_RETRY_BASE_MS;
 use crate::providers::DEFAULT_PROVIDER_TIMEOUT_MS;
 use crate::reconcile::{ReconcileSettings, R2_LIST_MAX};
@@ -78,6 +79,95 @@ impl IndexKind {
     }
 }
 
+/// Where data points go (`METRICS_SINK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsSinkKind {
+    /// The local `metric_points` table only (the default: tests, `wrangler dev`).
+    D1,
+    /// Workers Analytics Engine only (the `METRICS` binding). `/admin/metrics`
+    /// and the request-based alerts then see no points.
+    AnalyticsEngine,
+    /// Both: Analytics Engine for dashboards and SQL, D1 for the admin route
+    /// and the alerts.
+    Both,
+}
+
+impl MetricsSinkKind {
+    /// The var value naming it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::D1 => "d1",
+            Self::AnalyticsEngine => "analytics-engine",
+            Self::Both => "both",
+        }
+    }
+
+    /// Whether points go to the local table.
+    #[must_use]
+    pub fn writes_d1(self) -> bool {
+        matches!(self, Self::D1 | Self::Both)
+    }
+
+    /// Whether points go to Analytics Engine.
+    #[must_use]
+    pub fn writes_analytics_engine(self) -> bool {
+        matches!(self, Self::AnalyticsEngine | Self::Both)
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::D1, Self::AnalyticsEngine, Self::Both]
+            .into_iter()
+            .find(|k| k.as_str() == value)
+    }
+}
+
+/// Default days a data point stays in the local table.
+pub const DEFAULT_METRICS_RETENTION_DAYS: u32 = 8;
+/// Default most rows the local table keeps (the daily cron deletes the oldest beyond).
+pub const DEFAULT_METRICS_MAX_ROWS: u32 = 200_000;
+/// Default price of 1K OpenAI tokens in USD (gpt-4o-mini's input price).
+pub const DEFAULT_OPENAI_COST_PER_1K: &str = "0.00015";
+
+/// `METRICS_*` and the providers' prices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// `METRICS_SINK`.
+    pub sink: MetricsSinkKind,
+    /// `METRICS_RETENTION_DAYS`: older points are deleted by the daily cron.
+    pub retention_days: u32,
+    /// `METRICS_MAX_ROWS`: the daily cron keeps at most this many points.
+    pub max_rows: u32,
+    /// `OPENAI_COST_PER_1K_TOKENS`.
+    pub openai_cost: CostPer1k,
+    /// `WORKERS_AI_COST_PER_1K_TOKENS`.
+    pub workers_ai_cost: CostPer1k,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            sink: MetricsSinkKind::D1,
+            retention_days: DEFAULT_METRICS_RETENTION_DAYS,
+            max_rows: DEFAULT_METRICS_MAX_ROWS,
+            openai_cost: CostPer1k::parse(DEFAULT_OPENAI_COST_PER_1K).unwrap_or_default(),
+            workers_ai_cost: CostPer1k::FREE,
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// The price of 1K tokens of `provider` (the offline ones cost nothing).
+    #[must_use]
+    pub fn cost_of(&self, provider: ProviderKind) -> CostPer1k {
+        match provider {
+            ProviderKind::Offline => CostPer1k::FREE,
+            ProviderKind::OpenAi => self.openai_cost,
+            ProviderKind::WorkersAi => self.workers_ai_cost,
+        }
+    }
+}
+
 /// Everything the entry points and drivers need from the vars.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -105,6 +195,8 @@ pub struct ServiceConfig {
     pub reconcile: ReconcileSettings,
     /// `CHAT_PAGE`: whether `/` serves the chat page.
     pub chat_page: bool,
+    /// `METRICS_SINK`, `METRICS_RETENTION_DAYS`, `METRICS_MAX_ROWS`, provider prices.
+    pub metrics: MetricsSettings,
 }
 
 /// One var that is set to something the service cannot use.
@@ -229,6 +321,12 @@ impl ServiceConfig {
                 needed_by: "VECTOR_INDEX",
             });
         }
+        if self.metrics.sink.writes_analytics_engine() {
+            needs.push(Requirement {
+                name: "METRICS",
+                needed_by: "METRICS_SINK",
+            });
+        }
         needs.dedup_by_key(|r| r.name);
         needs
     }
@@ -324,6 +422,40 @@ impl ServiceConfig {
             "off" => Some(false),
             _ => None,
         });
+        let metrics_defaults = MetricsSettings::default();
+        let price = "a price in USD per 1K tokens (a decimal such as 0.00015)";
+        let metrics = MetricsSettings {
+            sink: vars.read(
+                "METRICS_SINK",
+                metrics_defaults.sink,
+                "d1, analytics-engine or both",
+                MetricsSinkKind::parse,
+            ),
+            retention_days: vars.number(
+                "METRICS_RETENTION_DAYS",
+                metrics_defaults.retention_days,
+                1,
+                90,
+            ),
+            max_rows: vars.number(
+                "METRICS_MAX_ROWS",
+                metrics_defaults.max_rows,
+                1_000,
+                5_000_000,
+            ),
+            openai_cost: vars.read(
+                "OPENAI_COST_PER_1K_TOKENS",
+                metrics_defaults.openai_cost,
+                price,
+                |v| CostPer1k::parse(v).ok(),
+            ),
+            workers_ai_cost: vars.read(
+                "WORKERS_AI_COST_PER_1K_TOKENS",
+                metrics_defaults.workers_ai_cost,
+                price,
+                |v| CostPer1k::parse(v).ok(),
+            ),
+        };
         if !vars.problems.is_empty() {
             return Err(ConfigError {
                 problems: vars.problems,
@@ -342,6 +474,7 @@ impl ServiceConfig {
             pipeline,
             reconcile,
             chat_page,
+            metrics,
         })
     }
 }
@@ -374,6 +507,41 @@ mod tests {
         assert_eq!(config.pipeline, PipelineConfig::new());
         assert_eq!(config.reconcile, ReconcileSettings::default());
         assert!(config.chat_page);
+        assert_eq!(config.metrics, MetricsSettings::default());
+        assert_eq!(config.metrics.sink, MetricsSinkKind::D1);
+        assert_eq!(
+            (config.metrics.retention_days, config.metrics.max_rows),
+            (8, 200_000)
+        );
+    }
+
+    #[test]
+    fn metrics_vars_choose_the_sink_retention_and_prices() {
+        let config = parse(&[
+            ("METRICS_SINK", "both"),
+            ("METRICS_RETENTION_DAYS", "3"),
+            ("METRICS_MAX_ROWS", "5000"),
+            ("OPENAI_COST_PER_1K_TOKENS", "0.002"),
+        ])
+        .expect("valid");
+        assert_eq!(config.metrics.sink, MetricsSinkKind::Both);
+        assert!(config.metrics.sink.writes_d1() && config.metrics.sink.writes_analytics_engine());
+        assert_eq!(config.metrics.retention_days, 3);
+        assert_eq!(config.metrics.max_rows, 5_000);
+        assert!((config.metrics.cost_of(ProviderKind::OpenAi).usd(1_000) - 0.002).abs() < 1e-12);
+        assert_eq!(
+            config.metrics.cost_of(ProviderKind::Offline),
+            CostPer1k::FREE
+        );
+        let names: Vec<_> = config.requirements().iter().map(|r| r.name).collect();
+        assert_eq!(names, ["METRICS"]);
+        for (var, value) in [
+            ("METRICS_SINK", "clickhouse"),
+            ("METRICS_RETENTION_DAYS", "0"),
+            ("OPENAI_COST_PER_1K_TOKENS", "-1"),
+        ] {
+            assert_eq!(parse(&[(var, value)]).unwrap_err().problems[0].var, var);
+        }
     }
 
     #[test]

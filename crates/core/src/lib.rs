@@ -13,6 +13,7 @@ pub mod document;
 pub mod index;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
 pub mod prompts;
 pub mod providers;
 pub mod query;
