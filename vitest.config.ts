@@ -46,7 +46,8 @@ const VECTORIZE_ONLY_SPECS = ["tests/reconcile_vectorize.spec.ts"];
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
-  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-not-a-secret-0001" };
+  // METRICS_MAX_ROWS at its minimum, so the retention test stays small.
+  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-not-a-secret-0001", METRICS_MAX_ROWS: "1000" };
   const shared = { setupFiles: ["./tests/setup.ts"], testTimeout: 30_000 };
   // Not a secret: the stand-in's own key, so a request without it gets a 401.
   const standinKey = "standin-test-key";

@@ -7,6 +7,9 @@ mod fetch_transport;
 pub use fetch_transport::{FetchTransport, TimerSleeper};
 
 use crate::config::{ProviderKind, ServiceConfig};
+use crate::store::metrics::Metrics;
+use crate::store::WorkerClock;
+use portfolio_core::metrics::Metered;
 use portfolio_core::providers::{
     ChatCompletion, ChatModel, ChatRequest, Embedder, ExtractiveAnswerer, HashingEmbedder,
     OpenAiChat, OpenAiConfig, OpenAiEmbedder, ProviderError, Retrier, RetryPolicy,
@@ -75,6 +78,43 @@ fn openai_config(
         .map(|v| v.to_string())
         .unwrap_or_else(|_| default_model.to_owned());
     Ok(OpenAiConfig::new(base, model).with_api_key(key))
+}
+
+/// The configured embedder, its calls recorded as data points.
+pub type MeteredEmbedder = Metered<ServiceEmbedder, Metrics, WorkerClock>;
+/// The configured chat model, its calls recorded as data points.
+pub type MeteredChat = Metered<ServiceChat, Metrics, WorkerClock>;
+
+/// The configured embedder, recording each call in `metrics`.
+pub fn metered_embedder(
+    env: &Env,
+    config: &ServiceConfig,
+    metrics: &Metrics,
+) -> Result<MeteredEmbedder, ProviderSetupError> {
+    let kind = config.embedding_provider;
+    Ok(Metered::new(
+        ServiceEmbedder::from_env(env, config)?,
+        kind.as_str(),
+        config.metrics.cost_of(kind),
+        metrics.clone(),
+        WorkerClock,
+    ))
+}
+
+/// The configured chat model, recording each call in `metrics`.
+pub fn metered_chat(
+    env: &Env,
+    config: &ServiceConfig,
+    metrics: &Metrics,
+) -> Result<MeteredChat, ProviderSetupError> {
+    let kind = config.chat_provider;
+    Ok(Metered::new(
+        ServiceChat::from_env(env, config)?,
+        kind.as_str(),
+        config.metrics.cost_of(kind),
+        metrics.clone(),
+        WorkerClock,
+    ))
 }
 
 /// The embedder the configuration names.
