@@ -21,6 +21,8 @@ const COLUMNS: usize = 12;
 const D1_MAX_BOUND_PARAMS: usize = 100;
 /// Rows per insert statement (12 columns each, within the 100 parameters).
 const ROWS_PER_INSERT: usize = D1_MAX_BOUND_PARAMS / COLUMNS;
+/// Insert statements per D1 batch: one batch stays small and quick.
+const STATEMENTS_PER_BATCH: usize = 50;
 /// Rows per read page: keeps one answer small while a window is streamed through.
 const READ_PAGE_ROWS: u32 = 5_000;
 /// Rows per delete statement: keeps each statement far inside D1's 30 s limit.
@@ -149,20 +151,19 @@ impl D1Metrics {
         self.db.prepare(sql).bind(&values)
     }
 
-    /// Writes `points` in one D1 batch.
+    /// Writes `points`, in D1 batches of at most `STATEMENTS_PER_BATCH` inserts.
     pub async fn write(&self, points: &[DataPoint]) -> Result<(), StoreError> {
-        if points.is_empty() {
-            return Ok(());
+        for batch in points.chunks(ROWS_PER_INSERT * STATEMENTS_PER_BATCH) {
+            let statements = batch
+                .chunks(ROWS_PER_INSERT)
+                .map(|rows| self.insert(rows))
+                .collect::<worker::Result<Vec<_>>>()
+                .map_err(d1("D1 metric points"))?;
+            self.db
+                .batch(statements)
+                .await
+                .map_err(d1("D1 metric points"))?;
         }
-        let statements = points
-            .chunks(ROWS_PER_INSERT)
-            .map(|rows| self.insert(rows))
-            .collect::<worker::Result<Vec<_>>>()
-            .map_err(d1("D1 metric points"))?;
-        self.db
-            .batch(statements)
-            .await
-            .map_err(d1("D1 metric points"))?;
         Ok(())
     }
 

@@ -5,6 +5,12 @@
 //!
 //! Recording never fails and never waits: a write that fails is logged and
 //! the point dropped. `METRICS_SINK` chooses the stores.
+//!
+//! Each invocation writes its own points. Coalescing the writes of several
+//! requests in one isolate-wide batch was tried and dropped: awaiting a write
+//! started by another request makes the runtime cancel the waiting request
+//! ("a promise was resolved … from a different request context", then "the
+//! Workers runtime canceled this request … hung"), seen under `wrangler dev`.
 
 use super::analytics_engine::{AnalyticsEngine, MAX_POINTS_PER_INVOCATION};
 use super::d1_metrics::D1Metrics;
