@@ -7,6 +7,7 @@
 //! Never reads secrets' values: whether a provider has its key is the
 //! provider's own check.
 
+use crate::alerts::AlertSettings;
 use crate::ingest::message::RETRY_MAX_DELAY_SECONDS;
 use crate::ingest::pipeline::{PipelineConfig, RetryPolicy};
 use crate::ingest::settings::IngestSettings;
@@ -197,6 +198,8 @@ pub struct ServiceConfig {
     pub chat_page: bool,
     /// `METRICS_SINK`, `METRICS_RETENTION_DAYS`, `METRICS_MAX_ROWS`, provider prices.
     pub metrics: MetricsSettings,
+    /// `ALERT_*` thresholds (the webhook URL is read apart: it may be a secret).
+    pub alerts: AlertSettings,
 }
 
 /// One var that is set to something the service cannot use.
@@ -456,6 +459,47 @@ impl ServiceConfig {
                 |v| CostPer1k::parse(v).ok(),
             ),
         };
+        let alert_defaults = AlertSettings::default();
+        let minute_ms = 60 * 1_000;
+        let alerts = AlertSettings {
+            window_ms: u64::from(vars.number(
+                "ALERT_WINDOW_MINUTES",
+                u32::try_from(alert_defaults.window_ms / minute_ms).unwrap_or(5),
+                1,
+                60,
+            )) * minute_ms,
+            error_rate_percent: vars.number(
+                "ALERT_ERROR_RATE_PERCENT",
+                alert_defaults.error_rate_percent,
+                0,
+                100,
+            ),
+            min_requests: vars.number(
+                "ALERT_MIN_REQUESTS",
+                alert_defaults.min_requests,
+                1,
+                1_000_000,
+            ),
+            p95_ms: vars.number("ALERT_P95_MS", alert_defaults.p95_ms, 1, 600_000),
+            stuck_after_ms: u64::from(vars.number(
+                "ALERT_STUCK_MINUTES",
+                u32::try_from(alert_defaults.stuck_after_ms / minute_ms).unwrap_or(30),
+                1,
+                7 * 24 * 60,
+            )) * minute_ms,
+            dead_letters: vars.number(
+                "ALERT_DEAD_LETTERS",
+                alert_defaults.dead_letters,
+                0,
+                1_000_000,
+            ),
+            reconcile_enqueued: vars.number(
+                "ALERT_RECONCILE_ENQUEUED",
+                alert_defaults.reconcile_enqueued,
+                0,
+                1_000_000,
+            ),
+        };
         if !vars.problems.is_empty() {
             return Err(ConfigError {
                 problems: vars.problems,
@@ -475,6 +519,7 @@ impl ServiceConfig {
             reconcile,
             chat_page,
             metrics,
+            alerts,
         })
     }
 }
@@ -508,11 +553,45 @@ mod tests {
         assert_eq!(config.reconcile, ReconcileSettings::default());
         assert!(config.chat_page);
         assert_eq!(config.metrics, MetricsSettings::default());
+        assert_eq!(config.alerts, AlertSettings::default());
         assert_eq!(config.metrics.sink, MetricsSinkKind::D1);
         assert_eq!(
             (config.metrics.retention_days, config.metrics.max_rows),
             (8, 200_000)
         );
+    }
+
+    #[test]
+    fn alert_vars_set_the_thresholds() {
+        let config = parse(&[
+            ("ALERT_WINDOW_MINUTES", "10"),
+            ("ALERT_ERROR_RATE_PERCENT", "2"),
+            ("ALERT_MIN_REQUESTS", "5"),
+            ("ALERT_P95_MS", "300"),
+            ("ALERT_STUCK_MINUTES", "15"),
+            ("ALERT_DEAD_LETTERS", "3"),
+            ("ALERT_RECONCILE_ENQUEUED", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.alerts,
+            AlertSettings {
+                window_ms: 600_000,
+                error_rate_percent: 2,
+                min_requests: 5,
+                p95_ms: 300,
+                stuck_after_ms: 900_000,
+                dead_letters: 3,
+                reconcile_enqueued: 2,
+            }
+        );
+        for (var, value) in [
+            ("ALERT_WINDOW_MINUTES", "0"),
+            ("ALERT_ERROR_RATE_PERCENT", "101"),
+            ("ALERT_P95_MS", "5s"),
+        ] {
+            assert_eq!(parse(&[(var, value)]).unwrap_err().problems[0].var, var);
+        }
     }
 
     #[test]

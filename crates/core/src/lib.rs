@@ -5,6 +5,7 @@
 //! ask for. Nothing in this crate may read a clock, the network or storage.
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod chunk;
 pub mod companies;

@@ -15,9 +15,9 @@ mod route;
 pub use metered::{CostPer1k, Metered};
 pub use point::{failure_reason, DataPoint, MetricKind, StepOutcome};
 pub use report::{
-    percentile, DocumentCounts, InFlightDocument, IngestionReport, MetricsReport, MetricsSummary,
-    MetricsWindow, ProviderReport, QueueCounts, ReconcileReport, RequestReport, RouteReport,
-    StepReport, WindowError,
+    nearest_rank, percentile, DocumentCounts, InFlightDocument, IngestionReport, MetricsReport,
+    MetricsSummary, MetricsWindow, ProviderReport, QueueCounts, ReconcileReport, RequestReport,
+    RouteReport, StepReport, WindowError,
 };
 pub use route::route_label;
 

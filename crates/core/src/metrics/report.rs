@@ -79,12 +79,20 @@ impl MetricsWindow {
 /// `None` for no values.
 #[must_use]
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
+    let rank = nearest_rank(sorted.len(), p)?;
+    Some(sorted[rank - 1])
+}
+
+/// The 1-based rank of the `p`th percentile (0–100) among `n` ascending
+/// values by nearest rank (`None` for no values): what [`percentile`] picks,
+/// for a store that can read the one value at that rank (`LIMIT 1 OFFSET rank - 1`).
+#[must_use]
+pub fn nearest_rank(n: usize, p: f64) -> Option<usize> {
+    if n == 0 {
         return None;
     }
-    let n = sorted.len();
     let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, n) - 1])
+    Some(rank.clamp(1, n))
 }
 
 fn sorted(mut values: Vec<f64>) -> Vec<f64> {
