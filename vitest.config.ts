@@ -12,11 +12,16 @@
 //   `CHAT_PROVIDER=openai` against the provider stand-in
 //   (scripts/provider-standin.mjs, a real HTTP server started here), with short
 //   time limits and backoffs so injected faults play out within a test.
+// - `alerts`: the Worker with its chat provider on the provider stand-in, low
+//   alert thresholds, and ALERT_WEBHOOK_URL on a local webhook receiver
+//   (scripts/webhook-receiver.mjs, a real HTTP server started here), so the
+//   Worker's own fetch delivers the notices.
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { writePrebuiltConfig } from "./scripts/prebuilt-config.mjs";
 import { startProviderStandin } from "./scripts/provider-standin.mjs";
+import { startWebhookReceiver } from "./scripts/webhook-receiver.mjs";
 
 const root = import.meta.dirname;
 
@@ -41,6 +46,19 @@ const PROVIDER_TEST_VARS = {
   INGEST_RETRY_BASE_MS: "200",
 };
 const PROVIDER_SPECS = ["tests/provider_*.spec.ts"];
+const ALERT_SPECS = ["tests/alerts.spec.ts"];
+/** Thresholds of the `alerts` project: low enough for a test to cross them quickly. */
+const ALERT_TEST_VARS = {
+  EMBEDDING_PROVIDER: "offline",
+  CHAT_PROVIDER: "openai",
+  PROVIDER_TIMEOUT_MS: "3000",
+  PROVIDER_RETRY_BASE_MS: "50",
+  ALERT_MIN_REQUESTS: "5",
+  ALERT_P95_MS: "1000",
+  ALERT_STUCK_MINUTES: "30",
+  ALERT_DEAD_LETTERS: "0",
+  ALERT_RECONCILE_ENQUEUED: "2",
+};
 /** Specs only the `vectorize` project runs (they need VECTOR_INDEX=vectorize). */
 const VECTORIZE_ONLY_SPECS = ["tests/reconcile_vectorize.spec.ts"];
 
@@ -52,6 +70,10 @@ export default defineConfig(async () => {
   // Not a secret: the stand-in's own key, so a request without it gets a 401.
   const standinKey = "standin-test-key";
   const standin = await startProviderStandin({ apiKey: standinKey });
+  const receiver = await startWebhookReceiver();
+  const alertsConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.alerts.json"), {
+    vars: { ...ALERT_TEST_VARS, OPENAI_BASE_URL: standin.url, ALERT_WEBHOOK_URL: `${receiver.url}/hooks/alerts-test` },
+  });
   const providersConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.providers.json"), {
     vars: { ...PROVIDER_TEST_VARS, OPENAI_BASE_URL: standin.url },
   });
@@ -65,7 +87,7 @@ export default defineConfig(async () => {
               miniflare: { bindings },
             }),
           ],
-          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS], ...shared },
+          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...ALERT_SPECS], ...shared },
         },
         {
           plugins: [
@@ -99,6 +121,17 @@ export default defineConfig(async () => {
             }),
           ],
           test: { name: "providers", include: PROVIDER_SPECS, ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: alertsConfig },
+              miniflare: {
+                bindings: { ...bindings, OPENAI_API_KEY: standinKey, STANDIN_URL: standin.url, RECEIVER_URL: receiver.url },
+              },
+            }),
+          ],
+          test: { name: "alerts", include: ALERT_SPECS, ...shared },
         },
       ],
     },

@@ -1,14 +1,15 @@
 //! The scheduled entry point: which cron trigger does what. The daily one
-//! (`17 3 * * *`) starts reconciliation and prunes the metrics table; every
-//! trigger evaluates the alerts.
+//! (`17 3 * * *`) starts reconciliation and prunes the metrics and alerts
+//! tables; every trigger (the other is `*/5 * * * *`) evaluates the alerts.
 //!
 //! Wiring only; never panics (a scheduled handler has no caller to answer):
 //! failures are logged.
 
-use crate::reconcile;
+use crate::store::d1_alerts::{D1Alerts, KEEP_MS};
 use crate::store::d1_metrics::D1Metrics;
 use crate::store::metrics::Metrics;
 use crate::store::{ConsoleLog, WorkerClock};
+use crate::{alerts, reconcile};
 use crate::{bindings, config};
 use portfolio_core::config::{MetricsSinkKind, ServiceConfig};
 use portfolio_core::storage::{Clock, EventLog, Level};
@@ -39,6 +40,7 @@ pub async fn run(cron: &str, env: &Env) -> Metrics {
         reconcile::run_scheduled(cron, env, &config, &metrics).await;
         prune_metrics(env, &config).await;
     }
+    alerts::evaluate(env, &config, cron).await;
     metrics
 }
 
@@ -51,6 +53,17 @@ async fn prune_metrics(env: &Env, config: &ServiceConfig) {
     let cutoff = WorkerClock
         .now_ms()
         .saturating_sub(u64::from(settings.retention_days) * DAY_MS);
+    if let Ok(alerts_db) = env.d1(bindings::DB) {
+        if let Err(e) = D1Alerts::new(alerts_db)
+            .prune(WorkerClock.now_ms().saturating_sub(KEEP_MS))
+            .await
+        {
+            ConsoleLog.log(
+                Level::Error,
+                json!({ "event": "alerts_prune_failed", "error": e.to_string() }),
+            );
+        }
+    }
     match D1Metrics::new(db).prune(cutoff, settings.max_rows).await {
         Ok(deleted) => ConsoleLog.log(
             Level::Info,

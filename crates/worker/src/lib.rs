@@ -7,6 +7,7 @@
 //! (`store::metrics`), written after the response through `waitUntil`.
 
 mod admin;
+mod alerts;
 mod bindings;
 mod body;
 mod config;

@@ -5,11 +5,11 @@
 use crate::bindings;
 use crate::config::{self, ServiceConfig};
 use crate::ingest::PROCESSOR_ORIGIN;
-use crate::reconcile;
 use crate::store::d1::D1Documents;
 use crate::store::metrics::Metrics;
 use crate::store::queue::QueueProducer;
 use crate::store::{ConsoleLog, WorkerClock};
+use crate::{alerts, reconcile};
 use portfolio_core::ingest::consumer::{
     consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, ReconcilePages, Verdict,
 };
@@ -130,6 +130,10 @@ pub async fn queue(batch: MessageBatchSys, env: Env, ctx: ContextSys) -> Result<
             .await
         };
         settle(&raw, &id, verdict);
+    }
+    if queue_name == config.dlq_name {
+        // Dead letters are alarming at once, not at the next cron.
+        alerts::evaluate(&env, &config, "dead_letter").await;
     }
     let flush = metrics.flush_later();
     let promise = wasm_bindgen_futures::future_to_promise(async move {

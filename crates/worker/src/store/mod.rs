@@ -7,6 +7,7 @@
 
 pub mod analytics_engine;
 pub mod d1;
+pub mod d1_alerts;
 pub mod d1_companies;
 pub mod d1_history;
 pub mod d1_metrics;
