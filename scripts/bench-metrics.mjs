@@ -5,6 +5,8 @@
 // point, written to D1 after the response through waitUntil).
 //
 //   node scripts/bench-metrics.mjs --before /tmp/build-before [--after build] [--rounds 2] [--n 300]
+//     [--sink d1|analytics-engine|both]   (the after build's METRICS_SINK; with Analytics
+//                                         Engine a local METRICS dataset binding is added)
 //
 // Per build and round: 20 documents ingested, then --n sequential GET
 // /api/health and POST /api/search, and 3 bursts of 100 concurrent health
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     after: { type: "string", default: "build" },
     rounds: { type: "string", default: "2" },
     n: { type: "string", default: "300" },
+    sink: { type: "string", default: "d1" },
   },
 });
 if (!values.before) {
@@ -50,11 +53,17 @@ async function phase(name, requests) {
 }
 
 async function measure(label, dir) {
+  const after = label === "after";
   const base = await startLocalStack({
     name: `bench-metrics-${label}`,
     adminToken: TOKEN,
     main: path.join(dir, "index.js"),
     drop: ["ratelimits"],
+    vars: after ? { METRICS_SINK: values.sink } : {},
+    extra:
+      after && values.sink !== "d1"
+        ? { analytics_engine_datasets: [{ binding: "METRICS", dataset: "portfolio_metrics_bench" }] }
+        : {},
   });
   const headers = { authorization: `Bearer ${TOKEN}` };
   for (let d = 0; d < 20; d++) {
