@@ -2,7 +2,7 @@
 // through Miniflare with real local D1 (migrations applied), R2, Queues,
 // Durable Objects and cron. Build first: `bash scripts/build-worker.sh`.
 //
-// Four projects share that one build:
+// Five projects share that one build:
 // - `d1`: the local configuration as is (`VECTOR_INDEX=d1`, offline providers),
 //   every spec file but the provider ones.
 // - `vectorize`: the same Worker with `VECTOR_INDEX=vectorize`, its `VECTORIZE`
@@ -15,11 +15,16 @@
 //   `CHAT_PROVIDER=openai` against the provider stand-in
 //   (scripts/provider-standin.mjs, a real HTTP server started here), with short
 //   time limits and backoffs so injected faults play out within a test.
+// - `alerts`: the Worker with its chat provider on the provider stand-in, low
+//   alert thresholds, and ALERT_WEBHOOK_URL on a local webhook receiver
+//   (scripts/webhook-receiver.mjs, a real HTTP server started here), so the
+//   Worker's own fetch delivers the notices.
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { writePrebuiltConfig } from "./scripts/prebuilt-config.mjs";
 import { startProviderStandin } from "./scripts/provider-standin.mjs";
+import { startWebhookReceiver } from "./scripts/webhook-receiver.mjs";
 
 const root = import.meta.dirname;
 
@@ -55,16 +60,34 @@ const WORKERS_AI_TEST_VARS = {
   PROVIDER_RETRY_BASE_MS: "50",
   INGEST_RETRY_BASE_MS: "200",
 };
+const ALERT_SPECS = ["tests/alerts.spec.ts"];
+/** Thresholds of the `alerts` project: low enough for a test to cross them quickly. */
+const ALERT_TEST_VARS = {
+  EMBEDDING_PROVIDER: "offline",
+  CHAT_PROVIDER: "openai",
+  PROVIDER_TIMEOUT_MS: "3000",
+  PROVIDER_RETRY_BASE_MS: "50",
+  ALERT_MIN_REQUESTS: "5",
+  ALERT_P95_MS: "1000",
+  ALERT_STUCK_MINUTES: "30",
+  ALERT_DEAD_LETTERS: "0",
+  ALERT_RECONCILE_ENQUEUED: "2",
+};
 /** Specs only the `vectorize` project runs (they need VECTOR_INDEX=vectorize). */
 const VECTORIZE_ONLY_SPECS = ["tests/reconcile_vectorize.spec.ts"];
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
-  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-not-a-secret-0001" };
+  // METRICS_MAX_ROWS at its minimum, so the retention test stays small.
+  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-not-a-secret-0001", METRICS_MAX_ROWS: "1000" };
   const shared = { setupFiles: ["./tests/setup.ts"], testTimeout: 30_000 };
   // Not a secret: the stand-in's own key, so a request without it gets a 401.
   const standinKey = "standin-test-key";
   const standin = await startProviderStandin({ apiKey: standinKey });
+  const receiver = await startWebhookReceiver();
+  const alertsConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.alerts.json"), {
+    vars: { ...ALERT_TEST_VARS, OPENAI_BASE_URL: standin.url, ALERT_WEBHOOK_URL: `${receiver.url}/hooks/alerts-test` },
+  });
   const providersConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.providers.json"), {
     vars: { ...PROVIDER_TEST_VARS, OPENAI_BASE_URL: standin.url },
   });
@@ -81,7 +104,7 @@ export default defineConfig(async () => {
               miniflare: { bindings },
             }),
           ],
-          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...WORKERS_AI_SPECS], ...shared },
+          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...WORKERS_AI_SPECS, ...ALERT_SPECS], ...shared },
         },
         {
           plugins: [
@@ -141,6 +164,17 @@ export default defineConfig(async () => {
             }),
           ],
           test: { name: "workers-ai", include: [...WORKERS_AI_SPECS, "tests/ingest.spec.ts", "tests/query.spec.ts"], ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: alertsConfig },
+              miniflare: {
+                bindings: { ...bindings, OPENAI_API_KEY: standinKey, STANDIN_URL: standin.url, RECEIVER_URL: receiver.url },
+              },
+            }),
+          ],
+          test: { name: "alerts", include: ALERT_SPECS, ...shared },
         },
       ],
     },

@@ -63,11 +63,12 @@ function freePort() {
 /**
  * Starts the stack; resolves to its base URL once `/api/health` answers (whatever it says).
  * `vars` go into the config; `secrets` are passed on the command line, like the admin token;
- * `drop` removes top-level config keys (e.g. `ratelimits`, for tools that send many requests).
+ * `drop` removes top-level config keys (e.g. `ratelimits`, for tools that send many requests);
+ * `main` runs another build (a before/after benchmark); `extra` adds top-level config keys.
  */
-export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [] }) {
+export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra }) {
   const persist = mkdtempSync(path.join(root, ".wrangler", `${name}-`));
-  const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars, drop });
+  const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars, drop, main, extra });
   const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
   execFileSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist, "-c", config], {
     cwd: root,

@@ -14,17 +14,20 @@ const root = path.resolve(import.meta.dirname, "..");
 /**
  * Writes the derived config to `out` and returns `out`. `vars` are merged
  * into the config's vars; `drop` names top-level keys to remove as well
- * (e.g. `vectorize`, for a stand-in served under that binding name).
+ * (e.g. `vectorize`, for a stand-in served under that binding name); `main`
+ * runs another build than build/index.js; `extra` sets top-level keys (a binding).
  */
-export function writePrebuiltConfig(out, { vars = {}, drop = [] } = {}) {
+export function writePrebuiltConfig(out, { vars = {}, drop = [], main, extra = {} } = {}) {
   const { rawConfig } = experimental_readRawConfig({ config: path.join(root, "wrangler.jsonc") });
   const config = structuredClone(rawConfig);
   for (const key of ["build", "env", "$schema", ...drop]) delete config[key];
-  config.main = path.join(root, config.main);
+  // `main`: another build's entry point (a before/after benchmark).
+  config.main = main ? path.resolve(main) : path.join(root, config.main);
   for (const db of config.d1_databases ?? []) {
     if (db.migrations_dir) db.migrations_dir = path.join(root, db.migrations_dir);
   }
   config.vars = { ...config.vars, ...vars };
+  Object.assign(config, extra);
   mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   writeFileSync(out, JSON.stringify(config, null, 2));
   return out;

@@ -19,6 +19,11 @@ describe("admin API", () => {
         ["POST", "/admin/companies"],
         ["POST", "/admin/legacy-ids/documents"],
         ["GET", `/admin/objects/${key}`],
+        ["GET", `/admin/documents/${key}/runs`],
+        ["GET", "/admin/metrics"],
+        ["GET", "/admin/alerts"],
+        ["GET", "/admin/dead-letters"],
+        ["POST", "/admin/dead-letters/1/replay"],
       ]) {
         const res = await admin(path, { method, body: method === "PUT" ? "# Secret" : undefined }, token);
         expect(res.status, `${method} ${path} with ${token}`).toBe(401);

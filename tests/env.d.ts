@@ -16,6 +16,8 @@ declare global {
       TEST_MIGRATIONS: D1Migration[];
       /** Only in the `providers` test project: base URL of the provider stand-in. */
       STANDIN_URL?: string;
+      /** Only in the `alerts` project: base URL of the webhook receiver. */
+      RECEIVER_URL?: string;
     }
   }
 }

@@ -45,10 +45,14 @@ const BAD_CREDENTIALS: Credential[] = [
   { name: "query authorization", query: `authorization=${encodeURIComponent(`Bearer ${ADMIN_TOKEN}`)}` },
 ];
 
-/** Counts of every D1 table (FTS shadow tables follow `chunks`) and R2's objects. */
+/**
+ * Counts of every D1 table (FTS shadow tables follow `chunks`) and R2's
+ * objects. `metric_points` is left out: every request, refused or not,
+ * records its own data point by design.
+ */
 async function snapshot(): Promise<Record<string, unknown>> {
   const tables = await env.DB.prepare(
-    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'd1_%' AND name NOT LIKE 'chunks_fts%' ORDER BY name",
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'd1_%' AND name NOT LIKE 'chunks_fts%' AND name != 'metric_points' ORDER BY name",
   ).all<{ name: string }>();
   const state: Record<string, unknown> = {};
   for (const { name } of tables.results) {
@@ -104,6 +108,7 @@ describe("admin auth matrix", () => {
       "/admin/documents",
       `/admin/documents/${key}`,
       `/admin/documents/${key}/process`,
+      `/admin/documents/${key}/runs`,
       "/admin/documents/companies/nobody/new.md",
       "/admin/index",
       "/admin/index/query",
@@ -112,6 +117,10 @@ describe("admin auth matrix", () => {
       "/admin/index/delete",
       "/admin/reconcile",
       "/admin/reconcile/runs",
+      "/admin/metrics",
+      "/admin/alerts",
+      "/admin/dead-letters",
+      "/admin/dead-letters/1/replay",
       "/admin/x",
     ];
   }, 60_000);

@@ -1,6 +1,6 @@
 //! The admin API's request decisions: which route a path names (documents,
-//! reconciliation), who may call it, and what a document upload must satisfy
-//! before anything is stored.
+//! reconciliation, operations: metrics, alerts, dead letters), who may call
+//! it, and what a document upload must satisfy before anything is stored.
 //!
 //! Never performs the operation; the Worker does, after these checks pass.
 
@@ -29,6 +29,64 @@ pub enum DocumentRoute {
     Get(DocumentKey),
     /// `POST /admin/documents/{key}/process`: manual (re)processing.
     Process(DocumentKey),
+    /// `GET /admin/documents/{key}/runs`: the document's run history. A key
+    /// that itself ends in `/runs` is reached with its last slash encoded
+    /// (`…%2Fruns`).
+    Runs(DocumentKey),
+}
+
+/// A route that operates the service rather than its documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationsRoute {
+    /// `GET /admin/metrics?window=`: the metrics report.
+    Metrics,
+    /// `GET /admin/alerts`: active and recent alerts.
+    Alerts,
+    /// `GET /admin/dead-letters?cursor=&limit=`: dead letters, newest first.
+    DeadLetters,
+    /// `POST /admin/dead-letters/{id}/replay`: re-enqueue a dead letter's document.
+    Replay(u64),
+}
+
+/// Maps a method and path to an operations route; `None` if the path is not one.
+#[must_use]
+pub fn operations_route(
+    method: &str,
+    path: &str,
+) -> Option<Result<OperationsRoute, AdminRequestError>> {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let (route, allowed) = match trimmed {
+        "/admin/metrics" => (OperationsRoute::Metrics, "GET"),
+        "/admin/alerts" => (OperationsRoute::Alerts, "GET"),
+        "/admin/dead-letters" => (OperationsRoute::DeadLetters, "GET"),
+        _ => {
+            let id = trimmed
+                .strip_prefix("/admin/dead-letters/")?
+                .strip_suffix("/replay")?;
+            let parsed = id
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0 && n.to_string() == id)
+                .map(OperationsRoute::Replay)
+                .ok_or_else(|| AdminRequestError::BadId(id.chars().take(64).collect()));
+            return Some(match parsed {
+                Ok(route) if method == "POST" => Ok(route),
+                Ok(_) => Err(AdminRequestError::NoRoute {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                }),
+                Err(e) => Err(e),
+            });
+        }
+    };
+    Some(if method == allowed {
+        Ok(route)
+    } else {
+        Err(AdminRequestError::NoRoute {
+            method: method.to_owned(),
+            path: path.to_owned(),
+        })
+    })
 }
 
 /// A route under `/admin/reconcile`.
@@ -112,6 +170,9 @@ pub enum AdminRequestError {
     /// The path is not valid percent-encoding of UTF-8.
     #[error("the document key is not valid percent-encoded UTF-8")]
     BadEncoding,
+    /// A dead letter id that is not a positive whole number.
+    #[error("dead letter id must be a positive whole number, got {0:?}")]
+    BadId(String),
 }
 
 const PREFIX: &str = "/admin/documents";
@@ -184,17 +245,24 @@ pub fn document_route(method: &str, path: &str) -> Result<DocumentRoute, AdminRe
         };
     }
     let raw = rest.strip_prefix('/').ok_or_else(no_route)?;
-    let (raw, process) = match (method, raw.strip_suffix("/process")) {
-        ("POST", Some(key)) => (key, true),
-        _ => (raw, false),
+    // Suffixes are matched on the raw path: `%2Fruns` stays part of a key.
+    let (raw, action) = match (
+        method,
+        raw.strip_suffix("/process"),
+        raw.strip_suffix("/runs"),
+    ) {
+        ("POST", Some(key), _) => (key, "process"),
+        ("GET", _, Some(key)) if !key.is_empty() => (key, "runs"),
+        _ => (raw, ""),
     };
     let decoded = percent_decode(raw).ok_or(AdminRequestError::BadEncoding)?;
     let key = DocumentKey::parse(&decoded).map_err(|e| AdminRequestError::BadKey(e.to_string()))?;
-    match (method, process) {
-        ("POST", true) => Ok(DocumentRoute::Process(key)),
-        ("PUT", false) => Ok(DocumentRoute::Put(key)),
-        ("DELETE", false) => Ok(DocumentRoute::Delete(key)),
-        ("GET", false) => Ok(DocumentRoute::Get(key)),
+    match (method, action) {
+        ("POST", "process") => Ok(DocumentRoute::Process(key)),
+        ("GET", "runs") => Ok(DocumentRoute::Runs(key)),
+        ("PUT", "") => Ok(DocumentRoute::Put(key)),
+        ("DELETE", "") => Ok(DocumentRoute::Delete(key)),
+        ("GET", "") => Ok(DocumentRoute::Get(key)),
         _ => Err(no_route()),
     }
 }
@@ -333,6 +401,22 @@ mod tests {
                 "GET",
                 "/admin/documents/x/process",
                 Ok(DocumentRoute::Get(key("x/process"))),
+            ),
+            (
+                "GET",
+                "/admin/documents/x/a.md/runs",
+                Ok(DocumentRoute::Runs(key("x/a.md"))),
+            ),
+            // A key ending in `/runs` is read with its slash encoded.
+            (
+                "GET",
+                "/admin/documents/x%2Fruns",
+                Ok(DocumentRoute::Get(key("x/runs"))),
+            ),
+            (
+                "PUT",
+                "/admin/documents/x/runs",
+                Ok(DocumentRoute::Put(key("x/runs"))),
             ),
         ];
         for (method, path, expected) in cases {
@@ -486,6 +570,43 @@ mod tests {
             migration_route("PUT", "/admin/objects/a.md"),
             Some(Err(AdminRequestError::NoRoute { .. }))
         ));
+    }
+
+    #[test]
+    fn operations_routes_are_recognised() {
+        assert_eq!(
+            operations_route("GET", "/admin/metrics"),
+            Some(Ok(OperationsRoute::Metrics))
+        );
+        assert_eq!(
+            operations_route("GET", "/admin/alerts/"),
+            Some(Ok(OperationsRoute::Alerts))
+        );
+        assert_eq!(
+            operations_route("GET", "/admin/dead-letters"),
+            Some(Ok(OperationsRoute::DeadLetters))
+        );
+        assert_eq!(
+            operations_route("POST", "/admin/dead-letters/42/replay"),
+            Some(Ok(OperationsRoute::Replay(42)))
+        );
+        for bad in ["0", "-1", "x", "007", "1.5", ""] {
+            assert_eq!(
+                operations_route("POST", &format!("/admin/dead-letters/{bad}/replay")),
+                Some(Err(AdminRequestError::BadId(bad.to_owned()))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            operations_route("GET", "/admin/dead-letters/42/replay"),
+            Some(Err(AdminRequestError::NoRoute { .. }))
+        ));
+        assert!(matches!(
+            operations_route("POST", "/admin/metrics"),
+            Some(Err(AdminRequestError::NoRoute { .. }))
+        ));
+        assert_eq!(operations_route("GET", "/admin/dead-letters/42"), None);
+        assert_eq!(operations_route("GET", "/admin/metricsx"), None);
     }
 
     #[test]

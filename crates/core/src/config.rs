@@ -7,9 +7,11 @@
 //! Never reads secrets' values: whether a provider has its key is the
 //! provider's own check.
 
+use crate::alerts::AlertSettings;
 use crate::ingest::message::RETRY_MAX_DELAY_SECONDS;
 use crate::ingest::pipeline::{PipelineConfig, RetryPolicy};
 use crate::ingest::settings::IngestSettings;
+use crate::metrics::CostPer1k;
 use crate::providers::retry::DEFAULT_BASE_DELAY_MS as DEFAULT_PROVIDER_RETRY_BASE_MS;
 use crate::providers::DEFAULT_PROVIDER_TIMEOUT_MS;
 use crate::reconcile::{ReconcileSettings, R2_LIST_MAX};
@@ -78,6 +80,98 @@ impl IndexKind {
     }
 }
 
+/// Where data points go (`METRICS_SINK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsSinkKind {
+    /// The local `metric_points` table only (the default: tests, `wrangler dev`).
+    D1,
+    /// Workers Analytics Engine only (the `METRICS` binding). `/admin/metrics`
+    /// and the request-based alerts then see no points.
+    AnalyticsEngine,
+    /// Both: Analytics Engine for dashboards and SQL, D1 for the admin route
+    /// and the alerts.
+    Both,
+}
+
+impl MetricsSinkKind {
+    /// The var value naming it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::D1 => "d1",
+            Self::AnalyticsEngine => "analytics-engine",
+            Self::Both => "both",
+        }
+    }
+
+    /// Whether points go to the local table.
+    #[must_use]
+    pub fn writes_d1(self) -> bool {
+        matches!(self, Self::D1 | Self::Both)
+    }
+
+    /// Whether points go to Analytics Engine.
+    #[must_use]
+    pub fn writes_analytics_engine(self) -> bool {
+        matches!(self, Self::AnalyticsEngine | Self::Both)
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::D1, Self::AnalyticsEngine, Self::Both]
+            .into_iter()
+            .find(|k| k.as_str() == value)
+    }
+}
+
+/// Default days a data point stays in the local table.
+pub const DEFAULT_METRICS_RETENTION_DAYS: u32 = 8;
+/// Default most rows the local table keeps (the daily cron deletes the oldest beyond).
+pub const DEFAULT_METRICS_MAX_ROWS: u32 = 200_000;
+/// Default price of 1K OpenAI tokens in USD (gpt-4o-mini's input price).
+pub const DEFAULT_OPENAI_COST_PER_1K: &str = "0.00015";
+/// Default price of 1K Workers AI tokens in USD (llama-3.1-8b-instruct-fp8-fast's input
+/// price, $0.045 per million, from the public pricing page; see the README's costs).
+pub const DEFAULT_WORKERS_AI_COST_PER_1K: &str = "0.000045";
+
+/// `METRICS_*` and the providers' prices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// `METRICS_SINK`.
+    pub sink: MetricsSinkKind,
+    /// `METRICS_RETENTION_DAYS`: older points are deleted by the daily cron.
+    pub retention_days: u32,
+    /// `METRICS_MAX_ROWS`: the daily cron keeps at most this many points.
+    pub max_rows: u32,
+    /// `OPENAI_COST_PER_1K_TOKENS`.
+    pub openai_cost: CostPer1k,
+    /// `WORKERS_AI_COST_PER_1K_TOKENS`.
+    pub workers_ai_cost: CostPer1k,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            sink: MetricsSinkKind::D1,
+            retention_days: DEFAULT_METRICS_RETENTION_DAYS,
+            max_rows: DEFAULT_METRICS_MAX_ROWS,
+            openai_cost: CostPer1k::parse(DEFAULT_OPENAI_COST_PER_1K).unwrap_or_default(),
+            workers_ai_cost: CostPer1k::parse(DEFAULT_WORKERS_AI_COST_PER_1K).unwrap_or_default(),
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// The price of 1K tokens of `provider` (the offline ones cost nothing).
+    #[must_use]
+    pub fn cost_of(&self, provider: ProviderKind) -> CostPer1k {
+        match provider {
+            ProviderKind::Offline => CostPer1k::FREE,
+            ProviderKind::OpenAi => self.openai_cost,
+            ProviderKind::WorkersAi => self.workers_ai_cost,
+        }
+    }
+}
+
 /// Everything the entry points and drivers need from the vars.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -107,6 +201,10 @@ pub struct ServiceConfig {
     pub chat_page: bool,
     /// `WORKERS_AI_EMBEDDING_MODEL`, `WORKERS_AI_CHAT_MODEL`.
     pub workers_ai: WorkersAiModels,
+    /// `METRICS_SINK`, `METRICS_RETENTION_DAYS`, `METRICS_MAX_ROWS`, provider prices.
+    pub metrics: MetricsSettings,
+    /// `ALERT_*` thresholds (the webhook URL is read apart: it may be a secret).
+    pub alerts: AlertSettings,
 }
 
 /// The Workers AI models the `workers-ai` provider runs.
@@ -254,6 +352,12 @@ impl ServiceConfig {
                 needed_by: "VECTOR_INDEX",
             });
         }
+        if self.metrics.sink.writes_analytics_engine() {
+            needs.push(Requirement {
+                name: "METRICS",
+                needed_by: "METRICS_SINK",
+            });
+        }
         needs.dedup_by_key(|r| r.name);
         needs
     }
@@ -386,6 +490,81 @@ impl ServiceConfig {
                 });
             }
         }
+        let metrics_defaults = MetricsSettings::default();
+        let price = "a price in USD per 1K tokens (a decimal such as 0.00015)";
+        let metrics = MetricsSettings {
+            sink: vars.read(
+                "METRICS_SINK",
+                metrics_defaults.sink,
+                "d1, analytics-engine or both",
+                MetricsSinkKind::parse,
+            ),
+            retention_days: vars.number(
+                "METRICS_RETENTION_DAYS",
+                metrics_defaults.retention_days,
+                1,
+                90,
+            ),
+            max_rows: vars.number(
+                "METRICS_MAX_ROWS",
+                metrics_defaults.max_rows,
+                1_000,
+                5_000_000,
+            ),
+            openai_cost: vars.read(
+                "OPENAI_COST_PER_1K_TOKENS",
+                metrics_defaults.openai_cost,
+                price,
+                |v| CostPer1k::parse(v).ok(),
+            ),
+            workers_ai_cost: vars.read(
+                "WORKERS_AI_COST_PER_1K_TOKENS",
+                metrics_defaults.workers_ai_cost,
+                price,
+                |v| CostPer1k::parse(v).ok(),
+            ),
+        };
+        let alert_defaults = AlertSettings::default();
+        let minute_ms = 60 * 1_000;
+        let alerts = AlertSettings {
+            window_ms: u64::from(vars.number(
+                "ALERT_WINDOW_MINUTES",
+                u32::try_from(alert_defaults.window_ms / minute_ms).unwrap_or(5),
+                1,
+                60,
+            )) * minute_ms,
+            error_rate_percent: vars.number(
+                "ALERT_ERROR_RATE_PERCENT",
+                alert_defaults.error_rate_percent,
+                0,
+                100,
+            ),
+            min_requests: vars.number(
+                "ALERT_MIN_REQUESTS",
+                alert_defaults.min_requests,
+                1,
+                1_000_000,
+            ),
+            p95_ms: vars.number("ALERT_P95_MS", alert_defaults.p95_ms, 1, 600_000),
+            stuck_after_ms: u64::from(vars.number(
+                "ALERT_STUCK_MINUTES",
+                u32::try_from(alert_defaults.stuck_after_ms / minute_ms).unwrap_or(30),
+                1,
+                7 * 24 * 60,
+            )) * minute_ms,
+            dead_letters: vars.number(
+                "ALERT_DEAD_LETTERS",
+                alert_defaults.dead_letters,
+                0,
+                1_000_000,
+            ),
+            reconcile_enqueued: vars.number(
+                "ALERT_RECONCILE_ENQUEUED",
+                alert_defaults.reconcile_enqueued,
+                0,
+                1_000_000,
+            ),
+        };
         if !vars.problems.is_empty() {
             return Err(ConfigError {
                 problems: vars.problems,
@@ -408,6 +587,8 @@ impl ServiceConfig {
                 embedding_model,
                 chat_model,
             },
+            metrics,
+            alerts,
         })
     }
 }
@@ -440,6 +621,78 @@ mod tests {
         assert_eq!(config.pipeline, PipelineConfig::new());
         assert_eq!(config.reconcile, ReconcileSettings::default());
         assert!(config.chat_page);
+        assert_eq!(config.metrics, MetricsSettings::default());
+        assert_eq!(config.alerts, AlertSettings::default());
+        assert_eq!(config.metrics.sink, MetricsSinkKind::D1);
+        assert_eq!(
+            (config.metrics.retention_days, config.metrics.max_rows),
+            (8, 200_000)
+        );
+    }
+
+    #[test]
+    fn alert_vars_set_the_thresholds() {
+        let config = parse(&[
+            ("ALERT_WINDOW_MINUTES", "10"),
+            ("ALERT_ERROR_RATE_PERCENT", "2"),
+            ("ALERT_MIN_REQUESTS", "5"),
+            ("ALERT_P95_MS", "300"),
+            ("ALERT_STUCK_MINUTES", "15"),
+            ("ALERT_DEAD_LETTERS", "3"),
+            ("ALERT_RECONCILE_ENQUEUED", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.alerts,
+            AlertSettings {
+                window_ms: 600_000,
+                error_rate_percent: 2,
+                min_requests: 5,
+                p95_ms: 300,
+                stuck_after_ms: 900_000,
+                dead_letters: 3,
+                reconcile_enqueued: 2,
+            }
+        );
+        for (var, value) in [
+            ("ALERT_WINDOW_MINUTES", "0"),
+            ("ALERT_ERROR_RATE_PERCENT", "101"),
+            ("ALERT_P95_MS", "5s"),
+        ] {
+            assert_eq!(parse(&[(var, value)]).unwrap_err().problems[0].var, var);
+        }
+    }
+
+    #[test]
+    fn metrics_vars_choose_the_sink_retention_and_prices() {
+        let config = parse(&[
+            ("METRICS_SINK", "both"),
+            ("METRICS_RETENTION_DAYS", "3"),
+            ("METRICS_MAX_ROWS", "5000"),
+            ("OPENAI_COST_PER_1K_TOKENS", "0.002"),
+        ])
+        .expect("valid");
+        assert_eq!(config.metrics.sink, MetricsSinkKind::Both);
+        assert!(config.metrics.sink.writes_d1() && config.metrics.sink.writes_analytics_engine());
+        assert_eq!(config.metrics.retention_days, 3);
+        assert_eq!(config.metrics.max_rows, 5_000);
+        assert!((config.metrics.cost_of(ProviderKind::OpenAi).usd(1_000) - 0.002).abs() < 1e-12);
+        assert_eq!(
+            config.metrics.cost_of(ProviderKind::Offline),
+            CostPer1k::FREE
+        );
+        // Unset, Workers AI costs its default chat model's input price, not nothing.
+        let workers_ai = config.metrics.cost_of(ProviderKind::WorkersAi);
+        assert!((workers_ai.usd(1_000_000) - 0.045).abs() < 1e-9);
+        let names: Vec<_> = config.requirements().iter().map(|r| r.name).collect();
+        assert_eq!(names, ["METRICS"]);
+        for (var, value) in [
+            ("METRICS_SINK", "clickhouse"),
+            ("METRICS_RETENTION_DAYS", "0"),
+            ("OPENAI_COST_PER_1K_TOKENS", "-1"),
+        ] {
+            assert_eq!(parse(&[(var, value)]).unwrap_err().problems[0].var, var);
+        }
     }
 
     #[test]

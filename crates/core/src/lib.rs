@@ -5,6 +5,7 @@
 //! ask for. Nothing in this crate may read a clock, the network or storage.
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod chunk;
 pub mod companies;
@@ -13,6 +14,7 @@ pub mod document;
 pub mod index;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
 pub mod prompts;
 pub mod providers;
 pub mod query;

@@ -12,6 +12,8 @@ pub const INGEST_DLQ: &str = "INGEST_DLQ";
 pub const DOCUMENT_PROCESSOR: &str = "DOCUMENT_PROCESSOR";
 /// Vectorize index (absent locally: Vectorize has no local simulation).
 pub const VECTORIZE: &str = "VECTORIZE";
+/// Workers Analytics Engine dataset of the data points (deployed environments).
+pub const METRICS: &str = crate::store::analytics_engine::METRICS_BINDING;
 
 /// Rate limiter for `/api/chat` (per IPv4 address or IPv6 /64).
 pub const CHAT_RATE_LIMITER: &str = "CHAT_RATE_LIMITER";
@@ -25,11 +27,12 @@ pub const RATE_LIMIT_PERIOD_SECONDS: u32 = 60;
 
 /// Every binding with its kind, as reported by `GET /api/health`.
 /// `required` ones make the service `degraded` when missing.
-pub const ALL: [(&str, &str, bool); 6] = [
+pub const ALL: [(&str, &str, bool); 7] = [
     (DB, "d1", true),
     (DOCUMENTS, "r2", true),
     (INGEST_QUEUE, "queue", true),
     (INGEST_DLQ, "queue", true),
     (DOCUMENT_PROCESSOR, "durable_object", true),
     (VECTORIZE, "vectorize", false),
+    (METRICS, "analytics_engine", false),
 ];

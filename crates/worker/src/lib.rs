@@ -1,13 +1,17 @@
 //! The Cloudflare Worker: one deployable with four entry points.
 //!
 //! `fetch` (public + admin HTTP API), `queue` (ingest consumer and dead-letter
-//! consumer), `scheduled` (daily reconciliation) and the `DocumentProcessor`
-//! Durable Object. Platform glue only: every decision is `portfolio_core`'s.
+//! consumer), `scheduled` (daily reconciliation and metrics retention) and the
+//! `DocumentProcessor` Durable Object. Platform glue only: every decision is
+//! `portfolio_core`'s. Each invocation records data points
+//! (`store::metrics`), written after the response through `waitUntil`.
 
 mod admin;
+mod alerts;
 mod bindings;
 mod body;
 mod config;
+mod cron;
 mod error;
 mod health;
 mod ingest;
@@ -20,17 +24,40 @@ mod store;
 
 pub use ingest::processor::DocumentProcessor;
 
+use portfolio_core::config::MetricsSinkKind;
+use portfolio_core::metrics::{route_label, DataPoint, MetricsSink};
+use portfolio_core::storage::Clock;
+use store::metrics::Metrics;
+use store::WorkerClock;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let started = WorkerClock.now_ms();
     let config = config::load(&env);
-    router::handle(req, env, config).await
+    let sink = config
+        .as_ref()
+        .map_or(MetricsSinkKind::D1, |c| c.metrics.sink);
+    let metrics = Metrics::from_env(&env, sink);
+    let route = route_label(&req.inner().method(), &req.path());
+    let response = router::handle(req, env, config, &metrics).await;
+    let now = WorkerClock.now_ms();
+    let status = response.as_ref().map_or(500, Response::status_code);
+    metrics.record(DataPoint::request(
+        now,
+        route,
+        status,
+        now.saturating_sub(started),
+    ));
+    // Written after the response: a metric never delays or fails a request.
+    ctx.wait_until(metrics.flush_later());
+    response
 }
 
 #[event(scheduled)]
-async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    reconcile::run_scheduled(&event.cron(), &env).await;
+async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
+    let metrics = cron::run(&event.cron(), &env).await;
+    ctx.wait_until(metrics.flush_later());
 }
 
 // The queue entry point is exported by hand (not with `#[event(queue)]`):

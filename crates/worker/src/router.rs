@@ -4,6 +4,7 @@ use crate::bindings::RATE_LIMIT_PERIOD_SECONDS;
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use crate::query::{catalog, chat, cors, search};
+use crate::store::metrics::Metrics;
 use crate::{admin, bindings, health, page};
 use portfolio_core::api::rate_limit_key;
 use worker::{Env, Method, Request, Response};
@@ -21,6 +22,7 @@ pub async fn handle(
     req: Request,
     env: Env,
     config: Result<ServiceConfig, ConfigError>,
+    metrics: &Metrics,
 ) -> worker::Result<Response> {
     let path = req.path();
     let origin = cors::origin(&req);
@@ -32,7 +34,7 @@ pub async fn handle(
     // a request must not be served as one (found by schemathesis).
     let raw_method = req.inner().method();
     let mut response = if KNOWN_METHODS.contains(&raw_method.as_str()) {
-        route(req, &env, &config, &path, &request_id).await
+        route(req, &env, &config, &path, &request_id, metrics).await
     } else {
         Err(ApiError::MethodNotAllowed(format!(
             "{raw_method} is not allowed on {path}"
@@ -84,6 +86,7 @@ async fn route(
     config: &Result<ServiceConfig, ConfigError>,
     path: &str,
     request_id: &str,
+    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let method = req.method();
     match (&method, path) {
@@ -91,7 +94,7 @@ async fn route(
         (Method::Get, "/api/health") => return health::report(env, config).await,
         // The token is checked before anything else, configuration included.
         (_, p) if p == "/admin" || p.starts_with("/admin/") => {
-            return admin::handle(req, env.clone(), config).await
+            return admin::handle(req, env.clone(), config, metrics).await
         }
         (method, p) if PUBLIC_ROUTES.contains(&p) && !is_public_route(method, p) => {
             return Err(ApiError::MethodNotAllowed(format!(
@@ -108,11 +111,11 @@ async fn route(
     match (method, path) {
         (Method::Post, "/api/search") => {
             rate_limit(&req, env, bindings::SEARCH_RATE_LIMITER, "search").await?;
-            search::handle(req, env, config).await
+            search::handle(req, env, config, metrics).await
         }
         (Method::Post, "/api/chat") => {
             rate_limit(&req, env, bindings::CHAT_RATE_LIMITER, "chat").await?;
-            chat::handle(req, env, config, request_id).await
+            chat::handle(req, env, config, request_id, metrics).await
         }
         (Method::Get, "/api/companies") => catalog::companies(env).await,
         (Method::Get, "/api/documents") => catalog::documents(&req, env).await,
@@ -129,6 +132,7 @@ async fn route(
                     "/admin/documents/... (bearer token)",
                     "/admin/index/... (bearer token)",
                     "/admin/reconcile (bearer token)",
+                    "/admin/metrics, /admin/alerts, /admin/dead-letters (bearer token)",
                 ],
             }),
             200,

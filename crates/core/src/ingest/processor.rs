@@ -14,6 +14,7 @@ use crate::ingest::pipeline::{
     StatusView, StepError,
 };
 use crate::ingest::settings::{run_reason, IngestSettings};
+use crate::metrics::{DataPoint, MetricsSink, StepOutcome};
 use crate::providers::{ChatModel, Embedder};
 use crate::storage::{Clock, EventLog, Level, ObjectHead, ObjectStore, StoreError};
 use serde::Serialize;
@@ -37,7 +38,7 @@ pub enum Tagger<'a, C> {
 
 /// Everything one processor works with.
 #[derive(Debug)]
-pub struct Processor<'a, S, D, O, V, E, C, K, L> {
+pub struct Processor<'a, S, D, O, V, E, C, K, L, M> {
     /// The processor's own storage.
     pub storage: &'a S,
     /// The D1 side.
@@ -54,6 +55,8 @@ pub struct Processor<'a, S, D, O, V, E, C, K, L> {
     pub clock: &'a K,
     /// Log lines.
     pub log: &'a L,
+    /// Data points: one per step attempt and one per finished run.
+    pub metrics: &'a M,
     /// Retries, backoff and step time limits.
     pub pipeline: PipelineConfig,
     /// Batch sizes and chunking.
@@ -135,7 +138,7 @@ fn resolve_object(
     }
 }
 
-impl<S, D, O, V, E, C, K, L> Processor<'_, S, D, O, V, E, C, K, L>
+impl<S, D, O, V, E, C, K, L, M> Processor<'_, S, D, O, V, E, C, K, L, M>
 where
     S: ProcessorStorage,
     D: DocumentStore,
@@ -145,6 +148,7 @@ where
     C: ChatModel,
     K: Clock,
     L: EventLog,
+    M: MetricsSink,
 {
     /// The processor's key and public status.
     ///
@@ -241,7 +245,7 @@ where
     /// Performs one action; step actions report back with their outcome.
     async fn perform(&self, key: &str, action: Action) -> Result<Option<Outcome>, StoreError> {
         let started = self.clock.now_ms();
-        let step_name = action.step().map(PipelineStep::as_str);
+        let action_step = action.step();
         let result = match action {
             Action::ScheduleAlarm { at_ms } => {
                 self.storage.set_alarm(at_ms).await?;
@@ -313,6 +317,7 @@ where
                 if let Err(e) = self.documents.record_run(key, &record).await {
                     self.side_effect_failed(key, "record_run", &e);
                 }
+                self.metrics.record(DataPoint::run(key, &record));
                 self.log.log(
                     Level::Info,
                     json!({ "event": "run_finished", "key": key, "run": record }),
@@ -327,8 +332,20 @@ where
                 None
             }
         };
-        if let (Some(step), Some(outcome)) = (step_name, &result) {
+        if let (Some(step), Some(outcome)) = (action_step, &result) {
             let ok = !matches!(outcome, Outcome::Event(Event::StepFailed { .. }));
+            let now = self.clock.now_ms();
+            let ms = now.saturating_sub(started);
+            let step_outcome = match outcome {
+                Outcome::Event(Event::StepFailed { error, .. }) if error.retryable => {
+                    StepOutcome::Retryable
+                }
+                Outcome::Event(Event::StepFailed { .. }) => StepOutcome::Permanent,
+                Outcome::Moved(_) => StepOutcome::Moved,
+                Outcome::Event(_) => StepOutcome::Ok,
+            };
+            self.metrics
+                .record(DataPoint::step(now, step, step_outcome, key, ms));
             let event = match outcome {
                 Outcome::Event(event) => json!(event),
                 Outcome::Moved(current) => {
@@ -337,8 +354,8 @@ where
             };
             self.log.log(
                 if ok { Level::Info } else { Level::Warn },
-                json!({ "event": "step", "key": key, "step": step, "ok": ok,
-                        "ms": self.clock.now_ms().saturating_sub(started), "result": event }),
+                json!({ "event": "step", "key": key, "step": step.as_str(), "ok": ok,
+                        "ms": ms, "result": event }),
             );
         }
         Ok(result)

@@ -70,7 +70,7 @@ pub fn generation_vector_ids(document_id: i64, version: u64, count: u32) -> Vec<
         .collect()
 }
 
-impl<S, D, O, V, E, C, K, L> Processor<'_, S, D, O, V, E, C, K, L>
+impl<S, D, O, V, E, C, K, L, M> Processor<'_, S, D, O, V, E, C, K, L, M>
 where
     S: ProcessorStorage,
     D: DocumentStore,

@@ -12,6 +12,7 @@ use crate::ingest::message::IngestCommand;
 use crate::ingest::pipeline::PipelineConfig;
 use crate::ingest::settings::IngestSettings;
 use crate::keys::sha256_hex;
+use crate::metrics::{MetricKind, MetricsBuffer};
 use crate::providers::extractive::ExtractiveAnswerer;
 use crate::providers::offline_embedder::HashingEmbedder;
 use crate::storage::{Clock, StoreError};
@@ -31,6 +32,7 @@ struct World<'f> {
     queue: FakeQueue,
     dlq: FakeQueue,
     log: Lines,
+    metrics: MetricsBuffer,
     embedder: HashingEmbedder,
     settings: IngestSettings,
 }
@@ -45,6 +47,7 @@ type WorldProcessor<'a, 'f> = Processor<
     ExtractiveAnswerer,
     ManualClock,
     Lines,
+    MetricsBuffer,
 >;
 
 impl<'f> World<'f> {
@@ -61,6 +64,7 @@ impl<'f> World<'f> {
             queue: FakeQueue::default(),
             dlq: FakeQueue::default(),
             log: Lines::default(),
+            metrics: MetricsBuffer::default(),
             embedder: HashingEmbedder::new(DIMS).expect("dimensions"),
             settings: IngestSettings::default().with_embed_batch(4),
         }
@@ -76,6 +80,7 @@ impl<'f> World<'f> {
             tagger: Tagger::<ExtractiveAnswerer>::Keywords,
             clock: &self.clock,
             log: &self.log,
+            metrics: &self.metrics,
             pipeline: PipelineConfig::new(),
             settings: self.settings,
         }
@@ -272,6 +277,45 @@ fn a_put_document_becomes_ready_with_its_chunks_and_vectors() {
     assert_eq!(runs[0].outcome.run_status(), "ready");
     // Nine sections in batches of four: several alarms, one bounded step each.
     assert!(world.log.events("step") >= 6);
+}
+
+#[test]
+fn every_step_attempt_and_every_run_is_a_data_point() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Alpha", 9));
+        // The first download fails once: a retry, then the run goes on.
+        faults.inject("R2 get", Fault::Fail);
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+    let points = world.metrics.take();
+    let runs: Vec<_> = points
+        .iter()
+        .filter(|p| p.kind == MetricKind::Run)
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let chunks = world.db.row("a.md").expect("row").chunk_count;
+    assert_eq!(
+        (runs[0].name.as_str(), runs[0].outcome.as_str()),
+        ("a.md", "ready")
+    );
+    assert_eq!((runs[0].items, runs[0].retries), (f64::from(chunks), 1.0));
+    let steps: Vec<(&str, &str)> = points
+        .iter()
+        .filter(|p| p.kind == MetricKind::Step)
+        .map(|p| (p.name.as_str(), p.outcome.as_str()))
+        .collect();
+    assert_eq!(steps[0], ("download", "retryable"));
+    assert_eq!(steps[1], ("download", "ok"));
+    // Nine sections in batches of four: three embed attempts, each a point.
+    assert_eq!(steps.iter().filter(|s| s.0 == "embed").count(), 3);
+    assert_eq!(steps.last(), Some(&("commit", "ok")));
+    assert!(points
+        .iter()
+        .filter(|p| p.kind == MetricKind::Step)
+        .all(|p| p.detail == "a.md"));
 }
 
 #[test]

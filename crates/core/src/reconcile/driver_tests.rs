@@ -9,6 +9,7 @@ use crate::index::{
 };
 use crate::ingest::message::{parse_queue_message, QueueMessage, ReconcileContinuation};
 use crate::keys::vector_id;
+use crate::metrics::MetricsBuffer;
 use crate::storage::{Clock, IngestQueue, ObjectPage, ObjectRead, ObjectStore, StoreError};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
@@ -478,7 +479,7 @@ impl Clock for FakeClock {
     }
 }
 
-type World = Reconciler<FakeStore, FakeBucket, FakeQueue, FakeIndex, FakeClock>;
+type World = Reconciler<FakeStore, FakeBucket, FakeQueue, FakeIndex, FakeClock, MetricsBuffer>;
 
 fn world(page_size: u32) -> World {
     Reconciler {
@@ -489,6 +490,7 @@ fn world(page_size: u32) -> World {
         clock: FakeClock(Cell::new(NOW)),
         settings: ReconcileSettings::default().with_page_size(page_size),
         vector_counting: VectorCounting::ByIds,
+        metrics: MetricsBuffer::default(),
     }
 }
 
@@ -651,6 +653,20 @@ fn a_run_over_several_pages_ends_done_with_the_right_counts() {
         w.store.row("f-new.md").map(|r| r.status),
         Some(DocumentStatus::Queued)
     );
+    // One data point per page, the last one marked, summing to the run's counts.
+    let points = w.metrics.take();
+    assert_eq!(points.len() as u32, run.pages);
+    assert!(points.iter().all(|p| p.name == format!("run {id}")));
+    assert_eq!(
+        points
+            .iter()
+            .map(|p| p.outcome.as_str())
+            .filter(|o| *o == "last")
+            .count(),
+        1
+    );
+    assert_eq!(points.iter().map(|p| p.items).sum::<f64>(), 6.0);
+    assert_eq!(points.iter().map(|p| p.enqueued).sum::<f64>(), 2.0);
 }
 
 #[test]
@@ -682,8 +698,14 @@ fn a_redelivered_page_counts_once_and_resends_the_continuation_only_when_latest(
 
     // The redelivery is skipped, counts nothing, and resends page 3.
     w.queue.fail_continuations.set(false);
+    let pages_measured = w.metrics.take().len();
     let again = pollster::block_on(w.continue_run(&page2[0], 2)).expect("redelivery");
     assert_eq!(again, Advance::Skipped("page already done"));
+    assert!(
+        w.metrics.take().is_empty(),
+        "a skipped page is no data point"
+    );
+    assert_eq!(pages_measured, 2);
     assert_eq!(w.store.run(id).objects_seen, 4);
     let page3 = continuations(&w.queue.take());
     assert_eq!(page3.len(), 1);

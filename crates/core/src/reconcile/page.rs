@@ -56,7 +56,7 @@ fn through(end: &PageEnd) -> Option<&str> {
     }
 }
 
-impl<S, O, Q, V, C> Reconciler<S, O, Q, V, C>
+impl<S, O, Q, V, C, M> Reconciler<S, O, Q, V, C, M>
 where
     S: ReconcileStore,
     O: ObjectStore,

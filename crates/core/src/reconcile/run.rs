@@ -15,6 +15,7 @@ use super::{
 };
 use crate::index::{VectorIndex, VectorIndexError};
 use crate::ingest::message::ReconcileContinuation;
+use crate::metrics::{DataPoint, MetricsSink};
 use crate::storage::{Clock, IngestQueue, ObjectStore, StoreError};
 use thiserror::Error;
 
@@ -66,7 +67,7 @@ pub enum Advance {
 /// The reconciliation driver over its stores. `settings.page_size` is the
 /// size of new runs; a running run keeps the size it was started with.
 #[derive(Debug)]
-pub struct Reconciler<S, O, Q, V, C> {
+pub struct Reconciler<S, O, Q, V, C, M> {
     /// The D1 side.
     pub store: S,
     /// The document bucket.
@@ -81,15 +82,18 @@ pub struct Reconciler<S, O, Q, V, C> {
     pub settings: ReconcileSettings,
     /// How vectors are counted.
     pub vector_counting: VectorCounting,
+    /// Data points: one per page recorded.
+    pub metrics: M,
 }
 
-impl<S, O, Q, V, C> Reconciler<S, O, Q, V, C>
+impl<S, O, Q, V, C, M> Reconciler<S, O, Q, V, C, M>
 where
     S: ReconcileStore,
     O: ObjectStore,
     Q: IngestQueue,
     V: VectorIndex,
     C: Clock,
+    M: MetricsSink,
 {
     /// Starts a run (`trigger`: `cron` or `admin`) and processes its first
     /// page. Runs without progress for [`RUN_STALE_AFTER_MS`] are abandoned
@@ -240,9 +244,8 @@ where
     async fn process_and_record(&self, run: &RunRecord, page: u32) -> Result<Advance, RunError> {
         let settings = self.settings.with_page_size(run.page_size);
         let cursor = run.cursor.clone().unwrap_or_default();
-        let report = self
-            .process_page(&cursor, &settings, self.clock.now_ms())
-            .await?;
+        let started = self.clock.now_ms();
+        let report = self.process_page(&cursor, &settings, started).await?;
         let enqueued = merge_counts(&run.enqueued, &report.enqueued)?;
         let errors = append_errors(&run.errors, &report.errors)?;
         let (last, next_cursor) = match &report.end {
@@ -264,6 +267,14 @@ where
         if !self.store.claim_page(run.id, &claim).await? {
             return Ok(Advance::Skipped("page recorded concurrently"));
         }
+        let now = self.clock.now_ms();
+        self.metrics.record(DataPoint::reconcile_page(
+            now,
+            run.id,
+            &report,
+            last,
+            now.saturating_sub(started),
+        ));
         if !last {
             self.send_continuation(run.id, page + 1, &next_cursor)
                 .await?;

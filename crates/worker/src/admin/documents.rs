@@ -7,9 +7,12 @@ use crate::body::{read_limited, read_text_limited};
 use crate::error::{json_response, ApiError};
 use crate::ingest::PROCESSOR_ORIGIN;
 use crate::store::d1::D1Documents;
+use crate::store::d1_history::D1History;
 use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
-use portfolio_core::admin::{merge_processor_status, page_size, DocumentRoute, MAX_DOCUMENT_BYTES};
+use portfolio_core::admin::{
+    merge_processor_status, page_size, runs_limit, DocumentRoute, MAX_DOCUMENT_BYTES,
+};
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use portfolio_core::document::parse_document;
 use portfolio_core::ingest::pipeline::PublicStatus;
@@ -28,14 +31,15 @@ pub async fn handle(route: DocumentRoute, req: Request, env: &Env) -> Result<Res
         DocumentRoute::Process(key) => process(key, req, env).await,
         DocumentRoute::Get(key) => status(key, env).await,
         DocumentRoute::List => list(req, env).await,
+        DocumentRoute::Runs(key) => runs(key, req, env).await,
     }
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(super) fn store_error(e: StoreError) -> ApiError {
     ApiError::Platform(worker::Error::RustError(e.to_string()))
 }
 
-async fn enqueue(env: &Env, message: Value) -> Result<(), ApiError> {
+pub(super) async fn enqueue(env: &Env, message: Value) -> Result<(), ApiError> {
     QueueProducer::from_env(env, bindings::INGEST_QUEUE)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("enqueue: {e}"))))?
         .send(&message)
@@ -164,6 +168,52 @@ async fn status(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
         .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
     merge_processor_status(&mut body, &processor);
     Ok(json_response(&body, 200)?)
+}
+
+/// An id cursor (`cursor=` of a newest-first listing): absent is 0, the start.
+pub(super) fn id_cursor(cursor: Option<&String>) -> Result<u64, ApiError> {
+    match cursor.map(String::as_str) {
+        None | Some("") => Ok(0),
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(
+                "bad_cursor",
+                "`cursor` must be the `cursor` of a previous page".into(),
+            )
+        }),
+    }
+}
+
+/// `GET /admin/documents/{key}/runs`: the document's runs, newest first.
+async fn runs(key: DocumentKey, req: Request, env: &Env) -> Result<Response, ApiError> {
+    let query: HashMap<String, String> = req.url()?.query_pairs().into_owned().collect();
+    let limit = runs_limit(query.get("limit").map(String::as_str))?;
+    let before = id_cursor(query.get("cursor"))?;
+    let mut runs = D1History::from_env(env)
+        .map_err(store_error)?
+        .runs(key.as_str(), before, limit + 1)
+        .await
+        .map_err(store_error)?;
+    if runs.is_empty() && before == 0 {
+        let row = D1Documents::from_env(env)
+            .map_err(store_error)?
+            .document_row(key.as_str())
+            .await
+            .map_err(store_error)?;
+        if row.is_none() {
+            return Err(ApiError::NotFound(format!("no document {}", key.as_str())));
+        }
+    }
+    let more = runs.len() > limit as usize;
+    runs.truncate(limit as usize);
+    let cursor = if more {
+        runs.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(json_response(
+        &json!({ "key": key.as_str(), "runs": runs, "cursor": cursor }),
+        200,
+    )?)
 }
 
 async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {

@@ -4,17 +4,20 @@
 //! route, known or not, before the token passed. Request checks come from
 //! `portfolio_core::admin`.
 
+mod alerts;
 mod companies;
 mod documents;
 pub mod index;
 mod objects;
+mod operations;
 mod reconcile;
 
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::ApiError;
+use crate::store::metrics::Metrics;
 use portfolio_core::admin::{
-    document_route, is_authorized, migration_route, reconcile_route, AdminRequestError,
-    MigrationRoute,
+    document_route, is_authorized, migration_route, operations_route, reconcile_route,
+    AdminRequestError, MigrationRoute,
 };
 use wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, Response};
@@ -42,6 +45,7 @@ pub async fn handle(
     req: Request,
     env: Env,
     config: &Result<ServiceConfig, ConfigError>,
+    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     authorize(&req, &env)?;
     let config = config
@@ -58,7 +62,16 @@ pub async fn handle(
     }
     if let Some(route) = reconcile_route(req.method().as_ref(), &path) {
         return match route {
-            Ok(route) => reconcile::handle(route, req, &env, config).await,
+            Ok(route) => reconcile::handle(route, req, &env, config, metrics).await,
+            Err(e) => Err(ApiError::NotFound(e.to_string())),
+        };
+    }
+    if let Some(route) = operations_route(req.method().as_ref(), &path) {
+        return match route {
+            Ok(route) => operations::handle(route, req, &env, config).await,
+            Err(e @ AdminRequestError::BadId(_)) => {
+                Err(ApiError::BadRequest("bad_id", e.to_string()))
+            }
             Err(e) => Err(ApiError::NotFound(e.to_string())),
         };
     }

@@ -5,6 +5,7 @@ use crate::body::read_text_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::reconcile::{self, Started};
+use crate::store::metrics::Metrics;
 use portfolio_core::admin::{runs_limit, ReconcileRoute};
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use serde::Deserialize;
@@ -16,9 +17,10 @@ pub async fn handle(
     req: Request,
     env: &Env,
     config: &ServiceConfig,
+    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     match route {
-        ReconcileRoute::Start => start(req, env, config).await,
+        ReconcileRoute::Start => start(req, env, config, metrics).await,
         ReconcileRoute::Runs => runs(req, env).await,
     }
 }
@@ -30,14 +32,19 @@ struct StartBody {
     page_size: Option<u32>,
 }
 
-async fn start(mut req: Request, env: &Env, config: &ServiceConfig) -> Result<Response, ApiError> {
+async fn start(
+    mut req: Request,
+    env: &Env,
+    config: &ServiceConfig,
+    metrics: &Metrics,
+) -> Result<Response, ApiError> {
     let text = read_text_limited(&mut req, MAX_ADMIN_JSON_BYTES).await?;
     let body: StartBody = if text.trim().is_empty() {
         StartBody::default()
     } else {
         serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))?
     };
-    match reconcile::start(env, config, "admin", body.page_size).await? {
+    match reconcile::start(env, config, "admin", body.page_size, metrics).await? {
         Started::Run { run_id, done } => Ok(json_response(
             &serde_json::json!({ "run_id": run_id, "status": if done { "done" } else { "running" } }),
             202,

@@ -5,10 +5,11 @@
 use crate::bindings;
 use crate::config::{self, ServiceConfig};
 use crate::ingest::PROCESSOR_ORIGIN;
-use crate::reconcile;
 use crate::store::d1::D1Documents;
+use crate::store::metrics::Metrics;
 use crate::store::queue::QueueProducer;
 use crate::store::{ConsoleLog, WorkerClock};
+use crate::{alerts, reconcile};
 use portfolio_core::ingest::consumer::{
     consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, ReconcilePages, Verdict,
 };
@@ -58,7 +59,7 @@ fn settle(raw: &MessageSys, id: &str, verdict: Verdict) {
 /// workers-rs 0.8's `#[event(queue)]` does not expose a message's `attempts`,
 /// which the retry delay is computed from, hence the raw types.
 #[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures)]
-pub async fn queue(batch: MessageBatchSys, env: Env, _ctx: ContextSys) -> Result<JsValue, JsValue> {
+pub async fn queue(batch: MessageBatchSys, env: Env, ctx: ContextSys) -> Result<JsValue, JsValue> {
     let queue_name = batch.queue().map(String::from).unwrap_or_default();
     let config = match config::load(&env) {
         Ok(config) => config,
@@ -82,10 +83,12 @@ pub async fn queue(batch: MessageBatchSys, env: Env, _ctx: ContextSys) -> Result
             return Ok(JsValue::UNDEFINED);
         }
     };
+    let metrics = Metrics::from_env(&env, config.metrics.sink);
     let processors = Processors { env: &env };
     let reconciler = Reconciler {
         env: &env,
         config: &config,
+        metrics: &metrics,
     };
     for raw in batch.messages()?.iter() {
         let raw: MessageSys = raw.unchecked_into();
@@ -127,6 +130,22 @@ pub async fn queue(batch: MessageBatchSys, env: Env, _ctx: ContextSys) -> Result
             .await
         };
         settle(&raw, &id, verdict);
+    }
+    if queue_name == config.dlq_name {
+        // Dead letters are alarming at once, not at the next cron.
+        alerts::evaluate(&env, &config, "dead_letter").await;
+    }
+    let flush = metrics.flush_later();
+    let promise = wasm_bindgen_futures::future_to_promise(async move {
+        flush.await;
+        Ok(JsValue::UNDEFINED)
+    });
+    if ctx.wait_until(&promise).is_err() {
+        // Without waitUntil the promise still runs until the batch settles.
+        ConsoleLog.log(
+            Level::Warn,
+            json!({ "event": "metrics_wait_until_failed", "queue": queue_name }),
+        );
     }
     Ok(JsValue::UNDEFINED)
 }
@@ -184,6 +203,7 @@ impl ProcessorGateway for Processors<'_> {
 struct Reconciler<'a> {
     env: &'a Env,
     config: &'a ServiceConfig,
+    metrics: &'a Metrics,
 }
 
 impl ReconcilePages for Reconciler<'_> {
@@ -192,7 +212,7 @@ impl ReconcilePages for Reconciler<'_> {
         continuation: &ReconcileContinuation,
         attempts: u32,
     ) -> Result<(), StoreError> {
-        reconcile::continue_run(self.env, self.config, continuation, attempts)
+        reconcile::continue_run(self.env, self.config, continuation, attempts, self.metrics)
             .await
             .map_err(|e| StoreError::transient("reconcile page", e))
     }
@@ -202,7 +222,7 @@ impl ReconcilePages for Reconciler<'_> {
         continuation: &ReconcileContinuation,
         error: &str,
     ) -> Result<(), StoreError> {
-        reconcile::dead_lettered(self.env, self.config, continuation, error)
+        reconcile::dead_lettered(self.env, self.config, continuation, error, self.metrics)
             .await
             .map_err(|e| StoreError::transient("reconcile run", e))
     }

@@ -1,11 +1,14 @@
 //! `DocumentProcessor`: one Durable Object per R2 key, so updates to one
 //! document serialise. A shell over `portfolio_core::ingest::Processor`: it
-//! builds the adapters, then `fetch` and `alarm` delegate.
+//! builds the adapters, then `fetch` and `alarm` delegate. Each call's data
+//! points (steps, runs, provider calls) are written after it, through the
+//! object's `waitUntil`.
 
 use crate::config;
 use crate::error::json_response;
-use crate::providers::{ServiceChat, ServiceEmbedder};
+use crate::providers::{metered_chat, metered_embedder, MeteredChat, MeteredEmbedder};
 use crate::store::d1::D1Documents;
+use crate::store::metrics::Metrics;
 use crate::store::processor_storage::DurableStorage;
 use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, ConsoleLog, WorkerClock};
@@ -53,7 +56,7 @@ impl DurableObject for DocumentProcessor {
         };
         let adapters = self.adapters()?;
         let processor = adapters.processor();
-        match command {
+        let answer = match command {
             None => json_response(&processor.status().await.map_err(platform)?, 200),
             Some(command) => match processor.command(&command).await {
                 Ok(status) => json_response(&status, 202),
@@ -62,17 +65,18 @@ impl DurableObject for DocumentProcessor {
                 }
                 Err(CommandError::Store(e)) => Err(platform(e)),
             },
-        }
+        };
+        self.state.wait_until(adapters.metrics.flush_later());
+        answer
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
         // An error makes the runtime retry the alarm; the state machine's
         // watchdog alarm covers anything lost in between.
-        self.adapters()?
-            .processor()
-            .alarm()
-            .await
-            .map_err(platform)?;
+        let adapters = self.adapters()?;
+        let outcome = adapters.processor().alarm().await;
+        self.state.wait_until(adapters.metrics.flush_later());
+        outcome.map_err(platform)?;
         Response::ok("done")
     }
 }
@@ -83,8 +87,9 @@ struct Adapters {
     documents: D1Documents,
     objects: R2Documents,
     index: ConfiguredIndex,
-    embedder: Result<ServiceEmbedder, String>,
-    chat: Result<ServiceChat, String>,
+    embedder: Result<MeteredEmbedder, String>,
+    chat: Result<MeteredChat, String>,
+    metrics: Metrics,
     pipeline: PipelineConfig,
     settings: IngestSettings,
 }
@@ -98,10 +103,11 @@ impl Adapters {
         D1Documents,
         R2Documents,
         ConfiguredIndex,
-        ServiceEmbedder,
-        ServiceChat,
+        MeteredEmbedder,
+        MeteredChat,
         WorkerClock,
         ConsoleLog,
+        Metrics,
     > {
         Processor {
             storage: &self.storage,
@@ -110,12 +116,13 @@ impl Adapters {
             index: &self.index,
             embedder: self.embedder.as_ref().map_err(String::as_str),
             tagger: match &self.chat {
-                Ok(chat) if chat.is_offline() => Tagger::Keywords,
+                Ok(chat) if chat.inner().is_offline() => Tagger::Keywords,
                 Ok(chat) => Tagger::Model(chat),
                 Err(why) => Tagger::Unavailable(why),
             },
             clock: &WorkerClock,
             log: &ConsoleLog,
+            metrics: &self.metrics,
             pipeline: self.pipeline,
             settings: self.settings,
         }
@@ -129,14 +136,16 @@ impl DocumentProcessor {
         self.tables_created.set(true);
         let env = &self.env;
         let config = config::load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let metrics = Metrics::from_env(env, config.metrics.sink);
         Ok(Adapters {
             storage,
             documents: D1Documents::from_env(env).map_err(platform)?,
             objects: R2Documents::from_env(env).map_err(platform)?,
             index: vector_index_from_env(env, &config)
                 .map_err(|e| worker::Error::RustError(format!("vector index: {e}")))?,
-            embedder: ServiceEmbedder::from_env(env, &config).map_err(|e| e.to_string()),
-            chat: ServiceChat::from_env(env, &config).map_err(|e| e.to_string()),
+            embedder: metered_embedder(env, &config, &metrics).map_err(|e| e.to_string()),
+            chat: metered_chat(env, &config, &metrics).map_err(|e| e.to_string()),
+            metrics,
             pipeline: config.pipeline,
             settings: config.ingest,
         })

@@ -9,6 +9,9 @@ pub use fetch_transport::{FetchTransport, TimerSleeper};
 pub use workers_ai::WorkersAiBinding;
 
 use crate::config::{ProviderKind, ServiceConfig};
+use crate::store::metrics::Metrics;
+use crate::store::WorkerClock;
+use portfolio_core::metrics::Metered;
 use portfolio_core::providers::batch::WORKERS_AI_BGE_LIMITS;
 use portfolio_core::providers::{
     ChatCompletion, ChatModel, ChatRequest, Embedder, ExtractiveAnswerer, HashingEmbedder,
@@ -89,6 +92,43 @@ fn workers_ai(env: &Env, config: &ServiceConfig) -> Result<WorkersAiBinding, Pro
             binding: "AI",
         }
     })
+}
+
+/// The configured embedder, its calls recorded as data points.
+pub type MeteredEmbedder = Metered<ServiceEmbedder, Metrics, WorkerClock>;
+/// The configured chat model, its calls recorded as data points.
+pub type MeteredChat = Metered<ServiceChat, Metrics, WorkerClock>;
+
+/// The configured embedder, recording each call in `metrics`.
+pub fn metered_embedder(
+    env: &Env,
+    config: &ServiceConfig,
+    metrics: &Metrics,
+) -> Result<MeteredEmbedder, ProviderSetupError> {
+    let kind = config.embedding_provider;
+    Ok(Metered::new(
+        ServiceEmbedder::from_env(env, config)?,
+        kind.as_str(),
+        config.metrics.cost_of(kind),
+        metrics.clone(),
+        WorkerClock,
+    ))
+}
+
+/// The configured chat model, recording each call in `metrics`.
+pub fn metered_chat(
+    env: &Env,
+    config: &ServiceConfig,
+    metrics: &Metrics,
+) -> Result<MeteredChat, ProviderSetupError> {
+    let kind = config.chat_provider;
+    Ok(Metered::new(
+        ServiceChat::from_env(env, config)?,
+        kind.as_str(),
+        config.metrics.cost_of(kind),
+        metrics.clone(),
+        WorkerClock,
+    ))
 }
 
 /// The embedder the configuration names.

@@ -7,7 +7,8 @@ use super::search::retrieve;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::providers::ServiceChat;
+use crate::providers::metered_chat;
+use crate::store::metrics::Metrics;
 use crate::store::WorkerClock;
 use futures_util::StreamExt;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
@@ -39,6 +40,7 @@ pub async fn handle(
     env: &Env,
     config: &ServiceConfig,
     request_id: &str,
+    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let started = now();
     let accept_sse = req
@@ -47,9 +49,9 @@ pub async fn handle(
         .is_some_and(|a| a.contains("text/event-stream"));
     let body = read_limited(&mut req, MAX_CHAT_BODY_BYTES).await?;
     let plan = plan_chat(&body, accept_sse)?;
-    let chat = ServiceChat::from_env(env, config)
+    let chat = metered_chat(env, config, metrics)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
-    let retrieval = retrieve(env, config, &plan.search).await?;
+    let retrieval = retrieve(env, config, &plan.search, metrics).await?;
     let history: Vec<ChatMessage> = plan
         .history
         .iter()
@@ -88,6 +90,7 @@ pub async fn handle(
     let _ = tx.unbounded_send(sse("sources", &json!({ "sources": sources })));
     let retrieval_timings = retrieval.timings;
     let request_id = request_id.to_owned();
+    let metrics = metrics.clone();
     wasm_bindgen_futures::spawn_local(async move {
         let generation_started = now();
         let delta_tx = tx.clone();
@@ -121,6 +124,10 @@ pub async fn handle(
             }
         };
         let _ = tx.unbounded_send(event);
+        // The provider call's point was recorded after the request's own flush
+        // (the response went out with the first event): write it while the
+        // stream still holds the invocation open, after the last event.
+        metrics.flush().await;
         // Dropping the last sender ends the response stream.
     });
     let headers = Headers::new();

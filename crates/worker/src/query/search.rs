@@ -9,8 +9,9 @@ use crate::bindings;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::providers::ServiceEmbedder;
+use crate::providers::metered_embedder;
 use crate::store::d1_search::D1Search;
+use crate::store::metrics::Metrics;
 use crate::store::{vector_index_from_env, WorkerClock};
 use portfolio_core::api::MAX_SEARCH_BODY_BYTES;
 use portfolio_core::query::{plan_search, Retrieval, RetrievalError, SearchPlan, SourceFailure};
@@ -33,10 +34,11 @@ pub async fn retrieve(
     env: &Env,
     config: &ServiceConfig,
     plan: &SearchPlan,
+    metrics: &Metrics,
 ) -> Result<Retrieval, ApiError> {
     let store = D1Search::new(env.d1(bindings::DB)?);
     // A provider or index that cannot be built degrades the vector source only.
-    let embedder = ServiceEmbedder::from_env(env, config).map_err(|e| e.to_string());
+    let embedder = metered_embedder(env, config, metrics).map_err(|e| e.to_string());
     let index = vector_index_from_env(env, config).map_err(|e| e.to_string());
     let outcome = portfolio_core::query::retrieve(
         &store,
@@ -59,9 +61,10 @@ pub async fn handle(
     mut req: Request,
     env: &Env,
     config: &ServiceConfig,
+    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let body = read_limited(&mut req, MAX_SEARCH_BODY_BYTES).await?;
     let plan = plan_search(&body)?;
-    let retrieval = retrieve(env, config, &plan).await?;
+    let retrieval = retrieve(env, config, &plan, metrics).await?;
     Ok(json_response(&retrieval, 200)?)
 }

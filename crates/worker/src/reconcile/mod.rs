@@ -8,6 +8,7 @@
 use crate::bindings;
 use crate::config::ServiceConfig;
 use crate::store::d1_reconcile::D1ReconcileStore;
+use crate::store::metrics::Metrics;
 use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, WorkerClock};
@@ -20,7 +21,7 @@ use serde_json::json;
 use worker::{console_error, console_log, console_warn, Env};
 
 type WorkerReconciler =
-    Reconciler<D1ReconcileStore, R2Documents, QueueProducer, ConfiguredIndex, WorkerClock>;
+    Reconciler<D1ReconcileStore, R2Documents, QueueProducer, ConfiguredIndex, WorkerClock, Metrics>;
 
 fn rust_error(e: impl std::fmt::Display) -> worker::Error {
     worker::Error::RustError(e.to_string())
@@ -32,6 +33,7 @@ fn reconciler(
     env: &Env,
     config: &ServiceConfig,
     page_size: Option<u32>,
+    metrics: &Metrics,
 ) -> worker::Result<WorkerReconciler> {
     let index = vector_index_from_env(env, config).map_err(rust_error)?;
     // Vectorize has no count by metadata and applies writes asynchronously;
@@ -52,22 +54,13 @@ fn reconciler(
         clock: WorkerClock,
         settings,
         vector_counting,
+        metrics: metrics.clone(),
     })
 }
 
-/// Cron entry point: never panics, logs failures instead.
-pub async fn run_scheduled(cron: &str, env: &Env) {
-    let config = match crate::config::load(env) {
-        Ok(config) => config,
-        Err(e) => {
-            console_error!(
-                "{}",
-                json!({ "level": "error", "event": "reconcile_failed", "cron": cron, "error": e.to_string() })
-            );
-            return;
-        }
-    };
-    match start(env, &config, "cron", None).await {
+/// The daily run's start from the cron: never panics, logs failures instead.
+pub async fn run_scheduled(cron: &str, env: &Env, config: &ServiceConfig, metrics: &Metrics) {
+    match start(env, config, "cron", None, metrics).await {
         Ok(Started::Run { run_id, done }) => console_log!(
             "{}",
             json!({ "level": "info", "event": "reconcile_started", "trigger": "cron", "cron": cron, "run_id": run_id, "done": done })
@@ -90,8 +83,9 @@ pub async fn start(
     config: &ServiceConfig,
     trigger: &str,
     page_size: Option<u32>,
+    metrics: &Metrics,
 ) -> worker::Result<Started> {
-    reconciler(env, config, page_size)?
+    reconciler(env, config, page_size, metrics)?
         .start(trigger)
         .await
         .map_err(rust_error)
@@ -105,8 +99,9 @@ pub async fn continue_run(
     config: &ServiceConfig,
     continuation: &ReconcileContinuation,
     attempts: u32,
+    metrics: &Metrics,
 ) -> Result<(), String> {
-    let reconciler = reconciler(env, config, None).map_err(|e| e.to_string())?;
+    let reconciler = reconciler(env, config, None, metrics).map_err(|e| e.to_string())?;
     let (run_id, page) = (continuation.run_id, continuation.page);
     match reconciler.continue_run(continuation, attempts).await {
         Ok(Advance::Page { done, report }) => {
@@ -155,8 +150,9 @@ pub async fn dead_lettered(
     config: &ServiceConfig,
     continuation: &ReconcileContinuation,
     error: &str,
+    metrics: &Metrics,
 ) -> worker::Result<()> {
-    reconciler(env, config, None)?
+    reconciler(env, config, None, metrics)?
         .dead_lettered(continuation, error)
         .await
         .map_err(rust_error)

@@ -1,15 +1,21 @@
 //! Storage adapters: the vector index implementations behind `portfolio_core`'s `VectorIndex`,
-//! retrieval's reads (`d1_search`), R2 and the ingest queue.
+//! retrieval's reads (`d1_search`), R2, the ingest queue, and the metrics stores (D1's
+//! `metric_points`, Analytics Engine) behind `portfolio_core::metrics::MetricsSink`.
 //!
 //! Owns the choice of implementation from configuration (`VECTOR_INDEX`). Must never hold
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
 
+pub mod analytics_engine;
 pub mod d1;
+pub mod d1_alerts;
 pub mod d1_companies;
+pub mod d1_history;
+pub mod d1_metrics;
 pub mod d1_reconcile;
 mod d1_rows;
 pub mod d1_search;
 pub mod d1_vectors;
+pub mod metrics;
 pub mod processor_storage;
 pub mod queue;
 pub mod r2;

@@ -138,6 +138,10 @@ pub struct RunRecord {
     pub chunk_count: Option<u32>,
     /// Attempts summed over all steps.
     pub attempts: u32,
+    /// Failed attempts that were tried again (`attempts` less first tries
+    /// and the final failure, if any).
+    #[serde(default)]
+    pub retries: u32,
     /// The last error seen.
     pub error: Option<StepError>,
 }
@@ -159,6 +163,7 @@ impl RunRecord {
             sha256: run.sha256.clone(),
             chunk_count: run.chunk_count,
             attempts: run.total_attempts(),
+            retries: run.retries,
             error: run.last_error.clone(),
         }
     }

@@ -171,6 +171,10 @@ pub struct Run {
     pub finished_at_ms: Option<u64>,
     /// Attempts of the current step (batch) so far; reset when it succeeds.
     pub attempts: u32,
+    /// Failed attempts this run tried again (absent in states saved before
+    /// it was counted).
+    #[serde(default)]
+    pub retries: u32,
     /// The issued action awaiting its result, if any.
     pub in_flight: Option<InFlight>,
     /// The next attempt must not be issued before this time (backoff).
@@ -205,6 +209,7 @@ impl Run {
             updated_at_ms: now_ms,
             finished_at_ms: None,
             attempts: 0,
+            retries: 0,
             in_flight: None,
             not_before_ms: now_ms,
             last_error: None,

@@ -490,6 +490,7 @@ impl Machine<'_> {
             self.fail_run();
             return;
         }
+        run.retries += 1;
         let at = now.saturating_add(retry.delay_after(run.attempts));
         run.not_before_ms = at;
         self.schedule(at);

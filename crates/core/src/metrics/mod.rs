@@ -1,0 +1,78 @@
+//! Metrics: the data points the service records (one per request, ingestion
+//! step, run, reconciliation page and provider call), where they go (a
+//! [`MetricsSink`] the Worker implements over Analytics Engine and D1), and
+//! what `GET /admin/metrics` makes of them (percentiles, error rates, rates
+//! over a window).
+//!
+//! Pure: never writes a point anywhere itself, never reads a clock. Recording
+//! a point can never fail or block the caller: sinks buffer or drop.
+
+mod metered;
+mod point;
+mod report;
+mod route;
+
+pub use metered::{CostPer1k, Metered};
+pub use point::{failure_reason, DataPoint, MetricKind, StepOutcome};
+pub use report::{
+    nearest_rank, percentile, DocumentCounts, InFlightDocument, IngestionReport, MetricsReport,
+    MetricsSummary, MetricsWindow, ProviderReport, QueueCounts, ReconcileReport, RequestReport,
+    RouteReport, StepReport, WindowError,
+};
+pub use route::route_label;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Where data points go. Recording never fails and never waits: an adapter
+/// that cannot write logs the problem and drops the point.
+pub trait MetricsSink {
+    /// Records one data point.
+    fn record(&self, point: DataPoint);
+}
+
+impl<T: MetricsSink + ?Sized> MetricsSink for &T {
+    fn record(&self, point: DataPoint) {
+        (**self).record(point);
+    }
+}
+
+impl<T: MetricsSink + ?Sized> MetricsSink for Rc<T> {
+    fn record(&self, point: DataPoint) {
+        (**self).record(point);
+    }
+}
+
+/// Drops every point (drivers whose caller does not measure).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMetrics;
+
+impl MetricsSink for NoMetrics {
+    fn record(&self, _point: DataPoint) {}
+}
+
+/// Keeps points in memory until taken: the Worker's per-invocation buffer
+/// (flushed to D1 once, after the response) and the tests' recorder.
+#[derive(Debug, Default)]
+pub struct MetricsBuffer {
+    points: RefCell<Vec<DataPoint>>,
+}
+
+impl MetricsBuffer {
+    /// Takes every point recorded so far, leaving the buffer empty.
+    pub fn take(&self) -> Vec<DataPoint> {
+        std::mem::take(&mut *self.points.borrow_mut())
+    }
+
+    /// A copy of the points recorded so far.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<DataPoint> {
+        self.points.borrow().clone()
+    }
+}
+
+impl MetricsSink for MetricsBuffer {
+    fn record(&self, point: DataPoint) {
+        self.points.borrow_mut().push(point);
+    }
+}

@@ -1,0 +1,122 @@
+//! Route labels for request data points: a method and a path template
+//! (`GET /admin/documents/{key}`), never the raw path, so the number of
+//! distinct labels stays small whatever clients send.
+
+/// Methods kept as they are in labels; anything else is `OTHER`.
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Fixed paths, labelled as they are.
+const FIXED: [&str; 23] = [
+    "/",
+    "/assets/chat.css",
+    "/assets/chat.js",
+    "/api",
+    "/api/health",
+    "/api/search",
+    "/api/chat",
+    "/api/companies",
+    "/api/documents",
+    "/admin",
+    "/admin/documents",
+    "/admin/index",
+    "/admin/index/query",
+    "/admin/index/upsert",
+    "/admin/index/get",
+    "/admin/index/delete",
+    "/admin/reconcile",
+    "/admin/reconcile/runs",
+    "/admin/companies",
+    "/admin/legacy-ids/documents",
+    "/admin/metrics",
+    "/admin/alerts",
+    "/admin/dead-letters",
+];
+
+/// The label of a request: `METHOD template`. Paths the service does not
+/// serve are `METHOD (unrouted)`, so probing clients add one label, not one
+/// per path.
+#[must_use]
+pub fn route_label(method: &str, path: &str) -> String {
+    let method = METHODS
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("OTHER");
+    format!("{method} {}", template(method, path))
+}
+
+fn template(method: &str, path: &str) -> &'static str {
+    let trimmed = if path.len() > 1 {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
+    };
+    if let Some(fixed) = FIXED.into_iter().find(|f| *f == trimmed) {
+        return fixed;
+    }
+    if let Some(rest) = trimmed.strip_prefix("/admin/documents/") {
+        if !rest.is_empty() {
+            return match method {
+                "POST" if rest.ends_with("/process") => "/admin/documents/{key}/process",
+                "GET" if rest.ends_with("/runs") => "/admin/documents/{key}/runs",
+                _ => "/admin/documents/{key}",
+            };
+        }
+    }
+    if let Some(rest) = trimmed.strip_prefix("/admin/dead-letters/") {
+        if rest.ends_with("/replay") {
+            return "/admin/dead-letters/{id}/replay";
+        }
+    }
+    if trimmed.starts_with("/admin/objects/") {
+        return "/admin/objects/{key}";
+    }
+    "(unrouted)"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_templates() {
+        let cases = [
+            ("GET", "/api/health", "GET /api/health"),
+            ("POST", "/api/search", "POST /api/search"),
+            ("GET", "/", "GET /"),
+            ("GET", "/admin/documents/", "GET /admin/documents"),
+            (
+                "GET",
+                "/admin/documents/companies/acme/a.md",
+                "GET /admin/documents/{key}",
+            ),
+            (
+                "PUT",
+                "/admin/documents/companies/acme/a.md",
+                "PUT /admin/documents/{key}",
+            ),
+            (
+                "POST",
+                "/admin/documents/a.md/process",
+                "POST /admin/documents/{key}/process",
+            ),
+            (
+                "GET",
+                "/admin/documents/a.md/runs",
+                "GET /admin/documents/{key}/runs",
+            ),
+            (
+                "POST",
+                "/admin/dead-letters/17/replay",
+                "POST /admin/dead-letters/{id}/replay",
+            ),
+            ("GET", "/admin/objects/a/b.md", "GET /admin/objects/{key}"),
+            ("GET", "/admin/metrics", "GET /admin/metrics"),
+            ("GET", "/wp-login.php", "GET (unrouted)"),
+            ("GET", "/admin/nope", "GET (unrouted)"),
+            ("QUERY", "/api/search", "OTHER /api/search"),
+        ];
+        for (method, path, label) in cases {
+            assert_eq!(route_label(method, path), label, "{method} {path}");
+        }
+    }
+}
