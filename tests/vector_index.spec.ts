@@ -251,7 +251,7 @@ describe(`vector index (${IMPL})`, () => {
 
   it("rejects topK over the platform limit before reaching the index", async () => {
     const callsBefore = IMPL === "vectorize" ? (await recordedCalls()).length : 0;
-    for (const [top_k, return_metadata] of [[51, true], [101, false], [0, false]] as const) {
+    for (const [top_k, return_metadata] of [[21, true], [101, false], [0, false]] as const) {
       const res = await admin("/admin/index/query", { vector: vec({ 0: 1 }), top_k, return_metadata });
       expect(res.status, `top_k ${top_k}`).toBe(400);
       expect(res.json.error.code).toBe("top_k_out_of_range");
@@ -260,7 +260,7 @@ describe(`vector index (${IMPL})`, () => {
       expect((await recordedCalls()).length).toBe(callsBefore);
     }
     // The limits themselves are accepted.
-    await query({ vector: vec({ 0: 1 }), top_k: 50, return_metadata: true });
+    await query({ vector: vec({ 0: 1 }), top_k: 20, return_metadata: true });
     await query({ vector: vec({ 0: 1 }), top_k: 100, return_metadata: false });
   });
 

@@ -29,9 +29,11 @@ pub const INDEX_DIMENSIONS: usize = 1536;
 pub const VECTORIZE_MAX_UPSERT_BATCH: usize = 1000;
 /// Vectorize: "Maximum returned results (topK) without values and metadata: 100".
 pub const VECTORIZE_MAX_TOP_K: usize = 100;
-/// Vectorize: maximum topK with `returnValues: true` or `returnMetadata: "all"`. The limits page
-/// listed 20 for early V2 indexes; it was raised to 50, which is what our indexes get.
-pub const VECTORIZE_MAX_TOP_K_WITH_METADATA: usize = 50;
+/// Vectorize: "Maximum returned results (topK) with values or metadata: 20" (limits page), and
+/// the Workers API page: "for a query operation with `returnValues` set to `true` or
+/// `returnMetadata` set to `all`, `topK` would be limited to a maximum value of `20`".
+/// <https://developers.cloudflare.com/vectorize/reference/client-api/>
+pub const VECTORIZE_MAX_TOP_K_WITH_METADATA: usize = 20;
 /// Vectorize: "Maximum vector ID length: 64 bytes".
 pub const VECTORIZE_MAX_ID_BYTES: usize = 64;
 /// Vectorize: "Metadata per vector: 10KiB" (measured as compact JSON).

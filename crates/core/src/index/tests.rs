@@ -211,11 +211,13 @@ fn query_validation_enforces_platform_limits() {
         validate_query(&q, 4).unwrap_err(),
         VectorIndexError::TopKOutOfRange {
             top_k: 100,
-            max: 50,
+            max: 20,
             with_metadata: true
         }
     );
-    q.top_k = 50;
+    q.top_k = 21;
+    assert!(validate_query(&q, 4).is_err());
+    q.top_k = 20;
     assert!(validate_query(&q, 4).is_ok());
     q.top_k = 0;
     assert!(validate_query(&q, 4).is_err());
