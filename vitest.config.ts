@@ -82,13 +82,21 @@ export default defineConfig(async () => {
                     modulesRoot: root,
                     scriptPath: path.join(root, "tests/standins/vectorize.js"),
                     compatibilityDate: "2026-11-01",
-                    bindings: { DIMENSIONS: 1536, MUTATION_LAG_CALLS: 2 },
+                    // Writes land 20 ms after the call (Vectorize: "a few seconds"); a test
+                    // that needs a longer window sets it with `configure()`.
+                    bindings: { DIMENSIONS: 1536, MUTATION_DELAY_MS: 20 },
                   },
                 ],
               },
             }),
           ],
-          test: { name: "vectorize", include: ["tests/vector_index.spec.ts", ...VECTORIZE_ONLY_SPECS], ...shared },
+          test: {
+            name: "vectorize",
+            include: ["tests/vector_index.spec.ts", ...VECTORIZE_ONLY_SPECS],
+            ...shared,
+            // Metadata indexes before any vector, as the README's deploy steps say.
+            setupFiles: [...shared.setupFiles, "./tests/setup.vectorize.ts"],
+          },
         },
         {
           plugins: [

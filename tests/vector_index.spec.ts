@@ -33,9 +33,11 @@ async function admin(path: string, body?: unknown, token: string | null = TOKEN)
 async function settled(receipt: { mutation_ids: string[] }) {
   const last = receipt.mutation_ids.at(-1);
   if (last === undefined) return;
-  for (let i = 0; i < 50; i++) {
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
     const { json } = await admin("/admin/index");
     if (json.processed_up_to_mutation === last) return;
+    await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`mutation ${last} was never applied`);
 }
@@ -287,14 +289,23 @@ describe(`vector index (${IMPL})`, () => {
 describe.runIf(IMPL === "vectorize")("Vectorize specifics (stand-in)", () => {
   it("applies mutations asynchronously: an upsert is not visible until its mutation is processed", async () => {
     const s = scope();
-    const res = await admin("/admin/index/upsert", { vectors: [record(s.id("late"), vec({ 30: 1 }), s.company)] });
-    expect(res.status).toBe(200);
-    const [mutation] = res.json.mutation_ids;
-    expect(typeof mutation).toBe("string");
-    expect(await query({ vector: vec({ 30: 1 }), top_k: 1, filter: { company_id: s.company } })).toEqual([]);
-    await settled(res.json);
-    const matches = await query({ vector: vec({ 30: 1 }), top_k: 1, filter: { company_id: s.company } });
-    expect(matches.map((m) => m.id)).toEqual([s.id("late")]);
+    // A window as long as Vectorize's "few seconds", held open until flushed.
+    const { mutationDelayMs } = await standin.configure({ mutationDelayMs: 60_000 });
+    try {
+      const res = await admin("/admin/index/upsert", { vectors: [record(s.id("late"), vec({ 30: 1 }), s.company)] });
+      expect(res.status).toBe(200);
+      const [mutation] = res.json.mutation_ids;
+      expect(mutation).toMatch(/^[0-9a-f-]{36}$/);
+      expect(await query({ vector: vec({ 30: 1 }), top_k: 1, filter: { company_id: s.company } })).toEqual([]);
+      expect((await admin("/admin/index/get", { ids: [s.id("late")] })).json.vectors).toEqual([]);
+      expect((await admin("/admin/index")).json.processed_up_to_mutation).not.toBe(mutation);
+      await standin.flushMutations();
+      await settled(res.json);
+      const matches = await query({ vector: vec({ 30: 1 }), top_k: 1, filter: { company_id: s.company } });
+      expect(matches.map((m) => m.id)).toEqual([s.id("late")]);
+    } finally {
+      await standin.configure({ mutationDelayMs });
+    }
   });
 
   it("stand-in: rejects Map filters and options, enforces limits and dimensions, supports every operator", async () => {
@@ -303,7 +314,16 @@ describe.runIf(IMPL === "vectorize")("Vectorize specifics (stand-in)", () => {
     q[40] = 1;
     expect(await rejection(() => standin.query(q, { topK: 1, filter: new Map([["company_id", 1]]) }))).toMatch(/Map/);
     expect(await rejection(() => standin.query(q, new Map([["topK", 1]])))).toMatch(/Map/);
-    expect(await rejection(() => standin.query(q, { topK: 51, returnMetadata: "all" }))).toMatch(/topK 51/);
+    expect(await rejection(() => standin.query(q, { topK: 21, returnMetadata: "all" }))).toMatch(/topK 21/);
+    expect(await rejection(() => standin.query(q, { topK: 21, returnValues: true }))).toMatch(/topK 21/);
+    expect(await rejection(() => standin.query(q, { topK: 1, returnMetadata: "everything" }))).toMatch(/returnMetadata/);
+    expect(await rejection(() => standin.query(q, { topK: 1, filter: {} }))).toMatch(/non-empty/);
+    expect(await rejection(() => standin.query(q, { topK: 1, filter: { $bad: 1 } }))).toMatch(/invalid filter key/);
+    expect(await rejection(() => standin.getByIds(Array.from({ length: 1001 }, (_, i) => `x${i}`)))).toMatch(/1001 ids/);
+    expect(await rejection(() => standin.upsert([{ id: "é".repeat(33), values: q }]))).toMatch(/longer than 64 bytes/);
+    expect(await rejection(() => standin.upsert([{ id: s.id("fat"), values: q, metadata: { blob: "x".repeat(10 * 1024) } }]))).toMatch(
+      /exceeds 10240 bytes/,
+    );
     expect(await rejection(() => standin.query(q, { topK: 101 }))).toMatch(/topK 101/);
     expect(await rejection(() => standin.query(new Float32Array(3), { topK: 1 }))).toMatch(/3 dimensions/);
     expect(await rejection(() => standin.upsert([{ id: s.id("bad"), values: new Float32Array(2) }]))).toMatch(/2 dimensions/);
