@@ -41,6 +41,12 @@ pub const VECTORIZE_MAX_METADATA_BYTES: usize = 10 * 1024;
 /// Vectorize metadata filtering: "the filter object … must be less than 2048 bytes" (compact JSON).
 /// https://developers.cloudflare.com/vectorize/reference/metadata-filtering/
 pub const VECTORIZE_MAX_FILTER_BYTES: usize = 2048;
+/// How long a Vectorize write may take to become visible before its absence counts as a fault.
+/// Vectorize applies upserts and deletes asynchronously: the call answers with a `mutationId`
+/// and "it typically takes a few seconds for upserted vectors to be available for querying"
+/// (<https://developers.cloudflare.com/vectorize/reference/client-api/>). A commit waits up to
+/// this long for its vectors; reconciliation does not count the vectors of a younger commit.
+pub const VECTOR_SETTLE_MS: u64 = 10 * 60 * 1_000;
 /// D1: "Maximum number of bound parameters per query: 100".
 pub const D1_MAX_BOUND_PARAMS: usize = 100;
 /// D1: "Maximum SQL statement length: 100,000 bytes (100 KB)". We count bound BLOB/TEXT bytes
@@ -445,6 +451,19 @@ pub trait VectorIndex {
     async fn delete_by_ids(&self, ids: &[String]) -> Result<MutationReceipt, VectorIndexError>;
     /// Dimensions and size of the index.
     async fn describe(&self) -> Result<IndexInfo, VectorIndexError>;
+
+    /// Whether a write becomes visible to queries only some time after the call returns
+    /// (Vectorize queues it as a mutation), so a writer that needs its vectors searchable must
+    /// look them up before relying on them. `false`: the write is visible when it returns.
+    fn writes_land_later(&self) -> bool {
+        false
+    }
+
+    /// How many of `ids` are stored and visible now. The default reads the vectors; an
+    /// implementation that can count without holding every vector at once should.
+    async fn count_present(&self, ids: &[String]) -> Result<usize, VectorIndexError> {
+        Ok(self.get_by_ids(ids).await?.len())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
