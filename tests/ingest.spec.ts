@@ -3,7 +3,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { deliverBatch, ingest, INGEST, poll, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
-import { fetchVectors, storedVectorCount, storedVectorIds, storedVectorVersions } from "./vector_state";
+import { fetchVectors, IMPL, storedVectorCount, storedVectorIds, storedVectorVersions } from "./vector_state";
 
 const ACME = `---
 title: Acme Robotics
@@ -55,6 +55,11 @@ describe("ingestion pipeline", () => {
     const vectors = await fetchVectors(vectorIds);
     expect(vectors.every((v) => v.values.length === 1536 && v.metadata.version === doc.active_version)).toBe(true);
     expect(vectors.every((v) => v.metadata.document_id === doc.id && v.metadata.company_id === doc.company_id)).toBe(true);
+    if (IMPL === "vectorize") {
+      // What the Worker wrote: the filtered fields and nothing else (no empty `tags`).
+      const raw = await (env as any).VECTORIZE.getByIds(vectorIds);
+      expect(raw.map((v: any) => Object.keys(v.metadata).sort())).toEqual(vectorIds.map(() => ["company_id", "document_id", "version"]));
+    }
 
     const fts = await env.DB.prepare(
       "SELECT c.chunk_index FROM chunks_fts f JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH 'frostbite' AND c.document_id = ?1",

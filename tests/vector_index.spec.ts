@@ -119,7 +119,7 @@ describe(`vector index (${IMPL})`, () => {
     const q = vec({ 0: 1 });
     const vectors = [
       record(s.id("far"), vec({ 0: -1, 2: 0.2 }), s.company, 4),
-      record(s.id("near"), vec({ 0: 1, 1: 0.1 }), s.company, 1, ["search", "rust"]),
+      record(s.id("near"), vec({ 0: 1, 1: 0.1 }), s.company, 1),
       record(s.id("orthogonal"), vec({ 1: 1 }), s.company, 3),
       record(s.id("mid"), vec({ 0: 1, 1: 0.5 }), s.company, 2),
     ];
@@ -134,7 +134,7 @@ describe(`vector index (${IMPL})`, () => {
       const v = vectors.find((r) => r.id === m.id)!;
       expect(m.score).toBeCloseTo(cosine(q, v.values), 5);
     }
-    expect(matches[0].metadata).toEqual({ document_id: 1, company_id: s.company, version: 1, tags: ["search", "rust"] });
+    expect(matches[0].metadata).toEqual({ document_id: 1, company_id: s.company, version: 1 });
 
     const bare = await query({ vector: q, top_k: 4, filter: { company_id: s.company }, return_metadata: false });
     expect(bare.map((m) => m.id)).toEqual([s.id("near"), s.id("mid"), s.id("orthogonal"), s.id("far")]);
@@ -182,7 +182,7 @@ describe(`vector index (${IMPL})`, () => {
 
   it("gets and deletes vectors by id", async () => {
     const s = scope();
-    const v1 = record(s.id("g1"), vec({ 20: 0.5, 21: -0.25 }), s.company, 7, ["x"]);
+    const v1 = record(s.id("g1"), vec({ 20: 0.5, 21: -0.25 }), s.company, 7);
     const v2 = record(s.id("g2"), vec({ 22: 1.5 }), null, 8);
     await upsert([v1, v2]);
 

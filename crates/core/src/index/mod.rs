@@ -5,12 +5,12 @@
 //! Owns what may be sent to an index and how exact search ranks; must never perform I/O
 //! (the adapters in `crates/worker/src/store/` do) and never read a clock.
 //!
-//! **Tags** are stored in every vector's metadata (so a match carries them) but are *not*
-//! filterable here: Vectorize filters only scalar metadata (string, number, boolean) and caps a
-//! metadata index at 64 bytes per vector, so a tag list cannot be an indexed field. Tag matching
-//! is the tag retrieval's job (D1 `chunks.tags`, merged by `fusion`); callers that must restrict
-//! vector matches to tags post-filter with [`retain_matches_with_any_tag`] and accept the lower
-//! recall (fewer than `top_k` matches may remain).
+//! A vector's metadata is what filters need and nothing else: document, company, generation.
+//! **Tags are not in it**: ingestion embeds (and writes vectors) before it tags, so they would
+//! have to be written twice, and nothing reads them from the index: Vectorize filters only on
+//! scalar metadata indexes (a tag list cannot be one), and tag matching is the tag retrieval's
+//! job over D1 (`chunks.tags`, merged by `fusion`). Vectors written by older builds may still
+//! carry an empty `tags` field; reading ignores it.
 
 use std::ops::Range;
 
@@ -68,9 +68,6 @@ pub struct VectorMetadata {
     pub company_id: Option<i64>,
     /// Generation of the chunk (`chunks.version`).
     pub version: u64,
-    /// The chunk's tags; stored, returned, never filtered by the index (see the module docs).
-    #[serde(default)]
-    pub tags: Vec<String>,
 }
 
 /// One vector with its id (`<document_id>:<version>:<chunk_index>`) and metadata.
@@ -80,7 +77,7 @@ pub struct VectorRecord {
     pub id: String,
     /// The embedding; exactly the index's dimensions.
     pub values: Vec<f32>,
-    /// Document, company, generation and tags of the chunk.
+    /// Document, company and generation of the chunk.
     pub metadata: VectorMetadata,
 }
 
@@ -241,18 +238,6 @@ impl MetadataFilter {
                 .is_none_or(|m| m.accepts(Some(metadata.document_id)))
             && self.version.as_ref().is_none_or(|m| m.accepts(version))
     }
-}
-
-/// Keeps the matches whose metadata carries at least one of `tags` (case-insensitive); a match
-/// without metadata is dropped. Post-filtering: the result may hold fewer than `top_k` matches.
-pub fn retain_matches_with_any_tag(matches: &mut Vec<VectorMatch>, tags: &[String]) {
-    matches.retain(|m| {
-        m.metadata.as_ref().is_some_and(|md| {
-            md.tags
-                .iter()
-                .any(|t| tags.iter().any(|want| want.eq_ignore_ascii_case(t)))
-        })
-    });
 }
 
 // ---------------------------------------------------------------------------------------------

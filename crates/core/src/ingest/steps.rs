@@ -252,7 +252,6 @@ where
                     document_id: document.document_id,
                     company_id: document.company_id,
                     version: generation,
-                    tags: Vec::new(),
                 },
             })
             .collect();
