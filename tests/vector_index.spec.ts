@@ -350,5 +350,47 @@ describe.runIf(IMPL === "vectorize")("Vectorize specifics (stand-in)", () => {
     expect(await ids({ version: { $eq: 9 } })).toEqual([]);
     const [v1] = await standin.getByIds([s.id("v1")]);
     expect(v1.metadata.version).toBe(1);
+    // "indexed" returns only what the metadata indexes hold.
+    const [indexed] = (await standin.query(q, { topK: 1, returnMetadata: "indexed", filter: { company_id: s.company } })).matches;
+    expect(Object.keys(indexed.metadata).sort()).toEqual(["company_id", "document_id", "version"]);
+  });
+
+  it("stand-in: metadata indexes like wrangler's create-/list-/delete-metadata-index, over RPC and HTTP", async () => {
+    const http = async (method: string, path: string, body?: unknown) => {
+      const res = await standin.fetch(`http://standin${path}`, {
+        method,
+        headers: { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: res.status, json: await res.json() };
+    };
+    const names = async () => (await http("GET", "/metadata-index/list")).json.map((i: any) => `${i.propertyName}:${i.indexType}`);
+    // The project's setup created the service's three, before any vector.
+    expect(await names()).toEqual(["company_id:number", "document_id:number", "version:number"]);
+    const created = await http("POST", "/metadata-index/create", { propertyName: "title", indexType: "String" });
+    expect(created.json.mutationId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await rejection(() => standin.createMetadataIndex("title", "string"))).toMatch(/already exists/);
+    expect(await rejection(() => standin.createMetadataIndex("x", "date"))).toMatch(/string, number or boolean/);
+    for (let i = 0; i < 6; i++) await standin.createMetadataIndex(`p${i}`, "boolean");
+    // [limits] at most 10 per index.
+    expect(await rejection(() => standin.createMetadataIndex("p6", "boolean"))).toMatch(/at most 10/);
+    await standin.drainMutations();
+    expect(await names()).toContain("title:string");
+    await http("POST", "/metadata-index/delete", { propertyName: "title" });
+    for (let i = 0; i < 6; i++) await standin.deleteMetadataIndex(`p${i}`);
+    await standin.drainMutations();
+    expect(await names()).toEqual(["company_id:number", "document_id:number", "version:number"]);
+
+    // A filter on a property without a metadata index matches nothing, and says so.
+    const s = scope();
+    await standin.upsert([{ id: s.id("t"), values: vec({ 50: 1 }), metadata: { company_id: s.company, document_id: 1, version: 1, title: "x" } }]);
+    await standin.drainMutations();
+    const q = new Float32Array(DIMS);
+    q[50] = 1;
+    expect((await standin.query(q, { topK: 5, filter: { title: "x" } })).matches).toEqual([]);
+    expect((await standin.query(q, { topK: 5, filter: { company_id: s.company } })).matches.map((m: any) => m.id)).toEqual([s.id("t")]);
+    const log = (await http("GET", "/log")).json;
+    expect(log.at(-1)).toMatchObject({ kind: "no_metadata_index", property: "title" });
+    expect(log.at(-1).message).toContain("create-metadata-index <index> --property-name=title");
   });
 });
