@@ -1,5 +1,6 @@
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { IMPL } from "./vector_state";
 
 describe("GET /api/health", () => {
   it("reports every required binding present and the offline providers", async () => {
@@ -17,7 +18,7 @@ describe("GET /api/health", () => {
     expect(body.providers).toEqual({
       embedding: "offline",
       chat: "offline",
-      vector_index: "d1",
+      vector_index: IMPL,
       dimensions: 1536,
     });
   });

@@ -3,6 +3,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { deliverBatch, ingest, INGEST, poll, processorState, putDocument, uniqueKey, waitForStatus } from "./support";
+import { fetchVectors, IMPL, storedVectorCount, storedVectorIds, storedVectorVersions } from "./vector_state";
 
 const ACME = `---
 title: Acme Robotics
@@ -49,12 +50,17 @@ describe("ingestion pipeline", () => {
     expect(chunks.results.every((c) => c.vector_id === `${doc.id}:${doc.active_version}:${c.chunk_index}`)).toBe(true);
     expect(chunks.results.every((c) => JSON.parse(c.tags).length > 0)).toBe(true);
 
-    const vectors = await env.DB.prepare(
-      "SELECT id, version, dimensions, length(embedding) AS bytes FROM vector_index WHERE document_id = ?1 ORDER BY id",
-    ).bind(doc.id).all<any>();
-    expect(vectors.results.map((v) => v.id).sort()).toEqual(chunks.results.map((c) => c.vector_id).sort());
+    const vectorIds = await storedVectorIds(doc.id);
+    expect(vectorIds).toEqual(chunks.results.map((c) => c.vector_id).sort());
+    const vectors = await fetchVectors(vectorIds);
     const dims = Number((env as any).EMBEDDING_DIMENSIONS ?? 1536);
-    expect(vectors.results.every((v) => v.dimensions === dims && v.bytes === dims * 4)).toBe(true);
+    expect(vectors.every((v) => v.values.length === dims && v.metadata.version === doc.active_version)).toBe(true);
+    expect(vectors.every((v) => v.metadata.document_id === doc.id && v.metadata.company_id === doc.company_id)).toBe(true);
+    if (IMPL === "vectorize") {
+      // What the Worker wrote: the filtered fields and nothing else (no empty `tags`).
+      const raw = await (env as any).VECTORIZE.getByIds(vectorIds);
+      expect(raw.map((v: any) => Object.keys(v.metadata).sort())).toEqual(vectorIds.map(() => ["company_id", "document_id", "version"]));
+    }
 
     const fts = await env.DB.prepare(
       "SELECT c.chunk_index FROM chunks_fts f JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH 'frostbite' AND c.document_id = ?1",
@@ -84,8 +90,7 @@ describe("ingestion pipeline", () => {
 
     const versions = await env.DB.prepare("SELECT DISTINCT version FROM chunks WHERE document_id = ?1").bind(doc.id).all<any>();
     expect(versions.results).toEqual([{ version: doc.active_version }]);
-    const vectorVersions = await env.DB.prepare("SELECT DISTINCT version FROM vector_index WHERE document_id = ?1").bind(doc.id).all<any>();
-    expect(vectorVersions.results).toEqual([{ version: doc.active_version }]);
+    expect(await storedVectorVersions(doc.id)).toEqual([doc.active_version]);
     const old = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks_fts WHERE chunks_fts MATCH 'zorblax'").first<any>();
     expect(old.n).toBe(0);
     expect(doc.title).toBe("New");
@@ -112,8 +117,7 @@ describe("ingestion pipeline", () => {
     const gone = await waitForStatus(key, ["deleted"]);
     expect(gone.active_version).toBeNull();
     const chunks = await env.DB.prepare("SELECT COUNT(*) AS n FROM chunks WHERE document_id = ?1").bind(doc.id).first<any>();
-    const vectors = await env.DB.prepare("SELECT COUNT(*) AS n FROM vector_index WHERE document_id = ?1").bind(doc.id).first<any>();
-    expect([chunks.n, vectors.n]).toEqual([0, 0]);
+    expect([chunks.n, await storedVectorCount(doc.id)]).toEqual([0, 0]);
     expect((await processorState(key)).status).toBe("deleted");
   });
 
@@ -163,11 +167,10 @@ describe("large documents", () => {
 
     const counts: any = await env.DB.prepare(
       `SELECT (SELECT COUNT(*) FROM chunks WHERE document_id = ?1 AND version = ?2) AS chunks,
-              (SELECT COUNT(*) FROM vector_index WHERE document_id = ?1 AND version = ?2) AS vectors,
               (SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'procedure') AS fts`,
     ).bind(doc.id, doc.active_version).first();
     expect(counts.chunks).toBe(doc.chunk_count);
-    expect(counts.vectors).toBe(doc.chunk_count);
+    expect(await storedVectorCount(doc.id, doc.active_version)).toBe(doc.chunk_count);
     expect(counts.fts).toBeGreaterThanOrEqual(doc.chunk_count);
 
     const status = await processorState(key);

@@ -124,6 +124,21 @@ describe("POST /api/search", () => {
   });
 });
 
+describe("GET /admin/index/check", () => {
+  it("finds every property the service filters on filterable in the index", async () => {
+    const res = await admin("/admin/index/check");
+    expect(res.status).toBe(200);
+    const check: any = await res.json();
+    expect(check.verdict).toBe("ok");
+    expect(check.sample).toMatch(/^\d+:\d+:0$/);
+    expect(check.properties.map((p: any) => [p.property, p.index_type, p.status])).toEqual([
+      ["company_id", "number", "filterable"],
+      ["document_id", "number", "filterable"],
+      ["version", "number", "filterable"],
+    ]);
+  });
+});
+
 async function readSse(res: Response) {
   const text = await res.text();
   return text

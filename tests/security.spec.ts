@@ -111,6 +111,7 @@ describe("admin auth matrix", () => {
       `/admin/documents/${key}/runs`,
       "/admin/documents/companies/nobody/new.md",
       "/admin/index",
+      "/admin/index/check",
       "/admin/index/query",
       "/admin/index/upsert",
       "/admin/index/get",

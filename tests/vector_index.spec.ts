@@ -33,9 +33,11 @@ async function admin(path: string, body?: unknown, token: string | null = TOKEN)
 async function settled(receipt: { mutation_ids: string[] }) {
   const last = receipt.mutation_ids.at(-1);
   if (last === undefined) return;
-  for (let i = 0; i < 50; i++) {
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
     const { json } = await admin("/admin/index");
     if (json.processed_up_to_mutation === last) return;
+    await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`mutation ${last} was never applied`);
 }
@@ -117,7 +119,7 @@ describe(`vector index (${IMPL})`, () => {
     const q = vec({ 0: 1 });
     const vectors = [
       record(s.id("far"), vec({ 0: -1, 2: 0.2 }), s.company, 4),
-      record(s.id("near"), vec({ 0: 1, 1: 0.1 }), s.company, 1, ["search", "rust"]),
+      record(s.id("near"), vec({ 0: 1, 1: 0.1 }), s.company, 1),
       record(s.id("orthogonal"), vec({ 1: 1 }), s.company, 3),
       record(s.id("mid"), vec({ 0: 1, 1: 0.5 }), s.company, 2),
     ];
@@ -132,7 +134,7 @@ describe(`vector index (${IMPL})`, () => {
       const v = vectors.find((r) => r.id === m.id)!;
       expect(m.score).toBeCloseTo(cosine(q, v.values), 5);
     }
-    expect(matches[0].metadata).toEqual({ document_id: 1, company_id: s.company, version: 1, tags: ["search", "rust"] });
+    expect(matches[0].metadata).toEqual({ document_id: 1, company_id: s.company, version: 1 });
 
     const bare = await query({ vector: q, top_k: 4, filter: { company_id: s.company }, return_metadata: false });
     expect(bare.map((m) => m.id)).toEqual([s.id("near"), s.id("mid"), s.id("orthogonal"), s.id("far")]);
@@ -180,7 +182,7 @@ describe(`vector index (${IMPL})`, () => {
 
   it("gets and deletes vectors by id", async () => {
     const s = scope();
-    const v1 = record(s.id("g1"), vec({ 20: 0.5, 21: -0.25 }), s.company, 7, ["x"]);
+    const v1 = record(s.id("g1"), vec({ 20: 0.5, 21: -0.25 }), s.company, 7);
     const v2 = record(s.id("g2"), vec({ 22: 1.5 }), null, 8);
     await upsert([v1, v2]);
 
@@ -251,7 +253,7 @@ describe(`vector index (${IMPL})`, () => {
 
   it("rejects topK over the platform limit before reaching the index", async () => {
     const callsBefore = IMPL === "vectorize" ? (await recordedCalls()).length : 0;
-    for (const [top_k, return_metadata] of [[51, true], [101, false], [0, false]] as const) {
+    for (const [top_k, return_metadata] of [[21, true], [101, false], [0, false]] as const) {
       const res = await admin("/admin/index/query", { vector: vec({ 0: 1 }), top_k, return_metadata });
       expect(res.status, `top_k ${top_k}`).toBe(400);
       expect(res.json.error.code).toBe("top_k_out_of_range");
@@ -260,7 +262,7 @@ describe(`vector index (${IMPL})`, () => {
       expect((await recordedCalls()).length).toBe(callsBefore);
     }
     // The limits themselves are accepted.
-    await query({ vector: vec({ 0: 1 }), top_k: 50, return_metadata: true });
+    await query({ vector: vec({ 0: 1 }), top_k: 20, return_metadata: true });
     await query({ vector: vec({ 0: 1 }), top_k: 100, return_metadata: false });
   });
 
@@ -287,14 +289,23 @@ describe(`vector index (${IMPL})`, () => {
 describe.runIf(IMPL === "vectorize")("Vectorize specifics (stand-in)", () => {
   it("applies mutations asynchronously: an upsert is not visible until its mutation is processed", async () => {
     const s = scope();
-    const res = await admin("/admin/index/upsert", { vectors: [record(s.id("late"), vec({ 30: 1 }), s.company)] });
-    expect(res.status).toBe(200);
-    const [mutation] = res.json.mutation_ids;
-    expect(typeof mutation).toBe("string");
-    expect(await query({ vector: vec({ 30: 1 }), top_k: 1, filter: { company_id: s.company } })).toEqual([]);
-    await settled(res.json);
-    const matches = await query({ vector: vec({ 30: 1 }), top_k: 1, filter: { company_id: s.company } });
-    expect(matches.map((m) => m.id)).toEqual([s.id("late")]);
+    // A window as long as Vectorize's "few seconds", held open until flushed.
+    const { mutationDelayMs } = await standin.configure({ mutationDelayMs: 60_000 });
+    try {
+      const res = await admin("/admin/index/upsert", { vectors: [record(s.id("late"), vec({ 30: 1 }), s.company)] });
+      expect(res.status).toBe(200);
+      const [mutation] = res.json.mutation_ids;
+      expect(mutation).toMatch(/^[0-9a-f-]{36}$/);
+      expect(await query({ vector: vec({ 30: 1 }), top_k: 1, filter: { company_id: s.company } })).toEqual([]);
+      expect((await admin("/admin/index/get", { ids: [s.id("late")] })).json.vectors).toEqual([]);
+      expect((await admin("/admin/index")).json.processed_up_to_mutation).not.toBe(mutation);
+      await standin.flushMutations();
+      await settled(res.json);
+      const matches = await query({ vector: vec({ 30: 1 }), top_k: 1, filter: { company_id: s.company } });
+      expect(matches.map((m) => m.id)).toEqual([s.id("late")]);
+    } finally {
+      await standin.configure({ mutationDelayMs });
+    }
   });
 
   it("stand-in: rejects Map filters and options, enforces limits and dimensions, supports every operator", async () => {
@@ -303,7 +314,16 @@ describe.runIf(IMPL === "vectorize")("Vectorize specifics (stand-in)", () => {
     q[40] = 1;
     expect(await rejection(() => standin.query(q, { topK: 1, filter: new Map([["company_id", 1]]) }))).toMatch(/Map/);
     expect(await rejection(() => standin.query(q, new Map([["topK", 1]])))).toMatch(/Map/);
-    expect(await rejection(() => standin.query(q, { topK: 51, returnMetadata: "all" }))).toMatch(/topK 51/);
+    expect(await rejection(() => standin.query(q, { topK: 21, returnMetadata: "all" }))).toMatch(/topK 21/);
+    expect(await rejection(() => standin.query(q, { topK: 21, returnValues: true }))).toMatch(/topK 21/);
+    expect(await rejection(() => standin.query(q, { topK: 1, returnMetadata: "everything" }))).toMatch(/returnMetadata/);
+    expect(await rejection(() => standin.query(q, { topK: 1, filter: {} }))).toMatch(/non-empty/);
+    expect(await rejection(() => standin.query(q, { topK: 1, filter: { $bad: 1 } }))).toMatch(/invalid filter key/);
+    expect(await rejection(() => standin.getByIds(Array.from({ length: 1001 }, (_, i) => `x${i}`)))).toMatch(/1001 ids/);
+    expect(await rejection(() => standin.upsert([{ id: "é".repeat(33), values: q }]))).toMatch(/longer than 64 bytes/);
+    expect(await rejection(() => standin.upsert([{ id: s.id("fat"), values: q, metadata: { blob: "x".repeat(10 * 1024) } }]))).toMatch(
+      /exceeds 10240 bytes/,
+    );
     expect(await rejection(() => standin.query(q, { topK: 101 }))).toMatch(/topK 101/);
     expect(await rejection(() => standin.query(new Float32Array(3), { topK: 1 }))).toMatch(/3 dimensions/);
     expect(await rejection(() => standin.upsert([{ id: s.id("bad"), values: new Float32Array(2) }]))).toMatch(/2 dimensions/);
@@ -330,5 +350,47 @@ describe.runIf(IMPL === "vectorize")("Vectorize specifics (stand-in)", () => {
     expect(await ids({ version: { $eq: 9 } })).toEqual([]);
     const [v1] = await standin.getByIds([s.id("v1")]);
     expect(v1.metadata.version).toBe(1);
+    // "indexed" returns only what the metadata indexes hold.
+    const [indexed] = (await standin.query(q, { topK: 1, returnMetadata: "indexed", filter: { company_id: s.company } })).matches;
+    expect(Object.keys(indexed.metadata).sort()).toEqual(["company_id", "document_id", "version"]);
+  });
+
+  it("stand-in: metadata indexes like wrangler's create-/list-/delete-metadata-index, over RPC and HTTP", async () => {
+    const http = async (method: string, path: string, body?: unknown) => {
+      const res = await standin.fetch(`http://standin${path}`, {
+        method,
+        headers: { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: res.status, json: await res.json() };
+    };
+    const names = async () => (await http("GET", "/metadata-index/list")).json.map((i: any) => `${i.propertyName}:${i.indexType}`);
+    // The project's setup created the service's three, before any vector.
+    expect(await names()).toEqual(["company_id:number", "document_id:number", "version:number"]);
+    const created = await http("POST", "/metadata-index/create", { propertyName: "title", indexType: "String" });
+    expect(created.json.mutationId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await rejection(() => standin.createMetadataIndex("title", "string"))).toMatch(/already exists/);
+    expect(await rejection(() => standin.createMetadataIndex("x", "date"))).toMatch(/string, number or boolean/);
+    for (let i = 0; i < 6; i++) await standin.createMetadataIndex(`p${i}`, "boolean");
+    // [limits] at most 10 per index.
+    expect(await rejection(() => standin.createMetadataIndex("p6", "boolean"))).toMatch(/at most 10/);
+    await standin.drainMutations();
+    expect(await names()).toContain("title:string");
+    await http("POST", "/metadata-index/delete", { propertyName: "title" });
+    for (let i = 0; i < 6; i++) await standin.deleteMetadataIndex(`p${i}`);
+    await standin.drainMutations();
+    expect(await names()).toEqual(["company_id:number", "document_id:number", "version:number"]);
+
+    // A filter on a property without a metadata index matches nothing, and says so.
+    const s = scope();
+    await standin.upsert([{ id: s.id("t"), values: vec({ 50: 1 }), metadata: { company_id: s.company, document_id: 1, version: 1, title: "x" } }]);
+    await standin.drainMutations();
+    const q = new Float32Array(DIMS);
+    q[50] = 1;
+    expect((await standin.query(q, { topK: 5, filter: { title: "x" } })).matches).toEqual([]);
+    expect((await standin.query(q, { topK: 5, filter: { company_id: s.company } })).matches.map((m: any) => m.id)).toEqual([s.id("t")]);
+    const log = (await http("GET", "/log")).json;
+    expect(log.at(-1)).toMatchObject({ kind: "no_metadata_index", property: "title" });
+    expect(log.at(-1).message).toContain("create-metadata-index <index> --property-name=title");
   });
 });

@@ -32,8 +32,8 @@ export function cosine(a: number[], b: number[]): number {
 }
 
 /** A record for /admin/index/upsert; a `null` company leaves `company_id` out. */
-export function record(id: string, values: number[], company: number | null, document_id = 1, tags: string[] = []) {
-  const metadata: any = { document_id, version: 1, tags };
+export function record(id: string, values: number[], company: number | null, document_id = 1) {
+  const metadata: any = { document_id, version: 1 };
   if (company !== null) metadata.company_id = company;
   return { id, values, metadata };
 }

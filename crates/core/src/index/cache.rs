@@ -341,8 +341,7 @@ impl VectorCache {
                     return;
                 }
                 self.deleted.remove(&id);
-                let bytes =
-                    self.dimensions + ENTRY_OVERHEAD_BYTES + id.len() + tags_bytes(&metadata);
+                let bytes = self.dimensions + ENTRY_OVERHEAD_BYTES + id.len();
                 let d = self.dimensions;
                 if let Some(&i) = self.by_id.get(&id) {
                     let slot = &mut self.slots[i];
@@ -480,14 +479,6 @@ impl VectorCache {
             .map(|(i, _, _)| self.slots[i].id.clone())
             .collect()
     }
-}
-
-fn tags_bytes(metadata: &VectorMetadata) -> usize {
-    metadata
-        .tags
-        .iter()
-        .map(|t| t.len() + std::mem::size_of::<String>())
-        .sum()
 }
 
 /// `Σ q_j · codes_j` with eight independent accumulators, which lets the compiler keep several

@@ -5,12 +5,12 @@
 //! Owns what may be sent to an index and how exact search ranks; must never perform I/O
 //! (the adapters in `crates/worker/src/store/` do) and never read a clock.
 //!
-//! **Tags** are stored in every vector's metadata (so a match carries them) but are *not*
-//! filterable here: Vectorize filters only scalar metadata (string, number, boolean) and caps a
-//! metadata index at 64 bytes per vector, so a tag list cannot be an indexed field. Tag matching
-//! is the tag retrieval's job (D1 `chunks.tags`, merged by `fusion`); callers that must restrict
-//! vector matches to tags post-filter with [`retain_matches_with_any_tag`] and accept the lower
-//! recall (fewer than `top_k` matches may remain).
+//! A vector's metadata is what filters need and nothing else: document, company, generation.
+//! **Tags are not in it**: ingestion embeds (and writes vectors) before it tags, so they would
+//! have to be written twice, and nothing reads them from the index: Vectorize filters only on
+//! scalar metadata indexes (a tag list cannot be one), and tag matching is the tag retrieval's
+//! job over D1 (`chunks.tags`, merged by `fusion`). Vectors written by older builds may still
+//! carry an empty `tags` field; reading ignores it.
 
 use std::ops::Range;
 
@@ -29,9 +29,11 @@ pub const INDEX_DIMENSIONS: usize = 1536;
 pub const VECTORIZE_MAX_UPSERT_BATCH: usize = 1000;
 /// Vectorize: "Maximum returned results (topK) without values and metadata: 100".
 pub const VECTORIZE_MAX_TOP_K: usize = 100;
-/// Vectorize: maximum topK with `returnValues: true` or `returnMetadata: "all"`. The limits page
-/// listed 20 for early V2 indexes; it was raised to 50, which is what our indexes get.
-pub const VECTORIZE_MAX_TOP_K_WITH_METADATA: usize = 50;
+/// Vectorize: "Maximum returned results (topK) with values or metadata: 20" (limits page), and
+/// the Workers API page: "for a query operation with `returnValues` set to `true` or
+/// `returnMetadata` set to `all`, `topK` would be limited to a maximum value of `20`".
+/// <https://developers.cloudflare.com/vectorize/reference/client-api/>
+pub const VECTORIZE_MAX_TOP_K_WITH_METADATA: usize = 20;
 /// Vectorize: "Maximum vector ID length: 64 bytes".
 pub const VECTORIZE_MAX_ID_BYTES: usize = 64;
 /// Vectorize: "Metadata per vector: 10KiB" (measured as compact JSON).
@@ -39,6 +41,12 @@ pub const VECTORIZE_MAX_METADATA_BYTES: usize = 10 * 1024;
 /// Vectorize metadata filtering: "the filter object … must be less than 2048 bytes" (compact JSON).
 /// https://developers.cloudflare.com/vectorize/reference/metadata-filtering/
 pub const VECTORIZE_MAX_FILTER_BYTES: usize = 2048;
+/// How long a Vectorize write may take to become visible before its absence counts as a fault.
+/// Vectorize applies upserts and deletes asynchronously: the call answers with a `mutationId`
+/// and "it typically takes a few seconds for upserted vectors to be available for querying"
+/// (<https://developers.cloudflare.com/vectorize/reference/client-api/>). A commit waits up to
+/// this long for its vectors; reconciliation does not count the vectors of a younger commit.
+pub const VECTOR_SETTLE_MS: u64 = 10 * 60 * 1_000;
 /// D1: "Maximum number of bound parameters per query: 100".
 pub const D1_MAX_BOUND_PARAMS: usize = 100;
 /// D1: "Maximum SQL statement length: 100,000 bytes (100 KB)". We count bound BLOB/TEXT bytes
@@ -60,9 +68,6 @@ pub struct VectorMetadata {
     pub company_id: Option<i64>,
     /// Generation of the chunk (`chunks.version`).
     pub version: u64,
-    /// The chunk's tags; stored, returned, never filtered by the index (see the module docs).
-    #[serde(default)]
-    pub tags: Vec<String>,
 }
 
 /// One vector with its id (`<document_id>:<version>:<chunk_index>`) and metadata.
@@ -72,7 +77,7 @@ pub struct VectorRecord {
     pub id: String,
     /// The embedding; exactly the index's dimensions.
     pub values: Vec<f32>,
-    /// Document, company, generation and tags of the chunk.
+    /// Document, company and generation of the chunk.
     pub metadata: VectorMetadata,
 }
 
@@ -233,18 +238,6 @@ impl MetadataFilter {
                 .is_none_or(|m| m.accepts(Some(metadata.document_id)))
             && self.version.as_ref().is_none_or(|m| m.accepts(version))
     }
-}
-
-/// Keeps the matches whose metadata carries at least one of `tags` (case-insensitive); a match
-/// without metadata is dropped. Post-filtering: the result may hold fewer than `top_k` matches.
-pub fn retain_matches_with_any_tag(matches: &mut Vec<VectorMatch>, tags: &[String]) {
-    matches.retain(|m| {
-        m.metadata.as_ref().is_some_and(|md| {
-            md.tags
-                .iter()
-                .any(|t| tags.iter().any(|want| want.eq_ignore_ascii_case(t)))
-        })
-    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,6 +436,19 @@ pub trait VectorIndex {
     async fn delete_by_ids(&self, ids: &[String]) -> Result<MutationReceipt, VectorIndexError>;
     /// Dimensions and size of the index.
     async fn describe(&self) -> Result<IndexInfo, VectorIndexError>;
+
+    /// Whether a write becomes visible to queries only some time after the call returns
+    /// (Vectorize queues it as a mutation), so a writer that needs its vectors searchable must
+    /// look them up before relying on them. `false`: the write is visible when it returns.
+    fn writes_land_later(&self) -> bool {
+        false
+    }
+
+    /// How many of `ids` are stored and visible now. The default reads the vectors; an
+    /// implementation that can count without holding every vector at once should.
+    async fn count_present(&self, ids: &[String]) -> Result<usize, VectorIndexError> {
+        Ok(self.get_by_ids(ids).await?.len())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -616,9 +622,14 @@ pub fn plan_d1_statements(
 
 pub mod cache;
 mod exact;
+mod filter_check;
 mod stored;
 
 pub use exact::{cosine_similarity, cosine_with_norm, exact_top_k, norm, TopK};
+pub use filter_check::{
+    check_metadata_filters, FilterCheck, FilterStatus, FilteredProperty, PropertyCheck, Verdict,
+    FILTERED_PROPERTIES,
+};
 pub use stored::{decode_f32_le, decode_f32_le_hex, encode_f32_le};
 
 #[cfg(test)]

@@ -477,6 +477,9 @@ impl DocumentStore for FakeDatabase<'_> {
 pub struct FakeIndex<'f> {
     pub vectors: RefCell<BTreeMap<String, VectorRecord>>,
     pub faults: Option<&'f Faults>,
+    /// Like Vectorize: upserts wait in `pending` (invisible) until [`FakeIndex::land`].
+    pub lagging: Cell<bool>,
+    pub pending: RefCell<Vec<VectorRecord>>,
 }
 
 impl<'f> FakeIndex<'f> {
@@ -503,6 +506,14 @@ impl<'f> FakeIndex<'f> {
         })
     }
 
+    /// Makes every pending upsert visible, in order.
+    pub fn land(&self) {
+        let mut vectors = self.vectors.borrow_mut();
+        for record in self.pending.borrow_mut().drain(..) {
+            vectors.insert(record.id.clone(), record);
+        }
+    }
+
     /// Ids of one document's vectors, by version.
     pub fn versions(&self, document_id: i64) -> BTreeMap<u64, u32> {
         let mut out = BTreeMap::new();
@@ -522,9 +533,13 @@ impl VectorIndex for FakeIndex<'_> {
 
     async fn upsert(&self, records: &[VectorRecord]) -> Result<MutationReceipt, VectorIndexError> {
         self.guard("upsert", || {
-            let mut vectors = self.vectors.borrow_mut();
-            for record in records {
-                vectors.insert(record.id.clone(), record.clone());
+            if self.lagging.get() {
+                self.pending.borrow_mut().extend_from_slice(records);
+            } else {
+                let mut vectors = self.vectors.borrow_mut();
+                for record in records {
+                    vectors.insert(record.id.clone(), record.clone());
+                }
             }
             MutationReceipt {
                 count: records.len(),
@@ -568,6 +583,10 @@ impl VectorIndex for FakeIndex<'_> {
             vector_count: self.vectors.borrow().len() as u64,
             processed_up_to_mutation: None,
         })
+    }
+
+    fn writes_land_later(&self) -> bool {
+        self.lagging.get()
     }
 }
 

@@ -5,7 +5,7 @@
 //! Generic over the storage traits so it runs natively on fakes and in the
 //! Worker on the platform. It must never read or write another document's state.
 
-use super::steps::StepResult;
+use super::steps::{Commit, StepResult};
 use super::store::{DocumentStore, ProcessorStorage};
 use crate::index::VectorIndex;
 use crate::ingest::message::IngestCommand;
@@ -292,7 +292,14 @@ where
                 })
             }
             Action::CommitGeneration { version } => Some(match self.commit(key, version).await {
-                Ok(()) => Outcome::Event(Event::Committed { version }),
+                Ok(Commit::Done) => Outcome::Event(Event::Committed { version }),
+                Ok(Commit::VectorsPending { visible, expected }) => {
+                    Outcome::Event(Event::VectorsPending {
+                        version,
+                        visible,
+                        expected,
+                    })
+                }
                 Err(error) => failed(version, PipelineStep::Commit, error),
             }),
             Action::DeleteDocument { generation } => Some(match self.delete_document(key).await {

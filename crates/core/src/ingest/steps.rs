@@ -62,6 +62,20 @@ pub(super) enum StepResult<T> {
     Moved(Option<ObjectHead>),
 }
 
+/// What the commit step did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// The generation is live.
+    Done,
+    /// Its vectors are not all visible in the index yet; nothing was written.
+    VectorsPending {
+        /// Vectors visible now.
+        visible: u32,
+        /// Vectors written (one per chunk).
+        expected: u32,
+    },
+}
+
 /// The ids of a generation's first `count` vectors.
 #[must_use]
 pub fn generation_vector_ids(document_id: i64, version: u64, count: u32) -> Vec<String> {
@@ -238,7 +252,6 @@ where
                     document_id: document.document_id,
                     company_id: document.company_id,
                     version: generation,
-                    tags: Vec::new(),
                 },
             })
             .collect();
@@ -289,13 +302,20 @@ where
             .map_err(store)
     }
 
-    /// Commit: write the generation's chunk rows, then flip the live version
-    /// forward. Idempotent: a retry after a lost answer finds the generation
-    /// live and succeeds without touching its rows.
-    pub(super) async fn commit(&self, key: &str, version: u64) -> Result<(), StepError> {
+    /// Commit: check that the generation's vectors are visible, write its
+    /// chunk rows, then flip the live version forward. Idempotent: a retry
+    /// after a lost answer finds the generation live and succeeds without
+    /// touching its rows.
+    ///
+    /// On an index that applies writes later (Vectorize), a generation whose
+    /// vectors do not all show yet is not flipped live: "ready" means the
+    /// document is found by vector search too, and the previous generation
+    /// keeps serving meanwhile. The check reads before anything is written, so
+    /// waiting leaves nothing half done.
+    pub(super) async fn commit(&self, key: &str, version: u64) -> Result<Commit, StepError> {
         let live = self.documents.live_row(key).await.map_err(store)?;
         match live.and_then(|row| row.active_version) {
-            Some(active) if active == version => return Ok(()),
+            Some(active) if active == version => return Ok(Commit::Done),
             Some(active) if active > version => {
                 return Err(StepError::permanent(format!(
                     "generation {active} is live, newer than {version}: not flipping back"
@@ -304,6 +324,21 @@ where
             _ => {}
         }
         let document = self.staged_document(version).await?;
+        if self.index.writes_land_later() && document.chunk_count > 0 {
+            let ids = generation_vector_ids(document.document_id, version, document.chunk_count);
+            let present = self
+                .index
+                .count_present(&ids)
+                .await
+                .map_err(|e| index("vector index visibility check", &e))?;
+            let visible = u32::try_from(present).unwrap_or(u32::MAX);
+            if visible < document.chunk_count {
+                return Ok(Commit::VectorsPending {
+                    visible,
+                    expected: document.chunk_count,
+                });
+            }
+        }
         let chunks = self
             .storage
             .staged_chunks(version, None)
@@ -320,7 +355,7 @@ where
             .await
             .map_err(store)?
         {
-            Some(active) if active == version => Ok(()),
+            Some(active) if active == version => Ok(Commit::Done),
             other => Err(StepError::permanent(format!(
                 "generation {version} could not go live: the live generation is {other:?}"
             ))),

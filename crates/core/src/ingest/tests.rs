@@ -332,6 +332,118 @@ fn an_update_replaces_the_generation_and_drops_the_old_one() {
     assert_eq!(world.db.row("a.md").and_then(|r| r.active_version), Some(2));
 }
 
+/// Delivers messages and fires alarms (advancing the clock to each) `rounds` times.
+async fn run_rounds(world: &World<'_>, rounds: usize) {
+    for _ in 0..rounds {
+        world.deliver_all().await;
+        if let Some(at) = world.next_alarm() {
+            if at > world.clock.now_ms() {
+                world.clock.now.set(at);
+            }
+            world.fire_due_alarms().await;
+        }
+    }
+}
+
+fn pending_answers(world: &World<'_>) -> usize {
+    world
+        .log
+        .lines
+        .borrow()
+        .iter()
+        .filter(|(_, v)| v["result"]["type"] == "vectors_pending")
+        .count()
+}
+
+#[test]
+fn a_commit_waits_until_its_vectors_are_visible_without_spending_attempts() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Alpha", 3));
+        world.settle().await;
+        world.index.lagging.set(true);
+        world.put("a.md", &doc("Beta", 5));
+        run_rounds(&world, 40).await;
+        // Generation 2's vectors have not landed: it is not live, generation 1 serves.
+        assert!(pending_answers(&world) >= 5, "{}", pending_answers(&world));
+        let row = world.db.row("a.md").expect("row");
+        assert_eq!(row.active_version, Some(1));
+        assert_eq!(
+            world
+                .db
+                .versions(row.id)
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [1]
+        );
+        // The checks thin out: 40 rounds span minutes, not 40 base waits of 500 ms.
+        assert!(
+            world.clock.now_ms() - T0 > 60_000,
+            "{}",
+            world.clock.now_ms() - T0
+        );
+        world.index.land();
+        world.settle().await;
+    });
+    world.assert_matches_r2("a.md");
+    let runs = world.runs("a.md");
+    assert_eq!(runs.last().map(|r| r.outcome.run_status()), Some("ready"));
+    let commit = runs[1]
+        .steps
+        .iter()
+        .find(|s| s.step == crate::ingest::pipeline::PipelineStep::Commit)
+        .expect("a commit step");
+    assert_eq!(commit.attempts, 1, "waiting is not an attempt");
+}
+
+#[test]
+fn a_commit_whose_vectors_never_show_gives_up_and_keeps_the_old_generation() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    block_on(async {
+        world.put("a.md", &doc("Alpha", 3));
+        world.settle().await;
+        world.index.lagging.set(true);
+        world.put("a.md", &doc("Beta", 5));
+        world.settle().await;
+    });
+    let row = world.db.row("a.md").expect("row");
+    assert_eq!(row.status, "failed");
+    assert_eq!(row.active_version, Some(1));
+    assert!(
+        row.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("not visible in the vector index")),
+        "{row:?}"
+    );
+    let runs = world.runs("a.md");
+    let last = runs.last().expect("a run");
+    assert_eq!(last.outcome.run_status(), "failed");
+    let waited = last.finished_at_ms - last.started_at_ms.expect("started");
+    assert!(waited >= crate::index::VECTOR_SETTLE_MS, "{waited}");
+    // Generation 1 still serves, with all its vectors; nothing of generation 2 is live.
+    assert_eq!(
+        world
+            .db
+            .versions(row.id)
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    assert_eq!(
+        world
+            .index
+            .versions(row.id)
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1]
+    );
+}
+
 #[test]
 fn a_command_for_another_key_is_refused() {
     let faults = Faults::default();

@@ -10,7 +10,9 @@ use thiserror::Error;
 pub const MAX_QUERY_CHARS: usize = 2_000;
 /// Default number of results of `/api/search`.
 pub const DEFAULT_TOP_K: u32 = 8;
-/// Largest `top_k`: Vectorize returns at most 50 matches with metadata.
+/// Largest `top_k` of a search. Each retrieval source is asked for at most this many
+/// candidates ([`SearchPlan::candidates`]); the vector source asks without metadata, where
+/// Vectorize allows up to 100 (`index::VECTORIZE_MAX_TOP_K`).
 pub const MAX_TOP_K: u32 = 50;
 /// Most tags a request may filter on.
 pub const MAX_FILTER_TAGS: usize = 10;

@@ -126,7 +126,6 @@ impl VectorIndex for FakeIndex {
                     document_id: 0,
                     company_id: None,
                     version: 0,
-                    tags: Vec::new(),
                 },
             })
             .collect())

@@ -65,12 +65,11 @@ pub const MAX_RUN_ERRORS: usize = 50;
 
 const HOUR_MS: u64 = 60 * 60 * 1_000;
 
-/// A document committed less recently than this is not checked against the
-/// vector index: Vectorize applies writes asynchronously (an upsert answers
-/// with a `mutationId` and becomes visible seconds to minutes later; Source:
-/// Cloudflare Vectorize docs, "Insert vectors"), so a fresh commit would look
-/// like missing vectors and be re-enqueued for nothing.
-pub const VECTOR_SETTLE_MS: u64 = 10 * 60 * 1_000;
+/// A document committed within this window is not checked against the
+/// vector index: Vectorize applies writes asynchronously, so a fresh commit
+/// could look like missing vectors and be re-enqueued for nothing (the commit
+/// itself waits for its vectors, but a read elsewhere may still lag).
+pub use crate::index::VECTOR_SETTLE_MS;
 
 /// Why reconciliation enqueued a command; the string is the command's `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

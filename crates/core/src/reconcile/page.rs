@@ -216,11 +216,8 @@ where
             let ids: Vec<String> = (0..probe.chunk_count)
                 .map(|i| vector_id(probe.document_id, probe.version as i64, i))
                 .collect();
-            let found = self.index.get_by_ids(&ids).await?;
-            counts.insert(
-                probe.document_id,
-                u32::try_from(found.len()).unwrap_or(u32::MAX),
-            );
+            let found = self.index.count_present(&ids).await?;
+            counts.insert(probe.document_id, u32::try_from(found).unwrap_or(u32::MAX));
         }
         Ok(counts)
     }

@@ -1,4 +1,5 @@
-//! Operator endpoints over the configured vector index: describe, query, upsert, get, delete.
+//! Operator endpoints over the configured vector index: describe, query, upsert, get, delete,
+//! and the check that the index answers the metadata filters the service sends.
 //!
 //! Owns the request/response bodies of `/admin/index*`; must never validate vectors or rank
 //! (the index and the core do), so these routes exercise exactly the code ingestion uses.
@@ -7,9 +8,12 @@ use super::authorize;
 use crate::body::read_text_limited;
 use crate::config::{ProviderKind, ServiceConfig};
 use crate::error::{json_response, ApiError};
+use crate::store::d1::D1Documents;
 use crate::store::vector_index_from_env;
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
-use portfolio_core::index::{MetadataFilter, VectorIndex, VectorQuery, VectorRecord};
+use portfolio_core::index::{
+    check_metadata_filters, MetadataFilter, VectorIndex, VectorQuery, VectorRecord,
+};
 use portfolio_core::providers::offline_embedder::HashingEmbedder;
 use portfolio_core::providers::Embedder;
 use serde::de::DeserializeOwned;
@@ -65,6 +69,24 @@ pub async fn describe(
     let index = vector_index_from_env(&env, config)?;
     let info = index.describe().await?;
     Ok(json_response(&info, 200)?)
+}
+
+/// Documents tried as the filter check's sample, newest first (the first visible one is used).
+const CHECK_CANDIDATES: u32 = 5;
+
+/// `GET /admin/index/check`: whether the index answers the metadata filters the service sends
+/// (`portfolio_core::index::check_metadata_filters`). The Vectorize binding cannot list
+/// metadata indexes, so this probes their effect with a vector of a recent ready document.
+pub async fn check(req: Request, env: Env, config: &ServiceConfig) -> Result<Response, ApiError> {
+    authorize(&req, &env)?;
+    let candidates = D1Documents::from_env(&env)
+        .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?
+        .probe_vector_ids(CHECK_CANDIDATES)
+        .await
+        .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
+    let index = vector_index_from_env(&env, config)?;
+    let report = check_metadata_filters(&index, &candidates).await?;
+    Ok(json_response(&report, 200)?)
 }
 
 /// `POST /admin/index/query`: `{ vector | text, top_k, filter?, return_metadata? }` → matches.

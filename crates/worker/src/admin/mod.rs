@@ -54,6 +54,7 @@ pub async fn handle(
     let path = req.path();
     match (req.method(), path.as_str()) {
         (Method::Get, "/admin/index") => return index::describe(req, env, config).await,
+        (Method::Get, "/admin/index/check") => return index::check(req, env, config).await,
         (Method::Post, "/admin/index/query") => return index::query(req, env, config).await,
         (Method::Post, "/admin/index/upsert") => return index::upsert(req, env, config).await,
         (Method::Post, "/admin/index/get") => return index::get(req, env, config).await,

@@ -69,6 +69,12 @@ struct CountRow {
 }
 
 #[derive(Deserialize)]
+struct ProbeRow {
+    id: f64,
+    active_version: f64,
+}
+
+#[derive(Deserialize)]
 struct VectorIdRow {
     vector_id: String,
 }
@@ -542,6 +548,30 @@ impl D1Documents {
 }
 
 impl D1Documents {
+    /// Vector ids to probe the index's filters with (`GET /admin/index/check`): the first
+    /// chunk of the live generation of the most recently updated ready documents, those with
+    /// a company first (only they exercise the company filter).
+    pub async fn probe_vector_ids(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<ProbeRow> = self
+            .db
+            .prepare(
+                "SELECT id, active_version FROM documents \
+                 WHERE status = 'ready' AND active_version IS NOT NULL AND chunk_count > 0 \
+                 ORDER BY company_id IS NULL, updated_at DESC LIMIT ?1",
+            )
+            .bind(&[num(limit)])
+            .map_err(d1("D1 probe vectors"))?
+            .all()
+            .await
+            .map_err(d1("D1 probe vectors"))?
+            .results()
+            .map_err(d1("D1 probe vectors"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| vector_id(r.id as i64, r.active_version as i64, 0))
+            .collect())
+    }
+
     /// One cheap query, for `/api/health`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db

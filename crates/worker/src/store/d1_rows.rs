@@ -49,7 +49,12 @@ pub(super) fn malformed(operation: &'static str, reason: String) -> VectorIndexE
     }
 }
 
-/// Decodes the first six columns of a raw row `[id, document_id, company_id, version, tags,
+/// Position of `dimensions` in a raw row (`d1_vectors::COLUMNS`, `vector_cache::CHANGES_SQL`).
+pub(super) const COL_DIMENSIONS: u32 = 4;
+/// Position of `hex(embedding)` in a raw row.
+pub(super) const COL_EMBEDDING: u32 = 5;
+
+/// Decodes the first five columns of a raw row `[id, document_id, company_id, version,
 /// dimensions, …]`: the id, metadata and dimensions.
 pub(super) fn decode_head(
     operation: &'static str,
@@ -68,28 +73,22 @@ pub(super) fn decode_head(
     let version = int(3)
         .and_then(|v| u64::try_from(v).ok())
         .ok_or_else(|| malformed(operation, format!("{id}: version")))?;
-    let tags = row
-        .get(4)
-        .as_string()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| malformed(operation, format!("{id}: tags is not a JSON array")))?;
-    let dimensions = int(5)
+    let dimensions = int(COL_DIMENSIONS)
         .and_then(|d| usize::try_from(d).ok())
         .ok_or_else(|| malformed(operation, format!("{id}: dimensions")))?;
     let metadata = VectorMetadata {
         document_id,
         company_id: int(2),
         version,
-        tags,
     };
     Ok((row, id, metadata, dimensions))
 }
 
-/// Decodes a raw row `[id, document_id, company_id, version, tags, dimensions, hex(embedding)]`.
+/// Decodes a raw row `[id, document_id, company_id, version, dimensions, hex(embedding)]`.
 pub(super) fn decode_row(operation: &'static str, row: &JsValue) -> Result<Row, VectorIndexError> {
     let (row, id, metadata, dimensions) = decode_head(operation, row)?;
     let embedding_hex = row
-        .get(6)
+        .get(COL_EMBEDDING)
         .as_string()
         .ok_or_else(|| malformed(operation, format!("{id}: no embedding")))?;
     Ok(Row {

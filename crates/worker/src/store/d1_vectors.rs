@@ -21,19 +21,20 @@ use super::d1_rows::{bind, d1_error, decode_row, Row, BACKEND, SCAN_PAGE_ROWS};
 use super::vector_cache;
 
 /// Columns bound per upserted row.
-const UPSERT_PARAMS_PER_ROW: usize = 8;
+const UPSERT_PARAMS_PER_ROW: usize = 7;
 
+// `vector_index.tags` (migration 0001) is no longer written or read: vector metadata carries no
+// tags (see `portfolio_core::index`). The column keeps its default, `'[]'`.
 const UPSERT_HEAD: &str =
-    "INSERT INTO vector_index (id, document_id, company_id, version, tags, dimensions, embedding, quantized) VALUES ";
-const UPSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+    "INSERT INTO vector_index (id, document_id, company_id, version, dimensions, embedding, quantized) VALUES ";
+const UPSERT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
 const UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET document_id = excluded.document_id, \
-     company_id = excluded.company_id, version = excluded.version, tags = excluded.tags, \
+     company_id = excluded.company_id, version = excluded.version, \
      dimensions = excluded.dimensions, embedding = excluded.embedding, quantized = excluded.quantized";
-/// Columns read back. The embedding comes as `hex(embedding)`: D1 hands a BLOB to the Worker
-/// as an array of numbers (one JS value per byte), a hex string as one string — several
-/// times faster to transfer and decode (see the README's ceiling table).
-pub(super) const COLUMNS: &str =
-    "id, document_id, company_id, version, tags, dimensions, hex(embedding)";
+/// Columns read back (positions in `d1_rows`). The embedding comes as `hex(embedding)`: D1
+/// hands a BLOB to the Worker as an array of numbers (one JS value per byte), a hex string as
+/// one string — several times faster to transfer and decode (see the README's ceiling table).
+pub(super) const COLUMNS: &str = "id, document_id, company_id, version, dimensions, hex(embedding)";
 /// Deletes the tombstones of the change log older than the retention, and records how far,
 /// so a cache further behind reloads (migration 0003). Bound: `?1` = the retention.
 const PRUNE_TOMBSTONES: [&str; 2] = [
@@ -68,9 +69,9 @@ fn upsert_sql(rows: usize) -> String {
     )
 }
 
-/// Bytes a row binds (the BLOBs dominate: f32 and quantized; ids and tags are counted as sent).
-fn row_bytes(record: &VectorRecord, tags_json: &str) -> usize {
-    record.values.len() * 5 + 8 + record.id.len() + tags_json.len() + 4 * 8
+/// Bytes a row binds (the BLOBs dominate: f32 and quantized; the id is counted as sent).
+fn row_bytes(record: &VectorRecord) -> usize {
+    record.values.len() * 5 + 8 + record.id.len() + 4 * 8
 }
 
 /// Scores one stored row for `query` and offers it to `top`, unless its dimensions differ or the
@@ -181,21 +182,15 @@ impl VectorIndex for D1VectorIndex {
     }
 
     async fn upsert(&self, records: &[VectorRecord]) -> Result<MutationReceipt, VectorIndexError> {
-        let mut tags = Vec::with_capacity(records.len());
         for record in records {
             validate_record(record, self.dimensions)?;
-            tags.push(serde_json::to_string(&record.metadata.tags).unwrap_or_else(|_| "[]".into()));
         }
-        let sizes: Vec<usize> = records
-            .iter()
-            .zip(&tags)
-            .map(|(r, t)| row_bytes(r, t))
-            .collect();
+        let sizes: Vec<usize> = records.iter().map(row_bytes).collect();
         let plan = plan_d1_statements(&sizes, UPSERT_PARAMS_PER_ROW, |n| upsert_sql(n).len())?;
         let mut statements = Vec::with_capacity(plan.len());
         for range in plan {
             let mut values = Vec::with_capacity(range.len() * UPSERT_PARAMS_PER_ROW);
-            for (record, tags) in records[range.clone()].iter().zip(&tags[range.clone()]) {
+            for record in &records[range.clone()] {
                 let m = &record.metadata;
                 values.push(JsValue::from_str(&record.id));
                 values.push(JsValue::from_f64(m.document_id as f64));
@@ -204,7 +199,6 @@ impl VectorIndex for D1VectorIndex {
                         .map_or(JsValue::NULL, |c| JsValue::from_f64(c as f64)),
                 );
                 values.push(JsValue::from_f64(m.version as f64));
-                values.push(JsValue::from_str(tags));
                 values.push(JsValue::from_f64(record.values.len() as f64));
                 values.push(Uint8Array::from(encode_f32_le(&record.values).as_slice()).into());
                 let quantized = QuantizedVector::new(&record.values).to_bytes();

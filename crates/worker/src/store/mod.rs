@@ -142,4 +142,18 @@ impl VectorIndex for ConfiguredIndex {
             Self::Vectorize(i) => i.describe().await,
         }
     }
+
+    fn writes_land_later(&self) -> bool {
+        match self {
+            Self::D1(i) => i.writes_land_later(),
+            Self::Vectorize(i) => i.writes_land_later(),
+        }
+    }
+
+    async fn count_present(&self, ids: &[String]) -> Result<usize, VectorIndexError> {
+        match self {
+            Self::D1(i) => i.count_present(ids).await,
+            Self::Vectorize(i) => i.count_present(ids).await,
+        }
+    }
 }

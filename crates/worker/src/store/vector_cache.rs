@@ -18,7 +18,12 @@ use serde::Deserialize;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::D1Database;
 
-use super::d1_rows::{bind, d1_error, decode_head, malformed, SCAN_PAGE_ROWS};
+use super::d1_rows::{bind, d1_error, decode_head, malformed, COL_EMBEDDING, SCAN_PAGE_ROWS};
+
+/// Positions in a `CHANGES_SQL` row after the live row's columns.
+const COL_SEQ: u32 = COL_EMBEDDING + 1;
+const COL_DELETED: u32 = COL_EMBEDDING + 2;
+const COL_QUANTIZED: u32 = COL_EMBEDDING + 3;
 
 thread_local! {
     /// One cache per isolate (wasm is single-threaded: this is module state), shared by every
@@ -34,7 +39,7 @@ thread_local! {
 /// read only where the quantized one is missing (rows written by hand): it is four times larger.
 /// (`hex(NULL)` is `''`, not NULL: hence the `CASE`s.)
 /// Keyset-paged on `seq`, which is unique.
-const CHANGES_SQL: &str = "SELECT c.id, v.document_id, v.company_id, v.version, v.tags, \
+const CHANGES_SQL: &str = "SELECT c.id, v.document_id, v.company_id, v.version, \
      v.dimensions, CASE WHEN v.quantized IS NULL THEN hex(v.embedding) END, c.seq, c.deleted, \
      CASE WHEN v.quantized IS NOT NULL THEN hex(v.quantized) END FROM vector_index_changes c \
      LEFT JOIN vector_index v ON v.id = c.id WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2";
@@ -98,11 +103,11 @@ fn decode_change(raw: &JsValue, dimensions: usize) -> Result<(u64, IndexChange),
         .as_string()
         .ok_or_else(|| malformed(OP, "a change row without an id".into()))?;
     let seq = row
-        .get(7)
+        .get(COL_SEQ)
         .as_f64()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .ok_or_else(|| malformed(OP, format!("{id}: change seq")))? as u64;
-    let deleted = row.get(8).as_f64() != Some(0.0) || row.get(1).is_null();
+    let deleted = row.get(COL_DELETED).as_f64() != Some(0.0) || row.get(1).is_null();
     if deleted {
         return Ok((seq, IndexChange::Delete { id, seq }));
     }
@@ -110,7 +115,7 @@ fn decode_change(raw: &JsValue, dimensions: usize) -> Result<(u64, IndexChange),
     if stored_dimensions != dimensions {
         return Ok((seq, IndexChange::Delete { id, seq }));
     }
-    let vector = if let Some(hex) = row.get(9).as_string() {
+    let vector = if let Some(hex) = row.get(COL_QUANTIZED).as_string() {
         QuantizedVector::from_hex(&hex, dimensions).ok_or_else(|| {
             VectorIndexError::CorruptStoredVector {
                 id: id.clone(),
@@ -120,7 +125,7 @@ fn decode_change(raw: &JsValue, dimensions: usize) -> Result<(u64, IndexChange),
         })?
     } else {
         let hex = row
-            .get(6)
+            .get(COL_EMBEDDING)
             .as_string()
             .ok_or_else(|| malformed(OP, format!("{id}: no embedding")))?;
         QuantizedVector::new(&decode_f32_le_hex(&id, &hex, dimensions)?)

@@ -149,6 +149,16 @@ impl VectorizeIndex {
         self.write("insert", records).await
     }
 
+    /// One `getByIds` call (at most [`VECTORIZE_MAX_UPSERT_BATCH`] ids: Vectorize documents no
+    /// limit on ids per call; the upsert bound keeps calls bounded) → the JS array it returns.
+    async fn get_batch(&self, ids: &[String]) -> Result<Array, VectorIndexError> {
+        let js_ids: Array = ids.iter().map(|id| JsValue::from_str(id)).collect();
+        let value = await_promise("getByIds", self.binding.get_by_ids(&js_ids)).await?;
+        value
+            .dyn_into()
+            .map_err(|_| malformed("getByIds", "not an array"))
+    }
+
     async fn write(
         &self,
         operation: &'static str,
@@ -218,18 +228,31 @@ impl VectorIndex for VectorizeIndex {
             validate_id(id)?;
         }
         let mut records = Vec::with_capacity(ids.len());
-        // Vectorize documents no limit on ids per call; the upsert bound keeps calls bounded.
         for batch in plan_upsert_batches(ids.len(), VECTORIZE_MAX_UPSERT_BATCH) {
-            let js_ids: Array = ids[batch].iter().map(|id| JsValue::from_str(id)).collect();
-            let value = await_promise("getByIds", self.binding.get_by_ids(&js_ids)).await?;
-            let vectors: Array = value
-                .dyn_into()
-                .map_err(|_| malformed("getByIds", "not an array"))?;
-            for vector in vectors.iter() {
+            for vector in self.get_batch(&ids[batch]).await?.iter() {
                 records.push(record_from_js(&vector)?);
             }
         }
         Ok(records)
+    }
+
+    /// Counts what `getByIds` returns, one call at a time, without converting or keeping the
+    /// vectors (a generation of 20,000 chunks would be 120 MB of f32 values).
+    async fn count_present(&self, ids: &[String]) -> Result<usize, VectorIndexError> {
+        for id in ids {
+            validate_id(id)?;
+        }
+        let mut count = 0;
+        for batch in plan_upsert_batches(ids.len(), VECTORIZE_MAX_UPSERT_BATCH) {
+            count += self.get_batch(&ids[batch]).await?.length() as usize;
+        }
+        Ok(count)
+    }
+
+    /// Vectorize queues every mutation: "it typically takes a few seconds for upserted vectors
+    /// to be available for querying" (<https://developers.cloudflare.com/vectorize/reference/client-api/>).
+    fn writes_land_later(&self) -> bool {
+        true
     }
 
     async fn delete_by_ids(&self, ids: &[String]) -> Result<MutationReceipt, VectorIndexError> {

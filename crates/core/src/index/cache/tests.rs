@@ -9,7 +9,6 @@ fn meta(document_id: i64, company_id: Option<i64>) -> VectorMetadata {
         document_id,
         company_id,
         version: 1,
-        tags: vec!["t".into()],
     }
 }
 

@@ -17,6 +17,13 @@ pub const DEFAULT_MAX_DELAY_MS: u64 = 60_000;
 /// no healthy step can still be running after that.
 pub const DEFAULT_STEP_TIMEOUT_MS: u64 = 15 * 60 * 1_000;
 
+/// First wait of a commit whose vectors are not visible yet; each later wait is as long as the
+/// commit has waited so far (so the checks thin out geometrically), up to [`DEFAULT_VECTOR_WAIT_MAX_MS`].
+pub const DEFAULT_VECTOR_WAIT_BASE_MS: u64 = 500;
+
+/// Longest wait between two visibility checks of a commit.
+pub const DEFAULT_VECTOR_WAIT_MAX_MS: u64 = 10_000;
+
 /// Invalid retry or pipeline configuration (a newtype, so messages can change freely).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(transparent)]
@@ -32,6 +39,12 @@ enum ConfigErrorKind {
     CapBelowBase { base_ms: u64, max_ms: u64 },
     #[error("step timeout must be greater than 0 ms")]
     ZeroStepTimeout,
+    #[error("vector wait: 0 < base ({base_ms} ms) <= max ({max_ms} ms) <= give-up ({give_up_ms} ms) must hold")]
+    VectorWait {
+        base_ms: u64,
+        max_ms: u64,
+        give_up_ms: u64,
+    },
 }
 
 /// Exponential backoff with factor 2: `min(base * 2^(attempt-1), max)`.
@@ -117,11 +130,43 @@ impl RetryPolicy {
     }
 }
 
+/// How a commit waits for its vectors to become visible in an index that applies writes
+/// later (Vectorize): the first check again after `base_ms`, then after as long as it has
+/// waited so far, at most `max_ms` apart; after `give_up_ms` the run fails (retryable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorWait {
+    /// First wait.
+    pub base_ms: u64,
+    /// Longest wait between two checks.
+    pub max_ms: u64,
+    /// Total wait after which the commit gives up.
+    pub give_up_ms: u64,
+}
+
+impl Default for VectorWait {
+    fn default() -> Self {
+        Self {
+            base_ms: DEFAULT_VECTOR_WAIT_BASE_MS,
+            max_ms: DEFAULT_VECTOR_WAIT_MAX_MS,
+            give_up_ms: crate::index::VECTOR_SETTLE_MS,
+        }
+    }
+}
+
+impl VectorWait {
+    /// The wait before the next check, after `waited_ms` of waiting.
+    #[must_use]
+    pub fn next_delay(&self, waited_ms: u64) -> u64 {
+        waited_ms.clamp(self.base_ms, self.max_ms)
+    }
+}
+
 /// Knobs of the ingestion state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PipelineConfig {
     retry: RetryPolicy,
     step_timeout_ms: u64,
+    vector_wait: VectorWait,
 }
 
 impl Default for PipelineConfig {
@@ -137,6 +182,7 @@ impl PipelineConfig {
         Self {
             retry: RetryPolicy::new(),
             step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
+            vector_wait: VectorWait::default(),
         }
     }
 
@@ -154,6 +200,26 @@ impl PipelineConfig {
         }
         self.step_timeout_ms = timeout_ms;
         Ok(self)
+    }
+
+    /// Sets how a commit waits for its vectors (`0 < base <= max <= give_up`).
+    pub fn with_vector_wait(mut self, wait: VectorWait) -> Result<Self, PipelineConfigError> {
+        if wait.base_ms == 0 || wait.base_ms > wait.max_ms || wait.max_ms > wait.give_up_ms {
+            return Err(ConfigErrorKind::VectorWait {
+                base_ms: wait.base_ms,
+                max_ms: wait.max_ms,
+                give_up_ms: wait.give_up_ms,
+            }
+            .into());
+        }
+        self.vector_wait = wait;
+        Ok(self)
+    }
+
+    /// How a commit waits for its vectors.
+    #[must_use]
+    pub fn vector_wait(&self) -> &VectorWait {
+        &self.vector_wait
     }
 
     /// The retry policy.
@@ -213,6 +279,30 @@ mod tests {
         assert_eq!(
             PipelineConfig::new().step_timeout_ms(),
             DEFAULT_STEP_TIMEOUT_MS
+        );
+        for (base_ms, max_ms, give_up_ms) in [(0, 1, 2), (3, 2, 4), (1, 5, 4)] {
+            let wait = VectorWait {
+                base_ms,
+                max_ms,
+                give_up_ms,
+            };
+            assert!(PipelineConfig::new().with_vector_wait(wait).is_err());
+        }
+    }
+
+    #[test]
+    fn vector_checks_thin_out_up_to_the_cap() {
+        let wait = VectorWait::default();
+        let mut waited = 0;
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            let delay = wait.next_delay(waited);
+            delays.push(delay);
+            waited += delay;
+        }
+        assert_eq!(
+            delays,
+            vec![500, 500, 1_000, 2_000, 4_000, 8_000, 10_000, 10_000]
         );
     }
 }

@@ -207,6 +207,17 @@ pub enum Event {
         /// The generation made active (equal to the run's generation).
         version: u64,
     },
+    /// `Action::CommitGeneration` found the generation's vectors not all visible in the vector
+    /// index yet (an index that applies writes later, like Vectorize) and wrote nothing: the
+    /// commit is tried again after a wait, without counting as a failed attempt.
+    VectorsPending {
+        /// The generation waiting to go live (equal to the run's generation).
+        version: u64,
+        /// Its vectors the index shows now.
+        visible: u32,
+        /// Its vectors (one per chunk).
+        expected: u32,
+    },
     /// `Action::DeleteDocument` succeeded.
     Deleted {
         /// Generation of the delete run that issued the action.

@@ -87,6 +87,15 @@ pub fn step(
                 machine.on_committed();
             }
         }
+        Event::VectorsPending {
+            version,
+            visible,
+            expected,
+        } => {
+            if machine.accepts(version, PipelineStep::Commit, None) {
+                machine.on_vectors_pending(visible, expected);
+            }
+        }
         Event::Deleted { generation } => {
             if machine.accepts(generation, PipelineStep::Delete, None) {
                 machine.on_deleted();
@@ -468,6 +477,42 @@ impl Machine<'_> {
             });
         }
         self.end_run(RunOutcome::Committed);
+    }
+
+    /// The commit found its vectors not all visible yet and wrote nothing. Waiting is not a
+    /// failed attempt; the check is repeated, ever less often, until the vectors show or the
+    /// give-up time has passed since the commit was first issued (then the run fails, retryable:
+    /// reconciliation retries it later).
+    fn on_vectors_pending(&mut self, visible: u32, expected: u32) {
+        let now = self.now;
+        let wait = *self.config.vector_wait();
+        let Some(run) = self.state.run.as_mut() else {
+            return;
+        };
+        run.attempts = run.attempts.saturating_sub(1);
+        let since = match run.steps.last_mut() {
+            Some(timing) if timing.step == PipelineStep::Commit => {
+                timing.attempts = timing.attempts.saturating_sub(1);
+                timing.started_at_ms
+            }
+            _ => now,
+        };
+        run.in_flight = None;
+        run.updated_at_ms = now;
+        let waited = now.saturating_sub(since);
+        if waited >= wait.give_up_ms {
+            run.last_error = Some(StepError::retryable(format!(
+                "{} of {expected} vectors of generation {} still not visible in the vector index \
+                 after {waited} ms",
+                expected.saturating_sub(visible),
+                run.generation
+            )));
+            self.fail_run();
+            return;
+        }
+        let at = now.saturating_add(wait.next_delay(waited));
+        run.not_before_ms = at;
+        self.schedule(at);
     }
 
     fn on_deleted(&mut self) {

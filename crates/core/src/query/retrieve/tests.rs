@@ -417,7 +417,6 @@ fn world() -> World {
                 document_id: c.document_id,
                 company_id: company_of(c.document_id),
                 version: c.version,
-                tags: c.tags.clone(),
             },
         })
         .collect();
