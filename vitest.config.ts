@@ -2,7 +2,7 @@
 // through Miniflare with real local D1 (migrations applied), R2, Queues,
 // Durable Objects and cron. Build first: `bash scripts/build-worker.sh`.
 //
-// Five projects share that one build:
+// Six projects share that one build:
 // - `d1`: the local configuration as is (`VECTOR_INDEX=d1`, offline providers),
 //   every spec file but the provider ones.
 // - `vectorize`: the same Worker with `VECTOR_INDEX=vectorize`, its `VECTORIZE`
@@ -21,12 +21,16 @@
 //   alert thresholds, and ALERT_WEBHOOK_URL on a local webhook receiver
 //   (scripts/webhook-receiver.mjs, a real HTTP server started here), so the
 //   Worker's own fetch delivers the notices.
+// - `rollout`: the Worker with LEGACY_CHAT_URL on a local stand-in of the old
+//   chat endpoint (scripts/legacy-chat-standin.mjs, a real HTTP server started
+//   here) and ROLLOUT_PERCENT=80, for the cut-over's split, proxy and shadow.
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { writePrebuiltConfig } from "./scripts/prebuilt-config.mjs";
 import { startProviderStandin } from "./scripts/provider-standin.mjs";
 import { startWebhookReceiver } from "./scripts/webhook-receiver.mjs";
+import { startLegacyChatStandin } from "./scripts/legacy-chat-standin.mjs";
 
 const root = import.meta.dirname;
 
@@ -75,6 +79,8 @@ const ALERT_TEST_VARS = {
   ALERT_DEAD_LETTERS: "0",
   ALERT_RECONCILE_ENQUEUED: "2",
 };
+const ROLLOUT_SPECS = ["tests/rollout.spec.ts"];
+
 /** Specs only the `vectorize` project runs (they need VECTOR_INDEX=vectorize). */
 const VECTORIZE_ONLY_SPECS = ["tests/reconcile_vectorize.spec.ts", "tests/vectorize_*.spec.ts"];
 /**
@@ -112,6 +118,11 @@ export default defineConfig(async () => {
   const standinKey = "standin-test-key";
   const standin = await startProviderStandin({ apiKey: standinKey });
   const receiver = await startWebhookReceiver();
+  const legacyChat = await startLegacyChatStandin();
+  const rolloutConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.rollout.json"), {
+    // A query string on the old endpoint's URL, as a Supabase function URL may carry: proxied as is.
+    vars: { ROLLOUT_PERCENT: "80", LEGACY_CHAT_URL: `${legacyChat.url}/functions/v1/chat?v=1` },
+  });
   const alertsConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.alerts.json"), {
     vars: { ...ALERT_TEST_VARS, OPENAI_BASE_URL: standin.url, ALERT_WEBHOOK_URL: `${receiver.url}/hooks/alerts-test` },
   });
@@ -131,7 +142,7 @@ export default defineConfig(async () => {
               miniflare: { bindings },
             }),
           ],
-          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...WORKERS_AI_SPECS, ...ALERT_SPECS], ...shared },
+          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...WORKERS_AI_SPECS, ...ALERT_SPECS, ...ROLLOUT_SPECS], ...shared },
         },
         {
           plugins: [
@@ -210,6 +221,15 @@ export default defineConfig(async () => {
             }),
           ],
           test: { name: "alerts", include: ALERT_SPECS, ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: rolloutConfig },
+              miniflare: { bindings: { ...bindings, LEGACY_STANDIN_URL: legacyChat.url } },
+            }),
+          ],
+          test: { name: "rollout", include: ROLLOUT_SPECS, ...shared },
         },
       ],
     },

@@ -18,6 +18,8 @@ declare global {
       STANDIN_URL?: string;
       /** Only in the `alerts` project: base URL of the webhook receiver. */
       RECEIVER_URL?: string;
+      /** Only in the `rollout` project: base URL of the old chat endpoint's stand-in. */
+      LEGACY_STANDIN_URL?: string;
     }
   }
 }

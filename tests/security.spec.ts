@@ -122,6 +122,8 @@ describe("admin auth matrix", () => {
       "/admin/alerts",
       "/admin/dead-letters",
       "/admin/dead-letters/1/replay",
+      "/admin/rollout",
+      "/admin/rollout/report",
       "/admin/x",
     ];
   }, 60_000);

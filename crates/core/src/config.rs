@@ -205,6 +205,8 @@ pub struct ServiceConfig {
     pub metrics: MetricsSettings,
     /// `ALERT_*` thresholds (the webhook URL is read apart: it may be a secret).
     pub alerts: AlertSettings,
+    /// `ROLLOUT_PERCENT`, `LEGACY_CHAT_URL`: the cut-over from the old chat API.
+    pub rollout: crate::rollout::RolloutConfig,
 }
 
 /// The Workers AI models the `workers-ai` provider runs.
@@ -565,6 +567,18 @@ impl ServiceConfig {
                 1_000_000,
             ),
         };
+        let rollout = crate::rollout::RolloutConfig {
+            ceiling_percent: vars.number("ROLLOUT_PERCENT", 100, 0, 100),
+            legacy_url: vars.read(
+                "LEGACY_CHAT_URL",
+                None,
+                "an http:// or https:// URL of the old chat endpoint",
+                |v| {
+                    (v.starts_with("https://") || v.starts_with("http://"))
+                        .then(|| Some(v.to_owned()))
+                },
+            ),
+        };
         if !vars.problems.is_empty() {
             return Err(ConfigError {
                 problems: vars.problems,
@@ -589,6 +603,7 @@ impl ServiceConfig {
             },
             metrics,
             alerts,
+            rollout,
         })
     }
 }
@@ -690,6 +705,31 @@ mod tests {
             ("METRICS_SINK", "clickhouse"),
             ("METRICS_RETENTION_DAYS", "0"),
             ("OPENAI_COST_PER_1K_TOKENS", "-1"),
+        ] {
+            assert_eq!(parse(&[(var, value)]).unwrap_err().problems[0].var, var);
+        }
+    }
+
+    #[test]
+    fn rollout_vars_set_the_ceiling_and_the_old_endpoint() {
+        let unset = parse(&[]).expect("valid");
+        assert_eq!(unset.rollout.ceiling_percent, 100);
+        assert_eq!(unset.rollout.legacy_url, None);
+        let config = parse(&[
+            ("ROLLOUT_PERCENT", "0"),
+            ("LEGACY_CHAT_URL", " https://old.example/api/chat "),
+        ])
+        .expect("valid");
+        assert_eq!(config.rollout.ceiling_percent, 0);
+        assert_eq!(
+            config.rollout.legacy_url.as_deref(),
+            Some("https://old.example/api/chat")
+        );
+        for (var, value) in [
+            ("ROLLOUT_PERCENT", "101"),
+            ("ROLLOUT_PERCENT", "ten"),
+            ("LEGACY_CHAT_URL", "old.example/api/chat"),
+            ("LEGACY_CHAT_URL", "ftp://old.example"),
         ] {
             assert_eq!(parse(&[(var, value)]).unwrap_err().problems[0].var, var);
         }

@@ -20,6 +20,16 @@ use serde::{Deserialize, Serialize};
 use crate::api::rate_limit_key;
 use crate::keys::sha256_hex;
 
+/// Header a client may send to be split by (instead of its address).
+pub const CLIENT_ID_HEADER: &str = "x-client-id";
+/// Response header naming who answered a proxied request (`legacy`).
+pub const SERVED_BY_HEADER: &str = "x-served-by";
+/// Route label of the requests proxied to the old API, kept apart from
+/// `POST /api/chat` so the old stack's latency and errors do not count as ours.
+pub const PROXIED_ROUTE_LABEL: &str = "POST /api/chat (legacy)";
+/// How long an isolate keeps the D1 setting before reading it again.
+pub const SETTING_TTL_MS: u64 = 10_000;
+
 /// Longest client id taken from the header; longer ones are cut.
 pub const MAX_CLIENT_ID_CHARS: usize = 128;
 
@@ -46,6 +56,66 @@ pub struct RolloutSetting {
 pub enum RolloutSettingError {
     #[error("`{field}` must be a whole number from 0 to 100")]
     OutOfRange { field: &'static str },
+    #[error("the body must be JSON {{\"percent\": 0-100, \"shadow_percent\": 0-100}}: {0}")]
+    Malformed(String),
+}
+
+/// The body of `PUT /admin/rollout`: `percent` required, `shadow_percent`
+/// optional (absent: the current one, else 0); nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingBody {
+    percent: serde_json::Value,
+    #[serde(default)]
+    shadow_percent: Option<serde_json::Value>,
+}
+
+fn share(value: &serde_json::Value, field: &'static str) -> Result<u8, RolloutSettingError> {
+    value
+        .as_u64()
+        .filter(|n| *n <= 100)
+        .and_then(|n| u8::try_from(n).ok())
+        .ok_or(RolloutSettingError::OutOfRange { field })
+}
+
+/// The setting a `PUT /admin/rollout` body asks for.
+///
+/// # Errors
+/// `Malformed` for anything but a JSON object of the two fields,
+/// `OutOfRange` for a share that is not a whole number from 0 to 100.
+pub fn parse_setting(
+    body: &[u8],
+    current: Option<RolloutSetting>,
+) -> Result<RolloutSetting, RolloutSettingError> {
+    let body: SettingBody =
+        serde_json::from_slice(body).map_err(|e| RolloutSettingError::Malformed(e.to_string()))?;
+    let percent = share(&body.percent, "percent")?;
+    let shadow_percent = match &body.shadow_percent {
+        Some(value) => share(value, "shadow_percent")?,
+        None => current.map_or(0, |c| c.shadow_percent),
+    };
+    Ok(RolloutSetting {
+        percent,
+        shadow_percent,
+    })
+}
+
+/// Days `GET /admin/rollout/report` covers by default, and at most.
+pub const REPORT_DAYS: (u32, u32) = (7, 30);
+
+/// The `days` parameter of the report: 1–30, default 7.
+///
+/// # Errors
+/// The message to answer with (400 `bad_days`).
+pub fn report_days(value: Option<&str>) -> Result<u32, String> {
+    let Some(value) = value else {
+        return Ok(REPORT_DAYS.0);
+    };
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|d| (1..=REPORT_DAYS.1).contains(d))
+        .ok_or_else(|| format!("`days` must be a whole number from 1 to {}", REPORT_DAYS.1))
 }
 
 impl RolloutSetting {
@@ -304,6 +374,68 @@ mod tests {
                 shadow_percent,
             }),
         )
+    }
+
+    #[test]
+    fn put_bodies_are_checked_field_by_field() {
+        let current = Some(RolloutSetting {
+            percent: 10,
+            shadow_percent: 25,
+        });
+        assert_eq!(
+            parse_setting(br#"{"percent": 50}"#, current),
+            Ok(RolloutSetting {
+                percent: 50,
+                shadow_percent: 25
+            })
+        );
+        assert_eq!(
+            parse_setting(br#"{"percent": 0, "shadow_percent": 100}"#, None),
+            Ok(RolloutSetting {
+                percent: 0,
+                shadow_percent: 100
+            })
+        );
+        assert_eq!(
+            parse_setting(br#"{"percent": 100}"#, None).map(|s| s.shadow_percent),
+            Ok(0)
+        );
+        for (body, field) in [
+            (&br#"{"percent": 101}"#[..], "percent"),
+            (br#"{"percent": -1}"#, "percent"),
+            (br#"{"percent": 12.5}"#, "percent"),
+            (br#"{"percent": "50"}"#, "percent"),
+            (
+                br#"{"percent": 5, "shadow_percent": 300}"#,
+                "shadow_percent",
+            ),
+        ] {
+            assert_eq!(
+                parse_setting(body, None),
+                Err(RolloutSettingError::OutOfRange { field })
+            );
+        }
+        for body in [
+            &b"{}"[..],
+            b"[]",
+            b"percent=5",
+            br#"{"percent": 5, "extra": 1}"#,
+        ] {
+            assert!(matches!(
+                parse_setting(body, None),
+                Err(RolloutSettingError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn report_days_default_to_a_week_and_stop_at_thirty() {
+        assert_eq!(report_days(None), Ok(7));
+        assert_eq!(report_days(Some("1")), Ok(1));
+        assert_eq!(report_days(Some("30")), Ok(30));
+        for bad in ["0", "31", "-1", "7d", ""] {
+            assert!(report_days(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The scheduled entry point: which cron trigger does what. The daily one
-//! (`17 3 * * *`) starts reconciliation and prunes the metrics and alerts
-//! tables; every trigger (the other is `*/5 * * * *`) evaluates the alerts.
+//! (`17 3 * * *`) starts reconciliation and prunes the metrics, alerts and
+//! shadow-comparison tables; every trigger (the other is `*/5 * * * *`) evaluates the alerts.
 //!
 //! Wiring only; never panics (a scheduled handler has no caller to answer):
 //! failures are logged.
 
 use crate::store::d1_alerts::{D1Alerts, KEEP_MS};
 use crate::store::d1_metrics::D1Metrics;
+use crate::store::d1_rollout::{self as rollout_store, D1Rollout};
 use crate::store::metrics::Metrics;
 use crate::store::{ConsoleLog, WorkerClock};
 use crate::{alerts, reconcile};
@@ -61,6 +62,15 @@ async fn prune_metrics(env: &Env, config: &ServiceConfig) {
             ConsoleLog.log(
                 Level::Error,
                 json!({ "event": "alerts_prune_failed", "error": e.to_string() }),
+            );
+        }
+    }
+    if let Ok(rollout_db) = env.d1(bindings::DB) {
+        let before = WorkerClock.now_ms().saturating_sub(rollout_store::KEEP_MS);
+        if let Err(e) = D1Rollout::new(rollout_db).prune(before).await {
+            ConsoleLog.log(
+                Level::Error,
+                json!({ "event": "shadow_prune_failed", "error": e.to_string() }),
             );
         }
     }

@@ -55,6 +55,11 @@ impl From<worker::Error> for ApiError {
 }
 
 impl ApiError {
+    /// The stable code clients see.
+    pub fn code(&self) -> &'static str {
+        self.status_code_message().1
+    }
+
     fn status_code_message(&self) -> (u16, &'static str, String) {
         match self {
             Self::BadRequest(code, m) => (400, code, m.clone()),

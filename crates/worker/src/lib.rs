@@ -26,6 +26,7 @@ pub use ingest::processor::DocumentProcessor;
 
 use portfolio_core::config::MetricsSinkKind;
 use portfolio_core::metrics::{route_label, DataPoint, MetricsSink};
+use portfolio_core::rollout::{PROXIED_ROUTE_LABEL, SERVED_BY_HEADER};
 use portfolio_core::storage::Clock;
 use store::metrics::Metrics;
 use store::WorkerClock;
@@ -39,8 +40,20 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         .as_ref()
         .map_or(MetricsSinkKind::D1, |c| c.metrics.sink);
     let metrics = Metrics::from_env(&env, sink);
-    let route = route_label(&req.inner().method(), &req.path());
-    let response = router::handle(req, env, config, &metrics).await;
+    let mut route = route_label(&req.inner().method(), &req.path());
+    let response = router::handle(req, env, config, &ctx, &metrics).await;
+    if let Ok(response) = &response {
+        if response
+            .headers()
+            .get(SERVED_BY_HEADER)
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("legacy")
+        {
+            PROXIED_ROUTE_LABEL.clone_into(&mut route);
+        }
+    }
     let now = WorkerClock.now_ms();
     let status = response.as_ref().map_or(500, Response::status_code);
     metrics.record(DataPoint::request(

@@ -3,11 +3,12 @@
 use crate::bindings::RATE_LIMIT_PERIOD_SECONDS;
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
-use crate::query::{catalog, chat, cors, search};
+use crate::query::{catalog, chat, cors, rollout, search};
 use crate::store::metrics::Metrics;
 use crate::{admin, bindings, health, page};
 use portfolio_core::api::rate_limit_key;
-use worker::{Env, Method, Request, Response};
+use portfolio_core::rollout::{client_key, route as route_for, Route, CLIENT_ID_HEADER};
+use worker::{Context, Env, Method, Request, Response};
 
 const PUBLIC_ROUTES: [&str; 5] = [
     "/api/health",
@@ -22,6 +23,7 @@ pub async fn handle(
     req: Request,
     env: Env,
     config: Result<ServiceConfig, ConfigError>,
+    ctx: &Context,
     metrics: &Metrics,
 ) -> worker::Result<Response> {
     let path = req.path();
@@ -34,7 +36,7 @@ pub async fn handle(
     // a request must not be served as one (found by schemathesis).
     let raw_method = req.inner().method();
     let mut response = if KNOWN_METHODS.contains(&raw_method.as_str()) {
-        route(req, &env, &config, &path, &request_id, metrics).await
+        route(req, &env, ctx, &config, &path, &request_id, metrics).await
     } else {
         Err(ApiError::MethodNotAllowed(format!(
             "{raw_method} is not allowed on {path}"
@@ -83,6 +85,7 @@ fn request_id(req: &Request) -> String {
 async fn route(
     req: Request,
     env: &Env,
+    ctx: &Context,
     config: &Result<ServiceConfig, ConfigError>,
     path: &str,
     request_id: &str,
@@ -115,7 +118,17 @@ async fn route(
         }
         (Method::Post, "/api/chat") => {
             rate_limit(&req, env, bindings::CHAT_RATE_LIMITER, "chat").await?;
-            chat::handle(req, env, config, request_id, metrics).await
+            let plan = rollout::plan(env, config).await;
+            let client = client_key(
+                req.headers().get(CLIENT_ID_HEADER)?.as_deref(),
+                req.headers().get("CF-Connecting-IP")?.as_deref(),
+            );
+            match (route_for(&plan, &client), plan.legacy_url.as_deref()) {
+                (Route::Legacy { shadow }, Some(legacy_url)) => {
+                    rollout::proxy(req, env, ctx, config, legacy_url, shadow, metrics).await
+                }
+                _ => chat::handle(req, env, config, request_id, metrics).await,
+            }
         }
         (Method::Get, "/api/companies") => catalog::companies(env).await,
         (Method::Get, "/api/documents") => catalog::documents(&req, env).await,
@@ -133,6 +146,7 @@ async fn route(
                     "/admin/index/... (bearer token)",
                     "/admin/reconcile (bearer token)",
                     "/admin/metrics, /admin/alerts, /admin/dead-letters (bearer token)",
+                    "/admin/rollout, /admin/rollout/report (bearer token)",
                 ],
             }),
             200,

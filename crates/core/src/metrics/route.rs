@@ -6,7 +6,7 @@
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// Fixed paths, labelled as they are.
-const FIXED: [&str; 23] = [
+const FIXED: [&str; 26] = [
     "/",
     "/assets/chat.css",
     "/assets/chat.js",
@@ -19,6 +19,7 @@ const FIXED: [&str; 23] = [
     "/admin",
     "/admin/documents",
     "/admin/index",
+    "/admin/index/check",
     "/admin/index/query",
     "/admin/index/upsert",
     "/admin/index/get",
@@ -30,6 +31,8 @@ const FIXED: [&str; 23] = [
     "/admin/metrics",
     "/admin/alerts",
     "/admin/dead-letters",
+    "/admin/rollout",
+    "/admin/rollout/report",
 ];
 
 /// The label of a request: `METHOD template`. Paths the service does not

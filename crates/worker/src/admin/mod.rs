@@ -11,6 +11,7 @@ pub mod index;
 mod objects;
 mod operations;
 mod reconcile;
+mod rollout;
 
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::ApiError;
@@ -59,6 +60,15 @@ pub async fn handle(
         (Method::Post, "/admin/index/upsert") => return index::upsert(req, env, config).await,
         (Method::Post, "/admin/index/get") => return index::get(req, env, config).await,
         (Method::Post, "/admin/index/delete") => return index::delete(req, env, config).await,
+        (Method::Get, "/admin/rollout") => return rollout::get(&env, config).await,
+        (Method::Put, "/admin/rollout") => return rollout::put(req, &env, config).await,
+        (Method::Get, "/admin/rollout/report") => return rollout::report(req, &env).await,
+        (_, "/admin/rollout" | "/admin/rollout/report") => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{} is not allowed on {path}",
+                req.method()
+            )))
+        }
         _ => {}
     }
     if let Some(route) = reconcile_route(req.method().as_ref(), &path) {

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod chat;
 pub mod cors;
+pub mod rollout;
 pub mod search;
 
 use crate::error::ApiError;

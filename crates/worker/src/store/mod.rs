@@ -12,6 +12,7 @@ pub mod d1_companies;
 pub mod d1_history;
 pub mod d1_metrics;
 pub mod d1_reconcile;
+pub mod d1_rollout;
 mod d1_rows;
 pub mod d1_search;
 pub mod d1_vectors;

@@ -1,0 +1,229 @@
+// The cut-over from the old chat API, end to end (the `rollout` project):
+// LEGACY_CHAT_URL points at a real local HTTP stand-in of the old endpoint
+// (scripts/legacy-chat-standin.mjs, JSON and SSE), ROLLOUT_PERCENT=80 caps
+// the share served here. Asserts the sticky split (computed here from the
+// same SHA-256 buckets), the proxy passing requests and answers through
+// unchanged (streaming included), the setting behind PUT /admin/rollout, and
+// the shadow comparisons recorded after the response.
+import { env, SELF } from "cloudflare:test";
+import { beforeEach, describe, expect, it } from "vitest";
+import { admin, ingestReady, poll, uniqueKey } from "./support";
+
+const CEILING = 80;
+
+async function legacy(route: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${env.LEGACY_STANDIN_URL}${route}`, body === undefined ? {} : { method: "POST", body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`legacy stand-in ${route}: ${res.status}`);
+  return res.json();
+}
+
+async function setRollout(body: unknown): Promise<Response> {
+  return admin("/admin/rollout", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+}
+
+// Each chat comes from its own address, so the chat rate limit (30 a minute
+// per address) stays out of the way; the split keys on the client id.
+let address = 0;
+function nextAddress(): string {
+  address += 1;
+  return `198.51.${100 + Math.floor(address / 250)}.${(address % 250) + 1}`;
+}
+
+function chat(clientId: string, question: string, init: { sse?: boolean; headers?: Record<string, string> } = {}) {
+  return SELF.fetch("https://svc.test/api/chat", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-client-id": clientId,
+      "CF-Connecting-IP": nextAddress(),
+      ...(init.sse ? { accept: "text/event-stream" } : {}),
+      ...init.headers,
+    },
+    body: JSON.stringify({ question }),
+  });
+}
+
+/** The client's bucket as portfolio_core::rollout::bucket computes it. */
+async function bucket(salt: string, key: string): Promise<number> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${salt}:${key}`)));
+  const hex = [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return Number(BigInt(`0x${hex}`) % 100n);
+}
+
+async function servedHere(clientId: string, percent: number): Promise<boolean> {
+  return (await bucket("rollout", `id:${clientId}`)) < percent;
+}
+
+async function report(): Promise<any> {
+  const res = await admin("/admin/rollout/report?days=1");
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+beforeEach(async () => {
+  await legacy("/__legacy/reset", {});
+});
+
+describe("rollout", () => {
+  it("without a setting serves ROLLOUT_PERCENT of the clients, and reports it", async () => {
+    const res = await admin("/admin/rollout");
+    expect(res.status).toBe(200);
+    const state: any = await res.json();
+    expect(state).toMatchObject({ ceiling_percent: CEILING, setting: null, effective: { percent: CEILING, shadow_percent: 0 }, cache_ms: 10_000 });
+    // The origin only: a key in the URL's path or query stays out of answers.
+    expect(state.legacy).toBe(new URL(env.LEGACY_STANDIN_URL!).origin);
+  });
+
+  it("percent 0 proxies every client, request and JSON answer unchanged, the old CORS headers dropped", async () => {
+    expect((await setRollout({ percent: 0 })).status).toBe(200);
+    await legacy("/__legacy/script", { sources: ["acme/overview.md"] });
+    for (const client of ["alice", "bob", "carol"]) {
+      const res = await chat(client, `What does Acme do, ${client}?`, { headers: { authorization: "Bearer site-anon-key", origin: "https://site.example" } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-served-by")).toBe("legacy");
+      expect(res.headers.get("x-legacy-stack")).toBe("supabase");
+      expect(res.headers.get("access-control-allow-origin")).not.toBe("https://old-site.example");
+      expect(res.headers.get("x-request-id")).toBeTruthy();
+      expect(await res.json()).toEqual({
+        answer: `Legacy answer to: What does Acme do, ${client}?`,
+        sources: [{ path: "acme/overview.md", title: "overview" }],
+        model: "legacy-gpt",
+      });
+    }
+    const { requests } = await legacy("/__legacy/requests");
+    expect(requests).toHaveLength(3);
+    expect(requests[0].method).toBe("POST");
+    expect(requests[0].path).toBe("/functions/v1/chat?v=1");
+    expect(JSON.parse(requests[0].body)).toEqual({ question: "What does Acme do, alice?" });
+    expect(requests[0].headers["authorization"]).toBe("Bearer site-anon-key");
+    expect(requests[0].headers["x-client-id"]).toBe("alice");
+    expect(requests[0].headers["content-type"]).toBe("application/json");
+  });
+
+  it("streams the old API's SSE answer through event by event", async () => {
+    expect((await setRollout({ percent: 0, shadow_percent: 0 })).status).toBe(200);
+    await legacy("/__legacy/script", { sources: ["a.md", "b.md"], gap_ms: 100 });
+    const res = await chat("streamer", "Tell me about Acme", { sse: true });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    let firstChunkAt = 0;
+    const started = Date.now();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (!firstChunkAt) firstChunkAt = Date.now() - started;
+      text += decoder.decode(value, { stream: true });
+    }
+    // The sources event arrives before the old API has finished (3 gaps of 100 ms).
+    expect(firstChunkAt).toBeLessThan(250);
+    const events = text.trim().split("\n\n").map((block) => block.split("\n")[0]);
+    expect(events).toEqual(["event: sources", "event: delta", "event: delta", "event: delta", "event: done"]);
+    expect(text).toContain(`data: ${JSON.stringify({ sources: [{ path: "a.md", title: "a" }, { path: "b.md", title: "b" }] })}`);
+  });
+
+  it("the split is sticky per client id and follows the setting, capped by ROLLOUT_PERCENT", async () => {
+    const clients = Array.from({ length: 30 }, (_, i) => `client-${i}`);
+    for (const percent of [50, 100]) {
+      const put = await setRollout({ percent });
+      expect(put.status).toBe(200);
+      const effective = Math.min(percent, CEILING);
+      expect(((await put.json()) as any).effective.percent).toBe(effective);
+      let here = 0;
+      for (const client of clients) {
+        const expected = await servedHere(client, effective);
+        for (let round = 0; round < 2; round++) {
+          const res = await chat(client, "What is Acme?");
+          const served = res.headers.get("x-served-by") === "legacy" ? "legacy" : "here";
+          expect(served, `${client} at ${percent} %`).toBe(expected ? "here" : "legacy");
+          const body: any = await res.json();
+          if (expected) expect(body).toHaveProperty("prompt_version");
+          else expect(body.model).toBe("legacy-gpt");
+        }
+        if (expected) here += 1;
+      }
+      // Raising the share only moves clients to this service.
+      expect(here).toBeGreaterThan(0);
+      expect(here).toBeLessThan(clients.length);
+    }
+    // The client id decides, not the address: no id falls back to the address (/64 for IPv6).
+    await setRollout({ percent: 0 });
+    const res = await SELF.fetch("https://svc.test/api/chat", {
+      method: "POST",
+      headers: { "content-type": "application/json", "CF-Connecting-IP": "2001:db8::1" },
+      body: JSON.stringify({ question: "hi" }),
+    });
+    expect(res.headers.get("x-served-by")).toBe("legacy");
+    await res.arrayBuffer();
+  });
+
+  it("answers 502 provider_error when the old API hangs up, and records it when shadowed", async () => {
+    expect((await setRollout({ percent: 0, shadow_percent: 100 })).status).toBe(200);
+    const before = (await report()).compared;
+    await legacy("/__legacy/script", { hang_up: true });
+    const res = await chat("hung-up", "Is anyone there?");
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as any).error.code).toBe("provider_error");
+    await poll(report, (r) => r.compared === before + 1, "unreachable comparison recorded");
+    const rows = await env.DB.prepare("SELECT legacy_error FROM shadow_comparisons ORDER BY id").all<any>();
+    expect(rows.results.at(-1)).toEqual({ legacy_error: "unreachable" });
+  });
+
+  it("PUT /admin/rollout refuses what is not a share, and needs the token", async () => {
+    for (const body of [{ percent: 101 }, { percent: -5 }, { percent: "50" }, { percent: 10, shadow_percent: 200 }, { percent: 10, extra: true }, {}]) {
+      const res = await setRollout(body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(((await res.json()) as any).error.code).toBe("bad_rollout");
+    }
+    expect((await admin("/admin/rollout", { method: "PUT", body: '{"percent": 0}' }, null)).status).toBe(401);
+    expect((await admin("/admin/rollout", { method: "POST", body: "{}" })).status).toBe(405);
+    expect((await admin("/admin/rollout/report?days=31")).status).toBe(400);
+  });
+
+  it("shadows sampled proxied requests after the answer and reports the overlap per day", async () => {
+    const key = uniqueKey("rollout/shadow.md");
+    await ingestReady(key, "---\ncompany: glacier\ntitle: Glacier Works\n---\n# Glacier Works\n\nGlacier Works builds frostbite-proof snow turbines.\n");
+    const before = (await report()).compared;
+    expect((await setRollout({ percent: 0, shadow_percent: 100 })).status).toBe(200);
+    // The old stack cites the same document (by path, which the migration keeps as the key).
+    await legacy("/__legacy/script", { sources: [key] });
+    const res = await chat("shadowed", "Who builds frostbite-proof snow turbines?");
+    expect(res.headers.get("x-served-by")).toBe("legacy");
+    expect(((await res.json()) as any).model).toBe("legacy-gpt");
+    const after = await poll(report, (r) => r.compared === before + 1, "shadow comparison recorded");
+    const today = after.per_day[0];
+    expect(today.shadowed).toBeGreaterThanOrEqual(1);
+    expect(today.mean_overlap).toBeGreaterThan(0);
+    expect(today.legacy_p50_ms).not.toBeNull();
+    expect(today.ours_p50_ms).not.toBeNull();
+
+    // The old API failing: its answer goes to the client as it is, and the comparison says so.
+    await legacy("/__legacy/script", { sources: [key], status: 503 });
+    const failed = await chat("shadowed", "Who builds frostbite-proof snow turbines?");
+    expect(failed.status).toBe(503);
+    expect(failed.headers.get("x-served-by")).toBe("legacy");
+    await failed.arrayBuffer();
+    const withError = await poll(report, (r) => r.compared === before + 2, "failed comparison recorded");
+    expect(withError.per_day[0].legacy_errors).toBeGreaterThanOrEqual(1);
+    const rows = await env.DB.prepare("SELECT legacy_error, ours_error, overlap FROM shadow_comparisons ORDER BY id").all<any>();
+    expect(rows.results.at(-1)).toEqual({ legacy_error: "status 503", ours_error: null, overlap: null });
+    expect(rows.results.at(-2)).toMatchObject({ legacy_error: null, ours_error: null });
+  });
+
+  it("shadow_percent 0 records nothing, and proxied requests have their own metrics label", async () => {
+    expect((await setRollout({ percent: 0, shadow_percent: 0 })).status).toBe(200);
+    const before = (await report()).compared;
+    const res = await chat("unshadowed", "anything");
+    await res.arrayBuffer();
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await report()).compared).toBe(before);
+    const labels = await poll(
+      async () => (await env.DB.prepare("SELECT DISTINCT name FROM metric_points WHERE kind = 'request'").all<any>()).results.map((r) => r.name),
+      (names) => names.includes("POST /api/chat (legacy)"),
+      "the proxied request's data point",
+    );
+    expect(labels).toContain("POST /api/chat (legacy)");
+  });
+});
