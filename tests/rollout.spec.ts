@@ -7,7 +7,7 @@
 // the shadow comparisons recorded after the response.
 import { env, SELF } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
-import { admin, ingestReady, poll, uniqueKey } from "./support";
+import { admin, ingestReady, poll, runCron, uniqueKey } from "./support";
 
 const CEILING = 80;
 
@@ -169,6 +169,18 @@ describe("rollout", () => {
     await poll(report, (r) => r.compared === before + 1, "unreachable comparison recorded");
     const rows = await env.DB.prepare("SELECT legacy_error FROM shadow_comparisons ORDER BY id").all<any>();
     expect(rows.results.at(-1)).toEqual({ legacy_error: "unreachable" });
+  });
+
+  it("the daily cron deletes comparisons older than 30 days and keeps the rest", async () => {
+    const day = 24 * 3_600_000;
+    const now = Date.now();
+    const insert = env.DB.prepare("INSERT INTO shadow_comparisons (at, overlap, legacy_ms, ours_ms) VALUES (?1, 1.0, 100, 50)");
+    await env.DB.batch([insert.bind(now - 31 * day), insert.bind(now - 40 * day), insert.bind(now - 29 * day), insert.bind(now - 1_000)]);
+    const old = "SELECT COUNT(*) AS n FROM shadow_comparisons WHERE at < ?1";
+    expect((await env.DB.prepare(old).bind(now - 30 * day).first<any>()).n).toBe(2);
+    await runCron("17 3 * * *");
+    expect((await env.DB.prepare(old).bind(now - 30 * day).first<any>()).n).toBe(0);
+    expect((await env.DB.prepare("SELECT COUNT(*) AS n FROM shadow_comparisons WHERE at >= ?1").bind(now - 30 * day).first<any>()).n).toBeGreaterThanOrEqual(2);
   });
 
   it("PUT /admin/rollout refuses what is not a share, and needs the token", async () => {
