@@ -30,6 +30,32 @@ pub fn bin() -> Command {
     cmd
 }
 
+/// [`bin`] under `/usr/bin/time -f peak_rss_kb=%M` where that exists, so
+/// [`peak_rss`] can read the CLI's peak memory from its stderr.
+pub fn measured_bin() -> Command {
+    let time = std::path::Path::new("/usr/bin/time");
+    if !time.exists() {
+        return bin();
+    }
+    let mut cmd = Command::new(time);
+    cmd.args(["-f", "peak_rss_kb=%M"])
+        .arg(env!("CARGO_BIN_EXE_migrate"));
+    for var in ["DATABASE_URL", "ADMIN_TOKEN", "MIGRATE_TARGET"] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// The `peak_rss_kb=` line [`measured_bin`] leaves on stderr, or a note.
+pub fn peak_rss(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("peak_rss_kb="))
+        .unwrap_or("peak RSS not measured (no /usr/bin/time)")
+        .to_owned()
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,

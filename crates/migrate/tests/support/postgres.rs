@@ -343,6 +343,36 @@ impl Cluster {
         name
     }
 
+    /// A new database holding the Supabase schema and a generated corpus of
+    /// `documents` documents over 100 companies (`companies/company-N/doc-I.md`,
+    /// about 2.6 KB of Markdown each: a heading and three sections, so three
+    /// chunks; two tags; the number I occurs in document I only). Chunks carry
+    /// no embedding, so the source's `hybrid_search` ranks by full text alone.
+    pub fn generated_database(&self, tag: &str, documents: u32) -> String {
+        let name = self.create_database(tag);
+        let schema = FIXTURE_SCHEMA.replace("CREATE ROLE migrator LOGIN;", "");
+        self.psql(&name, &schema);
+        self.psql(
+            &name,
+            &format!(
+                "INSERT INTO companies (id, slug, name) SELECT md5('c' || i)::uuid, 'company-' || i, 'Company ' || i \
+                 FROM generate_series(1, 100) i;
+                 INSERT INTO documents (id, company_id, path, title, content, tags)
+                 SELECT md5('d' || i)::uuid, md5('c' || (1 + i % 100))::uuid,
+                        'companies/company-' || (1 + i % 100) || '/doc-' || i || '.md', 'Doc ' || i,
+                        '# Doc ' || i || E'\\n\\n' || repeat('Some words about topic ' || i || '. ', 40)
+                          || E'\\n\\n## Part two\\n\\n' || repeat('More text ' || i || '. ', 60)
+                          || E'\\n\\n## Part three\\n\\n' || repeat('End ' || i || '. ', 40),
+                        ARRAY['Tag ' || (i % 7), 'tag']
+                 FROM generate_series(1, {documents}) i;
+                 INSERT INTO chunks (document_id, chunk_index, content, tags)
+                 SELECT d.id, p.n - 1, p.part, d.tags FROM documents d,
+                        LATERAL regexp_split_to_table(d.content, E'\\n(?=## )') WITH ORDINALITY AS p(part, n);"
+            ),
+        );
+        name
+    }
+
     /// URL connecting as `user` (no password: trust authentication).
     pub fn url(&self, user: &str, database: &str) -> String {
         self.url_via("127.0.0.1", user, database)
