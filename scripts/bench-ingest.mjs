@@ -10,10 +10,12 @@
 // - N documents put at once: one processor per document, so they overlap and
 //   the ratio drops below 1.
 //
-//   node scripts/bench-ingest.mjs [--latency-ms 200] [--docs 50]
+//   node scripts/bench-ingest.mjs [--latency-ms 200] [--docs 50] [--metrics-out FILE]
+//
+// `--metrics-out FILE` writes GET /admin/metrics?window=1h at the end.
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
-import { startLocalStack } from "./local-stack.mjs";
+import { saveMetricsReport, startLocalStack } from "./local-stack.mjs";
 import { startProviderStandin } from "./provider-standin.mjs";
 
 const arg = (name, fallback) => {
@@ -116,4 +118,5 @@ for (const r of rows) {
     `| ${r.name} | ${r.docs} | ${r.chunks} | ${r.wall_s.toFixed(1)} | ${r.client_wall_s.toFixed(1)} | ${r.docs_per_min.toFixed(1)} | ${r.chunks_per_s.toFixed(1)} | ${r.provider_calls} | ${r.provider_s.toFixed(1)} | ${r.ratio.toFixed(2)} | ${r.docs === 1 ? r.overhead_per_call_ms.toFixed(0) : "—"} |`,
   );
 }
+await saveMetricsReport(base, TOKEN);
 process.exit(0);

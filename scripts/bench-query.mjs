@@ -8,10 +8,11 @@
 // D1 + runtime: an upper bound on the Worker's own CPU time) and the medians
 // of the vector / keyword / tag timings the responses carry.
 //
-//   node scripts/bench-query.mjs [chunks ...]     (default: 1000 5000 10000)
+//   node scripts/bench-query.mjs [chunks ...] [--metrics-out FILE]     (default: 1000 5000 10000;
+//   --metrics-out writes GET /admin/metrics?window=1h at the end)
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
-import { startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
+import { saveMetricsReport, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const SIZES = sizes.length > 0 ? sizes : [1000, 5000, 10000];
@@ -172,4 +173,5 @@ console.log(
   `\nsolo /api/search (20 sequential): ${rows.map((r) => `${r.chunks} chunks p50 ${r.soloSearch.p50.toFixed(0)} ms, p95 ${r.soloSearch.p95.toFixed(0)} ms; first search after ingestion ${r.firstSearchMs.toFixed(0)} ms`).join("; ")}`,
 );
 console.log(`\ningestion: ${rows.map((r) => `${r.chunks} chunks ready after ${r.ingestS.toFixed(0)} s`).join("; ")}`);
+await saveMetricsReport(base, TOKEN);
 process.exit(0);

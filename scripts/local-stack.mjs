@@ -3,7 +3,7 @@
 // Objects), for the benchmarks. The process group and the state are removed
 // when the calling process exits.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { writePrebuiltConfig } from "./prebuilt-config.mjs";
@@ -102,4 +102,18 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
     if (i > 240) throw new Error("wrangler dev did not start");
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/**
+ * With `--metrics-out FILE` on the command line: writes the stack's
+ * `GET /admin/metrics?window=1h` report (what an operator would see after
+ * the run) to FILE as JSON. Without it, does nothing.
+ */
+export async function saveMetricsReport(base, adminToken) {
+  const i = process.argv.indexOf("--metrics-out");
+  if (i < 0 || !process.argv[i + 1]) return;
+  const res = await fetch(`${base}/admin/metrics?window=1h`, { headers: { authorization: `Bearer ${adminToken}` } });
+  if (res.status !== 200) throw new Error(`GET /admin/metrics answered ${res.status}: ${await res.text()}`);
+  writeFileSync(process.argv[i + 1], JSON.stringify(await res.json(), null, 2));
+  console.error(`[bench] /admin/metrics?window=1h written to ${process.argv[i + 1]}`);
 }

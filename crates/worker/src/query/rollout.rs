@@ -261,8 +261,8 @@ fn pass_through(
     ))
 }
 
-/// This service's retrieval for the proxied question, beside the old API's
-/// answer; recorded in `shadow_comparisons`. Runs after the response.
+/// This service's retrieval for the proxied question, once the old API's
+/// answer has reached the client; recorded in `shadow_comparisons`.
 async fn compare(
     env: Env,
     config: ServiceConfig,
@@ -271,19 +271,8 @@ async fn compare(
     started: u64,
     watch: Option<LegacyWatch>,
 ) {
-    let ours_started = WorkerClock.now_ms();
-    let ours: Result<Vec<String>, String> = match plan_chat(&body, false) {
-        Ok(plan) => match retrieve(&env, &config, &plan.search, &metrics).await {
-            Ok(retrieval) => Ok(cite(&retrieval.results)
-                .0
-                .into_iter()
-                .map(|source| source.key)
-                .collect()),
-            Err(e) => Err(e.code().to_owned()),
-        },
-        Err(e) => Err(e.code().to_owned()),
-    };
-    let ours_ms = WorkerClock.now_ms().saturating_sub(ours_started);
+    // The old API's answer first: this service's retrieval starts once the
+    // client has it, so it never competes with that answer.
     let (legacy, legacy_ms) = match watch {
         None => (Err("unreachable".to_owned()), 0),
         Some(watch) => {
@@ -299,6 +288,19 @@ async fn compare(
             (outcome, legacy_ms)
         }
     };
+    let ours_started = WorkerClock.now_ms();
+    let ours: Result<Vec<String>, String> = match plan_chat(&body, false) {
+        Ok(plan) => match retrieve(&env, &config, &plan.search, &metrics).await {
+            Ok(retrieval) => Ok(cite(&retrieval.results)
+                .0
+                .into_iter()
+                .map(|source| source.key)
+                .collect()),
+            Err(e) => Err(e.code().to_owned()),
+        },
+        Err(e) => Err(e.code().to_owned()),
+    };
+    let ours_ms = WorkerClock.now_ms().saturating_sub(ours_started);
     let record = ShadowRecord {
         at_ms: started,
         overlap: match (&legacy, &ours) {
