@@ -216,6 +216,30 @@ describe("rollout", () => {
     expect((await env.DB.prepare("SELECT COUNT(*) AS n FROM shadow_comparisons WHERE at >= ?1").bind(now - 30 * day).first<any>()).n).toBeGreaterThanOrEqual(2);
   });
 
+  it("over 1,000 simulated clients at 10 %, about 10 % are served here, each the same way twice", async () => {
+    expect((await setRollout({ percent: 10, shadow_percent: 0 })).status).toBe(200);
+    let here = 0;
+    const sides = new Map<string, boolean>();
+    for (let i = 0; i < 1_000; i++) {
+      const client = `sim-${i}`;
+      const res = await chat(client, "What is Acme?");
+      await res.arrayBuffer();
+      expect(res.status, client).toBe(200);
+      const isHere = res.headers.get("x-served-by") !== "legacy";
+      expect(isHere, client).toBe(await servedHere(client, 10));
+      sides.set(client, isHere);
+      here += Number(isHere);
+    }
+    console.log(`[rollout] 1,000 clients at 10 %: ${here} served here`);
+    expect(Math.abs(here - 100)).toBeLessThanOrEqual(40);
+    // Sticky: every 10th client asks again and lands on the same side.
+    for (let i = 0; i < 1_000; i += 10) {
+      const res = await chat(`sim-${i}`, "And what else?");
+      await res.arrayBuffer();
+      expect(res.headers.get("x-served-by") !== "legacy", `sim-${i} again`).toBe(sides.get(`sim-${i}`));
+    }
+  }, 120_000);
+
   it("PUT /admin/rollout refuses what is not a share, and needs the token", async () => {
     for (const body of [{ percent: 101 }, { percent: -5 }, { percent: "50" }, { percent: 10, shadow_percent: 200 }, { percent: 10, extra: true }, {}]) {
       const res = await setRollout(body);
