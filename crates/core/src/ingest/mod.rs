@@ -6,6 +6,7 @@
 //! machine); these drivers perform its actions and never keep state of their own.
 
 pub mod consumer;
+pub mod gate;
 pub mod message;
 pub mod pipeline;
 pub mod processor;
@@ -19,6 +20,7 @@ mod fakes;
 mod tests;
 
 pub use processor::{
-    resolve_command, CommandError, Processor, ProcessorStatus, Tagger, MAX_EVENTS_PER_INVOCATION,
+    resolve_command, CommandError, Gating, Processor, ProcessorStatus, Tagger,
+    MAX_EVENTS_PER_INVOCATION,
 };
 pub use steps::{generation_vector_ids, MAX_CHUNKS_PER_DOCUMENT};

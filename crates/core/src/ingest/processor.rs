@@ -5,6 +5,7 @@
 //! Generic over the storage traits so it runs natively on fakes and in the
 //! Worker on the platform. It must never read or write another document's state.
 
+use super::gate::{Admission, ProviderGate};
 use super::steps::{Commit, StepResult};
 use super::store::{DocumentStore, ProcessorStorage};
 use crate::index::VectorIndex;
@@ -36,9 +37,21 @@ pub enum Tagger<'a, C> {
     Unavailable(&'a str),
 }
 
+/// Which provider steps pass through the provider gate (those that call a provider over the
+/// network; the offline embedder and keyword tags need no gate).
+#[derive(Debug)]
+pub struct Gating<'a, G> {
+    /// The gate shared by every document.
+    pub gate: &'a G,
+    /// Embedding batches take a lease.
+    pub embed: bool,
+    /// Tagging batches take a lease.
+    pub tag: bool,
+}
+
 /// Everything one processor works with.
 #[derive(Debug)]
-pub struct Processor<'a, S, D, O, V, E, C, K, L, M> {
+pub struct Processor<'a, S, D, O, V, E, C, K, L, M, G> {
     /// The processor's own storage.
     pub storage: &'a S,
     /// The D1 side.
@@ -61,6 +74,8 @@ pub struct Processor<'a, S, D, O, V, E, C, K, L, M> {
     pub pipeline: PipelineConfig,
     /// Batch sizes and chunking.
     pub settings: IngestSettings,
+    /// The provider gate, when provider calls are limited across documents.
+    pub gating: Option<Gating<'a, G>>,
 }
 
 /// What the status route and command answers return.
@@ -138,7 +153,7 @@ fn resolve_object(
     }
 }
 
-impl<S, D, O, V, E, C, K, L, M> Processor<'_, S, D, O, V, E, C, K, L, M>
+impl<S, D, O, V, E, C, K, L, M, G> Processor<'_, S, D, O, V, E, C, K, L, M, G>
 where
     S: ProcessorStorage,
     D: DocumentStore,
@@ -149,6 +164,7 @@ where
     K: Clock,
     L: EventLog,
     M: MetricsSink,
+    G: ProviderGate,
 {
     /// The processor's key and public status.
     ///
@@ -280,15 +296,29 @@ where
                 },
             ),
             Action::EmbedBatch { generation, index } => {
-                Some(match self.embed_batch(generation, index).await {
+                let step = PipelineStep::Embed;
+                let holder = match self.enter(key, generation, step, index).await {
+                    Entry::Wait(deferred) => return Ok(Some(deferred)),
+                    Entry::Go(holder) => holder,
+                };
+                let result = self.embed_batch(generation, index).await;
+                self.leave(key, holder).await;
+                Some(match result {
                     Ok(()) => Outcome::Event(Event::EmbeddedBatch { generation, index }),
-                    Err(error) => failed(generation, PipelineStep::Embed, error),
+                    Err(error) => failed(generation, step, error),
                 })
             }
             Action::TagBatch { generation, index } => {
-                Some(match self.tag_batch(generation, index).await {
+                let step = PipelineStep::Tag;
+                let holder = match self.enter(key, generation, step, index).await {
+                    Entry::Wait(deferred) => return Ok(Some(deferred)),
+                    Entry::Go(holder) => holder,
+                };
+                let result = self.tag_batch(generation, index).await;
+                self.leave(key, holder).await;
+                Some(match result {
                     Ok(()) => Outcome::Event(Event::TaggedBatch { generation, index }),
-                    Err(error) => failed(generation, PipelineStep::Tag, error),
+                    Err(error) => failed(generation, step, error),
                 })
             }
             Action::CommitGeneration { version } => Some(match self.commit(key, version).await {
@@ -368,12 +398,66 @@ where
         Ok(result)
     }
 
+    /// Takes a lease from the provider gate for one batch, if this step is gated. A gate that
+    /// cannot be reached lets the batch through (logged): the overload backoff still protects
+    /// the provider, and ingestion does not stop on the gate's account.
+    async fn enter(&self, key: &str, generation: u64, step: PipelineStep, index: u32) -> Entry {
+        let Some(gating) = self.gating.as_ref() else {
+            return Entry::Go(None);
+        };
+        let gated = match step {
+            PipelineStep::Embed => gating.embed,
+            PipelineStep::Tag => gating.tag,
+            _ => false,
+        };
+        if !gated {
+            return Entry::Go(None);
+        }
+        let holder = format!("{key}#{generation}:{}:{index}", step.as_str());
+        match gating.gate.acquire(&holder).await {
+            Ok(Admission::Granted { .. }) => Entry::Go(Some(holder)),
+            Ok(Admission::Wait { retry_after_ms, .. }) => {
+                Entry::Wait(Outcome::Event(Event::StepDeferred {
+                    generation,
+                    step,
+                    index: Some(index),
+                    retry_at_ms: self.clock.now_ms().saturating_add(retry_after_ms),
+                }))
+            }
+            Err(e) => {
+                self.log.log(
+                    Level::Warn,
+                    json!({ "event": "provider_gate_unreachable", "key": key, "error": e.to_string() }),
+                );
+                Entry::Go(None)
+            }
+        }
+    }
+
+    /// Gives the batch's lease back (if it took one); a lost release expires on its own.
+    async fn leave(&self, key: &str, holder: Option<String>) {
+        let (Some(gating), Some(holder)) = (self.gating.as_ref(), holder) else {
+            return;
+        };
+        if let Err(e) = gating.gate.release(&holder).await {
+            self.side_effect_failed(key, "gate_release", &e);
+        }
+    }
+
     fn side_effect_failed(&self, key: &str, what: &str, error: &StoreError) {
         self.log.log(
             Level::Error,
             json!({ "event": "processor_side_effect_failed", "key": key, "action": what, "error": error.to_string() }),
         );
     }
+}
+
+/// Whether a gated batch may run now.
+enum Entry {
+    /// Run it; give back the lease held under this name (if any) afterwards.
+    Go(Option<String>),
+    /// The gate said wait: report this `StepDeferred` instead of running.
+    Wait(Outcome),
 }
 
 /// What a performed step action reports.

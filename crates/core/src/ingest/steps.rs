@@ -27,6 +27,7 @@ fn store(e: StoreError) -> StepError {
     StepError {
         message: e.to_string(),
         retryable: e.retryable,
+        overloaded: false,
     }
 }
 
@@ -35,6 +36,7 @@ fn provider(context: &str, e: &ProviderError) -> StepError {
     StepError {
         message: format!("{context}: {e}"),
         retryable: e.may_succeed_later(),
+        overloaded: e.is_overload(),
     }
 }
 
@@ -42,6 +44,7 @@ fn index(context: &str, e: &VectorIndexError) -> StepError {
     StepError {
         message: format!("{context}: {e}"),
         retryable: e.is_retryable(),
+        overloaded: false,
     }
 }
 
@@ -84,7 +87,7 @@ pub fn generation_vector_ids(document_id: i64, version: u64, count: u32) -> Vec<
         .collect()
 }
 
-impl<S, D, O, V, E, C, K, L, M> Processor<'_, S, D, O, V, E, C, K, L, M>
+impl<S, D, O, V, E, C, K, L, M, G> Processor<'_, S, D, O, V, E, C, K, L, M, G>
 where
     S: ProcessorStorage,
     D: DocumentStore,

@@ -5,7 +5,8 @@
 
 use super::consumer::{consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, Verdict};
 use super::fakes::*;
-use super::processor::Processor;
+use super::gate::{Admission, GateSettings, GateState, ProviderGate};
+use super::processor::{Gating, Processor};
 use super::steps::MAX_CHUNKS_PER_DOCUMENT;
 use super::Tagger;
 use crate::ingest::message::IngestCommand;
@@ -15,6 +16,7 @@ use crate::keys::sha256_hex;
 use crate::metrics::{MetricKind, MetricsBuffer};
 use crate::providers::extractive::ExtractiveAnswerer;
 use crate::providers::offline_embedder::HashingEmbedder;
+use crate::providers::{Embedder, ProviderError, TransportError};
 use crate::storage::{Clock, StoreError};
 use pollster::block_on;
 use proptest::prelude::*;
@@ -33,8 +35,56 @@ struct World<'f> {
     dlq: FakeQueue,
     log: Lines,
     metrics: MetricsBuffer,
-    embedder: HashingEmbedder,
+    embedder: RemoteEmbedder,
     settings: IngestSettings,
+    /// The provider gate's state, when the world has one (`gate_settings`).
+    gate: std::cell::RefCell<GateState>,
+    gate_settings: Option<GateSettings>,
+}
+
+/// The hashing embedder as if it were reached over the network: it can be told to time out
+/// (an overloaded provider) for its next calls, and counts the calls it answered.
+struct RemoteEmbedder {
+    inner: HashingEmbedder,
+    timeouts_left: std::cell::Cell<u32>,
+    answered: std::cell::Cell<u32>,
+}
+
+impl Embedder for RemoteEmbedder {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        if self.timeouts_left.get() > 0 {
+            self.timeouts_left.set(self.timeouts_left.get() - 1);
+            return Err(ProviderError::Transport {
+                provider: "openai",
+                source: TransportError::Timeout("no answer within 30000 ms".into()),
+            });
+        }
+        self.answered.set(self.answered.get() + 1);
+        self.inner.embed(texts).await
+    }
+}
+
+impl ProviderGate for World<'_> {
+    async fn acquire(&self, holder: &str) -> Result<Admission, StoreError> {
+        let settings = self.gate_settings.unwrap_or_default();
+        Ok(self
+            .gate
+            .borrow_mut()
+            .acquire(holder, self.clock.now_ms(), &settings))
+    }
+
+    async fn release(&self, holder: &str) -> Result<(), StoreError> {
+        self.gate.borrow_mut().release(holder, self.clock.now_ms());
+        Ok(())
+    }
 }
 
 type WorldProcessor<'a, 'f> = Processor<
@@ -43,11 +93,12 @@ type WorldProcessor<'a, 'f> = Processor<
     FakeDatabase<'f>,
     FakeBucket<'f>,
     FakeIndex<'f>,
-    HashingEmbedder,
+    RemoteEmbedder,
     ExtractiveAnswerer,
     ManualClock,
     Lines,
     MetricsBuffer,
+    World<'f>,
 >;
 
 impl<'f> World<'f> {
@@ -65,8 +116,14 @@ impl<'f> World<'f> {
             dlq: FakeQueue::default(),
             log: Lines::default(),
             metrics: MetricsBuffer::default(),
-            embedder: HashingEmbedder::new(DIMS).expect("dimensions"),
+            embedder: RemoteEmbedder {
+                inner: HashingEmbedder::new(DIMS).expect("dimensions"),
+                timeouts_left: std::cell::Cell::new(0),
+                answered: std::cell::Cell::new(0),
+            },
             settings: IngestSettings::default().with_embed_batch(4),
+            gate: std::cell::RefCell::default(),
+            gate_settings: None,
         }
     }
 
@@ -83,6 +140,11 @@ impl<'f> World<'f> {
             metrics: &self.metrics,
             pipeline: PipelineConfig::new(),
             settings: self.settings,
+            gating: self.gate_settings.map(|_| Gating {
+                gate: self,
+                embed: true,
+                tag: false,
+            }),
         }
     }
 
@@ -973,4 +1035,52 @@ fn a_reupload_during_a_commit_with_a_deferred_delete_is_not_dropped() {
         world.settle().await;
     });
     world.assert_matches_r2(a);
+}
+
+#[test]
+fn a_provider_timing_out_past_the_attempt_budget_still_ends_ready() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    // Twelve timeouts in a row: four times the three attempts a step gets.
+    world.embedder.timeouts_left.set(12);
+    block_on(async {
+        world.put("slow.md", &doc("Slow", 3));
+        world.settle().await;
+    });
+    world.assert_matches_r2("slow.md");
+    let runs = world.runs("slow.md");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.run_status(), "ready");
+    assert_eq!(runs[0].retries, 12);
+    // The waits grew from 5 s to the 5-minute cap: 5+10+20+40+80+160 s, then 6 × 300 s.
+    let waited = runs[0].finished_at_ms - runs[0].queued_at_ms;
+    assert!(waited >= 2_115_000, "waited {waited} ms");
+    assert!(world.embedder.answered.get() >= 1);
+}
+
+#[test]
+fn a_batch_waits_for_the_gate_without_spending_attempts() {
+    let faults = Faults::default();
+    let mut world = World::new(&faults);
+    world.gate_settings = Some(GateSettings {
+        limit: 1,
+        lease_ms: 60_000,
+    });
+    // Another document's processor took the only slot and died holding it.
+    let occupied = block_on(world.acquire("other.md#1:embed:0")).unwrap();
+    assert!(matches!(occupied, Admission::Granted { .. }));
+    block_on(async {
+        world.put("gated.md", &doc("Gated", 9));
+        world.settle().await;
+    });
+    world.assert_matches_r2("gated.md");
+    let runs = world.runs("gated.md");
+    assert_eq!(runs[0].outcome.run_status(), "ready");
+    // The first batch waited for the lease to expire, asking again and again, yet the run's
+    // attempts are one per step or batch: download, chunk, 3 embed batches, 1 tag batch, commit.
+    assert!(runs[0].finished_at_ms >= T0 + 60_000);
+    assert_eq!((runs[0].attempts, runs[0].retries), (7, 0));
+    let stats = world.gate.borrow().stats(world.clock.now_ms());
+    assert_eq!((stats.granted, stats.expired, stats.in_flight), (4, 1, 0));
+    assert_eq!(world.embedder.answered.get(), 3);
 }

@@ -137,6 +137,19 @@ impl ProviderError {
             )
     }
 
+    /// Whether the provider is overloaded or out of reach rather than refusing this request:
+    /// 429, 503, 504 (and 408), a timeout or a failed connection. Such a failure says nothing
+    /// about the input, so ingestion waits for the provider instead of counting it against
+    /// the document.
+    #[must_use]
+    pub fn is_overload(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => matches!(status, 408 | 429 | 503 | 504),
+            Self::Transport { source, .. } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
     /// The provider's `Retry-After`, when it sent one.
     #[must_use]
     pub fn retry_after(&self) -> Option<RetryAfter> {

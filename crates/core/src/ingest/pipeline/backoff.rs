@@ -24,6 +24,17 @@ pub const DEFAULT_VECTOR_WAIT_BASE_MS: u64 = 500;
 /// Longest wait between two visibility checks of a commit.
 pub const DEFAULT_VECTOR_WAIT_MAX_MS: u64 = 10_000;
 
+/// First wait after a step found the provider overloaded (429, 503, a timeout); doubles
+/// with each overloaded attempt in a row.
+pub const DEFAULT_OVERLOAD_BASE_MS: u64 = 5_000;
+
+/// Longest wait between two attempts on an overloaded provider.
+pub const DEFAULT_OVERLOAD_MAX_MS: u64 = 5 * 60 * 1_000;
+
+/// How long a run keeps waiting for an overloaded provider before it fails (retryable, so
+/// the daily reconciliation tries it again).
+pub const DEFAULT_OVERLOAD_GIVE_UP_MS: u64 = 24 * 60 * 60 * 1_000;
+
 /// Invalid retry or pipeline configuration (a newtype, so messages can change freely).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(transparent)]
@@ -39,6 +50,12 @@ enum ConfigErrorKind {
     CapBelowBase { base_ms: u64, max_ms: u64 },
     #[error("step timeout must be greater than 0 ms")]
     ZeroStepTimeout,
+    #[error("overload wait: 0 < base ({base_ms} ms) <= max ({max_ms} ms) <= give-up ({give_up_ms} ms) must hold")]
+    OverloadWait {
+        base_ms: u64,
+        max_ms: u64,
+        give_up_ms: u64,
+    },
     #[error("vector wait: 0 < base ({base_ms} ms) <= max ({max_ms} ms) <= give-up ({give_up_ms} ms) must hold")]
     VectorWait {
         base_ms: u64,
@@ -161,12 +178,47 @@ impl VectorWait {
     }
 }
 
+/// How a step waits for an overloaded provider: the attempt is not counted; the wait starts
+/// at `base_ms` and doubles with each overloaded attempt in a row, up to `max_ms`; once the
+/// run has waited `give_up_ms` since the first of them, it fails (retryable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverloadWait {
+    /// Wait after the first overloaded attempt.
+    pub base_ms: u64,
+    /// Longest wait.
+    pub max_ms: u64,
+    /// Total time after which the run gives up.
+    pub give_up_ms: u64,
+}
+
+impl Default for OverloadWait {
+    fn default() -> Self {
+        Self {
+            base_ms: DEFAULT_OVERLOAD_BASE_MS,
+            max_ms: DEFAULT_OVERLOAD_MAX_MS,
+            give_up_ms: DEFAULT_OVERLOAD_GIVE_UP_MS,
+        }
+    }
+}
+
+impl OverloadWait {
+    /// The wait after `in_a_row` (>= 1) overloaded attempts in a row.
+    #[must_use]
+    pub fn delay_after(&self, in_a_row: u32) -> u64 {
+        let factor = 1_u64
+            .checked_shl(in_a_row.saturating_sub(1))
+            .unwrap_or(u64::MAX);
+        self.base_ms.saturating_mul(factor).min(self.max_ms)
+    }
+}
+
 /// Knobs of the ingestion state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PipelineConfig {
     retry: RetryPolicy,
     step_timeout_ms: u64,
     vector_wait: VectorWait,
+    overload: OverloadWait,
 }
 
 impl Default for PipelineConfig {
@@ -183,6 +235,7 @@ impl PipelineConfig {
             retry: RetryPolicy::new(),
             step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
             vector_wait: VectorWait::default(),
+            overload: OverloadWait::default(),
         }
     }
 
@@ -214,6 +267,26 @@ impl PipelineConfig {
         }
         self.vector_wait = wait;
         Ok(self)
+    }
+
+    /// Sets how a step waits for an overloaded provider (`0 < base <= max <= give_up`).
+    pub fn with_overload_wait(mut self, wait: OverloadWait) -> Result<Self, PipelineConfigError> {
+        if wait.base_ms == 0 || wait.base_ms > wait.max_ms || wait.max_ms > wait.give_up_ms {
+            return Err(ConfigErrorKind::OverloadWait {
+                base_ms: wait.base_ms,
+                max_ms: wait.max_ms,
+                give_up_ms: wait.give_up_ms,
+            }
+            .into());
+        }
+        self.overload = wait;
+        Ok(self)
+    }
+
+    /// How a step waits for an overloaded provider.
+    #[must_use]
+    pub fn overload_wait(&self) -> &OverloadWait {
+        &self.overload
     }
 
     /// How a commit waits for its vectors.
@@ -287,6 +360,25 @@ mod tests {
                 give_up_ms,
             };
             assert!(PipelineConfig::new().with_vector_wait(wait).is_err());
+        }
+    }
+
+    #[test]
+    fn overload_waits_double_from_seconds_to_minutes() {
+        let wait = OverloadWait::default();
+        let delays: Vec<u64> = (1..=8).map(|n| wait.delay_after(n)).collect();
+        assert_eq!(
+            delays,
+            vec![5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000]
+        );
+        assert_eq!(wait.delay_after(u32::MAX), 300_000);
+        for (base_ms, max_ms, give_up_ms) in [(0, 1, 2), (3, 2, 4), (1, 5, 4)] {
+            let wait = OverloadWait {
+                base_ms,
+                max_ms,
+                give_up_ms,
+            };
+            assert!(PipelineConfig::new().with_overload_wait(wait).is_err());
         }
     }
 

@@ -82,6 +82,11 @@ pub struct StepError {
     pub message: String,
     /// Whether trying the same step again may succeed (429, 5xx, timeouts).
     pub retryable: bool,
+    /// The provider was overloaded or unreachable (429, 503, 504, a timeout, a refused
+    /// connection): not the document's fault, so the attempt is not counted and the step
+    /// waits for minutes rather than seconds (absent in states saved before it existed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overloaded: bool,
 }
 
 impl StepError {
@@ -91,6 +96,18 @@ impl StepError {
         Self {
             message: message.into(),
             retryable: true,
+            overloaded: false,
+        }
+    }
+
+    /// The provider is overloaded or unreachable: retried after the overload backoff,
+    /// without using up the step's attempts.
+    #[must_use]
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+            overloaded: true,
         }
     }
 
@@ -100,6 +117,7 @@ impl StepError {
         Self {
             message: message.into(),
             retryable: false,
+            overloaded: false,
         }
     }
 }
@@ -217,6 +235,19 @@ pub enum Event {
         visible: u32,
         /// Its vectors (one per chunk).
         expected: u32,
+    },
+    /// A step action was not performed: the provider gate (a concurrency limit shared by all
+    /// documents) said to come back at `retry_at_ms`. Not an attempt; the same action is
+    /// issued again then.
+    StepDeferred {
+        /// Generation of the run that issued the action.
+        generation: u64,
+        /// The step that waits.
+        step: PipelineStep,
+        /// Its batch index, for batch steps.
+        index: Option<u32>,
+        /// When to issue it again, in ms since the epoch.
+        retry_at_ms: u64,
     },
     /// `Action::DeleteDocument` succeeded.
     Deleted {

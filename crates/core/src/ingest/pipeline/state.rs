@@ -175,6 +175,13 @@ pub struct Run {
     /// it was counted).
     #[serde(default)]
     pub retries: u32,
+    /// Attempts of the current step in a row that found the provider overloaded (they do not
+    /// count in `attempts`); reset when a step succeeds.
+    #[serde(default)]
+    pub overloads: u32,
+    /// When the first of those overloaded attempts failed.
+    #[serde(default)]
+    pub overloaded_since_ms: Option<u64>,
     /// The issued action awaiting its result, if any.
     pub in_flight: Option<InFlight>,
     /// The next attempt must not be issued before this time (backoff).
@@ -210,6 +217,8 @@ impl Run {
             finished_at_ms: None,
             attempts: 0,
             retries: 0,
+            overloads: 0,
+            overloaded_since_ms: None,
             in_flight: None,
             not_before_ms: now_ms,
             last_error: None,

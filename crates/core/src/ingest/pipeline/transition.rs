@@ -96,6 +96,16 @@ pub fn step(
                 machine.on_vectors_pending(visible, expected);
             }
         }
+        Event::StepDeferred {
+            generation,
+            step,
+            index,
+            retry_at_ms,
+        } => {
+            if machine.accepts(generation, step, index) {
+                machine.on_step_deferred(retry_at_ms);
+            }
+        }
         Event::Deleted { generation } => {
             if machine.accepts(generation, PipelineStep::Delete, None) {
                 machine.on_deleted();
@@ -355,6 +365,8 @@ impl Machine<'_> {
         let now = self.now;
         if let Some(run) = self.state.run.as_mut() {
             run.attempts = 0;
+            run.overloads = 0;
+            run.overloaded_since_ms = None;
             run.in_flight = None;
             run.not_before_ms = now;
             run.updated_at_ms = now;
@@ -515,6 +527,25 @@ impl Machine<'_> {
         self.schedule(at);
     }
 
+    /// The gate asked the step to wait: the issue is taken back (not an attempt) and the
+    /// same step is issued again at `retry_at_ms` (never in the past).
+    fn on_step_deferred(&mut self, retry_at_ms: u64) {
+        let now = self.now;
+        // Only the issue awaiting its result can be taken back (a repeated report is ignored).
+        let Some(run) = self.state.run.as_mut().filter(|r| r.in_flight.is_some()) else {
+            return;
+        };
+        run.attempts = run.attempts.saturating_sub(1);
+        if let Some(timing) = run.steps.last_mut() {
+            timing.attempts = timing.attempts.saturating_sub(1);
+        }
+        run.in_flight = None;
+        run.updated_at_ms = now;
+        let at = retry_at_ms.max(now);
+        run.not_before_ms = at;
+        self.schedule(at);
+    }
+
     fn on_deleted(&mut self) {
         self.complete_attempt(true);
         self.state.live = None;
@@ -524,12 +555,37 @@ impl Machine<'_> {
     fn on_step_failed(&mut self, error: StepError) {
         let now = self.now;
         let retry = *self.config.retry();
+        let overload = *self.config.overload_wait();
         let Some(run) = self.state.run.as_mut() else {
             return;
         };
         run.in_flight = None;
         run.updated_at_ms = now;
         let retryable = error.retryable;
+        if retryable && error.overloaded {
+            // Not the document's fault: the attempt does not count, and the wait grows to
+            // minutes, until the provider answers or the give-up time has passed.
+            let since = *run.overloaded_since_ms.get_or_insert(now);
+            run.attempts = run.attempts.saturating_sub(1);
+            run.overloads = run.overloads.saturating_add(1);
+            run.retries += 1;
+            let waited = now.saturating_sub(since);
+            run.last_error = Some(error);
+            if waited >= overload.give_up_ms {
+                if let Some(last) = run.last_error.as_mut() {
+                    last.message = format!(
+                        "provider overloaded for {waited} ms ({} attempts in a row); last: {}",
+                        run.overloads, last.message
+                    );
+                }
+                self.fail_run();
+                return;
+            }
+            let at = now.saturating_add(overload.delay_after(run.overloads));
+            run.not_before_ms = at;
+            self.schedule(at);
+            return;
+        }
         run.last_error = Some(error);
         if !retryable || run.attempts >= retry.max_attempts() {
             self.fail_run();

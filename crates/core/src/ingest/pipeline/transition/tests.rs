@@ -1,5 +1,5 @@
 use super::*;
-use crate::ingest::pipeline::backoff::{RetryPolicy, DEFAULT_STEP_TIMEOUT_MS};
+use crate::ingest::pipeline::backoff::{OverloadWait, RetryPolicy, DEFAULT_STEP_TIMEOUT_MS};
 use crate::ingest::pipeline::event::{ObjectVersion, RunReason};
 use crate::ingest::pipeline::state::{PublicStatus, SCHEMA_VERSION};
 use proptest::prelude::*;
@@ -897,7 +897,8 @@ enum Seed {
     Delete { time: u64 },
     Alarm { advance: u64 },
     Succeed,
-    Fail { retryable: bool },
+    Fail { retryable: bool, overloaded: bool },
+    Deferred { wait: u64 },
     StaleResult,
 }
 
@@ -908,7 +909,9 @@ fn arb_seed() -> impl Strategy<Value = Seed> {
         1 => (0_u64..20).prop_map(|time| Seed::Delete { time }),
         4 => (0_u64..200_000).prop_map(|advance| Seed::Alarm { advance }),
         10 => Just(Seed::Succeed),
-        2 => any::<bool>().prop_map(|retryable| Seed::Fail { retryable }),
+        2 => (any::<bool>(), any::<bool>())
+            .prop_map(|(retryable, overloaded)| Seed::Fail { retryable, overloaded }),
+        1 => (0_u64..20_000).prop_map(|wait| Seed::Deferred { wait }),
         1 => Just(Seed::StaleResult),
     ]
 }
@@ -978,13 +981,26 @@ fn event_for(seed: &Seed, state: &ProcessorState, now: &mut u64) -> Event {
                 None => Event::AlarmFired,
             }
         }
-        Seed::Fail { retryable } => Event::StepFailed {
+        Seed::Fail {
+            retryable,
+            overloaded,
+        } => Event::StepFailed {
             generation,
             step: current.unwrap_or(PipelineStep::Download),
             error: StepError {
                 message: "boom".into(),
                 retryable: *retryable,
+                overloaded: *overloaded,
             },
+        },
+        Seed::Deferred { wait } => Event::StepDeferred {
+            generation,
+            step: current.unwrap_or(PipelineStep::Embed),
+            index: match state.stage {
+                Stage::Embedding { done, .. } | Stage::Tagging { done, .. } => Some(done),
+                _ => None,
+            },
+            retry_at_ms: *now + wait,
         },
     }
 }
@@ -1046,4 +1062,145 @@ proptest! {
             state = t.state;
         }
     }
+}
+
+fn overloaded(message: &str) -> Event {
+    Event::StepFailed {
+        generation: 1,
+        step: PipelineStep::Embed,
+        error: StepError::overloaded(message),
+    }
+}
+
+#[test]
+fn an_overloaded_provider_never_uses_up_attempts_and_waits_for_minutes() {
+    let mut h = Harness::new();
+    let c = content("aa", 3, 1, 0);
+    let actions = h.feed(requested("e1", T0, false));
+    let mut actions = h.drive_until(actions, &c, PipelineStep::Embed);
+    let mut delays = Vec::new();
+    // Ten overloaded attempts in a row: three times the attempt budget.
+    for _ in 0..10 {
+        let failed_at = h.now;
+        actions = h.feed(overloaded("embedding batch 0: openai request failed: timed out"));
+        assert!(h.state.stage.is_running());
+        delays.push(alarm(&actions).unwrap() - failed_at);
+        assert!(h.state.run.as_ref().unwrap().attempts < 3);
+        actions = h.fire_alarm(&actions);
+        assert!(matches!(
+            step_action(&actions),
+            Some(Action::EmbedBatch { index: 0, .. })
+        ));
+    }
+    assert_eq!(
+        delays,
+        vec![5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000, 300_000]
+    );
+    // The provider recovers: the batch succeeds and the run commits.
+    let actions = h.feed(success(step_action(&actions).unwrap(), &c).unwrap());
+    let run = h.state.run.as_ref().unwrap();
+    assert_eq!((run.overloads, run.overloaded_since_ms), (0, None));
+    let next = h.fire_alarm(&actions);
+    let actions = h.drive_until(next, &c, PipelineStep::Commit);
+    h.feed(success(step_action(&actions).unwrap(), &c).unwrap());
+    assert_eq!(h.state.stage, Stage::Ready);
+}
+
+#[test]
+fn ordinary_failures_after_overloads_still_count_attempts() {
+    let mut h = Harness::new();
+    let c = content("aa", 3, 1, 0);
+    let actions = h.feed(requested("e1", T0, false));
+    h.drive_until(actions, &c, PipelineStep::Embed);
+    for event in [
+        overloaded("429"),
+        Event::StepFailed {
+            generation: 1,
+            step: PipelineStep::Embed,
+            error: StepError::retryable("malformed"),
+        },
+        overloaded("503"),
+        Event::StepFailed {
+            generation: 1,
+            step: PipelineStep::Embed,
+            error: StepError::retryable("malformed"),
+        },
+    ] {
+        let wait = h.feed(event);
+        h.fire_alarm(&wait);
+    }
+    assert_eq!(h.state.run.as_ref().unwrap().attempts, 3);
+    h.feed(Event::StepFailed {
+        generation: 1,
+        step: PipelineStep::Embed,
+        error: StepError::retryable("malformed"),
+    });
+    assert!(matches!(h.state.stage, Stage::Failed { .. }));
+}
+
+#[test]
+fn a_provider_overloaded_past_the_give_up_time_fails_the_run_retryably() {
+    let mut h = Harness::new();
+    h.config = PipelineConfig::new()
+        .with_overload_wait(OverloadWait {
+            base_ms: 1_000,
+            max_ms: 60_000,
+            give_up_ms: 600_000,
+        })
+        .unwrap();
+    let actions = h.feed(requested("e1", T0, false));
+    let mut actions = h.drive_until(actions, &content("aa", 3, 1, 0), PipelineStep::Embed);
+    let first_failure = h.now;
+    while h.state.stage.is_running() {
+        actions = h.feed(overloaded("HTTP 429"));
+        if h.state.stage.is_running() {
+            actions = h.fire_alarm(&actions);
+        }
+    }
+    assert!(h.now - first_failure >= 600_000);
+    assert!(h.now - first_failure < 600_000 + 60_000);
+    let error = h.state.run.as_ref().unwrap().last_error.clone().unwrap();
+    assert!(error.retryable && error.overloaded);
+    assert!(error.message.starts_with("provider overloaded for "), "{}", error.message);
+    assert!(actions.contains(&Action::DiscardGeneration { version: 1 }));
+}
+
+#[test]
+fn a_deferred_step_is_issued_again_later_without_counting_an_attempt() {
+    let mut h = Harness::new();
+    let c = content("aa", 3, 1, 0);
+    let actions = h.feed(requested("e1", T0, false));
+    h.drive_until(actions, &c, PipelineStep::Embed);
+    assert_eq!(h.state.run.as_ref().unwrap().attempts, 1);
+    let deferred = Event::StepDeferred {
+        generation: 1,
+        step: PipelineStep::Embed,
+        index: Some(0),
+        retry_at_ms: h.now + 250,
+    };
+    let wait = h.feed(deferred.clone());
+    assert_eq!(alarm(&wait), Some(h.now + 250));
+    assert!(step_action(&wait).is_none());
+    assert_eq!(h.state.run.as_ref().unwrap().attempts, 0);
+    // A second report of the same deferral, or one of another generation, changes nothing.
+    h.assert_ignored(deferred);
+    h.assert_ignored(Event::StepDeferred {
+        generation: 7,
+        step: PipelineStep::Embed,
+        index: Some(0),
+        retry_at_ms: h.now,
+    });
+    // An early alarm waits; the due one issues the same batch again as attempt 1.
+    let early = h.feed(Event::AlarmFired);
+    assert_eq!(alarm(&early), Some(h.now + 250));
+    let again = h.fire_alarm(&wait);
+    assert_eq!(
+        step_action(&again),
+        Some(&Action::EmbedBatch {
+            generation: 1,
+            index: 0
+        })
+    );
+    assert_eq!(h.state.run.as_ref().unwrap().attempts, 1);
+    assert_eq!(h.state.run.as_ref().unwrap().steps.last().unwrap().attempts, 1);
 }
