@@ -21,6 +21,10 @@
 //   alert thresholds, and ALERT_WEBHOOK_URL on a local webhook receiver
 //   (scripts/webhook-receiver.mjs, a real HTTP server started here), so the
 //   Worker's own fetch delivers the notices.
+// - `bulk`: the Worker with EMBEDDING_PROVIDER=openai on a second provider
+//   stand-in that computes 2 requests at a time with 100 ms each (latency grows
+//   with load), a 1 s request limit and INGEST_PROVIDER_CONCURRENCY=2, for bulk
+//   ingestion through the provider gate.
 // - `rollout`: the Worker with LEGACY_CHAT_URL on a local stand-in of the old
 //   chat endpoint (scripts/legacy-chat-standin.mjs, a real HTTP server started
 //   here) and ROLLOUT_PERCENT=80, for the cut-over's split, proxy and shadow.
@@ -53,6 +57,8 @@ const PROVIDER_TEST_VARS = {
   PROVIDER_TIMEOUT_MS: "1000",
   PROVIDER_RETRY_BASE_MS: "50",
   INGEST_RETRY_BASE_MS: "200",
+  INGEST_OVERLOAD_BASE_MS: "200",
+  INGEST_OVERLOAD_GIVE_UP_MS: "4000",
 };
 const PROVIDER_SPECS = ["tests/provider_*.spec.ts"];
 /** Specs only the `workers-ai` project runs (they need the AI binding's stand-in). */
@@ -80,6 +86,16 @@ const ALERT_TEST_VARS = {
   ALERT_RECONCILE_ENQUEUED: "2",
 };
 const ROLLOUT_SPECS = ["tests/rollout.spec.ts"];
+const BULK_SPECS = ["tests/bulk_ingest.spec.ts"];
+/** The `bulk` project's provider: 2 requests computed at a time, 100 ms each. */
+const BULK_PROVIDER = { latencyMs: 100, concurrency: 2 };
+const BULK_TEST_VARS = {
+  EMBEDDING_PROVIDER: "openai",
+  CHAT_PROVIDER: "offline",
+  PROVIDER_TIMEOUT_MS: "1000",
+  PROVIDER_RETRY_BASE_MS: "50",
+  INGEST_PROVIDER_CONCURRENCY: String(BULK_PROVIDER.concurrency),
+};
 
 /** Specs only the `vectorize` project runs (they need VECTOR_INDEX=vectorize). */
 const VECTORIZE_ONLY_SPECS = ["tests/reconcile_vectorize.spec.ts", "tests/vectorize_*.spec.ts"];
@@ -118,6 +134,10 @@ export default defineConfig(async () => {
   const standinKey = "standin-test-key";
   const standin = await startProviderStandin({ apiKey: standinKey });
   const receiver = await startWebhookReceiver();
+  const bulkStandin = await startProviderStandin({ apiKey: standinKey, ...BULK_PROVIDER });
+  const bulkConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.bulk.json"), {
+    vars: { ...BULK_TEST_VARS, OPENAI_BASE_URL: bulkStandin.url },
+  });
   const legacyChat = await startLegacyChatStandin();
   const rolloutConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.rollout.json"), {
     // A query string on the old endpoint's URL, as a Supabase function URL may carry: proxied as is.
@@ -142,7 +162,7 @@ export default defineConfig(async () => {
               miniflare: { bindings },
             }),
           ],
-          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...WORKERS_AI_SPECS, ...ALERT_SPECS, ...ROLLOUT_SPECS], ...shared },
+          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...WORKERS_AI_SPECS, ...ALERT_SPECS, ...ROLLOUT_SPECS, ...BULK_SPECS], ...shared },
         },
         {
           plugins: [
@@ -230,6 +250,23 @@ export default defineConfig(async () => {
             }),
           ],
           test: { name: "rollout", include: ROLLOUT_SPECS, ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: bulkConfig },
+              miniflare: {
+                bindings: {
+                  ...bindings,
+                  OPENAI_API_KEY: standinKey,
+                  STANDIN_URL: bulkStandin.url,
+                  BULK_LATENCY_MS: String(BULK_PROVIDER.latencyMs),
+                  BULK_CONCURRENCY: String(BULK_PROVIDER.concurrency),
+                },
+              },
+            }),
+          ],
+          test: { name: "bulk", include: BULK_SPECS, ...shared },
         },
       ],
     },

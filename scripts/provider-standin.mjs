@@ -10,6 +10,12 @@
 //   answers cite passage [1].
 // - A fixed latency per answered request (`latencyMs`), summed in `stats()`
 //   as the provider time a run cannot go below.
+// - A capacity (`concurrency`, 0 = unlimited): at most that many requests are
+//   computed at once and the others wait their turn, so latency grows with
+//   load like a self-hosted model server's; a request whose client gave up is
+//   still computed, as such a server does. `stats()` reports `max_in_flight`
+//   (requests inside the server at once, queued or computing) and
+//   `max_computing`.
 // - Scripted faults: a rule matches requests whose body contains `match`
 //   (and `path`, when given) and serves its faults in order — `{ status,
 //   retry_after?, body? }`, `{ delay_ms }` (then answers), `{ malformed:
@@ -23,7 +29,7 @@
 // Control (JSON): POST /__standin/rules, GET /__standin/requests?match=…,
 // GET /__standin/stats, POST /__standin/reset.
 //
-//   node scripts/provider-standin.mjs [--port N] [--latency-ms N] [--api-key K]
+//   node scripts/provider-standin.mjs [--port N] [--latency-ms N] [--concurrency N] [--api-key K]
 import { createServer } from "node:http";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -35,15 +41,38 @@ const DEFAULT_DIMENSIONS = 1536;
 const errorBody = (message, type, code = null) => JSON.stringify({ error: { message, type, param: null, code } });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-export async function startProviderStandin({ port = 0, host = "127.0.0.1", latencyMs = 0, apiKey = null } = {}) {
+export async function startProviderStandin({ port = 0, host = "127.0.0.1", latencyMs = 0, concurrency = 0, apiKey = null } = {}) {
   let rules = [];
   let log = [];
-  let stats = { requests: 0, answered: 0, faulted: 0, provider_ms: 0, by_path: {} };
+  const freshStats = () => ({
+    requests: 0, answered: 0, faulted: 0, provider_ms: 0, by_path: {},
+    in_flight: 0, max_in_flight: 0, computing: 0, max_computing: 0, abandoned: 0,
+  });
+  let stats = freshStats();
+  /** Requests waiting for a free slot (resolvers), first come first served. */
+  const queue = [];
 
   function reset() {
     rules = [];
     log = [];
-    stats = { requests: 0, answered: 0, faulted: 0, provider_ms: 0, by_path: {} };
+    stats = freshStats();
+  }
+
+  /** Computes one answer: waits for a slot when the capacity is taken, then `latencyMs`. */
+  async function compute(res) {
+    // A waiter is handed its slot by the request that leaves it, already counted in `computing`.
+    if (concurrency > 0 && stats.computing >= concurrency) await new Promise((resolve) => queue.push(resolve));
+    else stats.computing += 1;
+    stats.max_computing = Math.max(stats.max_computing, stats.computing);
+    try {
+      if (latencyMs > 0) await sleep(latencyMs);
+    } finally {
+      if (res.destroyed) stats.abandoned += 1;
+      // Hand the slot to the next waiter directly, so `computing` never exceeds the capacity.
+      const next = queue.shift();
+      if (next) next();
+      else stats.computing -= 1;
+    }
   }
 
   /** The next fault for this request, if a rule matches; records the match. */
@@ -60,6 +89,16 @@ export async function startProviderStandin({ port = 0, host = "127.0.0.1", laten
   }
 
   async function provider(pathname, req, res, raw) {
+    stats.in_flight += 1;
+    stats.max_in_flight = Math.max(stats.max_in_flight, stats.in_flight);
+    try {
+      return await answer(pathname, req, res, raw);
+    } finally {
+      stats.in_flight -= 1;
+    }
+  }
+
+  async function answer(pathname, req, res, raw) {
     const started = performance.now();
     stats.requests += 1;
     stats.by_path[pathname] = (stats.by_path[pathname] ?? 0) + 1;
@@ -100,7 +139,7 @@ export async function startProviderStandin({ port = 0, host = "127.0.0.1", laten
       record("400");
       return send(400, errorBody("We could not parse the JSON body of your request.", "invalid_request_error"));
     }
-    if (latencyMs > 0) await sleep(latencyMs);
+    await compute(res);
 
     if (pathname === "/v1/embeddings") {
       const inputs = typeof body.input === "string" ? [body.input] : body.input;
@@ -242,6 +281,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
   const standin = await startProviderStandin({
     port: Number(arg("--port", "8790")),
     latencyMs: Number(arg("--latency-ms", "0")),
+    concurrency: Number(arg("--concurrency", "0")),
     apiKey: arg("--api-key", null),
   });
   console.log(`provider stand-in at ${standin.url} (OPENAI_BASE_URL)`);

@@ -9,6 +9,7 @@ declare global {
       INGEST_QUEUE: Queue;
       INGEST_DLQ: Queue;
       DOCUMENT_PROCESSOR: DurableObjectNamespace;
+      INGEST_GATE: DurableObjectNamespace;
       ADMIN_TOKEN: string;
       VECTOR_INDEX: string;
       /** Only in the `vectorize` test project: the local Vectorize stand-in (JS RPC). */
@@ -20,6 +21,9 @@ declare global {
       RECEIVER_URL?: string;
       /** Only in the `rollout` project: base URL of the old chat endpoint's stand-in. */
       LEGACY_STANDIN_URL?: string;
+      /** Only in the `bulk` project: the provider stand-in's latency and capacity. */
+      BULK_LATENCY_MS?: string;
+      BULK_CONCURRENCY?: string;
     }
   }
 }

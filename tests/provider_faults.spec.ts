@@ -160,7 +160,7 @@ describe("provider faults during ingestion", () => {
     expect(ours.every((r: any) => r.text.includes(first) && !r.text.includes(second))).toBe(true);
   });
 
-  it("a provider that stays overloaded fails the run after every attempt, old generation intact", async () => {
+  it("a provider that stays overloaded keeps the run waiting past its attempts, then gives up; old generation intact", async () => {
     const key = uniqueKey("faultco/overloaded.md");
     const first = `steady${Date.now().toString(36)}`;
     const v1 = await ingestReady(key, markdown(first, "Permafrost drills bore core samples."));
@@ -168,16 +168,25 @@ describe("provider faults during ingestion", () => {
     const second = `overload${Date.now().toString(36)}`;
     await injectFaults(second, EMBEDDINGS, [{ status: 503 }], true);
     await ingest(key, markdown(second, "Permafrost drills now bore deeper."));
+    // A 503 is the provider's state, not the document's: more than the 3 step attempts × 4
+    // calls go by with the run still processing, waiting longer each time.
+    await eventually(async () => (await served(second)).length > 12, true, 10_000);
+    const waiting = await processorState(key);
+    expect(waiting.status).toBe("processing");
+    expect(waiting.last_error).toMatchObject({ retryable: true, overloaded: true });
+    // Then INGEST_OVERLOAD_GIVE_UP_MS (4 s in this project) passes and the run fails, retryable.
     const state = await waitForRunEnd(key);
     expect(state.status).toBe("failed");
-    expect(state.last_error.message).toContain("HTTP 503");
-    // 3 step attempts × 4 calls each (the provider client's own retries).
-    expect((await served(second)).length).toBe(12);
+    expect(state.last_error.message).toMatch(/^provider overloaded for \d+ ms .*HTTP 503/);
+    const calls = (await served(second)).map((e) => e.at);
+    expect(calls.length).toBeGreaterThan(12);
+    // The waits between step attempts grew (200 ms doubling, capped by the give-up time).
     const run = await env.DB.prepare(
       "SELECT status, error FROM processing_runs WHERE document_key = ?1 ORDER BY id DESC LIMIT 1",
     ).bind(key).first<any>();
     expect(run.status).toBe("failed");
     expect(run.error).toContain("HTTP 503");
+    expect(calls[calls.length - 1] - calls[0]).toBeGreaterThanOrEqual(3_000);
 
     const row = await env.DB.prepare("SELECT active_version FROM documents WHERE key = ?1").bind(key).first<any>();
     expect(row.active_version).toBe(v1.active_version);

@@ -9,7 +9,7 @@
 
 use crate::alerts::AlertSettings;
 use crate::ingest::message::RETRY_MAX_DELAY_SECONDS;
-use crate::ingest::pipeline::{PipelineConfig, RetryPolicy};
+use crate::ingest::pipeline::{OverloadWait, PipelineConfig, RetryPolicy};
 use crate::ingest::settings::IngestSettings;
 use crate::metrics::CostPer1k;
 use crate::providers::retry::DEFAULT_BASE_DELAY_MS as DEFAULT_PROVIDER_RETRY_BASE_MS;
@@ -26,6 +26,9 @@ pub const MAX_EMBED_BATCH: u32 = 2_048;
 
 /// Most chunks in one tagging prompt: beyond it the answer gets unreliable.
 pub const MAX_TAG_BATCH: u32 = 100;
+
+/// Largest `INGEST_PROVIDER_CONCURRENCY`.
+pub const MAX_PROVIDER_CONCURRENCY: u32 = 256;
 
 /// Longest provider request time limit: a Worker invocation's wall time
 /// budget is what bounds it in practice.
@@ -193,8 +196,11 @@ pub struct ServiceConfig {
     pub provider_retry_base_ms: u64,
     /// `EMBED_BATCH_SIZE`, `TAG_BATCH_SIZE`.
     pub ingest: IngestSettings,
-    /// `INGEST_RETRY_BASE_MS`.
+    /// `INGEST_RETRY_BASE_MS`, `INGEST_OVERLOAD_BASE_MS`, `INGEST_OVERLOAD_GIVE_UP_MS`.
     pub pipeline: PipelineConfig,
+    /// `INGEST_PROVIDER_CONCURRENCY`: provider calls in flight at once across all documents'
+    /// ingestion (`None` when set to 0: no limit).
+    pub provider_gate: Option<crate::ingest::gate::GateSettings>,
     /// `RECONCILE_PAGE_SIZE`, `RECONCILE_STUCK_AFTER_HOURS`, `RECONCILE_MAX_RETRIES`.
     pub reconcile: ReconcileSettings,
     /// `CHAT_PAGE`: whether `/` serves the chat page.
@@ -427,6 +433,35 @@ impl ServiceConfig {
                 Some(PipelineConfig::new().with_retry(retry))
             },
         );
+        let overload_defaults = OverloadWait::default();
+        let overload_base_ms = vars.number(
+            "INGEST_OVERLOAD_BASE_MS",
+            overload_defaults.base_ms,
+            1,
+            overload_defaults.max_ms,
+        );
+        let overload_give_up_ms = vars.number(
+            "INGEST_OVERLOAD_GIVE_UP_MS",
+            overload_defaults.give_up_ms,
+            overload_base_ms,
+            30 * 24 * 60 * 60 * 1_000,
+        );
+        let overload = OverloadWait {
+            base_ms: overload_base_ms,
+            max_ms: overload_defaults.max_ms.min(overload_give_up_ms),
+            give_up_ms: overload_give_up_ms,
+        };
+        let pipeline = pipeline.with_overload_wait(overload).unwrap_or(pipeline);
+        let gate_limit = vars.number(
+            "INGEST_PROVIDER_CONCURRENCY",
+            crate::ingest::gate::DEFAULT_GATE_LIMIT,
+            0,
+            MAX_PROVIDER_CONCURRENCY,
+        );
+        let provider_gate = (gate_limit > 0).then(|| crate::ingest::gate::GateSettings {
+            limit: gate_limit,
+            ..crate::ingest::gate::GateSettings::default()
+        });
         let reconcile_defaults = ReconcileSettings::default();
         let hour_ms = 60 * 60 * 1_000;
         let reconcile = ReconcileSettings {
@@ -595,6 +630,7 @@ impl ServiceConfig {
             provider_retry_base_ms,
             ingest,
             pipeline,
+            provider_gate,
             reconcile,
             chat_page,
             workers_ai: WorkersAiModels {
@@ -634,6 +670,21 @@ mod tests {
         assert_eq!(config.provider_retry_base_ms, 500);
         assert_eq!(config.ingest, IngestSettings::default());
         assert_eq!(config.pipeline, PipelineConfig::new());
+        assert_eq!(
+            config.pipeline.overload_wait(),
+            &OverloadWait {
+                base_ms: 5_000,
+                max_ms: 300_000,
+                give_up_ms: 86_400_000
+            }
+        );
+        assert_eq!(
+            config.provider_gate,
+            Some(crate::ingest::gate::GateSettings {
+                limit: 8,
+                lease_ms: 180_000
+            })
+        );
         assert_eq!(config.reconcile, ReconcileSettings::default());
         assert!(config.chat_page);
         assert_eq!(config.metrics, MetricsSettings::default());
@@ -746,6 +797,9 @@ mod tests {
             ("EMBED_BATCH_SIZE", "16"),
             ("TAG_BATCH_SIZE", "5"),
             ("INGEST_RETRY_BASE_MS", "200"),
+            ("INGEST_OVERLOAD_BASE_MS", "100"),
+            ("INGEST_OVERLOAD_GIVE_UP_MS", "4000"),
+            ("INGEST_PROVIDER_CONCURRENCY", "0"),
             ("RECONCILE_PAGE_SIZE", "50"),
             ("RECONCILE_STUCK_AFTER_HOURS", "2"),
             ("RECONCILE_MAX_RETRIES", "0"),
@@ -762,6 +816,16 @@ mod tests {
             (16, 5)
         );
         assert_eq!(config.pipeline.retry().delay_after(2), 400);
+        // The cap of the overload wait never exceeds the give-up time.
+        assert_eq!(
+            config.pipeline.overload_wait(),
+            &OverloadWait {
+                base_ms: 100,
+                max_ms: 4_000,
+                give_up_ms: 4_000
+            }
+        );
+        assert_eq!(config.provider_gate, None);
         assert_eq!(config.reconcile.page_size, 50);
         assert_eq!(config.reconcile.stuck_after_ms, 2 * 60 * 60 * 1_000);
         assert_eq!(config.reconcile.max_failed_runs, 0);
@@ -805,6 +869,8 @@ mod tests {
             ("PROVIDER_TIMEOUT_MS", "30s"),
             ("EMBED_BATCH_SIZE", "5000"),
             ("INGEST_RETRY_BASE_MS", "0"),
+            ("INGEST_OVERLOAD_BASE_MS", "600000"),
+            ("INGEST_PROVIDER_CONCURRENCY", "-1"),
             ("RECONCILE_PAGE_SIZE", "1001"),
             ("CHAT_PAGE", "no"),
             ("ENVIRONMENT", ""),

@@ -10,6 +10,9 @@ pub const INGEST_QUEUE: &str = "INGEST_QUEUE";
 pub const INGEST_DLQ: &str = "INGEST_DLQ";
 /// Durable Object namespace of the per-document processors.
 pub const DOCUMENT_PROCESSOR: &str = "DOCUMENT_PROCESSOR";
+/// Durable Object namespace of the provider gate (one object: the concurrency limit of
+/// ingestion's provider calls across documents).
+pub const INGEST_GATE: &str = "INGEST_GATE";
 /// Vectorize index (absent locally: Vectorize has no local simulation).
 pub const VECTORIZE: &str = "VECTORIZE";
 /// Workers Analytics Engine dataset of the data points (deployed environments).
@@ -27,12 +30,14 @@ pub const RATE_LIMIT_PERIOD_SECONDS: u32 = 60;
 
 /// Every binding with its kind, as reported by `GET /api/health`.
 /// `required` ones make the service `degraded` when missing.
-pub const ALL: [(&str, &str, bool); 7] = [
+pub const ALL: [(&str, &str, bool); 8] = [
     (DB, "d1", true),
     (DOCUMENTS, "r2", true),
     (INGEST_QUEUE, "queue", true),
     (INGEST_DLQ, "queue", true),
     (DOCUMENT_PROCESSOR, "durable_object", true),
+    // Without it ingestion still runs, with no limit on its provider calls (logged).
+    (INGEST_GATE, "durable_object", false),
     (VECTORIZE, "vectorize", false),
     (METRICS, "analytics_engine", false),
 ];

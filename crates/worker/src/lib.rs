@@ -22,6 +22,7 @@ mod reconcile;
 mod router;
 mod store;
 
+pub use ingest::gate::IngestGate;
 pub use ingest::processor::DocumentProcessor;
 
 use portfolio_core::config::MetricsSinkKind;

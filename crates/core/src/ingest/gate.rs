@@ -6,8 +6,10 @@
 //! A processor asks for a lease before an embedding or tagging batch and
 //! gives it back after. The gate answers at once: granted, or "come back in
 //! N ms" with N estimated from the queue ahead and how long leases are held.
-//! Waiters are served first come, first served (a document's next batch
-//! queues behind the others, so documents progress in turn). Leases expire,
+//! Waiters are served in the order they arrived among those due (told to be
+//! back by now), so a document's next batch queues behind the others and
+//! documents progress in turn, while a slot that frees before the next in
+//! line comes back goes to whoever asks first rather than standing idle. Leases expire,
 //! so a processor that dies holding one cannot block the gate, and waiters
 //! that stop asking lose their place.
 //!
@@ -84,6 +86,9 @@ struct Lease {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Waiter {
     holder: String,
+    /// When it was told to ask again: from then on, it goes before those behind it.
+    #[serde(default)]
+    due_ms: u64,
     /// It loses its place if it has not asked again by then.
     expires_ms: u64,
 }
@@ -133,12 +138,19 @@ impl GateState {
             None => {
                 self.waiting.push(Waiter {
                     holder: holder.to_owned(),
+                    due_ms: now_ms,
                     expires_ms: 0,
                 });
                 self.waiting.len() - 1
             }
         };
-        if position < free {
+        // Only waiters ahead that are due (told to be back by now) go first: a slot that
+        // frees before the next in line comes back is not left idle.
+        let due_ahead = self.waiting[..position]
+            .iter()
+            .filter(|w| w.due_ms <= now_ms)
+            .count();
+        if due_ahead < free {
             self.waiting.remove(position);
             self.leases.push(Lease {
                 holder: holder.to_owned(),
@@ -152,11 +164,11 @@ impl GateState {
         // `position - free + 1` of them.
         let needed = (position - free + 1) as u64;
         let hold = self.mean_hold_ms.unwrap_or(INITIAL_HOLD_MS).max(1);
-        let retry_after_ms = (needed.saturating_mul(hold) / limit as u64)
-            .clamp(MIN_RETRY_MS, MAX_RETRY_MS);
-        self.waiting[position].expires_ms = now_ms
-            .saturating_add(retry_after_ms)
-            .saturating_add(WAITER_GRACE_MS);
+        let retry_after_ms =
+            (needed.saturating_mul(hold) / limit as u64).clamp(MIN_RETRY_MS, MAX_RETRY_MS);
+        let waiter = &mut self.waiting[position];
+        waiter.due_ms = now_ms.saturating_add(retry_after_ms);
+        waiter.expires_ms = waiter.due_ms.saturating_add(WAITER_GRACE_MS);
         Admission::Wait {
             retry_after_ms,
             ahead: u32::try_from(position).unwrap_or(u32::MAX),
@@ -288,14 +300,32 @@ mod tests {
             panic!("fourth caller must wait");
         };
         assert_eq!(ahead, 1);
-        assert!(gate.release("a", 100));
-        // "d" asks first, but "c" is ahead of it: one slot, one waiter served.
-        assert!(!granted(gate.acquire("d", 101, &s)));
-        assert!(granted(gate.acquire("c", 102, &s)));
-        assert!(gate.release("b", 200));
-        assert!(granted(gate.acquire("d", 201, &s)));
-        assert_eq!(gate.stats(201).in_flight, 2);
-        assert_eq!(gate.stats(201).waiting, 0);
+        assert!(gate.release("a", 300));
+        // "d" asks first, but "c" is ahead of it and due: one slot, one waiter served.
+        assert!(!granted(gate.acquire("d", 301, &s)));
+        assert!(granted(gate.acquire("c", 302, &s)));
+        assert!(gate.release("b", 400));
+        assert!(granted(gate.acquire("d", 401, &s)));
+        assert_eq!(gate.stats(401).in_flight, 2);
+        assert_eq!(gate.stats(401).waiting, 0);
+    }
+
+    #[test]
+    fn a_slot_is_not_kept_idle_for_a_waiter_that_is_not_due_yet() {
+        let mut gate = GateState::default();
+        let s = settings(1);
+        assert!(granted(gate.acquire("a", 0, &s)));
+        let Admission::Wait { retry_after_ms, .. } = gate.acquire("b", 0, &s) else {
+            panic!("must wait");
+        };
+        assert!(gate.release("a", 10));
+        // "b" will ask at `retry_after_ms`; "c" asks before that and gets the free slot.
+        assert!(granted(gate.acquire("c", retry_after_ms - 1, &s)));
+        // Once due, "b" goes before later arrivals.
+        assert!(!granted(gate.acquire("d", retry_after_ms, &s)));
+        assert!(gate.release("c", retry_after_ms + 1));
+        assert!(!granted(gate.acquire("d", retry_after_ms + 2, &s)));
+        assert!(granted(gate.acquire("b", retry_after_ms + 3, &s)));
     }
 
     #[test]
@@ -390,7 +420,7 @@ mod tests {
             now += seed % 40;
             let who = format!("h{}", (seed >> 8) % 20);
             match (seed >> 20) % 5 {
-                0 | 1 | 2 => {
+                0..=2 => {
                     if granted(gate.acquire(&who, now, &s)) && !holding.contains(&who) {
                         holding.push(who);
                     }

@@ -6,6 +6,7 @@
 
 use crate::config;
 use crate::error::json_response;
+use crate::ingest::gate::GateClient;
 use crate::providers::{metered_chat, metered_embedder, MeteredChat, MeteredEmbedder};
 use crate::store::d1::D1Documents;
 use crate::store::metrics::Metrics;
@@ -13,10 +14,11 @@ use crate::store::processor_storage::DurableStorage;
 use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, ConsoleLog, WorkerClock};
 use portfolio_core::api::ErrorBody;
+use portfolio_core::config::ProviderKind;
 use portfolio_core::ingest::message::IngestCommand;
 use portfolio_core::ingest::pipeline::PipelineConfig;
 use portfolio_core::ingest::settings::IngestSettings;
-use portfolio_core::ingest::{CommandError, Processor, Tagger};
+use portfolio_core::ingest::{CommandError, Gating, Processor, Tagger};
 use portfolio_core::storage::StoreError;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 
@@ -82,7 +84,7 @@ impl DurableObject for DocumentProcessor {
 }
 
 /// The platform services one invocation works with.
-struct Adapters {
+struct Adapters<'e> {
     storage: DurableStorage,
     documents: D1Documents,
     objects: R2Documents,
@@ -92,9 +94,12 @@ struct Adapters {
     metrics: Metrics,
     pipeline: PipelineConfig,
     settings: IngestSettings,
+    gate: GateClient<'e>,
+    /// Whether embedding and tagging batches take a lease from the gate.
+    gated: Option<(bool, bool)>,
 }
 
-impl Adapters {
+impl Adapters<'_> {
     fn processor(
         &self,
     ) -> Processor<
@@ -108,6 +113,7 @@ impl Adapters {
         WorkerClock,
         ConsoleLog,
         Metrics,
+        GateClient<'_>,
     > {
         Processor {
             storage: &self.storage,
@@ -125,18 +131,31 @@ impl Adapters {
             metrics: &self.metrics,
             pipeline: self.pipeline,
             settings: self.settings,
+            gating: self.gated.map(|(embed, tag)| Gating {
+                gate: &self.gate,
+                embed,
+                tag,
+            }),
         }
     }
 }
 
 impl DocumentProcessor {
-    fn adapters(&self) -> worker::Result<Adapters> {
+    fn adapters(&self) -> worker::Result<Adapters<'_>> {
         let storage = DurableStorage::open(self.state.storage(), !self.tables_created.get())
             .map_err(platform)?;
         self.tables_created.set(true);
         let env = &self.env;
         let config = config::load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let metrics = Metrics::from_env(env, config.metrics.sink);
+        // Only providers reached over the network are gated (not the offline embedder, not
+        // keyword tags).
+        let gated = config.provider_gate.map(|_| {
+            (
+                config.embedding_provider != ProviderKind::Offline,
+                config.chat_provider != ProviderKind::Offline,
+            )
+        });
         Ok(Adapters {
             storage,
             documents: D1Documents::from_env(env).map_err(platform)?,
@@ -148,6 +167,8 @@ impl DocumentProcessor {
             metrics,
             pipeline: config.pipeline,
             settings: config.ingest,
+            gate: GateClient::new(env),
+            gated,
         })
     }
 }

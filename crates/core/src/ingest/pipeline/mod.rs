@@ -50,9 +50,8 @@ mod transition;
 pub use action::{Action, RunRecord};
 pub use backoff::{
     OverloadWait, PipelineConfig, PipelineConfigError, RetryPolicy, VectorWait,
-    DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY_MS,
-    DEFAULT_OVERLOAD_BASE_MS, DEFAULT_OVERLOAD_GIVE_UP_MS, DEFAULT_OVERLOAD_MAX_MS,
-    DEFAULT_STEP_TIMEOUT_MS,
+    DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY_MS, DEFAULT_OVERLOAD_BASE_MS,
+    DEFAULT_OVERLOAD_GIVE_UP_MS, DEFAULT_OVERLOAD_MAX_MS, DEFAULT_STEP_TIMEOUT_MS,
     DEFAULT_VECTOR_WAIT_BASE_MS, DEFAULT_VECTOR_WAIT_MAX_MS,
 };
 pub use event::{BatchCounts, Event, ObjectVersion, PipelineStep, Request, RunReason, StepError};

@@ -1082,7 +1082,9 @@ fn an_overloaded_provider_never_uses_up_attempts_and_waits_for_minutes() {
     // Ten overloaded attempts in a row: three times the attempt budget.
     for _ in 0..10 {
         let failed_at = h.now;
-        actions = h.feed(overloaded("embedding batch 0: openai request failed: timed out"));
+        actions = h.feed(overloaded(
+            "embedding batch 0: openai request failed: timed out",
+        ));
         assert!(h.state.stage.is_running());
         delays.push(alarm(&actions).unwrap() - failed_at);
         assert!(h.state.run.as_ref().unwrap().attempts < 3);
@@ -1161,7 +1163,11 @@ fn a_provider_overloaded_past_the_give_up_time_fails_the_run_retryably() {
     assert!(h.now - first_failure < 600_000 + 60_000);
     let error = h.state.run.as_ref().unwrap().last_error.clone().unwrap();
     assert!(error.retryable && error.overloaded);
-    assert!(error.message.starts_with("provider overloaded for "), "{}", error.message);
+    assert!(
+        error.message.starts_with("provider overloaded for "),
+        "{}",
+        error.message
+    );
     assert!(actions.contains(&Action::DiscardGeneration { version: 1 }));
 }
 
@@ -1202,5 +1208,8 @@ fn a_deferred_step_is_issued_again_later_without_counting_an_attempt() {
         })
     );
     assert_eq!(h.state.run.as_ref().unwrap().attempts, 1);
-    assert_eq!(h.state.run.as_ref().unwrap().steps.last().unwrap().attempts, 1);
+    assert_eq!(
+        h.state.run.as_ref().unwrap().steps.last().unwrap().attempts,
+        1
+    );
 }
