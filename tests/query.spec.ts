@@ -92,6 +92,35 @@ describe("POST /api/search", () => {
     expect(body.results[0].scores.keyword).toBeGreaterThan(0);
   });
 
+  it("ranks by one source alone in a single-source mode, and by the request's fusion", async () => {
+    const query = "Which robot works in freezer aisles at minus thirty degrees?";
+    const single: Record<string, "vector" | "keyword" | "tag"> = { vector: "vector", keyword: "keyword", tag: "tag" };
+    for (const [mode, field] of Object.entries(single)) {
+      const body = await search({ query, mode });
+      for (const r of body.results) {
+        for (const other of ["vector", "keyword", "tag"].filter((f) => f !== field)) {
+          expect(r.scores[other], `${mode}: ${other}`).toBeNull();
+        }
+        expect(r.scores[field], mode).not.toBeNull();
+      }
+      const own = body.results.map((r: any) => r.scores[field]);
+      expect(own, mode).toEqual([...own].sort((a: number, b: number) => b - a));
+      // Sources it did not ask took no time.
+      for (const other of ["vector", "keyword", "tag"].filter((f) => f !== field)) {
+        expect(body.timings[`${other}_ms`], mode).toBe(0);
+      }
+    }
+    const keywordOnly = await search({ query, mode: "keyword" });
+    expect(keywordOnly.results[0].key).toBe("companies/acme/overview.md");
+    // Weight 0 turns a source off within fused mode; k changes the fused scores.
+    const noVector = await search({ query, fusion: { vector: 0, k: 1 } });
+    expect(noVector.results.every((r: any) => r.scores.vector === null)).toBe(true);
+    const top = noVector.results[0];
+    const ranks = [top.scores.keyword, top.scores.tag].filter((s) => s !== null);
+    expect(ranks.length).toBeGreaterThan(0);
+    expect(top.score).toBeGreaterThan(1 / (1 + 1) - 1e-9); // rank 1 in some source at k = 1
+  });
+
   it.runIf(OFFLINE)("restricts results to a company and to tags", async () => {
     const byCompany = await search({ query: "robot heat pumps banking software", company: "globex" });
     expect(byCompany.results.length).toBeGreaterThan(0);
@@ -195,6 +224,11 @@ describe("input validation", () => {
     ["/api/search", { query: "x".repeat(2_001) }, "query_too_long"],
     ["/api/search", { query: "x", top_k: 0 }, "bad_top_k"],
     ["/api/search", { query: "x", top_k: 51 }, "bad_top_k"],
+    ["/api/search", { query: "x", mode: "bm25" }, "bad_mode"],
+    ["/api/search", { query: "x", fusion: { vector: -1 } }, "bad_fusion"],
+    ["/api/search", { query: "x", fusion: { k: 0 } }, "bad_fusion"],
+    ["/api/search", { query: "x", fusion: { bm25: 1 } }, "bad_json"],
+    ["/api/search", { query: "x", candidates: 0 }, "bad_candidates"],
     ["/api/chat", { question: "" }, "empty_query"],
     ["/api/chat", { question: "q", history: Array(21).fill({ role: "user", content: "x" }) }, "bad_history"],
     ["/api/chat", { question: "q", history: [{ role: "system", content: "x" }] }, "bad_history"],

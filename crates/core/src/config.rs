@@ -14,6 +14,7 @@ use crate::ingest::settings::IngestSettings;
 use crate::metrics::CostPer1k;
 use crate::providers::retry::DEFAULT_BASE_DELAY_MS as DEFAULT_PROVIDER_RETRY_BASE_MS;
 use crate::providers::DEFAULT_PROVIDER_TIMEOUT_MS;
+use crate::query::fusion::FusionConfig;
 use crate::reconcile::{ReconcileSettings, R2_LIST_MAX};
 use std::fmt;
 
@@ -176,7 +177,7 @@ impl MetricsSettings {
 }
 
 /// Everything the entry points and drivers need from the vars.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     /// `ENVIRONMENT`: `local`, `dev`, `staging`, `production`.
     pub environment: String,
@@ -213,6 +214,27 @@ pub struct ServiceConfig {
     pub alerts: AlertSettings,
     /// `ROLLOUT_PERCENT`, `LEGACY_CHAT_URL`: the cut-over from the old chat API.
     pub rollout: crate::rollout::RolloutConfig,
+    /// `SEARCH_FUSION` over the embedder kind's default ([`default_fusion`]).
+    pub fusion: FusionConfig,
+}
+
+/// Fusion of the offline hashing embedder's vectors with the keyword and tag
+/// rankings, chosen on the tuning set (README, "Retrieval quality").
+pub const DEFAULT_FUSION_HASHING: &str = "vector=1,keyword=1,tag=1,k=60";
+/// Fusion for semantic embedders (OpenAI, Workers AI, the local MiniLM server),
+/// chosen on the tuning set (README, "Retrieval quality").
+pub const DEFAULT_FUSION_SEMANTIC: &str = "vector=1,keyword=1,tag=1,k=60";
+
+/// The fusion the service runs with when `SEARCH_FUSION` is unset: the
+/// offline embedder hashes words, so its vectors are a keyword ranking of
+/// their own, while a semantic embedder's are not.
+#[must_use]
+pub fn default_fusion(embedder: ProviderKind) -> FusionConfig {
+    let spec = match embedder {
+        ProviderKind::Offline => DEFAULT_FUSION_HASHING,
+        ProviderKind::OpenAi | ProviderKind::WorkersAi => DEFAULT_FUSION_SEMANTIC,
+    };
+    FusionConfig::new().with_spec(spec).unwrap_or_default()
 }
 
 /// The Workers AI models the `workers-ai` provider runs.
@@ -614,6 +636,13 @@ impl ServiceConfig {
                 },
             ),
         };
+        let fusion = vars.read(
+            "SEARCH_FUSION",
+            default_fusion(embedding_provider),
+            "comma-separated vector=W,keyword=W,tag=W,k=K (any of them; weights >= 0 and \
+             not all 0, k > 0)",
+            |v| default_fusion(embedding_provider).with_spec(v).ok(),
+        );
         if !vars.problems.is_empty() {
             return Err(ConfigError {
                 problems: vars.problems,
@@ -640,6 +669,7 @@ impl ServiceConfig {
             metrics,
             alerts,
             rollout,
+            fusion,
         })
     }
 }
@@ -694,6 +724,32 @@ mod tests {
             (config.metrics.retention_days, config.metrics.max_rows),
             (8, 200_000)
         );
+        assert_eq!(config.fusion, default_fusion(ProviderKind::Offline));
+    }
+
+    #[test]
+    fn search_fusion_applies_over_the_embedder_kinds_default() {
+        use crate::query::fusion::RetrievalSource;
+        let hashing = FusionConfig::new()
+            .with_spec(DEFAULT_FUSION_HASHING)
+            .unwrap();
+        let semantic = FusionConfig::new()
+            .with_spec(DEFAULT_FUSION_SEMANTIC)
+            .unwrap();
+        assert_eq!(default_fusion(ProviderKind::Offline), hashing);
+        assert_eq!(default_fusion(ProviderKind::WorkersAi), semantic);
+        assert_eq!(default_fusion(ProviderKind::OpenAi), semantic);
+        let config = parse(&[("SEARCH_FUSION", "keyword=0.25, k=30")]).unwrap();
+        assert_eq!(config.fusion.weight(RetrievalSource::Keyword), 0.25);
+        assert_eq!(config.fusion.k(), 30.0);
+        assert_eq!(
+            config.fusion.weight(RetrievalSource::Vector),
+            hashing.weight(RetrievalSource::Vector)
+        );
+        for bad in ["keyword", "bm25=1", "vector=0,keyword=0,tag=0", "k=-1", " "] {
+            let err = parse(&[("SEARCH_FUSION", bad)]).unwrap_err().to_string();
+            assert!(err.contains("SEARCH_FUSION"), "{bad}: {err}");
+        }
     }
 
     #[test]

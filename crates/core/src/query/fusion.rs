@@ -81,6 +81,8 @@ enum ConfigErrorKind {
     InvalidK(f64),
     #[error("weight of source `{name}` must be a finite number >= 0, got {weight}")]
     InvalidWeight { name: &'static str, weight: f64 },
+    #[error("{0}")]
+    Spec(String),
 }
 
 /// Fusion knobs: the RRF constant `k` and one weight per source.
@@ -148,6 +150,82 @@ impl FusionConfig {
     #[must_use]
     pub fn weight(&self, source: RetrievalSource) -> f64 {
         self.weights[source.index()]
+    }
+
+    /// Whether `source` takes part (weight > 0): a source that does not is not even asked.
+    #[must_use]
+    pub fn uses(&self, source: RetrievalSource) -> bool {
+        self.weight(source) > 0.0
+    }
+
+    /// Only `source`, weighted 1: its own ranking, unchanged by fusion.
+    #[must_use]
+    pub fn only(source: RetrievalSource) -> Self {
+        let mut config = Self::new();
+        config.weights = [0.0; 3];
+        config.weights[source.index()] = 1.0;
+        config
+    }
+
+    /// Applies a spec such as `vector=1,keyword=0.5,tag=0.25,k=60` over `self`:
+    /// any subset of the four keys, in any order, comma-separated; a key left
+    /// out keeps its value. At least one source must keep a weight above 0.
+    ///
+    /// # Errors
+    /// An unknown or repeated key, a value that is not a number, a weight
+    /// below 0, `k` not above 0, or every weight 0.
+    pub fn with_spec(mut self, spec: &str) -> Result<Self, FusionConfigError> {
+        let mut seen = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| ConfigErrorKind::Spec(format!("`{part}` is not key=value")))?;
+            let key = key.trim();
+            if seen.contains(&key) {
+                return Err(ConfigErrorKind::Spec(format!("`{key}` is given twice")).into());
+            }
+            seen.push(key);
+            let value: f64 = value.trim().parse().map_err(|_| {
+                ConfigErrorKind::Spec(format!("`{key}` needs a number, got `{}`", value.trim()))
+            })?;
+            self = match key {
+                "k" => self.with_k(value)?,
+                name => {
+                    let source = RetrievalSource::ALL
+                        .into_iter()
+                        .find(|s| s.as_str() == name)
+                        .ok_or_else(|| {
+                            ConfigErrorKind::Spec(format!(
+                                "unknown key `{name}`; expected vector, keyword, tag or k"
+                            ))
+                        })?;
+                    self.with_weight(source, value)?
+                }
+            };
+        }
+        self.checked()
+    }
+
+    /// `self` when at least one source has a weight above 0.
+    ///
+    /// # Errors
+    /// Every weight is 0: nothing would be searched.
+    pub fn checked(self) -> Result<Self, FusionConfigError> {
+        if RetrievalSource::ALL.iter().any(|s| self.uses(*s)) {
+            Ok(self)
+        } else {
+            Err(ConfigErrorKind::Spec("at least one weight must be above 0".into()).into())
+        }
+    }
+
+    /// The spec [`FusionConfig::with_spec`] reads back to `self`.
+    #[must_use]
+    pub fn spec(&self) -> String {
+        let weights: Vec<String> = RetrievalSource::ALL
+            .iter()
+            .map(|s| format!("{}={}", s.as_str(), self.weight(*s)))
+            .collect();
+        format!("{},k={}", weights.join(","), self.k)
     }
 }
 
@@ -351,6 +429,36 @@ mod tests {
 
     fn list(source: RetrievalSource, ids: &[u32]) -> SourceRanking<u32> {
         SourceRanking::new(source, ids.iter().map(|&id| (id, f64::from(id) / 10.0)))
+    }
+
+    #[test]
+    fn specs_set_any_subset_and_refuse_bad_values() {
+        let config = FusionConfig::new()
+            .with_spec(" keyword=0.5, k=20 ,tag=0")
+            .unwrap();
+        assert_eq!(config.weight(RetrievalSource::Vector), 1.0);
+        assert_eq!(config.weight(RetrievalSource::Keyword), 0.5);
+        assert!(!config.uses(RetrievalSource::Tag));
+        assert_eq!(config.k(), 20.0);
+        assert_eq!(FusionConfig::new().with_spec(&config.spec()), Ok(config));
+        assert_eq!(FusionConfig::new().with_spec(""), Ok(FusionConfig::new()));
+        for (bad, needle) in [
+            ("vector", "not key=value"),
+            ("vector=x", "needs a number"),
+            ("vector=-1", "must be a finite number >= 0"),
+            ("k=0", "greater than 0"),
+            ("bm25=1", "unknown key `bm25`"),
+            ("tag=1,tag=2", "given twice"),
+            ("vector=0,keyword=0,tag=0", "at least one weight"),
+        ] {
+            let err = FusionConfig::new().with_spec(bad).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+        let only = FusionConfig::only(RetrievalSource::Keyword);
+        assert_eq!(
+            RetrievalSource::ALL.map(|s| only.uses(s)),
+            [false, true, false]
+        );
     }
 
     #[test]

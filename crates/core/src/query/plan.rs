@@ -2,6 +2,7 @@
 //! validation into a [`SearchPlan`] or [`ChatPlan`]. Pure parsing; never
 //! retrieves anything.
 
+use crate::query::fusion::{FusionConfig, RetrievalSource};
 use crate::tags::normalize_tag;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -61,6 +62,15 @@ pub enum QueryError {
     /// The chat history is too long or malformed.
     #[error("`history` {0}")]
     History(String),
+    /// `mode` is not one of the search modes.
+    #[error("`mode` must be fused, vector, keyword or tag (got {0:?})")]
+    Mode(String),
+    /// `fusion` is not a valid fusion spec.
+    #[error("`fusion` {0}")]
+    Fusion(String),
+    /// `candidates` is not a whole number in 1..=MAX_TOP_K.
+    #[error("`candidates` must be a whole number between 1 and {MAX_TOP_K} (got {0})")]
+    Candidates(String),
 }
 
 impl QueryError {
@@ -75,6 +85,9 @@ impl QueryError {
             Self::Tags(_) => "bad_tags",
             Self::Company => "bad_company",
             Self::History(_) => "bad_history",
+            Self::Mode(_) => "bad_mode",
+            Self::Fusion(_) => "bad_fusion",
+            Self::Candidates(_) => "bad_candidates",
         }
     }
 }
@@ -95,6 +108,77 @@ pub struct SearchBody {
     /// is the integer 27 in JSON Schema (and in `openapi.yaml`).
     #[serde(default)]
     pub top_k: Option<serde_json::Number>,
+    /// Which sources rank the results: `fused` (default), or one source alone.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Fusion weights and RRF `k` for this request, over the service's
+    /// (`SEARCH_FUSION`).
+    #[serde(default)]
+    pub fusion: Option<FusionBody>,
+    /// Candidates asked of each source (default `4 × top_k`, 10 to 50).
+    #[serde(default)]
+    pub candidates: Option<serde_json::Number>,
+}
+
+/// A search request's `fusion`: any of the weights and `k`; what it leaves
+/// out keeps the service's value.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionBody {
+    /// Weight of the vector ranking (>= 0; 0 leaves the source out).
+    #[serde(default)]
+    pub vector: Option<f64>,
+    /// Weight of the keyword ranking.
+    #[serde(default)]
+    pub keyword: Option<f64>,
+    /// Weight of the tag ranking.
+    #[serde(default)]
+    pub tag: Option<f64>,
+    /// RRF constant (> 0).
+    #[serde(default)]
+    pub k: Option<f64>,
+}
+
+impl FusionBody {
+    /// The same settings as a `SEARCH_FUSION` spec (`Display` of an `f64`
+    /// reads back to the same value).
+    fn spec(&self) -> String {
+        [
+            ("vector", self.vector),
+            ("keyword", self.keyword),
+            ("tag", self.tag),
+            ("k", self.k),
+        ]
+        .iter()
+        .filter_map(|(key, value)| value.map(|v| format!("{key}={v}")))
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+}
+
+/// Which sources rank a search's results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SearchMode {
+    /// Vector, keyword and tag rankings fused (weights from `SEARCH_FUSION`
+    /// or the request's `fusion`).
+    #[default]
+    Fused,
+    /// One source's ranking alone (for evaluation and comparison).
+    Only(RetrievalSource),
+}
+
+impl SearchMode {
+    /// Parses `fused`, `vector`, `keyword` or `tag`.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        if value == "fused" {
+            return Some(Self::Fused);
+        }
+        RetrievalSource::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .map(Self::Only)
+    }
 }
 
 /// One turn of chat history as the client sends it.
@@ -138,13 +222,49 @@ pub struct SearchPlan {
     pub tags: Vec<String>,
     /// Results wanted.
     pub top_k: u32,
+    /// Which sources rank the results.
+    pub mode: SearchMode,
+    /// The request's fusion as a spec (weights >= 0, k > 0), applied over the service's.
+    pub fusion: Option<String>,
+    /// The request's candidates per source, when it set them.
+    pub candidates: Option<u32>,
 }
 
 impl SearchPlan {
+    /// A fused search with the service's settings and `top_k` results.
+    #[must_use]
+    pub fn new(query: impl Into<String>, top_k: u32) -> Self {
+        Self {
+            query: query.into(),
+            company: None,
+            tags: Vec::new(),
+            top_k,
+            mode: SearchMode::Fused,
+            fusion: None,
+            candidates: None,
+        }
+    }
+
     /// Candidates to fetch from each source for this request.
     #[must_use]
     pub fn candidates(&self) -> u32 {
-        (self.top_k * CANDIDATES_PER_RESULT).clamp(10, MAX_TOP_K)
+        self.candidates
+            .unwrap_or((self.top_k * CANDIDATES_PER_RESULT).clamp(10, MAX_TOP_K))
+    }
+
+    /// The fusion this request runs with, given the service's `default`: one
+    /// source alone in a single-source mode, else the request's spec over the
+    /// default (the default itself when that would leave every weight 0).
+    #[must_use]
+    pub fn fusion_config(&self, default: &FusionConfig) -> FusionConfig {
+        match (self.mode, &self.fusion) {
+            (SearchMode::Only(source), _) => FusionConfig::only(source),
+            (SearchMode::Fused, None) => default.clone(),
+            (SearchMode::Fused, Some(spec)) => default
+                .clone()
+                .with_spec(spec)
+                .unwrap_or_else(|_| default.clone()),
+        }
     }
 }
 
@@ -248,11 +368,37 @@ pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
         None => DEFAULT_TOP_K,
         Some(k) => whole_top_k(k).ok_or_else(|| QueryError::TopK(k.to_string()))?,
     };
+    let mode = match body.mode.as_deref() {
+        None => SearchMode::Fused,
+        Some(m) => SearchMode::parse(m).ok_or_else(|| QueryError::Mode(m.to_owned()))?,
+    };
+    if let Some(f) = &body.fusion {
+        // Every weight 0 is allowed here (the service's fusion then applies);
+        // a negative weight or k <= 0 is not.
+        let sources = [
+            (RetrievalSource::Vector, f.vector),
+            (RetrievalSource::Keyword, f.keyword),
+            (RetrievalSource::Tag, f.tag),
+        ];
+        let mut check = FusionConfig::new().with_k(f.k.unwrap_or(1.0));
+        for (source, weight) in sources {
+            check = check.and_then(|c| c.with_weight(source, weight.unwrap_or(0.0)));
+        }
+        check.map_err(|e| QueryError::Fusion(e.to_string()))?;
+    }
+    let fusion = body.fusion.map(|f| f.spec());
+    let candidates = match &body.candidates {
+        None => None,
+        Some(n) => Some(whole_top_k(n).ok_or_else(|| QueryError::Candidates(n.to_string()))?),
+    };
     Ok(SearchPlan {
         query: checked_text("query", &body.query)?,
         company: checked_company(body.company.as_deref())?,
         tags: checked_tags(body.tags.as_deref())?,
         top_k,
+        mode,
+        fusion,
+        candidates,
     })
 }
 
@@ -287,6 +433,9 @@ pub fn plan_chat(body: &[u8], accept_sse: bool) -> Result<ChatPlan, QueryError> 
             company: checked_company(body.company.as_deref())?,
             tags: checked_tags(body.tags.as_deref())?,
             top_k: CHAT_PASSAGES,
+            mode: SearchMode::Fused,
+            fusion: None,
+            candidates: None,
         },
         history,
         stream: body.stream.unwrap_or(accept_sse),
@@ -296,6 +445,35 @@ pub fn plan_chat(body: &[u8], accept_sse: bool) -> Result<ChatPlan, QueryError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_fusion_and_candidates_are_request_options() {
+        let keyword = plan_search(br#"{"query":"x","mode":"keyword","candidates":20}"#).unwrap();
+        assert_eq!(keyword.mode, SearchMode::Only(RetrievalSource::Keyword));
+        assert_eq!(keyword.candidates(), 20);
+        let service = FusionConfig::new().with_spec("tag=0.5").unwrap();
+        assert_eq!(
+            keyword.fusion_config(&service),
+            FusionConfig::only(RetrievalSource::Keyword)
+        );
+        let fused =
+            plan_search(br#"{"query":"x","mode":"fused","fusion":{"keyword":0.2}}"#).unwrap();
+        assert_eq!(fused.mode, SearchMode::Fused);
+        assert_eq!(fused.candidates(), 32);
+        let config = fused.fusion_config(&service);
+        assert_eq!(config.weight(RetrievalSource::Keyword), 0.2);
+        assert_eq!(config.weight(RetrievalSource::Tag), 0.5);
+        assert_eq!(
+            plan_search(br#"{"query":"x"}"#)
+                .unwrap()
+                .fusion_config(&service),
+            service
+        );
+        // A spec that would leave every weight 0 over this service's keeps the service's.
+        let off =
+            plan_search(br#"{"query":"x","fusion":{"vector":0,"keyword":0,"tag":0}}"#).unwrap();
+        assert_eq!(off.fusion_config(&service), service);
+    }
 
     #[test]
     fn search_bodies_are_validated() {
@@ -309,7 +487,10 @@ mod tests {
                 query: "forklifts".into(),
                 company: Some("acme".into()),
                 tags: vec!["robotics".into()],
-                top_k: 5
+                top_k: 5,
+                mode: SearchMode::Fused,
+                fusion: None,
+                candidates: None,
             }
         );
         assert_eq!(
@@ -328,6 +509,14 @@ mod tests {
             (br#"{"query":"x","top_k":1.5}"#, "bad_top_k"),
             (br#"{"query":"x","top_k":-1}"#, "bad_top_k"),
             (br#"{"query":"x","top_k":1e300}"#, "bad_top_k"),
+            (br#"{"query":"x","mode":"bm25"}"#, "bad_mode"),
+            (br#"{"query":"x","mode":"Vector"}"#, "bad_mode"),
+            (br#"{"query":"x","fusion":{"vector":-1}}"#, "bad_fusion"),
+            (br#"{"query":"x","fusion":{"k":0}}"#, "bad_fusion"),
+            (br#"{"query":"x","fusion":{"bm25":1}}"#, "bad_json"),
+            (br#"{"query":"x","fusion":"vector=1"}"#, "bad_json"),
+            (br#"{"query":"x","candidates":0}"#, "bad_candidates"),
+            (br#"{"query":"x","candidates":51}"#, "bad_candidates"),
             (
                 br#"{"query":"x","top_k":18446744073709551616}"#,
                 "bad_top_k",

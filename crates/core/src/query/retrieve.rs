@@ -216,9 +216,23 @@ async fn tag_hits<S: SearchStore>(
         .collect())
 }
 
+/// Runs `search` when `on`, else answers an empty list at once (and takes no time).
+async fn when<T, E>(
+    on: bool,
+    search: impl Future<Output = Result<Vec<T>, E>>,
+) -> Result<Vec<T>, E> {
+    if on {
+        search.await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// Runs the hybrid retrieval for a validated plan.
 ///
-/// The three sources run concurrently. A failing source degrades the answer
+/// The fusion is the plan's over the service's `fusion` ([`SearchPlan::fusion_config`]);
+/// a source it gives weight 0 (every other source in a single-source mode) is
+/// not asked at all. The sources that are asked run concurrently. A failing source degrades the answer
 /// (it is listed in [`Retrieval::degraded`]); only all three failing is an
 /// error. An unknown company has no documents: the result is empty and no
 /// source is asked.
@@ -234,9 +248,12 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, K: Clock>(
     embedder: Result<&E, String>,
     index: Result<&V, String>,
     clock: &K,
+    fusion: &FusionConfig,
     plan: &SearchPlan,
 ) -> Result<Retrieval, RetrievalError> {
     let started = clock.now_ms();
+    let fusion = plan.fusion_config(fusion);
+    let uses = |source| fusion.uses(source);
     let company_id = match &plan.company {
         Some(slug) => match store.company_id(slug).await? {
             Some(id) => Some(id),
@@ -245,9 +262,27 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, K: Clock>(
         None => None,
     };
     let ((vector, vector_ms), (keyword, keyword_ms), (tag, tag_ms)) = futures_util::future::join3(
-        timed(clock, vector_hits(embedder, index, plan, company_id)),
-        timed(clock, keyword_hits(store, plan, company_id)),
-        timed(clock, tag_hits(store, plan, company_id)),
+        timed(
+            clock,
+            when(
+                uses(RetrievalSource::Vector),
+                vector_hits(embedder, index, plan, company_id),
+            ),
+        ),
+        timed(
+            clock,
+            when(
+                uses(RetrievalSource::Keyword),
+                keyword_hits(store, plan, company_id),
+            ),
+        ),
+        timed(
+            clock,
+            when(
+                uses(RetrievalSource::Tag),
+                tag_hits(store, plan, company_id),
+            ),
+        ),
     )
     .await;
     let outcomes = [
@@ -258,6 +293,9 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, K: Clock>(
     let mut rankings = Vec::new();
     let mut degraded = Vec::new();
     for (source, outcome) in outcomes {
+        if !uses(source) {
+            continue;
+        }
         match outcome {
             Ok(hits) => rankings.push(SourceRanking::new(source, hits)),
             Err(message) => degraded.push(SourceFailure { source, message }),
@@ -266,7 +304,7 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, K: Clock>(
     if rankings.is_empty() {
         return Err(RetrievalError::AllSourcesFailed { failures: degraded });
     }
-    let fused = fuse_rankings(&FusionConfig::new(), &rankings);
+    let fused = fuse_rankings(&fusion, &rankings);
     let ids: Vec<String> = fused.iter().map(|h| h.id.clone()).collect();
     let rows = if ids.is_empty() {
         Vec::new()

@@ -45,6 +45,7 @@ pub async fn retrieve(
         embedder.as_ref().map_err(Clone::clone),
         index.as_ref().map_err(Clone::clone),
         &WorkerClock,
+        &config.fusion,
         plan,
     )
     .await;

@@ -10,6 +10,7 @@ use crate::index::{
     VectorRecord,
 };
 use crate::providers::{HashingEmbedder, ProviderError};
+use crate::query::SearchMode;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -440,12 +441,7 @@ fn world() -> World {
 }
 
 fn plan(query: &str) -> SearchPlan {
-    SearchPlan {
-        query: query.into(),
-        company: None,
-        tags: Vec::new(),
-        top_k: 8,
-    }
+    SearchPlan::new(query, 8)
 }
 
 impl World {
@@ -455,6 +451,7 @@ impl World {
             Ok(&self.embedder),
             Ok(&self.index),
             &*self.io,
+            &FusionConfig::new(),
             plan,
         ))
     }
@@ -531,6 +528,7 @@ fn an_embedder_or_index_that_could_not_be_built_degrades_only_the_vector_source(
         Err::<&FakeEmbedder, _>("unknown embedding provider `nope`".to_owned()),
         Ok(&world.index),
         &*world.io,
+        &FusionConfig::new(),
         &plan("warehouse robotics"),
     ))
     .unwrap();
@@ -548,6 +546,7 @@ fn an_embedder_or_index_that_could_not_be_built_degrades_only_the_vector_source(
         Ok(&world.embedder),
         Err::<&FakeIndex, _>("VECTOR_INDEX=\"faiss\"".to_owned()),
         &*world.io,
+        &FusionConfig::new(),
         &plan("warehouse robotics"),
     ))
     .unwrap();
@@ -767,4 +766,119 @@ fn nothing_fused_reads_no_chunk_rows() {
     let got = world.retrieve(&plan("zeppelin")).unwrap();
     assert!(got.results.is_empty());
     assert!(!world.io.called(Call::ChunkRows));
+}
+
+#[test]
+fn a_single_source_mode_asks_only_that_source_and_keeps_its_order() {
+    for (source, asked) in [
+        (RetrievalSource::Vector, [Call::Embed, Call::Query]),
+        (
+            RetrievalSource::Keyword,
+            [Call::KeywordHits, Call::KeywordHits],
+        ),
+        (RetrievalSource::Tag, [Call::TagHits, Call::TagHits]),
+    ] {
+        let world = world();
+        let mut alone = plan("warehouse robotics hydrogen");
+        alone.mode = SearchMode::Only(source);
+        let got = world.retrieve(&alone).unwrap();
+        let calls = world.io.calls.borrow().clone();
+        for call in [Call::Embed, Call::Query, Call::KeywordHits, Call::TagHits] {
+            assert_eq!(
+                calls.contains(&call),
+                asked.contains(&call),
+                "{source:?}: {calls:?}"
+            );
+        }
+        // Every result was ranked by that source alone, in its own order.
+        let scored: Vec<f64> = got
+            .results
+            .iter()
+            .map(|r| {
+                let (mine, others) = match source {
+                    RetrievalSource::Vector => (r.scores.vector, [r.scores.keyword, r.scores.tag]),
+                    RetrievalSource::Keyword => (r.scores.keyword, [r.scores.vector, r.scores.tag]),
+                    RetrievalSource::Tag => (r.scores.tag, [r.scores.vector, r.scores.keyword]),
+                };
+                assert_eq!(others, [None, None], "{source:?}");
+                mine.expect("scored by the mode's source")
+            })
+            .collect();
+        assert!(!scored.is_empty(), "{source:?}");
+        assert!(
+            scored.windows(2).all(|w| w[0] >= w[1]),
+            "{source:?}: {scored:?}"
+        );
+        let timings = &got.timings;
+        let skipped = match source {
+            RetrievalSource::Vector => timings.keyword_ms + timings.tag_ms,
+            RetrievalSource::Keyword => timings.vector_ms + timings.tag_ms,
+            RetrievalSource::Tag => timings.vector_ms + timings.keyword_ms,
+        };
+        assert_eq!(skipped, 0, "{source:?}");
+    }
+}
+
+#[test]
+fn a_source_weighted_zero_is_not_asked_and_a_failing_one_alone_is_an_error() {
+    let world = world();
+    let service = FusionConfig::new().with_spec("tag=0").unwrap();
+    let got = pollster::block_on(retrieve(
+        &world.store,
+        Ok(&world.embedder),
+        Ok(&world.index),
+        &*world.io,
+        &service,
+        &plan("warehouse robotics"),
+    ))
+    .unwrap();
+    assert!(!world.io.called(Call::TagHits));
+    assert!(got.results.iter().all(|r| r.scores.tag.is_none()));
+    assert!(!got.results.is_empty());
+
+    // The request's spec applies over the service's: tag back on, vector off.
+    let world = world_with_failing(Call::Embed);
+    let mut request = plan("warehouse robotics");
+    request.fusion = Some("vector=0,tag=1".into());
+    let got = pollster::block_on(retrieve(
+        &world.store,
+        Ok(&world.embedder),
+        Ok(&world.index),
+        &*world.io,
+        &service,
+        &request,
+    ))
+    .unwrap();
+    assert!(got.degraded.is_empty(), "the vector source was not asked");
+    assert!(world.io.called(Call::TagHits) && !world.io.called(Call::Embed));
+
+    let mut vector_alone = plan("warehouse robotics");
+    vector_alone.mode = SearchMode::Only(RetrievalSource::Vector);
+    let err = world.retrieve(&vector_alone).unwrap_err();
+    let RetrievalError::AllSourcesFailed { failures } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].source, RetrievalSource::Vector);
+}
+
+#[test]
+fn weights_change_the_order_and_candidates_reach_every_source() {
+    let world = world();
+    let query = "warehouse robots hydrogen fuel";
+    let mut keyword_heavy = plan(query);
+    keyword_heavy.fusion = Some("vector=0.01,keyword=1,tag=0".into());
+    keyword_heavy.candidates = Some(13);
+    let got = world.retrieve(&keyword_heavy).unwrap();
+    let keyword_order: Vec<f64> = got
+        .results
+        .iter()
+        .filter_map(|r| r.scores.keyword)
+        .collect();
+    assert!(
+        keyword_order.windows(2).all(|w| w[0] >= w[1]),
+        "{keyword_order:?}"
+    );
+    let limits = world.io.limits.borrow();
+    assert!(limits.iter().all(|(_, limit)| *limit == 13), "{limits:?}");
 }
