@@ -14,7 +14,7 @@ before(async () => {
   base = await startLocalStack({
     name: "config",
     adminToken: TOKEN,
-    vars: { VECTOR_INDEX: "pinecone", EMBED_BATCH_SIZE: "" },
+    vars: { VECTOR_INDEX: "pinecone", EMBED_BATCH_SIZE: "", SEARCH_FUSION: "bm25=1" },
   });
 });
 
@@ -29,6 +29,7 @@ test("health answers 503 degraded and names every var set wrongly", async () => 
   assert.deepEqual(body.configuration_errors, [
     'VECTOR_INDEX is "pinecone"; expected d1 or vectorize',
     "EMBED_BATCH_SIZE is blank; expected a whole number from 1 to 2048",
+    'SEARCH_FUSION is "bm25=1"; expected comma-separated vector=W,keyword=W,tag=W,k=K (any of them; weights >= 0 and not all 0, k > 0)',
   ]);
 });
 
