@@ -1,0 +1,305 @@
+// Retrieval evaluation through the real service: starts the built Worker under
+// `wrangler dev` (scripts/local-stack.mjs), ingests a BEIR-format set
+// (corpus.jsonl, queries.jsonl, qrels/test.tsv) through the admin API, waits
+// until every document is ready, then asks every query of the set through
+// POST /api/search in each mode (`mode` and `fusion` are request options, so
+// the service itself is measured, not a copy of its ranking) and prints
+// nDCG@10, Recall@10, MRR@10 and latency per mode.
+//
+//   node scripts/eval.mjs --set eval/debian-report [--embedder hashing|minilm]
+//        [--modes vector,keyword,tag,fused] [--fusion vector=1,keyword=0.5,tag=0,k=60]
+//        [--candidates N] [--sweep] [--max-queries N] [--json FILE]
+//
+// --embedder minilm starts scripts/embed-server.sh (all-MiniLM-L6-v2, an
+//   OpenAI-compatible /v1/embeddings server on loopback) and points the
+//   service's `openai` embedder at it; hashing is the offline default.
+// --fusion    the fused mode's weights (default: the service's SEARCH_FUSION
+//   for that embedder kind).
+// --sweep     also runs a grid of fusion weights, k and candidate counts and
+//   prints it best first (tune on the tuning set only, never on the report set).
+//
+// Judgement is per document: a query's ranked chunks are reduced to their
+// documents in first-seen order (a document counts once), then cut at 10.
+// Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+import { startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
+
+const root = path.resolve(import.meta.dirname, "..");
+const TOKEN = "eval-admin-token-not-a-secret-0001";
+const CUTOFF = 10;
+const CHUNKS_ASKED = 30; // top_k: enough chunks for 10 distinct documents
+
+function argument(name, fallback) {
+  const at = process.argv.indexOf(`--${name}`);
+  return at > 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1] : fallback;
+}
+const flag = (name) => process.argv.includes(`--${name}`);
+
+const setDir = path.resolve(root, argument("set", "eval/debian-report"));
+const embedder = argument("embedder", "hashing");
+const modes = argument("modes", "vector,keyword,tag,fused").split(",");
+const fusionSpec = argument("fusion", "");
+const candidates = argument("candidates", "") ? Number(argument("candidates", "")) : undefined;
+const maxQueries = Number(argument("max-queries", "0")) || Infinity;
+if (!["hashing", "minilm"].includes(embedder)) throw new Error(`--embedder must be hashing or minilm, got ${embedder}`);
+
+/** `vector=1,keyword=0.5` → `{ vector: 1, keyword: 0.5 }` (the request's `fusion`). */
+function fusionObject(spec) {
+  if (!spec) return undefined;
+  return Object.fromEntries(
+    spec.split(",").map((part) => {
+      const [key, value] = part.split("=").map((s) => s.trim());
+      if (!["vector", "keyword", "tag", "k"].includes(key) || !Number.isFinite(Number(value))) {
+        throw new Error(`--fusion: bad part ${part}`);
+      }
+      return [key, Number(value)];
+    }),
+  );
+}
+
+function readJsonl(file) {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line));
+}
+
+function readSet(dir) {
+  const corpus = readJsonl(path.join(dir, "corpus.jsonl"));
+  const queries = readJsonl(path.join(dir, "queries.jsonl"));
+  const qrels = new Map();
+  const lines = readFileSync(path.join(dir, "qrels", "test.tsv"), "utf8").split("\n").slice(1);
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    const [qid, docId, score] = line.split("\t");
+    if (Number(score) <= 0) continue;
+    if (!qrels.has(qid)) qrels.set(qid, new Map());
+    qrels.get(qid).set(docId, Number(score));
+  }
+  return { corpus, queries: queries.filter((q) => qrels.has(q._id)).slice(0, maxQueries), qrels };
+}
+
+/** The R2 key a corpus document is stored under, and back. */
+const keyOf = (docId) => `eval/${docId}.md`;
+const docOf = (key) => key.replace(/^eval\//, "").replace(/\.md$/, "");
+
+// --- metrics (binary or graded relevance, per document) ---
+
+function dcg(gains) {
+  return gains.reduce((sum, g, i) => sum + (2 ** g - 1) / Math.log2(i + 2), 0);
+}
+
+function scoreRun(ranked, relevant) {
+  const top = ranked.slice(0, CUTOFF);
+  const gains = top.map((d) => relevant.get(d) ?? 0);
+  const ideal = [...relevant.values()].sort((a, b) => b - a).slice(0, CUTOFF);
+  const ndcg = dcg(ideal) > 0 ? dcg(gains) / dcg(ideal) : 0;
+  const found = top.filter((d) => relevant.has(d)).length;
+  const first = top.findIndex((d) => relevant.has(d));
+  return { ndcg, recall: found / relevant.size, mrr: first < 0 ? 0 : 1 / (first + 1) };
+}
+
+function percentile(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+// --- the stack ---
+
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startEmbedServer() {
+  const port = await freePort();
+  const child = spawn("bash", [path.join(root, "scripts", "embed-server.sh"), "--port", String(port)], {
+    cwd: root,
+    detached: true,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  child.unref();
+  process.on("exit", () => {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {}
+  });
+  await new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+      if (out.includes("listening on")) resolve();
+    });
+    child.on("exit", (code) => reject(new Error(`embed-server exited with ${code}`)));
+  });
+  return `http://127.0.0.1:${port}`;
+}
+
+async function startStack() {
+  const vars = {};
+  const secrets = {};
+  if (embedder === "minilm") {
+    const url = await startEmbedServer();
+    Object.assign(vars, {
+      EMBEDDING_PROVIDER: "openai",
+      OPENAI_BASE_URL: url,
+      OPENAI_EMBEDDING_MODEL: "all-MiniLM-L6-v2",
+      EMBEDDING_DIMENSIONS: "384",
+      PROVIDER_TIMEOUT_MS: "60000",
+    });
+    secrets.OPENAI_API_KEY = "local-embed-server-needs-no-key";
+  }
+  return startLocalStack({ name: `eval-${embedder}`, adminToken: TOKEN, vars, secrets, drop: ["ratelimits"] });
+}
+
+async function admin(base, route, init = {}) {
+  const res = await fetch(`${base}${route}`, { ...init, headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers ?? {}) } });
+  const text = await res.text();
+  if (res.status >= 300) throw new Error(`${route}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+async function ingest(base, corpus) {
+  const started = performance.now();
+  for (let i = 0; i < corpus.length; i += 8) {
+    await Promise.all(
+      corpus.slice(i, i + 8).map((doc) => {
+        const markdown = `# ${doc.title || doc._id}\n\n${doc.text}\n`;
+        const key = keyOf(doc._id).split("/").map(encodeURIComponent).join("/");
+        return admin(base, `/admin/documents/${key}`, {
+          method: "PUT",
+          headers: { "content-type": "text/markdown; charset=utf-8" },
+          body: markdown,
+        });
+      }),
+    );
+  }
+  for (;;) {
+    let ready = 0;
+    let failed = [];
+    let chunks = 0;
+    let cursor = "";
+    do {
+      const page = await admin(base, `/admin/documents?limit=1000&cursor=${encodeURIComponent(cursor)}`);
+      for (const d of page.documents) {
+        if (d.status === "ready") {
+          ready += 1;
+          chunks += d.chunk_count;
+        } else if (d.status === "failed") failed.push(d.key);
+      }
+      cursor = page.cursor ?? "";
+    } while (cursor);
+    if (failed.length) throw new Error(`ingestion failed for ${failed.length} documents: ${failed.slice(0, 5).join(", ")}`);
+    if (ready >= corpus.length) return { seconds: (performance.now() - started) / 1000, chunks };
+    if (performance.now() - started > 60 * 60_000) throw new Error(`ingestion stalled at ${ready}/${corpus.length}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+// --- one evaluation run ---
+
+async function evaluate(base, set, label, options) {
+  const perQuery = [];
+  const latencies = [];
+  const serverMs = [];
+  const cpuBefore = workerdCpuSeconds();
+  for (const query of set.queries) {
+    const body = { query: query.text, top_k: CHUNKS_ASKED, ...options };
+    const started = performance.now();
+    const res = await fetch(`${base}/api/search`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    latencies.push(performance.now() - started);
+    if (res.status !== 200) throw new Error(`${label}: /api/search answered ${res.status}: ${text}`);
+    const answer = JSON.parse(text);
+    serverMs.push(answer.timings.total_ms);
+    const ranked = [];
+    for (const r of answer.results) {
+      const doc = docOf(r.key);
+      if (!ranked.includes(doc)) ranked.push(doc);
+    }
+    perQuery.push(scoreRun(ranked, set.qrels.get(query._id)));
+  }
+  const cpuAfter = workerdCpuSeconds();
+  const mean = (k) => perQuery.reduce((s, q) => s + q[k], 0) / perQuery.length;
+  return {
+    label,
+    queries: perQuery.length,
+    ndcg: mean("ndcg"),
+    recall: mean("recall"),
+    mrr: mean("mrr"),
+    p50: percentile(latencies, 50),
+    p95: percentile(latencies, 95),
+    server_p50: percentile(serverMs, 50),
+    cpu_ms: cpuBefore === null || cpuAfter === null ? NaN : ((cpuAfter - cpuBefore) * 1000) / perQuery.length,
+    perQuery,
+  };
+}
+
+function printTable(title, rows) {
+  console.log(`\n${title}\n`);
+  console.log("| mode | nDCG@10 | Recall@10 | MRR@10 | p50 (ms) | p95 (ms) | server p50 (ms) | workerd CPU per search (ms) |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const r of rows) {
+    console.log(
+      `| ${r.label} | ${r.ndcg.toFixed(3)} | ${r.recall.toFixed(3)} | ${r.mrr.toFixed(3)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.server_p50} | ${r.cpu_ms.toFixed(1)} |`,
+    );
+  }
+}
+
+const set = readSet(setDir);
+console.error(`[eval] ${path.relative(root, setDir)}: ${set.corpus.length} documents, ${set.queries.length} judged queries; embedder ${embedder}`);
+const base = await startStack();
+const ingested = await ingest(base, set.corpus);
+console.error(`[eval] ingested ${set.corpus.length} documents (${ingested.chunks} chunks) in ${ingested.seconds.toFixed(0)} s`);
+// One search first: the isolate loads the index cache on the first query.
+await fetch(`${base}/api/search`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: "warm up" }) });
+
+const rows = [];
+for (const mode of modes) {
+  const options = { mode, ...(candidates ? { candidates } : {}) };
+  if (mode === "fused" && fusionSpec) options.fusion = fusionObject(fusionSpec);
+  const label = mode === "fused" && fusionSpec ? `fused (${fusionSpec})` : mode;
+  rows.push(await evaluate(base, set, label, options));
+  console.error(`[eval] ${label}: nDCG@10 ${rows.at(-1).ndcg.toFixed(3)}`);
+}
+printTable(`${path.relative(root, setDir)} · embedder ${embedder} · ${set.corpus.length} documents, ${ingested.chunks} chunks, ${set.queries.length} queries`, rows);
+
+const sweep = [];
+if (flag("sweep")) {
+  const grid = [];
+  for (const k of [10, 30, 60]) {
+    for (const keyword of [0.25, 0.5, 1, 2]) {
+      for (const tag of [0, 0.25, 0.5, 1]) grid.push({ vector: 1, keyword, tag, k });
+    }
+  }
+  for (const fusion of grid) {
+    const spec = Object.entries(fusion).map(([key, v]) => `${key}=${v}`).join(",");
+    sweep.push({ spec, ...(await evaluate(base, set, `fused (${spec})`, { mode: "fused", fusion })) });
+  }
+  sweep.sort((a, b) => b.ndcg - a.ndcg);
+  const best = sweep[0];
+  for (const n of [10, 20, 50]) {
+    const spec = `${best.spec},candidates=${n}`;
+    sweep.push({ spec, ...(await evaluate(base, set, `fused (${spec})`, { mode: "fused", fusion: fusionObject(best.spec), candidates: n })) });
+  }
+  printTable(`sweep (${sweep.length} settings, best nDCG@10 first; candidates default to 50 at top_k ${CHUNKS_ASKED})`, [...sweep].sort((a, b) => b.ndcg - a.ndcg));
+}
+
+const jsonOut = argument("json", "");
+if (jsonOut) {
+  const strip = ({ perQuery, ...rest }) => rest;
+  writeFileSync(jsonOut, JSON.stringify({ set: path.relative(root, setDir), embedder, chunks: ingested.chunks, modes: rows.map(strip), sweep: sweep.map(strip) }, null, 2));
+}
+process.exit(0);
