@@ -40,6 +40,9 @@ NO_COLOR=1 npx vitest run
 step "local stack tests (wrangler dev): chat page in headless Chromium, configuration errors"
 node_modules/.bin/node --test --test-concurrency=1 tests/local/*.test.mjs
 
+step "local semantic embedder: all-MiniLM-L6-v2 in numpy against its published similarity scores"
+bash scripts/embed-server.sh --self-check
+
 step "schemathesis: openapi.yaml against the Worker under wrangler dev (no 5xx, every answer matches the schema)"
 bash scripts/schemathesis.sh
 
