@@ -3,7 +3,10 @@
 # Cloudflare account. Local D1 (migrated), R2, Queues, Durable Objects and cron
 # persist under .wrangler/state. On the first start (or with --samples) it
 # loads the sample documents in samples/ through the admin API.
-# Usage: scripts/dev.sh [--port N] [--samples | --no-samples] [wrangler dev flags]
+# Usage: scripts/dev.sh [--port N] [--samples | --no-samples] [--embedder minilm] [wrangler dev flags]
+# --embedder minilm embeds with the local semantic model (scripts/embed-server.sh,
+# all-MiniLM-L6-v2, installed on first use) instead of the offline hashing
+# embedder; its state (384-dimensional vectors) lives apart, in .wrangler/state-minilm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -16,12 +19,16 @@ say() { echo "[dev] $* (+$(elapsed) s)"; }
 
 samples=auto
 port=8787
+embedder=hashing
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --samples) samples=yes ;;
     --no-samples) samples=no ;;
     --port) port=${2:?--port needs a number}; shift ;;
+    --embedder)
+      embedder=${2:?--embedder needs hashing or minilm}; shift
+      case "$embedder" in hashing | minilm) ;; *) echo "[dev] --embedder must be hashing or minilm" >&2; exit 2 ;; esac ;;
     *) args+=("$1") ;;
   esac
   shift
@@ -37,16 +44,34 @@ if [ ! -f .dev.vars ]; then
 fi
 token=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars | head -n 1)
 
+state=.wrangler/state
+cleanup=()
+if [ "$embedder" = minilm ]; then
+  state=.wrangler/state-minilm
+  embed_port=$((port + 3))
+  say "starting the local embedder on 127.0.0.1:$embed_port (installs it on first use)"
+  setsid bash scripts/embed-server.sh --port "$embed_port" > >(sed -u 's/^/[embed] /') 2>&1 &
+  cleanup+=("$!")
+  until curl -fsS "http://127.0.0.1:$embed_port/health" >/dev/null 2>&1; do
+    if ! kill -0 "${cleanup[0]}" 2>/dev/null; then echo "[dev] the embedder exited" >&2; exit 1; fi
+    sleep 0.5
+  done
+  args+=(--var EMBEDDING_PROVIDER:openai --var "OPENAI_BASE_URL:http://127.0.0.1:$embed_port"
+    --var OPENAI_EMBEDDING_MODEL:all-MiniLM-L6-v2 --var EMBEDDING_DIMENSIONS:384
+    --var OPENAI_API_KEY:local-embedder-needs-no-key)
+fi
+
 say "applying D1 migrations"
-npx wrangler d1 migrations apply DB --local --persist-to .wrangler/state >/dev/null
+npx wrangler d1 migrations apply DB --local --persist-to "$state" >/dev/null
 
 # wrangler dev builds the Worker through the config's build command, which
 # skips the build when nothing changed. --test-scheduled exposes
 # /__scheduled to trigger the cron.
 say "starting wrangler dev (builds the Worker first if its sources changed)"
-setsid npx wrangler dev --persist-to .wrangler/state --test-scheduled --port "$port" "${args[@]}" &
+setsid npx wrangler dev --persist-to "$state" --test-scheduled --port "$port" "${args[@]}" &
 dev=$!
-trap 'kill -TERM -- -$dev 2>/dev/null || true' EXIT INT TERM
+cleanup+=("$dev")
+trap 'for pid in "${cleanup[@]}"; do kill -TERM -- -"$pid" 2>/dev/null || true; done' EXIT INT TERM
 
 base="http://localhost:${port}"
 until curl -fsS "$base/api/health" >/dev/null 2>&1; do
@@ -55,7 +80,7 @@ until curl -fsS "$base/api/health" >/dev/null 2>&1; do
 done
 say "service answering on $base"
 
-marker=.wrangler/state/.samples-loaded
+marker=$state/.samples-loaded
 if [ "$samples" = yes ] || { [ "$samples" = auto ] && [ ! -f "$marker" ]; }; then
   say "loading the sample documents (samples/) through the admin API"
   node_modules/.bin/node scripts/load-samples.mjs --url "$base" --token "$token"

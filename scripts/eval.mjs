@@ -279,9 +279,12 @@ printTable(`${path.relative(root, setDir)} · embedder ${embedder} · ${set.corp
 const sweep = [];
 if (flag("sweep")) {
   const grid = [];
-  for (const k of [10, 30, 60]) {
-    for (const keyword of [0.25, 0.5, 1, 2]) {
-      for (const tag of [0, 0.25, 0.5, 1]) grid.push({ vector: 1, keyword, tag, k });
+  // A first grid (k 10/30/60 × keyword 0.25–2 × tag 0–1, vector 1) put every
+  // best setting at the largest keyword weight and tag 0 or 0.25; this one
+  // goes on from there.
+  for (const k of [5, 10, 30]) {
+    for (const keyword of [1, 2, 4, 8]) {
+      for (const tag of [0, 0.25]) grid.push({ vector: 1, keyword, tag, k });
     }
   }
   for (const fusion of grid) {

@@ -7,10 +7,13 @@ use crate::tags::normalize_tag;
 /// An FTS5 `MATCH` expression for free text: every whitespace-separated term
 /// becomes a quoted phrase of its word pieces (so `ZX-4000` matches the
 /// adjacent tokens `zx 4000`), OR'ed together. Quoting makes any FTS5 syntax
-/// in the input inert. `None` when the text has no word at all.
+/// in the input inert. Stop words (`how`, `do`, `the` …) are left out unless
+/// the text has nothing else: they match almost every chunk, so they cost
+/// the most to rank and tell the least. `None` when the text has no word at all.
 #[must_use]
 pub fn fts_expression(text: &str) -> Option<String> {
     let mut phrases: Vec<String> = Vec::new();
+    let mut stop_phrases: Vec<String> = Vec::new();
     for term in text.split_whitespace() {
         let pieces: Vec<String> = term
             .split(|c: char| !c.is_alphanumeric())
@@ -21,12 +24,18 @@ pub fn fts_expression(text: &str) -> Option<String> {
             continue;
         }
         let phrase = format!("\"{}\"", pieces.join(" "));
-        if !phrases.contains(&phrase) {
-            phrases.push(phrase);
+        let stop = pieces.iter().all(|p| crate::tags::is_stop_word(p));
+        let list = if stop {
+            &mut stop_phrases
+        } else {
+            &mut phrases
+        };
+        if !list.contains(&phrase) && list.len() < MAX_KEYWORD_TERMS {
+            list.push(phrase);
         }
-        if phrases.len() == MAX_KEYWORD_TERMS {
-            break;
-        }
+    }
+    if phrases.is_empty() {
+        phrases = stop_phrases;
     }
     (!phrases.is_empty()).then(|| phrases.join(" OR "))
 }
@@ -62,8 +71,8 @@ mod tests {
             Some(r#""zx 4000" OR "pump""#)
         );
         assert_eq!(
-            fts_expression(r#"a" OR NEAR(b c) *"#).as_deref(),
-            Some(r#""a" OR "or" OR "near b" OR "c""#)
+            fts_expression(r#"x" OR NEAR(y z) *"#).as_deref(),
+            Some(r#""x" OR "near y" OR "z""#)
         );
         assert_eq!(fts_expression("  -- ** "), None);
         assert_eq!(fts_expression("pump pump").as_deref(), Some(r#""pump""#));
@@ -71,6 +80,23 @@ mod tests {
         assert_eq!(
             fts_expression(&many).unwrap().matches(" OR ").count(),
             MAX_KEYWORD_TERMS - 1
+        );
+    }
+
+    #[test]
+    fn fts_expressions_leave_out_stop_words_unless_nothing_else_is_left() {
+        assert_eq!(
+            fts_expression("How do I list the directory contents?").as_deref(),
+            Some(r#""list" OR "directory" OR "contents""#)
+        );
+        // A term is left out only when all its pieces are stop words.
+        assert_eq!(
+            fts_expression("how to do-it with a t-shirt").as_deref(),
+            Some(r#""t shirt""#)
+        );
+        assert_eq!(
+            fts_expression("Who are they?").as_deref(),
+            Some(r#""who" OR "are" OR "they""#)
         );
     }
 
