@@ -16,7 +16,9 @@
 // --fusion    the fused mode's weights (default: the service's SEARCH_FUSION
 //   for that embedder kind).
 // --sweep     also runs a grid of fusion weights, k and candidate counts and
-//   prints it best first (tune on the tuning set only, never on the report set).
+//   prints it best first (tune on the tuning set only, never on the report set);
+//   --sweep-k, --sweep-keyword, --sweep-tag (comma-separated) set the grid
+//   (default 5,10,30 × 1,2,4,8 × 0,0.25, vector weight 1).
 //
 // Judgement is per document: a query's ranked chunks are reduced to their
 // documents in first-seen order (a document counts once), then cut at 10.
@@ -279,12 +281,13 @@ printTable(`${path.relative(root, setDir)} · embedder ${embedder} · ${set.corp
 const sweep = [];
 if (flag("sweep")) {
   const grid = [];
-  // A first grid (k 10/30/60 × keyword 0.25–2 × tag 0–1, vector 1) put every
-  // best setting at the largest keyword weight and tag 0 or 0.25; this one
-  // goes on from there.
-  for (const k of [5, 10, 30]) {
-    for (const keyword of [1, 2, 4, 8]) {
-      for (const tag of [0, 0.25]) grid.push({ vector: 1, keyword, tag, k });
+  // Vector weight 1, the others relative to it. The defaults go on from a
+  // first grid (k 10/30/60 × keyword 0.25–2 × tag 0–1) whose best settings
+  // were all at its largest keyword weight and tag 0 or 0.25.
+  const list = (name, fallback) => argument(name, fallback).split(",").map(Number);
+  for (const k of list("sweep-k", "5,10,30")) {
+    for (const keyword of list("sweep-keyword", "1,2,4,8")) {
+      for (const tag of list("sweep-tag", "0,0.25")) grid.push({ vector: 1, keyword, tag, k });
     }
   }
   for (const fusion of grid) {

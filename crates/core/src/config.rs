@@ -220,10 +220,10 @@ pub struct ServiceConfig {
 
 /// Fusion of the offline hashing embedder's vectors with the keyword and tag
 /// rankings, chosen on the tuning set (README, "Retrieval quality").
-pub const DEFAULT_FUSION_HASHING: &str = "vector=1,keyword=1,tag=1,k=60";
+pub const DEFAULT_FUSION_HASHING: &str = "vector=1,keyword=8,tag=0.25,k=5";
 /// Fusion for semantic embedders (OpenAI, Workers AI, the local MiniLM server),
 /// chosen on the tuning set (README, "Retrieval quality").
-pub const DEFAULT_FUSION_SEMANTIC: &str = "vector=1,keyword=1,tag=1,k=60";
+pub const DEFAULT_FUSION_SEMANTIC: &str = "vector=1,keyword=1,tag=0.25,k=10";
 
 /// The fusion the service runs with when `SEARCH_FUSION` is unset: the
 /// offline embedder hashes words, so its vectors are a keyword ranking of
