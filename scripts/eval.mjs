@@ -4,7 +4,8 @@
 // until every document is ready, then asks every query of the set through
 // POST /api/search in each mode (`mode` and `fusion` are request options, so
 // the service itself is measured, not a copy of its ranking) and prints
-// nDCG@10, Recall@10, MRR@10 and latency per mode.
+// nDCG@10, Recall@10, MRR@10 and latency per mode (nDCG@10 also per question
+// kind, the queries' `metadata.kind`).
 //
 //   node scripts/eval.mjs --set eval/debian-report [--embedder hashing|minilm]
 //        [--modes vector,keyword,tag,fused] [--fusion vector=1,keyword=0.5,tag=0,k=60]
@@ -231,11 +232,13 @@ async function evaluate(base, set, label, options) {
       const doc = docOf(r.key);
       if (!ranked.includes(doc)) ranked.push(doc);
     }
-    perQuery.push(scoreRun(ranked, set.qrels.get(query._id)));
+    perQuery.push({ kind: query.metadata?.kind ?? "all", ...scoreRun(ranked, set.qrels.get(query._id)) });
   }
   const cpuAfter = workerdCpuSeconds();
-  const mean = (k) => perQuery.reduce((s, q) => s + q[k], 0) / perQuery.length;
+  const mean = (k, qs = perQuery) => qs.reduce((s, q) => s + q[k], 0) / qs.length;
+  const kinds = [...new Set(perQuery.map((q) => q.kind))].sort();
   return {
+    ndcg_by_kind: Object.fromEntries(kinds.map((kind) => [kind, mean("ndcg", perQuery.filter((q) => q.kind === kind))])),
     label,
     queries: perQuery.length,
     ndcg: mean("ndcg"),
@@ -251,11 +254,14 @@ async function evaluate(base, set, label, options) {
 
 function printTable(title, rows) {
   console.log(`\n${title}\n`);
-  console.log("| mode | nDCG@10 | Recall@10 | MRR@10 | p50 (ms) | p95 (ms) | server p50 (ms) | workerd CPU per search (ms) |");
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  const kinds = Object.keys(rows[0]?.ndcg_by_kind ?? {});
+  const byKind = kinds.map((k) => ` nDCG@10 ${k} |`).join("");
+  console.log(`| mode | nDCG@10 | Recall@10 | MRR@10 | p50 (ms) | p95 (ms) | server p50 (ms) | workerd CPU per search (ms) |${byKind}`);
+  console.log(`| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${kinds.map(() => " ---: |").join("")}`);
   for (const r of rows) {
+    const perKind = kinds.map((k) => ` ${r.ndcg_by_kind[k].toFixed(3)} |`).join("");
     console.log(
-      `| ${r.label} | ${r.ndcg.toFixed(3)} | ${r.recall.toFixed(3)} | ${r.mrr.toFixed(3)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.server_p50} | ${r.cpu_ms.toFixed(1)} |`,
+      `| ${r.label} | ${r.ndcg.toFixed(3)} | ${r.recall.toFixed(3)} | ${r.mrr.toFixed(3)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.server_p50} | ${r.cpu_ms.toFixed(1)} |${perKind}`,
     );
   }
 }

@@ -228,6 +228,7 @@ describe("input validation", () => {
     ["/api/search", { query: "x", fusion: { vector: -1 } }, "bad_fusion"],
     ["/api/search", { query: "x", fusion: { k: 0 } }, "bad_fusion"],
     ["/api/search", { query: "x", fusion: { bm25: 1 } }, "bad_json"],
+    ["/api/search", { query: "x", fusion: [null, null] }, "bad_json"],
     ["/api/search", { query: "x", candidates: 0 }, "bad_candidates"],
     ["/api/chat", { question: "" }, "empty_query"],
     ["/api/chat", { question: "q", history: Array(21).fill({ role: "user", content: "x" }) }, "bad_history"],

@@ -112,9 +112,10 @@ pub struct SearchBody {
     #[serde(default)]
     pub mode: Option<String>,
     /// Fusion weights and RRF `k` for this request, over the service's
-    /// (`SEARCH_FUSION`).
+    /// (`SEARCH_FUSION`): a JSON object only (a derived struct would also take
+    /// an array of its fields in order), read as a [`FusionBody`].
     #[serde(default)]
-    pub fusion: Option<FusionBody>,
+    pub fusion: Option<serde_json::Map<String, serde_json::Value>>,
     /// Candidates asked of each source (default `4 × top_k`, 10 to 50).
     #[serde(default)]
     pub candidates: Option<serde_json::Number>,
@@ -372,7 +373,12 @@ pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
         None => SearchMode::Fused,
         Some(m) => SearchMode::parse(m).ok_or_else(|| QueryError::Mode(m.to_owned()))?,
     };
-    if let Some(f) = &body.fusion {
+    let fusion: Option<FusionBody> = body
+        .fusion
+        .map(|map| serde_json::from_value(serde_json::Value::Object(map)))
+        .transpose()
+        .map_err(|e| QueryError::BadJson(format!("`fusion`: {e}")))?;
+    if let Some(f) = &fusion {
         // Every weight 0 is allowed here (the service's fusion then applies);
         // a negative weight or k <= 0 is not.
         let sources = [
@@ -386,7 +392,7 @@ pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
         }
         check.map_err(|e| QueryError::Fusion(e.to_string()))?;
     }
-    let fusion = body.fusion.map(|f| f.spec());
+    let fusion = fusion.map(|f| f.spec());
     let candidates = match &body.candidates {
         None => None,
         Some(n) => Some(whole_top_k(n).ok_or_else(|| QueryError::Candidates(n.to_string()))?),
@@ -515,6 +521,9 @@ mod tests {
             (br#"{"query":"x","fusion":{"k":0}}"#, "bad_fusion"),
             (br#"{"query":"x","fusion":{"bm25":1}}"#, "bad_json"),
             (br#"{"query":"x","fusion":"vector=1"}"#, "bad_json"),
+            (br#"{"query":"x","fusion":[null,null]}"#, "bad_json"),
+            (br#"{"query":"x","fusion":[1]}"#, "bad_json"),
+            (br#"{"query":"x","fusion":{"k":"5"}}"#, "bad_json"),
             (br#"{"query":"x","candidates":0}"#, "bad_candidates"),
             (br#"{"query":"x","candidates":51}"#, "bad_candidates"),
             (

@@ -113,10 +113,10 @@ pub struct Retrieval {
 /// Why a retrieval produced no answer at all.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RetrievalError {
-    /// Vector, keyword and tag search all failed.
+    /// Every source the search asked (vector, keyword, tag, or one alone) failed.
     #[error("every retrieval source failed: {}", join_failures(failures))]
     AllSourcesFailed {
-        /// One failure per source, in [`RetrievalSource::ALL`] order.
+        /// One failure per asked source, in [`RetrievalSource::ALL`] order.
         failures: Vec<SourceFailure>,
     },
     /// The company lookup or the chunk rows could not be read.
@@ -232,10 +232,10 @@ async fn when<T, E>(
 ///
 /// The fusion is the plan's over the service's `fusion` ([`SearchPlan::fusion_config`]);
 /// a source it gives weight 0 (every other source in a single-source mode) is
-/// not asked at all. The sources that are asked run concurrently. A failing source degrades the answer
-/// (it is listed in [`Retrieval::degraded`]); only all three failing is an
-/// error. An unknown company has no documents: the result is empty and no
-/// source is asked.
+/// not asked at all. The sources that are asked run concurrently. A failing
+/// source degrades the answer (it is listed in [`Retrieval::degraded`]); only
+/// every asked source failing is an error. An unknown company has no
+/// documents: the result is empty and no source is asked.
 ///
 /// `embedder` and `index` are what the caller could build from its
 /// configuration; an `Err` (the reason) fails the vector source only.
