@@ -26,9 +26,8 @@
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
-import { startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
+import { freePort, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
 const TOKEN = "eval-admin-token-not-a-secret-0001";
@@ -111,16 +110,6 @@ function percentile(values, p) {
 }
 
 // --- the stack ---
-
-function freePort() {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function startEmbedServer() {
   const port = await freePort();

@@ -50,7 +50,7 @@ export function workerdCpuSeconds() {
   return found ? ticks / 100 : null; // USER_HZ is 100 on Linux
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.listen(0, () => {
