@@ -54,6 +54,7 @@ function writeVectorizeTestConfig(): string {
 const PROVIDER_TEST_VARS = {
   EMBEDDING_PROVIDER: "openai",
   CHAT_PROVIDER: "openai",
+  RERANKER: "http",
   PROVIDER_TIMEOUT_MS: "1000",
   PROVIDER_RETRY_BASE_MS: "50",
   INGEST_RETRY_BASE_MS: "200",
@@ -67,6 +68,7 @@ const WORKERS_AI_SPECS = ["tests/workers_ai.spec.ts"];
 const WORKERS_AI_TEST_VARS = {
   EMBEDDING_PROVIDER: "workers-ai",
   CHAT_PROVIDER: "workers-ai",
+  RERANKER: "workers-ai",
   EMBEDDING_DIMENSIONS: "768",
   PROVIDER_TIMEOUT_MS: "2000",
   PROVIDER_RETRY_BASE_MS: "50",
@@ -147,7 +149,7 @@ export default defineConfig(async () => {
     vars: { ...ALERT_TEST_VARS, OPENAI_BASE_URL: standin.url, ALERT_WEBHOOK_URL: `${receiver.url}/hooks/alerts-test` },
   });
   const providersConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.providers.json"), {
-    vars: { ...PROVIDER_TEST_VARS, OPENAI_BASE_URL: standin.url },
+    vars: { ...PROVIDER_TEST_VARS, OPENAI_BASE_URL: standin.url, RERANK_URL: standin.url },
   });
   const workersAiConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.workers-ai.json"), {
     vars: WORKERS_AI_TEST_VARS,
@@ -200,7 +202,7 @@ export default defineConfig(async () => {
           plugins: [
             cloudflareTest({
               wrangler: { configPath: providersConfig },
-              miniflare: { bindings: { ...bindings, OPENAI_API_KEY: standinKey, STANDIN_URL: standin.url } },
+              miniflare: { bindings: { ...bindings, OPENAI_API_KEY: standinKey, RERANK_API_KEY: standinKey, STANDIN_URL: standin.url } },
             }),
           ],
           test: { name: "providers", include: PROVIDER_SPECS, ...shared },

@@ -1,4 +1,4 @@
-// A local stand-in for an OpenAI-compatible provider (`/v1/embeddings`,
+// A local stand-in for an OpenAI-compatible provider (`/v1/embeddings`, `/v1/rerank`,
 // `/v1/chat/completions`, whole and streamed), for the tests and benchmarks
 // that cannot reach the real one. The Worker talks to it through its real
 // transport (fetch over HTTP), so timeouts, statuses and bodies are real.
@@ -33,7 +33,7 @@
 import { createServer } from "node:http";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { chatAnswer, embed } from "./standin-answers.mjs";
+import { chatAnswer, embed, rerankScore } from "./standin-answers.mjs";
 
 /** OpenAI's documented request limits for `/v1/embeddings`. */
 const MAX_EMBEDDING_INPUTS = 2048;
@@ -155,6 +155,20 @@ export async function startProviderStandin({ port = 0, host = "127.0.0.1", laten
       return finish(answer);
     }
 
+    if (pathname === "/v1/rerank") {
+      const { query, documents } = body;
+      if (typeof query !== "string" || !Array.isArray(documents) || documents.some((d) => typeof d !== "string")) {
+        record("400");
+        return send(400, errorBody("'query' must be a string and 'documents' an array of strings", "invalid_request_error"));
+      }
+      let results = documents
+        .map((d, index) => ({ index, relevance_score: rerankScore(query, d) }))
+        .sort((a, b) => b.relevance_score - a.relevance_score || a.index - b.index);
+      if (Number.isInteger(body.top_n)) results = results.slice(0, body.top_n);
+      if (fault?.malformed === "count") results = results.slice(1);
+      return finish(JSON.stringify({ model: body.model, results }));
+    }
+
     // /v1/chat/completions
     if (!Array.isArray(body.messages) || body.messages.length === 0) {
       record("400");
@@ -252,7 +266,7 @@ export async function startProviderStandin({ port = 0, host = "127.0.0.1", laten
     const url = new URL(req.url, "http://standin");
     try {
       if (url.pathname.startsWith("/__standin/")) return await control(url.pathname, url, req, res, raw);
-      if (req.method === "POST" && (url.pathname === "/v1/embeddings" || url.pathname === "/v1/chat/completions")) {
+      if (req.method === "POST" && ["/v1/embeddings", "/v1/chat/completions", "/v1/rerank"].includes(url.pathname)) {
         return await provider(url.pathname, req, res, raw);
       }
       res.writeHead(404, { "content-type": "application/json" });

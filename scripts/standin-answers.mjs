@@ -45,6 +45,20 @@ function tagAnswer(userMessage) {
   return JSON.stringify(answer);
 }
 
+/**
+ * A deterministic relevance score of `text` for `query`, as a reranker would
+ * give: the share of the query's distinct non-trivial words the text contains,
+ * plus a small bonus for the first of them appearing early. In [0, 1.1].
+ */
+export function rerankScore(query, text) {
+  const asked = [...new Set(words(query).filter((w) => !STOP_WORDS.has(w)))];
+  if (asked.length === 0) return 0;
+  const seen = new Set(words(text));
+  const share = asked.filter((w) => seen.has(w)).length / asked.length;
+  const first = text.toLowerCase().indexOf(asked[0]);
+  return share + (first >= 0 && first < 200 ? 0.1 : 0);
+}
+
 export function chatAnswer(messages) {
   const system = messages.find((m) => m.role === "system")?.content ?? "";
   const user = [...messages].reverse().find((m) => m.role === "user")?.content ?? "";

@@ -197,6 +197,40 @@ describe("provider faults during ingestion", () => {
 });
 
 describe("provider faults while answering", () => {
+  it("fused_reranked asks the /v1/rerank server with the key; a failing one leaves the fused order", async () => {
+    const marker = "rerank-http-8";
+    await ingestReady(uniqueKey(`companies/faultco/${marker}.md`), markdown(marker, "Bronze bells ring over the harbour at noon."));
+    await injectFaults(marker, "/v1/rerank", []);
+    const query = `bronze bells harbour ${marker}`;
+    const res = await SELF.fetch("https://portfolio.test/api/search", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query, company: "faultco", mode: "fused_reranked" }),
+    });
+    expect(res.status).toBe(200);
+    const json: any = await res.json();
+    expect(json.reranked).toBe(true);
+    expect(json.results[0].key).toContain(marker);
+    expect(typeof json.results[0].scores.rerank).toBe("number");
+    // The stand-in refuses a request without its key (401), so "ok" proves the bearer key was sent.
+    expect((await served(marker)).filter((r) => r.path === "/v1/rerank").map((r) => r.outcome)).toEqual(["ok"]);
+
+    const failing = `${marker}-down`;
+    await injectFaults(failing, "/v1/rerank", [{ status: 500 }], true);
+    const down: any = await (
+      await SELF.fetch("https://portfolio.test/api/search", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ query: `${query} ${failing}`, company: "faultco", mode: "fused_reranked" }),
+      })
+    ).json();
+    expect(down.reranked).toBe(false);
+    expect(down.results[0].key).toContain(marker);
+    const outcomes = (await served(failing)).filter((r) => r.path === "/v1/rerank").map((r) => r.outcome);
+    expect(outcomes.length, "500 is retried before giving up").toBeGreaterThan(1);
+    expect(outcomes.every((o) => o === "500")).toBe(true);
+  });
+
   it("answers through the provider, and reports a failing provider as an error", async () => {
     const key = uniqueKey("faultco/answers.md");
     const marker = `answer${Date.now().toString(36)}`;

@@ -9,6 +9,7 @@ import { ingest, ingestReady, uniqueKey, waitForStatus } from "./support";
 
 const EMBEDDER = "@cf/baai/bge-base-en-v1.5";
 const CHAT_MODEL = "@cf/meta/llama-3.1-8b-instruct-fp8-fast";
+const RERANKER = "@cf/baai/bge-reranker-base";
 const ai = () => (env as any).AI;
 /** What the stand-in did, in order (all calls, or those a script's marker matched). */
 async function calls(match: string | null = null): Promise<any[]> {
@@ -130,6 +131,55 @@ describe("Workers AI through the AI binding", () => {
     expect(json.error.code).toBe("provider_error");
     expect(json.error.message).not.toContain("5007");
     expect(res.headers.get("x-request-id")).toBeTruthy();
+  });
+
+  it("fused_reranked reorders the fused candidates by bge-reranker-base; fused asks no reranker", async () => {
+    const marker = "wai-rerank-3";
+    const company = "rerankco";
+    const doc = (n: number, body: string) =>
+      ingestReady(uniqueKey(`companies/${company}/${marker}-${n}.md`), `---\ntitle: ${marker} ${n}\ncompany: ${company}\n---\n# Part ${n}\n\n${body}\n`);
+    await doc(1, "Kettle kettle kettle: the kettle boils water and the kettle whistles.");
+    await doc(2, "Warranty terms: a kettle returned within a year gets a refund under warranty.");
+    await doc(3, "The samovar keeps tea warm; no kettle needed.");
+    const query = "kettle warranty refund";
+    const before = (await calls()).length;
+    const fused: any = await (await post("/api/search", { query, company, mode: "fused" })).json();
+    expect(fused.reranked).toBe(false);
+    expect(fused.timings.rerank_ms).toBe(0);
+    expect((await calls()).slice(before).some((c) => c.model === RERANKER), "fused asks no reranker").toBe(false);
+
+    const res = await post("/api/search", { query, company, mode: "fused_reranked" });
+    expect(res.status).toBe(200);
+    const reranked: any = await res.json();
+    expect(reranked.reranked).toBe(true);
+    const scores = reranked.results.map((r: any) => r.scores.rerank);
+    expect(scores.every((s: unknown) => typeof s === "number")).toBe(true);
+    expect(scores).toEqual([...scores].sort((a: number, b: number) => b - a));
+    // The same chunks, reordered: the one naming every asked word leads.
+    expect(new Set(reranked.results.map((r: any) => r.key))).toEqual(new Set(fused.results.map((r: any) => r.key)));
+    expect(reranked.results[0].text).toContain("Warranty terms");
+    const rerankCall = (await calls()).slice(before).find((c) => c.model === RERANKER);
+    expect(rerankCall.texts).toBe(fused.results.length);
+  });
+
+  it("a reranker that fails leaves the fused order and still answers", async () => {
+    const marker = "wai-rerank-fail-4";
+    const company = "rerankfail";
+    await ingestReady(
+      uniqueKey(`companies/${company}/${marker}.md`),
+      `---\ntitle: ${marker}\ncompany: ${company}\n---\n# Notes\n\nCopper pipes and brass valves for ${marker}.\n`,
+    );
+    const query = `copper valves ${marker}`;
+    await ai().script(marker, [{ code: 5007 }], RERANKER);
+    const res = await post("/api/search", { query, company, mode: "fused_reranked" });
+    expect(res.status).toBe(200);
+    const json: any = await res.json();
+    expect(json.reranked).toBe(false);
+    expect(json.results[0].text).toContain("Copper pipes");
+    expect(json.results[0].scores.rerank).toBeUndefined();
+    const fused: any = await (await post("/api/search", { query, company, mode: "fused" })).json();
+    expect(json.results.map((r: any) => r.key)).toEqual(fused.results.map((r: any) => r.key));
+    expect((await calls(marker)).filter((c) => c.model === RERANKER).map((c) => c.outcome)).toEqual(["5007"]);
   });
 
   it("search embeds the query with the same model", async () => {

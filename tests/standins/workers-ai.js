@@ -24,7 +24,7 @@
 // late, `{ cut_after_events }` ends a stream early), then normal answers; `calls(match?)`
 // lists the calls (model, matched scripts, outcome) in order; `reset()`.
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { chatAnswer, embed } from "../../scripts/standin-answers.mjs";
+import { chatAnswer, embed, rerankScore } from "../../scripts/standin-answers.mjs";
 
 export const EMBEDDING_MODELS = {
   "@cf/baai/bge-small-en-v1.5": 384,
@@ -32,6 +32,8 @@ export const EMBEDDING_MODELS = {
   "@cf/baai/bge-large-en-v1.5": 1024,
   "@cf/baai/bge-m3": 1024,
 };
+/** Rerankers: `{ query, contexts: [{ text }], top_k? }` answered `{ response: [{ id, score }] }`, best first. */
+export const RERANKER_MODELS = new Set(["@cf/baai/bge-reranker-base"]);
 const KNOWN_CHAT_MODELS = new Set([
   "@cf/meta/llama-3.1-8b-instruct",
   "@cf/meta/llama-3.1-8b-instruct-fp8-fast",
@@ -123,6 +125,19 @@ export class WorkersAiStandin extends WorkerEntrypoint {
       const dims = EMBEDDING_MODELS[model];
       call.texts = texts.length;
       return { shape: [texts.length, dims], data: texts.map((t) => embed(t, dims)), pooling: "mean" };
+    }
+
+    if (RERANKER_MODELS.has(model)) {
+      const { query, contexts, top_k: topK } = inputs;
+      if (typeof query !== "string" || !Array.isArray(contexts) || contexts.some((c) => typeof c?.text !== "string")) {
+        call.outcome = "3003";
+        throw upstream(3003, model);
+      }
+      call.texts = contexts.length;
+      const scored = contexts
+        .map((c, id) => ({ id, score: rerankScore(query, c.text) }))
+        .sort((a, b) => b.score - a.score || a.id - b.id);
+      return { response: topK === undefined ? scored : scored.slice(0, topK) };
     }
 
     if (!KNOWN_CHAT_MODELS.has(model)) {

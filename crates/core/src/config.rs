@@ -15,6 +15,8 @@ use crate::metrics::CostPer1k;
 use crate::providers::retry::DEFAULT_BASE_DELAY_MS as DEFAULT_PROVIDER_RETRY_BASE_MS;
 use crate::providers::DEFAULT_PROVIDER_TIMEOUT_MS;
 use crate::query::fusion::FusionConfig;
+use crate::query::rerank::{RerankPolicy, RERANK_CANDIDATES_RANGE};
+use crate::query::DEFAULT_RERANK_CANDIDATES;
 use crate::reconcile::{ReconcileSettings, R2_LIST_MAX};
 use std::fmt;
 
@@ -63,6 +65,51 @@ impl ProviderKind {
             .find(|k| k.as_str() == value)
     }
 }
+
+/// Which reranker reorders a reranked search's fused candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerankerKind {
+    /// No reranker: `fused_reranked` searches keep the fused order.
+    None,
+    /// A Workers AI reranker (`@cf/baai/bge-reranker-base`) through the `AI` binding.
+    WorkersAi,
+    /// Any server answering `POST {RERANK_URL}/v1/rerank` (the local embed server).
+    Http,
+}
+
+impl RerankerKind {
+    /// The var value naming it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::WorkersAi => "workers-ai",
+            Self::Http => "http",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::None, Self::WorkersAi, Self::Http]
+            .into_iter()
+            .find(|k| k.as_str() == value)
+    }
+}
+
+/// `RERANKER`, `RERANK_MODEL`, `RERANK_URL`, `RERANK_CANDIDATES`, `SEARCH_MODE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RerankSettings {
+    /// Which reranker.
+    pub kind: RerankerKind,
+    /// Model it runs (Workers AI: a `@cf/` name; HTTP: what the server calls it).
+    pub model: String,
+    /// Base URL of the HTTP reranker.
+    pub url: Option<String>,
+    /// Candidates and whether searches rerank by default.
+    pub policy: RerankPolicy,
+}
+
+/// Default `RERANK_MODEL` of the `http` reranker (the local embed server's name for its scorer).
+pub const DEFAULT_HTTP_RERANK_MODEL: &str = "local-rerank";
 
 /// Which vector index the service uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +263,8 @@ pub struct ServiceConfig {
     pub rollout: crate::rollout::RolloutConfig,
     /// `SEARCH_FUSION` over the embedder kind's default ([`default_fusion`]).
     pub fusion: FusionConfig,
+    /// The reranker and when searches use it.
+    pub rerank: RerankSettings,
 }
 
 /// Fusion of the offline hashing embedder's vectors with the keyword and tag
@@ -374,6 +423,12 @@ impl ServiceConfig {
             needs.push(Requirement {
                 name,
                 needed_by: setting,
+            });
+        }
+        if self.rerank.kind == RerankerKind::WorkersAi {
+            needs.push(Requirement {
+                name: "AI",
+                needed_by: "RERANKER",
             });
         }
         if self.vector_index == IndexKind::Vectorize {
@@ -643,6 +698,7 @@ impl ServiceConfig {
              not all 0, k > 0)",
             |v| default_fusion(embedding_provider).with_spec(v).ok(),
         );
+        let rerank = read_rerank(&mut vars);
         if !vars.problems.is_empty() {
             return Err(ConfigError {
                 problems: vars.problems,
@@ -670,7 +726,77 @@ impl ServiceConfig {
             alerts,
             rollout,
             fusion,
+            rerank,
         })
+    }
+}
+
+/// The reranker vars; a reranked default mode needs a reranker, and the HTTP
+/// reranker needs its URL.
+fn read_rerank<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) -> RerankSettings {
+    let kind = vars.read(
+        "RERANKER",
+        RerankerKind::None,
+        "none, workers-ai or http",
+        RerankerKind::parse,
+    );
+    let default_model = match kind {
+        RerankerKind::WorkersAi => crate::providers::rerank::BGE_RERANKER_BASE,
+        RerankerKind::None | RerankerKind::Http => DEFAULT_HTTP_RERANK_MODEL,
+    };
+    let model = vars.read(
+        "RERANK_MODEL",
+        default_model.to_owned(),
+        if kind == RerankerKind::WorkersAi {
+            "a model name starting with @cf/ or @hf/"
+        } else {
+            "a non-blank model name"
+        },
+        |v| {
+            (kind != RerankerKind::WorkersAi || v.starts_with("@cf/") || v.starts_with("@hf/"))
+                .then(|| v.to_owned())
+        },
+    );
+    let url = vars.read(
+        "RERANK_URL",
+        None,
+        "an http:// or https:// base URL of a /v1/rerank server",
+        |v| (v.starts_with("https://") || v.starts_with("http://")).then(|| Some(v.to_owned())),
+    );
+    let (min, max) = RERANK_CANDIDATES_RANGE;
+    let candidates = vars.number("RERANK_CANDIDATES", DEFAULT_RERANK_CANDIDATES, min, max);
+    let by_default = vars.read(
+        "SEARCH_MODE",
+        false,
+        "fused or fused_reranked",
+        |v| match v {
+            "fused" => Some(false),
+            "fused_reranked" => Some(true),
+            _ => None,
+        },
+    );
+    if kind == RerankerKind::Http && url.is_none() {
+        vars.problems.push(ConfigProblem {
+            var: "RERANK_URL",
+            value: String::new(),
+            expected: "the base URL of the reranker (RERANKER=http)".into(),
+        });
+    }
+    if by_default && kind == RerankerKind::None {
+        vars.problems.push(ConfigProblem {
+            var: "SEARCH_MODE",
+            value: "fused_reranked".into(),
+            expected: "fused, or a RERANKER (workers-ai or http) to rerank with".into(),
+        });
+    }
+    RerankSettings {
+        kind,
+        model,
+        url,
+        policy: RerankPolicy {
+            candidates,
+            by_default,
+        },
     }
 }
 
@@ -725,6 +851,57 @@ mod tests {
             (8, 200_000)
         );
         assert_eq!(config.fusion, default_fusion(ProviderKind::Offline));
+        assert_eq!(config.rerank.kind, RerankerKind::None);
+        assert_eq!(config.rerank.policy, RerankPolicy::default());
+    }
+
+    #[test]
+    fn reranker_vars_name_the_reranker_its_candidates_and_the_default_mode() {
+        let config = parse(&[
+            ("RERANKER", "http"),
+            ("RERANK_URL", "http://127.0.0.1:8791"),
+            ("RERANK_CANDIDATES", "30"),
+            ("SEARCH_MODE", "fused_reranked"),
+        ])
+        .unwrap();
+        assert_eq!(config.rerank.kind, RerankerKind::Http);
+        assert_eq!(config.rerank.model, DEFAULT_HTTP_RERANK_MODEL);
+        assert_eq!(config.rerank.url.as_deref(), Some("http://127.0.0.1:8791"));
+        assert_eq!(
+            config.rerank.policy,
+            RerankPolicy {
+                candidates: 30,
+                by_default: true
+            }
+        );
+        let workers_ai = parse(&[("RERANKER", "workers-ai")]).unwrap();
+        assert_eq!(workers_ai.rerank.model, "@cf/baai/bge-reranker-base");
+        assert!(workers_ai
+            .requirements()
+            .iter()
+            .any(|r| r.name == "AI" && r.needed_by == "RERANKER"));
+        for (pairs, var) in [
+            (vec![("RERANKER", "cohere")], "RERANKER"),
+            (vec![("RERANKER", "http")], "RERANK_URL"),
+            (
+                vec![("RERANKER", "http"), ("RERANK_URL", "ftp://x")],
+                "RERANK_URL",
+            ),
+            (
+                vec![("RERANKER", "workers-ai"), ("RERANK_MODEL", "bge")],
+                "RERANK_MODEL",
+            ),
+            (vec![("RERANK_CANDIDATES", "1")], "RERANK_CANDIDATES"),
+            (vec![("RERANK_CANDIDATES", "51")], "RERANK_CANDIDATES"),
+            (vec![("SEARCH_MODE", "fused_reranked")], "SEARCH_MODE"),
+            (vec![("SEARCH_MODE", "vector")], "SEARCH_MODE"),
+        ] {
+            let err = parse(&pairs).unwrap_err();
+            assert!(
+                err.problems.iter().any(|p| p.var == var),
+                "{pairs:?}: {err}"
+            );
+        }
     }
 
     #[test]

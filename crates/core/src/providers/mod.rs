@@ -9,6 +9,7 @@ pub mod error;
 pub mod extractive;
 pub mod offline_embedder;
 pub mod openai;
+pub mod rerank;
 pub mod retry;
 pub mod sse;
 pub mod transport;
@@ -19,6 +20,7 @@ pub use error::ProviderError;
 pub use extractive::ExtractiveAnswerer;
 pub use offline_embedder::HashingEmbedder;
 pub use openai::{OpenAiChat, OpenAiConfig, OpenAiEmbedder};
+pub use rerank::{HttpReranker, Reranker, WorkersAiReranker};
 pub use retry::{Retrier, RetryAfter, RetryPolicy, SeededJitter};
 pub use sse::{SseEvent, SseParser};
 pub use transport::{

@@ -73,7 +73,11 @@ impl OpenAiConfig {
         format!("{base}/v1/{path}")
     }
 
-    fn request(&self, path: &str, body: &impl Serialize) -> Result<HttpRequest, ProviderError> {
+    pub(super) fn request(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<HttpRequest, ProviderError> {
         let mut req = HttpRequest::post_json(self.endpoint(path), body).map_err(|e| {
             ProviderError::InvalidRequest {
                 provider: PROVIDER,
@@ -173,17 +177,23 @@ async fn send_checked<T: HttpTransport>(
     transport: &T,
     req: HttpRequest,
 ) -> Result<HttpResponse, ProviderError> {
+    send_checked_as(PROVIDER, transport, req).await
+}
+
+/// Sends `req`; a transport failure or a non-2xx status becomes the error of `provider`.
+pub(super) async fn send_checked_as<T: HttpTransport>(
+    provider: &'static str,
+    transport: &T,
+    req: HttpRequest,
+) -> Result<HttpResponse, ProviderError> {
     let response = transport
         .send(req)
         .await
-        .map_err(|source| ProviderError::Transport {
-            provider: PROVIDER,
-            source,
-        })?;
+        .map_err(|source| ProviderError::Transport { provider, source })?;
     if response.is_success() {
         Ok(response)
     } else {
-        Err(ProviderError::from_status(PROVIDER, &response))
+        Err(ProviderError::from_status(provider, &response))
     }
 }
 

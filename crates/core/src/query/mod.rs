@@ -9,11 +9,13 @@
 //! use `portfolio_core::query::*`.
 
 pub mod fusion;
+pub mod rerank;
 pub mod retrieve;
 
+pub use rerank::{RerankPolicy, DEFAULT_RERANK_CANDIDATES};
 pub use retrieve::{
-    retrieve, KeywordHit, Retrieval, RetrievalError, RetrievalTimings, SearchStore, SourceFailure,
-    TagHit,
+    retrieve, KeywordHit, Rerank, Retrieval, RetrievalError, RetrievalTimings, SearchStore,
+    SourceFailure, TagHit,
 };
 
 mod plan;

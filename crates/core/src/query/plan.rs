@@ -63,7 +63,7 @@ pub enum QueryError {
     #[error("`history` {0}")]
     History(String),
     /// `mode` is not one of the search modes.
-    #[error("`mode` must be fused, vector, keyword or tag (got {0:?})")]
+    #[error("`mode` must be fused, fused_reranked, vector, keyword or tag (got {0:?})")]
     Mode(String),
     /// `fusion` is not a valid fusion spec.
     #[error("`fusion` {0}")]
@@ -164,16 +164,22 @@ pub enum SearchMode {
     /// or the request's `fusion`).
     #[default]
     Fused,
+    /// The fused ranking with its best candidates reordered by the reranker
+    /// (`RERANKER`; without one the fused order stands and the answer says
+    /// `reranked: false`).
+    FusedReranked,
     /// One source's ranking alone (for evaluation and comparison).
     Only(RetrievalSource),
 }
 
 impl SearchMode {
-    /// Parses `fused`, `vector`, `keyword` or `tag`.
+    /// Parses `fused`, `fused_reranked`, `vector`, `keyword` or `tag`.
     #[must_use]
     pub fn parse(value: &str) -> Option<Self> {
-        if value == "fused" {
-            return Some(Self::Fused);
+        match value {
+            "fused" => return Some(Self::Fused),
+            "fused_reranked" => return Some(Self::FusedReranked),
+            _ => {}
         }
         RetrievalSource::ALL
             .into_iter()
@@ -223,8 +229,9 @@ pub struct SearchPlan {
     pub tags: Vec<String>,
     /// Results wanted.
     pub top_k: u32,
-    /// Which sources rank the results.
-    pub mode: SearchMode,
+    /// Which sources rank the results; `None`: the service's default
+    /// (`SEARCH_MODE`).
+    pub mode: Option<SearchMode>,
     /// The request's fusion as a spec (weights >= 0, k > 0), applied over the service's.
     pub fusion: Option<String>,
     /// The request's candidates per source, when it set them.
@@ -240,7 +247,7 @@ impl SearchPlan {
             company: None,
             tags: Vec::new(),
             top_k,
-            mode: SearchMode::Fused,
+            mode: None,
             fusion: None,
             candidates: None,
         }
@@ -259,12 +266,22 @@ impl SearchPlan {
     #[must_use]
     pub fn fusion_config(&self, default: &FusionConfig) -> FusionConfig {
         match (self.mode, &self.fusion) {
-            (SearchMode::Only(source), _) => FusionConfig::only(source),
-            (SearchMode::Fused, None) => default.clone(),
-            (SearchMode::Fused, Some(spec)) => default
+            (Some(SearchMode::Only(source)), _) => FusionConfig::only(source),
+            (_, None) => default.clone(),
+            (_, Some(spec)) => default
                 .clone()
                 .with_spec(spec)
                 .unwrap_or_else(|_| default.clone()),
+        }
+    }
+
+    /// Whether this search asks for reranking: `fused_reranked`, or no mode
+    /// while the service reranks `by_default`.
+    #[must_use]
+    pub fn reranks(&self, by_default: bool) -> bool {
+        match self.mode {
+            Some(mode) => mode == SearchMode::FusedReranked,
+            None => by_default,
         }
     }
 }
@@ -370,8 +387,8 @@ pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
         Some(k) => whole_top_k(k).ok_or_else(|| QueryError::TopK(k.to_string()))?,
     };
     let mode = match body.mode.as_deref() {
-        None => SearchMode::Fused,
-        Some(m) => SearchMode::parse(m).ok_or_else(|| QueryError::Mode(m.to_owned()))?,
+        None => None,
+        Some(m) => Some(SearchMode::parse(m).ok_or_else(|| QueryError::Mode(m.to_owned()))?),
     };
     let fusion: Option<FusionBody> = body
         .fusion
@@ -439,7 +456,7 @@ pub fn plan_chat(body: &[u8], accept_sse: bool) -> Result<ChatPlan, QueryError> 
             company: checked_company(body.company.as_deref())?,
             tags: checked_tags(body.tags.as_deref())?,
             top_k: CHAT_PASSAGES,
-            mode: SearchMode::Fused,
+            mode: None,
             fusion: None,
             candidates: None,
         },
@@ -455,7 +472,10 @@ mod tests {
     #[test]
     fn modes_fusion_and_candidates_are_request_options() {
         let keyword = plan_search(br#"{"query":"x","mode":"keyword","candidates":20}"#).unwrap();
-        assert_eq!(keyword.mode, SearchMode::Only(RetrievalSource::Keyword));
+        assert_eq!(
+            keyword.mode,
+            Some(SearchMode::Only(RetrievalSource::Keyword))
+        );
         assert_eq!(keyword.candidates(), 20);
         let service = FusionConfig::new().with_spec("tag=0.5").unwrap();
         assert_eq!(
@@ -464,7 +484,17 @@ mod tests {
         );
         let fused =
             plan_search(br#"{"query":"x","mode":"fused","fusion":{"keyword":0.2}}"#).unwrap();
-        assert_eq!(fused.mode, SearchMode::Fused);
+        assert_eq!(fused.mode, Some(SearchMode::Fused));
+        let reranked = plan_search(br#"{"query":"x","mode":"fused_reranked"}"#).unwrap();
+        assert_eq!(reranked.mode, Some(SearchMode::FusedReranked));
+        assert!(reranked.reranks(false));
+        let unnamed = plan_search(br#"{"query":"x"}"#).unwrap();
+        assert_eq!(unnamed.mode, None);
+        assert!(unnamed.reranks(true) && !unnamed.reranks(false));
+        assert!(
+            !fused.reranks(true),
+            "an explicit fused search is never reranked"
+        );
         assert_eq!(fused.candidates(), 32);
         let config = fused.fusion_config(&service);
         assert_eq!(config.weight(RetrievalSource::Keyword), 0.2);
@@ -494,7 +524,7 @@ mod tests {
                 company: Some("acme".into()),
                 tags: vec!["robotics".into()],
                 top_k: 5,
-                mode: SearchMode::Fused,
+                mode: None,
                 fusion: None,
                 candidates: None,
             }

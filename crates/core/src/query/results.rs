@@ -43,6 +43,10 @@ pub struct SourceScores {
     pub keyword: Option<f64>,
     /// Matching tags, if the tag search found it.
     pub tag: Option<f64>,
+    /// The reranker's score, if the search was reranked and this chunk was
+    /// among the candidates it read (comparable within one answer only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<f64>,
 }
 
 /// One search result, as the site's chat client receives it.
@@ -123,6 +127,7 @@ pub fn assemble_results(
                 vector: hit.source(RetrievalSource::Vector).map(|m| m.raw_score),
                 keyword: hit.source(RetrievalSource::Keyword).map(|m| m.raw_score),
                 tag: hit.source(RetrievalSource::Tag).map(|m| m.raw_score),
+                rerank: None,
             },
             score: hit.score,
         })
@@ -195,6 +200,7 @@ mod tests {
                 vector: Some(0.5),
                 keyword: None,
                 tag: None,
+                rerank: None,
             },
             score: 0.03,
         };

@@ -6,13 +6,15 @@
 //! [`VectorIndex`]) and over the [`Clock`]; never names a platform. The
 //! Worker builds the adapters, calls [`retrieve`] and logs what degraded.
 
+use super::rerank::{annotate_rerank_scores, apply_rerank, rerank_passage, rerank_window};
 use super::{
-    assemble_results, fts_expression, query_tag_terms, ChunkRow, SearchPlan, SearchResult,
+    assemble_results, fts_expression, query_tag_terms, ChunkRow, RerankPolicy, SearchPlan,
+    SearchResult,
 };
 use crate::index::{MetadataFilter, VectorIndex, VectorQuery};
-use crate::providers::Embedder;
+use crate::providers::{Embedder, Reranker};
 use crate::query::fusion::{
-    bm25_relevance, fuse_rankings, FusionConfig, RetrievalSource, SourceRanking,
+    bm25_relevance, fuse_rankings, FusedHit, FusionConfig, RetrievalSource, SourceRanking,
 };
 use crate::storage::{Clock, StoreError};
 use serde::Serialize;
@@ -78,6 +80,8 @@ pub struct RetrievalTimings {
     pub keyword_ms: u64,
     /// Tag matching.
     pub tag_ms: u64,
+    /// Reranking the fused candidates (0 when the search was not reranked).
+    pub rerank_ms: u64,
     /// The whole retrieval, including fusion and reading the chunks.
     pub total_ms: u64,
 }
@@ -105,9 +109,36 @@ pub struct Retrieval {
     pub results: Vec<SearchResult>,
     /// Timings.
     pub timings: RetrievalTimings,
+    /// Whether the reranker ordered the results (false when the search did not
+    /// ask for it, and when the reranker was missing or failed).
+    pub reranked: bool,
     /// Sources that failed: the answer is degraded, and the caller logs them.
     #[serde(skip)]
     pub degraded: Vec<SourceFailure>,
+    /// Why a reranked search fell back to the fused order; the caller logs it.
+    #[serde(skip)]
+    pub rerank_failure: Option<String>,
+}
+
+/// The reranker a search may use and the policy for it.
+#[derive(Debug)]
+pub struct Rerank<'a, R> {
+    /// What the caller could build from its configuration; `Err` (the reason)
+    /// when no reranker is configured or it could not be built.
+    pub reranker: Result<&'a R, String>,
+    /// Candidates, and whether a search without a mode reranks.
+    pub policy: RerankPolicy,
+}
+
+impl<R> Rerank<'_, R> {
+    /// No reranker: reranked searches keep the fused order.
+    #[must_use]
+    pub fn none() -> Self {
+        Self {
+            reranker: Err("no reranker is configured (RERANKER)".into()),
+            policy: RerankPolicy::default(),
+        }
+    }
 }
 
 /// Why a retrieval produced no answer at all.
@@ -243,10 +274,11 @@ async fn when<T, E>(
 /// # Errors
 /// [`RetrievalError::AllSourcesFailed`] when no source answered;
 /// [`RetrievalError::Store`] when the company lookup or the chunk rows fail.
-pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, K: Clock>(
+pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, R: Reranker, K: Clock>(
     store: &S,
     embedder: Result<&E, String>,
     index: Result<&V, String>,
+    rerank: Rerank<'_, R>,
     clock: &K,
     fusion: &FusionConfig,
     plan: &SearchPlan,
@@ -311,17 +343,73 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, K: Clock>(
     } else {
         store.chunk_rows(&ids).await?
     };
-    let results = assemble_results(&fused, &rows, &plan.tags, plan.top_k as usize);
+    let rerank_started = clock.now_ms();
+    let (fused, reranked, rerank_failure) = if plan.reranks(rerank.policy.by_default) {
+        match rerank_fused(&rerank, plan, fused, &rows).await {
+            Ok((fused, window, scores)) => (fused, Some((window, scores)), None),
+            Err((fused, why)) => (fused, None, Some(why)),
+        }
+    } else {
+        (fused, None, None)
+    };
+    let rerank_ms = if reranked.is_some() || rerank_failure.is_some() {
+        clock.now_ms().saturating_sub(rerank_started)
+    } else {
+        0
+    };
+    let mut results = assemble_results(&fused, &rows, &plan.tags, plan.top_k as usize);
+    if let Some((window, scores)) = &reranked {
+        annotate_rerank_scores(&mut results, window, scores);
+    }
     Ok(Retrieval {
         results,
         timings: RetrievalTimings {
             vector_ms,
             keyword_ms,
             tag_ms,
+            rerank_ms,
             total_ms: clock.now_ms().saturating_sub(started),
         },
+        reranked: reranked.is_some(),
         degraded,
+        rerank_failure,
     })
+}
+
+type Fused = Vec<FusedHit<String>>;
+
+/// Reorders the fused list's best candidates by the reranker's scores; on any
+/// failure, hands the fused list back untouched with the reason.
+async fn rerank_fused<'r, R: Reranker>(
+    rerank: &Rerank<'_, R>,
+    plan: &SearchPlan,
+    fused: Fused,
+    rows: &'r [ChunkRow],
+) -> Result<(Fused, Vec<&'r ChunkRow>, Vec<f64>), (Fused, String)> {
+    let reranker = match &rerank.reranker {
+        Ok(reranker) => *reranker,
+        Err(why) => return Err((fused, why.clone())),
+    };
+    let window = rerank_window(&fused, rows, rerank.policy.candidates);
+    if window.is_empty() {
+        return Ok((fused, window, Vec::new()));
+    }
+    let passages: Vec<String> = window.iter().map(|row| rerank_passage(row)).collect();
+    match reranker.rerank(&plan.query, &passages).await {
+        Ok(scores) if scores.len() == window.len() => {
+            let reordered = apply_rerank(fused, &window, &scores);
+            Ok((reordered, window, scores))
+        }
+        Ok(scores) => Err((
+            fused,
+            format!(
+                "the reranker returned {} scores for {} passages",
+                scores.len(),
+                window.len()
+            ),
+        )),
+        Err(e) => Err((fused, e.to_string())),
+    }
 }
 
 #[cfg(test)]

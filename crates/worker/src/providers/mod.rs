@@ -8,15 +8,15 @@ mod workers_ai;
 pub use fetch_transport::{FetchTransport, TimerSleeper};
 pub use workers_ai::WorkersAiBinding;
 
-use crate::config::{ProviderKind, ServiceConfig};
+use crate::config::{ProviderKind, RerankerKind, ServiceConfig};
 use crate::store::metrics::Metrics;
 use crate::store::WorkerClock;
 use portfolio_core::metrics::Metered;
 use portfolio_core::providers::batch::WORKERS_AI_BGE_LIMITS;
 use portfolio_core::providers::{
     ChatCompletion, ChatModel, ChatRequest, Embedder, ExtractiveAnswerer, HashingEmbedder,
-    OpenAiChat, OpenAiConfig, OpenAiEmbedder, ProviderError, Retrier, RetryPolicy, WorkersAiChat,
-    WorkersAiEmbedder,
+    HttpReranker, OpenAiChat, OpenAiConfig, OpenAiEmbedder, ProviderError, Reranker, Retrier,
+    RetryPolicy, WorkersAiChat, WorkersAiEmbedder, WorkersAiReranker,
 };
 use worker::Env;
 
@@ -199,6 +199,57 @@ impl Embedder for ServiceEmbedder {
             Self::Offline(e) => e.embed(texts).await,
             Self::OpenAi(e) => e.embed(texts).await,
             Self::WorkersAi(e) => e.embed(texts).await,
+        }
+    }
+}
+
+/// The reranker the configuration names (`RERANKER`).
+pub enum ServiceReranker {
+    /// A Workers AI reranker through the `AI` binding.
+    WorkersAi(WorkersAiReranker<WorkersAiBinding, TimerSleeper>),
+    /// Any `/v1/rerank` server; its key, if it needs one, is the secret `RERANK_API_KEY`.
+    Http(HttpReranker<FetchTransport, TimerSleeper>),
+}
+
+impl ServiceReranker {
+    /// Builds the configured reranker; `Ok(None)` when `RERANKER=none`.
+    pub fn from_env(env: &Env, config: &ServiceConfig) -> Result<Option<Self>, ProviderSetupError> {
+        let settings = &config.rerank;
+        match (settings.kind, &settings.url) {
+            (RerankerKind::None, _) => Ok(None),
+            (RerankerKind::WorkersAi, _) => Ok(Some(Self::WorkersAi(WorkersAiReranker::new(
+                workers_ai(env, config)?,
+                retrier(config),
+                settings.model.clone(),
+            )))),
+            (RerankerKind::Http, url) => {
+                // The configuration refuses RERANKER=http without RERANK_URL.
+                let mut cfg = OpenAiConfig::new(url.clone().unwrap_or_default(), &settings.model);
+                if let Ok(key) = env.secret("RERANK_API_KEY") {
+                    cfg = cfg.with_api_key(key.to_string());
+                }
+                Ok(Some(Self::Http(HttpReranker::new(
+                    cfg,
+                    transport(config),
+                    retrier(config),
+                ))))
+            }
+        }
+    }
+}
+
+impl Reranker for ServiceReranker {
+    fn model(&self) -> &str {
+        match self {
+            Self::WorkersAi(r) => r.model(),
+            Self::Http(r) => r.model(),
+        }
+    }
+
+    async fn rerank(&self, query: &str, passages: &[String]) -> Result<Vec<f64>, ProviderError> {
+        match self {
+            Self::WorkersAi(r) => r.rerank(query, passages).await,
+            Self::Http(r) => r.rerank(query, passages).await,
         }
     }
 }

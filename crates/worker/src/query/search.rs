@@ -9,12 +9,14 @@ use crate::bindings;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::providers::metered_embedder;
+use crate::providers::{metered_embedder, ServiceReranker};
 use crate::store::d1_search::D1Search;
 use crate::store::metrics::Metrics;
 use crate::store::{vector_index_from_env, WorkerClock};
 use portfolio_core::api::MAX_SEARCH_BODY_BYTES;
-use portfolio_core::query::{plan_search, Retrieval, RetrievalError, SearchPlan, SourceFailure};
+use portfolio_core::query::{
+    plan_search, Rerank, Retrieval, RetrievalError, SearchPlan, SourceFailure,
+};
 use serde_json::json;
 use worker::{console_warn, Env, Request, Response};
 
@@ -40,17 +42,41 @@ pub async fn retrieve(
     // A provider or index that cannot be built degrades the vector source only.
     let embedder = metered_embedder(env, config, metrics).map_err(|e| e.to_string());
     let index = vector_index_from_env(env, config).map_err(|e| e.to_string());
+    // Only a search that reranks builds the reranker; one that cannot be
+    // built leaves the fused order.
+    let reranker = if plan.reranks(config.rerank.policy.by_default) {
+        match ServiceReranker::from_env(env, config) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err("no reranker is configured (RERANKER=none)".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    } else {
+        Err("not asked".to_owned())
+    };
+    let rerank = Rerank {
+        reranker: reranker.as_ref().map_err(Clone::clone),
+        policy: config.rerank.policy,
+    };
     let outcome = portfolio_core::query::retrieve(
         &store,
         embedder.as_ref().map_err(Clone::clone),
         index.as_ref().map_err(Clone::clone),
+        rerank,
         &WorkerClock,
         &config.fusion,
         plan,
     )
     .await;
     match &outcome {
-        Ok(retrieval) => log_source_failures(&retrieval.degraded),
+        Ok(retrieval) => {
+            log_source_failures(&retrieval.degraded);
+            if let Some(why) = &retrieval.rerank_failure {
+                console_warn!(
+                    "{}",
+                    json!({ "level": "warn", "event": "rerank_failed", "reason": why })
+                );
+            }
+        }
         Err(RetrievalError::AllSourcesFailed { failures }) => log_source_failures(failures),
         Err(RetrievalError::Store(_)) => {}
     }

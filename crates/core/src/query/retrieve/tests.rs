@@ -26,6 +26,7 @@ enum Call {
     ChunkRows,
     Embed,
     Query,
+    Rerank,
 }
 
 /// Shared by the fakes: the call journal, injected failures, per-call cost and the clock.
@@ -444,16 +445,78 @@ fn plan(query: &str) -> SearchPlan {
     SearchPlan::new(query, 8)
 }
 
+/// Scores a passage by how many times it names `favourite` (so a test can
+/// make the reranker disagree with fusion), recording what it read.
+#[derive(Debug)]
+struct FakeReranker {
+    io: Rc<Io>,
+    favourite: &'static str,
+    read: RefCell<Vec<(String, Vec<String>)>>,
+    short_by: usize,
+}
+
+impl Reranker for FakeReranker {
+    fn model(&self) -> &str {
+        "fake-rerank"
+    }
+
+    async fn rerank(&self, query: &str, passages: &[String]) -> Result<Vec<f64>, ProviderError> {
+        self.io
+            .enter(Call::Rerank)
+            .map_err(|reason| ProviderError::InvalidRequest {
+                provider: "fake",
+                reason,
+            })?;
+        self.read
+            .borrow_mut()
+            .push((query.to_owned(), passages.to_vec()));
+        let n = passages.len().saturating_sub(self.short_by);
+        #[allow(clippy::cast_precision_loss)]
+        Ok(passages[..n]
+            .iter()
+            .map(|p| p.to_lowercase().matches(self.favourite).count() as f64)
+            .collect())
+    }
+}
+
 impl World {
+    fn reranker(&self, favourite: &'static str) -> FakeReranker {
+        FakeReranker {
+            io: Rc::clone(&self.io),
+            favourite,
+            read: RefCell::new(Vec::new()),
+            short_by: 0,
+        }
+    }
+
     fn retrieve(&self, plan: &SearchPlan) -> Result<Retrieval, RetrievalError> {
         pollster::block_on(retrieve(
             &self.store,
             Ok(&self.embedder),
             Ok(&self.index),
+            Rerank::<FakeReranker>::none(),
             &*self.io,
             &FusionConfig::new(),
             plan,
         ))
+    }
+
+    fn retrieve_reranked(
+        &self,
+        reranker: Result<&FakeReranker, String>,
+        policy: RerankPolicy,
+        plan: &SearchPlan,
+    ) -> Retrieval {
+        pollster::block_on(retrieve(
+            &self.store,
+            Ok(&self.embedder),
+            Ok(&self.index),
+            Rerank { reranker, policy },
+            &*self.io,
+            &FusionConfig::new(),
+            plan,
+        ))
+        .unwrap()
     }
 }
 
@@ -527,6 +590,7 @@ fn an_embedder_or_index_that_could_not_be_built_degrades_only_the_vector_source(
         &world.store,
         Err::<&FakeEmbedder, _>("unknown embedding provider `nope`".to_owned()),
         Ok(&world.index),
+        Rerank::<FakeReranker>::none(),
         &*world.io,
         &FusionConfig::new(),
         &plan("warehouse robotics"),
@@ -545,6 +609,7 @@ fn an_embedder_or_index_that_could_not_be_built_degrades_only_the_vector_source(
         &world.store,
         Ok(&world.embedder),
         Err::<&FakeIndex, _>("VECTOR_INDEX=\"faiss\"".to_owned()),
+        Rerank::<FakeReranker>::none(),
         &*world.io,
         &FusionConfig::new(),
         &plan("warehouse robotics"),
@@ -706,17 +771,20 @@ fn timings_are_measured_with_the_clock() {
             vector_ms: 11,
             keyword_ms: 3,
             tag_ms: 2,
+            rerank_ms: 0,
             total_ms: 1 + 11 + 3 + 2 + 5,
         }
     );
     assert_eq!(
         serde_json::to_value(&got).unwrap()["timings"],
-        serde_json::json!({ "vector_ms": 11, "keyword_ms": 3, "tag_ms": 2, "total_ms": 22 })
+        serde_json::json!({
+            "vector_ms": 11, "keyword_ms": 3, "tag_ms": 2, "rerank_ms": 0, "total_ms": 22
+        })
     );
 }
 
 #[test]
-fn the_response_shape_is_results_and_timings_only() {
+fn the_response_shape_is_results_timings_and_whether_it_was_reranked() {
     let world = world();
     world.io.fail(Call::TagHits);
     let got = world.retrieve(&plan("warehouse")).unwrap();
@@ -724,7 +792,7 @@ fn the_response_shape_is_results_and_timings_only() {
     let json = serde_json::to_value(&got).unwrap();
     let mut fields: Vec<&String> = json.as_object().unwrap().keys().collect();
     fields.sort();
-    assert_eq!(fields, ["results", "timings"]);
+    assert_eq!(fields, ["reranked", "results", "timings"]);
 }
 
 #[test]
@@ -780,7 +848,7 @@ fn a_single_source_mode_asks_only_that_source_and_keeps_its_order() {
     ] {
         let world = world();
         let mut alone = plan("warehouse robotics hydrogen");
-        alone.mode = SearchMode::Only(source);
+        alone.mode = Some(SearchMode::Only(source));
         let got = world.retrieve(&alone).unwrap();
         let calls = world.io.calls.borrow().clone();
         for call in [Call::Embed, Call::Query, Call::KeywordHits, Call::TagHits] {
@@ -827,6 +895,7 @@ fn a_source_weighted_zero_is_not_asked_and_a_failing_one_alone_is_an_error() {
         &world.store,
         Ok(&world.embedder),
         Ok(&world.index),
+        Rerank::<FakeReranker>::none(),
         &*world.io,
         &service,
         &plan("warehouse robotics"),
@@ -844,6 +913,7 @@ fn a_source_weighted_zero_is_not_asked_and_a_failing_one_alone_is_an_error() {
         &world.store,
         Ok(&world.embedder),
         Ok(&world.index),
+        Rerank::<FakeReranker>::none(),
         &*world.io,
         &service,
         &request,
@@ -853,7 +923,7 @@ fn a_source_weighted_zero_is_not_asked_and_a_failing_one_alone_is_an_error() {
     assert!(world.io.called(Call::TagHits) && !world.io.called(Call::Embed));
 
     let mut vector_alone = plan("warehouse robotics");
-    vector_alone.mode = SearchMode::Only(RetrievalSource::Vector);
+    vector_alone.mode = Some(SearchMode::Only(RetrievalSource::Vector));
     let err = world.retrieve(&vector_alone).unwrap_err();
     let RetrievalError::AllSourcesFailed { failures } = &err else {
         panic!("{err:?}");
@@ -881,4 +951,136 @@ fn weights_change_the_order_and_candidates_reach_every_source() {
     );
     let limits = world.io.limits.borrow();
     assert!(limits.iter().all(|(_, limit)| *limit == 13), "{limits:?}");
+}
+
+/// A reranked search over Acme's two served chunks.
+fn reranked(query: &str) -> SearchPlan {
+    let mut plan = acme(query);
+    plan.mode = Some(SearchMode::FusedReranked);
+    plan
+}
+
+fn acme(query: &str) -> SearchPlan {
+    let mut plan = plan(query);
+    plan.company = Some("acme".into());
+    plan
+}
+
+#[test]
+fn a_reranked_search_reorders_the_fused_candidates_by_the_rerankers_scores() {
+    let world = world();
+    let fused = world.retrieve(&acme("acme robots forklifts")).unwrap();
+    assert_eq!(texts(&fused), [ROBOTS, FORKLIFTS]);
+    let reranker = world.reranker("hydrogen");
+    let got = world.retrieve_reranked(
+        Ok(&reranker),
+        RerankPolicy::default(),
+        &reranked("acme robots forklifts"),
+    );
+    assert!(got.reranked && got.rerank_failure.is_none());
+    assert_eq!(texts(&got), [FORKLIFTS, ROBOTS]);
+    assert_eq!(got.results[0].scores.rerank, Some(1.0));
+    assert_eq!(got.results[1].scores.rerank, Some(0.0));
+    // The reranker read the query and each candidate's title, headings and text.
+    let read = reranker.read.borrow();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].0, "acme robots forklifts");
+    assert!(read[0].1.iter().any(|p| p.ends_with(FORKLIFTS)));
+}
+
+#[test]
+fn reranking_reads_only_the_candidates_the_policy_allows() {
+    let world = world();
+    let reranker = world.reranker("hydrogen");
+    let policy = RerankPolicy {
+        candidates: 1,
+        by_default: false,
+    };
+    let got = world.retrieve_reranked(Ok(&reranker), policy, &reranked("acme robots forklifts"));
+    assert_eq!(reranker.read.borrow()[0].1.len(), 1);
+    // The one candidate read stays first; the rest follow in fused order.
+    assert_eq!(texts(&got), [ROBOTS, FORKLIFTS]);
+    assert_eq!(got.results[1].scores.rerank, None);
+}
+
+#[test]
+fn the_default_mode_decides_when_a_search_names_none() {
+    let world = world();
+    let reranker = world.reranker("hydrogen");
+    let by_default = RerankPolicy {
+        candidates: 20,
+        by_default: true,
+    };
+    let got = world.retrieve_reranked(Ok(&reranker), by_default, &acme("acme robots forklifts"));
+    assert!(got.reranked);
+    let mut fused = acme("acme robots forklifts");
+    fused.mode = Some(SearchMode::Fused);
+    let got = world.retrieve_reranked(Ok(&reranker), by_default, &fused);
+    assert!(!got.reranked);
+    assert_eq!(
+        reranker.read.borrow().len(),
+        1,
+        "an explicit fused search is not reranked"
+    );
+    let got = world.retrieve_reranked(
+        Ok(&reranker),
+        RerankPolicy::default(),
+        &acme("acme robots forklifts"),
+    );
+    assert!(!got.reranked && got.timings.rerank_ms == 0);
+}
+
+#[test]
+fn a_failing_or_missing_reranker_leaves_the_fused_order_and_says_why() {
+    let world = world();
+    world.io.cost_ms.borrow_mut().insert(Call::Rerank, 6);
+    world.io.fail(Call::Rerank);
+    let reranker = world.reranker("hydrogen");
+    let query = reranked("acme robots forklifts");
+    let got = world.retrieve_reranked(Ok(&reranker), RerankPolicy::default(), &query);
+    assert!(!got.reranked);
+    assert_eq!(texts(&got), [ROBOTS, FORKLIFTS]);
+    assert!(got
+        .rerank_failure
+        .as_deref()
+        .unwrap()
+        .contains("Rerank is down"));
+    assert_eq!(
+        got.timings.rerank_ms, 6,
+        "the failed call's time is still shown"
+    );
+    assert!(got.results.iter().all(|r| r.scores.rerank.is_none()));
+
+    let missing = world.retrieve_reranked(
+        Err("no reranker is configured (RERANKER)".into()),
+        RerankPolicy::default(),
+        &query,
+    );
+    assert!(!missing.reranked);
+    assert_eq!(texts(&missing), [ROBOTS, FORKLIFTS]);
+    assert_eq!(
+        missing.rerank_failure.as_deref(),
+        Some("no reranker is configured (RERANKER)")
+    );
+
+    let world = self::world();
+    let mut short = world.reranker("hydrogen");
+    short.short_by = 1;
+    let got = world.retrieve_reranked(Ok(&short), RerankPolicy::default(), &query);
+    assert!(!got.reranked);
+    assert!(got
+        .rerank_failure
+        .unwrap()
+        .contains("1 scores for 2 passages"));
+}
+
+#[test]
+fn a_reranked_search_with_nothing_fused_asks_no_reranker() {
+    let world = world();
+    let reranker = world.reranker("hydrogen");
+    let mut nothing = reranked("zzzz qqqq");
+    nothing.fusion = Some("vector=0".into());
+    let got = world.retrieve_reranked(Ok(&reranker), RerankPolicy::default(), &nothing);
+    assert!(got.results.is_empty());
+    assert!(!world.io.called(Call::Rerank));
 }
