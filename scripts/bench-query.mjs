@@ -1,24 +1,49 @@
 // Load benchmark of the query service on the local stack (`wrangler dev`,
 // local D1/R2/Queues/Durable Objects, offline embedder and answerer): grows a
-// generated corpus through the admin API to each size in turn (chunks), waits
-// until it is ingested, then fires rounds of 100 concurrent requests at
-// /api/search and /api/chat and prints p50/p95/p99 latency, with GET
-// /api/health measured in the same run as the baseline. Also prints the
-// workerd process's CPU time per request over each load phase (Worker + local
-// D1 + runtime: an upper bound on the Worker's own CPU time) and the medians
-// of the vector / keyword / tag timings the responses carry.
+// corpus through the admin API to each size in turn (chunks), waits until it
+// is ingested, then fires rounds of 100 concurrent requests at /api/search
+// and /api/chat and prints p50/p95/p99 latency, with GET /api/health measured
+// in the same run as the baseline. Also prints the workerd process's CPU time
+// per request over each load phase (Worker + local D1 + runtime: an upper
+// bound on the Worker's own CPU time) and the medians of the vector / keyword
+// / tag timings the responses carry; with --by-source, the same load once per
+// single-source search mode (vector, keyword, tag), which shows where a fused
+// search's CPU goes.
 //
-//   node scripts/bench-query.mjs [chunks ...] [--metrics-out FILE]     (default: 1000 5000 10000;
-//   --metrics-out writes GET /admin/metrics?window=1h at the end)
+//   node scripts/bench-query.mjs [chunks ...] [--corpus generated|debian] [--by-source]
+//        [--rounds N] [--metrics-out FILE]
+//   (default sizes 1000 5000 10000; --metrics-out writes GET /admin/metrics?window=1h at the end)
+//
+// --corpus generated (the default): documents of 100 one-chunk sections that
+//   share most of their words, a worst case for keyword and tag search.
+// --corpus debian: the man pages of both evaluation sets (eval/debian-*,
+//   458 documents, about 4,000 chunks) and their judged questions; past that
+//   size the pages are ingested again as further copies (under copy-N/ keys,
+//   each copy its own company), so term statistics stay those of real
+//   documentation while the corpus grows.
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { saveMetricsReport, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+function argument(name, fallback) {
+  const at = process.argv.indexOf(`--${name}`);
+  return at > 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1] : fallback;
+}
+const optionValues = new Set(["--corpus", "--rounds", "--metrics-out"].map((o) => process.argv[process.argv.indexOf(o) + 1]));
+const sizes = process.argv
+  .slice(2)
+  .filter((a) => !a.startsWith("--") && !optionValues.has(a))
+  .map(Number)
+  .filter((n) => n > 0);
 const SIZES = sizes.length > 0 ? sizes : [1000, 5000, 10000];
+const CORPUS = argument("corpus", "generated");
+if (!["generated", "debian"].includes(CORPUS)) throw new Error(`--corpus must be generated or debian, got ${CORPUS}`);
+const BY_SOURCE = process.argv.includes("--by-source");
 const TOKEN = "bench-admin-token-not-a-secret-001";
 const CONCURRENCY = 100;
-const ROUNDS = 3;
+const ROUNDS = Number(argument("rounds", "3"));
 const SECTIONS_PER_DOC = 100; // ~240 tokens each: one chunk per section
 const COMPANIES = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "cyberdyne"];
 const TOPICS = ["forklift", "pump", "reactor", "ledger", "turbine", "sensor", "robot", "battery", "satellite", "compiler"];
@@ -40,6 +65,30 @@ for (let i = 0; i < 50; i++) {
   const topic = TOPICS[i % TOPICS.length];
   const company = COMPANIES[(i * 3) % COMPANIES.length];
   QUESTIONS.push(i % 5 === 0 ? `${topic.slice(0, 2).toUpperCase()}-${i}${i % SECTIONS_PER_DOC}` : `How does ${company} improve ${topic} throughput?`);
+}
+
+/** The man pages and questions of both evaluation sets. */
+function debianCorpus() {
+  const root = path.resolve(import.meta.dirname, "..");
+  const lines = (file) => readFileSync(path.join(root, file), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const pages = [];
+  const questions = [];
+  for (const set of ["eval/debian-tune", "eval/debian-report"]) {
+    pages.push(...lines(`${set}/corpus.jsonl`));
+    questions.push(...lines(`${set}/queries.jsonl`).map((q) => q.text));
+  }
+  return { pages, questions };
+}
+const DEBIAN = CORPUS === "debian" ? debianCorpus() : null;
+if (DEBIAN) QUESTIONS.splice(0, QUESTIONS.length, ...DEBIAN.questions);
+
+/** Document `d` of the corpus: its key and markdown. */
+function corpusDocument(d) {
+  if (!DEBIAN) return { key: `companies/${COMPANIES[d % COMPANIES.length]}/handbook-${d}.md`, text: documentText(d) };
+  const page = DEBIAN.pages[d % DEBIAN.pages.length];
+  const copy = Math.floor(d / DEBIAN.pages.length);
+  const text = `---\ncompany: copy-${copy}\n---\n# ${page.title || page._id}\n\n${page.text}\n`;
+  return { key: `copy-${copy}/${encodeURIComponent(page._id)}.md`, text };
 }
 
 const base = await startLocalStack({ name: "bench-query", adminToken: TOKEN, vars: {} });
@@ -120,22 +169,25 @@ const post = (route, body, i) =>
 const rows = [];
 let documents = 0;
 for (const target of SIZES) {
-  const wantDocs = Math.ceil(target / SECTIONS_PER_DOC);
   const t0 = performance.now();
-  while (documents < wantDocs) {
+  let state = await readyChunks();
+  // Generated documents have a known size; man pages vary, so add a batch, wait, and look again.
+  const wantDocs = DEBIAN ? Infinity : Math.ceil(target / SECTIONS_PER_DOC);
+  while (state.chunks < target * 0.95 && documents < wantDocs) {
     const batch = [];
-    for (let k = 0; k < 10 && documents < wantDocs; k++, documents++) {
-      const d = documents;
-      batch.push(admin(`/admin/documents/companies/${COMPANIES[d % COMPANIES.length]}/handbook-${d}.md`, { method: "PUT", body: documentText(d) }));
+    for (let k = 0; k < (DEBIAN ? 40 : 10) && documents < wantDocs; k++, documents++) {
+      const { key, text } = corpusDocument(documents);
+      batch.push(admin(`/admin/documents/${key}`, { method: "PUT", body: text }));
     }
     await Promise.all(batch);
-  }
-  let state;
-  for (;;) {
-    state = await readyChunks();
-    if (state.pending === 0 && state.chunks >= target * 0.95) break;
-    if (performance.now() - t0 > 30 * 60_000) throw new Error(`ingestion stalled: ${JSON.stringify(state)}`);
-    await new Promise((r) => setTimeout(r, 2000));
+    if (DEBIAN || documents >= wantDocs) {
+      for (;;) {
+        state = await readyChunks();
+        if (state.pending === 0) break;
+        if (performance.now() - t0 > 60 * 60_000) throw new Error(`ingestion stalled: ${JSON.stringify(state)}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
   const ingestS = (performance.now() - t0) / 1000;
   const health = await load("GET /api/health", () => fetch(`${base}/api/health`));
@@ -153,11 +205,16 @@ for (const target of SIZES) {
   solo.sort((a, b) => a - b);
   const soloSearch = { p50: percentile(solo, 50), p95: percentile(solo, 95) };
   const search = await load("POST /api/search", (i) => post("/api/search", { query: QUESTIONS[i % QUESTIONS.length] }, i));
+  const bySource = [];
+  for (const mode of BY_SOURCE ? ["vector", "keyword", "tag"] : []) {
+    bySource.push(await load(`POST /api/search (${mode} only)`, (i) => post("/api/search", { query: QUESTIONS[i % QUESTIONS.length], mode }, i)));
+  }
   const chat = await load("POST /api/chat", (i) => post("/api/chat", { question: QUESTIONS[i % QUESTIONS.length] }, i));
-  rows.push({ chunks: state.chunks, ingestS, firstSearchMs, soloSearch, results: [health, search, chat] });
+  rows.push({ chunks: state.chunks, ingestS, firstSearchMs, soloSearch, results: [health, search, ...bySource, chat] });
   console.error(JSON.stringify(rows.at(-1)));
 }
 
+console.log(`\ncorpus: ${CORPUS}${DEBIAN ? ` (${DEBIAN.pages.length} man pages, ${DEBIAN.questions.length} questions)` : ""}, ${CONCURRENCY} concurrent × ${ROUNDS} rounds\n`);
 console.log(`| chunks | route | requests | p50 (ms) | p95 (ms) | p99 (ms) | p95 / health p95 | workerd CPU per request (ms) | statuses | median vector / keyword / tag (ms) |`);
 console.log(`| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |`);
 for (const row of rows) {

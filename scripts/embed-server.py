@@ -14,6 +14,15 @@ Hugging Face's `tokenizers` reading the package's tokenizer.json.
 
 POST /v1/embeddings  {"model": str, "input": str | [str], "dimensions"?: 384}
   -> {"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model", "usage"}
+POST /v1/rerank      {"model": str, "query": str, "documents": [str], "top_n"?: int}
+  -> {"model", "results": [{"index", "relevance_score"}]} best first
+
+The reranker is a stand-in, not a cross-encoder (no cross-encoder's weights
+can be installed from a package here): a passage scores the best cosine
+between the query and any of its windows of WINDOW_WORDS words (so the end of
+a chunk longer than the model's 256 tokens counts too), plus LEXICAL_WEIGHT
+times the share of the query's content words the passage contains. Window
+embeddings are cached by text, so candidates that come back are embedded once.
 GET  /health         -> {"ok": true, "model", "dimensions"}
 Any Authorization header is accepted (the service sends its OPENAI_API_KEY).
 """
@@ -40,6 +49,17 @@ HEADS = 12
 EPS = 1e-12
 BATCH = 32
 MAX_INPUTS = 2048
+RERANK_MODEL = "local-rerank"
+MAX_RERANK_DOCUMENTS = 100
+WINDOW_WORDS = 48
+WINDOW_STRIDE = 32
+MAX_WINDOWS = 8
+LEXICAL_WEIGHT = float(os.environ.get("RERANK_LEXICAL_WEIGHT", "0.3"))
+WINDOW_CACHE_ENTRIES = 200_000
+STOP_WORDS = set(
+    "a an and are as at be by can do does for from how i in is it of on or that the this to what when where "
+    "which who why will with you your".split()
+)
 
 
 def model_dir():
@@ -151,6 +171,76 @@ class MiniLM:
         return out, sum(len(i) for i in ids)
 
 
+def content_words(text):
+    """Lowercased words of letters and digits, stop words out, a plural's s dropped."""
+    words = set()
+    for raw in "".join(c.lower() if c.isalnum() else " " for c in text).split():
+        if raw in STOP_WORDS:
+            continue
+        words.add(raw[:-1] if len(raw) > 3 and raw.endswith("s") and not raw.endswith("ss") else raw)
+    return words
+
+
+def windows(text):
+    """Overlapping windows of WINDOW_WORDS words (at most MAX_WINDOWS), or the text itself."""
+    words = text.split()
+    if len(words) <= WINDOW_WORDS:
+        return [text]
+    starts = range(0, len(words) - WINDOW_WORDS + WINDOW_STRIDE, WINDOW_STRIDE)
+    return [" ".join(words[i : i + WINDOW_WORDS]) for i in list(starts)[:MAX_WINDOWS]]
+
+
+class Reranker:
+    """Scores passages for a query with MiniLM over windows plus query-word coverage."""
+
+    def __init__(self, model):
+        self.model = model
+        self.cache = {}
+
+    def vectors(self, texts):
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            if len(self.cache) + len(missing) > WINDOW_CACHE_ENTRIES:
+                self.cache.clear()
+            embedded, _ = self.model.embed(missing)
+            self.cache.update(zip(missing, embedded))
+        return np.stack([self.cache[t] for t in texts])
+
+    def scores(self, query, documents):
+        query_vector, _ = self.model.embed([query])
+        asked = content_words(query)
+        out = []
+        for document in documents:
+            semantic = float((self.vectors(windows(document)) @ query_vector[0]).max())
+            lexical = len(asked & content_words(document)) / len(asked) if asked else 0.0
+            out.append(semantic + LEXICAL_WEIGHT * lexical)
+        return out
+
+
+def answer_rerank(reranker, lock, body):
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        return error(f"invalid JSON: {e}")
+    if not isinstance(request, dict):
+        return error("the body must be a JSON object")
+    query, documents = request.get("query"), request.get("documents")
+    if not isinstance(query, str) or not query.strip():
+        return error("`query` must be a non-empty string")
+    if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
+        return error("`documents` must be an array of strings")
+    if len(documents) > MAX_RERANK_DOCUMENTS:
+        return error(f"`documents` has {len(documents)} entries; the limit is {MAX_RERANK_DOCUMENTS}")
+    top_n = request.get("top_n", len(documents))
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 0:
+        return error("`top_n` must be a whole number >= 0")
+    with lock:
+        scores = reranker.scores(query, documents) if documents else []
+    ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:top_n]
+    results = [{"index": i, "relevance_score": round(scores[i], 6)} for i in ranked]
+    return 200, {"model": RERANK_MODEL, "results": results}
+
+
 def error(message, status=400):
     return status, {"error": {"message": message, "type": "invalid_request_error"}}
 
@@ -180,6 +270,7 @@ def answer_embeddings(model, lock, body):
 
 def serve(host, port):
     model = MiniLM(model_dir())
+    reranker = Reranker(model)
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -202,14 +293,19 @@ def serve(host, port):
         def do_POST(self):  # noqa: N802
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
-            if self.path != "/v1/embeddings":
+            started = time.perf_counter()
+            if self.path == "/v1/embeddings":
+                status, payload = answer_embeddings(model, lock, body)
+                count = len(payload.get("data", []))
+            elif self.path == "/v1/rerank":
+                status, payload = answer_rerank(reranker, lock, body)
+                count = len(payload.get("results", []))
+            else:
                 self.send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
                 return
-            started = time.perf_counter()
-            status, payload = answer_embeddings(model, lock, body)
             self.send(status, payload)
-            count = len(payload.get("data", []))
-            print(f"embed {status} inputs={count} ms={(time.perf_counter() - started) * 1000:.0f}", file=sys.stderr, flush=True)
+            route = self.path.rsplit("/", 1)[-1]
+            print(f"{route} {status} items={count} ms={(time.perf_counter() - started) * 1000:.0f}", file=sys.stderr, flush=True)
 
         def log_message(self, *args):
             pass
@@ -250,7 +346,16 @@ def self_check():
     started = time.perf_counter()
     model.embed(passages)
     print(f"32 passages of 256 tokens: {32 / (time.perf_counter() - started):.1f} per second")
-    if not (ok and near > far + 0.2 and drift < 1e-4 and np.allclose(norms, 1, atol=1e-4)):
+    reranker = Reranker(model)
+    passages = [
+        "Bake bread with yeast and flour. " * 20,
+        "Our hosts are many. " * 30 + "To copy files to a remote host, scp copies them over ssh.",
+        "Remote hosts and files are listed in the inventory.",
+    ]
+    scores = reranker.scores(question, passages)
+    print("rerank scores (bread, scp at the end of a long passage, inventory): " + ", ".join(f"{x:.3f}" for x in scores))
+    rerank_ok = scores[1] > scores[2] > scores[0] and len(windows(passages[1])) > 1
+    if not (ok and rerank_ok and near > far + 0.2 and drift < 1e-4 and np.allclose(norms, 1, atol=1e-4)):
         sys.exit("self-check failed")
     print("self-check passed")
 

@@ -3,17 +3,25 @@
 // (corpus.jsonl, queries.jsonl, qrels/test.tsv) through the admin API, waits
 // until every document is ready, then asks every query of the set through
 // POST /api/search in each mode (`mode` and `fusion` are request options, so
-// the service itself is measured, not a copy of its ranking) and prints
+// the service itself is measured, not a copy of its ranking: vector, keyword,
+// tag, fused and fused_reranked) and prints
 // nDCG@10, Recall@10, MRR@10 and latency per mode (nDCG@10 also per question
 // kind, the queries' `metadata.kind`).
 //
 //   node scripts/eval.mjs --set eval/debian-report [--embedder hashing|minilm]
-//        [--modes vector,keyword,tag,fused] [--fusion vector=1,keyword=0.5,tag=0,k=60]
+//        [--reranker local|none] [--rerank-candidates N]
+//        [--modes vector,keyword,tag,fused,fused_reranked] [--fusion vector=1,keyword=0.5,tag=0,k=60]
 //        [--candidates N] [--sweep] [--max-queries N] [--json FILE]
 //
 // --embedder minilm starts scripts/embed-server.sh (all-MiniLM-L6-v2, an
 //   OpenAI-compatible /v1/embeddings server on loopback) and points the
 //   service's `openai` embedder at it; hashing is the offline default.
+// --reranker local (the default) points the service's `http` reranker
+//   (RERANKER=http) at the same server's /v1/rerank stand-in, started for
+//   it when the embedder is hashing; none leaves fused_reranked out.
+//   --rerank-candidates sets RERANK_CANDIDATES (default the service's, 20).
+//   A fused_reranked answer that says `reranked: false` stops the run: a
+//   fallback to the fused order must not be reported as reranking.
 // --fusion    the fused mode's weights (default: the service's SEARCH_FUSION
 //   for that embedder kind).
 // --sweep     also runs a grid of fusion weights, k and candidate counts and
@@ -42,11 +50,15 @@ const flag = (name) => process.argv.includes(`--${name}`);
 
 const setDir = path.resolve(root, argument("set", "eval/debian-report"));
 const embedder = argument("embedder", "hashing");
-const modes = argument("modes", "vector,keyword,tag,fused").split(",");
+const reranker = argument("reranker", "local");
+const rerankCandidates = argument("rerank-candidates", "");
+const modes = argument("modes", `vector,keyword,tag,fused${reranker === "none" ? "" : ",fused_reranked"}`).split(",");
 const fusionSpec = argument("fusion", "");
 const candidates = argument("candidates", "") ? Number(argument("candidates", "")) : undefined;
 const maxQueries = Number(argument("max-queries", "0")) || Infinity;
 if (!["hashing", "minilm"].includes(embedder)) throw new Error(`--embedder must be hashing or minilm, got ${embedder}`);
+if (!["local", "none"].includes(reranker)) throw new Error(`--reranker must be local or none, got ${reranker}`);
+if (reranker === "none" && modes.includes("fused_reranked")) throw new Error("--modes fused_reranked needs --reranker local");
 
 /** `vector=1,keyword=0.5` → `{ vector: 1, keyword: 0.5 }` (the request's `fusion`). */
 function fusionObject(spec) {
@@ -138,8 +150,12 @@ async function startEmbedServer() {
 async function startStack() {
   const vars = {};
   const secrets = {};
+  const url = embedder === "minilm" || reranker === "local" ? await startEmbedServer() : null;
+  if (reranker === "local") {
+    Object.assign(vars, { RERANKER: "http", RERANK_URL: url, PROVIDER_TIMEOUT_MS: "60000" });
+    if (rerankCandidates) vars.RERANK_CANDIDATES = rerankCandidates;
+  }
   if (embedder === "minilm") {
-    const url = await startEmbedServer();
     Object.assign(vars, {
       EMBEDDING_PROVIDER: "openai",
       OPENAI_BASE_URL: url,
@@ -215,6 +231,9 @@ async function evaluate(base, set, label, options) {
     latencies.push(performance.now() - started);
     if (res.status !== 200) throw new Error(`${label}: /api/search answered ${res.status}: ${text}`);
     const answer = JSON.parse(text);
+    if (options.mode === "fused_reranked" && !answer.reranked && answer.results.length > 0) {
+      throw new Error(`${label}: the answer to ${JSON.stringify(query.text)} was not reranked (see the service's rerank_failed log)`);
+    }
     serverMs.push(answer.timings.total_ms);
     const ranked = [];
     for (const r of answer.results) {
@@ -256,7 +275,7 @@ function printTable(title, rows) {
 }
 
 const set = readSet(setDir);
-console.error(`[eval] ${path.relative(root, setDir)}: ${set.corpus.length} documents, ${set.queries.length} judged queries; embedder ${embedder}`);
+console.error(`[eval] ${path.relative(root, setDir)}: ${set.corpus.length} documents, ${set.queries.length} judged queries; embedder ${embedder}, reranker ${reranker}`);
 const base = await startStack();
 const ingested = await ingest(base, set.corpus);
 console.error(`[eval] ingested ${set.corpus.length} documents (${ingested.chunks} chunks) in ${ingested.seconds.toFixed(0)} s`);
@@ -266,12 +285,13 @@ await fetch(`${base}/api/search`, { method: "POST", headers: { "content-type": "
 const rows = [];
 for (const mode of modes) {
   const options = { mode, ...(candidates ? { candidates } : {}) };
-  if (mode === "fused" && fusionSpec) options.fusion = fusionObject(fusionSpec);
-  const label = mode === "fused" && fusionSpec ? `fused (${fusionSpec})` : mode;
+  const fused = mode === "fused" || mode === "fused_reranked";
+  if (fused && fusionSpec) options.fusion = fusionObject(fusionSpec);
+  const label = fused && fusionSpec ? `${mode} (${fusionSpec})` : mode;
   rows.push(await evaluate(base, set, label, options));
   console.error(`[eval] ${label}: nDCG@10 ${rows.at(-1).ndcg.toFixed(3)}`);
 }
-printTable(`${path.relative(root, setDir)} · embedder ${embedder} · ${set.corpus.length} documents, ${ingested.chunks} chunks, ${set.queries.length} queries`, rows);
+printTable(`${path.relative(root, setDir)} · embedder ${embedder} · reranker ${reranker} · ${set.corpus.length} documents, ${ingested.chunks} chunks, ${set.queries.length} queries`, rows);
 
 const sweep = [];
 if (flag("sweep")) {
@@ -301,6 +321,6 @@ if (flag("sweep")) {
 const jsonOut = argument("json", "");
 if (jsonOut) {
   const strip = ({ perQuery, ...rest }) => rest;
-  writeFileSync(jsonOut, JSON.stringify({ set: path.relative(root, setDir), embedder, chunks: ingested.chunks, modes: rows.map(strip), sweep: sweep.map(strip) }, null, 2));
+  writeFileSync(jsonOut, JSON.stringify({ set: path.relative(root, setDir), embedder, reranker, chunks: ingested.chunks, modes: rows.map(strip), sweep: sweep.map(strip) }, null, 2));
 }
 process.exit(0);

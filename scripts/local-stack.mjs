@@ -3,7 +3,7 @@
 // Objects), for the benchmarks. The process group and the state are removed
 // when the calling process exits.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { writePrebuiltConfig } from "./prebuilt-config.mjs";
@@ -66,6 +66,10 @@ export function freePort() {
  * `drop` removes top-level config keys (e.g. `ratelimits`, for tools that send many requests);
  * `main` runs another build (a before/after benchmark); `extra` adds top-level config keys.
  */
+function logTo(file) {
+  return openSync(file, "a");
+}
+
 export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra }) {
   const persist = mkdtempSync(path.join(root, ".wrangler", `${name}-`));
   const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars, drop, main, extra });
@@ -79,7 +83,8 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
   const dev = spawn(
     "npx",
     ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
-    { cwd: root, env, detached: true, stdio: "ignore" },
+    // LOCAL_STACK_LOG=FILE keeps wrangler's output (the Worker's logs) for debugging.
+    { cwd: root, env, detached: true, stdio: process.env.LOCAL_STACK_LOG ? ["ignore", logTo(process.env.LOCAL_STACK_LOG), logTo(process.env.LOCAL_STACK_LOG)] : "ignore" },
   );
   groupId = dev.pid;
   // The stack must not keep the caller alive: it ends with the caller.

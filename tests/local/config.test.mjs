@@ -14,7 +14,14 @@ before(async () => {
   base = await startLocalStack({
     name: "config",
     adminToken: TOKEN,
-    vars: { VECTOR_INDEX: "pinecone", EMBED_BATCH_SIZE: "", SEARCH_FUSION: "bm25=1" },
+    vars: {
+      VECTOR_INDEX: "pinecone",
+      EMBED_BATCH_SIZE: "",
+      SEARCH_FUSION: "bm25=1",
+      RERANKER: "cohere",
+      RERANK_CANDIDATES: "99",
+      SEARCH_MODE: "fused_reranked",
+    },
   });
 });
 
@@ -30,6 +37,9 @@ test("health answers 503 degraded and names every var set wrongly", async () => 
     'VECTOR_INDEX is "pinecone"; expected d1 or vectorize',
     "EMBED_BATCH_SIZE is blank; expected a whole number from 1 to 2048",
     'SEARCH_FUSION is "bm25=1"; expected comma-separated vector=W,keyword=W,tag=W,k=K (any of them; weights >= 0 and not all 0, k > 0)',
+    'RERANKER is "cohere"; expected none, workers-ai or http',
+    'RERANK_CANDIDATES is "99"; expected a whole number from 2 to 50',
+    'SEARCH_MODE is "fused_reranked"; expected fused, or a RERANKER (workers-ai or http) to rerank with',
   ]);
 });
 

@@ -35,3 +35,12 @@ test("staging and production bind Workers AI, so EMBEDDING_PROVIDER/CHAT_PROVIDE
   // Locally AI calls would go to an account: the local configuration has no AI binding.
   assert.equal(rawConfig.ai, undefined);
 });
+
+test("staging and production rerank with Workers AI on request; plain searches stay fused", () => {
+  for (const env of ["staging", "production"]) {
+    const vars = rawConfig.env[env].vars;
+    assert.equal(vars.RERANKER, "workers-ai", `${env} names the Workers AI reranker`);
+    assert.equal(vars.SEARCH_MODE ?? "fused", "fused", `${env} does not rerank by default`);
+  }
+  assert.equal(rawConfig.vars.RERANKER ?? "none", "none", "locally there is no AI binding to rerank with");
+});

@@ -236,6 +236,9 @@ pub struct ServiceConfig {
     pub vector_index: IndexKind,
     /// `EMBEDDING_DIMENSIONS`.
     pub dimensions: u32,
+    /// `D1_INDEX_MAX_VECTORS`: past this many vectors the D1-exact index refuses queries
+    /// (default and ceiling: what its isolate cache holds at `dimensions`).
+    pub d1_index_max_vectors: u64,
     /// `INGEST_DLQ_NAME`: the consumer tells dead letters apart by it.
     pub dlq_name: String,
     /// `PROVIDER_TIMEOUT_MS`.
@@ -476,6 +479,8 @@ impl ServiceConfig {
                 .find(|k| k.as_str() == v)
         });
         let dimensions = vars.number("EMBEDDING_DIMENSIONS", 1_536, 1, MAX_DIMENSIONS);
+        let cacheable = crate::index::cache::max_cached_vectors(dimensions as usize);
+        let d1_index_max_vectors = vars.number("D1_INDEX_MAX_VECTORS", cacheable, 1, cacheable);
         let dlq_name = vars.text("INGEST_DLQ_NAME", "portfolio-ingest-dlq");
         let provider_timeout_ms = vars.number(
             "PROVIDER_TIMEOUT_MS",
@@ -710,6 +715,7 @@ impl ServiceConfig {
             chat_provider,
             vector_index,
             dimensions,
+            d1_index_max_vectors,
             dlq_name,
             provider_timeout_ms,
             provider_retry_base_ms,
@@ -779,7 +785,7 @@ fn read_rerank<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) -> RerankSetti
         vars.problems.push(ConfigProblem {
             var: "RERANK_URL",
             value: String::new(),
-            expected: "the base URL of the reranker (RERANKER=http)".into(),
+            expected: "the base URL of the /v1/rerank server (RERANKER=http needs it)".into(),
         });
     }
     if by_default && kind == RerankerKind::None {
@@ -853,6 +859,19 @@ mod tests {
         assert_eq!(config.fusion, default_fusion(ProviderKind::Offline));
         assert_eq!(config.rerank.kind, RerankerKind::None);
         assert_eq!(config.rerank.policy, RerankPolicy::default());
+        assert_eq!(config.d1_index_max_vectors, 24_160);
+    }
+
+    #[test]
+    fn the_d1_index_budget_may_only_shrink() {
+        let config = parse(&[("D1_INDEX_MAX_VECTORS", "500")]).unwrap();
+        assert_eq!(config.d1_index_max_vectors, 500);
+        let small = parse(&[("EMBEDDING_DIMENSIONS", "384")]).unwrap();
+        assert_eq!(small.d1_index_max_vectors, 71_820);
+        for bad in ["0", "24161", "many"] {
+            let err = parse(&[("D1_INDEX_MAX_VECTORS", bad)]).unwrap_err();
+            assert_eq!(err.problems[0].var, "D1_INDEX_MAX_VECTORS", "{bad}");
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! `GET /api/health`: which bindings the Worker can see, which providers are configured.
 
 use crate::bindings;
-use crate::config::{ConfigError, ServiceConfig};
+use crate::config::{ConfigError, IndexKind, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use crate::store::d1::D1Documents;
+use crate::store::vector_cache;
 use portfolio_core::admin::{admin_token_usable, MIN_ADMIN_TOKEN_CHARS};
 use portfolio_core::api::{BindingStatus, HealthReport, ProviderStatus};
+use portfolio_core::index::VectorIndexError;
 use wasm_bindgen::JsValue;
 use worker::{Env, Response};
 
@@ -81,6 +83,26 @@ pub async fn report(
             .unavailable
             .push("D1 did not answer a probe query".into());
         report.status = "degraded".into();
+    } else if let Some(config) = config
+        .as_ref()
+        .ok()
+        .filter(|c| c.vector_index == IndexKind::D1)
+    {
+        // Past its budget the D1 index refuses queries: searches lose their vector source.
+        let vectors = match env.d1(bindings::DB) {
+            Ok(db) => vector_cache::vector_count(&db).await.ok(),
+            Err(_) => None,
+        };
+        if let Some(vectors) = vectors.filter(|v| *v > config.d1_index_max_vectors) {
+            report.unavailable.push(
+                VectorIndexError::OverBudget {
+                    vectors,
+                    budget: config.d1_index_max_vectors,
+                }
+                .to_string(),
+            );
+            report.status = "degraded".into();
+        }
     }
     let status = if report.configuration_errors.is_empty() && report.unavailable.is_empty() {
         200

@@ -35,6 +35,13 @@ pub const CACHE_MAX_BYTES: usize = 40 * 1024 * 1024;
 /// decide from the row count alone whether a corpus fits before loading it.
 pub const ENTRY_OVERHEAD_BYTES: usize = 200;
 
+/// The most vectors of `dimensions` the cache holds within [`CACHE_MAX_BYTES`]: the largest
+/// `D1_INDEX_MAX_VECTORS` (24,160 at 1536 dimensions).
+#[must_use]
+pub fn max_cached_vectors(dimensions: usize) -> u64 {
+    (CACHE_MAX_BYTES / (dimensions + ENTRY_OVERHEAD_BYTES)) as u64
+}
+
 /// Tombstones (deletions) the change log keeps, counted in changes: a delete prunes those more
 /// than this many changes old. A cache that far behind reloads everything, which reads no more
 /// than the changes it missed would have.
@@ -203,6 +210,7 @@ struct Slot {
 pub struct VectorCache {
     dimensions: usize,
     max_bytes: usize,
+    max_vectors: u64,
     epoch: Option<String>,
     synced_through: Option<u64>,
     slots: Vec<Slot>,
@@ -223,6 +231,7 @@ impl VectorCache {
         Self {
             dimensions,
             max_bytes,
+            max_vectors: u64::MAX,
             epoch: None,
             synced_through: None,
             slots: Vec::new(),
@@ -232,6 +241,19 @@ impl VectorCache {
             bytes: 0,
             over_budget_at: None,
         }
+    }
+
+    /// Also refuses (plans [`SyncPlan::TooLarge`] for) an index of more than `max_vectors`.
+    #[must_use]
+    pub fn with_max_vectors(mut self, max_vectors: u64) -> Self {
+        self.max_vectors = max_vectors;
+        self
+    }
+
+    /// The vector budget this cache was made with.
+    #[must_use]
+    pub fn max_vectors(&self) -> u64 {
+        self.max_vectors
     }
 
     /// Dimensions of the cached vectors.
@@ -279,7 +301,8 @@ impl VectorCache {
     /// Decides what a query must read, given the state row it just read.
     #[must_use]
     pub fn plan_sync(&self, state: &IndexState) -> SyncPlan {
-        let too_large = self.estimated_bytes(state.vector_count) > self.max_bytes as u64
+        let too_large = state.vector_count > self.max_vectors
+            || self.estimated_bytes(state.vector_count) > self.max_bytes as u64
             || self
                 .over_budget_at
                 .is_some_and(|at| state.vector_count >= at);

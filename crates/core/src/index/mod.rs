@@ -345,6 +345,18 @@ pub enum VectorIndexError {
         /// What is missing.
         reason: String,
     },
+    /// The D1-exact index holds more vectors than an isolate may cache: it refuses to query
+    /// rather than scan D1 page by page (seconds per query).
+    #[error(
+        "the D1 vector index holds {vectors} vectors, more than the {budget} an isolate may \
+         cache (D1_INDEX_MAX_VECTORS); vector search is off: use VECTOR_INDEX=vectorize"
+    )]
+    OverBudget {
+        /// Vectors in the index.
+        vectors: u64,
+        /// The most it may hold.
+        budget: u64,
+    },
 }
 
 impl VectorIndexError {
@@ -383,6 +395,7 @@ impl VectorIndexError {
             Self::Rejected { .. } => "vector_index_rejected",
             Self::MalformedResponse { .. } => "vector_index_malformed_response",
             Self::NotConfigured { .. } => "vector_index_not_configured",
+            Self::OverBudget { .. } => "d1_index_over_budget",
         }
     }
 }

@@ -2,13 +2,16 @@
 //! exact cosine top-k computed in the Worker.
 //!
 //! Owns the SQL for that table, the exact rerank of the isolate cache's candidates
-//! (`super::vector_cache`) and the page-by-page scan used when the index is too large to cache.
+//! (`super::vector_cache`) and the page-by-page scan used while another request of the isolate
+//! loads that cache; past the cache budget (`D1_INDEX_MAX_VECTORS`) it refuses to query.
 //! Must never rank, filter or validate by itself: `portfolio_core::index` does, so both
 //! implementations agree. Every statement stays within D1's 100 bound parameters and 100 KB.
 
 use futures_util::future::try_join_all;
 use js_sys::Uint8Array;
-use portfolio_core::index::cache::{QuantizedVector, TOMBSTONE_RETENTION_CHANGES};
+use portfolio_core::index::cache::{
+    max_cached_vectors, QuantizedVector, TOMBSTONE_RETENTION_CHANGES,
+};
 use portfolio_core::index::{
     cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
     validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
@@ -18,7 +21,7 @@ use wasm_bindgen::JsValue;
 use worker::D1Database;
 
 use super::d1_rows::{bind, d1_error, decode_row, Row, BACKEND, SCAN_PAGE_ROWS};
-use super::vector_cache;
+use super::vector_cache::{self, Candidates};
 
 /// Columns bound per upserted row.
 const UPSERT_PARAMS_PER_ROW: usize = 7;
@@ -49,12 +52,26 @@ const PRUNE_TOMBSTONES: [&str; 2] = [
 pub struct D1VectorIndex {
     db: D1Database,
     dimensions: usize,
+    max_vectors: u64,
 }
 
 impl D1VectorIndex {
-    /// An index over `db`'s `vector_index` table for vectors of `dimensions`.
+    /// An index over `db`'s `vector_index` table for vectors of `dimensions`, refusing queries
+    /// past what the isolate cache holds.
     pub fn new(db: D1Database, dimensions: usize) -> Self {
-        Self { db, dimensions }
+        Self {
+            db,
+            dimensions,
+            max_vectors: max_cached_vectors(dimensions),
+        }
+    }
+
+    /// Refuses queries once the index holds more than `max_vectors` (`D1_INDEX_MAX_VECTORS`;
+    /// never more than the cache holds).
+    #[must_use]
+    pub fn with_max_vectors(mut self, max_vectors: u64) -> Self {
+        self.max_vectors = max_vectors.min(max_cached_vectors(self.dimensions));
+        self
     }
 }
 
@@ -138,8 +155,8 @@ impl D1VectorIndex {
         Ok(rows)
     }
 
-    /// Exact top k over every row: reads the whole table page by page. Used when the index is
-    /// too large for the isolate cache.
+    /// Exact top k over every row: reads the whole table page by page. Used while another
+    /// request of this isolate loads the cache (the index is then within the cache budget).
     async fn scan(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
         let query_norm = norm(&query.vector);
         let mut top = TopK::new(query.top_k);
@@ -225,8 +242,19 @@ impl VectorIndex for D1VectorIndex {
 
     async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
         validate_query(query, self.dimensions)?;
-        let Some(ids) = vector_cache::candidates(&self.db, self.dimensions, query).await? else {
-            return self.scan(query).await;
+        let ids = match vector_cache::candidates(&self.db, self.dimensions, self.max_vectors, query)
+            .await?
+        {
+            Candidates::Ids(ids) => ids,
+            // Another request of this isolate is loading the cache: the index is within
+            // budget, so the scan is bounded.
+            Candidates::Busy => return self.scan(query).await,
+            Candidates::OverBudget { vectors } => {
+                return Err(VectorIndexError::OverBudget {
+                    vectors,
+                    budget: self.max_vectors,
+                })
+            }
         };
         // The exact rerank: the candidates' stored f32 vectors, scored and kept by the same
         // code as the scan, so scores and order are the scan's (the candidates are a superset

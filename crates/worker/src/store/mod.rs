@@ -20,7 +20,7 @@ pub mod metrics;
 pub mod processor_storage;
 pub mod queue;
 pub mod r2;
-mod vector_cache;
+pub mod vector_cache;
 pub mod vectorize;
 
 use crate::bindings;
@@ -91,7 +91,9 @@ pub fn vector_index_from_env(
                 .map_err(|e| VectorIndexError::NotConfigured {
                     reason: format!("D1 binding {}: {e}", bindings::DB),
                 })?;
-            Ok(ConfiguredIndex::D1(D1VectorIndex::new(db, dimensions)))
+            Ok(ConfiguredIndex::D1(
+                D1VectorIndex::new(db, dimensions).with_max_vectors(config.d1_index_max_vectors),
+            ))
         }
         IndexKind::Vectorize => Ok(ConfiguredIndex::Vectorize(VectorizeIndex::from_env(
             env,

@@ -82,14 +82,52 @@ async fn read_state(db: &D1Database) -> Result<IndexState, VectorIndexError> {
     })
 }
 
-fn with_cache<R>(dimensions: usize, f: impl FnOnce(&mut VectorCache) -> R) -> R {
+/// Runs `f` on the isolate's cache, made anew for other dimensions or another vector budget.
+fn with_cache<R>(dimensions: usize, max_vectors: u64, f: impl FnOnce(&mut VectorCache) -> R) -> R {
     CACHE.with(|cell| {
         let mut slot = cell.borrow_mut();
         match slot.as_mut() {
-            Some(cache) if cache.dimensions() == dimensions => f(cache),
-            _ => f(slot.insert(VectorCache::new(dimensions, CACHE_MAX_BYTES))),
+            Some(cache)
+                if cache.dimensions() == dimensions && cache.max_vectors() == max_vectors =>
+            {
+                f(cache)
+            }
+            _ => f(slot.insert(
+                VectorCache::new(dimensions, CACHE_MAX_BYTES).with_max_vectors(max_vectors),
+            )),
         }
     })
+}
+
+/// The index's vector count (`/api/health` compares it with the budget).
+///
+/// # Errors
+/// A D1 failure or a missing state row.
+pub async fn vector_count(db: &D1Database) -> Result<u64, VectorIndexError> {
+    Ok(read_state(db).await?.vector_count)
+}
+
+/// How a sync ended.
+enum Synced {
+    /// The cache is up to date.
+    Ready,
+    /// Another request of this isolate is syncing.
+    Busy,
+    /// The index holds more vectors than the budget: nothing is cached.
+    OverBudget(u64),
+}
+
+/// What a query gets from the cache.
+pub enum Candidates {
+    /// The ids that may be among its top k.
+    Ids(Vec<String>),
+    /// Another request is loading the cache: scan D1 (the index is within budget).
+    Busy,
+    /// The index holds this many vectors, more than the budget.
+    OverBudget {
+        /// Vectors in the index.
+        vectors: u64,
+    },
 }
 
 /// Decodes one change-log row into the change it stands for.
@@ -141,33 +179,41 @@ fn decode_change(raw: &JsValue, dimensions: usize) -> Result<(u64, IndexChange),
     ))
 }
 
-/// Brings the cache up to date with the index. `Ok(false)` when the index is too large to
-/// cache: the caller scans D1 instead.
-async fn sync(db: &D1Database, dimensions: usize) -> Result<bool, VectorIndexError> {
+/// Brings the cache up to date with the index.
+async fn sync(
+    db: &D1Database,
+    dimensions: usize,
+    max_vectors: u64,
+) -> Result<Synced, VectorIndexError> {
     let state = read_state(db).await?;
-    if with_cache(dimensions, |c| c.plan_sync(&state)) == SyncPlan::UpToDate {
-        return Ok(true);
+    match with_cache(dimensions, max_vectors, |c| c.plan_sync(&state)) {
+        SyncPlan::UpToDate => return Ok(Synced::Ready),
+        SyncPlan::TooLarge => {
+            with_cache(dimensions, max_vectors, VectorCache::reset);
+            return Ok(Synced::OverBudget(state.vector_count));
+        }
+        SyncPlan::Changes { .. } => {}
     }
     let lock = SYNC.with(Rc::clone);
     // Another request of this isolate is syncing. Waiting for it would mean being woken from
     // that request's I/O context, which workerd refuses (the waiter is cancelled as "hung":
     // found by scripts/load-test.mjs): answer this request from the exact D1 scan instead.
     let Some(_guard) = lock.try_lock() else {
-        return Ok(false);
+        return Ok(Synced::Busy);
     };
     // Another request may have synced while this one waited: read the state again, now that
     // nobody else is syncing, and plan from it.
     let state = read_state(db).await?;
-    let (after, reset) = match with_cache(dimensions, |c| c.plan_sync(&state)) {
-        SyncPlan::UpToDate => return Ok(true),
+    let (after, reset) = match with_cache(dimensions, max_vectors, |c| c.plan_sync(&state)) {
+        SyncPlan::UpToDate => return Ok(Synced::Ready),
         SyncPlan::TooLarge => {
-            with_cache(dimensions, VectorCache::reset);
-            return Ok(false);
+            with_cache(dimensions, max_vectors, VectorCache::reset);
+            return Ok(Synced::OverBudget(state.vector_count));
         }
         SyncPlan::Changes { after, reset } => (after, reset),
     };
     if reset {
-        with_cache(dimensions, VectorCache::reset);
+        with_cache(dimensions, max_vectors, VectorCache::reset);
     }
     let mut cursor = after;
     loop {
@@ -188,37 +234,39 @@ async fn sync(db: &D1Database, dimensions: usize) -> Result<bool, VectorIndexErr
             cursor = cursor.max(seq);
             changes.push(change);
         }
-        let fits = with_cache(dimensions, |c| {
+        let fits = with_cache(dimensions, max_vectors, |c| {
             for change in changes {
                 c.apply(change);
             }
             c.check_budget(state.vector_count)
         });
         if !fits {
-            return Ok(false);
+            return Ok(Synced::OverBudget(state.vector_count));
         }
         if page.len() < SCAN_PAGE_ROWS {
             break;
         }
     }
-    with_cache(dimensions, |c| c.finish_sync(&state));
-    Ok(true)
+    with_cache(dimensions, max_vectors, |c| c.finish_sync(&state));
+    Ok(Synced::Ready)
 }
 
-/// The ids that may be among the query's top k, from an up-to-date cache; `None` when the
-/// index is too large to cache.
+/// The ids that may be among the query's top k, from an up-to-date cache of at most
+/// `max_vectors` vectors.
 ///
 /// # Errors
 /// A D1 failure or a corrupt stored row while syncing.
 pub async fn candidates(
     db: &D1Database,
     dimensions: usize,
+    max_vectors: u64,
     query: &VectorQuery,
-) -> Result<Option<Vec<String>>, VectorIndexError> {
-    if !sync(db, dimensions).await? {
-        return Ok(None);
-    }
-    Ok(Some(with_cache(dimensions, |c| {
-        c.preselect(&query.vector, query.filter.as_ref(), query.top_k)
-    })))
+) -> Result<Candidates, VectorIndexError> {
+    Ok(match sync(db, dimensions, max_vectors).await? {
+        Synced::Ready => Candidates::Ids(with_cache(dimensions, max_vectors, |c| {
+            c.preselect(&query.vector, query.filter.as_ref(), query.top_k)
+        })),
+        Synced::Busy => Candidates::Busy,
+        Synced::OverBudget(vectors) => Candidates::OverBudget { vectors },
+    })
 }

@@ -263,6 +263,12 @@ fn sync_plan_table() {
     let small = VectorCache::new(D, (per * 100) as usize);
     assert_eq!(small.plan_sync(&state("e1", 1, 101, 0)), SyncPlan::TooLarge);
     assert_ne!(small.plan_sync(&state("e1", 1, 100, 0)), SyncPlan::TooLarge);
+    // A vector budget (D1_INDEX_MAX_VECTORS) below what memory allows.
+    let capped = VectorCache::new(D, CACHE_MAX_BYTES).with_max_vectors(2);
+    assert_eq!(capped.max_vectors(), 2);
+    assert_ne!(capped.plan_sync(&state("e1", 1, 2, 0)), SyncPlan::TooLarge);
+    assert_eq!(capped.plan_sync(&state("e1", 1, 3, 0)), SyncPlan::TooLarge);
+    assert_eq!(max_cached_vectors(1536), 24_160);
 }
 
 #[test]
