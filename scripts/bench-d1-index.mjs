@@ -3,7 +3,8 @@
 // 1536-dim vectors through POST /admin/index/upsert, then times
 // POST /admin/index/query (top_k 10, metadata returned) end to end.
 //
-//   node scripts/bench-d1-index.mjs [N ...]      (default: 1000 2500 5000 10000 20000)
+//   node scripts/bench-d1-index.mjs [N ...] [--main BUILD/index.js]   (default: 1000 2500 5000 10000 20000)
+//   --main runs another build of the Worker (a before/after comparison on one machine).
 //
 // Build the Worker first (scripts/build-worker.sh). Prints one row per N with the
 // median and p95 of the query latency, a ratio against the smallest N, the
@@ -13,11 +14,17 @@
 // (one page per 1000 rows), so treat these figures as a lower bound.
 import { startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const mainAt = process.argv.indexOf("--main");
+const main = mainAt > 0 ? process.argv[mainAt + 1] : undefined;
+const sizes = process.argv
+  .slice(2)
+  .filter((a, i, all) => all[i - 1] !== "--main")
+  .map(Number)
+  .filter((n) => n > 0);
 const SIZES = sizes.length > 0 ? sizes : [1000, 2500, 5000, 10000, 20000];
 const DIMS = 1536;
 const TOKEN = "bench-admin-token-not-a-secret-001";
-const QUERIES = 7;
+const QUERIES = 30;
 const BATCH = 500;
 
 // Deterministic pseudo-random numbers (mulberry32), so runs are comparable.
@@ -44,7 +51,7 @@ async function call(base, route, body) {
   return json;
 }
 
-const base = await startLocalStack({ name: "bench-d1-index", adminToken: TOKEN, vars: { VECTOR_INDEX: "d1" } });
+const base = await startLocalStack({ name: "bench-d1-index", adminToken: TOKEN, vars: { VECTOR_INDEX: "d1" }, main });
 
 const rows = [];
 let loaded = 0;

@@ -16,7 +16,7 @@ stamp=build/.inputs-sha256
 inputs() {
   {
     find crates/core crates/worker -type f -not -path '*/target/*' -print0 | sort -z | xargs -0 sha256sum
-    sha256sum Cargo.toml Cargo.lock "$0"
+    sha256sum Cargo.toml Cargo.lock .cargo/config.toml "$0"
     rustc --version
     worker-build --version 2>/dev/null || true
     wasm-bindgen --version 2>/dev/null || true

@@ -11,8 +11,10 @@
 //   node scripts/eval.mjs --set eval/debian-report [--embedder hashing|minilm]
 //        [--reranker local|none] [--rerank-candidates N]
 //        [--modes vector,keyword,tag,fused,fused_reranked] [--fusion vector=1,keyword=0.5,tag=0,k=60]
-//        [--candidates N] [--sweep] [--max-queries N] [--json FILE]
+//        [--candidates N] [--sweep] [--max-queries N] [--json FILE] [--main BUILD/index.js]
 //
+// --main runs another build of the Worker (e.g. a copy of build/, so that
+//   rebuilding during a long run does not reload the Worker under it).
 // --embedder minilm starts scripts/embed-server.sh (all-MiniLM-L6-v2, an
 //   OpenAI-compatible /v1/embeddings server on loopback) and points the
 //   service's `openai` embedder at it; hashing is the offline default.
@@ -165,7 +167,8 @@ async function startStack() {
     });
     secrets.OPENAI_API_KEY = "local-embed-server-needs-no-key";
   }
-  return startLocalStack({ name: `eval-${embedder}`, adminToken: TOKEN, vars, secrets, drop: ["ratelimits"] });
+  const main = argument("main", "") || undefined;
+  return startLocalStack({ name: `eval-${embedder}`, adminToken: TOKEN, vars, secrets, drop: ["ratelimits"], main });
 }
 
 async function admin(base, route, init = {}) {

@@ -337,14 +337,35 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, R: Reranker, 
         return Err(RetrievalError::AllSourcesFailed { failures: degraded });
     }
     let fused = fuse_rankings(&fusion, &rankings);
-    let ids: Vec<String> = fused.iter().map(|h| h.id.clone()).collect();
-    let rows = if ids.is_empty() {
-        Vec::new()
+    let reranks = plan.reranks(rerank.policy.by_default);
+    // Rows are read for a prefix of the fused list: enough for the results (and the
+    // reranker's window) unless rows are missing or dropped, then for the rest.
+    let wanted = (plan.top_k as usize * ROWS_PER_RESULT).max(if reranks {
+        rerank.policy.candidates as usize
     } else {
-        store.chunk_rows(&ids).await?
-    };
+        0
+    });
+    let mut rows = Vec::new();
+    let mut read = 0;
+    loop {
+        let take = if read == 0 { wanted } else { fused.len() };
+        let end = fused.len().min(read + take);
+        if end > read {
+            let ids: Vec<String> = fused[read..end].iter().map(|h| h.id.clone()).collect();
+            rows.extend(store.chunk_rows(&ids).await?);
+        }
+        read = end;
+        let enough = assemble_results(&fused[..read], &rows, &plan.tags, plan.top_k as usize).len()
+            >= plan.top_k as usize
+            && (!reranks || rows.len() >= rerank.policy.candidates as usize);
+        if enough || read == fused.len() {
+            break;
+        }
+    }
+    let mut fused = fused;
+    fused.truncate(read);
     let rerank_started = clock.now_ms();
-    let (fused, reranked, rerank_failure) = if plan.reranks(rerank.policy.by_default) {
+    let (fused, reranked, rerank_failure) = if reranks {
         match rerank_fused(&rerank, plan, fused, &rows).await {
             Ok((fused, window, scores)) => (fused, Some((window, scores)), None),
             Err((fused, why)) => (fused, None, Some(why)),
@@ -377,6 +398,10 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, R: Reranker, 
 }
 
 type Fused = Vec<FusedHit<String>>;
+
+/// Fused hits whose chunk rows the first read fetches, per result asked: room for the
+/// chunks that overlap a better one, miss the tag filter or belong to a superseded generation.
+const ROWS_PER_RESULT: usize = 2;
 
 /// Reorders the fused list's best candidates by the reranker's scores; on any
 /// failure, hands the fused list back untouched with the reason.

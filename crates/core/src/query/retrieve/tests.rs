@@ -39,6 +39,8 @@ struct Io {
     limits: RefCell<Vec<(Call, u32)>>,
     asked_tags: RefCell<Vec<Vec<String>>>,
     vector_filters: RefCell<Vec<Option<MetadataFilter>>>,
+    /// How many ids each chunk-rows read asked for.
+    rows_asked: RefCell<Vec<usize>>,
 }
 
 impl Io {
@@ -219,6 +221,7 @@ impl SearchStore for FakeStore {
 
     async fn chunk_rows(&self, vector_ids: &[String]) -> Result<Vec<ChunkRow>, StoreError> {
         self.store_error(Call::ChunkRows)?;
+        self.io.rows_asked.borrow_mut().push(vector_ids.len());
         Ok(self
             .served(None)
             .into_iter()
@@ -749,6 +752,42 @@ fn top_k_cuts_the_fused_results_and_sizes_each_source() {
         ]
     );
     assert!(limits[..3].iter().all(|(_, limit)| *limit == 32));
+}
+
+#[test]
+fn chunk_rows_are_read_for_twice_top_k_fused_hits_then_for_the_rest_if_short() {
+    let world = world();
+    let query = "acme globex pumps robots hydrogen farms";
+    let all = world.retrieve(&plan(query)).unwrap();
+    let fused_hits = world.io.rows_asked.borrow()[0];
+    assert!(fused_hits > 2, "{fused_hits} fused hits");
+    let mut one = plan(query);
+    one.top_k = 1;
+    world.io.rows_asked.borrow_mut().clear();
+    let got = world.retrieve(&one).unwrap();
+    assert_eq!(got.results, all.results[..1]);
+    assert_eq!(
+        *world.io.rows_asked.borrow(),
+        [2],
+        "one result reads two rows"
+    );
+
+    // Ranked by the vectors alone, the two best chunks belong to generations that are not
+    // served (a newer one not flipped yet, a draft): the first read finds no row for them, so
+    // the rest is read, and the answer is the one a single read of everything gives.
+    let mut superseded = plan("submarines with sonar");
+    superseded.top_k = 1;
+    superseded.fusion = Some("keyword=0,tag=0".into());
+    world.io.rows_asked.borrow_mut().clear();
+    let got = world.retrieve(&superseded).unwrap();
+    let asked = world.io.rows_asked.borrow().clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0], 2);
+    let mut everything = superseded.clone();
+    everything.top_k = 8;
+    let all = world.retrieve(&everything).unwrap();
+    assert_eq!(got.results, all.results[..1]);
+    assert!(!texts(&got)[0].contains("submarines"));
 }
 
 #[test]
