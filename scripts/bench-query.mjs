@@ -11,9 +11,10 @@
 // search's CPU goes.
 //
 //   node scripts/bench-query.mjs [chunks ...] [--corpus generated|debian] [--by-source]
-//        [--rounds N] [--metrics-out FILE]
+//        [--rounds N] [--main BUILD/index.js] [--metrics-out FILE]
 //   (default sizes 1000 5000 10000; --metrics-out writes GET /admin/metrics?window=1h at the end)
 //
+// --main runs another build of the Worker (before/after on one machine).
 // --corpus generated (the default): documents of 100 one-chunk sections that
 //   share most of their words, a worst case for keyword and tag search.
 // --corpus debian: the man pages of both evaluation sets (eval/debian-*,
@@ -31,7 +32,7 @@ function argument(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);
   return at > 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1] : fallback;
 }
-const optionValues = new Set(["--corpus", "--rounds", "--metrics-out"].map((o) => process.argv[process.argv.indexOf(o) + 1]));
+const optionValues = new Set(["--corpus", "--rounds", "--main", "--metrics-out"].map((o) => process.argv[process.argv.indexOf(o) + 1]));
 const sizes = process.argv
   .slice(2)
   .filter((a) => !a.startsWith("--") && !optionValues.has(a))
@@ -91,7 +92,7 @@ function corpusDocument(d) {
   return { key: `copy-${copy}/${encodeURIComponent(page._id)}.md`, text };
 }
 
-const base = await startLocalStack({ name: "bench-query", adminToken: TOKEN, vars: {} });
+const base = await startLocalStack({ name: "bench-query", adminToken: TOKEN, vars: {}, main: argument("main", "") || undefined });
 
 async function admin(route, init = {}) {
   const res = await fetch(`${base}${route}`, {

@@ -6,7 +6,8 @@
 # Usage: scripts/dev.sh [--port N] [--samples | --no-samples] [--embedder minilm] [wrangler dev flags]
 # --embedder minilm embeds with the local semantic model (scripts/embed-server.sh,
 # all-MiniLM-L6-v2, installed on first use) instead of the offline hashing
-# embedder; its state (384-dimensional vectors) lives apart, in .wrangler/state-minilm.
+# embedder, and the same server's /v1/rerank stand-in serves `mode: "fused_reranked"`;
+# its state (384-dimensional vectors) lives apart, in .wrangler/state-minilm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -58,7 +59,8 @@ if [ "$embedder" = minilm ]; then
   done
   args+=(--var EMBEDDING_PROVIDER:openai --var "OPENAI_BASE_URL:http://127.0.0.1:$embed_port"
     --var OPENAI_EMBEDDING_MODEL:all-MiniLM-L6-v2 --var EMBEDDING_DIMENSIONS:384
-    --var OPENAI_API_KEY:local-embedder-needs-no-key)
+    --var OPENAI_API_KEY:local-embedder-needs-no-key
+    --var RERANKER:http --var "RERANK_URL:http://127.0.0.1:$embed_port")
 fi
 
 say "applying D1 migrations"

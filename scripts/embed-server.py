@@ -354,7 +354,18 @@ def self_check():
     ]
     scores = reranker.scores(question, passages)
     print("rerank scores (bread, scp at the end of a long passage, inventory): " + ", ".join(f"{x:.3f}" for x in scores))
-    rerank_ok = scores[1] > scores[2] > scores[0] and len(windows(passages[1])) > 1
+    lock = threading.Lock()
+    status, answer = answer_rerank(reranker, lock, json.dumps({"query": question, "documents": passages, "top_n": 2}))
+    print(f"POST /v1/rerank: {status} {answer}")
+    refused = [answer_rerank(reranker, lock, body)[0] for body in ('{"query": "", "documents": []}', '{"query": "q", "documents": [1]}', "[]", '{"query": "q", "documents": [], "top_n": -1}')]
+    print(f"malformed rerank bodies answered {refused}")
+    rerank_ok = (
+        scores[1] > scores[2] > scores[0]
+        and len(windows(passages[1])) > 1
+        and status == 200
+        and [r["index"] for r in answer["results"]] == [1, 2]
+        and refused == [400] * 4
+    )
     if not (ok and rerank_ok and near > far + 0.2 and drift < 1e-4 and np.allclose(norms, 1, atol=1e-4)):
         sys.exit("self-check failed")
     print("self-check passed")
