@@ -60,17 +60,18 @@ export function freePort() {
   });
 }
 
-/**
- * Starts the stack; resolves to its base URL once `/api/health` answers (whatever it says).
- * `vars` go into the config; `secrets` are passed on the command line, like the admin token;
- * `drop` removes top-level config keys (e.g. `ratelimits`, for tools that send many requests);
- * `main` runs another build (a before/after benchmark); `extra` adds top-level config keys.
- */
 function logTo(file) {
   return openSync(file, "a");
 }
 
-export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra }) {
+/**
+ * Starts the stack; resolves to its base URL once `/api/health` answers (whatever it says).
+ * `vars` go into the config; `secrets` are passed on the command line, like the admin token;
+ * `drop` removes top-level config keys (e.g. `ratelimits`, for tools that send many requests);
+ * `main` runs another build (a before/after benchmark); `extra` adds top-level config keys;
+ * `inspectorPort` opens the Worker's DevTools endpoint there (a CPU profile of the Worker alone).
+ */
+export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra, inspectorPort }) {
   const persist = mkdtempSync(path.join(root, ".wrangler", `${name}-`));
   const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars, drop, main, extra });
   const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
@@ -82,7 +83,7 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
   const port = await freePort();
   const dev = spawn(
     "npx",
-    ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`])],
+    ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`]), ...(inspectorPort ? ["--inspector-port", String(inspectorPort)] : [])],
     // LOCAL_STACK_LOG=FILE keeps wrangler's output (the Worker's logs) for debugging.
     { cwd: root, env, detached: true, stdio: process.env.LOCAL_STACK_LOG ? ["ignore", logTo(process.env.LOCAL_STACK_LOG), logTo(process.env.LOCAL_STACK_LOG)] : "ignore" },
   );

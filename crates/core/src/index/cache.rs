@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 
+use crate::index::TopK;
 use crate::index::{MetadataFilter, VectorMetadata};
 
 /// Added to every error bound: float rounding of the approximate score and of the exact cosine
@@ -452,6 +453,22 @@ impl VectorCache {
         filter: Option<&MetadataFilter>,
         k: usize,
     ) -> Vec<String> {
+        self.preselect_bounded(query, filter, k)
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// [`Self::preselect`] with each candidate's upper bound on its cosine, highest bound
+    /// first: an exact rerank that reads candidates in this order may stop as soon as its
+    /// k-th exact score exceeds the next candidate's bound ([`rerank_can_stop`]).
+    #[must_use]
+    pub fn preselect_bounded(
+        &self,
+        query: &[f32],
+        filter: Option<&MetadataFilter>,
+        k: usize,
+    ) -> Vec<Candidate> {
         if k == 0 || query.len() != self.dimensions {
             return Vec::new();
         }
@@ -469,13 +486,14 @@ impl VectorCache {
         let sparse = nonzero.len() * 4 < self.dimensions;
         let d = self.dimensions;
 
-        let mut bounds: Vec<(usize, f32, f32)> = Vec::new();
+        // (slot, lower bound, upper bound, estimate)
+        let mut bounds: Vec<(usize, f32, f32, f32)> = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             if filter.is_some_and(|f| !f.matches(&slot.metadata)) {
                 continue;
             }
             if !slot.scale.is_finite() {
-                bounds.push((i, f32::NEG_INFINITY, f32::INFINITY));
+                bounds.push((i, f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY));
                 continue;
             }
             let codes = &self.codes[i * d..(i + 1) * d];
@@ -489,7 +507,7 @@ impl VectorCache {
             };
             let approx = slot.scale * dot;
             let err = slot.residual.min(l1 * slot.scale / 2.0) + SCORE_ROUNDING_MARGIN;
-            bounds.push((i, approx - err, approx + err));
+            bounds.push((i, approx - err, approx + err, approx));
         }
         if bounds.len() > k {
             let mut lowers: Vec<f32> = bounds.iter().map(|b| b.1).collect();
@@ -497,11 +515,62 @@ impl VectorCache {
             let threshold = *kth;
             bounds.retain(|b| b.2 >= threshold);
         }
+        bounds.sort_by(|a, b| b.2.total_cmp(&a.2));
         bounds
             .into_iter()
-            .map(|(i, _, _)| self.slots[i].id.clone())
+            .map(|(i, _, upper, estimate)| Candidate {
+                id: self.slots[i].id.clone(),
+                upper,
+                estimate,
+            })
             .collect()
     }
+
+    /// The `k` best vectors by the cache's own estimate of their cosine (within the
+    /// quantization error of the exact one, see the module docs), best first, ties by id:
+    /// what a query that accepts an approximate answer gets without reading any row.
+    #[must_use]
+    pub fn approximate_top_k(
+        &self,
+        query: &[f32],
+        filter: Option<&MetadataFilter>,
+        k: usize,
+    ) -> Vec<Candidate> {
+        best_estimates(self.preselect_bounded(query, filter, k), k)
+    }
+}
+
+/// A pre-selected vector and the most its exact cosine to the query can be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Vector id.
+    pub id: String,
+    /// Upper bound on its cosine (infinite for a vector the cache cannot bound).
+    pub upper: f32,
+    /// The cache's estimate of its cosine (minus infinity for a vector it cannot bound).
+    pub estimate: f32,
+}
+
+/// The `k` candidates with the best estimates, best first, ties by id. Every vector among the
+/// k best estimates has an upper bound at least the k-th best lower bound, so pre-selected
+/// candidates hold all of them.
+#[must_use]
+pub fn best_estimates(mut candidates: Vec<Candidate>, k: usize) -> Vec<Candidate> {
+    candidates.sort_by(|a, b| {
+        b.estimate
+            .total_cmp(&a.estimate)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    candidates.truncate(k);
+    candidates
+}
+
+/// Whether an exact rerank reading candidates by descending bound may stop: the `k` best
+/// exact scores so far are all above `next_upper`, the bound of every candidate not read yet,
+/// so none of those can enter the top k.
+#[must_use]
+pub fn rerank_can_stop<T>(top: &TopK<T>, next_upper: f32) -> bool {
+    top.kth_score().is_some_and(|kth| kth > next_upper)
 }
 
 /// `Σ q_j · codes_j` with eight independent accumulators, which lets the compiler keep several

@@ -105,6 +105,15 @@ impl<T> TopK<T> {
         })
     }
 
+    /// The score of the worst kept entry once `k` are kept (`None` before).
+    #[must_use]
+    pub fn kth_score(&self) -> Option<f32> {
+        if self.k == 0 || self.heap.len() < self.k {
+            return None;
+        }
+        self.heap.peek().map(|worst| worst.score)
+    }
+
     /// Offers an entry; NaN scores are ignored.
     pub fn push(&mut self, id: String, score: f32, item: T) {
         if !self.would_keep(score, &id) {

@@ -183,6 +183,7 @@ pub async fn check_metadata_filters<V: VectorIndex>(
                         top_k: VECTORIZE_MAX_TOP_K,
                         filter: Some(filter_on(property.property, value)),
                         return_metadata: false,
+                        approximate: false,
                     })
                     .await?;
                 let status = if matches.iter().any(|m| m.id == sample.id) {

@@ -94,6 +94,12 @@ pub struct VectorQuery {
     /// Whether matches carry their metadata (Vectorize `returnMetadata: "all"`).
     #[serde(default)]
     pub return_metadata: bool,
+    /// Whether ranks and scores within the D1 index's quantization error are enough (a
+    /// search's vector source: fusion reads ranks, and near-ties may swap): the D1 index then
+    /// answers from its isolate cache alone, without reading the candidates' f32 rows.
+    /// Vectorize ignores it. Only without `return_metadata`.
+    #[serde(default)]
+    pub approximate: bool,
 }
 
 /// One match, best first.

@@ -23,6 +23,7 @@ fn query(vector: Vec<f32>, top_k: usize) -> VectorQuery {
         top_k,
         filter: None,
         return_metadata: false,
+        approximate: false,
     }
 }
 

@@ -114,6 +114,7 @@ pub async fn query(
             top_k: body.top_k,
             filter: body.filter,
             return_metadata: body.return_metadata,
+            approximate: false,
         })
         .await?;
     Ok(json_response(

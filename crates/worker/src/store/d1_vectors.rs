@@ -10,7 +10,8 @@
 use futures_util::future::try_join_all;
 use js_sys::Uint8Array;
 use portfolio_core::index::cache::{
-    max_cached_vectors, QuantizedVector, TOMBSTONE_RETENTION_CHANGES,
+    best_estimates, max_cached_vectors, rerank_can_stop, QuantizedVector,
+    TOMBSTONE_RETENTION_CHANGES,
 };
 use portfolio_core::index::{
     cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
@@ -242,30 +243,53 @@ impl VectorIndex for D1VectorIndex {
 
     async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
         validate_query(query, self.dimensions)?;
-        let ids = match vector_cache::candidates(&self.db, self.dimensions, self.max_vectors, query)
-            .await?
-        {
-            Candidates::Ids(ids) => ids,
-            // Another request of this isolate is loading the cache: the index is within
-            // budget, so the scan is bounded.
-            Candidates::Busy => return self.scan(query).await,
-            Candidates::OverBudget { vectors } => {
-                return Err(VectorIndexError::OverBudget {
-                    vectors,
-                    budget: self.max_vectors,
+        let candidates =
+            match vector_cache::candidates(&self.db, self.dimensions, self.max_vectors, query)
+                .await?
+            {
+                Candidates::Bounded(candidates) => candidates,
+                // Another request of this isolate is loading the cache: the index is within
+                // budget, so the scan is bounded.
+                Candidates::Busy => return self.scan(query).await,
+                Candidates::OverBudget { vectors } => {
+                    return Err(VectorIndexError::OverBudget {
+                        vectors,
+                        budget: self.max_vectors,
+                    })
+                }
+            };
+        // A search's vector source accepts the cache's estimates: no row is read.
+        if query.approximate && !query.return_metadata {
+            return Ok(best_estimates(candidates, query.top_k)
+                .into_iter()
+                .map(|c| VectorMatch {
+                    id: c.id,
+                    score: c.estimate,
+                    metadata: None,
                 })
-            }
-        };
+                .collect());
+        }
         // The exact rerank: the candidates' stored f32 vectors, scored and kept by the same
         // code as the scan, so scores and order are the scan's (the candidates are a superset
-        // of its top k). Rows written since the cache was read are taken as they are now,
-        // filter and dimensions included. At most a scan page of rows is in flight at a time,
-        // however many candidates near-identical vectors leave.
+        // of its top k). They are read highest bound first, a batch at a time, until the k-th
+        // exact score beats every bound left. Rows written since the cache was read are taken
+        // as they are now, filter and dimensions included.
         let query_norm = norm(&query.vector);
         let mut top = TopK::new(query.top_k);
-        for group in ids.chunks(SCAN_PAGE_ROWS) {
-            for row in self.select_by_ids(group).await? {
+        let batch = (2 * query.top_k).clamp(16, SCAN_PAGE_ROWS);
+        let mut read = 0;
+        while read < candidates.len() {
+            let end = candidates.len().min(read + batch);
+            let ids: Vec<String> = candidates[read..end].iter().map(|c| c.id.clone()).collect();
+            for row in self.select_by_ids(&ids).await? {
                 offer(&mut top, query, query_norm, row)?;
+            }
+            read = end;
+            if candidates
+                .get(read)
+                .is_some_and(|next| rerank_can_stop(&top, next.upper))
+            {
+                break;
             }
         }
         Ok(into_matches(query, top))

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use futures_util::lock::Mutex;
 use js_sys::Array;
 use portfolio_core::index::cache::{
-    IndexChange, IndexState, QuantizedVector, SyncPlan, VectorCache, CACHE_MAX_BYTES,
+    Candidate, IndexChange, IndexState, QuantizedVector, SyncPlan, VectorCache, CACHE_MAX_BYTES,
 };
 use portfolio_core::index::{decode_f32_le_hex, VectorIndexError, VectorQuery};
 use serde::Deserialize;
@@ -119,8 +119,8 @@ enum Synced {
 
 /// What a query gets from the cache.
 pub enum Candidates {
-    /// The ids that may be among its top k.
-    Ids(Vec<String>),
+    /// The vectors that may be among its top k, highest bound first.
+    Bounded(Vec<Candidate>),
     /// Another request is loading the cache: scan D1 (the index is within budget).
     Busy,
     /// The index holds this many vectors, more than the budget.
@@ -263,8 +263,8 @@ pub async fn candidates(
     query: &VectorQuery,
 ) -> Result<Candidates, VectorIndexError> {
     Ok(match sync(db, dimensions, max_vectors).await? {
-        Synced::Ready => Candidates::Ids(with_cache(dimensions, max_vectors, |c| {
-            c.preselect(&query.vector, query.filter.as_ref(), query.top_k)
+        Synced::Ready => Candidates::Bounded(with_cache(dimensions, max_vectors, |c| {
+            c.preselect_bounded(&query.vector, query.filter.as_ref(), query.top_k)
         })),
         Synced::Busy => Candidates::Busy,
         Synced::OverBudget(vectors) => Candidates::OverBudget { vectors },

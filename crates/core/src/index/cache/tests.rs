@@ -50,15 +50,54 @@ fn contents(cache: &VectorCache) -> Vec<(String, u64, VectorMetadata, Vec<i8>)> 
     all
 }
 
-/// The cache's answer: pre-selection, then the exact rerank over the candidates' f32 vectors.
+/// The cache's answer as the D1 index computes it: pre-selection, then the exact rerank over
+/// the candidates' f32 vectors, read highest bound first in batches of `batch` until
+/// [`rerank_can_stop`].
+fn cached_top_k_in_batches(
+    cache: &VectorCache,
+    records: &[VectorRecord],
+    query: &VectorQuery,
+    batch: usize,
+) -> (Vec<VectorMatch>, usize) {
+    let candidates = cache.preselect_bounded(&query.vector, query.filter.as_ref(), query.top_k);
+    assert!(candidates.windows(2).all(|w| w[0].upper >= w[1].upper));
+    let query_norm = crate::index::norm(&query.vector);
+    let mut top = TopK::new(query.top_k);
+    let mut read: Vec<&VectorRecord> = Vec::new();
+    let mut next = 0;
+    while next < candidates.len() {
+        let end = candidates.len().min(next + batch);
+        for c in &candidates[next..end] {
+            let record = records.iter().find(|r| r.id == c.id).unwrap();
+            if query
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&record.metadata))
+            {
+                let score =
+                    crate::index::cosine_with_norm(&query.vector, query_norm, &record.values);
+                top.push(record.id.clone(), score, ());
+            }
+            read.push(record);
+        }
+        next = end;
+        if candidates
+            .get(next)
+            .is_some_and(|c| rerank_can_stop(&top, c.upper))
+        {
+            break;
+        }
+    }
+    (exact_top_k(query, read.iter().copied()), next)
+}
+
+/// The cache's answer with every candidate read.
 fn cached_top_k(
     cache: &VectorCache,
     records: &[VectorRecord],
     query: &VectorQuery,
 ) -> Vec<VectorMatch> {
-    let ids = cache.preselect(&query.vector, query.filter.as_ref(), query.top_k);
-    let candidates: Vec<&VectorRecord> = records.iter().filter(|r| ids.contains(&r.id)).collect();
-    exact_top_k(query, candidates)
+    cached_top_k_in_batches(cache, records, query, usize::MAX).0
 }
 
 use crate::index::VectorMatch;
@@ -326,6 +365,7 @@ fn preselection_with_near_duplicates_and_ties_stays_exact() {
             top_k: k,
             filter: None,
             return_metadata: true,
+            approximate: false,
         };
         assert_eq!(
             cached_top_k(&cache, &records, &query),
@@ -379,9 +419,23 @@ proptest! {
             top_k: k,
             filter: company.map(MetadataFilter::company),
             return_metadata: true,
+            approximate: false,
         };
         let cache = load(&records);
         prop_assert_eq!(cached_top_k(&cache, &records, &query), exact_top_k(&query, &records));
+        // The estimates' top k: as many as the exact one, the i-th estimate within the
+        // quantization error of the i-th exact score.
+        let exact = exact_top_k(&query, &records);
+        let approx = cache.approximate_top_k(&query.vector, query.filter.as_ref(), k);
+        prop_assert_eq!(approx.len(), exact.len());
+        for (a, e) in approx.iter().zip(&exact) {
+            prop_assert!((a.estimate - e.score).abs() < 0.02, "{} vs {}", a.estimate, e.score);
+        }
+        // Reading the candidates in small batches and stopping early gives the same answer.
+        for batch in [1, 3, k] {
+            let (got, _) = cached_top_k_in_batches(&cache, &records, &query, batch);
+            prop_assert_eq!(got, exact_top_k(&query, &records), "batch {}", batch);
+        }
         // And the bound is honest for every vector.
         let unit_q: Vec<f32> = {
             let l = query.vector.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -477,4 +531,38 @@ fn company_filter_with_in_is_applied_before_scoring() {
         [1, 2].contains(&(i % 4))
     }));
     assert_eq!(ids.len(), 5);
+}
+
+#[test]
+fn the_exact_rerank_stops_once_the_kth_score_beats_every_bound_left() {
+    let mut s = 7;
+    let records: Vec<VectorRecord> = (0..400)
+        .map(|i| VectorRecord {
+            id: format!("v{i:03}"),
+            values: random_vector(&mut s, false),
+            metadata: meta(i as i64, None),
+        })
+        .collect();
+    // A query close to one stored vector: its neighbours stand out, the rest are far below.
+    let mut vector = records[0].values.clone();
+    vector[0] += 0.01;
+    let query = VectorQuery {
+        vector,
+        top_k: 3,
+        filter: None,
+        return_metadata: true,
+        approximate: false,
+    };
+    let cache = load(&records);
+    let candidates = cache.preselect_bounded(&query.vector, None, 3);
+    let (got, read) = cached_top_k_in_batches(&cache, &records, &query, 2);
+    assert_eq!(got, exact_top_k(&query, &records));
+    assert!(read <= candidates.len());
+    assert_eq!(got[0].id, "v000");
+    let mut top: TopK<()> = TopK::new(2);
+    assert!(!rerank_can_stop(&top, 0.1), "not full yet");
+    top.push("a".into(), 0.5, ());
+    top.push("b".into(), 0.3, ());
+    assert!(rerank_can_stop(&top, 0.29));
+    assert!(!rerank_can_stop(&top, 0.3), "a tie may still enter by id");
 }

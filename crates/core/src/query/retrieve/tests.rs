@@ -689,6 +689,7 @@ fn only_the_active_generation_is_served() {
             top_k: 2,
             filter: None,
             return_metadata: false,
+            approximate: false,
         },
         &world.index.records,
     );
