@@ -107,6 +107,9 @@ def render(path):
         return ""
     out = re.sub(r".\x08", "", out)  # overstrikes (bold, underline)
     out = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    # Examples that work in root's home directory (unshare(1): /root/uts-ns) would put a
+    # machine's absolute home path into the sets: they use /srv instead.
+    out = re.sub(r"(?<![\w/.-])/root(?=/)", "/srv", out)
     return out
 
 
