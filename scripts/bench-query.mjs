@@ -24,14 +24,10 @@
 //   documentation while the corpus grows.
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
-import { readFileSync } from "node:fs";
-import path from "node:path";
+import { argument } from "./cli.mjs";
+import { manPagesAndQuestions } from "./eval-sets.mjs";
 import { saveMetricsReport, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 
-function argument(name, fallback) {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1] : fallback;
-}
 const optionValues = new Set(["--corpus", "--rounds", "--main", "--metrics-out"].map((o) => process.argv[process.argv.indexOf(o) + 1]));
 const sizes = process.argv
   .slice(2)
@@ -68,19 +64,7 @@ for (let i = 0; i < 50; i++) {
   QUESTIONS.push(i % 5 === 0 ? `${topic.slice(0, 2).toUpperCase()}-${i}${i % SECTIONS_PER_DOC}` : `How does ${company} improve ${topic} throughput?`);
 }
 
-/** The man pages and questions of both evaluation sets. */
-function debianCorpus() {
-  const root = path.resolve(import.meta.dirname, "..");
-  const lines = (file) => readFileSync(path.join(root, file), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
-  const pages = [];
-  const questions = [];
-  for (const set of ["eval/debian-tune", "eval/debian-report"]) {
-    pages.push(...lines(`${set}/corpus.jsonl`));
-    questions.push(...lines(`${set}/queries.jsonl`).map((q) => q.text));
-  }
-  return { pages, questions };
-}
-const DEBIAN = CORPUS === "debian" ? debianCorpus() : null;
+const DEBIAN = CORPUS === "debian" ? manPagesAndQuestions() : null;
 if (DEBIAN) QUESTIONS.splice(0, QUESTIONS.length, ...DEBIAN.questions);
 
 /** Document `d` of the corpus: its key and markdown. */

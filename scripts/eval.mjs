@@ -37,6 +37,8 @@
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { argument, flag } from "./cli.mjs";
+import { readJsonl } from "./eval-sets.mjs";
 import { freePort, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -44,11 +46,6 @@ const TOKEN = "eval-admin-token-not-a-secret-0001";
 const CUTOFF = 10;
 const CHUNKS_ASKED = 30; // top_k: enough chunks for 10 distinct documents
 
-function argument(name, fallback) {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1] : fallback;
-}
-const flag = (name) => process.argv.includes(`--${name}`);
 
 const setDir = path.resolve(root, argument("set", "eval/debian-report"));
 const embedder = argument("embedder", "hashing");
@@ -74,13 +71,6 @@ function fusionObject(spec) {
       return [key, Number(value)];
     }),
   );
-}
-
-function readJsonl(file) {
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((line) => line.trim())
-    .map((line) => JSON.parse(line));
 }
 
 function readSet(dir) {

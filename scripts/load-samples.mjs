@@ -5,13 +5,9 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import { argument } from "./cli.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
-
-function argument(name, fallback) {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1] : fallback;
-}
 
 function markdownFiles(dir) {
   const out = [];

@@ -14,27 +14,16 @@
 //   node scripts/profile-search.mjs [--queries N] [--modes fused,vector,keyword,tag]
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import WebSocket from "ws";
+import { argument } from "./cli.mjs";
+import { manPagesAndQuestions } from "./eval-sets.mjs";
 import { freePort, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
 
-const root = path.resolve(import.meta.dirname, "..");
 const TOKEN = "profile-admin-token-not-a-secret-01";
-function argument(name, fallback) {
-  const at = process.argv.indexOf(`--${name}`);
-  return at > 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1] : fallback;
-}
 const QUERIES = Number(argument("queries", "200"));
 const MODES = argument("modes", "fused,vector,keyword,tag").split(",");
 
-const lines = (file) => readFileSync(path.join(root, file), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
-const pages = [];
-const questions = [];
-for (const set of ["eval/debian-tune", "eval/debian-report"]) {
-  pages.push(...lines(`${set}/corpus.jsonl`));
-  questions.push(...lines(`${set}/queries.jsonl`).map((q) => q.text));
-}
+const { pages, questions } = manPagesAndQuestions();
 
 const inspectorPort = await freePort();
 const base = await startLocalStack({ name: "profile-search", adminToken: TOKEN, vars: {}, drop: ["ratelimits"], inspectorPort });
