@@ -218,12 +218,9 @@ class Reranker:
 
 
 def answer_rerank(reranker, lock, body):
-    try:
-        request = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        return error(f"invalid JSON: {e}")
-    if not isinstance(request, dict):
-        return error("the body must be a JSON object")
+    request, problem = json_object(body)
+    if problem:
+        return problem
     query, documents = request.get("query"), request.get("documents")
     if not isinstance(query, str) or not query.strip():
         return error("`query` must be a non-empty string")
@@ -245,13 +242,21 @@ def error(message, status=400):
     return status, {"error": {"message": message, "type": "invalid_request_error"}}
 
 
-def answer_embeddings(model, lock, body):
+def json_object(body):
+    """(the body's JSON object, None), or (None, the 400 answer) when it is not one."""
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
-        return error(f"invalid JSON: {e}")
+        return None, error(f"invalid JSON: {e}")
     if not isinstance(request, dict):
-        return error("the body must be a JSON object")
+        return None, error("the body must be a JSON object")
+    return request, None
+
+
+def answer_embeddings(model, lock, body):
+    request, problem = json_object(body)
+    if problem:
+        return problem
     inputs = request.get("input")
     if isinstance(inputs, str):
         inputs = [inputs]
