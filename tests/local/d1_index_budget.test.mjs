@@ -3,7 +3,8 @@
 // answers from the isolate cache; one vector more and the index refuses to
 // query (no page-by-page scan of D1, which took seconds per query at 30,000
 // vectors), so searches keep their keyword and tag sources, a vector-only
-// search fails with a clear code, and /api/health names the fix.
+// search fails with a clear code, and /api/health names the fix; a delete that
+// brings the index back within the budget brings vector search back.
 // Run: node_modules/.bin/node --test tests/local/*.test.mjs (after scripts/build-worker.sh).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -80,4 +81,20 @@ test("one vector past the budget: the index refuses, searches keep keyword and t
   assert.equal(report.status, "degraded");
   assert.equal(report.unavailable.length, 1);
   assert.match(report.unavailable[0], /holds 3 vectors, more than the 2 an isolate may cache \(D1_INDEX_MAX_VECTORS\).*VECTOR_INDEX=vectorize/);
+});
+
+test("back within the budget after a delete, the vector source answers again and health is ok", async () => {
+  const del = await fetch(`${base}/admin/documents/companies/budgetco/harbour.md`, { method: "DELETE", headers: auth });
+  assert.ok(del.status < 300, `${del.status} ${await del.text()}`);
+  for (let i = 0; ; i++) {
+    const vector = await search({ query: "tidal lighthouses", mode: "vector" });
+    if (vector.status === 200) {
+      assert.match(vector.body.results[0].key, /lighthouse/);
+      break;
+    }
+    assert.ok(i < 120, `vector search still refused: ${JSON.stringify(vector.body)}`);
+    await sleep(250);
+  }
+  const health = await fetch(`${base}/api/health`);
+  assert.equal(health.status, 200, JSON.stringify(await health.clone().json()));
 });

@@ -443,27 +443,12 @@ impl VectorCache {
         false
     }
 
-    /// The ids that may be among the `k` best by cosine to `query` among the vectors `filter`
-    /// accepts — a superset of the exact top k (see the module docs), in no particular order.
-    /// `query` must have a length (callers validate it first).
+    /// The vectors that may be among the `k` best by cosine to `query` among those `filter`
+    /// accepts — a superset of the exact top k (see the module docs) — with each one's upper
+    /// bound on its cosine and estimate of it, highest bound first, so that an exact rerank
+    /// ([`ExactRerank`]) may stop early. `query` must have a length (callers validate it first).
     #[must_use]
     pub fn preselect(
-        &self,
-        query: &[f32],
-        filter: Option<&MetadataFilter>,
-        k: usize,
-    ) -> Vec<String> {
-        self.preselect_bounded(query, filter, k)
-            .into_iter()
-            .map(|c| c.id)
-            .collect()
-    }
-
-    /// [`Self::preselect`] with each candidate's upper bound on its cosine, highest bound
-    /// first: an exact rerank that reads candidates in this order may stop as soon as its
-    /// k-th exact score exceeds the next candidate's bound ([`rerank_can_stop`]).
-    #[must_use]
-    pub fn preselect_bounded(
         &self,
         query: &[f32],
         filter: Option<&MetadataFilter>,
@@ -525,19 +510,6 @@ impl VectorCache {
             })
             .collect()
     }
-
-    /// The `k` best vectors by the cache's own estimate of their cosine (within the
-    /// quantization error of the exact one, see the module docs), best first, ties by id:
-    /// what a query that accepts an approximate answer gets without reading any row.
-    #[must_use]
-    pub fn approximate_top_k(
-        &self,
-        query: &[f32],
-        filter: Option<&MetadataFilter>,
-        k: usize,
-    ) -> Vec<Candidate> {
-        best_estimates(self.preselect_bounded(query, filter, k), k)
-    }
 }
 
 /// A pre-selected vector and the most its exact cosine to the query can be.
@@ -551,9 +523,10 @@ pub struct Candidate {
     pub estimate: f32,
 }
 
-/// The `k` candidates with the best estimates, best first, ties by id. Every vector among the
-/// k best estimates has an upper bound at least the k-th best lower bound, so pre-selected
-/// candidates hold all of them.
+/// The `k` candidates with the best estimates, best first, ties by id: what a query that
+/// accepts an approximate answer gets without reading any row. Every vector among the k best
+/// estimates has an upper bound at least the k-th best lower bound, so pre-selected candidates
+/// hold all of them.
 #[must_use]
 pub fn best_estimates(mut candidates: Vec<Candidate>, k: usize) -> Vec<Candidate> {
     candidates.sort_by(|a, b| {
@@ -563,6 +536,56 @@ pub fn best_estimates(mut candidates: Vec<Candidate>, k: usize) -> Vec<Candidate
     });
     candidates.truncate(k);
     candidates
+}
+
+/// Rows an exact rerank reads per batch for `k` results: 2 × k, at least 16, at most
+/// `max_batch` (the reader's page).
+#[must_use]
+pub fn rerank_batch(k: usize, max_batch: usize) -> usize {
+    (2 * k).clamp(16, max_batch.max(16))
+}
+
+/// The order in which an exact rerank reads the pre-selected candidates' rows: highest bound
+/// first, a batch at a time, until every candidate is read or [`rerank_can_stop`].
+#[derive(Debug)]
+pub struct ExactRerank {
+    candidates: Vec<Candidate>,
+    batch: usize,
+    read: usize,
+}
+
+impl ExactRerank {
+    /// Reads `candidates` (as [`VectorCache::preselect`] orders them) `batch` at a time.
+    #[must_use]
+    pub fn new(candidates: Vec<Candidate>, batch: usize) -> Self {
+        Self {
+            candidates,
+            batch: batch.max(1),
+            read: 0,
+        }
+    }
+
+    /// The ids to read next, given the top k of the rows read so far; `None` once the rest
+    /// cannot change it.
+    pub fn next_batch<T>(&mut self, top: &TopK<T>) -> Option<Vec<String>> {
+        let next = self.candidates.get(self.read)?;
+        if rerank_can_stop(top, next.upper) {
+            return None;
+        }
+        let end = self.candidates.len().min(self.read + self.batch);
+        let ids = self.candidates[self.read..end]
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        self.read = end;
+        Some(ids)
+    }
+
+    /// How many candidates were handed out.
+    #[must_use]
+    pub fn read(&self) -> usize {
+        self.read
+    }
 }
 
 /// Whether an exact rerank reading candidates by descending bound may stop: the `k` best

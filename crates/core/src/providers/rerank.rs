@@ -11,7 +11,7 @@ use super::error::ProviderError;
 use super::openai::{send_checked_as, OpenAiConfig};
 use super::retry::Retrier;
 use super::transport::{HttpTransport, Sleeper};
-use super::workers_ai::{binding_error, AiBinding};
+use super::workers_ai::{binding_error, to_value, AiBinding};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -72,7 +72,19 @@ fn scores_in_order(
     Ok(slots.into_iter().flatten().collect())
 }
 
-fn check_count(provider: &'static str, passages: &[String]) -> Result<(), ProviderError> {
+/// What both rerankers do around one call: refuse more than [`MAX_RERANK_PASSAGES`], answer
+/// no passages without calling, and retry `once` under `retrier`'s policy.
+async fn rerank_with_retries<S, F, Fut>(
+    provider: &'static str,
+    retrier: &Retrier<S>,
+    passages: &[String],
+    once: F,
+) -> Result<Vec<f64>, ProviderError>
+where
+    S: Sleeper,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<f64>, ProviderError>>,
+{
     if passages.len() > MAX_RERANK_PASSAGES {
         return Err(ProviderError::InvalidRequest {
             provider,
@@ -82,7 +94,10 @@ fn check_count(provider: &'static str, passages: &[String]) -> Result<(), Provid
             ),
         });
     }
-    Ok(())
+    if passages.is_empty() {
+        return Ok(Vec::new());
+    }
+    retrier.run(|_| once()).await
 }
 
 /// Input of `@cf/baai/bge-reranker-base`.
@@ -160,13 +175,9 @@ impl<B: AiBinding, S: Sleeper> WorkersAiReranker<B, S> {
                 .collect(),
             top_k: passages.len(),
         };
-        let input = serde_json::to_value(&input).map_err(|e| ProviderError::InvalidRequest {
-            provider: super::workers_ai::PROVIDER,
-            reason: format!("cannot serialise input: {e}"),
-        })?;
         let output = self
             .binding
-            .run(&self.model, input)
+            .run(&self.model, to_value(&input)?)
             .await
             .map_err(binding_error)?;
         parse_workers_ai_rerank(output, passages.len())
@@ -179,13 +190,10 @@ impl<B: AiBinding, S: Sleeper> Reranker for WorkersAiReranker<B, S> {
     }
 
     async fn rerank(&self, query: &str, passages: &[String]) -> Result<Vec<f64>, ProviderError> {
-        check_count(super::workers_ai::PROVIDER, passages)?;
-        if passages.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.retrier
-            .run(|_| self.rerank_once(query, passages))
-            .await
+        rerank_with_retries(super::workers_ai::PROVIDER, &self.retrier, passages, || {
+            self.rerank_once(query, passages)
+        })
+        .await
     }
 }
 
@@ -270,13 +278,10 @@ impl<T: HttpTransport, S: Sleeper> Reranker for HttpReranker<T, S> {
     }
 
     async fn rerank(&self, query: &str, passages: &[String]) -> Result<Vec<f64>, ProviderError> {
-        check_count(HTTP_PROVIDER, passages)?;
-        if passages.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.retrier
-            .run(|_| self.rerank_once(query, passages))
-            .await
+        rerank_with_retries(HTTP_PROVIDER, &self.retrier, passages, || {
+            self.rerank_once(query, passages)
+        })
+        .await
     }
 }
 

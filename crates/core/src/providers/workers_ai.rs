@@ -317,7 +317,7 @@ impl WorkersAiStreamDecoder {
     }
 }
 
-fn to_value(input: &impl Serialize) -> Result<Value, ProviderError> {
+pub(super) fn to_value(input: &impl Serialize) -> Result<Value, ProviderError> {
     serde_json::to_value(input).map_err(|e| ProviderError::InvalidRequest {
         provider: PROVIDER,
         reason: format!("cannot serialise input: {e}"),

@@ -339,30 +339,12 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, R: Reranker, 
     }
     let fused = fuse_rankings(&fusion, &rankings);
     let reranks = plan.reranks(rerank.policy.by_default);
-    // Rows are read for a prefix of the fused list: enough for the results (and the
-    // reranker's window) unless rows are missing or dropped, then for the rest.
-    let wanted = (plan.top_k as usize * ROWS_PER_RESULT).max(if reranks {
+    let window = if reranks {
         rerank.policy.candidates as usize
     } else {
         0
-    });
-    let mut rows = Vec::new();
-    let mut read = 0;
-    loop {
-        let take = if read == 0 { wanted } else { fused.len() };
-        let end = fused.len().min(read + take);
-        if end > read {
-            let ids: Vec<String> = fused[read..end].iter().map(|h| h.id.clone()).collect();
-            rows.extend(store.chunk_rows(&ids).await?);
-        }
-        read = end;
-        let enough = assemble_results(&fused[..read], &rows, &plan.tags, plan.top_k as usize).len()
-            >= plan.top_k as usize
-            && (!reranks || rows.len() >= rerank.policy.candidates as usize);
-        if enough || read == fused.len() {
-            break;
-        }
-    }
+    };
+    let (rows, read, assembled) = rows_for_prefix(store, &fused, plan, window).await?;
     let mut fused = fused;
     fused.truncate(read);
     let rerank_started = clock.now_ms();
@@ -379,10 +361,15 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, R: Reranker, 
     } else {
         0
     };
-    let mut results = assemble_results(&fused, &rows, &plan.tags, plan.top_k as usize);
-    if let Some((window, scores)) = &reranked {
-        annotate_rerank_scores(&mut results, window, scores);
-    }
+    // The reranker reorders the list; otherwise it is the one the rows were read for.
+    let results = match &reranked {
+        Some((window, scores)) => {
+            let mut results = assemble_results(&fused, &rows, &plan.tags, plan.top_k as usize);
+            annotate_rerank_scores(&mut results, window, scores);
+            results
+        }
+        None => assembled,
+    };
     Ok(Retrieval {
         results,
         timings: RetrievalTimings {
@@ -399,6 +386,38 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, R: Reranker, 
 }
 
 type Fused = Vec<FusedHit<String>>;
+
+/// Reads chunk rows for a prefix of the fused list: for `ROWS_PER_RESULT` × `top_k` hits (or
+/// the reranker's `window`, if larger) first, then for the rest only if that prefix assembles
+/// to fewer than `top_k` results (rows missing, dropped by the tag filter or overlapping) or
+/// fewer rows than the window. Returns the rows, the prefix's length and its results.
+async fn rows_for_prefix<S: SearchStore>(
+    store: &S,
+    fused: &[FusedHit<String>],
+    plan: &SearchPlan,
+    window: usize,
+) -> Result<(Vec<ChunkRow>, usize, Vec<SearchResult>), StoreError> {
+    let top_k = plan.top_k as usize;
+    let mut rows = Vec::new();
+    let mut read = 0;
+    loop {
+        let take = if read == 0 {
+            (top_k * ROWS_PER_RESULT).max(window)
+        } else {
+            fused.len()
+        };
+        let end = fused.len().min(read + take);
+        if end > read {
+            let ids: Vec<String> = fused[read..end].iter().map(|h| h.id.clone()).collect();
+            rows.extend(store.chunk_rows(&ids).await?);
+        }
+        read = end;
+        let results = assemble_results(&fused[..read], &rows, &plan.tags, top_k);
+        if (results.len() >= top_k && rows.len() >= window) || read == fused.len() {
+            return Ok((rows, read, results));
+        }
+    }
+}
 
 /// Fused hits whose chunk rows the first read fetches, per result asked: room for the
 /// chunks that overlap a better one, miss the tag filter or belong to a superseded generation.

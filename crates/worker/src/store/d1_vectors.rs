@@ -10,7 +10,7 @@
 use futures_util::future::try_join_all;
 use js_sys::Uint8Array;
 use portfolio_core::index::cache::{
-    best_estimates, max_cached_vectors, rerank_can_stop, QuantizedVector,
+    best_estimates, max_cached_vectors, rerank_batch, ExactRerank, QuantizedVector,
     TOMBSTONE_RETENTION_CHANGES,
 };
 use portfolio_core::index::{
@@ -276,20 +276,10 @@ impl VectorIndex for D1VectorIndex {
         // as they are now, filter and dimensions included.
         let query_norm = norm(&query.vector);
         let mut top = TopK::new(query.top_k);
-        let batch = (2 * query.top_k).clamp(16, SCAN_PAGE_ROWS);
-        let mut read = 0;
-        while read < candidates.len() {
-            let end = candidates.len().min(read + batch);
-            let ids: Vec<String> = candidates[read..end].iter().map(|c| c.id.clone()).collect();
+        let mut rerank = ExactRerank::new(candidates, rerank_batch(query.top_k, SCAN_PAGE_ROWS));
+        while let Some(ids) = rerank.next_batch(&top) {
             for row in self.select_by_ids(&ids).await? {
                 offer(&mut top, query, query_norm, row)?;
-            }
-            read = end;
-            if candidates
-                .get(read)
-                .is_some_and(|next| rerank_can_stop(&top, next.upper))
-            {
-                break;
             }
         }
         Ok(into_matches(query, top))

@@ -264,7 +264,7 @@ pub async fn candidates(
 ) -> Result<Candidates, VectorIndexError> {
     Ok(match sync(db, dimensions, max_vectors).await? {
         Synced::Ready => Candidates::Bounded(with_cache(dimensions, max_vectors, |c| {
-            c.preselect_bounded(&query.vector, query.filter.as_ref(), query.top_k)
+            c.preselect(&query.vector, query.filter.as_ref(), query.top_k)
         })),
         Synced::Busy => Candidates::Busy,
         Synced::OverBudget(vectors) => Candidates::OverBudget { vectors },

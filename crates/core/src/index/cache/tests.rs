@@ -51,24 +51,22 @@ fn contents(cache: &VectorCache) -> Vec<(String, u64, VectorMetadata, Vec<i8>)> 
 }
 
 /// The cache's answer as the D1 index computes it: pre-selection, then the exact rerank over
-/// the candidates' f32 vectors, read highest bound first in batches of `batch` until
-/// [`rerank_can_stop`].
+/// the candidates' f32 vectors, read by [`ExactRerank`] in batches of `batch`.
 fn cached_top_k_in_batches(
     cache: &VectorCache,
     records: &[VectorRecord],
     query: &VectorQuery,
     batch: usize,
 ) -> (Vec<VectorMatch>, usize) {
-    let candidates = cache.preselect_bounded(&query.vector, query.filter.as_ref(), query.top_k);
+    let candidates = cache.preselect(&query.vector, query.filter.as_ref(), query.top_k);
     assert!(candidates.windows(2).all(|w| w[0].upper >= w[1].upper));
     let query_norm = crate::index::norm(&query.vector);
     let mut top = TopK::new(query.top_k);
     let mut read: Vec<&VectorRecord> = Vec::new();
-    let mut next = 0;
-    while next < candidates.len() {
-        let end = candidates.len().min(next + batch);
-        for c in &candidates[next..end] {
-            let record = records.iter().find(|r| r.id == c.id).unwrap();
+    let mut rerank = ExactRerank::new(candidates, batch);
+    while let Some(ids) = rerank.next_batch(&top) {
+        for id in ids {
+            let record = records.iter().find(|r| r.id == id).unwrap();
             if query
                 .filter
                 .as_ref()
@@ -80,15 +78,8 @@ fn cached_top_k_in_batches(
             }
             read.push(record);
         }
-        next = end;
-        if candidates
-            .get(next)
-            .is_some_and(|c| rerank_can_stop(&top, c.upper))
-        {
-            break;
-        }
     }
-    (exact_top_k(query, read.iter().copied()), next)
+    (exact_top_k(query, read.iter().copied()), rerank.read())
 }
 
 /// The cache's answer with every candidate read.
@@ -172,7 +163,11 @@ fn a_vector_without_direction_is_always_a_candidate() {
     cache.apply(upsert("b", 3, &far));
     let mut query = vec![0.0; D];
     query[0] = 1.0;
-    let got = cache.preselect(&query, None, 1);
+    let got: Vec<String> = cache
+        .preselect(&query, None, 1)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert!(got.contains(&"zero".to_owned()), "{got:?}");
 }
 
@@ -307,6 +302,16 @@ fn sync_plan_table() {
     assert_eq!(capped.max_vectors(), 2);
     assert_ne!(capped.plan_sync(&state("e1", 1, 2, 0)), SyncPlan::TooLarge);
     assert_eq!(capped.plan_sync(&state("e1", 1, 3, 0)), SyncPlan::TooLarge);
+    // Back within the budget (a document deleted), an emptied cache loads everything again.
+    let mut capped = capped;
+    capped.reset();
+    assert_eq!(
+        capped.plan_sync(&state("e1", 2, 2, 0)),
+        SyncPlan::Changes {
+            after: 0,
+            reset: true
+        }
+    );
     assert_eq!(max_cached_vectors(1536), 24_160);
 }
 
@@ -426,7 +431,7 @@ proptest! {
         // The estimates' top k: as many as the exact one, the i-th estimate within the
         // quantization error of the i-th exact score.
         let exact = exact_top_k(&query, &records);
-        let approx = cache.approximate_top_k(&query.vector, query.filter.as_ref(), k);
+        let approx = best_estimates(cache.preselect(&query.vector, query.filter.as_ref(), k), k);
         prop_assert_eq!(approx.len(), exact.len());
         for (a, e) in approx.iter().zip(&exact) {
             prop_assert!((a.estimate - e.score).abs() < 0.02, "{} vs {}", a.estimate, e.score);
@@ -525,7 +530,11 @@ fn company_filter_with_in_is_applied_before_scoring() {
         company_id: Some(FieldMatch::In(vec![1, 2])),
         ..MetadataFilter::default()
     };
-    let ids = cache.preselect(&records[0].values, Some(&filter), 50);
+    let ids: Vec<String> = cache
+        .preselect(&records[0].values, Some(&filter), 50)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert!(ids.iter().all(|id| {
         let i: i64 = id[1..].parse().unwrap();
         [1, 2].contains(&(i % 4))
@@ -554,7 +563,7 @@ fn the_exact_rerank_stops_once_the_kth_score_beats_every_bound_left() {
         approximate: false,
     };
     let cache = load(&records);
-    let candidates = cache.preselect_bounded(&query.vector, None, 3);
+    let candidates = cache.preselect(&query.vector, None, 3);
     let (got, read) = cached_top_k_in_batches(&cache, &records, &query, 2);
     assert_eq!(got, exact_top_k(&query, &records));
     assert!(read <= candidates.len());
@@ -565,4 +574,8 @@ fn the_exact_rerank_stops_once_the_kth_score_beats_every_bound_left() {
     top.push("b".into(), 0.3, ());
     assert!(rerank_can_stop(&top, 0.29));
     assert!(!rerank_can_stop(&top, 0.3), "a tie may still enter by id");
+    // Batches of 2 × k rows, 16 to a reader's page.
+    assert_eq!(rerank_batch(3, 1000), 16);
+    assert_eq!(rerank_batch(32, 1000), 64);
+    assert_eq!(rerank_batch(600, 1000), 1000);
 }
