@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 
 use crate::index::TopK;
-use crate::index::{MetadataFilter, VectorMetadata};
+use crate::index::{MetadataFilter, VectorMatch, VectorMetadata};
 
 /// Added to every error bound: float rounding of the approximate score and of the exact cosine
 /// it stands in for. Each sums ≤ 1536 f32 products, whose rounding is bounded by n·ε ≈ 1e-4
@@ -536,6 +536,23 @@ pub fn best_estimates(mut candidates: Vec<Candidate>, k: usize) -> Vec<Candidate
     });
     candidates.truncate(k);
     candidates
+}
+
+/// The answer to a query that accepts estimates: the `k` best estimates ([`best_estimates`]),
+/// without the vectors estimated at or below 0. Those share nothing with the query as far as
+/// the int8 codes can tell, and their many equal estimates would be ordered by id alone, which
+/// a restore renumbers: a search's answers would then depend on the order documents arrived.
+#[must_use]
+pub fn approximate_matches(candidates: Vec<Candidate>, k: usize) -> Vec<VectorMatch> {
+    best_estimates(candidates, k)
+        .into_iter()
+        .filter(|c| c.estimate > 0.0)
+        .map(|c| VectorMatch {
+            id: c.id,
+            score: c.estimate,
+            metadata: None,
+        })
+        .collect()
 }
 
 /// Rows an exact rerank reads per batch for `k` results: 2 × k, at least 16, at most

@@ -10,7 +10,7 @@
 use futures_util::future::try_join_all;
 use js_sys::Uint8Array;
 use portfolio_core::index::cache::{
-    best_estimates, max_cached_vectors, rerank_batch, ExactRerank, QuantizedVector,
+    approximate_matches, max_cached_vectors, rerank_batch, ExactRerank, QuantizedVector,
     TOMBSTONE_RETENTION_CHANGES,
 };
 use portfolio_core::index::{
@@ -260,14 +260,7 @@ impl VectorIndex for D1VectorIndex {
             };
         // A search's vector source accepts the cache's estimates: no row is read.
         if query.approximate && !query.return_metadata {
-            return Ok(best_estimates(candidates, query.top_k)
-                .into_iter()
-                .map(|c| VectorMatch {
-                    id: c.id,
-                    score: c.estimate,
-                    metadata: None,
-                })
-                .collect());
+            return Ok(approximate_matches(candidates, query.top_k));
         }
         // The exact rerank: the candidates' stored f32 vectors, scored and kept by the same
         // code as the scan, so scores and order are the scan's (the candidates are a superset

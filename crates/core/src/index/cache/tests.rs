@@ -579,3 +579,29 @@ fn the_exact_rerank_stops_once_the_kth_score_beats_every_bound_left() {
     assert_eq!(rerank_batch(32, 1000), 64);
     assert_eq!(rerank_batch(600, 1000), 1000);
 }
+
+#[test]
+fn approximate_matches_leave_out_vectors_estimated_at_or_below_zero() {
+    let candidate = |id: &str, estimate: f32| Candidate {
+        id: id.into(),
+        upper: estimate + 0.01,
+        estimate,
+    };
+    let got = approximate_matches(
+        vec![
+            candidate("c", 0.0),
+            candidate("a", 0.4),
+            candidate("b", -0.1),
+            candidate("d", 0.4),
+            candidate("e", 0.0),
+        ],
+        4,
+    );
+    let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["a", "d"],
+        "best first, ties by id, nothing at or below 0"
+    );
+    assert!(got.iter().all(|m| m.metadata.is_none() && m.score == 0.4));
+}
