@@ -84,8 +84,9 @@ struct RestoreBackupArgs {
 
 /// Help of `--ca-cert`, the same on every command that connects to Postgres.
 const CA_CERT_HELP: &str = "CA certificate(s), PEM, to trust besides the system's and Mozilla's \
-roots (as sslrootcert=FILE in the URL). Needs sslmode=verify-full, verify-ca or require in the URL; \
-with require it makes the chain checked, as libpq does";
+roots (besides the system's only with sslrootcert=system; as sslrootcert=FILE in the URL). Needs \
+sslmode=verify-full, verify-ca or require in the URL; with require it makes the chain checked, \
+as libpq does";
 
 /// The service and the admin token to call it with.
 #[derive(Debug, Args)]
@@ -123,7 +124,7 @@ struct RestoreArgs {
     #[arg(long)]
     from: PathBuf,
     /// Postgres URL of the database to restore into (never logged);
-    /// `?sslmode=` disable, prefer (default), require, verify-ca or verify-full.
+    /// `?sslmode=` and `sslrootcert=` as for export; not a transaction pooler.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
@@ -140,7 +141,7 @@ struct VerifyArgs {
     #[command(flatten)]
     service: TargetArgs,
     /// Source Postgres URL, for answer parity (skipped without it); never
-    /// logged. `?sslmode=` as for export.
+    /// logged. `?sslmode=`, `sslrootcert=` and poolers as for export.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
@@ -213,7 +214,10 @@ struct Common {
 struct ExportArgs {
     /// Postgres URL of the source (never logged). TLS follows its
     /// `?sslmode=`: disable, prefer (the default: TLS if offered),
-    /// require (TLS, certificate unchecked), verify-ca or verify-full.
+    /// require (TLS, certificate unchecked), verify-ca or verify-full;
+    /// `sslrootcert=system` means verify-full against the system's CAs
+    /// only, as in libpq. Not Supabase's transaction pooler (port 6543,
+    /// refused): use its session pooler (port 5432) or the direct connection.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     #[arg(long, value_name = "FILE", help = CA_CERT_HELP)]
@@ -401,8 +405,9 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
         .clone()
         .map(|url| Database::new(url).with_ca_cert(args.ca_cert.clone()));
     if let Some(database) = &database {
-        // A mistake in the URL or --ca-cert stops the run before its checks, not after.
-        database.tls_plan()?;
+        // A mistake in the URL or --ca-cert, or a transaction pooler, stops the run
+        // before its checks, not after.
+        database.check()?;
     }
     let options = VerifyOptions {
         from: args.from.clone(),

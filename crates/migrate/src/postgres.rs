@@ -1,9 +1,10 @@
 //! Connecting to a Postgres — the Supabase source of `export` and of
 //! `verify`'s answer parity, and the database `restore` writes into — with
 //! the TLS its URL asks for (`sslmode`, `sslrootcert`, read as libpq reads
-//! them). Owns the one connect function; never logs the URL, only
-//! `host:port/database`.
+//! them), refusing a transaction-mode pooler. Owns the one connect
+//! function; never logs the URL, only `host:port/database`.
 
+mod pooler;
 mod tls;
 mod url;
 
@@ -11,9 +12,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Config};
 
-pub use tls::Verification;
+use pooler::transaction_pooler;
+pub use tls::{TrustedRoots, Verification};
 use url::{parse_url, redacted};
 
 #[derive(Debug, Error)]
@@ -22,14 +24,23 @@ pub enum ConnectError {
     BadUrl(String),
     #[error("the CA certificate {}: {message}", path.display())]
     CaCert { path: PathBuf, message: String },
+    #[error("sslrootcert=system: {0} (install the system's CA certificates, or name a CA file with SSL_CERT_FILE)")]
+    SystemRoots(String),
+    #[error(
+        "{database}: {reason}. A transaction-mode pooler does not support the prepared \
+         statements migrate's queries use: connect through the session pooler (port 5432 on \
+         the pooler host) or directly (db.<project-ref>.supabase.co, port 5432) instead"
+    )]
+    TransactionPooler { database: String, reason: String },
     #[error("connecting to {database}: {message}")]
     Connect { database: String, message: String },
 }
 
 impl ConnectError {
-    /// A mistake in the command line or URL (exit 2), not a failed connection.
+    /// A mistake in the command line, URL or trust store (exit 2), not a
+    /// failed connection.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::BadUrl(_) | Self::CaCert { .. })
+        !matches!(self, Self::Connect { .. })
     }
 }
 
@@ -72,6 +83,8 @@ impl SslMode {
         }
     }
 
+    /// The mode an `sslmode` value names; `allow` and anything else
+    /// unknown is refused with the valid values.
     fn parse(value: &str) -> Result<Self, ConnectError> {
         Self::ALL
             .into_iter()
@@ -92,25 +105,54 @@ impl SslMode {
 pub struct TlsPlan {
     pub mode: SslMode,
     pub verification: Verification,
-    /// CA certificate files trusted besides the system's and Mozilla's roots.
+    /// The roots a checked certificate may lead to, besides `ca_files`.
+    pub roots: TrustedRoots,
+    /// CA certificate files trusted besides `roots`.
     pub ca_files: Vec<PathBuf>,
 }
 
-/// Decides the TLS of a connection. A CA certificate (`--ca-cert` or
-/// `sslrootcert=`) is refused where nothing would check it (`disable`,
-/// `prefer`), rather than silently ignored as libpq does: whoever passes one
-/// expects the server to be checked against it.
+/// libpq's `sslrootcert` value naming the system's trusted CAs.
+const SSLROOTCERT_SYSTEM: &str = "system";
+
+/// The `sslmode` values weaker than `verify-full`, which libpq refuses
+/// alongside `sslrootcert=system`.
+const WEAKER_THAN_VERIFY_FULL: [&str; 5] = ["disable", "allow", "prefer", "require", "verify-ca"];
+
+/// Decides the TLS of a connection from the URL's `sslmode` and
+/// `sslrootcert` (as written) and `--ca-cert`. A CA certificate
+/// (`--ca-cert` or `sslrootcert=FILE`) is refused where nothing would check
+/// it (`disable`, `prefer`), rather than silently ignored as libpq does:
+/// whoever passes one expects the server to be checked against it.
 pub fn plan_tls(
-    mode: Option<SslMode>,
+    sslmode: Option<&str>,
     ca_cert: Option<&Path>,
     sslrootcert: Option<&str>,
 ) -> Result<TlsPlan, ConnectError> {
-    let mode = mode.unwrap_or(SslMode::Prefer);
+    let system = sslrootcert == Some(SSLROOTCERT_SYSTEM);
+    // As libpq 16+ does: `sslrootcert=system` makes verify-full the default
+    // and refuses any weaker mode, since a chain to one of the many public
+    // CAs proves nothing unless the certificate is also for the host asked
+    // for (https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-SSLROOTCERT).
+    // The message is libpq's own.
+    let mode = match sslmode {
+        Some(weak) if system && WEAKER_THAN_VERIFY_FULL.contains(&weak) => {
+            return Err(ConnectError::BadUrl(format!(
+                "weak sslmode \"{weak}\" may not be used with sslrootcert=system (use \"verify-full\")"
+            )));
+        }
+        Some(value) => SslMode::parse(value)?,
+        None if system => SslMode::VerifyFull,
+        None => SslMode::Prefer,
+    };
     let mut ca_files: Vec<PathBuf> = ca_cert.map(Path::to_path_buf).into_iter().collect();
-    // libpq's `sslrootcert=system` names the system's roots, trusted anyway.
-    if let Some(file) = sslrootcert.filter(|f| *f != "system") {
-        ca_files.push(PathBuf::from(file));
-    }
+    let roots = if system {
+        TrustedRoots::System
+    } else {
+        if let Some(file) = sslrootcert {
+            ca_files.push(PathBuf::from(file));
+        }
+        TrustedRoots::MozillaAndSystem
+    };
     let verification = match mode {
         SslMode::Disable | SslMode::Prefer => {
             if !ca_files.is_empty() {
@@ -129,6 +171,7 @@ pub fn plan_tls(
     Ok(TlsPlan {
         mode,
         verification,
+        roots,
         ca_files,
     })
 }
@@ -171,17 +214,35 @@ impl Database {
         Ok(redacted(&parse_url(&self.url)?.0))
     }
 
-    /// What the connection will do about TLS.
-    pub fn tls_plan(&self) -> Result<TlsPlan, ConnectError> {
-        let (_, mode, sslrootcert) = parse_url(&self.url)?;
-        plan_tls(mode, self.ca_cert.as_deref(), sslrootcert.as_deref())
+    /// What [`Self::connect`] decides before sending a byte: the URL read,
+    /// a transaction pooler refused, the TLS planned.
+    fn prepare(&self) -> Result<(Config, TlsPlan), ConnectError> {
+        let (config, own) = parse_url(&self.url)?;
+        if let Some(reason) = transaction_pooler(&config, own.pgbouncer.as_deref()) {
+            return Err(ConnectError::TransactionPooler {
+                database: redacted(&config),
+                reason,
+            });
+        }
+        let plan = plan_tls(
+            own.sslmode.as_deref(),
+            self.ca_cert.as_deref(),
+            own.sslrootcert.as_deref(),
+        )?;
+        Ok((config, plan))
+    }
+
+    /// Refuses, without connecting, what `connect` would refuse before
+    /// sending a byte (a bad URL or CA option, a transaction pooler), so a
+    /// command can stop before its other work; returns the TLS plan.
+    pub fn check(&self) -> Result<TlsPlan, ConnectError> {
+        Ok(self.prepare()?.1)
     }
 
     /// Connects; the connection's task runs on the Tokio runtime until the
     /// client is dropped.
     pub async fn connect(&self) -> Result<Client, ConnectError> {
-        let (mut config, mode, sslrootcert) = parse_url(&self.url)?;
-        let plan = plan_tls(mode, self.ca_cert.as_deref(), sslrootcert.as_deref())?;
+        let (mut config, plan) = self.prepare()?;
         let database = redacted(&config);
         config.ssl_mode(match plan.mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -190,7 +251,7 @@ impl Database {
                 tokio_postgres::config::SslMode::Require
             }
         });
-        let connector = tls::connector(plan.verification, &plan.ca_files)?;
+        let connector = tls::connector(&plan)?;
         let (client, connection) =
             config
                 .connect(connector)
@@ -228,45 +289,136 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
 mod tests {
     use super::*;
 
+    fn plan(mode: &str, ca_cert: bool, root: &str) -> Result<TlsPlan, ConnectError> {
+        plan_tls(
+            (!mode.is_empty()).then_some(mode),
+            ca_cert.then_some(Path::new("ca.crt")),
+            (!root.is_empty()).then_some(root),
+        )
+    }
+
     #[test]
     fn each_sslmode_plans_its_verification() {
+        use SslMode::{Disable, Prefer, Require, VerifyCa, VerifyFull};
+        use TrustedRoots::{MozillaAndSystem as Both, System};
         use Verification::{Chain, ChainAndName, None as Unchecked};
-        // (sslmode, --ca-cert given, sslrootcert, verification, CA files)
+        // (sslmode, --ca-cert given, sslrootcert, mode, verification, roots, CA files)
         let cases = [
-            ("", false, "", Unchecked, 0),
-            ("disable", false, "", Unchecked, 0),
-            ("prefer", false, "", Unchecked, 0),
-            ("require", false, "", Unchecked, 0),
-            ("require", true, "", Chain, 1),
-            ("require", false, "root.crt", Chain, 1),
-            ("require", false, "system", Unchecked, 0),
-            ("verify-ca", false, "", Chain, 0),
-            ("verify-full", false, "", ChainAndName, 0),
-            ("verify-full", true, "root.crt", ChainAndName, 2),
-            ("verify-full", false, "system", ChainAndName, 0),
+            ("", false, "", Prefer, Unchecked, Both, 0),
+            ("disable", false, "", Disable, Unchecked, Both, 0),
+            ("prefer", false, "", Prefer, Unchecked, Both, 0),
+            ("require", false, "", Require, Unchecked, Both, 0),
+            ("require", true, "", Require, Chain, Both, 1),
+            ("require", false, "root.crt", Require, Chain, Both, 1),
+            ("verify-ca", false, "", VerifyCa, Chain, Both, 0),
+            ("verify-full", false, "", VerifyFull, ChainAndName, Both, 0),
+            (
+                "verify-full",
+                true,
+                "root.crt",
+                VerifyFull,
+                ChainAndName,
+                Both,
+                2,
+            ),
+            // sslrootcert=system: verify-full by default, the system's roots only.
+            ("", false, "system", VerifyFull, ChainAndName, System, 0),
+            (
+                "verify-full",
+                false,
+                "system",
+                VerifyFull,
+                ChainAndName,
+                System,
+                0,
+            ),
+            ("", true, "system", VerifyFull, ChainAndName, System, 1),
         ];
-        for (mode, ca_cert, root, verification, files) in cases {
-            let parsed = (!mode.is_empty()).then(|| SslMode::parse(mode).unwrap());
-            let plan = plan_tls(
-                parsed,
-                ca_cert.then_some(Path::new("ca.crt")),
-                (!root.is_empty()).then_some(root),
-            )
-            .unwrap();
-            let case = format!("{mode} {ca_cert} {root}");
+        for (sslmode, ca_cert, root, mode, verification, roots, files) in cases {
+            let case = format!("{sslmode} {ca_cert} {root}");
+            let plan = plan(sslmode, ca_cert, root).unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(plan.mode, mode, "{case}");
             assert_eq!(plan.verification, verification, "{case}");
+            assert_eq!(plan.roots, roots, "{case}");
             assert_eq!(plan.ca_files.len(), files, "{case}");
-            assert_eq!(plan.mode, parsed.unwrap_or(SslMode::Prefer), "{case}");
         }
     }
 
     #[test]
+    fn sslrootcert_system_refuses_every_weaker_sslmode_as_libpq_does() {
+        for (mode, ca_cert) in [
+            ("disable", false),
+            ("allow", false),
+            ("prefer", false),
+            ("require", false),
+            ("require", true),
+            ("verify-ca", false),
+        ] {
+            let err = plan(mode, ca_cert, "system").unwrap_err();
+            assert!(err.is_usage(), "{mode}");
+            assert!(
+                err.to_string().ends_with(&format!(
+                    "weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")"
+                )),
+                "{mode}: {err}"
+            );
+        }
+        // A value libpq does not know either is refused as unknown.
+        let err = plan("verify_full", false, "system").unwrap_err();
+        assert!(err.to_string().contains("is not supported"), "{err}");
+    }
+
+    #[test]
     fn a_ca_certificate_nothing_would_check_is_refused() {
-        for mode in [Option::None, Some(SslMode::Prefer), Some(SslMode::Disable)] {
-            let err = plan_tls(mode, Some(Path::new("ca.crt")), Option::None).unwrap_err();
+        for mode in ["", "prefer", "disable"] {
+            let err = plan(mode, true, "").unwrap_err();
             assert!(err.is_usage());
             assert!(err.to_string().contains("verify-full"), "{err}");
-            assert!(plan_tls(mode, Option::None, Some("root.crt")).is_err());
+            assert!(plan(mode, false, "root.crt").is_err());
+        }
+    }
+
+    #[test]
+    fn unknown_sslmodes_are_refused_with_the_valid_ones() {
+        for mode in ["allow", "VERIFY-FULL", "on"] {
+            let err = plan(mode, false, "").unwrap_err();
+            let message = err.to_string();
+            assert!(err.is_usage());
+            assert!(
+                message.contains(&format!("sslmode={mode}"))
+                    && message.contains("disable, prefer, require, verify-ca, verify-full"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transaction_pooler_is_refused_before_connecting_naming_the_fix() {
+        for url in [
+            "postgres://postgres.ref:secret@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
+            "postgres://postgres.ref:secret@aws-0-eu-central-1.pooler.supabase.com:6543/postgres?pgbouncer=true&sslmode=require",
+            "host=db.ref.supabase.co port=6543 user=postgres password=secret dbname=postgres",
+            "postgres://u:secret@127.0.0.1:6432/db?pgbouncer=true",
+        ] {
+            let err = Database::new(url).check().unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, ConnectError::TransactionPooler { .. }) && err.is_usage(),
+                "{url}: {message}"
+            );
+            assert!(
+                message.contains("session pooler (port 5432")
+                    && message.contains("prepared statements")
+                    && !message.contains("secret"),
+                "{url}: {message}"
+            );
+        }
+        // The session pooler and the direct connection pass.
+        for url in [
+            "postgres://postgres.ref:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres?sslrootcert=system",
+            "postgres://postgres:pw@db.ref.supabase.co:5432/postgres?sslmode=verify-full",
+        ] {
+            assert!(Database::new(url).check().is_ok(), "{url}");
         }
     }
 

@@ -318,8 +318,9 @@ pub async fn run_restore(
     clock: &dyn Clock,
 ) -> Result<RestoreReport, RollbackError> {
     let started = clock.elapsed_ms();
-    // A mistake in the URL or --ca-cert is reported before anything is read.
-    database.tls_plan()?;
+    // A mistake in the URL or --ca-cert, or a transaction pooler, is reported
+    // before anything is read.
+    database.check()?;
     let manifest = Manifest::load(from)?;
     manifest.check_files(from)?;
     let mut report = RestoreReport {

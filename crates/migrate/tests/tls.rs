@@ -1,4 +1,4 @@
-//! `sslmode` and `--ca-cert` against real PostgreSQL 15 clusters: one with
+//! `sslmode`, `sslrootcert` and `--ca-cert` against real PostgreSQL 15 clusters: one with
 //! `ssl = on` whose pg_hba refuses connections without TLS (so a connection
 //! that works went over TLS), with a server certificate for `127.0.0.1`
 //! signed by a CA made at test time; and one without TLS.
@@ -160,6 +160,91 @@ fn the_system_trust_store_is_trusted_too() {
     assert_counted(&run(cmd), "CA in SSL_CERT_FILE");
 }
 
+/// [`count`] with the system's trust store replaced by `store` (a PEM file),
+/// as rustls-native-certs and OpenSSL both read `SSL_CERT_FILE`.
+fn count_with_system_store(url: &str, store: &Path, extra: &[&str]) -> Run {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.env("SSL_CERT_FILE", store)
+        .env_remove("SSL_CERT_DIR")
+        .args([
+            "export",
+            "--json",
+            "--dry-run",
+            "--database-url",
+            url,
+            "--out",
+        ])
+        .arg(out.path().join("export"))
+        .args(extra);
+    run(cmd)
+}
+
+#[test]
+fn sslrootcert_system_verifies_chain_and_host_name_against_the_system_store_only() {
+    let pg = tls_cluster();
+    let db = tls_db();
+    let tls = pg.tls();
+    // No sslmode: sslrootcert=system makes it verify-full, as libpq does.
+    let url = format!("{}?sslrootcert=system", pg.url("migrator", db));
+    // The test CA in the system's store: the chain checks, the certificate
+    // is for 127.0.0.1, the connection goes through.
+    assert_counted(
+        &count_with_system_store(&url, &tls.ca_cert, &[]),
+        "system store holding the CA",
+    );
+    // A store without it refuses the private CA: the system's roots are
+    // all that is trusted (require would have connected unchecked).
+    let (code, stage, message) = failure(&count_with_system_store(&url, &tls.other_ca_cert, &[]));
+    assert_eq!((code, stage.as_str()), (1, "connect"), "{message}");
+    assert!(
+        message.contains("sslrootcert=system trusts the system's CAs only")
+            && message.contains("UnknownIssuer"),
+        "{message}"
+    );
+    // The host name is checked: the certificate is not for `localhost`.
+    let by_name = format!(
+        "{}?sslrootcert=system",
+        pg.url_via("localhost", "migrator", db)
+    );
+    let (code, stage, message) = failure(&count_with_system_store(&by_name, &tls.ca_cert, &[]));
+    assert_eq!((code, stage.as_str()), (1, "connect"), "{message}");
+    assert!(message.contains("not valid for the host name"), "{message}");
+    // The same certificate named as the root file instead is trusted, with
+    // verify-full, whatever the system's store holds.
+    let with_file = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url("migrator", db),
+        percent_encoding::utf8_percent_encode(
+            path(&tls.ca_cert),
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    );
+    assert_counted(
+        &count_with_system_store(&with_file, &tls.other_ca_cert, &[]),
+        "sslrootcert=FILE",
+    );
+}
+
+#[test]
+fn sslrootcert_system_with_an_empty_system_store_says_so() {
+    let pg = tls_cluster();
+    let url = format!("{}?sslrootcert=system", pg.url("migrator", tls_db()));
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let (code, stage, message) = failure(&count_with_system_store(&url, empty.path(), &[]));
+    assert_eq!((code, stage.as_str()), (2, "config"), "{message}");
+    assert!(
+        message.contains("sslrootcert=system: the system's trust store holds no CA certificate"),
+        "{message}"
+    );
+    // --ca-cert adds to the system's store, so it alone is enough.
+    let ca = path(&pg.tls().ca_cert);
+    assert_counted(
+        &count_with_system_store(&url, empty.path(), &["--ca-cert", ca]),
+        "empty system store, --ca-cert",
+    );
+}
+
 #[test]
 fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     let pg = tls_cluster();
@@ -253,7 +338,7 @@ fn tls_mistakes_in_the_command_line_are_usage_errors() {
     let missing = "/nonexistent/ca.crt";
     let not_pem = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(not_pem.path(), "not a certificate\n").unwrap();
-    let cases: [(String, Vec<&str>, &str); 5] = [
+    let cases: [(String, Vec<&str>, &str); 8] = [
         (
             format!("{base}?sslmode=allow"),
             vec![],
@@ -278,6 +363,22 @@ fn tls_mistakes_in_the_command_line_are_usage_errors() {
             format!("{base}?sslmode=verify-full"),
             vec!["--ca-cert", path(not_pem.path())],
             "holds no PEM certificate",
+        ),
+        // libpq's refusal, in libpq's words, before any byte is sent.
+        (
+            format!("{base}?sslmode=require&sslrootcert=system"),
+            vec![],
+            r#"weak sslmode "require" may not be used with sslrootcert=system (use "verify-full")"#,
+        ),
+        (
+            format!("{base}?sslrootcert=system&sslmode=allow"),
+            vec![],
+            r#"weak sslmode "allow" may not be used with sslrootcert=system"#,
+        ),
+        (
+            format!("{base}?sslrootcert=system&sslmode=verify-ca"),
+            vec![],
+            r#"weak sslmode "verify-ca" may not be used with sslrootcert=system"#,
         ),
     ];
     for (url, extra, expected) in &cases {

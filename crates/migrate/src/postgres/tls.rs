@@ -30,6 +30,16 @@ pub enum Verification {
     ChainAndName,
 }
 
+/// Which CA roots a checked certificate may lead to, besides the CA files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustedRoots {
+    /// Mozilla's roots and the system's.
+    MozillaAndSystem,
+    /// The system's only, as libpq reads `sslrootcert=system` (OpenSSL's
+    /// default store, which `SSL_CERT_FILE` and `SSL_CERT_DIR` replace).
+    System,
+}
+
 /// The crypto provider reqwest already builds rustls with (aws-lc-rs), so
 /// the binary carries one C crypto library, not two.
 fn provider() -> Arc<CryptoProvider> {
@@ -43,15 +53,34 @@ fn ca_error(path: &std::path::Path, message: impl Into<String>) -> ConnectError 
     }
 }
 
-/// Mozilla's roots (always there, even in a bare container), the system's,
-/// and every certificate of the given PEM files.
-fn trusted_roots(ca_files: &[PathBuf]) -> Result<RootCertStore, ConnectError> {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    // A system store that cannot be read leaves Mozilla's roots and the
-    // given files: the check stays as strict, it only trusts fewer CAs.
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+/// The roots `trusted` names — Mozilla's (always there, even in a bare
+/// container) and the system's, or the system's only — and every
+/// certificate of the given PEM files.
+fn trusted_roots(
+    trusted: TrustedRoots,
+    ca_files: &[PathBuf],
+) -> Result<RootCertStore, ConnectError> {
+    let mut roots = RootCertStore::empty();
+    if trusted == TrustedRoots::MozillaAndSystem {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    // A system store that cannot be read leaves the other roots: the check
+    // stays as strict, it only trusts fewer CAs.
+    let system = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(system.certs);
+    if trusted == TrustedRoots::System && added == 0 && ca_files.is_empty() {
+        // With nothing else trusted, every certificate would be refused as
+        // from an unknown CA; say why instead.
+        let why: Vec<String> = system.errors.iter().map(ToString::to_string).collect();
+        return Err(ConnectError::SystemRoots(if why.is_empty() {
+            "the system's trust store holds no CA certificate".to_owned()
+        } else {
+            format!(
+                "the system's trust store cannot be read: {}",
+                why.join("; ")
+            )
+        }));
+    }
     for path in ca_files {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| ca_error(path, e.to_string()))?
@@ -72,24 +101,24 @@ fn trusted_roots(ca_files: &[PathBuf]) -> Result<RootCertStore, ConnectError> {
     Ok(roots)
 }
 
-/// The connector for a plan's verification.
-pub(super) fn connector(
-    verification: Verification,
-    ca_files: &[PathBuf],
-) -> Result<MakeRustlsConnect, ConnectError> {
+/// The connector for a plan's verification. `ChainAndName` is rustls'
+/// own WebPKI verifier, which checks the chain and that the certificate is
+/// for the server name tokio-postgres-rustls passes: the URL's host (a DNS
+/// name or an IP address).
+pub(super) fn connector(plan: &TlsPlan) -> Result<MakeRustlsConnect, ConnectError> {
     let provider = provider();
-    let verifier: Arc<dyn ServerCertVerifier> = match verification {
+    let roots = || trusted_roots(plan.roots, &plan.ca_files).map(Arc::new);
+    let verifier: Arc<dyn ServerCertVerifier> = match plan.verification {
         Verification::None => Arc::new(Unchecked(provider.clone())),
         Verification::Chain => Arc::new(ChainOnly {
-            roots: Arc::new(trusted_roots(ca_files)?),
+            roots: roots()?,
             provider: provider.clone(),
         }),
-        Verification::ChainAndName => WebPkiServerVerifier::builder_with_provider(
-            Arc::new(trusted_roots(ca_files)?),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| ConnectError::BadUrl(format!("no usable trusted roots: {e}")))?,
+        Verification::ChainAndName => {
+            WebPkiServerVerifier::builder_with_provider(roots()?, provider.clone())
+                .build()
+                .map_err(|e| ConnectError::BadUrl(format!("no usable trusted roots: {e}")))?
+        }
     };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -255,6 +284,14 @@ pub(super) fn explain(e: &tokio_postgres::Error, plan: &TlsPlan) -> String {
         return pg_message(e);
     };
     let hint = match tls {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+            if plan.roots == TrustedRoots::System =>
+        {
+            "the server's certificate is not signed by a trusted CA: sslrootcert=system trusts \
+             the system's CAs only; pass the CA certificate that signed it with --ca-cert FILE, \
+             or sslrootcert=FILE in the URL instead of system"
+                .to_owned()
+        }
         rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
             "the server's certificate is not signed by a trusted CA (sslmode={mode}): pass the \
              CA certificate that signed it with --ca-cert FILE (or sslrootcert=FILE in the URL)"
@@ -281,9 +318,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mozillas_roots_are_always_trusted() {
+    fn mozillas_roots_are_trusted_unless_the_system_is_named() {
         // Even where the system has no store at all (a bare container).
-        let roots = trusted_roots(&[]).unwrap();
+        let roots = trusted_roots(TrustedRoots::MozillaAndSystem, &[]).unwrap();
         assert!(roots.len() >= webpki_roots::TLS_SERVER_ROOTS.len());
+        // `sslrootcert=system` trusts what the system trusts, or says why
+        // nothing (`tests/tls.rs` empties the store through SSL_CERT_FILE).
+        match trusted_roots(TrustedRoots::System, &[]) {
+            Ok(system) => assert_eq!(
+                system.len() + webpki_roots::TLS_SERVER_ROOTS.len(),
+                roots.len()
+            ),
+            Err(e) => assert!(matches!(e, ConnectError::SystemRoots(_)), "{e}"),
+        }
     }
 }

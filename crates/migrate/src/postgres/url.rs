@@ -1,39 +1,46 @@
 //! Reading a libpq connection string — a `postgres://` URL or `key=value`
-//! pairs — into tokio-postgres' configuration plus the TLS settings it does
-//! not read itself (`sslmode=verify-ca|verify-full`, `sslrootcert`).
+//! pairs — into tokio-postgres' configuration plus the settings it does not
+//! read itself (`sslmode=verify-ca|verify-full`, `sslrootcert`, and the
+//! `pgbouncer` flag some Supabase strings carry). Parses; decides nothing.
 
 use std::str::FromStr;
 
 use percent_encoding::percent_decode_str;
 use tokio_postgres::Config;
 
-use super::{pg_message, ConnectError, SslMode};
+use super::{pg_message, ConnectError};
 
-/// A connection string without the TLS settings tokio-postgres does not read
-/// (`verify-ca`, `verify-full`, `sslrootcert`), and those settings.
+/// The settings of a connection string that tokio-postgres does not read
+/// (it refuses `verify-ca`, `verify-full` and unknown keys), as written.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct OwnSettings {
+    pub sslmode: Option<String>,
+    pub sslrootcert: Option<String>,
+    /// Prisma's flag for a transaction pooler, in Supabase's strings for one.
+    pub pgbouncer: Option<String>,
+}
+
+/// A connection string without [`OwnSettings`], and those settings.
 #[derive(Debug, PartialEq, Eq)]
 struct SplitUrl {
     rest: String,
-    sslmode: Option<String>,
-    sslrootcert: Option<String>,
+    own: OwnSettings,
 }
 
-fn is_tls_key(key: &str) -> bool {
-    key == "sslmode" || key == "sslrootcert"
+fn is_own_key(key: &str) -> bool {
+    matches!(key, "sslmode" | "sslrootcert" | "pgbouncer")
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a `postgres://` URL (query
-/// parameters, percent-encoded) or a `key=value` connection string (values
-/// optionally single-quoted, `\` escaping), the two forms libpq accepts.
-fn split_tls_settings(url: &str) -> Result<SplitUrl, ConnectError> {
-    let mut split = SplitUrl {
-        rest: String::new(),
-        sslmode: None,
-        sslrootcert: None,
-    };
+/// Takes `sslmode`, `sslrootcert` and `pgbouncer` out of a `postgres://`
+/// URL (query parameters, percent-encoded) or a `key=value` connection
+/// string (values optionally single-quoted, `\` escaping), the two forms
+/// libpq accepts.
+fn split_own_settings(url: &str) -> Result<SplitUrl, ConnectError> {
+    let mut own = OwnSettings::default();
     let mut take = |key: &str, value: String| match key {
-        "sslmode" => split.sslmode = Some(value),
-        _ => split.sslrootcert = Some(value),
+        "sslmode" => own.sslmode = Some(value),
+        "sslrootcert" => own.sslrootcert = Some(value),
+        _ => own.pgbouncer = Some(value),
     };
     let is_url = ["postgres://", "postgresql://"]
         .iter()
@@ -45,7 +52,7 @@ fn split_tls_settings(url: &str) -> Result<SplitUrl, ConnectError> {
                 let mut kept = Vec::new();
                 for pair in query.split('&') {
                     let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    if is_tls_key(key) {
+                    if is_own_key(key) {
                         let value = percent_decode_str(value)
                             .decode_utf8()
                             .map_err(|e| ConnectError::BadUrl(format!("{key}: {e}")))?;
@@ -64,7 +71,7 @@ fn split_tls_settings(url: &str) -> Result<SplitUrl, ConnectError> {
     } else {
         let mut kept = Vec::new();
         for (key, value) in key_value_pairs(url)? {
-            if is_tls_key(&key) {
+            if is_own_key(&key) {
                 take(&key, value);
             } else {
                 let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
@@ -73,8 +80,7 @@ fn split_tls_settings(url: &str) -> Result<SplitUrl, ConnectError> {
         }
         kept.join(" ")
     };
-    split.rest = rest;
-    Ok(split)
+    Ok(SplitUrl { rest, own })
 }
 
 /// The pairs of a libpq `key=value` connection string.
@@ -128,14 +134,12 @@ fn key_value_pairs(s: &str) -> Result<Vec<(String, String)>, ConnectError> {
     }
 }
 
-/// The parsed URL: tokio-postgres' configuration and the TLS settings.
-pub(super) fn parse_url(
-    url: &str,
-) -> Result<(Config, Option<SslMode>, Option<String>), ConnectError> {
-    let split = split_tls_settings(url)?;
+/// The parsed URL: tokio-postgres' configuration and the settings it does
+/// not read.
+pub(super) fn parse_url(url: &str) -> Result<(Config, OwnSettings), ConnectError> {
+    let split = split_own_settings(url)?;
     let config = Config::from_str(&split.rest).map_err(|e| ConnectError::BadUrl(pg_message(&e)))?;
-    let mode = split.sslmode.as_deref().map(SslMode::parse).transpose()?;
-    Ok((config, mode, split.sslrootcert))
+    Ok((config, split.own))
 }
 
 /// `host:port/database` of a configuration: what may be logged.
@@ -154,83 +158,75 @@ pub(super) fn redacted(config: &Config) -> String {
 mod tests {
     use super::*;
 
-    fn split(url: &str) -> (String, Option<String>, Option<String>) {
-        let s = split_tls_settings(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-        (s.rest, s.sslmode, s.sslrootcert)
+    type Own<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+    fn split(url: &str) -> (String, OwnSettings) {
+        let s = split_own_settings(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        (s.rest, s.own)
+    }
+
+    fn own((sslmode, sslrootcert, pgbouncer): Own<'_>) -> OwnSettings {
+        OwnSettings {
+            sslmode: sslmode.map(str::to_owned),
+            sslrootcert: sslrootcert.map(str::to_owned),
+            pgbouncer: pgbouncer.map(str::to_owned),
+        }
     }
 
     #[test]
-    fn tls_settings_leave_urls_and_key_value_strings() {
-        let cases: &[(&str, &str, Option<&str>, Option<&str>)] = &[
-            ("postgres://u@h/db", "postgres://u@h/db", None, None),
+    fn own_settings_leave_urls_and_key_value_strings() {
+        // (connection string, what tokio-postgres reads, (sslmode, sslrootcert, pgbouncer))
+        let cases: &[(&str, &str, Own<'_>)] = &[
+            ("postgres://u@h/db", "postgres://u@h/db", (None, None, None)),
             (
                 "postgres://u:p@h:6543/db?sslmode=verify-full",
                 "postgres://u:p@h:6543/db",
-                Some("verify-full"),
-                None,
+                (Some("verify-full"), None, None),
             ),
             (
                 "postgresql://u@h/db?application_name=m&sslmode=require&sslrootcert=%2Ftmp%2Fca%20file.crt&connect_timeout=5",
                 "postgresql://u@h/db?application_name=m&connect_timeout=5",
-                Some("require"),
-                Some("/tmp/ca file.crt"),
+                (Some("require"), Some("/tmp/ca file.crt"), None),
             ),
             (
-                "host=h dbname=db sslmode=verify-ca sslrootcert='/a b/c\\'s.crt'",
+                "postgres://u@h:6543/db?pgbouncer=true&sslrootcert=system",
+                "postgres://u@h:6543/db",
+                (None, Some("system"), Some("true")),
+            ),
+            (
+                "host=h dbname=db sslmode=verify-ca sslrootcert='/a b/c\\'s.crt' pgbouncer=true",
                 "host='h' dbname='db'",
-                Some("verify-ca"),
-                Some("/a b/c's.crt"),
+                (Some("verify-ca"), Some("/a b/c's.crt"), Some("true")),
             ),
             (
                 "host = h  password='it\\'s'",
                 "host='h' password='it\\'s'",
-                None,
-                None,
+                (None, None, None),
             ),
-            ("", "", None, None),
+            ("", "", (None, None, None)),
         ];
-        for (url, rest, mode, root) in cases {
-            assert_eq!(
-                split(url),
-                (
-                    (*rest).to_owned(),
-                    mode.map(str::to_owned),
-                    root.map(str::to_owned)
-                ),
-                "{url}"
-            );
+        for (url, rest, settings) in cases {
+            assert_eq!(split(url), ((*rest).to_owned(), own(*settings)), "{url}");
         }
     }
 
     #[test]
     fn what_remains_is_what_tokio_postgres_reads() {
-        let (config, mode, root) =
+        let (config, settings) =
             parse_url("host=h port=6543 user=u password='it\\'s' dbname=db sslmode=verify-full")
                 .unwrap();
         assert_eq!(config.get_password(), Some(&b"it's"[..]));
         assert_eq!(redacted(&config), "h:6543/db");
-        assert_eq!((mode, root), (Some(SslMode::VerifyFull), None));
+        assert_eq!(settings, own((Some("verify-full"), None, None)));
     }
 
     #[test]
     fn malformed_key_value_strings_are_refused() {
         for bad in ["host", "host=h ='x'", "password='open"] {
             assert!(
-                matches!(split_tls_settings(bad), Err(ConnectError::BadUrl(_))),
+                matches!(split_own_settings(bad), Err(ConnectError::BadUrl(_))),
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn unknown_sslmodes_are_refused_with_the_valid_ones() {
-        let err = parse_url("postgres://h/db?sslmode=allow").unwrap_err();
-        let message = err.to_string();
-        assert!(err.is_usage());
-        assert!(
-            message.contains("sslmode=allow")
-                && message.contains("disable, prefer, require, verify-ca, verify-full"),
-            "{message}"
-        );
     }
 }
