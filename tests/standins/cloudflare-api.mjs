@@ -46,7 +46,7 @@
 // version: `/api/health`'s `version.id` is the routed version (what the version_metadata
 // binding reports in production), and `/admin/metrics/versions` answers from the requests
 // the edge routed (locally one Worker cannot tell versions apart). Tests make a version slow
-// or failing with `faults(versionId, { latencyMs, errorRate })`.
+// or failing with `faults(versionId, { latencyMs, errorRate })` or `faultNextVersion(…)`.
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { DatabaseSync } from "node:sqlite";
@@ -79,6 +79,7 @@ export async function startCloudflareApi({ accountId = "0123456789abcdef01234567
   const faults = new Map(); // version id -> { latencyMs, errorRate }
   const routed = []; // { at, version, path, status, ms }
   let failNext = []; // [{ method, pattern, status, code, message }] injected API failures
+  let nextVersionFault = null; // the fault of the next version uploaded
 
   const api = createServer((req, res) => handleApi(req, res).catch((e) => send(res, 500, envelope(null, [{ code: 10000, message: String(e?.stack ?? e) }]))));
   const edge = createServer((req, res) => handleEdge(req, res).catch((e) => {
@@ -241,21 +242,24 @@ export async function startCloudflareApi({ accountId = "0123456789abcdef01234567
       const c = json(body);
       const script = c.script_name ?? c.script;
       if (script && !state.scripts.has(script)) throw notFound(`Worker ${script}`);
-      if (q.consumers.some((x) => (x.script_name ?? x.script) === script)) throw new ApiError(400, 11004, `Queue ${q.queue_name} already has a consumer ${script}`);
-      const consumer = { ...c, consumer_id: randomUUID().replaceAll("-", ""), queue_name: q.queue_name, created_on: new Date().toISOString() };
+      if (q.consumers.some((x) => x.script === script)) throw new ApiError(400, 11004, `Queue ${q.queue_name} already has a consumer ${script}`);
+      // The API answers with the Worker's name as `script` (wrangler matches on it).
+      const { script_name: _, ...rest } = c;
+      const consumer = { ...rest, script, consumer_id: randomUUID().replaceAll("-", ""), queue_name: q.queue_name, created_on: new Date().toISOString() };
       q.consumers.push(consumer);
       return consumer;
     }
     if ((g = m(/^\/queues\/([^/]+)\/consumers\/([^/]+)$/)) && method === "PUT") {
       const q = queueById(g[1]);
-      const i = q.consumers.findIndex((c) => c.consumer_id === g[2] || (c.script_name ?? c.script) === g[2]);
+      const i = q.consumers.findIndex((c) => c.consumer_id === g[2] || c.script === g[2]);
       if (i < 0) throw notFound(`consumer ${g[2]}`);
-      q.consumers[i] = { ...q.consumers[i], ...json(body) };
+      const { script_name: _, ...rest } = json(body);
+      q.consumers[i] = { ...q.consumers[i], ...rest };
       return q.consumers[i];
     }
     if ((g = m(/^\/queues\/([^/]+)\/consumers\/([^/]+)$/)) && method === "DELETE") {
       const q = queueById(g[1]);
-      q.consumers = q.consumers.filter((c) => c.consumer_id !== g[2] && (c.script_name ?? c.script) !== g[2]);
+      q.consumers = q.consumers.filter((c) => c.consumer_id !== g[2] && c.script !== g[2]);
       return {};
     }
 
@@ -298,6 +302,21 @@ export async function startCloudflareApi({ accountId = "0123456789abcdef01234567
     if ((g = m(/^\/workers\/workers\/([^/]+)$/)) && method === "GET") {
       const s = script(g[1]);
       return { id: s.tag, name: s.name, created_on: s.created_on, updated_on: s.modified_on, subdomain: s.subdomain, tags: [], observability: { enabled: true } };
+    }
+    if ((g = m(/^\/workers\/workers\/([^/]+)\/versions\/latest$/)) && method === "PATCH") {
+      // [secrets] `wrangler versions secret put`: a new version from the latest one with the
+      // secrets changed; nothing is deployed.
+      const s = script(g[1]);
+      const latest = latestVersion(s);
+      if (!latest) throw new ApiError(400, 10222, "There are no versions of this Worker");
+      const { env = {}, annotations = {} } = json(body);
+      const secrets = new Map(latest.secrets);
+      for (const [name, value] of Object.entries(env)) {
+        if (value === null) secrets.delete(name);
+        else secrets.set(name, value.text);
+      }
+      const v = newVersion(s, { from: latest, source: "secret", annotations, secrets });
+      return versionInfo(v);
     }
     if ((g = m(/^\/workers\/scripts\/([^/]+)$/)) && method === "PUT") return uploadScript(decodeURIComponent(g[1]), body, contentType, call);
     if ((g = m(/^\/workers\/scripts\/([^/]+)\/settings$/)) && method === "GET") return scriptSettings(script(g[1]));
@@ -536,6 +555,8 @@ export async function startCloudflareApi({ accountId = "0123456789abcdef01234567
       throw new ApiError(400, 10211, "Version upload failed. You attempted to upload a version of a Worker that includes a Durable Object migration, but migrations must be fully applied by running \"wrangler deploy\".");
     }
     const v = newVersion(s, { from: latestVersion(s), source: "wrangler", metadata, annotations: metadata.annotations ?? {} });
+    if (nextVersionFault) faults.set(v.id, nextVersionFault);
+    nextVersionFault = null;
     call.uploaded = { script: name, version: v.id, modules };
     return versionInfo(v);
   }
@@ -547,24 +568,24 @@ export async function startCloudflareApi({ accountId = "0123456789abcdef01234567
     // [gradual] `Cloudflare-Workers-Version-Overrides: name="id"` reaches a version of the active
     // deployment (any percentage, 0 % included); otherwise the header is ignored.
     const o = overrideHeader && /^\s*([^=\s]+)\s*=\s*"([^"]+)"\s*$/.exec(overrideHeader);
-    if (o && o[1] === s.name && d.versions.some((v) => v.version_id === o[2])) return o[2];
+    if (o && o[1] === s.name && d.versions.some((v) => v.version_id === o[2])) return { version: o[2], override: true };
     let r = Math.random() * 100;
     for (const v of d.versions) {
-      if (r < v.percentage) return v.version_id;
+      if (r < v.percentage) return { version: v.version_id, override: false };
       r -= v.percentage;
     }
-    return d.versions.find((v) => v.percentage > 0)?.version_id ?? d.versions[0].version_id;
+    return { version: (d.versions.find((v) => v.percentage > 0) ?? d.versions[0]).version_id, override: false };
   }
 
   async function handleEdge(req, res) {
     const url = new URL(req.url, "http://x");
     const s = state.scripts.get(edgeScript);
-    if (!s || !activeDeployment(s)) {
+    if (!s || !activeDeployment(s) || !upstream) {
       res.writeHead(404, { "content-type": "text/plain" });
       return res.end("no Worker is deployed here");
     }
     if (url.pathname === "/admin/metrics/versions") return metricsByVersion(req, res, url);
-    const version = pickVersion(s, req.headers["cloudflare-workers-version-overrides"]);
+    const { version, override } = pickVersion(s, req.headers["cloudflare-workers-version-overrides"]);
     const started = Date.now();
     const fault = faults.get(version) ?? {};
     const body = await readBody(req);
@@ -593,7 +614,7 @@ export async function startCloudflareApi({ accountId = "0123456789abcdef01234567
     }
     res.writeHead(status, headers);
     res.end(out);
-    routed.push({ at: Date.now(), version, path: url.pathname, status, ms: Date.now() - started });
+    routed.push({ at: Date.now(), version, override, path: url.pathname, status, ms: Date.now() - started });
   }
 
   function metricsByVersion(req, res, url) {
@@ -631,6 +652,10 @@ export async function startCloudflareApi({ accountId = "0123456789abcdef01234567
     faults(versionId, fault) {
       faults.set(versionId, fault);
     },
+    /** Makes the next uploaded version slow and/or failing (a bad release). */
+    faultNextVersion(fault) {
+      nextVersionFault = fault;
+    },
     /** The next matching API call fails with this status and code (e.g. a 500, an auth error). */
     failNext(method, pattern, { status = 500, code = 10013, message = "An unknown error has occurred" } = {}) {
       failNext.push({ method, pattern, status, code, message });
@@ -638,6 +663,7 @@ export async function startCloudflareApi({ accountId = "0123456789abcdef01234567
     clearFaults() {
       faults.clear();
       failNext = [];
+      nextVersionFault = null;
     },
     close() {
       for (const s of [api, edge]) s.closeAllConnections?.();
