@@ -27,7 +27,9 @@
 //   ingestion through the provider gate.
 // - `rollout`: the Worker with LEGACY_CHAT_URL on a local stand-in of the old
 //   chat endpoint (scripts/legacy-chat-standin.mjs, a real HTTP server started
-//   here) and ROLLOUT_PERCENT=80, for the cut-over's split, proxy and shadow.
+//   here; its endpoint port can be taken down), ROLLOUT_PERCENT=80 and a 1 s
+//   LEGACY_FIRST_BYTE_TIMEOUT_MS, for the cut-over's split, proxy, shadow and
+//   failover.
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
@@ -143,7 +145,13 @@ export default defineConfig(async () => {
   const legacyChat = await startLegacyChatStandin();
   const rolloutConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.rollout.json"), {
     // A query string on the old endpoint's URL, as a Supabase function URL may carry: proxied as is.
-    vars: { ROLLOUT_PERCENT: "80", LEGACY_CHAT_URL: `${legacyChat.url}/functions/v1/chat?v=1` },
+    // The endpoint's own port, so a test can take it down (connections refused); 1 s before a
+    // failover keeps the slow cases short and is still far above the stand-in's healthy answers.
+    vars: {
+      ROLLOUT_PERCENT: "80",
+      LEGACY_CHAT_URL: `${legacyChat.endpointUrl}/functions/v1/chat?v=1`,
+      LEGACY_FIRST_BYTE_TIMEOUT_MS: "1000",
+    },
   });
   const alertsConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.alerts.json"), {
     vars: { ...ALERT_TEST_VARS, OPENAI_BASE_URL: standin.url, ALERT_WEBHOOK_URL: `${receiver.url}/hooks/alerts-test` },
@@ -248,7 +256,7 @@ export default defineConfig(async () => {
           plugins: [
             cloudflareTest({
               wrangler: { configPath: rolloutConfig },
-              miniflare: { bindings: { ...bindings, LEGACY_STANDIN_URL: legacyChat.url } },
+              miniflare: { bindings: { ...bindings, LEGACY_STANDIN_URL: legacyChat.url, LEGACY_ENDPOINT_URL: legacyChat.endpointUrl } },
             }),
           ],
           test: { name: "rollout", include: ROLLOUT_SPECS, ...shared },

@@ -19,8 +19,10 @@ declare global {
       STANDIN_URL?: string;
       /** Only in the `alerts` project: base URL of the webhook receiver. */
       RECEIVER_URL?: string;
-      /** Only in the `rollout` project: base URL of the old chat endpoint's stand-in. */
+      /** Only in the `rollout` project: base URL of the old chat endpoint's stand-in (its control API). */
       LEGACY_STANDIN_URL?: string;
+      /** Only in the `rollout` project: the stand-in's endpoint port, which LEGACY_CHAT_URL names. */
+      LEGACY_ENDPOINT_URL?: string;
       /** Only in the `bulk` project: the provider stand-in's latency and capacity. */
       BULK_LATENCY_MS?: string;
       BULK_CONCURRENCY?: string;

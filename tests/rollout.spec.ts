@@ -4,7 +4,10 @@
 // the share served here. Asserts the sticky split (computed here from the
 // same SHA-256 buckets), the proxy passing requests and answers through
 // unchanged (streaming included), the setting behind PUT /admin/rollout, and
-// the shadow comparisons recorded after the response.
+// the shadow comparisons recorded after the response, and the failover: a
+// chat whose old endpoint fails before its first byte (refused, no headers or
+// first chunk within LEGACY_FIRST_BYTE_TIMEOUT_MS = 1 s here, a 5xx) is
+// answered here instead, never one that has started streaming.
 import { env, SELF } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import { admin, ingestReady, poll, runCron, uniqueKey } from "./support";
@@ -71,7 +74,7 @@ describe("rollout", () => {
     const state: any = await res.json();
     expect(state).toMatchObject({ ceiling_percent: CEILING, setting: null, effective: { percent: CEILING, shadow_percent: 0 }, cache_ms: 10_000 });
     // The origin only: a key in the URL's path or query stays out of answers.
-    expect(state.legacy).toBe(new URL(env.LEGACY_STANDIN_URL!).origin);
+    expect(state.legacy).toBe(new URL(env.LEGACY_ENDPOINT_URL!).origin);
   });
 
   it("percent 0 proxies every client, request and JSON answer unchanged, the old CORS headers dropped", async () => {
@@ -192,28 +195,35 @@ describe("rollout", () => {
     expect(median(shadowed)).toBeLessThan(median(plain) + 25);
   });
 
-  it("answers 502 provider_error when the old API hangs up, and records it when shadowed", async () => {
+  it("a hang-up before answering fails over: answered here, counted, and not a shadow comparison", async () => {
     expect((await setRollout({ percent: 0, shadow_percent: 100 })).status).toBe(200);
-    const before = (await report()).compared;
+    const before = await report();
     await legacy("/__legacy/script", { hang_up: true });
     const res = await chat("hung-up", "Is anyone there?");
-    expect(res.status).toBe(502);
-    expect(((await res.json()) as any).error.code).toBe("provider_error");
-    await poll(report, (r) => r.compared === before + 1, "unreachable comparison recorded");
-    const rows = await env.DB.prepare("SELECT legacy_error FROM shadow_comparisons ORDER BY id").all<any>();
-    expect(rows.results.at(-1)).toEqual({ legacy_error: "unreachable" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-served-by")).toBe("failover");
+    expect(await res.json()).toHaveProperty("prompt_version");
+    const after = await poll(report, (r) => r.failovers === before.failovers + 1, "failover counted");
+    expect(after.per_day[0].failover_reasons.unreachable).toBeGreaterThanOrEqual(1);
+    // The old API gave no answer to compare.
+    expect(after.compared).toBe(before.compared);
   });
 
-  it("the daily cron deletes comparisons older than 30 days and keeps the rest", async () => {
+  it("the daily cron deletes comparisons and failover counts older than 30 days and keeps the rest", async () => {
     const day = 24 * 3_600_000;
     const now = Date.now();
     const insert = env.DB.prepare("INSERT INTO shadow_comparisons (at, overlap, legacy_ms, ours_ms) VALUES (?1, 1.0, 100, 50)");
     await env.DB.batch([insert.bind(now - 31 * day), insert.bind(now - 40 * day), insert.bind(now - 29 * day), insert.bind(now - 1_000)]);
+    const utcDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+    const failovers = env.DB.prepare("INSERT INTO rollout_failovers (day, reason, count) VALUES (?1, 'cron-test', 3) ON CONFLICT DO NOTHING");
+    await env.DB.batch([failovers.bind(utcDay(now - 40 * day)), failovers.bind(utcDay(now - 29 * day))]);
     const old = "SELECT COUNT(*) AS n FROM shadow_comparisons WHERE at < ?1";
     expect((await env.DB.prepare(old).bind(now - 30 * day).first<any>()).n).toBe(2);
     await runCron("17 3 * * *");
     expect((await env.DB.prepare(old).bind(now - 30 * day).first<any>()).n).toBe(0);
     expect((await env.DB.prepare("SELECT COUNT(*) AS n FROM shadow_comparisons WHERE at >= ?1").bind(now - 30 * day).first<any>()).n).toBeGreaterThanOrEqual(2);
+    const days = await env.DB.prepare("SELECT day FROM rollout_failovers WHERE reason = 'cron-test'").all<any>();
+    expect(days.results.map((r) => r.day)).toEqual([utcDay(now - 29 * day)]);
   });
 
   it("over 1,000 simulated clients at 10 %, about 10 % are served here, each the same way twice", async () => {
@@ -268,16 +278,17 @@ describe("rollout", () => {
     expect(today.legacy_p50_ms).not.toBeNull();
     expect(today.ours_p50_ms).not.toBeNull();
 
-    // The old API failing: its answer goes to the client as it is, and the comparison says so.
-    await legacy("/__legacy/script", { sources: [key], status: 503 });
+    // The old API refusing the request (a 4xx: its verdict on this request, not an outage):
+    // its answer goes to the client as it is, and the comparison says so.
+    await legacy("/__legacy/script", { sources: [key], status: 400 });
     const failed = await chat("shadowed", "Who builds frostbite-proof snow turbines?");
-    expect(failed.status).toBe(503);
+    expect(failed.status).toBe(400);
     expect(failed.headers.get("x-served-by")).toBe("legacy");
     await failed.arrayBuffer();
     const withError = await poll(report, (r) => r.compared === before + 2, "failed comparison recorded");
     expect(withError.per_day[0].legacy_errors).toBeGreaterThanOrEqual(1);
     const rows = await env.DB.prepare("SELECT legacy_error, ours_error, overlap FROM shadow_comparisons ORDER BY id").all<any>();
-    expect(rows.results.at(-1)).toEqual({ legacy_error: "status 503", ours_error: null, overlap: null });
+    expect(rows.results.at(-1)).toEqual({ legacy_error: "status 400", ours_error: null, overlap: null });
     expect(rows.results.at(-2)).toMatchObject({ legacy_error: null, ours_error: null });
   });
 
@@ -294,5 +305,151 @@ describe("rollout", () => {
       "the proxied request's data point",
     );
     expect(labels).toContain("POST /api/chat (legacy)");
+  });
+});
+
+describe("failover: the old endpoint failing before its first byte", () => {
+  /** A document only this test cites, so its answer's sources can be checked. */
+  async function document(name: string): Promise<{ key: string; question: string }> {
+    const key = uniqueKey(`rollout/failover-${name}.md`);
+    const thing = `${name}-proof hail turbines`;
+    await ingestReady(key, `---\ncompany: ${name}\n---\n# ${name} Works\n\n${name} Works builds ${thing}.\n`);
+    return { key, question: `Who builds ${thing}?` };
+  }
+
+  /** A chat answered here because the old endpoint failed: 200, the header, our answer and its sources. */
+  async function expectFailover(res: Response, key: string) {
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-served-by")).toBe("failover");
+    const body: any = await res.json();
+    expect(body).toHaveProperty("prompt_version");
+    expect(body.model).not.toBe("legacy-gpt");
+    expect(body.sources.map((s: any) => s.key)).toContain(key);
+  }
+
+  /** Failovers for `reason` over a report's days. */
+  function failoversBy(reason: string): (r: any) => number {
+    return (r) => r.per_day.reduce((n: number, d: any) => n + (d.failover_reasons[reason] ?? 0), 0);
+  }
+
+  beforeEach(async () => {
+    expect((await setRollout({ percent: 0, shadow_percent: 0 })).status).toBe(200);
+  });
+
+  it("down (connections refused): each chat is answered here, JSON and SSE, counted and labelled in the metrics", async () => {
+    const { key, question } = await document("refused");
+    const before = await report();
+    const unreachable = failoversBy("unreachable");
+    await legacy("/__legacy/script", { down: true });
+    for (const client of ["down-1", "down-2", "down-3"]) {
+      await expectFailover(await chat(client, question), key);
+    }
+    const streamed = await chat("down-sse", question, { sse: true });
+    expect(streamed.status).toBe(200);
+    expect(streamed.headers.get("x-served-by")).toBe("failover");
+    expect(streamed.headers.get("content-type")).toContain("text/event-stream");
+    const text = await streamed.text();
+    expect(text.split("\n")[0]).toBe("event: sources");
+    expect(text).toContain(key);
+    expect(text).toContain("event: done");
+
+    const after = await poll(report, (r) => r.failovers === before.failovers + 4, "4 failovers counted");
+    expect(unreachable(after) - unreachable(before)).toBe(4);
+    expect(after.per_day[0].failovers).toBeGreaterThanOrEqual(4);
+    expect(after.compared).toBe(before.compared);
+    // Nothing reached the stand-in: its port was closed.
+    expect((await legacy("/__legacy/requests")).requests).toHaveLength(0);
+    await poll(
+      async () => (await env.DB.prepare("SELECT COUNT(*) AS n FROM metric_points WHERE kind = 'request' AND name = ?1").bind("POST /api/chat (failover)").first<any>()).n,
+      (n) => n >= 4,
+      "the failovers' data points, under their own route label",
+    );
+    const metrics: any = await (await admin("/admin/metrics?window=1h")).json();
+    const route = metrics.requests.routes.find((r: any) => r.route === "POST /api/chat (failover)");
+    expect(route?.count).toBeGreaterThanOrEqual(4);
+  });
+
+  it("slow (no headers, or headers and then no body, within the limit): answered here once the 1 s limit has passed", async () => {
+    const { key, question } = await document("slow");
+    const before = await report();
+    const timeouts = failoversBy("timeout");
+    for (const script of [{ delay_ms: 4_000 }, { stall_ms: 4_000 }]) {
+      await legacy("/__legacy/script", { sources: [key], ...script });
+      const started = performance.now();
+      const res = await chat(`slow-${Object.keys(script)[0]}`, question);
+      const elapsed = performance.now() - started;
+      await expectFailover(res, key);
+      console.log(`[rollout] ${JSON.stringify(script)}: answered here after ${elapsed.toFixed(0)} ms (limit 1,000 ms)`);
+      // After the limit, and well before the old endpoint would have answered.
+      expect(elapsed, JSON.stringify(script)).toBeGreaterThanOrEqual(950);
+      expect(elapsed, JSON.stringify(script)).toBeLessThan(3_500);
+    }
+    const after = await poll(report, (r) => r.failovers === before.failovers + 2, "2 failovers counted");
+    expect(timeouts(after) - timeouts(before)).toBe(2);
+    // Both requests did reach the old endpoint; their answers were dropped.
+    expect((await legacy("/__legacy/requests")).requests).toHaveLength(2);
+  });
+
+  it("failing (503, 500): each chat is answered here and the report counts the failovers by status", async () => {
+    const { key, question } = await document("failing");
+    const before = await report();
+    const s503 = failoversBy("status 503");
+    const s500 = failoversBy("status 500");
+    await legacy("/__legacy/script", { sources: [key], status: 503 });
+    await expectFailover(await chat("failing-a", question), key);
+    await expectFailover(await chat("failing-b", question), key);
+    await legacy("/__legacy/script", { sources: [key], status: 500 });
+    await expectFailover(await chat("failing-c", question), key);
+    const after = await poll(report, (r) => r.failovers === before.failovers + 3, "3 failovers counted");
+    expect(s503(after) - s503(before)).toBe(2);
+    expect(s500(after) - s500(before)).toBe(1);
+    expect((await legacy("/__legacy/requests")).requests).toHaveLength(3);
+  });
+
+  it("healthy: answered by the old endpoint as today, no failover", async () => {
+    const { key, question } = await document("healthy");
+    const before = await report();
+    await legacy("/__legacy/script", { sources: [key], delay_ms: 50 });
+    for (const sse of [false, true]) {
+      const res = await chat(`healthy-${sse}`, question, { sse });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-served-by")).toBe("legacy");
+      const text = await res.text();
+      expect(text).toContain("legacy-gpt");
+      expect(text).toContain(key);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await report()).failovers).toBe(before.failovers);
+  });
+
+  it("failing mid-stream after its first event: not replaced, the stream ends as the old endpoint's did", async () => {
+    const { key, question } = await document("midstream");
+    const before = await report();
+    await legacy("/__legacy/script", { sources: [key], break_after: 1 });
+    const res = await chat("midstream", question, { sse: true });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-served-by")).toBe("legacy");
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    let ended: "done" | "error" = "done";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+    } catch {
+      ended = "error";
+    }
+    // The old endpoint's first event, and nothing of ours after it.
+    expect(text).toContain("event: sources");
+    expect(text).toContain(key);
+    expect(text).not.toContain("event: done");
+    expect(text).not.toContain("prompt_version");
+    console.log(`[rollout] mid-stream failure of the old endpoint: the client's stream ended with ${ended === "error" ? "an error" : "its end"} after ${text.length} bytes`);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await report()).failovers).toBe(before.failovers);
+    expect((await legacy("/__legacy/requests")).requests).toHaveLength(1);
   });
 });

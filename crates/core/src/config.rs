@@ -262,7 +262,8 @@ pub struct ServiceConfig {
     pub metrics: MetricsSettings,
     /// `ALERT_*` thresholds (the webhook URL is read apart: it may be a secret).
     pub alerts: AlertSettings,
-    /// `ROLLOUT_PERCENT`, `LEGACY_CHAT_URL`: the cut-over from the old chat API.
+    /// `ROLLOUT_PERCENT`, `LEGACY_CHAT_URL`, `LEGACY_FIRST_BYTE_TIMEOUT_MS`: the
+    /// cut-over from the old chat API.
     pub rollout: crate::rollout::RolloutConfig,
     /// `SEARCH_FUSION` over the embedder kind's default ([`default_fusion`]).
     pub fusion: FusionConfig,
@@ -695,6 +696,12 @@ impl ServiceConfig {
                         .then(|| Some(v.to_owned()))
                 },
             ),
+            first_byte_timeout_ms: vars.number(
+                "LEGACY_FIRST_BYTE_TIMEOUT_MS",
+                crate::rollout::DEFAULT_FIRST_BYTE_TIMEOUT_MS,
+                crate::rollout::FIRST_BYTE_TIMEOUT_MS_RANGE.0,
+                crate::rollout::FIRST_BYTE_TIMEOUT_MS_RANGE.1,
+            ),
         };
         let fusion = vars.read(
             "SEARCH_FUSION",
@@ -1018,9 +1025,11 @@ mod tests {
         let unset = parse(&[]).expect("valid");
         assert_eq!(unset.rollout.ceiling_percent, 100);
         assert_eq!(unset.rollout.legacy_url, None);
+        assert_eq!(unset.rollout.first_byte_timeout_ms, 2_000);
         let config = parse(&[
             ("ROLLOUT_PERCENT", "0"),
             ("LEGACY_CHAT_URL", " https://old.example/api/chat "),
+            ("LEGACY_FIRST_BYTE_TIMEOUT_MS", "750"),
         ])
         .expect("valid");
         assert_eq!(config.rollout.ceiling_percent, 0);
@@ -1028,11 +1037,16 @@ mod tests {
             config.rollout.legacy_url.as_deref(),
             Some("https://old.example/api/chat")
         );
+        assert_eq!(config.rollout.first_byte_timeout_ms, 750);
         for (var, value) in [
             ("ROLLOUT_PERCENT", "101"),
             ("ROLLOUT_PERCENT", "ten"),
             ("LEGACY_CHAT_URL", "old.example/api/chat"),
             ("LEGACY_CHAT_URL", "ftp://old.example"),
+            ("LEGACY_FIRST_BYTE_TIMEOUT_MS", "99"),
+            ("LEGACY_FIRST_BYTE_TIMEOUT_MS", "60001"),
+            ("LEGACY_FIRST_BYTE_TIMEOUT_MS", "2s"),
+            ("LEGACY_FIRST_BYTE_TIMEOUT_MS", " "),
         ] {
             assert_eq!(parse(&[(var, value)]).unwrap_err().problems[0].var, var);
         }

@@ -27,7 +27,7 @@ pub use ingest::processor::DocumentProcessor;
 
 use portfolio_core::config::MetricsSinkKind;
 use portfolio_core::metrics::{route_label, DataPoint, MetricsSink};
-use portfolio_core::rollout::{PROXIED_ROUTE_LABEL, SERVED_BY_HEADER};
+use portfolio_core::rollout::{ServedBy, SERVED_BY_HEADER};
 use portfolio_core::storage::Clock;
 use store::metrics::Metrics;
 use store::WorkerClock;
@@ -44,15 +44,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let mut route = route_label(&req.inner().method(), &req.path());
     let response = router::handle(req, env, config, &ctx, &metrics).await;
     if let Ok(response) = &response {
-        if response
+        // Proxied chats and failovers have labels of their own.
+        if let Some(served_by) = response
             .headers()
             .get(SERVED_BY_HEADER)
             .ok()
             .flatten()
             .as_deref()
-            == Some("legacy")
+            .and_then(ServedBy::from_header)
         {
-            PROXIED_ROUTE_LABEL.clone_into(&mut route);
+            served_by.route_label().clone_into(&mut route);
         }
     }
     let now = WorkerClock.now_ms();

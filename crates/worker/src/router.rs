@@ -125,7 +125,10 @@ async fn route(
             );
             match (route_for(&plan, &client), plan.legacy_url.as_deref()) {
                 (Route::Legacy { shadow }, Some(legacy_url)) => {
-                    rollout::proxy(req, env, ctx, config, legacy_url, shadow, metrics).await
+                    rollout::proxy(
+                        req, env, ctx, config, legacy_url, shadow, request_id, metrics,
+                    )
+                    .await
                 }
                 _ => chat::handle(req, env, config, request_id, metrics).await,
             }

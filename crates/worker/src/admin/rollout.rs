@@ -1,6 +1,6 @@
 //! `GET`/`PUT /admin/rollout` (the share of chat clients this service serves,
 //! and of proxied requests it shadows) and `GET /admin/rollout/report` (the
-//! shadow comparisons per day). The setting's rules and the report's
+//! shadow comparisons and the failovers per day). The setting's rules and the report's
 //! arithmetic are `portfolio_core::rollout`'s.
 
 use super::documents::store_error;
@@ -75,13 +75,15 @@ pub async fn report(req: Request, env: &Env) -> Result<Response, ApiError> {
     let since = WorkerClock
         .now_ms()
         .saturating_sub(u64::from(days) * DAY_MS);
-    let records = D1Rollout::new(env.d1(bindings::DB)?)
-        .comparisons(since)
-        .await
-        .map_err(store_error)?;
+    let store = D1Rollout::new(env.d1(bindings::DB)?);
+    let records = store.comparisons(since).await.map_err(store_error)?;
+    let failovers = store.failovers(since).await.map_err(store_error)?;
     let truncated = records.len() >= MAX_REPORT_ROWS as usize;
+    let per_day = daily_report(&records, &failovers);
+    let failed_over: u64 = per_day.iter().map(|d| d.failovers).sum();
     Ok(json_response(
-        &json!({ "days": days, "compared": records.len(), "truncated": truncated, "per_day": daily_report(&records) }),
+        &json!({ "days": days, "compared": records.len(), "failovers": failed_over,
+                 "truncated": truncated, "per_day": per_day }),
         200,
     )?)
 }

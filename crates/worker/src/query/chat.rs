@@ -34,6 +34,14 @@ struct Timings {
     total_ms: u64,
 }
 
+/// Whether the client asked for Server-Sent Events.
+pub fn accepts_sse(req: &Request) -> Result<bool, ApiError> {
+    Ok(req
+        .headers()
+        .get("Accept")?
+        .is_some_and(|a| a.contains("text/event-stream")))
+}
+
 /// `POST /api/chat`.
 pub async fn handle(
     mut req: Request,
@@ -43,12 +51,23 @@ pub async fn handle(
     metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let started = now();
-    let accept_sse = req
-        .headers()
-        .get("Accept")?
-        .is_some_and(|a| a.contains("text/event-stream"));
+    let accept_sse = accepts_sse(&req)?;
     let body = read_limited(&mut req, MAX_CHAT_BODY_BYTES).await?;
-    let plan = plan_chat(&body, accept_sse)?;
+    answer(&body, accept_sse, started, env, config, request_id, metrics).await
+}
+
+/// The answer to a chat request's `body` (already read and within its
+/// limit); `started`: when the request arrived, for the reported timings.
+pub async fn answer(
+    body: &[u8],
+    accept_sse: bool,
+    started: u64,
+    env: &Env,
+    config: &ServiceConfig,
+    request_id: &str,
+    metrics: &Metrics,
+) -> Result<Response, ApiError> {
+    let plan = plan_chat(body, accept_sse)?;
     let chat = metered_chat(env, config, metrics)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
     let retrieval = retrieve(env, config, &plan.search, metrics).await?;

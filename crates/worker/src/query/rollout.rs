@@ -2,13 +2,16 @@
 //! `PUT /admin/rollout`, read at most every `SETTING_TTL_MS` per isolate,
 //! capped by `ROLLOUT_PERCENT`), and the proxy to `LEGACY_CHAT_URL` for the
 //! clients the plan leaves on the old stack: the request body and headers as
-//! the client sent them, the answer streamed back as the old API sends it.
-//! A shadowed request also runs this service's retrieval after the response
+//! the client sent them, the answer streamed back as the old API sends it
+//! once its first byte has come — or, when the old endpoint failed before
+//! that, this service's own answer (a failover, counted per day). A
+//! shadowed request also runs this service's retrieval after the response
 //! (`ctx.waitUntil`) and records the comparison.
 //!
-//! Which client goes where, and what a comparison means, is
-//! `portfolio_core::rollout`'s.
+//! Which client goes where, which failures fail over, and what a comparison
+//! means, is `portfolio_core::rollout`'s.
 
+use super::chat;
 use super::search::retrieve;
 use crate::bindings;
 use crate::body::read_limited;
@@ -17,18 +20,24 @@ use crate::error::ApiError;
 use crate::store::d1_rollout::D1Rollout;
 use crate::store::metrics::Metrics;
 use crate::store::{ConsoleLog, WorkerClock};
+use futures_util::future::{select, Either};
+use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::query::{cite, plan_chat};
 use portfolio_core::rollout::{
-    legacy_sources, overlap, RolloutPlan, RolloutSetting, ShadowRecord, SERVED_BY_HEADER,
-    SETTING_TTL_MS,
+    after_first_chunk, after_head, after_no_response, legacy_sources, overlap, utc_day,
+    FailoverReason, FirstChunk, NoResponse, RolloutPlan, RolloutSetting, ServedBy, ShadowRecord,
+    Step, SERVED_BY_HEADER, SETTING_TTL_MS,
 };
 use portfolio_core::storage::{Clock, EventLog, Level};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
+use std::pin::{pin, Pin};
 use std::rc::Rc;
-use worker::{Context, Env, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response,
+};
 
 /// Most bytes of the old API's answer kept to find its sources (the answer
 /// itself streams through whole).
@@ -131,9 +140,30 @@ struct LegacyWatch {
     ended: futures_channel::oneshot::Receiver<()>,
 }
 
-/// Sends the request to the old endpoint and answers what it answers.
-/// With `shadow`, this service's retrieval runs for the same question after
-/// the response has started, and the comparison is recorded.
+/// The old endpoint's answer body from its first chunk on.
+type LegacyBody = LocalBoxStream<'static, worker::Result<Vec<u8>>>;
+
+/// The old endpoint's answer as far as it had come when it was judged able
+/// to answer: its status and headers, and its body from the first chunk on
+/// (`None`: it has none).
+struct LegacyAnswer {
+    head: Response,
+    body: Option<LegacyBody>,
+}
+
+/// Why the old endpoint's attempt was dropped, and the detail for the log.
+struct Failover {
+    reason: FailoverReason,
+    detail: String,
+}
+
+/// Sends the request to the old endpoint and answers what it answers, once
+/// its first byte has come within `LEGACY_FIRST_BYTE_TIMEOUT_MS`; when it
+/// failed before that (core's `next_step` decides), answers here instead
+/// with `x-served-by: failover` and counts the failover. With `shadow`, this
+/// service's retrieval runs for the same question after a passed-through
+/// answer has reached the client, and the comparison is recorded.
+#[allow(clippy::too_many_arguments)]
 pub async fn proxy(
     mut req: Request,
     env: &Env,
@@ -141,9 +171,11 @@ pub async fn proxy(
     config: &ServiceConfig,
     legacy_url: &str,
     shadow: bool,
+    request_id: &str,
     metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let started = WorkerClock.now_ms();
+    let accept_sse = chat::accepts_sse(&req)?;
     let body = read_limited(&mut req, MAX_CHAT_BODY_BYTES).await?;
     let headers = Headers::new();
     for (name, value) in req.headers().entries() {
@@ -158,56 +190,147 @@ pub async fn proxy(
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    let sent = match Request::new_with_init(legacy_url, &init) {
-        Ok(request) => Fetch::Request(request).send().await,
-        Err(e) => Err(e),
-    };
-    let (answer, watch) = match sent {
+    let request = Request::new_with_init(legacy_url, &init)?;
+    match first_byte(request, config.rollout.first_byte_timeout_ms).await {
         Ok(legacy) => {
             let (response, watch) = pass_through(legacy, shadow)?;
-            (Ok(response), watch)
+            if let Some(watch) = watch {
+                ctx.wait_until(compare(
+                    env.clone(),
+                    config.clone(),
+                    metrics.clone(),
+                    body,
+                    started,
+                    watch,
+                ));
+            }
+            Ok(response)
         }
-        Err(e) => {
+        Err(Failover { reason, detail }) => {
             ConsoleLog.log(
-                Level::Error,
-                json!({ "event": "legacy_chat_unreachable", "error": e.to_string() }),
+                Level::Warn,
+                json!({ "event": "legacy_chat_failover", "request_id": request_id,
+                        "reason": reason.label(), "error": detail }),
             );
-            (
-                Err(ApiError::Upstream(format!(
-                    "the old chat API did not answer: {e}"
-                ))),
-                None,
-            )
+            ctx.wait_until(count_failover(env.clone(), reason, started));
+            // Answered here as any chat is; an error of ours is still this
+            // request's answer, so it carries the header too.
+            let response =
+                match chat::answer(&body, accept_sse, started, env, config, request_id, metrics)
+                    .await
+                {
+                    Ok(response) => response,
+                    Err(e) => e.into_response(request_id)?,
+                };
+            let headers = response.headers().clone();
+            headers.set(SERVED_BY_HEADER, ServedBy::Failover.header_value())?;
+            Ok(response.with_headers(headers))
         }
-    };
-    if shadow {
-        ctx.wait_until(compare(
-            env.clone(),
-            config.clone(),
-            metrics.clone(),
-            body,
-            started,
-            watch,
-        ));
     }
-    answer
+}
+
+/// Runs `work` until `deadline`: `None` when the deadline came first.
+async fn before<T>(
+    deadline: &mut Pin<&mut Delay>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match select(pin!(work), deadline.as_mut()).await {
+        Either::Left((result, _)) => Some(result),
+        Either::Right(((), _)) => None,
+    }
+}
+
+/// Sends `request` and waits for the old endpoint's headers and its body's
+/// first chunk, both within `timeout_ms` of sending; nothing reaches the
+/// client before that, so until then a failure can still be answered here.
+async fn first_byte(request: Request, timeout_ms: u64) -> Result<LegacyAnswer, Failover> {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let mut deadline = pin!(Delay::from(std::time::Duration::from_millis(timeout_ms)));
+    let give_up = |reason: FailoverReason, detail: String| {
+        // Drops the old endpoint's connection: its answer is no longer wanted.
+        controller.abort();
+        Failover { reason, detail }
+    };
+    let sent = before(
+        &mut deadline,
+        Fetch::Request(request).send_with_signal(&signal),
+    )
+    .await;
+    let mut legacy = match sent {
+        None => {
+            return Err(give_up(
+                after_no_response(NoResponse::NoHeaders),
+                format!("no response headers within {timeout_ms} ms"),
+            ))
+        }
+        Some(Err(e)) => {
+            return Err(give_up(
+                after_no_response(NoResponse::Unreachable),
+                e.to_string(),
+            ))
+        }
+        Some(Ok(response)) => response,
+    };
+    let status = legacy.status_code();
+    let step = after_head(status);
+    if let Step::FailOver(reason) = step {
+        return Err(give_up(reason, format!("status {status}")));
+    }
+    let Ok(mut stream) = legacy.stream() else {
+        // No body (e.g. 204): the answer is complete.
+        return Ok(LegacyAnswer {
+            head: legacy,
+            body: None,
+        });
+    };
+    if step != Step::AwaitFirstChunk {
+        return Ok(LegacyAnswer {
+            head: legacy,
+            body: Some(Box::pin(stream)),
+        });
+    }
+    let (seen, first, detail) = match before(&mut deadline, stream.next()).await {
+        None => (
+            FirstChunk::TimedOut,
+            None,
+            format!("status {status}, no body within {timeout_ms} ms"),
+        ),
+        Some(Some(Err(e))) => (FirstChunk::Failed, None, format!("reading body: {e}")),
+        Some(Some(Ok(chunk))) => (FirstChunk::Arrived, Some(chunk), String::new()),
+        // The body ended at once: an empty answer.
+        Some(None) => (FirstChunk::Arrived, None, String::new()),
+    };
+    if let Step::FailOver(reason) = after_first_chunk(seen) {
+        return Err(give_up(reason, detail));
+    }
+    let rest: LegacyBody = Box::pin(stream);
+    let body: LegacyBody = match first {
+        Some(chunk) => Box::pin(futures_util::stream::once(async { Ok(chunk) }).chain(rest)),
+        None => rest,
+    };
+    Ok(LegacyAnswer {
+        head: legacy,
+        body: Some(body),
+    })
 }
 
 /// The old API's answer as this service's response; with `inspect`, a
 /// watch that sees its bytes as the client reads them.
 fn pass_through(
-    mut legacy: Response,
+    legacy: LegacyAnswer,
     inspect: bool,
 ) -> Result<(Response, Option<LegacyWatch>), ApiError> {
-    let status = legacy.status_code();
+    let LegacyAnswer { head, body } = legacy;
+    let status = head.status_code();
     let headers = Headers::new();
-    for (name, value) in legacy.headers().entries() {
+    for (name, value) in head.headers().entries() {
         if forwarded_response_header(&name) {
             headers.append(&name, &value)?;
         }
     }
-    headers.set(SERVED_BY_HEADER, "legacy")?;
-    let Ok(stream) = legacy.stream() else {
+    headers.set(SERVED_BY_HEADER, ServedBy::Legacy.header_value())?;
+    let Some(stream) = body else {
         // No body (e.g. 204): nothing to inspect.
         let watch = inspect.then(|| {
             let (done, ended) = futures_channel::oneshot::channel();
@@ -261,6 +384,24 @@ fn pass_through(
     ))
 }
 
+/// Counts one failover for today's report (after the response: never
+/// delays it; a failed write is logged, the answer stands).
+async fn count_failover(env: Env, reason: FailoverReason, at_ms: u64) {
+    let written = match env.d1(bindings::DB) {
+        Ok(db) => D1Rollout::new(db)
+            .count_failover(&utc_day(at_ms), &reason.label())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(error) = written {
+        ConsoleLog.log(
+            Level::Error,
+            json!({ "event": "failover_count_failed", "error": error }),
+        );
+    }
+}
+
 /// This service's retrieval for the proxied question, once the old API's
 /// answer has reached the client; recorded in `shadow_comparisons`.
 async fn compare(
@@ -269,24 +410,19 @@ async fn compare(
     metrics: Metrics,
     body: Vec<u8>,
     started: u64,
-    watch: Option<LegacyWatch>,
+    watch: LegacyWatch,
 ) {
     // The old API's answer first: this service's retrieval starts once the
-    // client has it, so it never competes with that answer.
-    let (legacy, legacy_ms) = match watch {
-        None => (Err("unreachable".to_owned()), 0),
-        Some(watch) => {
-            let completed = watch.ended.await.is_ok();
-            let legacy_ms = WorkerClock.now_ms().saturating_sub(started);
-            let outcome = if watch.status >= 400 {
-                Err(format!("status {}", watch.status))
-            } else if !completed || watch.broken.get() {
-                Err("incomplete".to_owned())
-            } else {
-                Ok(legacy_sources(&watch.seen.borrow()))
-            };
-            (outcome, legacy_ms)
-        }
+    // client has it, so it never competes with that answer. (A failed-over
+    // request is never compared: the old API gave no answer to compare.)
+    let completed = watch.ended.await.is_ok();
+    let legacy_ms = WorkerClock.now_ms().saturating_sub(started);
+    let legacy = if watch.status >= 400 {
+        Err(format!("status {}", watch.status))
+    } else if !completed || watch.broken.get() {
+        Err("incomplete".to_owned())
+    } else {
+        Ok(legacy_sources(&watch.seen.borrow()))
     };
     let ours_started = WorkerClock.now_ms();
     let ours: Result<Vec<String>, String> = match plan_chat(&body, false) {

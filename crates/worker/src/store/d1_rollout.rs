@@ -1,12 +1,13 @@
-//! The cut-over's state in D1 (migration 0009): the one `rollout_setting`
-//! row behind `PUT /admin/rollout`, and `shadow_comparisons`, one row per
-//! shadowed request, read back for `GET /admin/rollout/report` and pruned by
+//! The cut-over's state in D1 (migrations 0009, 0011): the one
+//! `rollout_setting` row behind `PUT /admin/rollout`; `shadow_comparisons`,
+//! one row per shadowed request, and `rollout_failovers`, a count per UTC day
+//! and reason, both read back for `GET /admin/rollout/report` and pruned by
 //! the daily cron.
 //!
 //! Never decides where a request goes or what a comparison means: the core
 //! (`portfolio_core::rollout`) does.
 
-use portfolio_core::rollout::{RolloutSetting, ShadowRecord};
+use portfolio_core::rollout::{utc_day, FailoverCount, RolloutSetting, ShadowRecord};
 use portfolio_core::storage::StoreError;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -15,7 +16,8 @@ use worker::D1Database;
 /// Most comparisons one report reads (newest first): sampling keeps the
 /// table small, and a report over more would be slow to read.
 pub const MAX_REPORT_ROWS: u32 = 20_000;
-/// Comparisons older than this are deleted by the daily cron.
+/// Comparisons (and failover counts of days) older than this are deleted by
+/// the daily cron.
 pub const KEEP_MS: u64 = 30 * 24 * 60 * 60 * 1_000;
 
 fn d1(operation: &'static str) -> impl Fn(worker::Error) -> StoreError {
@@ -39,6 +41,13 @@ pub struct D1Rollout {
 struct SettingRow {
     percent: f64,
     shadow_percent: f64,
+}
+
+#[derive(Deserialize)]
+struct FailoverRow {
+    day: String,
+    reason: String,
+    count: f64,
 }
 
 #[derive(Deserialize)]
@@ -144,7 +153,46 @@ impl D1Rollout {
             .collect())
     }
 
-    /// Deletes comparisons older than `before_ms`.
+    /// Counts one failover on `day` (`YYYY-MM-DD`) for `reason`: one row per
+    /// day and reason, however many chats fail over.
+    pub async fn count_failover(&self, day: &str, reason: &str) -> Result<(), StoreError> {
+        self.db
+            .prepare(
+                "INSERT INTO rollout_failovers (day, reason, count) VALUES (?1, ?2, 1) \
+                 ON CONFLICT (day, reason) DO UPDATE SET count = count + 1",
+            )
+            .bind(&[JsValue::from_str(day), JsValue::from_str(reason)])
+            .map_err(d1("D1 failover count"))?
+            .run()
+            .await
+            .map_err(d1("D1 failover count"))?;
+        Ok(())
+    }
+
+    /// Failover counts of the UTC days from `since_ms`'s on (whole days).
+    pub async fn failovers(&self, since_ms: u64) -> Result<Vec<FailoverCount>, StoreError> {
+        let rows: Vec<FailoverRow> = self
+            .db
+            .prepare("SELECT day, reason, count FROM rollout_failovers WHERE day >= ?1")
+            .bind(&[JsValue::from_str(&utc_day(since_ms))])
+            .map_err(d1("D1 failover report"))?
+            .all()
+            .await
+            .map_err(d1("D1 failover report"))?
+            .results()
+            .map_err(d1("D1 failover report"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FailoverCount {
+                day: r.day,
+                reason: r.reason,
+                count: r.count as u64,
+            })
+            .collect())
+    }
+
+    /// Deletes comparisons older than `before_ms`, and the failover counts of
+    /// the days before its day.
     pub async fn prune(&self, before_ms: u64) -> Result<(), StoreError> {
         self.db
             .prepare("DELETE FROM shadow_comparisons WHERE at < ?1")
@@ -153,6 +201,13 @@ impl D1Rollout {
             .run()
             .await
             .map_err(d1("D1 shadow prune"))?;
+        self.db
+            .prepare("DELETE FROM rollout_failovers WHERE day < ?1")
+            .bind(&[JsValue::from_str(&utc_day(before_ms))])
+            .map_err(d1("D1 failover prune"))?
+            .run()
+            .await
+            .map_err(d1("D1 failover prune"))?;
         Ok(())
     }
 }

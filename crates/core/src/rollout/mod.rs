@@ -1,8 +1,9 @@
 //! The gradual cut-over from the legacy chat API: which clients `/api/chat`
-//! serves itself and which it proxies to the old endpoint, which proxied
-//! requests are shadowed (our retrieval run beside them, for comparison), and
-//! how shadow comparisons are summarised. Pure: the Worker reads the setting,
-//! proxies and records.
+//! serves itself and which it proxies to the old endpoint, and which proxied
+//! requests are shadowed (our retrieval run beside them, for comparison).
+//! Pure: the Worker reads the setting, proxies and records. When a proxied
+//! chat is answered here instead is [`failover`]'s; what the report says,
+//! [`report`]'s.
 //!
 //! - A client's bucket (0–99) is a hash of its id (the `x-client-id` header
 //!   when sent, else its IPv4 address or IPv6 /64), so the split is sticky: a
@@ -13,7 +14,18 @@
 //!   back to the old stack whatever the setting says (the kill switch). With
 //!   no `LEGACY_CHAT_URL` there is nothing to proxy to: everything is served.
 
-use std::collections::BTreeMap;
+pub mod failover;
+pub mod report;
+
+pub use failover::{
+    after_first_chunk, after_head, after_no_response, FailoverReason, FirstChunk, NoResponse,
+    ServedBy, Step, DEFAULT_FIRST_BYTE_TIMEOUT_MS, FAILOVER_ROUTE_LABEL,
+    FIRST_BYTE_TIMEOUT_MS_RANGE, PROXIED_ROUTE_LABEL, SERVED_BY_HEADER,
+};
+pub use report::{
+    daily_report, legacy_sources, overlap, report_days, utc_day, FailoverCount, ReportDay,
+    ShadowRecord, REPORT_DAYS,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,11 +34,6 @@ use crate::keys::sha256_hex;
 
 /// Header a client may send to be split by (instead of its address).
 pub const CLIENT_ID_HEADER: &str = "x-client-id";
-/// Response header naming who answered a proxied request (`legacy`).
-pub const SERVED_BY_HEADER: &str = "x-served-by";
-/// Route label of the requests proxied to the old API, kept apart from
-/// `POST /api/chat` so the old stack's latency and errors do not count as ours.
-pub const PROXIED_ROUTE_LABEL: &str = "POST /api/chat (legacy)";
 /// How long an isolate keeps the D1 setting before reading it again.
 pub const SETTING_TTL_MS: u64 = 10_000;
 
@@ -40,6 +47,10 @@ pub struct RolloutConfig {
     pub ceiling_percent: u8,
     /// `LEGACY_CHAT_URL`: the old chat endpoint (absent: no rollout).
     pub legacy_url: Option<String>,
+    /// `LEGACY_FIRST_BYTE_TIMEOUT_MS`: how long the old endpoint has to start
+    /// its answer (headers and first body chunk) before the chat is answered
+    /// here instead ([`failover`]).
+    pub first_byte_timeout_ms: u64,
 }
 
 /// The setting behind `PUT /admin/rollout` (a D1 row).
@@ -98,24 +109,6 @@ pub fn parse_setting(
         percent,
         shadow_percent,
     })
-}
-
-/// Days `GET /admin/rollout/report` covers by default, and at most.
-pub const REPORT_DAYS: (u32, u32) = (7, 30);
-
-/// The `days` parameter of the report: 1–30, default 7.
-///
-/// # Errors
-/// The message to answer with (400 `bad_days`).
-pub fn report_days(value: Option<&str>) -> Result<u32, String> {
-    let Some(value) = value else {
-        return Ok(REPORT_DAYS.0);
-    };
-    value
-        .parse::<u32>()
-        .ok()
-        .filter(|d| (1..=REPORT_DAYS.1).contains(d))
-        .ok_or_else(|| format!("`days` must be a whole number from 1 to {}", REPORT_DAYS.1))
 }
 
 impl RolloutSetting {
@@ -210,155 +203,6 @@ pub fn route(plan: &RolloutPlan, key: &str) -> Route {
     }
 }
 
-/// Document ids an answer of the old API cites: the `sources` array of its
-/// JSON body, or of the first SSE `data:` event that has one. An entry is a
-/// string or an object with `key`, `path`, `document` or `id`.
-#[must_use]
-pub fn legacy_sources(body: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(body);
-    let from_value = |value: &serde_json::Value| -> Option<Vec<String>> {
-        let sources = value.get("sources")?.as_array()?;
-        Some(
-            sources
-                .iter()
-                .filter_map(|s| match s {
-                    serde_json::Value::String(id) => Some(id.clone()),
-                    serde_json::Value::Object(o) => ["key", "path", "document", "id"]
-                        .iter()
-                        .find_map(|f| o.get(*f).and_then(|v| v.as_str()).map(str::to_owned)),
-                    _ => None,
-                })
-                .collect(),
-        )
-    };
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
-        return from_value(&value).unwrap_or_default();
-    }
-    text.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data.trim()).ok())
-        .find_map(|value| from_value(&value))
-        .unwrap_or_default()
-}
-
-/// Share of the documents either side cited that both cited: |L ∩ O| /
-/// max(|L|, |O|) over distinct ids (1 when neither cited anything).
-#[must_use]
-pub fn overlap(legacy: &[String], ours: &[String]) -> f64 {
-    let l: std::collections::BTreeSet<&String> = legacy.iter().collect();
-    let o: std::collections::BTreeSet<&String> = ours.iter().collect();
-    let larger = l.len().max(o.len());
-    if larger == 0 {
-        return 1.0;
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let share = l.intersection(&o).count() as f64 / larger as f64;
-    share
-}
-
-/// One shadowed request, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShadowRecord {
-    /// When the request arrived (ms since the epoch).
-    pub at_ms: u64,
-    /// Overlap of cited documents (absent when either side failed).
-    pub overlap: Option<f64>,
-    /// Until the old API's answer had ended.
-    pub legacy_ms: u64,
-    /// Our retrieval and answer, in the background.
-    pub ours_ms: u64,
-    pub legacy_error: Option<String>,
-    pub ours_error: Option<String>,
-}
-
-/// One day of `GET /admin/rollout/report`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ShadowDay {
-    /// `YYYY-MM-DD` (UTC).
-    pub day: String,
-    pub shadowed: u64,
-    /// Mean overlap over the requests both sides answered.
-    pub mean_overlap: Option<f64>,
-    pub legacy_p50_ms: Option<u64>,
-    pub legacy_p95_ms: Option<u64>,
-    pub ours_p50_ms: Option<u64>,
-    pub ours_p95_ms: Option<u64>,
-    pub legacy_errors: u64,
-    pub ours_errors: u64,
-}
-
-/// The UTC calendar day of epoch milliseconds.
-#[must_use]
-pub fn utc_day(ms: u64) -> String {
-    let days = i64::try_from(ms / 86_400_000).unwrap_or(0);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted.get(rank - 1).copied()
-}
-
-/// Summarises records per UTC day, newest day first.
-#[must_use]
-pub fn daily_report(records: &[ShadowRecord]) -> Vec<ShadowDay> {
-    let mut days: BTreeMap<String, Vec<&ShadowRecord>> = BTreeMap::new();
-    for r in records {
-        days.entry(utc_day(r.at_ms)).or_default().push(r);
-    }
-    days.into_iter()
-        .rev()
-        .map(|(day, rows)| {
-            let overlaps: Vec<f64> = rows.iter().filter_map(|r| r.overlap).collect();
-            let mut legacy: Vec<u64> = rows
-                .iter()
-                .filter(|r| r.legacy_error.is_none())
-                .map(|r| r.legacy_ms)
-                .collect();
-            let mut ours: Vec<u64> = rows
-                .iter()
-                .filter(|r| r.ours_error.is_none())
-                .map(|r| r.ours_ms)
-                .collect();
-            legacy.sort_unstable();
-            ours.sort_unstable();
-            #[allow(clippy::cast_precision_loss)]
-            let mean_overlap = (!overlaps.is_empty())
-                .then(|| overlaps.iter().sum::<f64>() / overlaps.len() as f64);
-            ShadowDay {
-                day,
-                shadowed: rows.len() as u64,
-                mean_overlap,
-                legacy_p50_ms: percentile(&legacy, 50.0),
-                legacy_p95_ms: percentile(&legacy, 95.0),
-                ours_p50_ms: percentile(&ours, 50.0),
-                ours_p95_ms: percentile(&ours, 95.0),
-                legacy_errors: rows.iter().filter(|r| r.legacy_error.is_some()).count() as u64,
-                ours_errors: rows.iter().filter(|r| r.ours_error.is_some()).count() as u64,
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +212,7 @@ mod tests {
             &RolloutConfig {
                 ceiling_percent: 100,
                 legacy_url: Some("https://old.example/chat".into()),
+                first_byte_timeout_ms: DEFAULT_FIRST_BYTE_TIMEOUT_MS,
             },
             Some(RolloutSetting {
                 percent,
@@ -429,16 +274,6 @@ mod tests {
     }
 
     #[test]
-    fn report_days_default_to_a_week_and_stop_at_thirty() {
-        assert_eq!(report_days(None), Ok(7));
-        assert_eq!(report_days(Some("1")), Ok(1));
-        assert_eq!(report_days(Some("30")), Ok(30));
-        for bad in ["0", "31", "-1", "7d", ""] {
-            assert!(report_days(Some(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn the_split_is_close_to_the_percentage_over_1000_clients_and_sticky() {
         for percent in [0_u8, 10, 50, 90, 100] {
             let p = plan(percent, 0);
@@ -489,6 +324,7 @@ mod tests {
         let config = RolloutConfig {
             ceiling_percent: 0,
             legacy_url: Some("https://old.example/chat".into()),
+            first_byte_timeout_ms: DEFAULT_FIRST_BYTE_TIMEOUT_MS,
         };
         let killed = RolloutPlan::new(
             &config,
@@ -503,6 +339,7 @@ mod tests {
             &RolloutConfig {
                 ceiling_percent: 40,
                 legacy_url: Some("u".into()),
+                first_byte_timeout_ms: DEFAULT_FIRST_BYTE_TIMEOUT_MS,
             },
             None,
         );
@@ -511,6 +348,7 @@ mod tests {
             &RolloutConfig {
                 ceiling_percent: 0,
                 legacy_url: None,
+                first_byte_timeout_ms: DEFAULT_FIRST_BYTE_TIMEOUT_MS,
             },
             None,
         );
@@ -536,46 +374,5 @@ mod tests {
             client_key(Some(&"x".repeat(500)), None).len(),
             3 + MAX_CLIENT_ID_CHARS
         );
-    }
-
-    #[test]
-    fn legacy_sources_are_read_from_json_and_sse() {
-        let json = br#"{"answer":"A [1]","sources":[{"path":"a.md"},"b.md",{"id":"c"},7]}"#;
-        assert_eq!(legacy_sources(json), ["a.md", "b.md", "c"]);
-        let sse = b"event: token\ndata: {\"text\":\"A\"}\n\nevent: sources\ndata: {\"sources\":[{\"key\":\"x.md\"}]}\n\ndata: [DONE]\n\n";
-        assert_eq!(legacy_sources(sse), ["x.md"]);
-        assert!(legacy_sources(b"<html>").is_empty());
-        let l = vec!["a".to_owned(), "b".to_owned()];
-        let o = vec!["b".to_owned(), "c".to_owned(), "d".to_owned()];
-        assert!((overlap(&l, &o) - 1.0 / 3.0).abs() < 1e-12);
-        assert!((overlap(&[], &[]) - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn reports_summarise_each_day() {
-        let day = 1_796_256_000_000; // 2026-12-03T00:00:00Z
-        let record = |at_ms, overlap, legacy_ms, ours_ms, ours_error: Option<&str>| ShadowRecord {
-            at_ms,
-            overlap,
-            legacy_ms,
-            ours_ms,
-            legacy_error: None,
-            ours_error: ours_error.map(str::to_owned),
-        };
-        let rows = vec![
-            record(day + 10, Some(1.0), 100, 40, None),
-            record(day + 20, Some(0.5), 300, 60, None),
-            record(day + 30, None, 200, 900, Some("timeout")),
-            record(day - 1, Some(0.0), 50, 50, None),
-        ];
-        let report = daily_report(&rows);
-        assert_eq!(report.len(), 2);
-        assert_eq!(report[0].day, "2026-12-03");
-        assert_eq!(report[1].day, "2026-12-02");
-        assert_eq!(report[0].shadowed, 3);
-        assert_eq!(report[0].mean_overlap, Some(0.75));
-        assert_eq!(report[0].legacy_p50_ms, Some(200));
-        assert_eq!(report[0].ours_p95_ms, Some(60));
-        assert_eq!(report[0].ours_errors, 1);
     }
 }
