@@ -21,6 +21,7 @@ describe("admin API", () => {
         ["GET", `/admin/objects/${key}`],
         ["GET", `/admin/documents/${key}/runs`],
         ["GET", "/admin/metrics"],
+        ["GET", "/admin/metrics/versions"],
         ["GET", "/admin/alerts"],
         ["GET", "/admin/dead-letters"],
         ["POST", "/admin/dead-letters/1/replay"],

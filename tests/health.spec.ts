@@ -23,6 +23,20 @@ describe("GET /api/health", () => {
     });
   });
 
+  it("names the Worker version answering, from the version_metadata binding", async () => {
+    const body: any = await (await SELF.fetch("https://svc.test/api/health")).json();
+    // Locally the runtime makes up a version: a random UUID, no tag, its start time.
+    expect(body.version.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(body.version.tag).toBeNull();
+    expect(Date.parse(body.version.timestamp)).toBeLessThanOrEqual(Date.now());
+    expect(body.bindings).toContainEqual({ name: "CF_VERSION_METADATA", kind: "version_metadata", present: true });
+    // The same version answers the next request.
+    const again: any = await (await SELF.fetch("https://svc.test/api/health")).json();
+    expect(again.version).toEqual(body.version);
+    // The crate version, the same in every upload of one build.
+    expect(body.service_version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
   it("answers other methods with a JSON 405", async () => {
     const res = await SELF.fetch("https://svc.test/api/health", { method: "POST" });
     expect(res.status).toBe(405);

@@ -211,6 +211,123 @@ describe("ingestion metrics", () => {
   });
 });
 
+describe("metrics per Worker version (canary analysis)", () => {
+  async function versions(window = "15m"): Promise<any> {
+    const res = await admin(`/admin/metrics/versions?window=${window}`);
+    expect(res.status).toBe(200);
+    return res.json();
+  }
+
+  /** The id of the version answering, as GET /api/health reports it. */
+  async function runningVersion(): Promise<string> {
+    const health: any = await (await SELF.fetch("https://svc.test/api/health")).json();
+    expect(health.version.id).toMatch(/^[0-9a-f-]{36}$/);
+    return health.version.id;
+  }
+
+  it("counts the running version's public requests, a 5xx as an error, and labels every point with it", async () => {
+    const id = await runningVersion();
+    for (let i = 0; i < 5; i++) {
+      const res = await SELF.fetch("https://svc.test/api/health");
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    // A 4xx is the client's: counted, not an error.
+    const bad = await SELF.fetch("https://svc.test/api/search", { method: "POST", body: "not json" });
+    expect(bad.status).toBe(400);
+    await bad.arrayBuffer();
+    // A 5xx on a public route: D1 fails the catalog's query while its table is away.
+    await env.DB.prepare("ALTER TABLE companies RENAME TO companies_away").run();
+    try {
+      const failed = await SELF.fetch("https://svc.test/api/companies");
+      expect(failed.status).toBe(500);
+      await failed.arrayBuffer();
+    } finally {
+      await env.DB.prepare("ALTER TABLE companies_away RENAME TO companies").run();
+    }
+    // Neither an admin call nor an unrouted probe is the public service.
+    expect((await admin("/admin/alerts")).status).toBe(200);
+    expect((await SELF.fetch("https://svc.test/wp-login.php")).status).toBe(404);
+    // 1 + 5 health checks, the bad search, the failed catalog, the admin call, the probe.
+    await waitForPoints("request", 10);
+
+    const body = await versions();
+    expect(body.window_ms).toBe(15 * 60_000);
+    expect(body.since_ms).toBe(body.until_ms - body.window_ms);
+    expect(body.rows_read).toBe(10);
+    expect(body.versions).toHaveLength(1);
+    const running = body.versions[0];
+    expect(running).toMatchObject({ version_id: id, requests: 8, errors: 1, error_rate: 1 / 8 });
+    const rows = await env.DB.prepare(
+      "SELECT duration_ms FROM metric_points WHERE kind = 'request' AND (name LIKE '% /api%')",
+    ).all<{ duration_ms: number }>();
+    const durations = rows.results.map((r) => r.duration_ms);
+    expect(durations).toHaveLength(8);
+    expect(running.p50_ms).toBe(percentile(durations, 50));
+    expect(running.p95_ms).toBe(percentile(durations, 95));
+    // Every point this version wrote carries its id (the admin call's and the probe's too).
+    const labels = await env.DB.prepare("SELECT DISTINCT version FROM metric_points").all<{ version: string }>();
+    expect(labels.results.map((r) => r.version)).toEqual([id]);
+  });
+
+  it("splits a window's public requests between two versions serving side by side", async () => {
+    const now = Date.now();
+    const insert = env.DB.prepare(
+      "INSERT INTO metric_points (at, kind, name, outcome, duration_ms, status, version) VALUES (?1, 'request', ?2, 'ok', ?3, ?4, ?5)",
+    );
+    const statements = [];
+    // The old version: 90 requests of 10, 20, …, 900 ms; every thirtieth a 503.
+    for (let i = 1; i <= 90; i++) {
+      statements.push(insert.bind(now - 60_000 - i, "POST /api/search", i * 10, i % 30 === 0 ? 503 : 200, "v-old"));
+    }
+    // The new version (10 %): 10 chats of 100 … 1000 ms, two of them 500s, one a 429.
+    for (let i = 1; i <= 10; i++) {
+      const status = i <= 2 ? 500 : i === 3 ? 429 : 200;
+      statements.push(insert.bind(now - 60_000 - i, "POST /api/chat", i * 100, status, "v-new"));
+    }
+    // Not counted: admin and unrouted requests, a step, and a request before the window.
+    statements.push(insert.bind(now - 1_000, "GET /admin/metrics", 5_000, 500, "v-new"));
+    statements.push(insert.bind(now - 1_000, "GET (unrouted)", 1, 404, "v-new"));
+    statements.push(insert.bind(now - 20 * 60_000, "POST /api/chat", 9_000, 500, "v-new"));
+    statements.push(
+      env.DB.prepare(
+        "INSERT INTO metric_points (at, kind, name, outcome, duration_ms, version) VALUES (?1, 'step', 'embed', 'permanent', 9000, 'v-new')",
+      ).bind(now - 1_000),
+    );
+    // Written before migration 0010 (no version): its own entry, id "".
+    statements.push(
+      env.DB.prepare(
+        "INSERT INTO metric_points (at, kind, name, outcome, duration_ms, status) VALUES (?1, 'request', 'GET /api/health', 'ok', 3, 200)",
+      ).bind(now - 1_000),
+    );
+    await env.DB.batch(statements);
+
+    const body = await versions("15m");
+    expect(body.versions.map((v: any) => v.version_id)).toEqual(["v-old", "v-new", ""]);
+    const [old, fresh, unknown] = body.versions;
+    expect(old).toMatchObject({ requests: 90, errors: 3, p50_ms: 450, p95_ms: 860 });
+    expect(old.error_rate).toBeCloseTo(3 / 90, 12);
+    expect(fresh).toMatchObject({ requests: 10, errors: 2, error_rate: 0.2, p50_ms: 500, p95_ms: 1_000 });
+    expect(unknown).toMatchObject({ requests: 1, errors: 0, p50_ms: 3 });
+
+    // A wider window takes in the older 500 of the new version.
+    const hour = await versions("1h");
+    expect(hour.versions.find((v: any) => v.version_id === "v-new")).toMatchObject({ requests: 11, errors: 3 });
+  });
+
+  it("refuses a window that is not a duration, and answers only with the token", async () => {
+    for (const window of ["", "15", "0m", "1.5h", "-5m", "8d", "1w", "15M"]) {
+      const res = await admin(`/admin/metrics/versions?window=${encodeURIComponent(window)}`);
+      expect(res.status, window).toBe(400);
+      expect(((await res.json()) as any).error.code).toBe("bad_window");
+    }
+    const fallback: any = await (await admin("/admin/metrics/versions")).json();
+    expect(fallback.window_ms).toBe(3_600_000);
+    expect((await admin("/admin/metrics/versions", {}, null)).status).toBe(401);
+    expect((await admin("/admin/metrics/versions", { method: "POST" })).status).toBe(404);
+  });
+});
+
 describe("retention", () => {
   it("the daily cron deletes points past the retention and keeps at most METRICS_MAX_ROWS", async () => {
     const now = Date.now();

@@ -119,6 +119,7 @@ describe("admin auth matrix", () => {
       "/admin/reconcile",
       "/admin/reconcile/runs",
       "/admin/metrics",
+      "/admin/metrics/versions",
       "/admin/alerts",
       "/admin/dead-letters",
       "/admin/dead-letters/1/replay",

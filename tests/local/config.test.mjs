@@ -43,6 +43,16 @@ test("health answers 503 degraded and names every var set wrongly", async () => 
   ]);
 });
 
+test("health names the Worker version even while misconfigured (wrangler dev makes one up)", async () => {
+  const first = (await (await fetch(`${base}/api/health`)).json()).version;
+  // wrangler dev's version_metadata: a random UUID per start, an empty tag, the start time.
+  assert.match(first.id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  assert.equal(first.tag, null);
+  assert.ok(Date.parse(first.timestamp) <= Date.now());
+  const again = (await (await fetch(`${base}/api/health`)).json()).version;
+  assert.deepEqual(again, first, "one version per start");
+});
+
 test("public routes refuse with a generic 503, the admin API names the problem", async () => {
   const search = await fetch(`${base}/api/search`, {
     method: "POST",

@@ -40,6 +40,8 @@ pub enum DocumentRoute {
 pub enum OperationsRoute {
     /// `GET /admin/metrics?window=`: the metrics report.
     Metrics,
+    /// `GET /admin/metrics/versions?window=`: public requests per Worker version.
+    MetricsByVersion,
     /// `GET /admin/alerts`: active and recent alerts.
     Alerts,
     /// `GET /admin/dead-letters?cursor=&limit=`: dead letters, newest first.
@@ -57,6 +59,7 @@ pub fn operations_route(
     let trimmed = path.strip_suffix('/').unwrap_or(path);
     let (route, allowed) = match trimmed {
         "/admin/metrics" => (OperationsRoute::Metrics, "GET"),
+        "/admin/metrics/versions" => (OperationsRoute::MetricsByVersion, "GET"),
         "/admin/alerts" => (OperationsRoute::Alerts, "GET"),
         "/admin/dead-letters" => (OperationsRoute::DeadLetters, "GET"),
         _ => {
@@ -578,6 +581,15 @@ mod tests {
             operations_route("GET", "/admin/metrics"),
             Some(Ok(OperationsRoute::Metrics))
         );
+        assert_eq!(
+            operations_route("GET", "/admin/metrics/versions"),
+            Some(Ok(OperationsRoute::MetricsByVersion))
+        );
+        assert!(matches!(
+            operations_route("DELETE", "/admin/metrics/versions"),
+            Some(Err(AdminRequestError::NoRoute { .. }))
+        ));
+        assert_eq!(operations_route("GET", "/admin/metrics/versions/x"), None);
         assert_eq!(
             operations_route("GET", "/admin/alerts/"),
             Some(Ok(OperationsRoute::Alerts))

@@ -3,6 +3,7 @@
 //! Owns the JSON bodies and the error envelope; never decides routing or
 //! status codes of platform failures (the Worker maps errors in one place).
 
+use crate::deployment::WorkerVersion;
 use serde::{Deserialize, Serialize};
 
 /// The error envelope every non-2xx JSON response carries:
@@ -67,8 +68,14 @@ pub struct HealthReport {
     pub status: String,
     /// Deployment environment name (`local`, `dev`, `staging`, `production`).
     pub environment: String,
-    /// Service version (crate version).
-    pub version: String,
+    /// The Worker version answering (the `version_metadata` binding: id,
+    /// tag, timestamp; each null when unknown). During a gradual deployment
+    /// two of them answer side by side; a smoke test checks it reached the
+    /// one it meant to.
+    #[serde(default)]
+    pub version: WorkerVersion,
+    /// The service's crate version (the same in every upload of one build).
+    pub service_version: String,
     /// Every binding the service expects and whether it is present.
     pub bindings: Vec<BindingStatus>,
     /// The configured providers (`null` while the configuration is invalid).
@@ -88,7 +95,7 @@ impl HealthReport {
     #[must_use]
     pub fn new(
         environment: impl Into<String>,
-        version: impl Into<String>,
+        service_version: impl Into<String>,
         bindings: Vec<BindingStatus>,
         providers: Option<ProviderStatus>,
         configuration_errors: Vec<String>,
@@ -101,12 +108,20 @@ impl HealthReport {
         Self {
             status: status.to_owned(),
             environment: environment.into(),
-            version: version.into(),
+            version: WorkerVersion::default(),
+            service_version: service_version.into(),
             bindings,
             providers,
             configuration_errors,
             unavailable: Vec::new(),
         }
+    }
+
+    /// The same report naming the Worker version that answers.
+    #[must_use]
+    pub fn with_worker_version(mut self, version: WorkerVersion) -> Self {
+        self.version = version;
+        self
     }
 }
 
@@ -210,6 +225,34 @@ mod tests {
             Vec::new(),
         );
         assert_eq!(degraded.status, "degraded");
+    }
+
+    #[test]
+    fn health_names_the_answering_worker_version_or_nulls() {
+        let report = || {
+            HealthReport::new(
+                "local",
+                "0.1.0",
+                vec![binding("DB", true)],
+                None,
+                Vec::new(),
+            )
+        };
+        let unknown = serde_json::to_value(report()).unwrap();
+        assert_eq!(
+            unknown["version"],
+            serde_json::json!({ "id": null, "tag": null, "timestamp": null })
+        );
+        assert_eq!(unknown["service_version"], "0.1.0");
+        let known = report().with_worker_version(WorkerVersion::from_fields(
+            Some("v-1".into()),
+            Some("canary".into()),
+            Some("2026-11-02T10:00:00Z".into()),
+        ));
+        assert_eq!(
+            serde_json::to_value(known).unwrap()["version"],
+            serde_json::json!({ "id": "v-1", "tag": "canary", "timestamp": "2026-11-02T10:00:00Z" })
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod api;
 pub mod chunk;
 pub mod companies;
 pub mod config;
+pub mod deployment;
 pub mod document;
 pub mod index;
 pub mod ingest;

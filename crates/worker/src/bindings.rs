@@ -17,6 +17,8 @@ pub const INGEST_GATE: &str = "INGEST_GATE";
 pub const VECTORIZE: &str = "VECTORIZE";
 /// Workers Analytics Engine dataset of the data points (deployed environments).
 pub const METRICS: &str = crate::store::analytics_engine::METRICS_BINDING;
+/// Which Worker version this is (`version_metadata`: id, tag, timestamp).
+pub const VERSION_METADATA: &str = "CF_VERSION_METADATA";
 
 /// Rate limiter for `/api/chat` (per IPv4 address or IPv6 /64).
 pub const CHAT_RATE_LIMITER: &str = "CHAT_RATE_LIMITER";
@@ -30,7 +32,7 @@ pub const RATE_LIMIT_PERIOD_SECONDS: u32 = 60;
 
 /// Every binding with its kind, as reported by `GET /api/health`.
 /// `required` ones make the service `degraded` when missing.
-pub const ALL: [(&str, &str, bool); 8] = [
+pub const ALL: [(&str, &str, bool); 9] = [
     (DB, "d1", true),
     (DOCUMENTS, "r2", true),
     (INGEST_QUEUE, "queue", true),
@@ -40,4 +42,6 @@ pub const ALL: [(&str, &str, bool); 8] = [
     (INGEST_GATE, "durable_object", false),
     (VECTORIZE, "vectorize", false),
     (METRICS, "analytics_engine", false),
+    // Without it the version is unknown: health says null, points carry "".
+    (VERSION_METADATA, "version_metadata", false),
 ];

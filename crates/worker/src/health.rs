@@ -1,4 +1,5 @@
-//! `GET /api/health`: which bindings the Worker can see, which providers are configured.
+//! `GET /api/health`: which bindings the Worker can see, which providers are
+//! configured, which Worker version answers.
 
 use crate::bindings;
 use crate::config::{ConfigError, IndexKind, ServiceConfig};
@@ -78,6 +79,7 @@ pub async fn report(
                 .collect(),
         ),
     };
+    report = report.with_worker_version(crate::version::from_env(env));
     if !d1_answers {
         report
             .unavailable

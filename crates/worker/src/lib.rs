@@ -21,6 +21,7 @@ mod query;
 mod reconcile;
 mod router;
 mod store;
+mod version;
 
 pub use ingest::gate::IngestGate;
 pub use ingest::processor::DocumentProcessor;

@@ -148,7 +148,7 @@ async fn route(
                     "/admin/documents/... (bearer token)",
                     "/admin/index/... (bearer token)",
                     "/admin/reconcile (bearer token)",
-                    "/admin/metrics, /admin/alerts, /admin/dead-letters (bearer token)",
+                    "/admin/metrics, /admin/metrics/versions, /admin/alerts, /admin/dead-letters (bearer token)",
                     "/admin/rollout, /admin/rollout/report (bearer token)",
                 ],
             }),

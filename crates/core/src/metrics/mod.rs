@@ -2,7 +2,8 @@
 //! step, run, reconciliation page and provider call), where they go (a
 //! [`MetricsSink`] the Worker implements over Analytics Engine and D1), and
 //! what `GET /admin/metrics` makes of them (percentiles, error rates, rates
-//! over a window).
+//! over a window) and `GET /admin/metrics/versions` (the same per Worker
+//! version, for a gradual deployment).
 //!
 //! Pure: never writes a point anywhere itself, never reads a clock. Recording
 //! a point can never fail or block the caller: sinks buffer or drop.
@@ -11,6 +12,7 @@ mod metered;
 mod point;
 mod report;
 mod route;
+mod versions;
 
 pub use metered::{CostPer1k, Metered};
 pub use point::{failure_reason, DataPoint, MetricKind, StepOutcome};
@@ -19,7 +21,11 @@ pub use report::{
     MetricsSummary, MetricsWindow, ProviderReport, QueueCounts, ReconcileReport, RequestReport,
     RouteReport, StepReport, WindowError,
 };
-pub use route::route_label;
+pub use route::{is_public_route, route_label};
+pub use versions::{
+    ComparisonWindow, ComparisonWindowError, VersionComparison, VersionReport, VersionStats,
+    DEFAULT_COMPARISON_WINDOW_MS, MAX_COMPARISON_WINDOW_MS,
+};
 
 use std::cell::RefCell;
 use std::rc::Rc;

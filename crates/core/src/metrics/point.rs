@@ -1,7 +1,9 @@
 //! The one shape every data point has, and the constructors that fill it for
 //! each kind. The same columns go to Analytics Engine (blobs and doubles, in
 //! the order of [`DataPoint::blobs`] and [`DataPoint::doubles`]) and to the
-//! local `metric_points` table, so one query reads the same in both.
+//! local `metric_points` table, so one query reads the same in both. Every
+//! point carries the Worker version that recorded it, so two versions
+//! serving side by side (a gradual deployment) can be compared.
 
 use crate::ingest::pipeline::{PipelineStep, RunOutcome, RunRecord};
 use crate::reconcile::PageReport;
@@ -113,6 +115,10 @@ pub struct DataPoint {
     pub cost_usd: f64,
     /// reconcile: documents the page enqueued.
     pub enqueued: f64,
+    /// The Worker version that recorded it
+    /// ([`crate::deployment::WorkerVersion::metric_label`]); empty when unknown.
+    #[serde(default)]
+    pub version: String,
 }
 
 impl DataPoint {
@@ -130,7 +136,16 @@ impl DataPoint {
             retries: 0.0,
             cost_usd: 0.0,
             enqueued: 0.0,
+            version: String::new(),
         }
+    }
+
+    /// The same point labelled with the Worker version `version` (a
+    /// [`crate::deployment::WorkerVersion::metric_label`]).
+    #[must_use]
+    pub fn with_version(mut self, version: &str) -> Self {
+        version.clone_into(&mut self.version);
+        self
     }
 
     /// A request to `route` (a [`crate::metrics::route_label`]) answered with
@@ -230,10 +245,17 @@ impl DataPoint {
         }
     }
 
-    /// Analytics Engine blobs, in order: kind, name, outcome, detail.
+    /// Analytics Engine blobs, in order: kind, name, outcome, detail,
+    /// version (last, so the first four kept their places when it came).
     #[must_use]
-    pub fn blobs(&self) -> [&str; 4] {
-        [self.kind.as_str(), &self.name, &self.outcome, &self.detail]
+    pub fn blobs(&self) -> [&str; 5] {
+        [
+            self.kind.as_str(),
+            &self.name,
+            &self.outcome,
+            &self.detail,
+            &self.version,
+        ]
     }
 
     /// Analytics Engine doubles, in order: duration_ms, status, items,
@@ -320,6 +342,13 @@ mod tests {
     }
 
     #[test]
+    fn a_point_is_labelled_with_its_version() {
+        let point = DataPoint::request(0, "GET /api/health", 200, 5);
+        assert_eq!(point.version, "", "unknown until labelled");
+        assert_eq!(point.with_version("v-new").version, "v-new");
+    }
+
+    #[test]
     fn a_run_point_carries_its_outcome_reason_chunks_and_retries() {
         let done = DataPoint::run("a.md", &record(RunOutcome::Committed, None));
         assert_eq!(
@@ -346,8 +375,12 @@ mod tests {
     #[test]
     fn blobs_and_doubles_keep_the_documented_order() {
         let point =
-            DataPoint::provider_call(9, "openai", "embed", false, Some(401), 3, 120, 0.5, 40);
-        assert_eq!(point.blobs(), ["provider", "openai", "error", "embed"]);
+            DataPoint::provider_call(9, "openai", "embed", false, Some(401), 3, 120, 0.5, 40)
+                .with_version("v-1");
+        assert_eq!(
+            point.blobs(),
+            ["provider", "openai", "error", "embed", "v-1"]
+        );
         assert_eq!(point.doubles(), [40.0, 401.0, 3.0, 120.0, 0.0, 0.5, 0.0]);
         for kind in MetricKind::ALL {
             assert_eq!(MetricKind::parse(kind.as_str()), Some(kind));

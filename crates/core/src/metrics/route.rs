@@ -1,12 +1,13 @@
 //! Route labels for request data points: a method and a path template
 //! (`GET /admin/documents/{key}`), never the raw path, so the number of
-//! distinct labels stays small whatever clients send.
+//! distinct labels stays small whatever clients send; and which labels are
+//! the public service's (what a version comparison counts).
 
 /// Methods kept as they are in labels; anything else is `OTHER`.
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// Fixed paths, labelled as they are.
-const FIXED: [&str; 26] = [
+const FIXED: [&str; 27] = [
     "/",
     "/assets/chat.css",
     "/assets/chat.js",
@@ -29,6 +30,7 @@ const FIXED: [&str; 26] = [
     "/admin/companies",
     "/admin/legacy-ids/documents",
     "/admin/metrics",
+    "/admin/metrics/versions",
     "/admin/alerts",
     "/admin/dead-letters",
     "/admin/rollout",
@@ -45,6 +47,21 @@ pub fn route_label(method: &str, path: &str) -> String {
         .find(|m| *m == method)
         .unwrap_or("OTHER");
     format!("{method} {}", template(method, path))
+}
+
+/// Label of the paths the service does not serve.
+const UNROUTED: &str = "(unrouted)";
+
+/// Whether `label` (a [`route_label`], or the proxied chat's label) is a
+/// route of the public service: served, and not under `/admin` (an
+/// operator's call is not what users see). Unrouted probes are left out:
+/// scanners would otherwise weigh on whichever version they happened to hit.
+#[must_use]
+pub fn is_public_route(label: &str) -> bool {
+    let Some((_, template)) = label.split_once(' ') else {
+        return false;
+    };
+    template != UNROUTED && template != "/admin" && !template.starts_with("/admin/")
 }
 
 fn template(method: &str, path: &str) -> &'static str {
@@ -73,7 +90,7 @@ fn template(method: &str, path: &str) -> &'static str {
     if trimmed.starts_with("/admin/objects/") {
         return "/admin/objects/{key}";
     }
-    "(unrouted)"
+    UNROUTED
 }
 
 #[cfg(test)]
@@ -114,6 +131,11 @@ mod tests {
             ),
             ("GET", "/admin/objects/a/b.md", "GET /admin/objects/{key}"),
             ("GET", "/admin/metrics", "GET /admin/metrics"),
+            (
+                "GET",
+                "/admin/metrics/versions",
+                "GET /admin/metrics/versions",
+            ),
             ("GET", "/wp-login.php", "GET (unrouted)"),
             ("GET", "/admin/nope", "GET (unrouted)"),
             ("QUERY", "/api/search", "OTHER /api/search"),
@@ -121,5 +143,33 @@ mod tests {
         for (method, path, label) in cases {
             assert_eq!(route_label(method, path), label, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn public_routes_are_served_non_admin_ones() {
+        for public in [
+            "GET /api/health",
+            "POST /api/chat",
+            "POST /api/chat (legacy)",
+            "OPTIONS /api/search",
+            "GET /api",
+            "GET /",
+            "GET /assets/chat.js",
+        ] {
+            assert!(is_public_route(public), "{public}");
+        }
+        for other in [
+            "GET /admin",
+            "GET /admin/metrics",
+            "POST /admin/documents/{key}/process",
+            "GET (unrouted)",
+            "OTHER (unrouted)",
+            "",
+            "GET",
+        ] {
+            assert!(!is_public_route(other), "{other}");
+        }
+        assert!(is_public_route(&route_label("POST", "/api/search")));
+        assert!(!is_public_route(&route_label("GET", "/administrator")));
     }
 }

@@ -1,6 +1,7 @@
-//! `/admin/metrics`, `/admin/dead-letters` (and their replay): operating the
-//! service without SQL. The report's arithmetic is `portfolio_core::metrics`;
-//! the rows come from `store::d1_metrics` and `store::d1_history`.
+//! `/admin/metrics` (and its split per Worker version), `/admin/dead-letters`
+//! (and their replay): operating the service without SQL. The reports'
+//! arithmetic is `portfolio_core::metrics`; the rows come from
+//! `store::d1_metrics` and `store::d1_history`.
 
 use super::documents::{enqueue, id_cursor, store_error};
 use crate::bindings;
@@ -11,7 +12,10 @@ use crate::store::d1_metrics::D1Metrics;
 use crate::store::r2::R2Documents;
 use crate::store::WorkerClock;
 use portfolio_core::admin::{page_size, OperationsRoute};
-use portfolio_core::metrics::{MetricsSummary, MetricsWindow, WindowError};
+use portfolio_core::metrics::{
+    ComparisonWindow, ComparisonWindowError, MetricsSummary, MetricsWindow, VersionComparison,
+    WindowError,
+};
 use portfolio_core::storage::{Clock, ObjectStore};
 use serde_json::json;
 use std::collections::HashMap;
@@ -25,6 +29,7 @@ pub async fn handle(
 ) -> Result<Response, ApiError> {
     match route {
         OperationsRoute::Metrics => metrics(req, env, config).await,
+        OperationsRoute::MetricsByVersion => metrics_by_version(req, env, config).await,
         OperationsRoute::DeadLetters => dead_letters(req, env).await,
         OperationsRoute::Replay(id) => replay(id, env).await,
         OperationsRoute::Alerts => super::alerts::list(req, env).await,
@@ -60,6 +65,30 @@ async fn metrics(req: Request, env: &Env, config: &ServiceConfig) -> Result<Resp
         .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
     if let Some(map) = body.as_object_mut() {
         map.insert("sink".into(), config.metrics.sink.as_str().into());
+        map.insert("rows_read".into(), rows.into());
+    }
+    Ok(json_response(&body, 200)?)
+}
+
+/// `GET /admin/metrics/versions?window=15m`: public requests per Worker
+/// version over the window (default 1h), for a gradual deployment's checks.
+async fn metrics_by_version(
+    req: Request,
+    env: &Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
+    let query = query(&req)?;
+    let window = ComparisonWindow::parse(query.get("window").map(String::as_str))
+        .map_err(|e| ApiError::BadRequest(ComparisonWindowError::CODE, e.to_string()))?;
+    let store = D1Metrics::new(env.d1(bindings::DB)?);
+    let mut comparison = VersionComparison::new(window, WorkerClock.now_ms());
+    let rows = store
+        .read_requests_into(&mut comparison, config.metrics.max_rows)
+        .await
+        .map_err(store_error)?;
+    let mut body = serde_json::to_value(comparison.report())
+        .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
+    if let Some(map) = body.as_object_mut() {
         map.insert("rows_read".into(), rows.into());
     }
     Ok(json_response(&body, 200)?)

@@ -4,8 +4,9 @@
 //! invocation), so it adds no wait to a request.
 //!
 //! Layout (README, "Metrics"): index1 = kind (Analytics Engine samples per
-//! index); blob1–4 = kind, name, outcome, detail; double1–7 = duration_ms,
-//! status, items, tokens, retries, cost_usd, enqueued.
+//! index); blob1–5 = kind, name, outcome, detail, version (the Worker
+//! version id); double1–7 = duration_ms, status, items, tokens, retries,
+//! cost_usd, enqueued.
 
 use portfolio_core::metrics::DataPoint;
 use worker::{AnalyticsEngineDataPointBuilder, AnalyticsEngineDataset, Env};
@@ -13,10 +14,12 @@ use worker::{AnalyticsEngineDataPointBuilder, AnalyticsEngineDataset, Env};
 /// Name of the Analytics Engine dataset binding (`analytics_engine_datasets`).
 pub const METRICS_BINDING: &str = "METRICS";
 
-/// Longest blob written: four of them stay within Analytics Engine's 16 KB of
-/// blobs per data point. Source: Workers Analytics Engine limits ("The total
-/// size of all blobs in a request must not exceed 16 KB").
-const MAX_BLOB_BYTES: usize = 4_096;
+/// Analytics Engine's limit on a point's blobs together. Source: Workers
+/// Analytics Engine limits ("The total size of all blobs in a request must
+/// not exceed 16 KB").
+const MAX_BLOBS_BYTES: usize = 16 * 1_024;
+/// Longest blob written: the five of a point stay within `MAX_BLOBS_BYTES`.
+const MAX_BLOB_BYTES: usize = MAX_BLOBS_BYTES / 5;
 
 /// Most points one invocation may write. Source: Workers Analytics Engine
 /// limits ("a maximum of 250 data points per Worker invocation").
@@ -52,10 +55,16 @@ impl AnalyticsEngine {
     /// # Errors
     /// When the runtime refuses the point.
     pub fn write(&self, point: &DataPoint) -> worker::Result<()> {
-        let [kind, name, outcome, detail] = point.blobs();
+        let [kind, name, outcome, detail, version] = point.blobs();
         AnalyticsEngineDataPointBuilder::new()
             .indexes([kind])
-            .blobs([kind, clipped(name), clipped(outcome), clipped(detail)])
+            .blobs([
+                kind,
+                clipped(name),
+                clipped(outcome),
+                clipped(detail),
+                clipped(version),
+            ])
             .doubles(point.doubles())
             .write_to(&self.dataset)
     }

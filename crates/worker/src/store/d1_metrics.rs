@@ -1,13 +1,15 @@
 //! The local metrics store: data points in the `metric_points` table
-//! (migration 0007), written in batched multi-row inserts, read back a page
-//! at a time into `portfolio_core::metrics::MetricsSummary`, and pruned by
-//! the daily cron; plus the document and dead-letter counts the metrics
-//! route reports next to the points.
+//! (migration 0007; `version` from 0010), written in batched multi-row
+//! inserts, read back a page at a time into
+//! `portfolio_core::metrics::MetricsSummary` or `VersionComparison`, and
+//! pruned by the daily cron; plus the document and dead-letter counts the
+//! metrics route reports next to the points.
 //!
 //! Never decides what a point means or how it is aggregated: the core does.
 
 use portfolio_core::metrics::{
     DataPoint, DocumentCounts, InFlightDocument, MetricKind, MetricsSummary, QueueCounts,
+    VersionComparison,
 };
 use portfolio_core::storage::StoreError;
 use serde::Deserialize;
@@ -15,11 +17,11 @@ use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
 
 /// Columns of one point insert.
-const COLUMNS: usize = 12;
+const COLUMNS: usize = 13;
 /// Bound parameters per D1 statement. Source: Cloudflare D1 limits, "Maximum
 /// number of bound parameters per query: 100".
 const D1_MAX_BOUND_PARAMS: usize = 100;
-/// Rows per insert statement (12 columns each, within the 100 parameters).
+/// Rows per insert statement (13 columns each, within the 100 parameters).
 const ROWS_PER_INSERT: usize = D1_MAX_BOUND_PARAMS / COLUMNS;
 /// Insert statements per D1 batch: one batch stays small and quick.
 const STATEMENTS_PER_BATCH: usize = 50;
@@ -65,6 +67,7 @@ struct PointRow {
     retries: f64,
     cost_usd: f64,
     enqueued: f64,
+    version: String,
 }
 
 impl PointRow {
@@ -82,6 +85,7 @@ impl PointRow {
             retries: self.retries,
             cost_usd: self.cost_usd,
             enqueued: self.enqueued,
+            version: self.version,
         })
     }
 }
@@ -128,7 +132,7 @@ impl D1Metrics {
             .collect();
         let sql = format!(
             "INSERT INTO metric_points (at, kind, name, outcome, detail, duration_ms, status, items, \
-             tokens, retries, cost_usd, enqueued) VALUES {}",
+             tokens, retries, cost_usd, enqueued, version) VALUES {}",
             placeholders.join(", ")
         );
         let mut values = Vec::with_capacity(rows.len() * COLUMNS);
@@ -146,6 +150,7 @@ impl D1Metrics {
                 num(p.retries),
                 num(p.cost_usd),
                 num(p.enqueued),
+                p.version.as_str().into(),
             ]);
         }
         self.db.prepare(sql).bind(&values)
@@ -175,13 +180,47 @@ impl D1Metrics {
         until_ms: u64,
         max_rows: u32,
     ) -> Result<u64, StoreError> {
-        let since = summary.from_ms() as f64;
+        self.read_points(None, summary.from_ms(), until_ms, max_rows, |point| {
+            summary.add(point);
+        })
+        .await
+    }
+
+    /// Folds the request points of `comparison`'s window into it, as
+    /// [`Self::read_into`] does; returns how many rows were read.
+    pub async fn read_requests_into(
+        &self,
+        comparison: &mut VersionComparison,
+        max_rows: u32,
+    ) -> Result<u64, StoreError> {
+        let (since, until) = (comparison.since_ms(), comparison.until_ms());
+        self.read_points(Some(MetricKind::Request), since, until, max_rows, |point| {
+            comparison.add(point);
+        })
+        .await
+    }
+
+    /// Hands the points at `since_ms ..= until_ms` (of `kind`, or of every
+    /// kind) to `fold` in insertion order, a page at a time, at most about
+    /// `max_rows` of them; returns how many rows were read.
+    async fn read_points(
+        &self,
+        kind: Option<MetricKind>,
+        since_ms: u64,
+        until_ms: u64,
+        max_rows: u32,
+        mut fold: impl FnMut(&DataPoint),
+    ) -> Result<u64, StoreError> {
+        let since = since_ms as f64;
+        let kind: JsValue = kind.map_or(JsValue::NULL, |k| k.as_str().into());
         // Rows are inserted in time order within a few seconds, so the first
         // row of the window starts an id range (keyset pages, no OFFSET).
         let first: Option<CursorRow> = self
             .db
-            .prepare("SELECT MIN(id) AS id FROM metric_points WHERE at >= ?1")
-            .bind(&[num(since)])
+            .prepare(
+                "SELECT MIN(id) AS id FROM metric_points WHERE at >= ?1 AND (?2 IS NULL OR kind = ?2)",
+            )
+            .bind(&[num(since), kind.clone()])
             .map_err(d1("D1 metric window"))?
             .first(None)
             .await
@@ -195,14 +234,15 @@ impl D1Metrics {
                 .db
                 .prepare(
                     "SELECT id, at, kind, name, outcome, detail, duration_ms, status, items, tokens, retries, \
-                     cost_usd, enqueued FROM metric_points WHERE id > ?1 AND at >= ?2 AND at <= ?3 \
-                     ORDER BY id LIMIT ?4",
+                     cost_usd, enqueued, version FROM metric_points WHERE id > ?1 AND at >= ?2 AND at <= ?3 \
+                     AND (?5 IS NULL OR kind = ?5) ORDER BY id LIMIT ?4",
                 )
                 .bind(&[
                     num(cursor),
                     num(since),
                     num(until_ms as f64),
                     num(f64::from(READ_PAGE_ROWS)),
+                    kind.clone(),
                 ])
                 .map_err(d1("D1 metric points"))?
                 .all()
@@ -215,7 +255,7 @@ impl D1Metrics {
                 cursor = row.id;
                 read += 1;
                 if let Some(point) = row.into_point() {
-                    summary.add(&point);
+                    fold(&point);
                 }
             }
             if !full || read >= u64::from(max_rows) {

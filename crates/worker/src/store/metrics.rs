@@ -4,7 +4,8 @@
 //! that one D1 batch writes after the response, through `waitUntil`.
 //!
 //! Recording never fails and never waits: a write that fails is logged and
-//! the point dropped. `METRICS_SINK` chooses the stores.
+//! the point dropped. `METRICS_SINK` chooses the stores. Every point is
+//! labelled with the Worker version recording it (`version_metadata`).
 //!
 //! Each invocation writes its own points. Coalescing the writes of several
 //! requests in one isolate-wide batch was tried and dropped: awaiting a write
@@ -31,6 +32,8 @@ struct Inner {
     analytics: Option<AnalyticsEngine>,
     written: Cell<usize>,
     sink: MetricsSinkKind,
+    /// The version label of every point (`""` when unknown).
+    version: String,
 }
 
 /// A cheap handle (clone it into whatever records), one per invocation.
@@ -64,6 +67,7 @@ impl Metrics {
             analytics,
             written: Cell::new(0),
             sink,
+            version: crate::version::from_env(env).metric_label().to_owned(),
         }))
     }
 
@@ -128,6 +132,7 @@ impl Metrics {
 
 impl MetricsSink for Metrics {
     fn record(&self, point: DataPoint) {
+        let point = point.with_version(&self.0.version);
         self.write_analytics(&point);
         if self.0.d1.is_some() {
             self.0.buffer.record(point);
