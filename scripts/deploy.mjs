@@ -1,58 +1,46 @@
-// Deploys the built Worker to an environment the safe way, or rolls it back:
+// Releases the built Worker to an environment as a canary, or rolls it back:
 //
-//   node scripts/deploy.mjs --env staging    --smoke-url https://staging.example.com
-//   node scripts/deploy.mjs --env production --smoke-url https://www.example.com [--steps 10,50,100] [--settle-s 60]
+//   node scripts/deploy.mjs --env production --smoke-url https://www.example.com [--steps 10,50,100]
 //   node scripts/deploy.mjs --env production --rollback [--to VERSION_ID]
-//   … --dry-run     prints the wrangler commands instead of running them, assuming a
-//                   current version (the smoke test still runs when --smoke-url is given)
+//   … --dry-run   reads the account and prints the decisions and commands, changing nothing
 //
-// A deploy: (1) applies D1 migrations first (they are additive, so the running
-// version keeps working on the new schema); (2) reads the current deployment;
-// (3) uploads the build as a new version (`wrangler versions upload`, no
-// traffic yet); (4) moves traffic to it in steps (`wrangler versions deploy
-// NEW@p% OLD@(100-p)%`; staging defaults to one step of 100 %, production to
-// 10, 50, 100), waiting `--settle-s` after each and running the smoke test
-// (scripts/smoke.mjs) against the new version (version-override header);
-// (5) if a smoke test fails, puts 100 % back on the previous version and exits
-// 1. A rollback is `wrangler rollback [VERSION]`: the previous (or given)
-// version takes all traffic at once. Credentials come from wrangler's own
-// environment (CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID); `WRANGLER`
-// names another wrangler executable (the tests use a recording stand-in).
+// A release decides first, and says why, whether it needs a non-versioned `wrangler deploy`:
+// the Worker does not exist yet (a version can only be uploaded to an existing Worker), or
+// wrangler.jsonc has Durable Object migrations the deployed Worker lacks (they cannot go
+// through `versions upload`). Otherwise it goes out as a canary:
+//
+//   D1 migrations (Time Travel bookmark first; non-additive SQL refused) → versions upload →
+//   new version at 0 % → smoke test through a version override, checking the answering
+//   version → each step of --steps: traffic split, smoke test, canary analysis (new against
+//   old over the same window; rollback on a regression) → 100 % → wrangler triggers deploy.
+//
+// Any failed status read aborts: a release never guesses that it is the first one. Rules and
+// their pages: README, "Going live"; tests/standins/cloudflare-api.mjs.
+//
+// Credentials: CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID; the canary analysis reads
+// /admin/metrics/versions with ADMIN_TOKEN. Exit 0 released (or rolled back on request),
+// 1 a step failed or the canary rolled back, 2 bad arguments.
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { experimental_readRawConfig } from "wrangler";
+import { CloudflareApiError, cloudflareApi, ENVIRONMENTS, environment, migrationFiles, parseArgs, root, wrangler } from "./cloudflare.mjs";
 import { smoke } from "./smoke.mjs";
 
-const root = path.resolve(import.meta.dirname, "..");
-const ENVIRONMENTS = ["dev", "staging", "production"];
 const DEFAULT_STEPS = { dev: [100], staging: [100], production: [10, 50, 100] };
+/**
+ * Canary thresholds. Error rate: the new version may exceed the old one's by at most 1
+ * percentage point (an error budget of 99.9 % cannot absorb more for long). p95: at most
+ * 20 % slower (the rollout plan's "> 20 % slowdown" rule), but never judged on less than
+ * 25 ms of difference, which is noise at the p95s of a few tens of ms seen locally.
+ * At least 20 requests per version in the window, or the step is inconclusive.
+ */
+export const CANARY_DEFAULTS = { maxErrorRateIncrease: 0.01, maxP95Slowdown: 0.2, p95SlackMs: 25, minRequests: 20, probes: 20, windowS: 60 };
 
 function fail(message, code = 2) {
   console.error(`[deploy] ${message}`);
   process.exit(code);
 }
-
-function parseArgs(argv) {
-  const args = { dryRun: false, rollback: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--dry-run") args.dryRun = true;
-    else if (arg === "--rollback") args.rollback = true;
-    else if (["--env", "--smoke-url", "--steps", "--settle-s", "--to", "--question", "--message"].includes(arg)) {
-      const value = argv[++i];
-      if (value === undefined) fail(`${arg} needs a value`);
-      args[arg.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = value;
-    } else fail(`unknown argument ${arg}`);
-  }
-  if (!ENVIRONMENTS.includes(args.env)) fail(`--env must be one of ${ENVIRONMENTS.join(", ")}`);
-  return args;
-}
-
-/** The Worker name of an environment, from wrangler.jsonc (comments allowed). */
-function workerName(env) {
-  const { rawConfig } = experimental_readRawConfig({ config: path.join(root, "wrangler.jsonc") });
-  return rawConfig.env?.[env]?.name ?? fail(`wrangler.jsonc has no env.${env}.name`);
-}
+const log = (line) => console.log(`[deploy] ${line}`);
 
 export function parseSteps(text, env) {
   if (text === undefined) return DEFAULT_STEPS[env];
@@ -62,14 +50,11 @@ export function parseSteps(text, env) {
   return steps;
 }
 
-/** The version ids and shares of the current deployment (empty before the first). */
+/** The version ids and shares of `wrangler deployments status --json`. */
 export function currentVersions(statusJson) {
-  try {
-    const status = JSON.parse(statusJson);
-    return (status?.versions ?? []).map((v) => ({ id: v.version_id, percentage: v.percentage }));
-  } catch {
-    return [];
-  }
+  const status = JSON.parse(statusJson);
+  if (!Array.isArray(status?.versions)) throw new Error(`no versions in: ${statusJson.slice(0, 200)}`);
+  return status.versions.map((v) => ({ id: v.version_id, percentage: v.percentage }));
 }
 
 /** The id `wrangler versions upload` printed. */
@@ -78,73 +63,252 @@ export function uploadedVersion(output) {
   return m ? m[1] : null;
 }
 
+/**
+ * Statements a migration may not hold while two versions share the schema: a DROP, a RENAME,
+ * or a NOT NULL column added without a default. Returns one reason per offending statement.
+ */
+export function destructiveStatements(sql) {
+  const text = sql.replace(/--[^\n]*/g, "").replace(/\/\*[\s\S]*?\*\//g, "");
+  const reasons = [];
+  for (const raw of text.split(";")) {
+    const stmt = raw.replace(/\s+/g, " ").trim();
+    if (!stmt) continue;
+    if (/^DROP\b/i.test(stmt) || /\bDROP\s+COLUMN\b/i.test(stmt)) reasons.push(`drops: ${stmt.slice(0, 80)}`);
+    else if (/\bRENAME\b/i.test(stmt)) reasons.push(`renames: ${stmt.slice(0, 80)}`);
+    else if (/^ALTER\s+TABLE\b.*\bADD\b/i.test(stmt) && /\bNOT\s+NULL\b/i.test(stmt) && !/\bDEFAULT\b/i.test(stmt)) reasons.push(`adds a NOT NULL column without a default: ${stmt.slice(0, 80)}`);
+  }
+  return reasons;
+}
+
+/**
+ * Compares the new version with the old over one window. `rows` is /admin/metrics/versions'
+ * `versions`. Returns { verdict: "pass" | "regression" | "inconclusive", reasons, table }.
+ */
+export function canaryVerdict(rows, oldId, newId, t = CANARY_DEFAULTS) {
+  const pick = (id) => rows.find((r) => r.version_id === id) ?? { version_id: id, requests: 0, errors: 0, error_rate: 0, p50_ms: null, p95_ms: null };
+  const [o, n] = [pick(oldId), pick(newId)];
+  const fmt = (x, d = 1) => (x === null || x === undefined ? "-" : Number(x).toFixed(d));
+  const table = [
+    "version                               requests  errors  error rate  p50 ms  p95 ms",
+    ...[["old", o], ["new", n]].map(([label, r]) => `${label} ${r.version_id.padEnd(36).slice(0, 36)} ${String(r.requests).padStart(8)}  ${String(r.errors).padStart(6)}  ${(fmt(100 * r.error_rate, 2) + " %").padStart(10)}  ${fmt(r.p50_ms).padStart(6)}  ${fmt(r.p95_ms).padStart(6)}`),
+  ];
+  const reasons = [];
+  if (n.requests < t.minRequests || o.requests < t.minRequests) {
+    return { verdict: "inconclusive", reasons: [`fewer than ${t.minRequests} requests on a version (old ${o.requests}, new ${n.requests})`], table };
+  }
+  if (n.error_rate > o.error_rate + t.maxErrorRateIncrease) {
+    reasons.push(`error rate ${fmt(100 * n.error_rate, 2)} % against ${fmt(100 * o.error_rate, 2)} % (allowed +${fmt(100 * t.maxErrorRateIncrease, 2)} points)`);
+  }
+  if (n.p95_ms > o.p95_ms * (1 + t.maxP95Slowdown) && n.p95_ms - o.p95_ms > t.p95SlackMs) {
+    reasons.push(`p95 ${fmt(n.p95_ms)} ms against ${fmt(o.p95_ms)} ms (+${fmt(100 * (n.p95_ms / o.p95_ms - 1))} %, allowed +${fmt(100 * t.maxP95Slowdown)} % and ${t.p95SlackMs} ms)`);
+  }
+  return { verdict: reasons.length ? "regression" : "pass", reasons, table };
+}
+
+/** What kind of release this is, and why. */
+export function releaseKind(service, env) {
+  if (!service) return { kind: "deploy", why: `${env.name} does not exist yet: a first deploy must be \`wrangler deploy\` (a version can only be uploaded to an existing Worker)` };
+  const deployed = service.default_environment?.script?.migration_tag ?? null;
+  if (env.migrationTag && deployed !== env.migrationTag) {
+    const pending = env.migrationTags.slice(env.migrationTags.indexOf(deployed) + 1);
+    return { kind: "deploy", why: `Durable Object migration${pending.length > 1 ? "s" : ""} ${pending.join(", ")} pending (deployed tag ${deployed ?? "none"}, wrangler.jsonc ${env.migrationTag}): class changes cannot go through \`versions upload\`, so this release is a non-versioned \`wrangler deploy\` at 100 %` };
+  }
+  return { kind: "versions", why: `deployed Durable Object migration tag ${deployed ?? "none"} matches wrangler.jsonc: gradual release` };
+}
+
 async function main() {
-  const args = parseArgs(process.argv.slice(2));
-  const wrangler = process.env.WRANGLER ?? path.join(root, "node_modules", ".bin", "wrangler");
-  const envFlag = ["--env", args.env];
+  const args = parseArgs(
+    process.argv.slice(2),
+    {
+      values: ["--env", "--config", "--smoke-url", "--steps", "--settle-s", "--to", "--question", "--message", "--canary-window-s", "--probes", "--max-error-rate-increase", "--max-p95-slowdown", "--p95-slack-ms", "--min-requests"],
+      switches: ["--dry-run", "--rollback", "--allow-destructive"],
+    },
+    fail,
+  );
+  if (!ENVIRONMENTS.includes(args.env)) fail(`--env must be one of ${ENVIRONMENTS.join(", ")}`);
+  const steps = args.rollback ? [] : parseSteps(args.steps, args.env);
+  const number = (name, fallback, ok = (x) => x >= 0) => {
+    if (args[name] === undefined) return fallback;
+    const x = Number(args[name]);
+    if (!Number.isFinite(x) || !ok(x)) fail(`--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a number ≥ 0 (got ${args[name]})`);
+    return x;
+  };
+  const thresholds = {
+    maxErrorRateIncrease: number("maxErrorRateIncrease", CANARY_DEFAULTS.maxErrorRateIncrease),
+    maxP95Slowdown: number("maxP95Slowdown", CANARY_DEFAULTS.maxP95Slowdown),
+    p95SlackMs: number("p95SlackMs", CANARY_DEFAULTS.p95SlackMs),
+    minRequests: number("minRequests", CANARY_DEFAULTS.minRequests),
+  };
+  const probes = number("probes", CANARY_DEFAULTS.probes);
+  const windowS = number("canaryWindowS", CANARY_DEFAULTS.windowS, (x) => x > 0);
+  const settleMs = number("settleS", args.env === "production" ? 60 : 5) * 1000;
+  const configPath = path.resolve(args.config ?? path.join(root, "wrangler.jsonc"));
+  let env;
+  let api;
+  try {
+    env = environment(configPath, args.env);
+    api = cloudflareApi();
+  } catch (err) {
+    fail(err.message);
+  }
+  const envFlag = ["--env", args.env, "--config", configPath];
   const message = args.message ?? gitDescription();
+  const run = (argv, options = {}) => wrangler(argv, { dryRun: args.dryRun && options.write !== false, log, ...options });
+  const abort = (why) => fail(why, 1);
 
-  /** Runs wrangler, or prints it with --dry-run. */
-  function run(argv) {
-    console.log(`[deploy] ${args.dryRun ? "would run" : "run"}: wrangler ${argv.join(" ")}`);
-    if (args.dryRun) return "";
-    return execFileSync(wrangler, argv, { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  // --- where the environment stands (any failure aborts) -------------------------------------
+  let service;
+  try {
+    service = await api.find(`/workers/services/${env.name}`);
+  } catch (err) {
+    abort(`cannot read the state of ${env.name}: ${err.message}. Nothing was changed.`);
   }
 
-  if (args.rollback) {
-    run(["rollback", ...(args.to ? [args.to] : []), ...envFlag, "--message", `rollback: ${message}`, "-y"]);
-    console.log(`[deploy] ${args.env}: rolled back${args.to ? ` to ${args.to}` : " to the previous version"}`);
-    return;
-  }
+  if (args.rollback) return rollback({ env, service, to: args.to, run, envFlag, message, abort });
 
-  const steps = parseSteps(args.steps, args.env);
-  const settleMs = Number(args.settleS ?? (args.env === "production" ? 60 : 5)) * 1000;
-  const name = workerName(args.env);
+  const kind = releaseKind(service, env);
+  log(`${env.name}: ${kind.why}`);
 
-  run(["d1", "migrations", "apply", "DB", "--remote", ...envFlag]);
-  let previous = [];
-  if (args.dryRun) {
-    run(["deployments", "status", ...envFlag, "--json"]);
-    previous = [{ id: "CURRENT_VERSION_ID", percentage: 100 }];
-  } else {
-    try {
-      previous = currentVersions(run(["deployments", "status", ...envFlag, "--json"]));
-    } catch {
-      console.log("[deploy] no current deployment (first deploy): all traffic goes to the new version at once");
+  await migrateD1({ env, api, run, envFlag, allowDestructive: args.allowDestructive, dryRun: args.dryRun, abort });
+
+  if (kind.kind === "deploy") {
+    run(["deploy", ...envFlag, "--message", `${message} (non-versioned: ${service ? "Durable Object migrations" : "first deploy"})`]);
+    if (args.dryRun) return log("dry run: nothing changed");
+    if (args.smokeUrl) {
+      const result = await smoke({ url: args.smokeUrl, question: args.question });
+      printSmoke("100 % (wrangler deploy)", result);
+      if (!result.ok) {
+        abort(service
+          ? `smoke test failed after a deploy that applied Durable Object migrations: Cloudflare refuses a rollback across a migration (rollbacks page). The way back is forward: fix and run this script again, or deploy the previous commit with \`wrangler deploy --env ${args.env}\` (its code must accept the migrated classes).`
+          : `smoke test failed on the first deploy of ${env.name}: nothing to go back to; fix and deploy again`);
+      }
     }
+    return log(`${env.name}: deployed with \`wrangler deploy\` (triggers included)`);
   }
+
+  let previous;
+  try {
+    previous = currentVersions(run(["deployments", "status", ...envFlag, "--json"], { write: false }));
+  } catch (err) {
+    abort(`cannot read the current deployment of ${env.name}: ${err.message}. Nothing was uploaded.`);
+  }
+  if (previous.length !== 1) {
+    abort(`${env.name} is split between ${previous.map((v) => `${v.id}@${v.percentage}%`).join(" and ")}: finish that rollout (\`wrangler versions deploy\`) or roll it back before releasing another`);
+  }
+  const old = previous[0].id;
   const uploaded = run(["versions", "upload", ...envFlag, "--message", message]);
   const next = args.dryRun ? "NEW_VERSION_ID" : uploadedVersion(uploaded);
-  if (!next) fail(`could not read the new version id from wrangler's output:\n${uploaded}`, 1);
-  const old = previous.find((v) => v.percentage === 100)?.id ?? previous[0]?.id ?? null;
-  console.log(`[deploy] ${args.env}: ${name} version ${next}${old ? ` replaces ${old}` : ""}; steps ${steps.join(" → ")} %`);
+  if (!next) abort(`could not read the new version id from wrangler's output:\n${uploaded}`);
+  log(`${env.name}: version ${next} replaces ${old}; steps 0 (smoke) → ${steps.join(" → ")} %`);
 
-  for (const pct of old ? steps : [100]) {
-    const specs = pct === 100 || !old ? [`${next}@100%`] : [`${next}@${pct}%`, `${old}@${100 - pct}%`];
+  const back = (why) => {
+    run(["versions", "deploy", `${old}@100%`, ...envFlag, "--message", `${why}: back to ${old}`, "-y"]);
+    abort(`${why}: all traffic is back on ${old}`);
+  };
+
+  const smokeNew = async (label) => {
+    if (!args.smokeUrl) return log(`${label}: no --smoke-url, not checked`);
+    if (args.dryRun) return log(`${label}: would smoke-test ${args.smokeUrl} through the version override`);
+    const result = await smoke({ url: args.smokeUrl, question: args.question, worker: env.name, version: next, expectVersion: next });
+    printSmoke(label, result);
+    if (!result.ok) back(`smoke test failed at ${label}`);
+  };
+
+  // The new version joins the deployment at 0 %: only requests naming it reach it.
+  run(["versions", "deploy", `${next}@0%`, `${old}@100%`, ...envFlag, "--message", `${message} (0 %, smoke test)`, "-y"]);
+  await smokeNew("0 %");
+
+  for (const pct of steps) {
+    const specs = pct === 100 ? [`${next}@100%`] : [`${next}@${pct}%`, `${old}@${100 - pct}%`];
     run(["versions", "deploy", ...specs, ...envFlag, "--message", `${message} (${pct} %)`, "-y"]);
-    if (settleMs > 0 && !args.dryRun) await new Promise((r) => setTimeout(r, settleMs));
-    if (!args.smokeUrl) {
-      console.log(`[deploy] ${pct} %: no --smoke-url, not checked`);
-      continue;
-    }
-    const result = await smoke({ url: args.smokeUrl, question: args.question, worker: name, version: next });
-    for (const c of result.checks) {
-      console.log(`[deploy] ${pct} % smoke ${c.ok ? "ok  " : "FAIL"} ${c.name} (${c.status ?? "-"}, ${c.ms} ms)${c.detail ? `: ${c.detail}` : ""}`);
-    }
-    if (!result.ok) {
-      if (old) {
-        run(["versions", "deploy", `${old}@100%`, ...envFlag, "--message", `smoke test failed at ${pct} %: back to ${old}`, "-y"]);
-        fail(`smoke test failed at ${pct} %: all traffic is back on ${old}`, 1);
-      }
-      fail(`smoke test failed on the first deploy of ${name}: nothing to go back to; fix and deploy again`, 1);
+    if (args.dryRun) continue;
+    if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
+    await smokeNew(`${pct} %`);
+    if (pct === 100 || !args.smokeUrl) continue;
+    const verdict = await canary({ url: args.smokeUrl, name: env.name, oldId: old, newId: next, windowS, probes, thresholds, question: args.question });
+    log(`${pct} % canary analysis over ${windowS} s (${verdict.verdict}):`);
+    for (const line of verdict.table) log(`  ${line}`);
+    for (const r of verdict.reasons) log(`  - ${r}`);
+    if (verdict.verdict !== "pass") back(`canary ${verdict.verdict} at ${pct} %`);
+  }
+  // Cron schedules and queue consumer settings are not part of a version.
+  run(["triggers", "deploy", ...envFlag]);
+  log(args.dryRun ? "dry run: nothing changed" : `${env.name}: ${next} serves 100 %; triggers deployed`);
+}
+
+/** D1 migrations before any code: bookmark, refusal of non-additive SQL, apply. */
+async function migrateD1({ env, api, run, envFlag, allowDestructive, dryRun, abort }) {
+  let applied;
+  try {
+    const [res] = await api.call("POST", `/d1/database/${env.d1.id}/query`, { sql: "SELECT name FROM d1_migrations ORDER BY id" });
+    applied = res.results.map((r) => r.name);
+  } catch (err) {
+    if (err instanceof CloudflareApiError && /no such table/i.test(err.message)) applied = [];
+    else abort(`cannot read D1 ${env.d1.name}'s applied migrations: ${err.message}`);
+  }
+  const pending = migrationFiles(env.d1.migrationsDir).filter((f) => !applied.includes(f));
+  if (pending.length === 0) return log(`D1 ${env.d1.name}: no pending migrations`);
+  const destructive = pending.flatMap((f) => destructiveStatements(readFileSync(path.join(env.d1.migrationsDir, f), "utf8")).map((r) => `${f} ${r}`));
+  if (destructive.length && !allowDestructive) {
+    abort(`refusing D1 migrations that are not additive (during a split the old version runs on the new schema):\n  ${destructive.join("\n  ")}\nsplit them into additive steps, or pass --allow-destructive`);
+  }
+  const info = run(["d1", "time-travel", "info", env.d1.name, ...envFlag, "--json"], { write: false });
+  let bookmark = "BOOKMARK";
+  if (!dryRun) {
+    try {
+      bookmark = JSON.parse(info).bookmark;
+    } catch {
+      abort(`could not read the Time Travel bookmark of ${env.d1.name}: ${info.slice(0, 300)}`);
     }
   }
-  console.log(`[deploy] ${args.env}: ${next} serves 100 %`);
+  log(`D1 ${env.d1.name} before ${pending.join(", ")}: Time Travel bookmark ${bookmark}`);
+  log(`  to undo: wrangler d1 time-travel restore ${env.d1.name} --bookmark ${bookmark} --env ${env.env}`);
+  run(["d1", "migrations", "apply", "DB", "--remote", ...envFlag]);
+}
+
+/** Probe traffic to both versions through overrides, then the per-version comparison. */
+async function canary({ url, name, oldId, newId, windowS, probes, thresholds, question }) {
+  const started = Date.now();
+  const base = url.replace(/\/+$/, "");
+  const send = (version) =>
+    fetch(`${base}/api/search`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "cloudflare-workers-version-overrides": `${name}="${version}"` },
+      body: JSON.stringify({ query: question ?? "What does the company build?" }),
+      signal: AbortSignal.timeout(10_000),
+    }).then((r) => r.arrayBuffer(), () => null);
+  for (let i = 0; i < probes; i++) await Promise.all([send(oldId), send(newId)]);
+  const rest = windowS * 1000 - (Date.now() - started);
+  if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+  const res = await fetch(`${base}/admin/metrics/versions?window=${Math.ceil((Date.now() - started) / 1000)}s`, {
+    headers: { authorization: `Bearer ${process.env.ADMIN_TOKEN ?? ""}` },
+    signal: AbortSignal.timeout(10_000),
+  }).catch((e) => ({ status: 0, text: async () => e.message }));
+  if (res.status !== 200) return { verdict: "inconclusive", reasons: [`/admin/metrics/versions answered ${res.status}: ${(await res.text()).slice(0, 200)} (is ADMIN_TOKEN set?)`], table: [] };
+  return canaryVerdict((await res.json()).versions ?? [], oldId, newId, thresholds);
+}
+
+async function rollback({ env, service, to, run, envFlag, message, abort }) {
+  if (!service) abort(`${env.name} does not exist: nothing to roll back`);
+  try {
+    // Without an id wrangler takes the version deployed before the current one.
+    run(["rollback", ...(to ? [to] : []), ...envFlag, "--message", `rollback: ${message}`, "-y"]);
+  } catch (err) {
+    if (/Durable Object migration/i.test(err.output ?? err.message)) {
+      abort(`Cloudflare refuses to roll ${env.name} back to ${to ?? "the previous version"}: a Durable Object migration happened since that version (rollbacks page). The way back is forward: revert the change in git and release it (\`node scripts/deploy.mjs --env ${env.env}\`), keeping the migrated classes in wrangler.jsonc.`);
+    }
+    abort(err.message);
+  }
+  log(`${env.name}: rolled back to ${to ?? "the previous version"}`);
+}
+
+function printSmoke(label, result) {
+  for (const c of result.checks) log(`${label} smoke ${c.ok ? "ok  " : "FAIL"} ${c.name} (${c.status ?? "-"}, ${c.ms} ms)${c.detail ? `: ${c.detail}` : ""}`);
 }
 
 function gitDescription() {
   try {
-    return execFileSync("git", ["log", "-1", "--format=%h"], { cwd: root, encoding: "utf8" }).trim();
+    return execFileSync("git", ["log", "-1", "--format=%h %s"], { cwd: root, encoding: "utf8" }).trim().slice(0, 100);
   } catch {
     return "deploy";
   }

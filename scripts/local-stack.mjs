@@ -3,7 +3,7 @@
 // Objects), for the benchmarks. The process group and the state are removed
 // when the calling process exits.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { writePrebuiltConfig } from "./prebuilt-config.mjs";
@@ -72,6 +72,7 @@ function logTo(file) {
  * `inspectorPort` opens the Worker's DevTools endpoint there (a CPU profile of the Worker alone).
  */
 export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra, inspectorPort }) {
+  mkdirSync(path.join(root, ".wrangler"), { recursive: true });
   const persist = mkdtempSync(path.join(root, ".wrangler", `${name}-`));
   const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars, drop, main, extra });
   const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };

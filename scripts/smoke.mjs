@@ -2,7 +2,7 @@
 // deploy script between rollout steps and runnable on its own:
 //
 //   node scripts/smoke.mjs --url https://staging.example.com \
-//     [--question "…"] [--worker NAME --version ID] [--timeout-ms 10000]
+//     [--question "…"] [--worker NAME --version ID [--expect-version ID]] [--timeout-ms 10000]
 //
 // With --worker and --version every request carries
 // `Cloudflare-Workers-Version-Overrides: NAME="ID"`, so during a gradual
@@ -14,7 +14,7 @@ import { pathToFileURL } from "node:url";
 const DEFAULT_QUESTION = "What does the company build?";
 
 /** Runs the checks; returns `{ ok, checks: [{ name, ok, status, ms, detail }] }`. */
-export async function smoke({ url, question = DEFAULT_QUESTION, worker = null, version = null, timeoutMs = 10_000 }) {
+export async function smoke({ url, question = DEFAULT_QUESTION, worker = null, version = null, expectVersion = null, timeoutMs = 10_000 }) {
   const base = url.replace(/\/+$/, "");
   const headers = { "content-type": "application/json" };
   if (worker && version) headers["cloudflare-workers-version-overrides"] = `${worker}="${version}"`;
@@ -51,9 +51,13 @@ export async function smoke({ url, question = DEFAULT_QUESTION, worker = null, v
     checks.push({ name, ok, status, ms: Date.now() - started, detail });
   }
 
-  await check("health", { path: "/api/health" }, (status, body) =>
-    status === 200 && body.status === "ok" ? true : `status ${status}, ${JSON.stringify(body).slice(0, 200)}`,
-  );
+  // With expectVersion, health must come from that version (its version_metadata binding):
+  // an override the platform ignored would otherwise test the old version.
+  await check("health", { path: "/api/health" }, (status, body) => {
+    if (status !== 200 || body.status !== "ok") return `status ${status}, ${JSON.stringify(body).slice(0, 200)}`;
+    if (expectVersion && body.version?.id !== expectVersion) return `answered by version ${body.version?.id ?? "(unknown)"}, not ${expectVersion}`;
+    return true;
+  });
   await check("search", { path: "/api/search", body: { query: question } }, (status, body) =>
     status === 200 && Array.isArray(body.results) ? true : `status ${status}, ${JSON.stringify(body).slice(0, 200)}`,
   );
@@ -77,7 +81,7 @@ function parseArgs(argv) {
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const args = parseArgs(process.argv.slice(2));
   if (!args.url) {
-    console.error("usage: node scripts/smoke.mjs --url URL [--question Q] [--worker NAME --version ID] [--timeout-ms N]");
+    console.error("usage: node scripts/smoke.mjs --url URL [--question Q] [--worker NAME --version ID] [--expect-version ID] [--timeout-ms N]");
     process.exit(2);
   }
   const result = await smoke({ ...args, timeoutMs: Number(args.timeoutMs ?? 10_000) });

@@ -2,6 +2,7 @@
 // top-level (local) configuration must not name a deployed Worker, so a
 // `wrangler deploy` without `--env` can never replace staging or production.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { experimental_readRawConfig } from "wrangler";
@@ -43,4 +44,13 @@ test("staging and production rerank with Workers AI on request; plain searches s
     assert.equal(vars.SEARCH_MODE ?? "fused", "fused", `${env} does not rerank by default`);
   }
   assert.equal(rawConfig.vars.RERANKER ?? "none", "none", "locally there is no AI binding to rerank with");
+});
+
+test("the document sync workflow names the bucket production binds, and every environment knows its version", () => {
+  const sync = readFileSync(path.join(root, ".github/workflows/sync-documents.yml"), "utf8");
+  const named = /R2_BUCKET\s+.*?: (\S+)$/m.exec(sync)?.[1];
+  assert.equal(named, rawConfig.env.production.r2_buckets[0].bucket_name);
+  for (const config of [rawConfig, ...Object.values(rawConfig.env)]) {
+    assert.equal(config.version_metadata?.binding, "CF_VERSION_METADATA", `${config.name}: /api/health and the canary metrics report the version`);
+  }
 });

@@ -44,7 +44,8 @@ before(async () => {
   assert.equal(put.status, 202);
 });
 
-after(() => {
+after(async () => {
+  for (const { cf } of accounts.values()) await cf.close();
   stopLocalStack();
   rmSync(work, { recursive: true, force: true });
 });
@@ -92,15 +93,24 @@ function run(cf, argv, { env = {}, input } = {}) {
 const wrangler = (cf, argv, options) => run(cf, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), ...argv], options);
 
 const writes = (cf, from = 0) => cf.calls.slice(from).filter((c) => c.method !== "GET" && !(c.method === "POST" && /\/d1\/database\/[^/]+\/query$/.test(c.path) && /^\s*SELECT/i.test(c.sql ?? "")));
+/** The version serving 100 % of `name` now. */
+const serving = (cf, name) => cf.state.scripts.get(name).deployments.at(-1).versions.find((v) => v.percentage === 100).version_id;
 const deployments = (cf, name, from = 0) => cf.calls.slice(from).filter((c) => c.deployment && c.path.endsWith(`/workers/scripts/${name}/deployments`)).map((c) => c.deployment);
 
-/** A provisioned environment with the Worker live on the stand-in's edge. */
+const accounts = new Map();
+/**
+ * A provisioned environment with the Worker live on the stand-in's edge. Tests that leave the
+ * environment as they found it (one version at 100 %) share one account by `name`: provisioning
+ * runs wrangler a dozen times.
+ */
 async function provisioned(env, name = env) {
+  if (accounts.has(name)) return accounts.get(name);
   const cf = await startCloudflareApi({ upstream, edgeScript: `portfolio-docs${env === "production" ? "" : `-${env}`}`, adminToken: ADMIN_TOKEN });
   const staged = stageConfig(name);
   const p = await run(cf, ["scripts/provision.mjs", "--env", env, "--config", staged.config]);
   assert.equal(p.code, 0, p.out);
-  return { cf, ...staged };
+  accounts.set(name, { cf, ...staged });
+  return accounts.get(name);
 }
 
 test("provision: an empty account becomes a serving environment; a second run changes nothing", async () => {
@@ -176,7 +186,7 @@ test("release: 0 % and a smoke test through the override, then 10 → 50 → 100
   const { cf, config } = await provisioned("production");
   try {
     const worker = cf.state.scripts.get("portfolio-docs");
-    const old = worker.versions.at(-1).id;
+    const old = serving(cf, "portfolio-docs");
     const mark = cf.calls.length;
     const r = await run(cf, ["scripts/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0", ...CANARY]);
     assert.equal(r.code, 0, r.out);
@@ -195,7 +205,7 @@ test("release: 0 % and a smoke test through the override, then 10 → 50 → 100
     assert.ok(triggers > lastDeployment, "wrangler triggers deploy ran after 100 %");
     assert.equal(writes(cf, mark).filter((c) => c.uploaded && c.path.endsWith("/versions")).length, 1, "one version upload, no wrangler deploy");
   } finally {
-    await cf.close();
+    cf.clearFaults();
   }
 });
 
@@ -229,14 +239,14 @@ test("a release that adds a Durable Object class goes through wrangler deploy, a
     assert.equal(back.code, 1, back.out);
     assert.match(back.out, /refuses to roll portfolio-docs-staging back .* Durable Object migration .* The way back is forward/s);
   } finally {
-    await cf.close();
+    cf.clearFaults();
   }
 });
 
 test("a failing smoke test at 0 % puts all traffic back before any user reached the new version", async () => {
-  const { cf, config } = await provisioned("production", "bad-smoke");
+  const { cf, config } = await provisioned("production");
   try {
-    const old = cf.state.scripts.get("portfolio-docs").versions.at(-1).id;
+    const old = serving(cf, "portfolio-docs");
     cf.faultNextVersion({ errorRate: 1 });
     const mark = cf.calls.length;
     const r = await run(cf, ["scripts/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0"]);
@@ -247,14 +257,14 @@ test("a failing smoke test at 0 % puts all traffic back before any user reached 
     const reached = cf.routed.filter((x) => x.version === next);
     assert.ok(reached.length > 0 && reached.every((x) => x.override), "only the smoke test's overridden requests reached the new version");
   } finally {
-    await cf.close();
+    cf.clearFaults();
   }
 });
 
 test("a canary regression (the new version 800 ms slower) rolls back at 10 %", async () => {
-  const { cf, config } = await provisioned("production", "slow-canary");
+  const { cf, config } = await provisioned("production");
   try {
-    const old = cf.state.scripts.get("portfolio-docs").versions.at(-1).id;
+    const old = serving(cf, "portfolio-docs");
     cf.faultNextVersion({ latencyMs: 800 });
     const mark = cf.calls.length;
     const r = await run(cf, ["scripts/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0", ...CANARY]);
@@ -265,12 +275,12 @@ test("a canary regression (the new version 800 ms slower) rolls back at 10 %", a
     assert.match(r.out, /- p95 \d+\.\d ms against \d+\.\d ms/);
     assert.match(r.out, /canary regression at 10 %: all traffic is back on/);
   } finally {
-    await cf.close();
+    cf.clearFaults();
   }
 });
 
 test("a failed status read aborts before anything is uploaded; it is never taken for a first deploy", async () => {
-  const { cf, config } = await provisioned("staging", "status-fails");
+  const { cf, config } = await provisioned("staging");
   try {
     for (const [method, pattern] of [["GET", /\/workers\/services\//], ["GET", /\/workers\/scripts\/[^/]+\/deployments$/]]) {
       cf.failNext(method, pattern, { status: 500, code: 10013, message: "An unknown error has occurred" });
@@ -281,12 +291,12 @@ test("a failed status read aborts before anything is uploaded; it is never taken
       assert.deepEqual(writes(cf, mark), [], `${pattern}: nothing changed`);
     }
   } finally {
-    await cf.close();
+    cf.clearFaults();
   }
 });
 
 test("D1 migrations: a bookmark and its restore command first; a non-additive migration is refused", async () => {
-  const { cf, config, migrations } = await provisioned("staging", "d1");
+  const { cf, config, migrations } = await provisioned("staging");
   try {
     writeFileSync(path.join(migrations, "0099_additive.sql"), "ALTER TABLE documents ADD COLUMN note TEXT NOT NULL DEFAULT '';\nCREATE INDEX documents_note ON documents(note);\n");
     const ok = await run(cf, ["scripts/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0"]);
@@ -305,15 +315,15 @@ test("D1 migrations: a bookmark and its restore command first; a non-additive mi
     assert.match(refused.out, /refusing D1 migrations that are not additive[\s\S]*0100_drop\.sql drops: DROP TABLE reconcile_runs/);
     assert.deepEqual(writes(cf, mark), []);
   } finally {
-    await cf.close();
+    rmSync(path.join(migrations, "0100_drop.sql"), { force: true });
   }
 });
 
 test("secrets during a split: wrangler secret put is refused, wrangler versions secret put works", async () => {
-  const { cf, config } = await provisioned("staging", "secrets");
+  const { cf, config } = await provisioned("staging");
   try {
     const worker = cf.state.scripts.get("portfolio-docs-staging");
-    const old = worker.versions.at(-1).id;
+    const old = serving(cf, "portfolio-docs-staging");
     const up = await wrangler(cf, ["versions", "upload", "--env", "staging", "--config", config]);
     assert.equal(up.code, 0, up.out);
     const next = worker.versions.at(-1).id;
@@ -327,7 +337,8 @@ test("secrets during a split: wrangler secret put is refused, wrangler versions 
     assert.equal(worker.versions.at(-1).secrets.get("RERANK_API_KEY"), "k1");
     assert.deepEqual(worker.deployments.at(-1).versions.map((v) => v.version_id).sort(), [next, old].sort(), "a versioned secret deploys nothing");
   } finally {
-    await cf.close();
+    const latest = cf.state.scripts.get("portfolio-docs-staging").versions.at(-1).id;
+    await wrangler(cf, ["versions", "deploy", `${latest}@100%`, "--env", "staging", "--config", config, "-y"]);
   }
 });
 
