@@ -319,7 +319,12 @@ describe.runIf(IMPL === "vectorize")("Vectorize specifics (stand-in)", () => {
     expect(await rejection(() => standin.query(q, { topK: 1, returnMetadata: "everything" }))).toMatch(/returnMetadata/);
     expect(await rejection(() => standin.query(q, { topK: 1, filter: {} }))).toMatch(/non-empty/);
     expect(await rejection(() => standin.query(q, { topK: 1, filter: { $bad: 1 } }))).toMatch(/invalid filter key/);
-    expect(await rejection(() => standin.getByIds(Array.from({ length: 1001 }, (_, i) => `x${i}`)))).toMatch(/1001 ids/);
+    expect(await rejection(() => standin.getByIds(Array.from({ length: 101 }, (_, i) => `x${i}`)))).toMatch(
+      /VECTOR_GET_ERROR \(code = 40007\): too many ids in payload; max id count is 100, got 101/,
+    );
+    expect(await rejection(() => standin.deleteByIds(Array.from({ length: 173 }, (_, i) => `x${i}`)))).toMatch(
+      /VECTOR_DELETE_ERROR \(code = 40007\): too many ids in payload; max id count is 100, got 173/,
+    );
     expect(await rejection(() => standin.upsert([{ id: "é".repeat(33), values: q }]))).toMatch(/longer than 64 bytes/);
     expect(await rejection(() => standin.upsert([{ id: s.id("fat"), values: q, metadata: { blob: "x".repeat(10 * 1024) } }]))).toMatch(
       /exceeds 10240 bytes/,

@@ -30,8 +30,13 @@
 //   `returnValues: true` or `returnMetadata: "all"`; `returnMetadata` is "none" | "indexed" |
 //   "all"; filters [filter] are non-empty objects under 2048 bytes of compact JSON, keys
 //   non-empty, ≤ 512 characters, without `"`, not starting with `$`.
-//   getByIds/deleteByIds: the docs state no limit; this stand-in assumes the upsert batch limit
-//   (1000 ids per call), so a caller that sends more is caught here rather than in production.
+//   getByIds/deleteByIds: ≤ 100 ids per call. [limits] states no id limit (only the upsert
+//   batch); the real binding rejects the whole call beyond 100, as field reports quote it
+//   (2026): `VECTOR_DELETE_ERROR (code = 40007): too many ids in payload; max id count is 100,
+//   got 173`. The stand-in answers deleteByIds with that text and getByIds with the same text
+//   as `VECTOR_GET_ERROR` (assumed: no report quotes getByIds), and records the rejected call
+//   (`rejected` in `recordedCalls()`), so a caller that sends more is caught here rather than
+//   in production.
 // - `query(vector, { topK = 5, filter, returnValues = false, returnMetadata = "none" })`:
 //   cosine similarity, best first (ties by id). "indexed" returns only the indexed properties
 //   (strings cut to 64 bytes), "all" the whole metadata. Operators [filter]: implicit `$eq`,
@@ -42,7 +47,7 @@
 // - `insert` skips ids that exist when it is applied; `upsert` replaces whole vectors.
 // - `describe()` → `{ dimensions, vectorCount, processedUpToMutation, processedUpToDatetime }`.
 // Errors read like the binding's, `VECTOR_<OP>_ERROR (code = 40xxx): <text>` (4xxxx: invalid
-// request; the numbers are this stand-in's, not Vectorize's).
+// request; the numbers are this stand-in's, not Vectorize's, except 40007 for too many ids).
 //
 // Control surface (tests and local runs; the real binding has none of it): JS RPC methods
 // `createMetadataIndex`, `deleteMetadataIndex`, `listMetadataIndexes` (mirroring wrangler's
@@ -54,8 +59,8 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 
 /** [limits] "Maximum upsert batch size (per batch): 1000 (Workers)". */
 const MAX_UPSERT_BATCH = 1000;
-/** Not documented; assumed equal to the upsert batch limit (see above). */
-const MAX_IDS_PER_CALL = 1000;
+/** Not on [limits]; the real binding's "max id count is 100" (see above). */
+const MAX_IDS_PER_CALL = 100;
 /** [limits] "Maximum returned results (topK) without values and metadata: 100". */
 const MAX_TOP_K = 100;
 /** [limits][api] "Maximum returned results (topK) with values or metadata: 20". */
@@ -180,7 +185,7 @@ function checkVectors(op, env, vectors) {
   }
   return vectors.map((v) => {
     if (typeof v?.id !== "string" || v.id.length === 0) throw fail(op, 40006, "vector id must be a non-empty string");
-    if (bytes(v.id) > MAX_ID_BYTES) throw fail(op, 40007, `vector id ${v.id} is longer than ${MAX_ID_BYTES} bytes`);
+    if (bytes(v.id) > MAX_ID_BYTES) throw fail(op, 40026, `vector id ${v.id} is longer than ${MAX_ID_BYTES} bytes`);
     if (v.metadata instanceof Map) throw fail(op, 40008, "metadata must be a plain object, got a Map");
     const metadata = v.metadata ?? {};
     if (bytes(JSON.stringify(metadata)) > MAX_METADATA_BYTES) {
@@ -190,9 +195,15 @@ function checkVectors(op, env, vectors) {
   });
 }
 
-function checkIds(op, ids) {
+function checkIds(method, op, ids) {
   if (!Array.isArray(ids) || !ids.every((id) => typeof id === "string")) throw fail(op, 40015, "ids must be an array of strings");
-  if (ids.length > MAX_IDS_PER_CALL) throw fail(op, 40016, `${ids.length} ids in one call; this stand-in allows ${MAX_IDS_PER_CALL}`);
+  if (ids.length > MAX_IDS_PER_CALL) {
+    // The real binding's text and code (see above); the whole call is refused.
+    const error = fail(op, 40007, `too many ids in payload; max id count is ${MAX_IDS_PER_CALL}, got ${ids.length}`);
+    // Recorded, so a test sees the oversized call even if the caller swallows the error.
+    record({ method, count: ids.length, rejected: error.message });
+    throw error;
+  }
   return [...ids];
 }
 
@@ -359,7 +370,7 @@ export class VectorizeStandin extends WorkerEntrypoint {
 
   async deleteByIds(ids) {
     applyDue();
-    const copy = checkIds("DELETE", ids);
+    const copy = checkIds("deleteByIds", "DELETE", ids);
     record({ method: "deleteByIds", count: copy.length, ids: copy });
     return enqueue(this.env, () => {
       for (const id of copy) state.vectors.delete(id);
@@ -368,7 +379,7 @@ export class VectorizeStandin extends WorkerEntrypoint {
 
   async getByIds(ids) {
     applyDue();
-    const copy = checkIds("GET", ids);
+    const copy = checkIds("getByIds", "GET", ids);
     record({ method: "getByIds", count: copy.length, ids: copy });
     return copy
       .filter((id) => state.vectors.has(id))

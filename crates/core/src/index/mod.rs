@@ -27,6 +27,15 @@ use serde::{Deserialize, Serialize};
 pub const INDEX_DIMENSIONS: usize = 1536;
 /// Vectorize: "Maximum upsert batch size (per batch): 1000 (Workers) / 5000 (HTTP API)".
 pub const VECTORIZE_MAX_UPSERT_BATCH: usize = 1000;
+/// Vectorize: ids per `getByIds` / `deleteByIds` call. The limits page documents only the upsert
+/// batch (1000 Workers / 5000 HTTP) and states no limit on ids; the Workers binding rejects the
+/// whole call beyond 100, as field reports quote it (2026):
+/// `VECTOR_DELETE_ERROR (code = 40007): too many ids in payload; max id count is 100, got 173`.
+/// 100 is the count the platform itself names. Assuming the upsert batch (1000) instead made
+/// deleting or re-ingesting any document of more than 100 chunks fail. The Vectorize adapter
+/// splits every `getByIds` and `deleteByIds` at this size, whatever its caller hands it: a
+/// 20,000-chunk generation ([`crate::ingest::MAX_CHUNKS_PER_DOCUMENT`]) is 200 calls.
+pub const VECTORIZE_MAX_IDS_PER_CALL: usize = 100;
 /// Vectorize: "Maximum returned results (topK) without values and metadata: 100".
 pub const VECTORIZE_MAX_TOP_K: usize = 100;
 /// Vectorize: "Maximum returned results (topK) with values or metadata: 20" (limits page), and
@@ -335,6 +344,21 @@ pub enum VectorIndexError {
         /// What the platform said.
         message: String,
     },
+    /// The backend refused a call for carrying too many ids (Vectorize: `too many ids in
+    /// payload; max id count is 100, got 173`). Retryable: the ids are fine, the split was
+    /// ours, so the work must stay queued for a build that splits at the right size rather
+    /// than fail the document for good.
+    #[error("{backend} refused {operation}: too many ids in one call{}: {message}", max.map(|m| format!(" (the limit is {m})")).unwrap_or_default())]
+    BatchTooLarge {
+        /// `vectorize`.
+        backend: &'static str,
+        /// The method called.
+        operation: &'static str,
+        /// The limit the platform named, when it did.
+        max: Option<usize>,
+        /// What the platform said.
+        message: String,
+    },
     /// The backend answered with a shape it does not document.
     #[error("{backend} {operation} returned a malformed response: {reason}")]
     MalformedResponse {
@@ -369,7 +393,7 @@ impl VectorIndexError {
     /// Whether the same call may succeed later (decides queue retry vs ack).
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
+        matches!(self, Self::Unavailable { .. } | Self::BatchTooLarge { .. })
     }
 
     /// Whether the caller's input was at fault (an HTTP 400), as opposed to the platform.
@@ -399,6 +423,7 @@ impl VectorIndexError {
             Self::CorruptStoredVector { .. } => "corrupt_stored_vector",
             Self::Unavailable { .. } => "vector_index_unavailable",
             Self::Rejected { .. } => "vector_index_rejected",
+            Self::BatchTooLarge { .. } => "vector_index_batch_too_large",
             Self::MalformedResponse { .. } => "vector_index_malformed_response",
             Self::NotConfigured { .. } => "vector_index_not_configured",
             Self::OverBudget { .. } => "d1_index_over_budget",
@@ -406,11 +431,25 @@ impl VectorIndexError {
     }
 }
 
-/// Classifies a Vectorize rejection by the code it carries. Vectorize errors read
-/// `VECTOR_<OP>_ERROR (code = 40xxx): <text>`; a `4xxxx` code means the request was invalid
-/// (permanent), anything else (5xxxx, no code, a network failure) is treated as transient.
+/// Classifies a Vectorize failure. Vectorize errors read `VECTOR_<OP>_ERROR (code = 40xxx):
+/// <text>`. A call with too many ids ("too many ids in payload; max id count is 100, got 173",
+/// code 40007) is [`VectorIndexError::BatchTooLarge`], retryable: the batch size was ours, not
+/// the data's. Any other `4xxxx` code means the request was invalid (permanent); anything else
+/// (5xxxx, no code, a network failure) is treated as transient.
 #[must_use]
 pub fn classify_vectorize_failure(operation: &'static str, message: String) -> VectorIndexError {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("too many ids") || lower.contains("max id count") {
+        let max = lower
+            .split_once("max id count is ")
+            .and_then(|(_, rest)| leading_number(rest));
+        return VectorIndexError::BatchTooLarge {
+            backend: "vectorize",
+            operation,
+            max,
+            message,
+        };
+    }
     let code = message
         .split_once("code = ")
         .map(|(_, rest)| {
@@ -433,6 +472,12 @@ pub fn classify_vectorize_failure(operation: &'static str, message: String) -> V
     }
 }
 
+/// The decimal number `text` starts with, if any.
+fn leading_number(text: &str) -> Option<usize> {
+    let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 // ---------------------------------------------------------------------------------------------
 // The trait.
 // ---------------------------------------------------------------------------------------------
@@ -449,9 +494,12 @@ pub trait VectorIndex {
     async fn upsert(&self, records: &[VectorRecord]) -> Result<MutationReceipt, VectorIndexError>;
     /// The `top_k` closest vectors by cosine similarity, best first (ties by id).
     async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError>;
-    /// The stored vectors among `ids` (missing ids are skipped).
+    /// The stored vectors among `ids` (missing ids are skipped). Any number of ids: the
+    /// implementation splits them into calls its backend accepts
+    /// ([`VECTORIZE_MAX_IDS_PER_CALL`] for Vectorize).
     async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<VectorRecord>, VectorIndexError>;
-    /// Deletes vectors by id (missing ids are not an error).
+    /// Deletes vectors by id (missing ids are not an error); any number of ids, split like
+    /// [`VectorIndex::get_by_ids`].
     async fn delete_by_ids(&self, ids: &[String]) -> Result<MutationReceipt, VectorIndexError>;
     /// Dimensions and size of the index.
     async fn describe(&self) -> Result<IndexInfo, VectorIndexError>;

@@ -331,6 +331,43 @@ fn vectorize_failures_are_classified_by_code() {
     assert!(classify_vectorize_failure("describe", "network lost".into()).is_retryable());
 }
 
+#[test]
+fn too_many_ids_is_retryable_never_permanent() {
+    // The real binding's answer to 173 ids (field reports, 2026), and the getByIds analogue.
+    for (operation, message) in [
+        (
+            "deleteByIds",
+            "VECTOR_DELETE_ERROR (code = 40007): too many ids in payload; max id count is 100, got 173",
+        ),
+        (
+            "getByIds",
+            "VECTOR_GET_ERROR (code = 40007): too many ids in payload; max id count is 100, got 250",
+        ),
+    ] {
+        let error = classify_vectorize_failure(operation, message.into());
+        assert_eq!(
+            error,
+            VectorIndexError::BatchTooLarge {
+                backend: "vectorize",
+                operation,
+                max: Some(VECTORIZE_MAX_IDS_PER_CALL),
+                message: message.into(),
+            }
+        );
+        assert!(error.is_retryable(), "{error}");
+        assert!(!error.is_caller_error());
+        assert_eq!(error.code(), "vector_index_batch_too_large");
+        assert!(error.to_string().contains("the limit is 100"), "{error}");
+    }
+    // Without the number it is still a batch-size error, not a rejection.
+    let bare = classify_vectorize_failure("deleteByIds", "Too many IDs in payload".into());
+    assert!(matches!(
+        bare,
+        VectorIndexError::BatchTooLarge { max: None, .. }
+    ));
+    assert!(bare.is_retryable());
+}
+
 proptest! {
     #[test]
     fn top_k_is_the_brute_force_best_sorted(

@@ -7,7 +7,7 @@
 
 use super::run::{Reconciler, RunError};
 use super::store::{DocumentRead, LeftoverGeneration, ReconcileStore, VectorCounting};
-use super::sweep::{MAX_SWEPT_VECTOR_IDS_PER_PAGE, SWEEP_GRACE_MS, VECTOR_DELETE_BATCH};
+use super::sweep::{MAX_SWEPT_VECTOR_IDS_PER_PAGE, SWEEP_GRACE_MS};
 use super::{
     count_reasons, failed_keys, page_end, plan_page, store_probes, sweep_targets, vectors_settled,
     DocumentRow, PageEnd, PageFacts, PlannedCommand, Reason, ReconcileSettings, StoreCounts,
@@ -26,8 +26,9 @@ fn rows_limit(page_size: u32) -> u32 {
     page_size.saturating_mul(2)
 }
 
-/// Most ids looked up in the index per page when counting by ids: keeps one
-/// page's `getByIds` calls (1,000 ids each) to a handful of subrequests.
+/// Most ids looked up in the index per page when counting by ids: bounds one
+/// page's `getByIds` calls (the Vectorize adapter sends
+/// [`crate::index::VECTORIZE_MAX_IDS_PER_CALL`] ids per call, so 50 calls).
 pub const MAX_VECTOR_IDS_PER_PAGE: usize = 5_000;
 
 /// What a page did.
@@ -293,19 +294,13 @@ where
             let ids: Vec<String> = (0..generation.span)
                 .map(|i| vector_id(generation.document_id, generation.version as i64, i))
                 .collect();
-            let mut deleted = true;
-            for batch in ids.chunks(VECTOR_DELETE_BATCH) {
-                if let Err(e) = self.index.delete_by_ids(batch).await {
-                    errors.push(format!(
-                        "sweep: vectors of document {} version {}: {e}",
-                        generation.document_id, generation.version
-                    ));
-                    deleted = false;
-                    break;
-                }
-            }
-            if deleted {
-                cleared.push(generation);
+            // The index splits the ids into calls it accepts.
+            match self.index.delete_by_ids(&ids).await {
+                Ok(_) => cleared.push(generation),
+                Err(e) => errors.push(format!(
+                    "sweep: vectors of document {} version {}: {e}",
+                    generation.document_id, generation.version
+                )),
             }
         }
         if cleared.is_empty() {

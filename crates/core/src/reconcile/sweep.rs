@@ -12,13 +12,12 @@ use super::{DocumentRow, DocumentStatus, PageEnd, SweepTarget};
 /// generation the processor is about to delete itself needs no help.
 pub const SWEEP_GRACE_MS: u64 = 60 * 60 * 1_000;
 
-/// Most vector ids one page deletes while sweeping: keeps the index calls
-/// of a page to a handful of subrequests; the rest waits for the next run
-/// (their chunk rows stay until their vectors are gone, so they are found again).
+/// Most vector ids one page deletes while sweeping: bounds the index calls of
+/// a page (the Vectorize adapter sends
+/// [`crate::index::VECTORIZE_MAX_IDS_PER_CALL`] ids per call, so 50 calls);
+/// the rest waits for the next run (their chunk rows stay until their
+/// vectors are gone, so they are found again).
 pub const MAX_SWEPT_VECTOR_IDS_PER_PAGE: usize = 5_000;
-
-/// Vector ids per `deleteByIds` call. Source: Vectorize limits, 1,000 ids per call.
-pub const VECTOR_DELETE_BATCH: usize = 1_000;
 
 /// The documents of the page whose older generations may be swept.
 #[must_use]

@@ -12,7 +12,7 @@ use js_sys::{Array, Float32Array, Object, Promise, Reflect};
 use portfolio_core::index::{
     classify_vectorize_failure, plan_upsert_batches, validate_id, validate_query, validate_record,
     IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch, VectorMetadata,
-    VectorQuery, VectorRecord, VECTORIZE_MAX_UPSERT_BATCH,
+    VectorQuery, VectorRecord, VECTORIZE_MAX_IDS_PER_CALL, VECTORIZE_MAX_UPSERT_BATCH,
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -149,8 +149,8 @@ impl VectorizeIndex {
         self.write("insert", records).await
     }
 
-    /// One `getByIds` call (at most [`VECTORIZE_MAX_UPSERT_BATCH`] ids: Vectorize documents no
-    /// limit on ids per call; the upsert bound keeps calls bounded) → the JS array it returns.
+    /// One `getByIds` call (at most [`VECTORIZE_MAX_IDS_PER_CALL`] ids: beyond it the binding
+    /// rejects the whole call) → the JS array it returns.
     async fn get_batch(&self, ids: &[String]) -> Result<Array, VectorIndexError> {
         let js_ids: Array = ids.iter().map(|id| JsValue::from_str(id)).collect();
         let value = await_promise("getByIds", self.binding.get_by_ids(&js_ids)).await?;
@@ -228,7 +228,7 @@ impl VectorIndex for VectorizeIndex {
             validate_id(id)?;
         }
         let mut records = Vec::with_capacity(ids.len());
-        for batch in plan_upsert_batches(ids.len(), VECTORIZE_MAX_UPSERT_BATCH) {
+        for batch in plan_upsert_batches(ids.len(), VECTORIZE_MAX_IDS_PER_CALL) {
             for vector in self.get_batch(&ids[batch]).await?.iter() {
                 records.push(record_from_js(&vector)?);
             }
@@ -243,7 +243,7 @@ impl VectorIndex for VectorizeIndex {
             validate_id(id)?;
         }
         let mut count = 0;
-        for batch in plan_upsert_batches(ids.len(), VECTORIZE_MAX_UPSERT_BATCH) {
+        for batch in plan_upsert_batches(ids.len(), VECTORIZE_MAX_IDS_PER_CALL) {
             count += self.get_batch(&ids[batch]).await?.length() as usize;
         }
         Ok(count)
@@ -255,6 +255,8 @@ impl VectorIndex for VectorizeIndex {
         true
     }
 
+    /// One `deleteByIds` call per [`VECTORIZE_MAX_IDS_PER_CALL`] ids, in order; stops at the
+    /// first failure (deleting is idempotent, so the caller retries the whole list).
     async fn delete_by_ids(&self, ids: &[String]) -> Result<MutationReceipt, VectorIndexError> {
         for id in ids {
             validate_id(id)?;
@@ -263,7 +265,7 @@ impl VectorIndex for VectorizeIndex {
             count: ids.len(),
             mutation_ids: Vec::new(),
         };
-        for batch in plan_upsert_batches(ids.len(), VECTORIZE_MAX_UPSERT_BATCH) {
+        for batch in plan_upsert_batches(ids.len(), VECTORIZE_MAX_IDS_PER_CALL) {
             let js_ids: Array = ids[batch].iter().map(|id| JsValue::from_str(id)).collect();
             let response: MutationResponse =
                 call("deleteByIds", self.binding.delete_by_ids(&js_ids)).await?;
