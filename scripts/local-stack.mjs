@@ -11,6 +11,8 @@ import { writePrebuiltConfig } from "./prebuilt-config.mjs";
 const root = path.resolve(import.meta.dirname, "..");
 let groupId = null;
 let stopStack = null;
+/** How to start the stack's `wrangler dev` again (same state, same port), after `killLocalStack`. */
+let relaunch = null;
 
 /** Stops the stack this process started (also done when the process exits). */
 export function stopLocalStack() {
@@ -82,12 +84,14 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
     stdio: "ignore",
   });
   const port = await freePort();
-  const dev = spawn(
+  const launch = () => spawn(
     "npx",
     ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`]), ...(inspectorPort ? ["--inspector-port", String(inspectorPort)] : [])],
     // LOCAL_STACK_LOG=FILE keeps wrangler's output (the Worker's logs) for debugging.
     { cwd: root, env, detached: true, stdio: process.env.LOCAL_STACK_LOG ? ["ignore", logTo(process.env.LOCAL_STACK_LOG), logTo(process.env.LOCAL_STACK_LOG)] : "ignore" },
   );
+  const dev = launch();
+  relaunch = { launch, base: `http://127.0.0.1:${port}`, persist, config };
   groupId = dev.pid;
   // The stack must not keep the caller alive: it ends with the caller.
   dev.unref();
@@ -123,4 +127,59 @@ export async function saveMetricsReport(base, adminToken) {
   if (res.status !== 200) throw new Error(`GET /admin/metrics answered ${res.status}: ${await res.text()}`);
   writeFileSync(process.argv[i + 1], JSON.stringify(await res.json(), null, 2));
   console.error(`[bench] /admin/metrics?window=1h written to ${process.argv[i + 1]}`);
+}
+
+/** The stack's persisted state directory and generated config (for `wrangler d1 execute`). */
+export function localStackState() {
+  return relaunch && { persist: relaunch.persist, config: relaunch.config, base: relaunch.base };
+}
+
+/**
+ * Kills the stack's `wrangler dev` process group with `signal` (default
+ * SIGKILL: no shutdown, as in a crash) and waits until all of it is gone.
+ * The persisted state stays, for `restartLocalStack`.
+ */
+export async function killLocalStack(signal = "SIGKILL") {
+  if (groupId === null) return;
+  const group = groupId;
+  groupId = null;
+  try {
+    process.kill(-group, signal);
+  } catch {}
+  for (let i = 0; i < 200; i++) {
+    try {
+      process.kill(-group, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`process group ${group} still alive after ${signal}`);
+}
+
+/**
+ * Starts `wrangler dev` again on the killed stack's persisted state and port;
+ * resolves to its base URL once `/api/health` answers. `stopLocalStack` stops it.
+ */
+export async function restartLocalStack() {
+  if (relaunch === null) throw new Error("no stack to restart");
+  if (groupId !== null) throw new Error("the stack still runs: killLocalStack() first");
+  const dev = relaunch.launch();
+  dev.unref();
+  groupId = dev.pid;
+  const stopRest = stopStack;
+  stopStack = () => {
+    try {
+      process.kill(-dev.pid, "SIGTERM");
+    } catch {}
+    stopRest?.();
+  };
+  for (let i = 0; ; i++) {
+    try {
+      await fetch(`${relaunch.base}/api/health`);
+      return relaunch.base;
+    } catch {}
+    if (i > 240) throw new Error("wrangler dev did not restart");
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }

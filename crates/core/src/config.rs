@@ -252,6 +252,9 @@ pub struct ServiceConfig {
     /// `INGEST_PROVIDER_CONCURRENCY`: provider calls in flight at once across all documents'
     /// ingestion (`None` when set to 0: no limit).
     pub provider_gate: Option<crate::ingest::gate::GateSettings>,
+    /// `INGEST_WATCHDOG_AFTER_MINUTES`: when the `*/5` cron wakes the processor of a
+    /// `queued`/`processing` document whose row has not moved (re-arming a dropped alarm).
+    pub watchdog: crate::ingest::watchdog::WatchdogSettings,
     /// `RECONCILE_PAGE_SIZE`, `RECONCILE_STUCK_AFTER_HOURS`, `RECONCILE_MAX_RETRIES`.
     pub reconcile: ReconcileSettings,
     /// `CHAT_PAGE`: whether `/` serves the chat page.
@@ -545,6 +548,16 @@ impl ServiceConfig {
             limit: gate_limit,
             ..crate::ingest::gate::GateSettings::default()
         });
+        let watchdog_defaults = crate::ingest::watchdog::WatchdogSettings::default();
+        let watchdog = crate::ingest::watchdog::WatchdogSettings {
+            after_ms: u64::from(vars.number(
+                "INGEST_WATCHDOG_AFTER_MINUTES",
+                crate::ingest::watchdog::DEFAULT_WATCHDOG_AFTER_MINUTES,
+                1,
+                24 * 60,
+            )) * 60_000,
+            ..watchdog_defaults
+        };
         let reconcile_defaults = ReconcileSettings::default();
         let hour_ms = 60 * 60 * 1_000;
         let reconcile = ReconcileSettings {
@@ -729,6 +742,7 @@ impl ServiceConfig {
             ingest,
             pipeline,
             provider_gate,
+            watchdog,
             reconcile,
             chat_page,
             workers_ai: WorkersAiModels {
@@ -855,6 +869,13 @@ mod tests {
             })
         );
         assert_eq!(config.reconcile, ReconcileSettings::default());
+        assert_eq!(
+            config.watchdog,
+            crate::ingest::watchdog::WatchdogSettings {
+                after_ms: 15 * 60_000,
+                max_wakes: 25
+            }
+        );
         assert!(config.chat_page);
         assert_eq!(config.metrics, MetricsSettings::default());
         assert_eq!(config.alerts, AlertSettings::default());
@@ -1069,6 +1090,7 @@ mod tests {
             ("RECONCILE_PAGE_SIZE", "50"),
             ("RECONCILE_STUCK_AFTER_HOURS", "2"),
             ("RECONCILE_MAX_RETRIES", "0"),
+            ("INGEST_WATCHDOG_AFTER_MINUTES", "1"),
             ("CHAT_PAGE", "off"),
         ])
         .expect("valid");
@@ -1095,6 +1117,7 @@ mod tests {
         assert_eq!(config.reconcile.page_size, 50);
         assert_eq!(config.reconcile.stuck_after_ms, 2 * 60 * 60 * 1_000);
         assert_eq!(config.reconcile.max_failed_runs, 0);
+        assert_eq!(config.watchdog.after_ms, 60_000);
         assert!(!config.chat_page);
     }
 
@@ -1138,6 +1161,7 @@ mod tests {
             ("INGEST_OVERLOAD_BASE_MS", "600000"),
             ("INGEST_PROVIDER_CONCURRENCY", "-1"),
             ("RECONCILE_PAGE_SIZE", "1001"),
+            ("INGEST_WATCHDOG_AFTER_MINUTES", "0"),
             ("CHAT_PAGE", "no"),
             ("ENVIRONMENT", ""),
             ("WORKERS_AI_EMBEDDING_MODEL", "@cf/some/unknown-embedder"),

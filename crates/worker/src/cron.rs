@@ -1,6 +1,7 @@
 //! The scheduled entry point: which cron trigger does what. The daily one
 //! (`17 3 * * *`) starts reconciliation and prunes the metrics, alerts and
-//! shadow-comparison tables; every trigger (the other is `*/5 * * * *`) evaluates the alerts.
+//! shadow-comparison tables; every trigger (the other is `*/5 * * * *`) runs the ingestion
+//! watchdog (wakes processors of documents whose row has not moved) and evaluates the alerts.
 //!
 //! Wiring only; never panics (a scheduled handler has no caller to answer):
 //! failures are logged.
@@ -10,7 +11,7 @@ use crate::store::d1_metrics::D1Metrics;
 use crate::store::d1_rollout::{self as rollout_store, D1Rollout};
 use crate::store::metrics::Metrics;
 use crate::store::{ConsoleLog, WorkerClock};
-use crate::{alerts, reconcile};
+use crate::{alerts, ingest, reconcile};
 use crate::{bindings, config};
 use portfolio_core::config::{MetricsSinkKind, ServiceConfig};
 use portfolio_core::storage::{Clock, EventLog, Level};
@@ -41,6 +42,8 @@ pub async fn run(cron: &str, env: &Env) -> Metrics {
         reconcile::run_scheduled(cron, env, &config, &metrics).await;
         prune_metrics(env, &config).await;
     }
+    // Before the alerts, so a document it re-arms is not reported stuck for a run longer.
+    ingest::watchdog::run(env, &config).await;
     alerts::evaluate(env, &config, cron).await;
     metrics
 }

@@ -695,6 +695,10 @@ impl ProcessorStorage for FakeProcessorStorage<'_> {
         self.alarm.set(Some(at_ms));
         Ok(())
     }
+
+    async fn alarm(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.alarm.get())
+    }
 }
 
 // ---- queues ----------------------------------------------------------------

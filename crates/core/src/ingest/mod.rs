@@ -13,6 +13,7 @@ pub mod processor;
 pub mod settings;
 mod steps;
 pub mod store;
+pub mod watchdog;
 
 #[cfg(test)]
 mod fakes;

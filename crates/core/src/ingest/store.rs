@@ -200,4 +200,7 @@ pub trait ProcessorStorage {
     async fn discard(&self, generation: u64) -> Result<(), StoreError>;
     /// Sets the object's single alarm to `at_ms` (ms since the epoch).
     async fn set_alarm(&self, at_ms: u64) -> Result<(), StoreError>;
+    /// When the object's alarm is set to fire (ms since the epoch), `None`
+    /// when none is set (also while its handler runs, until it sets the next).
+    async fn alarm(&self) -> Result<Option<u64>, StoreError>;
 }

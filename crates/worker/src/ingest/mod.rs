@@ -6,6 +6,7 @@
 pub mod consumer;
 pub mod gate;
 pub mod processor;
+pub mod watchdog;
 
 /// Base URL for fetch-style calls to a Durable Object stub (only the path matters).
 pub const PROCESSOR_ORIGIN: &str = "https://document-processor";

@@ -18,6 +18,7 @@ use portfolio_core::config::ProviderKind;
 use portfolio_core::ingest::message::IngestCommand;
 use portfolio_core::ingest::pipeline::PipelineConfig;
 use portfolio_core::ingest::settings::IngestSettings;
+use portfolio_core::ingest::watchdog::WakeRequest;
 use portfolio_core::ingest::{CommandError, Gating, Processor, Tagger};
 use portfolio_core::storage::StoreError;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
@@ -30,6 +31,9 @@ pub struct DocumentProcessor {
     env: Env,
     /// Whether this instance has created its storage tables.
     tables_created: std::cell::Cell<bool>,
+    /// Whether this instance's alarm handler is running (a watchdog wake then
+    /// leaves the alarm to it: the platform reports none while it runs).
+    alarm_running: std::cell::Cell<bool>,
 }
 
 fn platform(e: StoreError) -> worker::Error {
@@ -42,10 +46,14 @@ impl DurableObject for DocumentProcessor {
             state,
             env,
             tables_created: std::cell::Cell::new(false),
+            alarm_running: std::cell::Cell::new(false),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if (req.method(), req.path().as_str()) == (Method::Post, "/wake") {
+            return self.wake(req.json::<WakeRequest>().await).await;
+        }
         let command = match (req.method(), req.path().as_str()) {
             (Method::Post, "/commands") => match req.json::<IngestCommand>().await {
                 Ok(command) => Some(command),
@@ -75,11 +83,28 @@ impl DurableObject for DocumentProcessor {
     async fn alarm(&self) -> worker::Result<Response> {
         // An error makes the runtime retry the alarm; the state machine's
         // watchdog alarm covers anything lost in between.
+        let _running = AlarmRunning::enter(&self.alarm_running);
         let adapters = self.adapters()?;
         let outcome = adapters.processor().alarm().await;
         self.state.wait_until(adapters.metrics.flush_later());
         outcome.map_err(platform)?;
         Response::ok("done")
+    }
+}
+
+/// Marks the alarm handler as running until dropped (also on an early return).
+struct AlarmRunning<'a>(&'a std::cell::Cell<bool>);
+
+impl<'a> AlarmRunning<'a> {
+    fn enter(flag: &'a std::cell::Cell<bool>) -> Self {
+        flag.set(true);
+        Self(flag)
+    }
+}
+
+impl Drop for AlarmRunning<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 
@@ -141,6 +166,26 @@ impl Adapters<'_> {
 }
 
 impl DocumentProcessor {
+    /// `POST /wake` from the watchdog cron: re-arms a dropped alarm, else changes nothing.
+    async fn wake(&self, body: worker::Result<WakeRequest>) -> worker::Result<Response> {
+        let request = match body {
+            Ok(request) => request,
+            Err(e) => return json_response(&ErrorBody::new("bad_wake", e.to_string()), 400),
+        };
+        let adapters = self.adapters()?;
+        let outcome = adapters
+            .processor()
+            .wake(&request.key, self.alarm_running.get())
+            .await;
+        match outcome {
+            Ok(outcome) => json_response(&outcome, 200),
+            Err(e @ CommandError::WrongProcessor { .. }) => {
+                json_response(&ErrorBody::new("wrong_processor", e.to_string()), 409)
+            }
+            Err(CommandError::Store(e)) => Err(platform(e)),
+        }
+    }
+
     fn adapters(&self) -> worker::Result<Adapters<'_>> {
         let storage = DurableStorage::open(self.state.storage(), !self.tables_created.get())
             .map_err(platform)?;

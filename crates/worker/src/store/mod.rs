@@ -16,6 +16,7 @@ pub mod d1_rollout;
 mod d1_rows;
 pub mod d1_search;
 pub mod d1_vectors;
+pub mod d1_watchdog;
 pub mod metrics;
 pub mod processor_storage;
 pub mod queue;

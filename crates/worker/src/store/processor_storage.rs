@@ -260,4 +260,13 @@ impl ProcessorStorage for DurableStorage {
             .await
             .map_err(sql("setting the alarm"))
     }
+
+    async fn alarm(&self) -> Result<Option<u64>, StoreError> {
+        let at = self
+            .storage
+            .get_alarm()
+            .await
+            .map_err(sql("reading the alarm"))?;
+        Ok(at.map(|ms| u64::try_from(ms).unwrap_or(0)))
+    }
 }
