@@ -102,7 +102,10 @@ pub enum DocumentError {
 /// field in [`ParsedDocument::metadata`].
 ///
 /// **Company rule**, first that applies:
-/// 1. front matter `company` (trimmed, if not empty);
+/// 1. front matter `company` (trimmed); present but empty or null
+///    (`company:`, `company: null`, `company: ""`) means *no company*, and
+///    the key is not consulted — how a document says it belongs to none
+///    (the migration writes it for source rows without a company);
 /// 2. a key `companies/<slug>/<more>` gives `<slug>`;
 /// 3. a key of two or more segments gives its first segment, except
 ///    `companies/<file>`, which names no company;
@@ -133,7 +136,10 @@ pub fn parse_document<'a>(
         .title
         .or_else(|| crate::chunk::first_heading_text(body))
         .unwrap_or_else(|| key.file_stem().to_owned());
-    let company = front.company.or_else(|| company_from_key(key));
+    let company = match front.company {
+        Some(given) => given,
+        None => company_from_key(key),
+    };
     Ok(ParsedDocument {
         title,
         company,
@@ -212,7 +218,8 @@ fn split_front_matter(
 #[derive(Debug, Default)]
 struct FrontMatter {
     title: Option<String>,
-    company: Option<String>,
+    /// `None` without a `company` field; `Some(None)` for an empty one.
+    company: Option<Option<String>>,
     tags: Vec<String>,
     metadata: Map<String, Value>,
 }
@@ -250,9 +257,11 @@ fn parse_front_matter(yaml: &str, first_line: usize) -> Result<FrontMatter, Docu
                     .filter(|t| !t.is_empty());
             }
             "company" => {
-                front.company = scalar_text(&value)
-                    .ok_or_else(|| field_error("company", "text"))?
-                    .filter(|c| !c.is_empty());
+                front.company = Some(
+                    scalar_text(&value)
+                        .ok_or_else(|| field_error("company", "text"))?
+                        .filter(|c| !c.is_empty()),
+                );
             }
             "tags" => {
                 front.tags = tag_list(&value).ok_or_else(|| {
@@ -502,6 +511,43 @@ mod tests {
                 &[],
                 "",
                 6,
+            ),
+            // An empty or null company says "none": the key is not read.
+            (
+                "companies/acme/x.md",
+                "---\ncompany: null\n---\n",
+                "x",
+                None,
+                &[],
+                "",
+                4,
+            ),
+            (
+                "notes/a.md",
+                "---\ncompany:\n---\nb",
+                "a",
+                None,
+                &[],
+                "b",
+                4,
+            ),
+            (
+                "notes/a.md",
+                "---\ncompany: ''\n---\n",
+                "a",
+                None,
+                &[],
+                "",
+                4,
+            ),
+            (
+                "notes/a.md",
+                "---\ntitle: T\n---\n",
+                "T",
+                Some("notes"),
+                &[],
+                "",
+                4,
             ),
             // Numbers as text; front matter company beats the key.
             (

@@ -267,6 +267,29 @@ impl<'de> serde::Deserialize<'de> for DocumentKey {
     }
 }
 
+/// A document's key from its place in the corpus: the one mapping every
+/// uploader uses, so a document has the same key whichever tool wrote it.
+///
+/// **The key is the document's path relative to the corpus root**,
+/// normalised as [`DocumentKey::parse`] does, with nothing in front
+/// (`companies/acme/overview.md`):
+///
+/// - `migrate import`: a Supabase row's `documents.path` (already relative
+///   to the corpus the old ingestion scripts read);
+/// - `r2-sync push <folder>`: a file's path under `<folder>` when `<folder>`
+///   is the corpus root (the repository's `corpus/`, no `--prefix`); a
+///   sub-folder is pushed with its place in the corpus as `--prefix`
+///   (`corpus/companies` with `--prefix companies/`).
+///
+/// Nothing is prepended because the key's first segments are what the
+/// company rule reads ([`crate::document::parse_document`]): under a prefix
+/// such as `docs/`, every document without a front-matter `company:` would
+/// get the company `docs`, and a migrated corpus would be uploaded a second
+/// time under other keys.
+pub fn document_key(corpus_path: &str) -> Result<DocumentKey, KeyError> {
+    DocumentKey::parse(corpus_path)
+}
+
 /// Why a string is not a usable document key. Offsets are byte offsets in
 /// the text given to [`DocumentKey::parse`]; segment numbers count from 0
 /// after normalisation.
@@ -390,6 +413,24 @@ mod tests {
                 (err, _) => panic!("{text:?}: unexpected {err:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_source_path_and_a_corpus_file_give_one_key() {
+        // (Supabase documents.path, path under the pushed corpus folder)
+        let cases = [
+            ("companies/acme/overview.md", "companies/acme/overview.md"),
+            ("./companies//acme/a b ü.md", "companies/acme/a b ü.md"),
+            ("notes/note-25.md", "notes/note-25.md"),
+            ("readme.md", "readme.md"),
+        ];
+        for (source_path, file_path) in cases {
+            let migrated = document_key(source_path).unwrap();
+            let synced = document_key(file_path).unwrap();
+            assert_eq!(migrated, synced, "{source_path:?}");
+            assert_eq!(synced.as_str(), file_path);
+        }
+        assert!(document_key("companies/acme/../x.md").is_err());
     }
 
     #[test]

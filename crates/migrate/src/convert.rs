@@ -2,11 +2,18 @@
 //! source path, the markdown object with the source's company (and title and
 //! tags) in its front matter, and a company import request. Pure: no I/O.
 //!
+//! The key is `portfolio_core::keys::document_key` of the source path, the
+//! mapping r2-sync uses for the corpus folder, so a later sync of that folder
+//! finds the migrated documents under the same keys.
+//!
 //! Front matter choice: the ingestion takes a document's company from front
 //! matter `company:`, else from the key's first segment. A source row's
 //! `company_id` is the truth in Supabase, so the object gets
 //! `company: "<slug>"` in its front matter — added when absent, replacing a
-//! different value when present (reported). `title:` and `tags:` are added
+//! different value when present (reported). A row without a company gets
+//! `company: null` (which the ingestion reads as "no company") wherever the
+//! key or the content's own front matter would otherwise name one, so no
+//! company is invented. `title:` and `tags:` are added
 //! from the row only when the content's front matter has none. Content
 //! without front matter gets a new block; content is otherwise verbatim
 //! (escapes such as `\xe9` included), so the object's SHA-256 is that of
@@ -14,7 +21,7 @@
 
 use portfolio_core::companies::CompanyImport;
 use portfolio_core::document::parse_document;
-use portfolio_core::keys::{sha256_hex, DocumentKey};
+use portfolio_core::keys::{document_key, sha256_hex, DocumentKey};
 use serde::Serialize;
 
 use crate::records::{CompanyRecord, DocumentRecord};
@@ -85,12 +92,19 @@ fn field_span(yaml: &[&str], field: &str) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-/// Builds the object body from a source row (see the module docs).
-pub fn merge_front_matter(record: &DocumentRecord, notes: &mut Vec<String>) -> String {
+/// Builds the object body from a source row (see the module docs). With
+/// `no_company`, a row without a company gets `company: null`.
+pub fn merge_front_matter(
+    record: &DocumentRecord,
+    no_company: bool,
+    notes: &mut Vec<String>,
+) -> String {
     let content = record.content.as_deref().unwrap_or("");
     let mut wanted: Vec<(&str, String, bool)> = Vec::new();
-    if let Some(slug) = &record.company_slug {
-        wanted.push(("company", yaml_string(slug), true));
+    match &record.company_slug {
+        Some(slug) => wanted.push(("company", yaml_string(slug), true)),
+        None if no_company => wanted.push(("company", "null".to_owned(), true)),
+        None => {}
     }
     if let Some(title) = record.title.as_deref().filter(|t| !t.trim().is_empty()) {
         wanted.push(("title", yaml_string(title), false));
@@ -147,7 +161,7 @@ pub fn prepare_document(record: &DocumentRecord) -> Result<PreparedDocument, Unu
         path: record.path.clone(),
         reason,
     };
-    let key = DocumentKey::parse(&record.path).map_err(|e| unusable(e.to_string()))?;
+    let key = document_key(&record.path).map_err(|e| unusable(e.to_string()))?;
     if !key.is_markdown() {
         return Err(unusable(
             "not a markdown key (the ingestion reads .md/.markdown only)".to_owned(),
@@ -157,16 +171,19 @@ pub fn prepare_document(record: &DocumentRecord) -> Result<PreparedDocument, Unu
     if record.content.is_none() {
         notes.push("content was NULL; imported as empty".to_owned());
     }
-    let body = merge_front_matter(record, &mut notes);
-    let parsed = parse_document(&key, body.as_bytes())
-        .map_err(|e| unusable(format!("the service would refuse it: {e}")))?;
-    let company = parsed.company.clone();
-    if record.company_slug.is_none() {
-        if let Some(inferred) = &company {
-            notes.push(format!(
-                "no company in the source; the ingestion infers {inferred:?} from the key"
-            ));
-        }
+    let company_of = |body: &str| {
+        parse_document(&key, body.as_bytes())
+            .map(|parsed| parsed.company)
+            .map_err(|e| unusable(format!("the service would refuse it: {e}")))
+    };
+    let mut body = merge_front_matter(record, false, &mut notes);
+    let mut company = company_of(&body)?;
+    if let (None, Some(inferred)) = (&record.company_slug, &company) {
+        notes.push(format!(
+            "no company in the source; `company: null` added so the ingestion does not file it under {inferred:?}"
+        ));
+        body = merge_front_matter(record, true, &mut notes);
+        company = company_of(&body)?;
     }
     let sha256 = sha256_hex(body.as_bytes());
     Ok(PreparedDocument {
@@ -275,7 +292,7 @@ mod tests {
             record.tags = tags.iter().map(|t| (*t).to_owned()).collect();
             let mut notes = Vec::new();
             assert_eq!(
-                merge_front_matter(&record, &mut notes),
+                merge_front_matter(&record, false, &mut notes),
                 expected,
                 "{content:?}"
             );
@@ -293,11 +310,38 @@ mod tests {
         assert_eq!(prepared.company.as_deref(), Some("acme"));
         assert_eq!(prepared.notes.len(), 1, "{:?}", prepared.notes);
         assert_eq!(prepared.sha256, sha256_hex(prepared.body.as_bytes()));
+    }
 
-        let orphan = prepare_document(&doc("notes/n.md", None, Some("# N\n"))).unwrap();
-        assert_eq!(orphan.company.as_deref(), Some("notes"));
-        assert_eq!(orphan.body, "# N\n");
-        assert!(orphan.notes[0].contains("infers"));
+    #[test]
+    fn a_document_without_a_company_stays_without_one() {
+        // (path, content, expected body): `company: null` only where the key
+        // or the content's own front matter would name a company.
+        let cases = [
+            ("notes/n.md", "# N\n", "---\ncompany: null\n---\n# N\n"),
+            (
+                "companies/acme/n.md",
+                "---\ntitle: T\n---\n# N\n",
+                "---\ncompany: null\ntitle: T\n---\n# N\n",
+            ),
+            (
+                "n.md",
+                "---\ncompany: acme\n---\n# N\n",
+                "---\ncompany: null\n---\n# N\n",
+            ),
+            ("readme.md", "# N\n", "# N\n"),
+            ("companies/n.md", "# N\n", "# N\n"),
+        ];
+        for (path, content, expected) in cases {
+            let orphan = prepare_document(&doc(path, None, Some(content))).unwrap();
+            assert_eq!(orphan.body, expected, "{path}");
+            assert_eq!(orphan.company, None, "{path}");
+            assert_eq!(orphan.sha256, sha256_hex(expected.as_bytes()));
+            let key = DocumentKey::parse(path).unwrap();
+            let parsed = parse_document(&key, orphan.body.as_bytes()).unwrap();
+            assert_eq!(parsed.company, None, "{path}: what the ingestion reads");
+            let noted = orphan.notes.iter().any(|n| n.contains("company: null"));
+            assert_eq!(noted, expected != content, "{path}: {:?}", orphan.notes);
+        }
     }
 
     #[test]

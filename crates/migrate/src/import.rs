@@ -77,7 +77,7 @@ pub struct DocumentTotals {
     pub mapped: u64,
     pub unusable: Vec<Unusable>,
     pub failed: Vec<Unusable>,
-    /// Key → notes (front matter rewritten, company inferred, NULL content).
+    /// Key → notes (front matter rewritten, `company: null` added, NULL content).
     pub notes: BTreeMap<String, Vec<String>>,
 }
 

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod clock;
 pub mod convert;
+pub mod corpus;
 pub mod export;
 pub mod import;
 pub mod manifest;

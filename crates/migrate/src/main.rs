@@ -13,6 +13,7 @@ use serde_json::json;
 
 use migrate::backup::{run_backup, run_restore_backup};
 use migrate::clock::{Clock, SystemClock};
+use migrate::corpus::{run_corpus, CorpusOptions};
 use migrate::export::{run_export, ExportOptions, ExportProgress, DEFAULT_PAGE_SIZE};
 use migrate::import::{run_import, ImportOptions, ImportProgress, DEFAULT_CONCURRENCY};
 use migrate::postgres::Database;
@@ -39,6 +40,10 @@ enum Command {
     Export(ExportArgs),
     /// Import an export into the service through its admin API.
     Import(ImportArgs),
+    /// Write an export's documents as the corpus folder r2-sync pushes
+    /// (<out>/<key>, the bytes import uploads), so the first sync after the
+    /// migration uploads nothing.
+    Corpus(CorpusArgs),
     /// Check that an import arrived: counts, checksums, readiness, parity.
     Verify(VerifyArgs),
     /// Export the service's companies and documents (with content) to go back.
@@ -49,6 +54,25 @@ enum Command {
     Backup(BackupArgs),
     /// Restore a backup into a service; its ingestion rebuilds chunks, FTS and vectors.
     RestoreBackup(RestoreBackupArgs),
+}
+
+#[derive(Debug, Args)]
+struct CorpusArgs {
+    /// Export directory (written by `export`).
+    #[arg(long)]
+    from: PathBuf,
+    /// The corpus folder (the repository's `corpus/`); created if missing.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace files that hold something else (otherwise listed, exit 1).
+    #[arg(long)]
+    force: bool,
+    /// Report what would be written; write nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Print one machine-readable JSON report on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -535,6 +559,45 @@ async fn restore(args: RestoreArgs) -> Result<i32> {
     )
 }
 
+fn corpus(args: &CorpusArgs) -> Result<i32> {
+    let options = CorpusOptions {
+        from: args.from.clone(),
+        out: args.out.clone(),
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let result = run_corpus(&options);
+    // Files left alone because they differ, or not written, fail the run.
+    let incomplete = result.as_ref().is_ok_and(|r| r.exit_code != 0);
+    let code = finish(
+        "corpus",
+        args.json,
+        result,
+        |e| e.stage(),
+        |r| {
+            let mut text = format!(
+                "{}{}: {} written, {} unchanged, {} overwritten, {} conflicts, {} unusable, {} failed",
+                if r.dry_run { "(dry run) " } else { "" },
+                r.out, r.written, r.unchanged, r.overwritten, r.conflicts.len(),
+                r.unusable.len(), r.failed.len()
+            );
+            for key in &r.conflicts {
+                text.push_str(&format!("\n  differs (kept; --force replaces it): {key}"));
+            }
+            for key in &r.hidden {
+                text.push_str(&format!(
+                    "\n  dot-file, pushed only with r2-sync --hidden: {key}"
+                ));
+            }
+            for u in r.unusable.iter().chain(&r.failed) {
+                text.push_str(&format!("\n  {:?}: {}", u.path, u.reason));
+            }
+            text
+        },
+    )?;
+    Ok(if code == 0 && incomplete { 1 } else { code })
+}
+
 async fn backup(args: BackupArgs) -> Result<i32> {
     let clock = SystemClock::new();
     let target = service_target(&args.service)?;
@@ -673,6 +736,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Export(args) => export(args).await,
         Command::Import(args) => import(args).await,
+        Command::Corpus(args) => corpus(&args),
         Command::Verify(args) => verify(args).await,
         Command::RollbackExport(args) => rollback_export(args).await,
         Command::Restore(args) => restore(args).await,

@@ -1,9 +1,14 @@
 //! Maps local relative paths to object keys and owns the rules for what a
 //! valid key and prefix are. Pure: never touches the filesystem or network.
+//!
+//! A key is `portfolio_core::keys::document_key` of the file's path in the
+//! corpus (`--prefix` + its path under the pushed folder), the mapping
+//! `migrate import` uses for a Supabase path: push the corpus root without a
+//! prefix and a migrated document keeps its key.
 
 use std::path::{Component, Path};
 
-use portfolio_core::keys::DocumentKey;
+use portfolio_core::keys::document_key;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -78,7 +83,8 @@ pub fn relative_key_path(rel: &Path) -> Result<String, KeyError> {
     Ok(parts.join("/"))
 }
 
-/// `prefix` (normalised) + relative path, checked against the service's key
+/// `prefix` (normalised: where the pushed folder sits in the corpus, empty
+/// for the corpus root) + relative path, checked against the service's key
 /// rules: a key the service would refuse or rename is an error here, before
 /// anything is uploaded.
 pub fn key_for(prefix: &str, rel: &Path) -> Result<String, KeyError> {
@@ -87,7 +93,7 @@ pub fn key_for(prefix: &str, rel: &Path) -> Result<String, KeyError> {
 
 /// `key` if the service accepts it as it is (see [`key_for`]).
 pub fn checked_key(key: String) -> Result<String, KeyError> {
-    match DocumentKey::parse(&key) {
+    match document_key(&key) {
         Ok(normal) if normal.as_str() == key => Ok(key),
         Ok(normal) => Err(KeyError::NotADocumentKey {
             reason: format!("the service would address it as {:?}", normal.as_str()),
@@ -155,6 +161,25 @@ mod tests {
             "docs/companies/acme/about.md"
         );
         assert_eq!(key_for("", &rel).unwrap(), "companies/acme/about.md");
+    }
+
+    #[test]
+    fn a_corpus_file_gets_the_key_a_migrated_source_path_gets() {
+        // The corpus root pushed without a prefix, and a sub-folder pushed
+        // with its place in the corpus, give the key of the Supabase path.
+        let cases = [
+            ("", "companies/acme/about.md", "companies/acme/about.md"),
+            ("companies/", "acme/about.md", "companies/acme/about.md"),
+            ("", "notes/a b ü.md", "notes/a b ü.md"),
+        ];
+        for (prefix, rel, source_path) in cases {
+            let migrated = document_key(source_path).unwrap();
+            assert_eq!(
+                key_for(prefix, Path::new(rel)).unwrap(),
+                migrated.as_str(),
+                "{prefix}{rel}"
+            );
+        }
     }
 
     #[test]
