@@ -7,12 +7,22 @@ import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, wr
 import { createServer } from "node:net";
 import path from "node:path";
 import { writePrebuiltConfig } from "./prebuilt-config.mjs";
+import { newCredentials, S3_REGION, waitForS3Standin, writeS3StandinConfigs } from "./r2-s3-standin.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
 let groupId = null;
 let stopStack = null;
 /** How to start the stack's `wrangler dev` again (same state, same port), after `killLocalStack`. */
 let relaunch = null;
+let s3Endpoint = null;
+
+/**
+ * The running stack's S3 endpoint for its R2 bucket (started with `s3: true`):
+ * `{ endpoint, bucket, region, accessKeyId, secretAccessKey }`, else `null`.
+ */
+export function localS3Endpoint() {
+  return s3Endpoint;
+}
 
 /** Stops the stack this process started (also done when the process exits). */
 export function stopLocalStack() {
@@ -71,13 +81,18 @@ function logTo(file) {
  * `vars` go into the config; `secrets` are passed on the command line, like the admin token;
  * `drop` removes top-level config keys (e.g. `ratelimits`, for tools that send many requests);
  * `main` runs another build (a before/after benchmark); `extra` adds top-level config keys;
- * `inspectorPort` opens the Worker's DevTools endpoint there (a CPU profile of the Worker alone).
+ * `inspectorPort` opens the Worker's DevTools endpoint there (a CPU profile of the Worker alone);
+ * `s3: true` adds the local S3 endpoint for the stack's R2 bucket, which emits R2 event
+ * notifications onto its ingest queue (tests/standins/r2-s3.js; see `localS3Endpoint()`).
  */
-export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra, inspectorPort }) {
+export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra, inspectorPort, s3 = false }) {
   mkdirSync(path.join(root, ".wrangler"), { recursive: true });
   const persist = mkdtempSync(path.join(root, ".wrangler", `${name}-`));
   const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars, drop, main, extra });
-  const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" };
+  // The S3 stand-in's port process finds the stand-in through a dev registry of this stack's own.
+  const env = { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", ...(s3 ? { WRANGLER_REGISTRY_PATH: path.join(persist, "registry") } : {}) };
+  const credentials = s3 ? newCredentials() : null;
+  const standin = s3 ? writeS3StandinConfigs({ dir: path.join(persist, "s3"), serviceConfig: config, credentials }) : null;
   execFileSync("npx", ["wrangler", "d1", "migrations", "apply", "DB", "--local", "--persist-to", persist, "-c", config], {
     cwd: root,
     env,
@@ -86,7 +101,7 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
   const port = await freePort();
   const launch = () => spawn(
     "npx",
-    ["wrangler", "dev", "-c", config, "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`]), ...(inspectorPort ? ["--inspector-port", String(inspectorPort)] : [])],
+    ["wrangler", "dev", "-c", config, ...(standin ? ["-c", standin.standinConfig] : []), "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`]), ...(inspectorPort ? ["--inspector-port", String(inspectorPort)] : [])],
     // LOCAL_STACK_LOG=FILE keeps wrangler's output (the Worker's logs) for debugging.
     { cwd: root, env, detached: true, stdio: process.env.LOCAL_STACK_LOG ? ["ignore", logTo(process.env.LOCAL_STACK_LOG), logTo(process.env.LOCAL_STACK_LOG)] : "ignore" },
   );
@@ -95,10 +110,14 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
   groupId = dev.pid;
   // The stack must not keep the caller alive: it ends with the caller.
   dev.unref();
+  const groups = [dev.pid];
   stopStack = () => {
-    try {
-      process.kill(-dev.pid, "SIGTERM");
-    } catch {}
+    for (const pid of groups) {
+      try {
+        process.kill(-pid, "SIGTERM");
+      } catch {}
+    }
+    s3Endpoint = null;
     rmSync(persist, { recursive: true, force: true });
   };
   process.on("exit", () => stopLocalStack());
@@ -108,11 +127,25 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
     try {
       // Any answer means the Worker runs (a 503 from health is a finding for the caller).
       await fetch(`${base}/api/health`);
-      return base;
+      break;
     } catch {}
     if (i > 240) throw new Error("wrangler dev did not start");
     await new Promise((r) => setTimeout(r, 500));
   }
+  if (standin) {
+    const s3Port = await freePort();
+    const front = spawn(
+      "npx",
+      ["wrangler", "dev", "-c", standin.portConfig, "--persist-to", path.join(persist, "s3-port"), "--port", String(s3Port), "--ip", "127.0.0.1"],
+      { cwd: root, env, detached: true, stdio: process.env.LOCAL_STACK_LOG ? ["ignore", logTo(process.env.LOCAL_STACK_LOG), logTo(process.env.LOCAL_STACK_LOG)] : "ignore" },
+    );
+    front.unref();
+    groups.push(front.pid);
+    const endpoint = `http://127.0.0.1:${s3Port}`;
+    await waitForS3Standin(endpoint, { timeoutMs: 120_000, alive: () => front.exitCode === null });
+    s3Endpoint = { endpoint, bucket: standin.bucket, region: S3_REGION, ...credentials };
+  }
+  return base;
 }
 
 /**
