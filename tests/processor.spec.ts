@@ -1,6 +1,6 @@
 // The DocumentProcessor Durable Object: one per key, state persisted in its
 // own storage across restarts, commands validated.
-import { abortAllDurableObjects, env } from "cloudflare:test";
+import { abortAllDurableObjects, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { processorState, uniqueKey, waitForStatus } from "./support";
 
@@ -56,6 +56,33 @@ describe("DocumentProcessor", () => {
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).error.code).toBe("bad_command");
   });
+
+  it("a document of 50,000 nested block quotes ends ready with no failed attempt (issue 26)", async () => {
+    // Its chunk step used to overflow the Worker's stack (a RangeError out of
+    // the wasm), leaving the document `processing` at step `chunk` for good.
+    const key = uniqueKey("acme/deep-quotes.md");
+    const text = `${">".repeat(50_000)} deep quote\n`;
+    await env.DOCUMENTS.put(key, text);
+    expect((await sendCommand(key, { type: "process", key, reason: "test" })).status).toBe(202);
+    const row = await waitForStatus(key, ["ready", "failed"], 30_000);
+    expect(row.status, row.last_error ?? "").toBe("ready");
+    // Quotes deeper than the outline keeps are cut as text: 50 KB in pieces of at most 512 tokens.
+    expect(row.chunk_count).toBeGreaterThanOrEqual(25);
+    const chunks: any = await env.DB.prepare("SELECT COUNT(*) AS n, SUM(end_byte - start_byte) AS bytes FROM chunks WHERE document_id = ?1 AND version = ?2")
+      .bind(row.id, row.active_version)
+      .first();
+    expect(chunks.n).toBe(row.chunk_count);
+    expect(chunks.bytes).toBeGreaterThanOrEqual(text.trimEnd().length);
+    // Bounded: no attempt of the run failed; the chunk step took one attempt (one alarm).
+    const state: any = await runInDurableObject(stubFor(key), async (_instance: unknown, storage: DurableObjectState) => {
+      const saved: any = storage.storage.sql.exec("SELECT value FROM meta WHERE name = 'state'").one();
+      return JSON.parse(saved.value);
+    });
+    expect(state.run.outcome).toBe("committed");
+    expect(state.run.retries).toBe(0);
+    expect(state.run.last_error).toBeNull();
+    expect(state.run.steps.find((s: any) => s.step === "chunk")?.attempts).toBe(1);
+  }, 60_000);
 
   it("a process command for an object that no longer exists removes the document", async () => {
     const key = uniqueKey("acme/never.md");

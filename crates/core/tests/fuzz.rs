@@ -4,7 +4,11 @@
 //! seed corpus (`fuzz/corpus/<target>/`), then runs a bounded number of
 //! generated inputs: random bytes, token soups from a per-target dictionary,
 //! and byte-level mutations of the seeds. No input may panic, take longer
-//! than [`MAX_INPUT_TIME`], or break the target's invariants.
+//! than [`MAX_INPUT_TIME`], overflow a Worker-sized stack or break the
+//! target's invariants: each target runs on a thread with the stack the
+//! Worker gets in workerd (`fixtures/worker_stack.rs`), since native test
+//! threads have MiBs more and would hide an overflow (issue 26: 50,000
+//! nested quotes overflowed the Worker's stack, never a test thread's).
 //!
 //! `FUZZ_EXECUTIONS` (default 10,000) sets the generated inputs per target;
 //! each target prints how many inputs it ran. cargo-fuzz would need a nightly
@@ -23,6 +27,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+#[path = "fixtures/worker_stack.rs"]
+mod worker_stack;
 
 /// Longest any one input may take (debug build, shared CI machine): a hang
 /// or a quadratic blow-up on a few KB shows up far above this.
@@ -111,11 +118,20 @@ fn inputs(seeds: Vec<Vec<u8>>, dictionary: &'static [&'static str]) -> BoxedStra
 }
 
 /// Runs the seeds, then `executions()` generated inputs through `check`,
-/// timing each one; prints the number of executions.
+/// timing each one, on a thread with the Worker's stack; prints the number
+/// of executions.
 fn fuzz(
+    target: &'static str,
+    dictionary: &'static [&'static str],
+    check: fn(&[u8]) -> Result<(), TestCaseError>,
+) {
+    worker_stack::on_worker_stack(move || fuzz_here(target, dictionary, check));
+}
+
+fn fuzz_here(
     target: &str,
     dictionary: &'static [&'static str],
-    check: impl Fn(&[u8]) -> Result<(), TestCaseError>,
+    check: fn(&[u8]) -> Result<(), TestCaseError>,
 ) {
     let seeds = corpus(target);
     let timed = |input: &[u8]| -> Result<(), TestCaseError> {

@@ -8,6 +8,19 @@ use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 use super::TokenCount;
 
+/// Deepest block nesting the outline keeps as separate nodes: a block opened
+/// deeper (a 33rd nested quote, a list nested 16 levels inside a quote) is
+/// part of its level-32 ancestor, which is then cut by lines like a leaf, so
+/// `>>>>…> text` with 50,000 markers is still chunked, as text.
+///
+/// Why a bound: the splitter recurses twice per level and measures the whole
+/// block at every level, so an unbounded depth overflowed the Worker's stack
+/// (V8's limit, under 1 MiB, shared by the wasm and JS frames: issue 26) and
+/// made cutting quadratic. pulldown-cmark itself builds its tree without
+/// recursion and parses such input fine. 32 is deeper than any document the
+/// service serves is structured, and keeps the recursion to a few KiB.
+pub(super) const MAX_OUTLINE_DEPTH: usize = 32;
+
 /// The markdown dialect: CommonMark plus the GitHub extensions documents use.
 fn parser_options() -> Options {
     Options::ENABLE_TABLES
@@ -146,8 +159,13 @@ impl HeadingText {
 }
 
 /// Whether a block opened now becomes a node: at the top level or directly
-/// inside a container or table, never inside a leaf.
+/// inside a container or table, never inside a leaf, and never deeper than
+/// [`MAX_OUTLINE_DEPTH`] (every open tag on `stack` is then a node, so its
+/// length is the new block's depth).
 fn accepts_blocks(outline: &Outline, stack: &[Option<usize>]) -> bool {
+    if stack.len() >= MAX_OUTLINE_DEPTH {
+        return false;
+    }
     match stack.last() {
         None => true,
         Some(None) => false,

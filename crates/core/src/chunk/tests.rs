@@ -10,6 +10,9 @@ mod corpus;
 
 pub(super) use corpus::markdown_corpus;
 
+#[path = "../../tests/fixtures/worker_stack.rs"]
+mod worker_stack;
+
 fn config(max: usize, overlap: usize, min: usize) -> ChunkConfig {
     ChunkConfig::new(max)
         .and_then(|c| c.with_overlap(overlap))
@@ -439,6 +442,101 @@ fn odd_markdown_is_covered() {
             assert!(!chunks.is_empty(), "{md:?}");
         }
     }
+}
+
+#[test]
+fn a_50000_deep_block_quote_is_chunked_on_a_worker_sized_stack() {
+    // Issue 26: this 50 KB document overflowed the Worker's stack in workerd.
+    let md = format!("{} deep quote\n", ">".repeat(50_000));
+    let chunks = worker_stack::on_worker_stack(move || {
+        let cfg = ChunkConfig::default();
+        let chunks = chunk_markdown(&md, &cfg);
+        check_invariants(&md, 0, &chunks, &cfg);
+        chunks
+    });
+    // Below the depth bound the quote is cut as text: 50,012 ASCII bytes in
+    // pieces of at most 512 tokens (2,048 bytes).
+    assert!((25..=30).contains(&chunks.len()), "{} chunks", chunks.len());
+    assert!(chunks.last().unwrap().text.ends_with("deep quote"));
+}
+
+#[test]
+fn hostile_nesting_is_chunked_on_a_worker_sized_stack() {
+    let indented_list: String = (0..500)
+        .map(|i| format!("{}- item {i}\n", "  ".repeat(i)))
+        .collect();
+    let cases = [
+        (
+            "quotes, one per line",
+            (1..400)
+                .map(|i| format!("{} line {i}\n", ">".repeat(i)))
+                .collect(),
+        ),
+        ("spaced quotes", format!("{}x\n", "> ".repeat(25_000))),
+        ("lists on one line", format!("{}x\n", "- ".repeat(25_000))),
+        (
+            "ordered lists on one line",
+            format!("{}x\n", "1. ".repeat(16_000)),
+        ),
+        ("quoted lists", format!("{}x\n", "> - ".repeat(12_000))),
+        ("500-level list", indented_list),
+        (
+            "brackets",
+            format!("{}x{}\n", "[".repeat(20_000), "]".repeat(20_000)),
+        ),
+        (
+            "emphasis",
+            format!("{}x{}\n", "*".repeat(25_000), "*".repeat(25_000)),
+        ),
+        (
+            "fence in quotes",
+            format!("{}```\ncode\n```\n", ">".repeat(50_000)),
+        ),
+    ];
+    for (name, md) in cases {
+        let count = worker_stack::on_worker_stack(move || {
+            let mut count = 0;
+            for cfg in [ChunkConfig::default(), config(24, 4, 2)] {
+                let chunks = chunk_markdown(&md, &cfg);
+                check_invariants(&md, 0, &chunks, &cfg);
+                count += chunks.len();
+            }
+            count
+        });
+        assert!(count > 0, "{name}");
+    }
+}
+
+#[test]
+fn the_outline_keeps_nesting_up_to_its_bound() {
+    let depth = |md: &str| {
+        let outline = blocks::outline(md);
+        let mut deepest = 0;
+        let mut level: Vec<(usize, usize)> = outline.top.iter().map(|&id| (id, 1)).collect();
+        while let Some((id, d)) = level.pop() {
+            deepest = deepest.max(d);
+            level.extend(outline.nodes[id].children.iter().map(|&c| (c, d + 1)));
+        }
+        deepest
+    };
+    // Each quote level is a node; the innermost paragraph one more.
+    assert_eq!(depth("> > > text\n"), 4);
+    assert_eq!(
+        depth(&format!("{} text\n", ">".repeat(100))),
+        blocks::MAX_OUTLINE_DEPTH
+    );
+    // A quote nested under the bound still splits between its children.
+    let inner: Vec<String> = (0..40)
+        .map(|i| format!("> > > para {i} with some words.\n> > >"))
+        .collect();
+    let md = inner.join("\n");
+    let cfg = config(20, 0, 0);
+    let chunks = chunk_markdown(&md, &cfg);
+    check_invariants(&md, 0, &chunks, &cfg);
+    assert!(
+        chunks.iter().all(|c| c.text.starts_with("> > > para")),
+        "{chunks:#?}"
+    );
 }
 
 #[test]

@@ -30,6 +30,10 @@ pub enum Fault {
     Fail,
     /// The call does its work, then its answer is lost.
     LoseAnswer,
+    /// The invocation dies during the call: a panic, standing for a wasm
+    /// trap or a stack overflow, after which no Rust code of that
+    /// invocation runs again (the test catches it where the platform would).
+    Crash,
 }
 
 /// Faults waiting for the next call of an operation, shared by every fake.
@@ -73,6 +77,7 @@ impl Faults {
                 let _ = work();
                 Err(StoreError::transient(operation, "injected lost answer"))
             }
+            Some(Fault::Crash) => panic!("injected crash during {operation}"),
             None => {
                 let out = work();
                 self.succeeded(operation);

@@ -10,7 +10,7 @@ use super::processor::{Gating, Processor};
 use super::steps::MAX_CHUNKS_PER_DOCUMENT;
 use super::Tagger;
 use crate::ingest::message::IngestCommand;
-use crate::ingest::pipeline::PipelineConfig;
+use crate::ingest::pipeline::{PipelineConfig, PipelineStep, Stage};
 use crate::ingest::settings::IngestSettings;
 use crate::keys::sha256_hex;
 use crate::metrics::{MetricKind, MetricsBuffer};
@@ -392,6 +392,112 @@ fn an_update_replaces_the_generation_and_drops_the_old_one() {
     });
     world.assert_matches_r2("a.md");
     assert_eq!(world.db.row("a.md").and_then(|r| r.active_version), Some(2));
+}
+
+/// Fires `key`'s alarm (advancing the clock to it) as the platform would when
+/// the step may kill the invocation: a crash (an injected panic) ends the
+/// invocation there, with only what it saved before; a failed one is retried
+/// a second later. Returns whether it crashed, `None` when no alarm was set.
+fn fire_alarm_through_crashes(world: &World<'_>, key: &str) -> Option<bool> {
+    let storage = world.storages.of(key);
+    let at = storage.alarm.get()?;
+    world.clock.now.set(world.clock.now_ms().max(at));
+    storage.alarm.set(None);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(world.processor(&storage).alarm())
+    }));
+    match outcome {
+        Err(_) => Some(true),
+        Ok(result) => {
+            if result.is_err() {
+                storage.alarm.set(Some(world.clock.now_ms() + 1_000));
+            }
+            Some(false)
+        }
+    }
+}
+
+#[test]
+fn a_step_that_crashes_its_invocation_every_time_ends_failed_after_three_attempts() {
+    // Issue 26: a poison document killed the chunk step's invocation (a stack
+    // overflow in workerd) and sat `processing` forever. Here the chunk step
+    // dies every time, after the chunking, before it can report.
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    let key = "companies/acme/poison.md";
+    for _ in 0..3 {
+        faults.inject("staging chunks", Fault::Crash);
+    }
+    world.put(key, &doc("Poison", 2));
+    block_on(world.deliver_all());
+    let storage = world.storages.of(key);
+    let (mut alarms, mut crashes) = (0, 0);
+    while let Some(crashed) = fire_alarm_through_crashes(&world, key) {
+        alarms += 1;
+        assert!(alarms <= 10, "still going after {alarms} alarms");
+        if !crashed {
+            continue;
+        }
+        crashes += 1;
+        // What survives the crash: the attempt, counted before the step ran,
+        // the status row, and the watchdog alarm that brings the object back.
+        let state = storage.state.borrow().clone().expect("state saved");
+        let run = state.run.as_ref().expect("a run");
+        assert_eq!(state.stage, Stage::Chunking);
+        assert_eq!(run.attempts, crashes);
+        assert!(run.in_flight.is_some());
+        assert!(storage.alarm.get().is_some(), "processing without an alarm");
+        let row = world.db.row(key).expect("row");
+        assert_eq!(row.status, "processing");
+    }
+    // Download; attempt 1 crashes; two alarms each find the last attempt
+    // lost and issue the next, which crashes; the last finds attempt 3 lost.
+    assert_eq!((crashes, alarms), (3, 5));
+    let row = world.db.row(key).expect("row");
+    assert_eq!(row.status, "failed");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some(
+            "step chunk did not finish in 3 attempts (the Worker crashed or ran out of \
+             stack/memory during it)"
+        )
+    );
+    assert_eq!(storage.alarm.get(), None);
+    assert_eq!(world.staged_generations(key), 0);
+    let runs = world.runs(key);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.run_status(), "failed");
+    let status = block_on(world.processor(&storage).status()).expect("status");
+    let view = status.status.expect("a status");
+    assert_eq!((view.attempts, view.step), (3, Some(PipelineStep::Chunk)));
+
+    // Once the cause is gone (a fixed Worker), the same version goes through.
+    world.force(key);
+    block_on(world.settle());
+    world.assert_matches_r2(key);
+}
+
+#[test]
+fn a_crash_on_one_attempt_only_costs_that_attempt() {
+    let faults = Faults::default();
+    let world = World::new(&faults);
+    let key = "companies/acme/flaky.md";
+    faults.inject("staging chunks", Fault::Crash);
+    world.put(key, &doc("Flaky", 3));
+    block_on(world.deliver_all());
+    let mut crashes = 0;
+    while let Some(crashed) = fire_alarm_through_crashes(&world, key) {
+        crashes += u32::from(crashed);
+        block_on(world.deliver_all());
+    }
+    assert_eq!(crashes, 1);
+    world.assert_matches_r2(key);
+    let runs = world.runs(key);
+    assert_eq!(runs[0].retries, 1);
+    assert!(runs[0]
+        .error
+        .as_ref()
+        .is_none_or(|e| e.message.contains("attempt 1 of 3")));
 }
 
 /// Delivers messages and fires alarms (advancing the clock to each) `rounds` times.

@@ -1,5 +1,5 @@
 //! Retry policy and pipeline configuration: how many attempts a step gets,
-//! how long to wait between them, and when an in-flight step counts as lost.
+//! how long to wait between them, and when the watchdog alarm of a step fires.
 //! Pure arithmetic on milliseconds; it never reads a clock or sleeps.
 
 /// Attempts per step before the run fails (issue: "Failed after 3 attempts").
@@ -11,11 +11,19 @@ pub const DEFAULT_BASE_DELAY_MS: u64 = 2_000;
 /// Upper bound of the backoff delay.
 pub const DEFAULT_MAX_DELAY_MS: u64 = 60_000;
 
-/// How long an issued step may go without a result before it counts as lost
-/// (isolate evicted, crash) and is issued again. Durable Object alarm handlers
-/// get at most 15 minutes of wall time (Cloudflare Durable Objects limits), so
-/// no healthy step can still be running after that.
-pub const DEFAULT_STEP_TIMEOUT_MS: u64 = 15 * 60 * 1_000;
+/// When the watchdog alarm armed before a step fires, after the step was
+/// issued. It brings the object back if the invocation running the step dies
+/// without a result (a wasm trap, a stack overflow, out of memory, the CPU
+/// limit, an eviction); that attempt then counts as failed.
+///
+/// It can be this short because it cannot fire while the step still runs:
+/// steps run only in alarm invocations, and workerd starts an object's next
+/// alarm only once the running one has ended (`Worker::Actor::handleAlarm`
+/// waits for `runningAlarmTask`, `src/workerd/io/worker.c++`). A healthy step
+/// replaces the alarm when it reports. An invocation that hangs instead of
+/// failing is ended by the platform after 15 minutes (the alarm wall-time
+/// limit, `getAlarmLimit`), and the watchdog fires then.
+pub const DEFAULT_STEP_WATCHDOG_MS: u64 = 1_000;
 
 /// First wait of a commit whose vectors are not visible yet; each later wait is as long as the
 /// commit has waited so far (so the checks thin out geometrically), up to [`DEFAULT_VECTOR_WAIT_MAX_MS`].
@@ -48,8 +56,8 @@ enum ConfigErrorKind {
     ZeroBaseDelay,
     #[error("max delay ({max_ms} ms) must not be below the base delay ({base_ms} ms)")]
     CapBelowBase { base_ms: u64, max_ms: u64 },
-    #[error("step timeout must be greater than 0 ms")]
-    ZeroStepTimeout,
+    #[error("step watchdog must be greater than 0 ms")]
+    ZeroStepWatchdog,
     #[error("overload wait: 0 < base ({base_ms} ms) <= max ({max_ms} ms) <= give-up ({give_up_ms} ms) must hold")]
     OverloadWait {
         base_ms: u64,
@@ -216,7 +224,7 @@ impl OverloadWait {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PipelineConfig {
     retry: RetryPolicy,
-    step_timeout_ms: u64,
+    step_watchdog_ms: u64,
     vector_wait: VectorWait,
     overload: OverloadWait,
 }
@@ -228,12 +236,12 @@ impl Default for PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// Default retry policy and a 15-minute step timeout.
+    /// Default retry policy and step watchdog ([`DEFAULT_STEP_WATCHDOG_MS`]).
     #[must_use]
     pub fn new() -> Self {
         Self {
             retry: RetryPolicy::new(),
-            step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
+            step_watchdog_ms: DEFAULT_STEP_WATCHDOG_MS,
             vector_wait: VectorWait::default(),
             overload: OverloadWait::default(),
         }
@@ -246,12 +254,13 @@ impl PipelineConfig {
         self
     }
 
-    /// Sets how long an issued step may stay without result before it is re-issued (> 0).
-    pub fn with_step_timeout_ms(mut self, timeout_ms: u64) -> Result<Self, PipelineConfigError> {
-        if timeout_ms == 0 {
-            return Err(ConfigErrorKind::ZeroStepTimeout.into());
+    /// Sets when the watchdog alarm of an issued step fires, after the issue (> 0; see
+    /// [`DEFAULT_STEP_WATCHDOG_MS`]).
+    pub fn with_step_watchdog_ms(mut self, watchdog_ms: u64) -> Result<Self, PipelineConfigError> {
+        if watchdog_ms == 0 {
+            return Err(ConfigErrorKind::ZeroStepWatchdog.into());
         }
-        self.step_timeout_ms = timeout_ms;
+        self.step_watchdog_ms = watchdog_ms;
         Ok(self)
     }
 
@@ -301,10 +310,10 @@ impl PipelineConfig {
         &self.retry
     }
 
-    /// The step timeout in ms.
+    /// When the watchdog alarm of an issued step fires, in ms after the issue.
     #[must_use]
-    pub fn step_timeout_ms(&self) -> u64 {
-        self.step_timeout_ms
+    pub fn step_watchdog_ms(&self) -> u64 {
+        self.step_watchdog_ms
     }
 }
 
@@ -342,16 +351,16 @@ mod tests {
         assert!(RetryPolicy::new().with_base_delay_ms(0).is_err());
         assert!(RetryPolicy::new().with_base_delay_ms(61_000).is_err());
         assert!(RetryPolicy::new().with_max_delay_ms(1_999).is_err());
-        assert!(PipelineConfig::new().with_step_timeout_ms(0).is_err());
+        assert!(PipelineConfig::new().with_step_watchdog_ms(0).is_err());
         let config = PipelineConfig::new()
             .with_retry(RetryPolicy::new().with_max_attempts(5).unwrap())
-            .with_step_timeout_ms(1_000)
+            .with_step_watchdog_ms(5_000)
             .unwrap();
         assert_eq!(config.retry().max_attempts(), 5);
-        assert_eq!(config.step_timeout_ms(), 1_000);
+        assert_eq!(config.step_watchdog_ms(), 5_000);
         assert_eq!(
-            PipelineConfig::new().step_timeout_ms(),
-            DEFAULT_STEP_TIMEOUT_MS
+            PipelineConfig::new().step_watchdog_ms(),
+            DEFAULT_STEP_WATCHDOG_MS
         );
         for (base_ms, max_ms, give_up_ms) in [(0, 1, 2), (3, 2, 4), (1, 5, 4)] {
             let wait = VectorWait {

@@ -10,9 +10,13 @@
 //! 2. Call [`step`] with the event (queue message, admin call, alarm, or the
 //!    result of an action it performed), `now_ms` and the [`PipelineConfig`].
 //! 3. **Save the returned state**, then perform the actions in order. A step
-//!    action is always preceded by a `ScheduleAlarm` at the step's deadline,
-//!    which acts as a watchdog: if the object dies mid-step, the alarm fires,
-//!    and `AlarmFired` re-issues the same (idempotent) action as a new attempt.
+//!    action is always preceded by a `ScheduleAlarm` (the watchdog), and the
+//!    attempt is counted in the saved state before the step runs. An alarm
+//!    that finds a step still in flight means the invocation running it died
+//!    without a result (a trap, a stack overflow, out of memory, an eviction:
+//!    alarms of one object never overlap), so that attempt failed: the same
+//!    (idempotent) action is issued again at once, and after the last attempt
+//!    the run fails with an error that says so.
 //! 4. Feed each step action's outcome back as an [`Event`] (or
 //!    [`Event::StepFailed`]) and repeat. A success schedules the next step on an
 //!    alarm at `now`, so every alarm invocation performs exactly one bounded
@@ -51,7 +55,7 @@ pub use action::{Action, RunRecord};
 pub use backoff::{
     OverloadWait, PipelineConfig, PipelineConfigError, RetryPolicy, VectorWait,
     DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_DELAY_MS, DEFAULT_OVERLOAD_BASE_MS,
-    DEFAULT_OVERLOAD_GIVE_UP_MS, DEFAULT_OVERLOAD_MAX_MS, DEFAULT_STEP_TIMEOUT_MS,
+    DEFAULT_OVERLOAD_GIVE_UP_MS, DEFAULT_OVERLOAD_MAX_MS, DEFAULT_STEP_WATCHDOG_MS,
     DEFAULT_VECTOR_WAIT_BASE_MS, DEFAULT_VECTOR_WAIT_MAX_MS,
 };
 pub use event::{BatchCounts, Event, ObjectVersion, PipelineStep, Request, RunReason, StepError};

@@ -93,12 +93,13 @@ pub struct LiveGeneration {
     pub chunk_count: u32,
 }
 
-/// An issued step action whose result has not come back yet.
+/// An issued step action whose result has not come back yet. An alarm that
+/// finds one counts that attempt as failed (its invocation died).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InFlight {
     /// When the action was issued.
     pub issued_at_ms: u64,
-    /// After this the action counts as lost and is issued again.
+    /// When the watchdog alarm armed with the action fires.
     pub deadline_ms: u64,
 }
 

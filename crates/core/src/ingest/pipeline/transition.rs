@@ -242,28 +242,38 @@ impl Machine<'_> {
             return;
         };
         let now = self.now;
-        let timeout = self.config.step_timeout_ms();
         let max_attempts = self.config.retry().max_attempts();
         let Some(run) = self.state.run.as_mut() else {
             return;
         };
-        if let Some(flight) = run.in_flight {
-            if now < flight.deadline_ms {
-                self.schedule(flight.deadline_ms);
-                return;
-            }
-            // No result before the deadline: the isolate was evicted or the
-            // step crashed. That attempt is lost; issue the step again.
+        if run.in_flight.is_some() {
+            // Steps are issued only from alarms and an object's alarms never
+            // overlap (see `DEFAULT_STEP_WATCHDOG_MS`), so the invocation that
+            // issued this attempt is over and never reported: it crashed (a
+            // wasm trap, a stack overflow, out of memory, the CPU limit) or
+            // the object was evicted mid-step. The attempt was counted before
+            // the step ran, so a step that kills its invocation every time
+            // ends the run after `max_attempts` instead of looping.
+            let attempts = run.attempts;
             run.in_flight = None;
             run.updated_at_ms = now;
-            run.last_error = Some(StepError::retryable(format!(
-                "no result from step `{}` within {timeout} ms",
-                step.as_str()
-            )));
-            if run.attempts >= max_attempts {
+            if attempts >= max_attempts {
+                run.last_error = Some(StepError::retryable(format!(
+                    "step {} did not finish in {attempts} attempts (the Worker crashed or ran \
+                     out of stack/memory during it)",
+                    step.as_str()
+                )));
                 self.fail_run();
                 return;
             }
+            // Issued again at once: the watchdog already spaced the attempts,
+            // and an eviction (a deploy) is no reason to wait.
+            run.retries += 1;
+            run.last_error = Some(StepError::retryable(format!(
+                "step {} did not finish in attempt {attempts} of {max_attempts} (the Worker \
+                 crashed, ran out of stack/memory or was evicted during it); trying again",
+                step.as_str()
+            )));
         } else if now < run.not_before_ms {
             let at = run.not_before_ms;
             self.schedule(at);
@@ -274,7 +284,7 @@ impl Machine<'_> {
 
     fn issue(&mut self, step: PipelineStep) {
         let now = self.now;
-        let deadline = now.saturating_add(self.config.step_timeout_ms());
+        let deadline = now.saturating_add(self.config.step_watchdog_ms());
         if self.state.stage == Stage::Queued {
             self.state.stage = Stage::Downloading;
         }
@@ -306,8 +316,9 @@ impl Machine<'_> {
                 attempts: 1,
             }),
         }
-        // The alarm doubles as a watchdog: if the object dies during the step,
-        // it fires at the deadline and the step is issued again.
+        // Armed (and the attempt counted) before the step runs: if the step
+        // kills the invocation, this alarm brings the object back and
+        // `on_alarm` counts the attempt as failed.
         self.schedule(deadline);
         self.actions.push(action);
     }

@@ -1,11 +1,11 @@
 use super::*;
-use crate::ingest::pipeline::backoff::{OverloadWait, RetryPolicy, DEFAULT_STEP_TIMEOUT_MS};
+use crate::ingest::pipeline::backoff::{OverloadWait, RetryPolicy, DEFAULT_STEP_WATCHDOG_MS};
 use crate::ingest::pipeline::event::{ObjectVersion, RunReason};
 use crate::ingest::pipeline::state::{PublicStatus, SCHEMA_VERSION};
 use proptest::prelude::*;
 
 const T0: u64 = 1_700_000_000_000;
-const TIMEOUT: u64 = DEFAULT_STEP_TIMEOUT_MS;
+const WATCHDOG: u64 = DEFAULT_STEP_WATCHDOG_MS;
 
 fn object(etag: &str, event_time_ms: u64) -> ObjectVersion {
     ObjectVersion {
@@ -190,7 +190,7 @@ fn every_transition_of_a_successful_run() {
         Action::ScheduleAlarm { at_ms },
         Action::MarkDocumentStatus(v),
         Action::Download { generation: 1, object },
-    ] if *at_ms == T0 + 10 + TIMEOUT && v.status == PublicStatus::Processing
+    ] if *at_ms == T0 + 10 + WATCHDOG && v.status == PublicStatus::Processing
         && v.step == Some(PipelineStep::Download) && object.etag == "e1"));
     let run = h.state.run.as_ref().unwrap();
     assert_eq!((run.attempts, run.started_at_ms), (1, Some(T0 + 10)));
@@ -705,7 +705,7 @@ fn requests_during_commit_or_delete_wait_for_it() {
 }
 
 #[test]
-fn crash_mid_step_reissues_the_same_action() {
+fn crash_mid_step_counts_the_attempt_and_reissues_the_same_action() {
     let mut h = Harness::new();
     let c = content("aa", 30, 3, 0);
     let actions = h.feed(requested("e1", T0, false));
@@ -717,30 +717,45 @@ fn crash_mid_step_reissues_the_same_action() {
         index: 1,
     };
     assert_eq!(step_action(&issued), Some(&expected));
-    let deadline = alarm(&issued).unwrap();
-    assert_eq!(deadline, h.now + TIMEOUT);
+    // The watchdog is armed, and the attempt counted, before the step runs.
+    assert_eq!(alarm(&issued), Some(h.now + WATCHDOG));
+    assert!(matches!(issued[0], Action::ScheduleAlarm { .. }));
+    assert_eq!(h.state.run.as_ref().unwrap().attempts, 1);
 
-    // The object died during the batch. The saved state is all that is left.
+    // The invocation died during the batch. The saved state is all that is left.
     let saved = h.state.to_json().unwrap();
     h.state = ProcessorState::from_json(&saved).unwrap();
 
-    // A spurious early alarm only re-arms the watchdog.
+    // The next alarm (the watchdog, or the platform's retry, whichever comes
+    // first) finds the attempt in flight: it failed, and the same action is
+    // issued again as attempt 2, with a new watchdog.
     h.now += 1;
-    let early = h.feed(Event::AlarmFired);
-    assert_eq!(early, vec![Action::ScheduleAlarm { at_ms: deadline }]);
-
-    // The watchdog fires: same action again, as attempt 2.
-    h.now = deadline;
     let again = h.feed(Event::AlarmFired);
     assert_eq!(step_action(&again), Some(&expected));
-    assert_eq!(h.state.run.as_ref().unwrap().attempts, 2);
-    assert!(h.state.run.as_ref().unwrap().last_error.is_some());
+    assert_eq!(alarm(&again), Some(h.now + WATCHDOG));
+    let run = h.state.run.as_ref().unwrap();
+    assert_eq!((run.attempts, run.retries), (2, 1));
+    assert!(run.in_flight.is_some());
+    let error = run.last_error.clone().unwrap();
+    assert!(error.retryable);
+    assert_eq!(
+        error.message,
+        "step embed did not finish in attempt 1 of 3 (the Worker crashed, ran out of \
+         stack/memory or was evicted during it); trying again"
+    );
+    assert_eq!(
+        h.state.status_view().unwrap().status,
+        PublicStatus::Processing
+    );
 
-    // Lost twice more: the run fails instead of looping forever.
+    // Attempt 2, lost the same way: attempt 3.
     let again = h.fire_alarm(&again);
     assert_eq!(step_action(&again), Some(&expected));
+    assert_eq!(h.state.run.as_ref().unwrap().attempts, 3);
+    // Attempt 3, lost too: the alarm after it fails the run instead of looping.
     let last = h.fire_alarm(&again);
     assert!(step_action(&last).is_none());
+    assert!(alarm(&last).is_none());
     assert_eq!(
         h.state.stage,
         Stage::Failed {
@@ -748,6 +763,67 @@ fn crash_mid_step_reissues_the_same_action() {
         }
     );
     assert!(last.contains(&Action::DiscardGeneration { version: 1 }));
+    let view = h.state.status_view().unwrap();
+    assert_eq!(
+        (view.status, view.step, view.attempts),
+        (PublicStatus::Failed, Some(PipelineStep::Embed), 3)
+    );
+    assert_eq!(
+        view.last_error.unwrap().message,
+        "step embed did not finish in 3 attempts (the Worker crashed or ran out of \
+         stack/memory during it)"
+    );
+    let record = records(&last)[0];
+    assert_eq!(record.outcome, RunOutcome::Failed);
+    // Attempts of the whole run: download, chunk, embed batch 0, then batch 1 three times.
+    assert_eq!((record.attempts, record.retries), (6, 2));
+    assert!(record
+        .error
+        .as_ref()
+        .is_some_and(|e| e.message.contains("3 attempts")));
+    assert!(last
+        .iter()
+        .any(|a| matches!(a, Action::MarkDocumentStatus(v) if v.status == PublicStatus::Failed)));
+}
+
+#[test]
+fn a_step_that_crashes_its_invocation_every_time_fails_within_bounded_alarms() {
+    // The chunk step of a poison document: every attempt kills the
+    // invocation. Whatever the configured attempts, the alarm that finds an
+    // attempt lost issues the next one, and the alarm after the last fails
+    // the run: `max_attempts` alarms after the first issue.
+    for max_attempts in [1, 3, 5] {
+        let mut h = Harness::new();
+        h.config = PipelineConfig::new()
+            .with_retry(RetryPolicy::new().with_max_attempts(max_attempts).unwrap());
+        let c = content("aa", 3, 1, 0);
+        let actions = h.feed(requested("e1", T0, false));
+        let mut actions = h.drive_until(actions, &c, PipelineStep::Chunk);
+        h.alarms = 0;
+        while h.state.stage.is_running() {
+            assert!(
+                h.alarms < max_attempts,
+                "still running after {} alarms",
+                h.alarms
+            );
+            actions = h.fire_alarm(&actions);
+        }
+        assert_eq!(h.alarms, max_attempts);
+        assert_eq!(
+            h.state.stage,
+            Stage::Failed {
+                step: PipelineStep::Chunk
+            }
+        );
+        let error = h.state.run.as_ref().unwrap().last_error.clone().unwrap();
+        assert_eq!(
+            error.message,
+            format!(
+                "step chunk did not finish in {max_attempts} attempts (the Worker crashed or \
+                 ran out of stack/memory during it)"
+            )
+        );
+    }
 }
 
 #[test]
