@@ -9,7 +9,7 @@
 //   binding served by the local stand-in (tests/standins/vectorize.js) through a
 //   service binding, running every spec whose flow writes or reads vectors
 //   (VECTORIZE_SPECS below, with the exclusions and why). Its setup creates the
-//   metadata indexes first, as the README's deploy steps do.
+//   metadata indexes first, as docs/going-live.md's deploy steps do.
 // - `workers-ai`: the same Worker with `EMBEDDING_PROVIDER=workers-ai` and
 //   `CHAT_PROVIDER=workers-ai`, its `AI` binding served by the Workers AI stand-in
 //   (tests/standins/workers-ai.js) through a service binding.
@@ -202,7 +202,7 @@ export default defineConfig(async () => {
             name: "vectorize",
             include: [...VECTORIZE_SPECS, ...VECTORIZE_ONLY_SPECS],
             ...shared,
-            // Metadata indexes before any vector, as the README's deploy steps say.
+            // Metadata indexes before any vector, as docs/going-live.md's deploy steps say.
             setupFiles: [...shared.setupFiles, "./tests/setup.vectorize.ts"],
           },
         },

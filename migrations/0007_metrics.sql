@@ -2,7 +2,7 @@
 -- `wrangler dev` and GET /admin/metrics read (Analytics Engine holds the
 -- same points in deployed environments; METRICS_SINK chooses). One row per
 -- request, ingestion step attempt, finished run, reconciliation page and
--- provider call; columns as in portfolio_core::metrics::DataPoint (README,
+-- provider call; columns as in portfolio_core::metrics::DataPoint (docs/operations.md,
 -- "Metrics"). The daily cron deletes rows older than METRICS_RETENTION_DAYS
 -- and the oldest beyond METRICS_MAX_ROWS.
 CREATE TABLE metric_points (

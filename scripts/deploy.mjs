@@ -15,7 +15,7 @@
 //   old over the same window; rollback on a regression) → 100 % → wrangler triggers deploy.
 //
 // Any failed status read aborts: a release never guesses that it is the first one. Rules and
-// their pages: README, "Going live"; tests/standins/cloudflare-api.mjs.
+// their pages: docs/going-live.md; tests/standins/cloudflare-api.mjs.
 //
 // Credentials: CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID; the canary analysis reads
 // /admin/metrics/versions with ADMIN_TOKEN. Exit 0 released (or rolled back on request),

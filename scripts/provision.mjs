@@ -12,7 +12,7 @@
 // triggers (cron schedules, queue consumer settings). A second run finds everything and says
 // "nothing to do". --dry-run prints the plan and changes nothing.
 //
-// Credentials: CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID (README, "Going live", lists the
+// Credentials: CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID (docs/going-live.md lists the
 // token's rights). Secrets come from the environment variables of the same name: ADMIN_TOKEN
 // always, OPENAI_API_KEY when a provider is `openai`, RERANK_API_KEY and ALERT_WEBHOOK_URL when
 // set. Their values are never printed. Exit 0 done (or nothing to do), 1 a step failed, 2 bad

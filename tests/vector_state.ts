@@ -11,7 +11,7 @@ export const IMPL: "d1" | "vectorize" = (env as any).VECTOR_INDEX === "vectorize
 /**
  * The metadata indexes the service needs on Vectorize: `company_id` is what
  * search filters on; `document_id` and `version` are what the operator's
- * `/admin/index/query` filters accept. Keep in step with the README's deploy
+ * `/admin/index/query` filters accept. Keep in step with docs/going-live.md's deploy
  * steps and `portfolio_core::index::FILTERED_PROPERTIES`.
  */
 export const METADATA_INDEXES = [

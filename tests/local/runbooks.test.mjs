@@ -1,9 +1,11 @@
 // The operator documentation stays true: every relative link and #anchor in
 // README.md and docs/**/*.md resolves (anchors computed from headings as
-// GitHub does), every status value the runbooks quote is one the API can
-// return (the enums of openapi.yaml), and every scripts/… the docs mention
-// exists, with the --flags they give deploy.mjs, provision.mjs and the other
-// .mjs scripts accepted by the script's source. Reads files only.
+// GitHub does), every section the docs and the code's comments name in prose
+// (README, "Quick start"; docs/operations.md, "Metrics") exists in that file,
+// every status value the runbooks quote is one the API can return (the enums
+// of openapi.yaml), and every scripts/… the docs mention exists, with the
+// --flags they give deploy.mjs, provision.mjs and the other .mjs scripts
+// accepted by the script's source. Reads files only.
 // Run: node_modules/.bin/node --test tests/local/runbooks.test.mjs
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -125,28 +127,81 @@ test("every relative link and #anchor in README.md and docs/ resolves", () => {
   assert.deepEqual(broken, []);
 });
 
-/** README sections named in prose ("the README's Alerts section", README, "Going live"). */
-function namedReadmeSections(text) {
-  const prose = lines(text).filter((l) => !l.code).map((l) => withoutInlineCode(l.line)).join("\n");
+/**
+ * Sections named in prose, each with the file that should hold it: the README's ("the README's
+ * Alerts section"; README, "Quick start") and a page's by its path from the root
+ * (docs/operations.md, "Metrics"; docs/api.md's "Admin API").
+ */
+function namedSections(text) {
   const patterns = [
-    /README(?:'s|,)\s+"([^"]+)"/g, // the README's "Cut-over from the old stack"; README, "Query benchmark"
-    /README's\s+([A-Z][\w-]*(?:[ \n][A-Z][\w-]*)*)\s+section/g, // the README's Operations section
+    /README(?:\.md)?(?:'s|,)\s+"(?<name>[^"]+)"/g, // the README's "Quick start"; README, "What it is"
+    /README's\s+(?<name>[A-Z][\w-]*(?:[ \n][A-Z][\w-]*)*)\s+section/g, // the README's Documentation section
+    /(?<![\w./-])(?<file>docs\/[\w./-]+\.md)(?:'s|,)\s+"(?<name>[^"]+)"/g, // docs/operations.md, "Metrics"
   ];
-  return patterns.flatMap((re) => [...prose.matchAll(re)].map((m) => m[1].replace(/\s+/g, " ")));
+  return patterns.flatMap((re) => [...text.matchAll(re)].map((m) => ({
+    file: m.groups.file ?? "README.md",
+    name: m.groups.name.replace(/\s+/g, " "),
+  })));
 }
 
-test("every README section the docs name in prose exists", () => {
-  const headings = lines(readFileSync(path.join(root, "README.md"), "utf8"))
-    .filter((l) => !l.code && /^#{1,6}\s/.test(l.line))
-    .map((l) => headingText(l.line.replace(/^#+\s+/, "")).toLowerCase());
+/** What a file says in prose: markdown outside code; elsewhere the text with comment leaders gone. */
+function prose(rel) {
+  const text = readFileSync(path.join(root, rel), "utf8");
+  if (rel.endsWith(".md")) return lines(text).filter((l) => !l.code).map((l) => withoutInlineCode(l.line)).join("\n");
+  return text.split("\n").map((line) => line.replace(/^\s*(?:\/\/[\/!]?|#|--|\*|\/\*\*?)\s?/, "")).join("\n");
+}
+
+/** Source and configuration files whose comments may name a documentation section. */
+function sourceFiles() {
+  const out = ["openapi.yaml", "wrangler.jsonc", "vitest.config.ts", "Cargo.toml", "package.json", "corpus/.gitkeep"].filter((f) => existsSync(path.join(root, f)));
+  const skip = new Set(["node_modules", "target", ".wrangler"]);
+  const walk = (dir) => {
+    for (const entry of readdirSync(path.join(root, dir), { withFileTypes: true })) {
+      const rel = path.posix.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (!skip.has(entry.name)) walk(rel);
+      } else if (/\.(rs|ts|mjs|js|sh|py|sql|ya?ml|toml|jsonc?|md)$/.test(entry.name) || entry.name === "run") {
+        if (rel !== "tests/local/runbooks.test.mjs" && statSync(path.join(root, rel)).size < 1_000_000) out.push(rel);
+      }
+    }
+  };
+  for (const dir of [".cargo", ".ci", ".github", "crates", "migrations", "scripts", "tests"]) {
+    if (existsSync(path.join(root, dir))) walk(dir);
+  }
+  return out;
+}
+
+/** Why `name` is not a section of `file` (a heading that starts with it), or null. */
+function missingSection(file, name) {
+  const full = path.join(root, file);
+  if (!existsSync(full)) return `${file} does not exist`;
+  const headings = lines(readFileSync(full, "utf8"))
+    .filter((l) => !l.code && /^\s{0,3}#{1,6}\s/.test(l.line))
+    .map((l) => headingText(l.line.replace(/^\s*#+\s+/, "")).toLowerCase());
+  return headings.some((h) => h.startsWith(name.toLowerCase())) ? null : `${file} has no section "${name}"`;
+}
+
+test("every section the docs and the code's comments name in prose exists", () => {
   const missing = [];
-  for (const rel of documentationFiles().filter((f) => f.startsWith("docs/"))) {
-    for (const name of namedReadmeSections(readFileSync(path.join(root, rel), "utf8"))) {
-      if (!headings.some((h) => h.startsWith(name.toLowerCase()))) missing.push(`${rel}: the README has no section "${name}"`);
+  let checked = 0;
+  for (const rel of [...documentationFiles(), ...sourceFiles()]) {
+    for (const { file, name } of namedSections(prose(rel))) {
+      checked += 1;
+      const problem = missingSection(file, name);
+      if (problem) missing.push(`${rel}: ${problem}`);
     }
   }
+  assert.ok(checked >= 10, `only ${checked} named sections found: is the reader broken?`);
   assert.deepEqual(missing, []);
-  assert.deepEqual(namedReadmeSections("see the README's\nOperations section"), ["Operations"]);
+  assert.deepEqual(namedSections("see the README's\nOperations section"), [{ file: "README.md", name: "Operations" }]);
+  assert.deepEqual(namedSections('(docs/operations.md,\n"Metrics"); docs/api.md\'s "Admin API"'), [
+    { file: "docs/operations.md", name: "Metrics" },
+    { file: "docs/api.md", name: "Admin API" },
+  ]);
+  assert.equal(prose("crates/core/src/metrics/point.rs").includes('(docs/operations.md,\n"Metrics")'), true);
+  assert.equal(missingSection("docs/operations.md", "Metrics"), null);
+  assert.match(missingSection("docs/operations.md", "No such section") ?? "", /has no section/);
+  assert.match(missingSection("docs/no-such-page.md", "Metrics") ?? "", /does not exist/);
 });
 
 test("the anchors are GitHub's", () => {
@@ -161,7 +216,9 @@ test("the anchors are GitHub's", () => {
   for (const [heading, want] of cases) assert.equal(slug(heading), want, heading);
   assert.equal(brokenLink("docs/runbooks/replay.md", "../../README.md#no-such-section")?.includes("no heading"), true);
   assert.equal(brokenLink("docs/runbooks/replay.md", "missing.md")?.includes("does not exist"), true);
-  assert.equal(brokenLink("docs/runbooks/replay.md", "../../README.md#alerts"), null);
+  assert.equal(brokenLink("docs/runbooks/replay.md", "../../README.md#quick-start"), null);
+  assert.equal(brokenLink("docs/runbooks/replay.md", "../operations.md#alerts"), null);
+  assert.equal(brokenLink("docs/runbooks/replay.md", "../operations.md#no-such-section")?.includes("no heading"), true);
 });
 
 /**

@@ -181,7 +181,8 @@ pub const DEFAULT_METRICS_MAX_ROWS: u32 = 200_000;
 /// Default price of 1K OpenAI tokens in USD (gpt-4o-mini's input price).
 pub const DEFAULT_OPENAI_COST_PER_1K: &str = "0.00015";
 /// Default price of 1K Workers AI tokens in USD (llama-3.1-8b-instruct-fp8-fast's input
-/// price, $0.045 per million, from the public pricing page; see the README's costs).
+/// price, $0.045 per million, from the public pricing page; see docs/configuration.md,
+/// "Providers").
 pub const DEFAULT_WORKERS_AI_COST_PER_1K: &str = "0.000045";
 
 /// `METRICS_*` and the providers' prices.
@@ -275,10 +276,10 @@ pub struct ServiceConfig {
 }
 
 /// Fusion of the offline hashing embedder's vectors with the keyword and tag
-/// rankings, chosen on the tuning set (README, "Retrieval quality").
+/// rankings, chosen on the tuning set (docs/benchmarks.md, "Retrieval quality").
 pub const DEFAULT_FUSION_HASHING: &str = "vector=1,keyword=8,tag=0.25,k=5";
 /// Fusion for semantic embedders (OpenAI, Workers AI, the local MiniLM server),
-/// chosen on the tuning set (README, "Retrieval quality").
+/// chosen on the tuning set (docs/benchmarks.md, "Retrieval quality").
 pub const DEFAULT_FUSION_SEMANTIC: &str = "vector=1,keyword=1,tag=0.25,k=10";
 
 /// The fusion the service runs with when `SEARCH_FUSION` is unset: the

@@ -27,7 +27,7 @@ pub struct FilteredProperty {
 }
 
 /// Every property a filter of the service may name ([`MetadataFilter`]'s fields). Each needs a
-/// metadata index on Vectorize, created before the first vector is written (README, Deploying).
+/// metadata index on Vectorize, created before the first vector is written (docs/going-live.md).
 pub const FILTERED_PROPERTIES: [FilteredProperty; 3] = [
     FilteredProperty {
         property: "company_id",

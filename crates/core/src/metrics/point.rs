@@ -81,7 +81,7 @@ impl StepOutcome {
     }
 }
 
-/// One data point. Which fields mean what depends on `kind` (README,
+/// One data point. Which fields mean what depends on `kind` (docs/operations.md,
 /// "Metrics"); unused numbers are 0 and unused texts empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataPoint {

@@ -3,7 +3,7 @@
 //! synchronous and fire-and-forget (the runtime sends points after the
 //! invocation), so it adds no wait to a request.
 //!
-//! Layout (README, "Metrics"): index1 = kind (Analytics Engine samples per
+//! Layout (docs/operations.md, "Metrics"): index1 = kind (Analytics Engine samples per
 //! index); blob1–5 = kind, name, outcome, detail, version (the Worker
 //! version id); double1–7 = duration_ms, status, items, tokens, retries,
 //! cost_usd, enqueued.

@@ -12,7 +12,7 @@ use worker::D1PreparedStatement;
 pub(super) const BACKEND: &str = "d1";
 
 /// Rows read per scan page: bounds the Worker's memory (≈ 6 KiB per 1536-dim row) while
-/// keeping round trips few. Measured in the README's ceiling table.
+/// keeping round trips few. Measured in docs/vector-index.md's ceiling table.
 pub const SCAN_PAGE_ROWS: usize = 1000;
 
 pub(super) fn d1_error(operation: &'static str, err: worker::Error) -> VectorIndexError {

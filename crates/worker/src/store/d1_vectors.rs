@@ -37,7 +37,8 @@ const UPSERT_TAIL: &str = " ON CONFLICT(id) DO UPDATE SET document_id = excluded
      dimensions = excluded.dimensions, embedding = excluded.embedding, quantized = excluded.quantized";
 /// Columns read back (positions in `d1_rows`). The embedding comes as `hex(embedding)`: D1
 /// hands a BLOB to the Worker as an array of numbers (one JS value per byte), a hex string as
-/// one string — several times faster to transfer and decode (see the README's ceiling table).
+/// one string — several times faster to transfer and decode (see docs/vector-index.md's ceiling
+/// table).
 pub(super) const COLUMNS: &str = "id, document_id, company_id, version, dimensions, hex(embedding)";
 /// Deletes the tombstones of the change log older than the retention, and records how far,
 /// so a cache further behind reloads (migration 0003). Bound: `?1` = the retention.
