@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod api;
+pub mod calendar;
 pub mod chunk;
 pub mod companies;
 pub mod config;

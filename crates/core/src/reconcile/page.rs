@@ -324,23 +324,5 @@ where
 /// (`2027-01-15T08:00:00.000Z`, what JavaScript's `toISOString` gives).
 #[must_use]
 pub fn rfc3339_ms(ms: u64) -> String {
-    let days = ms / 86_400_000;
-    let in_day = ms % 86_400_000;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1_000 % 60,
-        in_day % 1_000
-    )
+    crate::calendar::rfc3339_ms(i64::try_from(ms).unwrap_or(i64::MAX))
 }
