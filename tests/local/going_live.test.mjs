@@ -119,6 +119,7 @@ test("provision: an empty account becomes a serving environment; a second run ch
   const { config, migrations } = stageConfig("provision");
   try {
     const dry = await run(cf, ["scripts/provision.mjs", "--env", "staging", "--config", config, "--dry-run"]);
+    console.log(dry.out); // the plan on an empty account
     assert.equal(dry.code, 0, dry.out);
     assert.match(dry.out, /plan \(15 steps\)/);
     assert.match(dry.out, /first deploy of Worker portfolio-docs-staging/);
@@ -190,6 +191,7 @@ test("release: 0 % and a smoke test through the override, then 10 → 50 → 100
     const old = serving(cf, "portfolio-docs");
     const mark = cf.calls.length;
     const r = await run(cf, ["scripts/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0", ...CANARY]);
+    console.log(r.out); // the release's transcript, canary tables included
     assert.equal(r.code, 0, r.out);
     const next = worker.versions.at(-1).id;
     assert.notEqual(next, old);
