@@ -15,6 +15,7 @@ use portfolio_core::admin::{
 };
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use portfolio_core::document::parse_document;
+use portfolio_core::ingest::message::IngestCommand;
 use portfolio_core::ingest::pipeline::PublicStatus;
 use portfolio_core::ingest::store::DocumentStore;
 use portfolio_core::keys::{sha256_hex, DocumentKey, CONTENT_SHA256_HEADER};
@@ -39,10 +40,10 @@ pub(super) fn store_error(e: StoreError) -> ApiError {
     ApiError::Platform(worker::Error::RustError(e.to_string()))
 }
 
-pub(super) async fn enqueue(env: &Env, message: Value) -> Result<(), ApiError> {
+pub(super) async fn enqueue(env: &Env, command: IngestCommand) -> Result<(), ApiError> {
     QueueProducer::from_env(env, bindings::INGEST_QUEUE)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("enqueue: {e}"))))?
-        .send(&message)
+        .send(&command)
         .await
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("enqueue: {e}"))))
 }
@@ -76,7 +77,12 @@ async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, 
         .map_err(store_error)?;
     enqueue(
         env,
-        json!({ "type": "process", "key": key.as_str(), "reason": "admin:put" }),
+        IngestCommand::Process {
+            key: key.as_str().to_owned(),
+            object: None,
+            force: false,
+            reason: "admin:put".into(),
+        },
     )
     .await?;
     Ok(json_response(
@@ -93,7 +99,11 @@ async fn delete(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
         .map_err(store_error)?;
     enqueue(
         env,
-        json!({ "type": "delete", "key": key.as_str(), "reason": "admin:delete" }),
+        IngestCommand::Delete {
+            key: key.as_str().to_owned(),
+            event_time: None,
+            reason: "admin:delete".into(),
+        },
     )
     .await?;
     Ok(json_response(
@@ -134,7 +144,12 @@ async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Respon
     let force = query_force || body.force;
     enqueue(
         env,
-        json!({ "type": "process", "key": key.as_str(), "force": force, "reason": "admin:process" }),
+        IngestCommand::Process {
+            key: key.as_str().to_owned(),
+            object: None,
+            force,
+            reason: "admin:process".into(),
+        },
     )
     .await?;
     Ok(json_response(

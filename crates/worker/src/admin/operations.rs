@@ -12,6 +12,7 @@ use crate::store::d1_metrics::D1Metrics;
 use crate::store::r2::R2Documents;
 use crate::store::WorkerClock;
 use portfolio_core::admin::{page_size, OperationsRoute};
+use portfolio_core::ingest::message::IngestCommand;
 use portfolio_core::metrics::{
     ComparisonWindow, ComparisonWindowError, MetricsSummary, MetricsWindow, VersionComparison,
     WindowError,
@@ -140,7 +141,12 @@ async fn replay(id: u64, env: &Env) -> Result<Response, ApiError> {
     }
     enqueue(
         env,
-        json!({ "type": "process", "key": key, "force": true, "reason": "admin:replay" }),
+        IngestCommand::Process {
+            key: key.clone(),
+            object: None,
+            force: true,
+            reason: "admin:replay".into(),
+        },
     )
     .await?;
     let replays = history

@@ -4,6 +4,7 @@
 //! Messages go out as JSON built with the JSON-compatible serializer: the
 //! default one turns objects into JS `Map`s, which arrive at the consumer as `{}`.
 
+use portfolio_core::ingest::message::IngestCommand;
 use portfolio_core::storage::{IngestQueue, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -33,9 +34,9 @@ impl QueueProducer {
         Ok(Self { queue, binding })
     }
 
-    /// Sends one JSON message.
-    pub async fn send(&self, message: &Value) -> Result<(), StoreError> {
-        let js = message
+    /// Sends one ingest command, in core's wire format (the only one the consumer reads).
+    pub async fn send(&self, command: &IngestCommand) -> Result<(), StoreError> {
+        let js = command
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| StoreError::permanent("queue message", e))?;
         self.queue
