@@ -87,24 +87,6 @@ fn push_corpus(worker: &LocalWorker, corpus: &Path, cache: &Path) -> serde_json:
     serde_json::to_value(&report).unwrap()
 }
 
-fn listed_documents(worker: &LocalWorker) -> BTreeMap<String, serde_json::Value> {
-    let mut out = BTreeMap::new();
-    let mut cursor = String::new();
-    loop {
-        let page = worker.get_json(&format!(
-            "/admin/documents?limit=1000&cursor={}",
-            percent_encoding::utf8_percent_encode(&cursor, percent_encoding::NON_ALPHANUMERIC)
-        ));
-        for d in page["documents"].as_array().unwrap() {
-            out.insert(d["key"].as_str().unwrap().to_owned(), d.clone());
-        }
-        match page["cursor"].as_str() {
-            Some(next) => cursor = next.to_owned(),
-            None => return out,
-        }
-    }
-}
-
 /// `path → company slug ("" for none)` of a database's documents.
 fn document_companies(pg: &support::postgres::Cluster, db: &str) -> BTreeMap<String, String> {
     pg.psql(
@@ -177,7 +159,7 @@ fn a_migrated_corpus_syncs_unchanged_and_company_less_documents_stay_company_les
     assert_eq!(written.json()["written"], usable, "{}", written.stdout);
 
     // One key space: the sync of that folder changes nothing.
-    let before = listed_documents(&worker);
+    let before = worker.documents();
     assert_eq!(before.len() as u64, usable);
     let report = push_corpus(&worker, &corpus, &work.path().join("sync-cache.json"));
     let totals = &report["totals"];
@@ -188,7 +170,7 @@ fn a_migrated_corpus_syncs_unchanged_and_company_less_documents_stay_company_les
     assert_eq!(totals["delete"], 0, "{report}");
     assert_eq!(totals["unchanged"], usable, "{report}");
     assert_eq!(report["results"], serde_json::json!([]), "{report}");
-    let after = listed_documents(&worker);
+    let after = worker.documents();
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>(),

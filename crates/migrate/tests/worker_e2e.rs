@@ -31,24 +31,6 @@ fn import_cmd(worker: &LocalWorker, from: &Path, extra: &[&str]) -> std::process
     cmd
 }
 
-fn listed_documents(worker: &LocalWorker) -> BTreeMap<String, serde_json::Value> {
-    let mut out = BTreeMap::new();
-    let mut cursor = String::new();
-    loop {
-        let page = worker.get_json(&format!(
-            "/admin/documents?limit=1000&cursor={}",
-            percent_encoding::utf8_percent_encode(&cursor, percent_encoding::NON_ALPHANUMERIC)
-        ));
-        for d in page["documents"].as_array().unwrap() {
-            out.insert(d["key"].as_str().unwrap().to_owned(), d.clone());
-        }
-        match page["cursor"].as_str() {
-            Some(next) => cursor = next.to_owned(),
-            None => return out,
-        }
-    }
-}
-
 #[test]
 fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
     let pg = tls_cluster();
@@ -156,7 +138,7 @@ fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
     assert_eq!(companies["Acme"]["documents"], 1);
 
     // Documents: ready, under the source's company.
-    let documents = listed_documents(&worker);
+    let documents = worker.documents();
     let company_of = |key: &str| documents[key]["company"].as_str().map(str::to_owned);
     assert_eq!(
         company_of("misplaced/acme-in-other-folder.md").as_deref(),
@@ -190,7 +172,7 @@ fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
     assert_eq!(again["documents"]["unchanged"], usable);
     assert_eq!(again["companies"]["written"], 0, "{again}");
     assert_eq!(again["documents"]["mapped"], 0, "{again}");
-    assert_eq!(listed_documents(&worker).len() as u64, usable);
+    assert_eq!(worker.documents().len() as u64, usable);
 
     // Verify: every check passes, parity included.
     let source_url = format!("{}?sslmode=verify-full", pg.url("migrator", &db));
@@ -343,7 +325,7 @@ fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
     assert_eq!(second["companies_written"], 0, "{second}");
 
     // Compare: what Postgres now holds is what the service serves.
-    let now_listed = listed_documents(&worker);
+    let now_listed = worker.documents();
     let rows = pg.psql(
         &restored_db,
         "SELECT d.path || '|' || encode(sha256(convert_to(d.content, 'UTF8')), 'hex') || '|' || coalesce(c.slug, '') \
@@ -448,7 +430,7 @@ fn wait_for_sha_change(
     before: &BTreeMap<String, serde_json::Value>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while listed_documents(worker)[key]["sha256"] == before[key]["sha256"] {
+    while worker.documents()[key]["sha256"] == before[key]["sha256"] {
         assert!(
             Instant::now() < deadline,
             "the changed document was not processed"

@@ -73,6 +73,25 @@ impl LocalWorker {
         assert_eq!(code, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
+
+    /// Every document `GET /admin/documents` lists, by key, page by page.
+    pub fn documents(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut cursor = String::new();
+        loop {
+            let page = self.get_json(&format!(
+                "/admin/documents?limit=1000&cursor={}",
+                percent_encoding::utf8_percent_encode(&cursor, percent_encoding::NON_ALPHANUMERIC)
+            ));
+            for d in page["documents"].as_array().unwrap() {
+                out.insert(d["key"].as_str().unwrap().to_owned(), d.clone());
+            }
+            match page["cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => return out,
+            }
+        }
+    }
 }
 
 fn npm_path(root: &Path) -> String {
