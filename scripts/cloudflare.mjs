@@ -5,7 +5,7 @@
 // Owns reading state; never decides what to change (the scripts do) and never prints a
 // secret's value.
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import path from "node:path";
 import { experimental_readRawConfig } from "wrangler";
 
@@ -97,6 +97,17 @@ export function cloudflareApi({ accountId = process.env.CLOUDFLARE_ACCOUNT_ID, t
   return { accountId, call, find };
 }
 
+/** The D1 migrations a database has applied, in order (none when wrangler never applied any). */
+export async function appliedMigrations(api, databaseId) {
+  try {
+    const [res] = await api.call("POST", `/d1/database/${databaseId}/query`, { sql: "SELECT name FROM d1_migrations ORDER BY id" });
+    return res.results.map((r) => r.name);
+  } catch (err) {
+    if (err instanceof CloudflareApiError && /no such table/i.test(err.message)) return [];
+    throw err;
+  }
+}
+
 /** Runs wrangler (or `WRANGLER`) from the repository root; throws with its output on failure. */
 export function wrangler(argv, { input, dryRun = false, log = console.log } = {}) {
   log(`${dryRun ? "would run" : "run"}: wrangler ${argv.join(" ")}`);
@@ -134,9 +145,4 @@ export function parseArgs(argv, { values, switches }, fail) {
     } else fail(`unknown argument ${arg}`);
   }
   return args;
-}
-
-/** Reads a file relative to the repository root. */
-export function readText(file) {
-  return readFileSync(path.isAbsolute(file) ? file : path.join(root, file), "utf8");
 }

@@ -23,7 +23,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { CloudflareApiError, cloudflareApi, ENVIRONMENTS, environment, migrationFiles, parseArgs, root, wrangler } from "./cloudflare.mjs";
+import { appliedMigrations, cloudflareApi, ENVIRONMENTS, environment, migrationFiles, parseArgs, root, wrangler } from "./cloudflare.mjs";
 import { smoke } from "./smoke.mjs";
 
 const DEFAULT_STEPS = { dev: [100], staging: [100], production: [10, 50, 100] };
@@ -153,7 +153,9 @@ async function main() {
   }
   const envFlag = ["--env", args.env, "--config", configPath];
   const message = args.message ?? gitDescription();
-  const run = (argv, options = {}) => wrangler(argv, { dryRun: args.dryRun && options.write !== false, log, ...options });
+  // Writes are only printed with --dry-run; reads always run (the plan depends on them).
+  const run = (argv) => wrangler(argv, { dryRun: args.dryRun, log });
+  const read = (argv) => wrangler(argv, { log });
   const abort = (why) => fail(why, 1);
 
   // --- where the environment stands (any failure aborts) -------------------------------------
@@ -169,7 +171,7 @@ async function main() {
   const kind = releaseKind(service, env);
   log(`${env.name}: ${kind.why}`);
 
-  await migrateD1({ env, api, run, envFlag, allowDestructive: args.allowDestructive, dryRun: args.dryRun, abort });
+  await migrateD1({ env, api, run, read, envFlag, allowDestructive: args.allowDestructive, abort });
 
   if (kind.kind === "deploy") {
     run(["deploy", ...envFlag, "--message", `${message} (non-versioned: ${service ? "Durable Object migrations" : "first deploy"})`]);
@@ -188,7 +190,7 @@ async function main() {
 
   let previous;
   try {
-    previous = currentVersions(run(["deployments", "status", ...envFlag, "--json"], { write: false }));
+    previous = currentVersions(read(["deployments", "status", ...envFlag, "--json"]));
   } catch (err) {
     abort(`cannot read the current deployment of ${env.name}: ${err.message}. Nothing was uploaded.`);
   }
@@ -237,14 +239,12 @@ async function main() {
 }
 
 /** D1 migrations before any code: bookmark, refusal of non-additive SQL, apply. */
-async function migrateD1({ env, api, run, envFlag, allowDestructive, dryRun, abort }) {
+async function migrateD1({ env, api, run, read, envFlag, allowDestructive, abort }) {
   let applied;
   try {
-    const [res] = await api.call("POST", `/d1/database/${env.d1.id}/query`, { sql: "SELECT name FROM d1_migrations ORDER BY id" });
-    applied = res.results.map((r) => r.name);
+    applied = await appliedMigrations(api, env.d1.id);
   } catch (err) {
-    if (err instanceof CloudflareApiError && /no such table/i.test(err.message)) applied = [];
-    else abort(`cannot read D1 ${env.d1.name}'s applied migrations: ${err.message}`);
+    abort(`cannot read D1 ${env.d1.name}'s applied migrations: ${err.message}`);
   }
   const pending = migrationFiles(env.d1.migrationsDir).filter((f) => !applied.includes(f));
   if (pending.length === 0) return log(`D1 ${env.d1.name}: no pending migrations`);
@@ -252,14 +252,12 @@ async function migrateD1({ env, api, run, envFlag, allowDestructive, dryRun, abo
   if (destructive.length && !allowDestructive) {
     abort(`refusing D1 migrations that are not additive (during a split the old version runs on the new schema):\n  ${destructive.join("\n  ")}\nsplit them into additive steps, or pass --allow-destructive`);
   }
-  const info = run(["d1", "time-travel", "info", env.d1.name, ...envFlag, "--json"], { write: false });
-  let bookmark = "BOOKMARK";
-  if (!dryRun) {
-    try {
-      bookmark = JSON.parse(info).bookmark;
-    } catch {
-      abort(`could not read the Time Travel bookmark of ${env.d1.name}: ${info.slice(0, 300)}`);
-    }
+  const info = read(["d1", "time-travel", "info", env.d1.name, ...envFlag, "--json"]);
+  let bookmark;
+  try {
+    bookmark = JSON.parse(info).bookmark;
+  } catch {
+    abort(`could not read the Time Travel bookmark of ${env.d1.name}: ${info.slice(0, 300)}`);
   }
   log(`D1 ${env.d1.name} before ${pending.join(", ")}: Time Travel bookmark ${bookmark}`);
   log(`  to undo: wrangler d1 time-travel restore ${env.d1.name} --bookmark ${bookmark} --env ${env.env}`);

@@ -19,7 +19,7 @@
 // arguments or a missing credential/secret.
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { cloudflareApi, ENVIRONMENTS, environment, migrationFiles, parseArgs, root, wrangler } from "./cloudflare.mjs";
+import { appliedMigrations, cloudflareApi, ENVIRONMENTS, environment, migrationFiles, parseArgs, root, wrangler } from "./cloudflare.mjs";
 
 /** Vectorize metadata indexes the service filters on (portfolio_core::index::FILTERED_PROPERTIES). */
 export const METADATA_INDEXES = [
@@ -59,16 +59,7 @@ export function writeDatabaseId(configPath, databaseName, id) {
 async function survey(api, e) {
   const databases = (await api.call("GET", `/d1/database?name=${encodeURIComponent(e.d1.name)}&per_page=100`)) ?? [];
   const db = databases.find((d) => d.name === e.d1.name) ?? null;
-  let appliedMigrations = null;
-  if (db) {
-    try {
-      const [res] = await api.call("POST", `/d1/database/${db.uuid}/query`, { sql: "SELECT name FROM d1_migrations ORDER BY id" });
-      appliedMigrations = res.results.map((r) => r.name);
-    } catch (err) {
-      if (!/no such table/i.test(err.message)) throw err;
-      appliedMigrations = [];
-    }
-  }
+  const applied = db ? await appliedMigrations(api, db.uuid) : null;
   const buckets = (await api.call("GET", "/r2/buckets")).buckets.map((b) => b.name);
   const queues = await api.call("GET", "/queues?per_page=1000");
   const indexes = e.vectorize ? await api.call("GET", "/vectorize/v2/indexes") : [];
@@ -83,7 +74,7 @@ async function survey(api, e) {
   }
   const notifications = e.bucket && buckets.includes(e.bucket) ? await api.find(`/event_notifications/r2/${e.bucket}/configuration`) : null;
   const subdomain = (await api.find("/workers/subdomain"))?.subdomain ?? null;
-  return { db, appliedMigrations, buckets, queues, index, metadataIndexes, service, secrets, schedules, notifications, subdomain };
+  return { db, appliedMigrations: applied, buckets, queues, index, metadataIndexes, service, secrets, schedules, notifications, subdomain };
 }
 
 /** What must change, in order; each step says what it does and why. */
