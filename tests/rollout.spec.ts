@@ -46,7 +46,7 @@ function chat(clientId: string, question: string, init: { sse?: boolean; headers
   });
 }
 
-/** The client's bucket as portfolio_core::rollout::bucket computes it. */
+/** The client's bucket as portfolio_core::operations::rollout::bucket computes it. */
 async function bucket(salt: string, key: string): Promise<number> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${salt}:${key}`)));
   const hex = [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");

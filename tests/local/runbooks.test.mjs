@@ -198,7 +198,7 @@ test("every section the docs and the code's comments name in prose exists", () =
     { file: "docs/operations.md", name: "Metrics" },
     { file: "docs/api.md", name: "Admin API" },
   ]);
-  assert.equal(prose("crates/core/src/metrics/point.rs").includes('(docs/operations.md,\n"Metrics")'), true);
+  assert.equal(prose("crates/core/src/operations/metrics/point.rs").includes('(docs/operations.md,\n"Metrics")'), true);
   assert.equal(missingSection("docs/operations.md", "Metrics"), null);
   assert.match(missingSection("docs/operations.md", "No such section") ?? "", /has no section/);
   assert.match(missingSection("docs/no-such-page.md", "Metrics") ?? "", /does not exist/);

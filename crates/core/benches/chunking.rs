@@ -12,11 +12,11 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use portfolio_core::chunk::{
+use portfolio_core::document::keys::DocumentKey;
+use portfolio_core::document::parse_document;
+use portfolio_core::ingest::chunk::{
     chunk_document, chunk_markdown, estimate_tokens, ChunkConfig, DEFAULT_MIN_TOKENS,
 };
-use portfolio_core::document::parse_document;
-use portfolio_core::keys::DocumentKey;
 use text_splitter::{ChunkConfig as BaselineConfig, ChunkSizer, MarkdownSplitter};
 
 #[path = "../tests/fixtures/corpus.rs"]

@@ -18,10 +18,10 @@
 // Timing a test input natively is fine: the clock ban is about wasm.
 #![allow(clippy::disallowed_methods)]
 
-use portfolio_core::chunk::{chunk_document, ChunkConfig};
+use portfolio_core::document::keys::DocumentKey;
 use portfolio_core::document::parse_document;
+use portfolio_core::ingest::chunk::{chunk_document, ChunkConfig};
 use portfolio_core::ingest::message::{parse_ingest_message, parse_queue_message, QueueMessage};
-use portfolio_core::keys::DocumentKey;
 use portfolio_core::query::fts_expression;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -5,8 +5,8 @@
 // Test scaffolding: a broken socket or poisoned lock should fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use portfolio_core::prompts::ANSWER_SYSTEM_PROMPT;
 use portfolio_core::providers::batch::BatchLimits;
+use portfolio_core::providers::prompts::ANSWER_SYSTEM_PROMPT;
 use portfolio_core::providers::transport::ResponseSink;
 use portfolio_core::providers::{
     ChatModel, ChatRequest, Embedder, HttpRequest, HttpResponse, HttpTransport, OpenAiChat,

@@ -33,7 +33,7 @@ use crate::import::{wait_until_ready, ImportError};
 use crate::manifest::{read_jsonl, FileEntry, JsonlWriter, ManifestError};
 use crate::rollback::rfc3339_from_ms;
 use crate::target::{ServiceTarget, TargetError};
-use portfolio_core::companies::{CompanyImport, DocumentLegacyId, MAX_IMPORT_ITEMS};
+use portfolio_core::admin::companies::{CompanyImport, DocumentLegacyId, MAX_IMPORT_ITEMS};
 
 /// The backup's manifest, written last.
 pub const BACKUP_FILE: &str = "backup.json";
@@ -172,7 +172,7 @@ pub async fn run_backup(
     let mut behind = Vec::new();
     for d in &listed {
         let bytes = target.object(&d.key).await?;
-        let sha256 = portfolio_core::keys::sha256_hex(&bytes);
+        let sha256 = portfolio_core::document::keys::sha256_hex(&bytes);
         if d.sha256.as_deref() != Some(sha256.as_str()) {
             behind.push(d.key.clone());
         }
@@ -264,7 +264,7 @@ pub fn check_backup(dir: &Path) -> Result<(BackupManifest, Vec<BackedUpDocument>
         let object = dir.join(OBJECTS_DIR).join(&d.sha256);
         let bytes = std::fs::read(&object)
             .map_err(|e| BackupError::Damaged(format!("{}: {e}", object.display())))?;
-        let actual = portfolio_core::keys::sha256_hex(&bytes);
+        let actual = portfolio_core::document::keys::sha256_hex(&bytes);
         if actual != d.sha256 {
             return Err(BackupError::Damaged(format!(
                 "objects/{} hashes to {actual} (document {})",

@@ -2,7 +2,7 @@
 //! source path, the markdown object with the source's company (and title and
 //! tags) in its front matter, and a company import request. Pure: no I/O.
 //!
-//! The key is `portfolio_core::keys::document_key` of the source path, the
+//! The key is `portfolio_core::document::keys::document_key` of the source path, the
 //! mapping r2-sync uses for the corpus folder, so a later sync of that folder
 //! finds the migrated documents under the same keys.
 //!
@@ -19,9 +19,9 @@
 //! (escapes such as `\xe9` included), so the object's SHA-256 is that of
 //! the source content exactly when nothing had to be added.
 
-use portfolio_core::companies::CompanyImport;
+use portfolio_core::admin::companies::CompanyImport;
+use portfolio_core::document::keys::{document_key, sha256_hex, DocumentKey};
 use portfolio_core::document::parse_document;
-use portfolio_core::keys::{document_key, sha256_hex, DocumentKey};
 use serde::Serialize;
 
 use crate::records::{CompanyRecord, DocumentRecord};

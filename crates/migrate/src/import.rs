@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use portfolio_core::companies::{
+use portfolio_core::admin::companies::{
     validate_companies, CompanyImport, CompanyImportBatch, DocumentLegacyId, MAX_IMPORT_ITEMS,
 };
 use serde::Serialize;

@@ -51,7 +51,7 @@ impl RollbackError {
 /// the same row always gets the same id, so a repeated restore upserts it.
 #[must_use]
 pub fn derived_uuid(kind: &str, name: &str) -> String {
-    let h = portfolio_core::keys::sha256_hex(format!("{kind}:{name}").as_bytes());
+    let h = portfolio_core::document::keys::sha256_hex(format!("{kind}:{name}").as_bytes());
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -65,7 +65,7 @@ pub fn derived_uuid(kind: &str, name: &str) -> String {
 /// RFC 3339 (UTC, milliseconds) of epoch milliseconds.
 #[must_use]
 pub fn rfc3339_from_ms(ms: i64) -> String {
-    portfolio_core::calendar::rfc3339_ms(ms)
+    portfolio_core::shared::calendar::rfc3339_ms(ms)
 }
 
 fn timestamp(value: &Value) -> Option<Timestamp> {
@@ -213,7 +213,7 @@ pub async fn run_rollback_export(
     let mut unchanged = 0u64;
     for d in &documents {
         let bytes = target.object(&d.key).await?;
-        let served = portfolio_core::keys::sha256_hex(&bytes);
+        let served = portfolio_core::document::keys::sha256_hex(&bytes);
         if let Some(index) = &original {
             if let Some(record) = index.unchanged(&d.key, &served)? {
                 unchanged += 1;
@@ -229,7 +229,7 @@ pub async fn run_rollback_export(
             company_slug: d.company.clone(),
             path: d.key.clone(),
             title: d.title.clone(),
-            content_sha256: portfolio_core::keys::sha256_hex(content.as_bytes()),
+            content_sha256: portfolio_core::document::keys::sha256_hex(content.as_bytes()),
             content: Some(content),
             checksum: d.sha256.clone(),
             tags: Vec::new(),

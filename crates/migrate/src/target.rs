@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use portfolio_core::companies::{CompanyImport, DocumentLegacyId};
+use portfolio_core::admin::companies::{CompanyImport, DocumentLegacyId};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -264,7 +264,7 @@ impl ServiceTarget {
             .body(body.to_owned())
     }
 
-    /// Imports up to `portfolio_core::companies::MAX_IMPORT_ITEMS` companies.
+    /// Imports up to `portfolio_core::admin::companies::MAX_IMPORT_ITEMS` companies.
     pub async fn import_companies(
         &self,
         companies: &[CompanyImport],
@@ -353,7 +353,7 @@ impl ServiceTarget {
                         body: String::from_utf8_lossy(&body).chars().take(300).collect(),
                     });
                 }
-                let actual = portfolio_core::keys::sha256_hex(&body);
+                let actual = portfolio_core::document::keys::sha256_hex(&body);
                 if claimed.as_deref() != Some(actual.as_str()) {
                     return Err(TargetError::Malformed {
                         op: "read",

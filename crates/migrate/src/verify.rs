@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use portfolio_core::companies::{validate_companies, CompanyImportBatch};
-use portfolio_core::keys::DocumentKey;
+use portfolio_core::admin::companies::{validate_companies, CompanyImportBatch};
+use portfolio_core::document::keys::DocumentKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;

@@ -1,14 +1,14 @@
 //! Maps local relative paths to object keys and owns the rules for what a
 //! valid key and prefix are. Pure: never touches the filesystem or network.
 //!
-//! A key is `portfolio_core::keys::document_key` of the file's path in the
+//! A key is `portfolio_core::document::keys::document_key` of the file's path in the
 //! corpus (`--prefix` + its path under the pushed folder), the mapping
 //! `migrate import` uses for a Supabase path: push the corpus root without a
 //! prefix and a migrated document keeps its key.
 
 use std::path::{Component, Path};
 
-use portfolio_core::keys::document_key;
+use portfolio_core::document::keys::document_key;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -22,7 +22,7 @@ pub enum KeyError {
     #[error("path has a component that cannot be part of a key: {path}")]
     InvalidComponent { path: String },
     /// The key is not one the service accepts (the same rules as its admin
-    /// API and R2 events: `portfolio_core::keys::DocumentKey`).
+    /// API and R2 events: `portfolio_core::document::keys::DocumentKey`).
     #[error("{key:?} cannot be a document key: {reason}")]
     NotADocumentKey { key: String, reason: String },
     #[error("invalid prefix {prefix:?}: {reason}")]

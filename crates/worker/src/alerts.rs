@@ -1,6 +1,6 @@
 //! Alert evaluation's entry point, run by every cron trigger and after the
 //! dead-letter consumer records letters: reads the snapshot from D1, lets
-//! `portfolio_core::alerts` decide, and posts notices to the webhook.
+//! `portfolio_core::operations::alerts` decide, and posts notices to the webhook.
 //!
 //! Never panics and never fails its caller: problems are logged, and a
 //! notice that could not be delivered stays owed for the next evaluation.
@@ -10,9 +10,9 @@ use crate::config::ServiceConfig;
 use crate::providers::FetchTransport;
 use crate::store::d1_alerts::D1Alerts;
 use crate::store::{ConsoleLog, WorkerClock};
-use portfolio_core::alerts::{self, observe, AlertNotifier};
+use portfolio_core::operations::alerts::{self, observe, AlertNotifier};
 use portfolio_core::providers::{HttpMethod, HttpRequest, HttpTransport, TransportError};
-use portfolio_core::storage::{Clock, EventLog, Level};
+use portfolio_core::shared::storage::{Clock, EventLog, Level};
 use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::Env;

@@ -14,7 +14,7 @@ use crate::store::{ConsoleLog, WorkerClock};
 use crate::{alerts, ingest, reconcile};
 use crate::{bindings, config};
 use portfolio_core::config::{MetricsSinkKind, ServiceConfig};
-use portfolio_core::storage::{Clock, EventLog, Level};
+use portfolio_core::shared::storage::{Clock, EventLog, Level};
 use serde_json::json;
 use worker::Env;
 

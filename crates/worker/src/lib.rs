@@ -27,9 +27,9 @@ pub use ingest::gate::IngestGate;
 pub use ingest::processor::DocumentProcessor;
 
 use portfolio_core::config::MetricsSinkKind;
-use portfolio_core::metrics::{route_label, DataPoint, MetricsSink};
-use portfolio_core::rollout::{ServedBy, SERVED_BY_HEADER};
-use portfolio_core::storage::Clock;
+use portfolio_core::operations::metrics::{route_label, DataPoint, MetricsSink};
+use portfolio_core::operations::rollout::{ServedBy, SERVED_BY_HEADER};
+use portfolio_core::shared::storage::Clock;
 use store::metrics::Metrics;
 use store::WorkerClock;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};

@@ -1,10 +1,10 @@
 //! The `version_metadata` binding, read into
-//! `portfolio_core::deployment::WorkerVersion` (for `/api/health` and the
+//! `portfolio_core::operations::deployment::WorkerVersion` (for `/api/health` and the
 //! version label of every data point). Never fails: without the binding, or
 //! with a field that is not a string, the version is unknown.
 
 use crate::bindings;
-use portfolio_core::deployment::WorkerVersion;
+use portfolio_core::operations::deployment::WorkerVersion;
 use wasm_bindgen::JsValue;
 use worker::Env;
 

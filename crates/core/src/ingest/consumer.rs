@@ -10,7 +10,7 @@ use crate::ingest::message::{
     parse_ingest_message, parse_queue_message, retry_delay_seconds, IngestCommand, QueueMessage,
     ReconcileContinuation,
 };
-use crate::storage::{Clock, EventLog, IngestQueue, Level, StoreError};
+use crate::shared::storage::{Clock, EventLog, IngestQueue, Level, StoreError};
 use serde_json::{json, Value};
 
 /// What to do with a delivered message.

@@ -8,14 +8,14 @@ use super::consumer::{ProcessorGateway, ReconcilePages};
 use super::store::{
     DeadLetter, DocumentStore, LiveRow, ProcessorStorage, StagedChunk, StagedDocument,
 };
+use crate::document::keys::{sha256_hex, vector_id};
 use crate::index::{
     exact_top_k, IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch,
     VectorQuery, VectorRecord,
 };
 use crate::ingest::message::{IngestCommand, ReconcileContinuation};
 use crate::ingest::pipeline::{ProcessorState, RunRecord, StatusView};
-use crate::keys::{sha256_hex, vector_id};
-use crate::storage::{
+use crate::shared::storage::{
     Clock, EventLog, IngestQueue, Level, ObjectHead, ObjectPage, ObjectRead, ObjectStore,
     StoreError,
 };

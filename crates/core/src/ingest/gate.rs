@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::storage::StoreError;
+use crate::shared::storage::StoreError;
 
 /// Default number of provider calls in flight at once, across all documents.
 pub const DEFAULT_GATE_LIMIT: u32 = 8;
@@ -240,7 +240,7 @@ pub struct LocalGate<'a, K> {
     clock: &'a K,
 }
 
-impl<'a, K: crate::storage::Clock> LocalGate<'a, K> {
+impl<'a, K: crate::shared::storage::Clock> LocalGate<'a, K> {
     /// An empty gate with `settings`, reading time from `clock`.
     #[must_use]
     pub fn new(settings: GateSettings, clock: &'a K) -> Self {
@@ -258,7 +258,7 @@ impl<'a, K: crate::storage::Clock> LocalGate<'a, K> {
     }
 }
 
-impl<K: crate::storage::Clock> ProviderGate for LocalGate<'_, K> {
+impl<K: crate::shared::storage::Clock> ProviderGate for LocalGate<'_, K> {
     async fn acquire(&self, holder: &str) -> Result<Admission, StoreError> {
         let now = self.clock.now_ms();
         Ok(self.state.borrow_mut().acquire(holder, now, &self.settings))

@@ -5,7 +5,7 @@
 //! and the queue's retry delays. Never touches the queue itself: acking,
 //! retrying and dead-lettering are the Worker's.
 
-use crate::keys::DocumentKey;
+use crate::document::keys::DocumentKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;

@@ -5,6 +5,7 @@
 //! Decisions about *what* runs next stay in `crate::ingest::pipeline` (the pure state
 //! machine); these drivers perform its actions and never keep state of their own.
 
+pub mod chunk;
 pub mod consumer;
 pub mod gate;
 pub mod message;
@@ -13,6 +14,7 @@ pub mod processor;
 pub mod settings;
 mod steps;
 pub mod store;
+pub mod tags;
 pub mod watchdog;
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use crate::ingest::pipeline::{
     StatusView, StepError,
 };
 use crate::ingest::settings::{run_reason, IngestSettings};
-use crate::metrics::{DataPoint, MetricsSink, StepOutcome};
+use crate::operations::metrics::{DataPoint, MetricsSink, StepOutcome};
 use crate::providers::{ChatModel, Embedder};
-use crate::storage::{Clock, EventLog, Level, ObjectHead, ObjectStore, StoreError};
+use crate::shared::storage::{Clock, EventLog, Level, ObjectHead, ObjectStore, StoreError};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::VecDeque;

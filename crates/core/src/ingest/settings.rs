@@ -3,7 +3,7 @@
 //!
 //! Owns the numbers (and why they are what they are); never performs a step.
 
-use crate::chunk::ChunkConfig;
+use crate::ingest::chunk::ChunkConfig;
 use crate::ingest::pipeline::{BatchCounts, RunReason};
 use std::ops::Range;
 

@@ -9,14 +9,14 @@
 use super::processor::{Processor, Tagger};
 use super::store::{DocumentStore, ProcessorStorage, StagedChunk, StagedDocument};
 use crate::admin::MAX_DOCUMENT_BYTES;
-use crate::chunk::{chunk_document, split_heading_path};
+use crate::document::keys::{sha256_hex, vector_id, DocumentKey};
 use crate::document::parse_document;
 use crate::index::{VectorIndex, VectorIndexError, VectorMetadata, VectorRecord};
+use crate::ingest::chunk::{chunk_document, split_heading_path};
 use crate::ingest::pipeline::StepError;
-use crate::keys::{sha256_hex, vector_id, DocumentKey};
+use crate::ingest::tags::{extract_keyword_tags, parse_batch_tags, MAX_TAGS_PER_CHUNK};
 use crate::providers::{ChatModel, ChatRequest, Embedder, ProviderError};
-use crate::storage::{Clock, EventLog, ObjectHead, ObjectRead, ObjectStore, StoreError};
-use crate::tags::{extract_keyword_tags, parse_batch_tags, MAX_TAGS_PER_CHUNK};
+use crate::shared::storage::{Clock, EventLog, ObjectHead, ObjectRead, ObjectStore, StoreError};
 
 /// Most chunks one document may produce: beyond it the document fails
 /// permanently with a clear error instead of growing without bound (a

@@ -6,9 +6,9 @@
 //! Contracts, not decisions: every method does one thing and is idempotent
 //! where the driver may repeat it after a lost answer.
 
-use crate::chunk::Chunk;
+use crate::ingest::chunk::Chunk;
 use crate::ingest::pipeline::{ProcessorState, RunRecord, StatusView};
-use crate::storage::StoreError;
+use crate::shared::storage::StoreError;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 

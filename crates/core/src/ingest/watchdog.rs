@@ -17,9 +17,9 @@ use super::store::{DocumentStore, ProcessorStorage};
 use crate::index::VectorIndex;
 use crate::ingest::gate::ProviderGate;
 use crate::ingest::pipeline::ProcessorState;
-use crate::metrics::MetricsSink;
+use crate::operations::metrics::MetricsSink;
 use crate::providers::{ChatModel, Embedder};
-use crate::storage::{Clock, EventLog, Level, ObjectStore, StoreError};
+use crate::shared::storage::{Clock, EventLog, Level, ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extractive;
 pub mod offline_embedder;
 pub mod openai;
+pub mod prompts;
 pub mod rerank;
 pub mod retry;
 pub mod sse;
@@ -29,7 +30,7 @@ pub use transport::{
 };
 pub use workers_ai::{AiBinding, WorkersAiChat, WorkersAiEmbedder};
 
-use crate::prompts::{self, ContextPassage, HistoryRole, HistoryTurn};
+use prompts::{ContextPassage, HistoryRole, HistoryTurn};
 use serde::{Deserialize, Serialize};
 
 /// Who wrote a chat message.

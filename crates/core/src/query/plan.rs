@@ -2,8 +2,8 @@
 //! validation into a [`SearchPlan`] or [`ChatPlan`]. Pure parsing; never
 //! retrieves anything.
 
+use crate::ingest::tags::normalize_tag;
 use crate::query::fusion::{FusionConfig, RetrievalSource};
-use crate::tags::normalize_tag;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

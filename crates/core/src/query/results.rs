@@ -2,7 +2,7 @@
 //! rows, filtered by tag, deduplicated by overlap, cut to `top_k`; and how
 //! results become a chat answer's numbered sources and prompt passages.
 
-use crate::chunk::split_heading_path;
+use crate::ingest::chunk::split_heading_path;
 use crate::providers::Passage;
 use crate::query::fusion::{FusedHit, RetrievalSource};
 use serde::{Deserialize, Serialize};

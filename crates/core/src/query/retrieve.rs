@@ -16,7 +16,7 @@ use crate::providers::{Embedder, Reranker};
 use crate::query::fusion::{
     bm25_relevance, fuse_rankings, FusedHit, FusionConfig, RetrievalSource, SourceRanking,
 };
-use crate::storage::{Clock, StoreError};
+use crate::shared::storage::{Clock, StoreError};
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;

@@ -2,7 +2,7 @@
 //! safe FTS5 expression and tag terms. Pure text handling.
 
 use super::plan::{MAX_FILTER_TAGS, MAX_KEYWORD_TERMS};
-use crate::tags::normalize_tag;
+use crate::ingest::tags::normalize_tag;
 
 /// An FTS5 `MATCH` expression for free text: every whitespace-separated term
 /// becomes a quoted phrase of its word pieces (so `ZX-4000` matches the
@@ -24,7 +24,7 @@ pub fn fts_expression(text: &str) -> Option<String> {
             continue;
         }
         let phrase = format!("\"{}\"", pieces.join(" "));
-        let stop = pieces.iter().all(|p| crate::tags::is_stop_word(p));
+        let stop = pieces.iter().all(|p| crate::ingest::tags::is_stop_word(p));
         let list = if stop {
             &mut stop_phrases
         } else {
@@ -44,8 +44,8 @@ pub fn fts_expression(text: &str) -> Option<String> {
 #[must_use]
 pub fn query_tag_terms(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for term in crate::tags::words(text) {
-        if term.chars().count() < 3 || crate::tags::is_stop_word(&term) {
+    for term in crate::ingest::tags::words(text) {
+        if term.chars().count() < 3 || crate::ingest::tags::is_stop_word(&term) {
             continue;
         }
         if let Some(tag) = normalize_tag(&term) {

@@ -3,14 +3,14 @@
 
 use super::page::rfc3339_ms;
 use super::*;
+use crate::document::keys::vector_id;
 use crate::index::{
     IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch, VectorMetadata,
     VectorQuery, VectorRecord,
 };
 use crate::ingest::message::{parse_queue_message, QueueMessage, ReconcileContinuation};
-use crate::keys::vector_id;
-use crate::metrics::MetricsBuffer;
-use crate::storage::{Clock, IngestQueue, ObjectPage, ObjectRead, ObjectStore, StoreError};
+use crate::operations::metrics::MetricsBuffer;
+use crate::shared::storage::{Clock, IngestQueue, ObjectPage, ObjectRead, ObjectStore, StoreError};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -27,7 +27,7 @@ struct FakeBucket {
     objects: RefCell<BTreeMap<String, ObjectHead>>,
 }
 
-type ObjectHead = crate::storage::ObjectHead;
+type ObjectHead = crate::shared::storage::ObjectHead;
 
 impl ObjectStore for FakeBucket {
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {

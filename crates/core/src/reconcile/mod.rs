@@ -150,7 +150,7 @@ impl DocumentStatus {
 }
 
 /// One object of an R2 listing: the shared object-store head.
-pub type ListedObject = crate::storage::ObjectHead;
+pub type ListedObject = crate::shared::storage::ObjectHead;
 
 /// The columns of a `documents` row reconciliation needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

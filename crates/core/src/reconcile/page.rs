@@ -13,9 +13,9 @@ use super::{
     DocumentRow, PageEnd, PageFacts, PlannedCommand, Reason, ReconcileSettings, StoreCounts,
     StoreProbe, QUEUE_SEND_BATCH_MAX,
 };
+use crate::document::keys::vector_id;
 use crate::index::VectorIndex;
-use crate::keys::vector_id;
-use crate::storage::{Clock, IngestQueue, ObjectStore};
+use crate::shared::storage::{Clock, IngestQueue, ObjectStore};
 use std::collections::{BTreeMap, HashMap};
 
 /// Rows read per page: twice the objects, so a range with a few more rows
@@ -324,5 +324,5 @@ where
 /// (`2027-01-15T08:00:00.000Z`, what JavaScript's `toISOString` gives).
 #[must_use]
 pub fn rfc3339_ms(ms: u64) -> String {
-    crate::calendar::rfc3339_ms(i64::try_from(ms).unwrap_or(i64::MAX))
+    crate::shared::calendar::rfc3339_ms(i64::try_from(ms).unwrap_or(i64::MAX))
 }

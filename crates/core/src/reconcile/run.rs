@@ -15,8 +15,8 @@ use super::{
 };
 use crate::index::{VectorIndex, VectorIndexError};
 use crate::ingest::message::ReconcileContinuation;
-use crate::metrics::{DataPoint, MetricsSink};
-use crate::storage::{Clock, IngestQueue, ObjectStore, StoreError};
+use crate::operations::metrics::{DataPoint, MetricsSink};
+use crate::shared::storage::{Clock, IngestQueue, ObjectStore, StoreError};
 use thiserror::Error;
 
 /// Why a page (or a run's start) failed.

@@ -7,7 +7,7 @@
 //! the pure functions of this module's parent.
 
 use super::{DocumentRow, PlannedCommand, StoreProbe};
-use crate::storage::StoreError;
+use crate::shared::storage::StoreError;
 use std::collections::HashMap;
 
 /// How the vectors of a page's ready documents are counted; which one

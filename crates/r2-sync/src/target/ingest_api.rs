@@ -18,7 +18,7 @@ use crate::retry::{with_retries, RetryPolicy};
 /// Page size asked of the listing endpoint.
 pub const LIST_PAGE_LIMIT: usize = 1000;
 /// Header carrying the hex SHA-256 of the body.
-pub use portfolio_core::keys::CONTENT_SHA256_HEADER;
+pub use portfolio_core::document::keys::CONTENT_SHA256_HEADER;
 
 /// Bearer token of the admin API. `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ pub mod ingest_api;
 pub mod s3;
 
 /// Custom metadata name carrying the content hash (`x-amz-meta-sha256`); the Worker reads it
-/// under the same name (`portfolio_core::keys::SHA256_METADATA`).
-pub use portfolio_core::keys::SHA256_METADATA;
+/// under the same name (`portfolio_core::document::keys::SHA256_METADATA`).
+pub use portfolio_core::document::keys::SHA256_METADATA;
 
 /// An object as listed by a target.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use crate::bindings;
 use crate::error::{json_response, ApiError};
 use crate::store::d1_alerts::{D1Alerts, RECENT_MS};
 use crate::store::WorkerClock;
-use portfolio_core::alerts::{pending_notice, AlertRecord};
-use portfolio_core::storage::Clock;
+use portfolio_core::operations::alerts::{pending_notice, AlertRecord};
+use portfolio_core::shared::storage::Clock;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 

@@ -1,15 +1,15 @@
 //! `/admin/companies` and `/admin/legacy-ids/documents`: the migration's
 //! way in for companies with their real names and fields, and for the map
 //! from the source's UUIDs to integer ids. Validation is
-//! `portfolio_core::companies`'; the SQL is `store::d1_companies`'.
+//! `portfolio_core::admin::companies`'; the SQL is `store::d1_companies`'.
 
 use crate::bindings;
 use crate::error::{json_response, ApiError};
 use crate::store::d1_companies::D1Companies;
-use portfolio_core::admin::{page_size, MigrationRoute};
-use portfolio_core::companies::{
+use portfolio_core::admin::companies::{
     validate_companies, validate_document_legacy_ids, CompanyImportBatch, DocumentLegacyIdBatch,
 };
+use portfolio_core::admin::{page_size, MigrationRoute};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashMap;

@@ -14,12 +14,12 @@ use portfolio_core::admin::{
     merge_processor_status, page_size, runs_limit, DocumentRoute, MAX_DOCUMENT_BYTES,
 };
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
+use portfolio_core::document::keys::{sha256_hex, DocumentKey, CONTENT_SHA256_HEADER};
 use portfolio_core::document::parse_document;
 use portfolio_core::ingest::message::IngestCommand;
 use portfolio_core::ingest::pipeline::PublicStatus;
 use portfolio_core::ingest::store::DocumentStore;
-use portfolio_core::keys::{sha256_hex, DocumentKey, CONTENT_SHA256_HEADER};
-use portfolio_core::storage::{ObjectStore, StoreError};
+use portfolio_core::shared::storage::{ObjectStore, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -5,8 +5,8 @@
 use crate::error::ApiError;
 use crate::store::r2::R2Documents;
 use portfolio_core::admin::MAX_DOCUMENT_BYTES;
-use portfolio_core::keys::{sha256_hex, DocumentKey};
-use portfolio_core::storage::{ObjectRead, ObjectStore};
+use portfolio_core::document::keys::{sha256_hex, DocumentKey};
+use portfolio_core::shared::storage::{ObjectRead, ObjectStore};
 use worker::{Env, Headers, Response};
 
 pub async fn get(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {

@@ -1,6 +1,6 @@
 //! `/admin/metrics` (and its split per Worker version), `/admin/dead-letters`
 //! (and their replay): operating the service without SQL. The reports'
-//! arithmetic is `portfolio_core::metrics`; the rows come from
+//! arithmetic is `portfolio_core::operations::metrics`; the rows come from
 //! `store::d1_metrics` and `store::d1_history`.
 
 use super::documents::{enqueue, id_cursor, store_error};
@@ -13,11 +13,11 @@ use crate::store::r2::R2Documents;
 use crate::store::WorkerClock;
 use portfolio_core::admin::{page_size, OperationsRoute};
 use portfolio_core::ingest::message::IngestCommand;
-use portfolio_core::metrics::{
+use portfolio_core::operations::metrics::{
     ComparisonWindow, ComparisonWindowError, MetricsSummary, MetricsWindow, VersionComparison,
     WindowError,
 };
-use portfolio_core::storage::{Clock, ObjectStore};
+use portfolio_core::shared::storage::{Clock, ObjectStore};
 use serde_json::json;
 use std::collections::HashMap;
 use worker::{Env, Request, Response};

@@ -1,7 +1,7 @@
 //! `GET`/`PUT /admin/rollout` (the share of chat clients this service serves,
 //! and of proxied requests it shadows) and `GET /admin/rollout/report` (the
 //! shadow comparisons and the failovers per day). The setting's rules and the report's
-//! arithmetic are `portfolio_core::rollout`'s.
+//! arithmetic are `portfolio_core::operations::rollout`'s.
 
 use super::documents::store_error;
 use crate::bindings;
@@ -11,8 +11,10 @@ use crate::error::{json_response, ApiError};
 use crate::query::rollout::{forget_setting, plan};
 use crate::store::d1_rollout::{D1Rollout, MAX_REPORT_ROWS};
 use crate::store::WorkerClock;
-use portfolio_core::rollout::{daily_report, parse_setting, report_days, SETTING_TTL_MS};
-use portfolio_core::storage::Clock;
+use portfolio_core::operations::rollout::{
+    daily_report, parse_setting, report_days, SETTING_TTL_MS,
+};
+use portfolio_core::shared::storage::Clock;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use worker::{Env, Request, Response};

@@ -14,7 +14,7 @@ use portfolio_core::ingest::consumer::{
     consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, ReconcilePages, Verdict,
 };
 use portfolio_core::ingest::message::{IngestCommand, ReconcileContinuation};
-use portfolio_core::storage::{EventLog, IngestQueue, Level, StoreError};
+use portfolio_core::shared::storage::{EventLog, IngestQueue, Level, StoreError};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;

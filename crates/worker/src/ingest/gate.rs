@@ -14,7 +14,7 @@ use crate::error::json_response;
 use crate::store::WorkerClock;
 use portfolio_core::api::ErrorBody;
 use portfolio_core::ingest::gate::{Admission, GateState, ProviderGate};
-use portfolio_core::storage::{Clock, StoreError};
+use portfolio_core::shared::storage::{Clock, StoreError};
 use serde::Deserialize;
 use std::cell::RefCell;
 use wasm_bindgen::JsValue;

@@ -20,7 +20,7 @@ use portfolio_core::ingest::pipeline::PipelineConfig;
 use portfolio_core::ingest::settings::IngestSettings;
 use portfolio_core::ingest::watchdog::WakeRequest;
 use portfolio_core::ingest::{CommandError, Gating, Processor, Tagger};
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 
 // `State` has no `Debug`; the object is never printed.

@@ -12,7 +12,7 @@ use crate::store::{ConsoleLog, WorkerClock};
 use portfolio_core::ingest::watchdog::{
     run_watchdog, WakeOutcome, WakeRequest, WatchdogPorts, WatchdogSummary,
 };
-use portfolio_core::storage::{Clock, StoreError};
+use portfolio_core::shared::storage::{Clock, StoreError};
 use wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, RequestInit};
 

@@ -11,7 +11,7 @@ pub use workers_ai::WorkersAiBinding;
 use crate::config::{ProviderKind, RerankerKind, ServiceConfig};
 use crate::store::metrics::Metrics;
 use crate::store::WorkerClock;
-use portfolio_core::metrics::Metered;
+use portfolio_core::operations::metrics::Metered;
 use portfolio_core::providers::batch::WORKERS_AI_BGE_LIMITS;
 use portfolio_core::providers::{
     ChatCompletion, ChatModel, ChatRequest, Embedder, ExtractiveAnswerer, HashingEmbedder,

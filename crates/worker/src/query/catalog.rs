@@ -6,7 +6,7 @@ use crate::bindings;
 use crate::error::{json_response, ApiError};
 use crate::store::d1_search::D1Search;
 use portfolio_core::admin::page_size;
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use serde::Serialize;
 use worker::{Env, Request, Response};
 

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest};
 use portfolio_core::query::{cite, plan_chat, RetrievalTimings};
-use portfolio_core::storage::Clock;
+use portfolio_core::shared::storage::Clock;
 use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{console_error, Env, Headers, Request, Response};

@@ -9,7 +9,7 @@
 //! (`ctx.waitUntil`) and records the comparison.
 //!
 //! Which client goes where, which failures fail over, and what a comparison
-//! means, is `portfolio_core::rollout`'s.
+//! means, is `portfolio_core::operations::rollout`'s.
 
 use super::chat;
 use super::search::retrieve;
@@ -24,13 +24,13 @@ use futures_util::future::{select, Either};
 use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
-use portfolio_core::query::{cite, plan_chat};
-use portfolio_core::rollout::{
+use portfolio_core::operations::rollout::{
     after_first_chunk, after_head, after_no_response, legacy_sources, overlap, utc_day,
     FailoverReason, FirstChunk, NoResponse, RolloutPlan, RolloutSetting, ServedBy, ShadowRecord,
     Step, SERVED_BY_HEADER, SETTING_TTL_MS,
 };
-use portfolio_core::storage::{Clock, EventLog, Level};
+use portfolio_core::query::{cite, plan_chat};
+use portfolio_core::shared::storage::{Clock, EventLog, Level};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::pin::{pin, Pin};

@@ -8,7 +8,7 @@
 //! version id); double1–7 = duration_ms, status, items, tokens, retries,
 //! cost_usd, enqueued.
 
-use portfolio_core::metrics::DataPoint;
+use portfolio_core::operations::metrics::DataPoint;
 use worker::{AnalyticsEngineDataPointBuilder, AnalyticsEngineDataset, Env};
 
 /// Name of the Analytics Engine dataset binding (`analytics_engine_datasets`).

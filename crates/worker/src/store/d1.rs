@@ -7,13 +7,13 @@
 //! conditional update flips `active_version` forward. Neither statement ever
 //! touches the live generation's rows.
 
+use portfolio_core::document::keys::vector_id;
 use portfolio_core::ingest::pipeline::{RunRecord, StatusView};
 use portfolio_core::ingest::settings::rows_per_statement;
 use portfolio_core::ingest::store::{
     DeadLetter, DocumentStore, LiveRow, StagedChunk, StagedDocument,
 };
-use portfolio_core::keys::vector_id;
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};

@@ -1,17 +1,17 @@
 //! Alerts in D1 (`alerts`, migration 0008) behind
-//! `portfolio_core::alerts::AlertStore`, every write a compare-and-set on
+//! `portfolio_core::operations::alerts::AlertStore`, every write a compare-and-set on
 //! `version`; and the snapshot the conditions are judged on, read from
 //! `metric_points`, `documents`, `dead_letters` and `reconcile_runs`.
 //!
 //! Never decides whether something is alarming: the core does.
 
 use super::ConsoleLog;
-use portfolio_core::alerts::{
+use portfolio_core::operations::alerts::{
     AlertKind, AlertRecord, AlertSettings, AlertSnapshot, AlertStatus, AlertStore, FailedDocument,
     Notice, ProviderCall, ReconcileFacts, RequestWindow, StuckDocuments, MAX_FAILED_DOCUMENTS,
 };
-use portfolio_core::metrics::nearest_rank;
-use portfolio_core::storage::{EventLog, Level, StoreError};
+use portfolio_core::operations::metrics::nearest_rank;
+use portfolio_core::shared::storage::{EventLog, Level, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 use wasm_bindgen::JsValue;

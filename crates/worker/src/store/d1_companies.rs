@@ -1,10 +1,10 @@
 //! D1 statements of the company import: upserting companies with their
 //! real fields, the `legacy_id_map` rows of companies and documents, and the
 //! listing a verification reads. Never decides what is valid
-//! (`portfolio_core::companies` does) and never touches documents' content.
+//! (`portfolio_core::admin::companies` does) and never touches documents' content.
 
-use portfolio_core::companies::ValidCompany;
-use portfolio_core::keys::DocumentKey;
+use portfolio_core::admin::companies::ValidCompany;
+use portfolio_core::document::keys::DocumentKey;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result};

@@ -5,7 +5,7 @@
 //! Reads and one counter update only; what a replay enqueues is the admin
 //! route's business.
 
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::JsValue;

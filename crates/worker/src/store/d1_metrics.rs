@@ -1,17 +1,17 @@
 //! The local metrics store: data points in the `metric_points` table
 //! (migration 0007; `version` from 0010), written in batched multi-row
 //! inserts, read back a page at a time into
-//! `portfolio_core::metrics::MetricsSummary` or `VersionComparison`, and
+//! `portfolio_core::operations::metrics::MetricsSummary` or `VersionComparison`, and
 //! pruned by the daily cron; plus the document and dead-letter counts the
 //! metrics route reports next to the points.
 //!
 //! Never decides what a point means or how it is aggregated: the core does.
 
-use portfolio_core::metrics::{
+use portfolio_core::operations::metrics::{
     DataPoint, DocumentCounts, InFlightDocument, MetricKind, MetricsSummary, QueueCounts,
     VersionComparison,
 };
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};

@@ -10,7 +10,7 @@ use portfolio_core::reconcile::{
     ClaimedPage, CreatedRun, DocumentRead, DocumentRow, DocumentStatus, LeftoverGeneration,
     PlannedCommand, ReconcileStore, RunRecord, RunStatus, StoreProbe, SweepTarget,
 };
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use serde::Deserialize;
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;

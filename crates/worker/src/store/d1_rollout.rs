@@ -5,10 +5,10 @@
 //! the daily cron.
 //!
 //! Never decides where a request goes or what a comparison means: the core
-//! (`portfolio_core::rollout`) does.
+//! (`portfolio_core::operations::rollout`) does.
 
-use portfolio_core::rollout::{utc_day, FailoverCount, RolloutSetting, ShadowRecord};
-use portfolio_core::storage::StoreError;
+use portfolio_core::operations::rollout::{utc_day, FailoverCount, RolloutSetting, ShadowRecord};
+use portfolio_core::shared::storage::StoreError;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::D1Database;

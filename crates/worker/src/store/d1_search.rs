@@ -8,7 +8,7 @@
 //! generation only (`c.version = d.active_version`).
 
 use portfolio_core::query::{ChunkRow, KeywordHit, SearchStore, TagHit};
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::D1Database;

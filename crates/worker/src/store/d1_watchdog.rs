@@ -1,7 +1,7 @@
 //! The watchdog's one D1 read: `queued`/`processing` documents whose row has
 //! not changed for a while. Reads only; the processors decide what to do.
 
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::D1Database;

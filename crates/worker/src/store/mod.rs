@@ -1,6 +1,6 @@
 //! Storage adapters: the vector index implementations behind `portfolio_core`'s `VectorIndex`,
 //! retrieval's reads (`d1_search`), R2, the ingest queue, and the metrics stores (D1's
-//! `metric_points`, Analytics Engine) behind `portfolio_core::metrics::MetricsSink`.
+//! `metric_points`, Analytics Engine) behind `portfolio_core::operations::metrics::MetricsSink`.
 //!
 //! Owns the choice of implementation from configuration (`VECTOR_INDEX`). Must never hold
 //! logic the core can own: adapters translate calls, the core validates, batches and ranks.
@@ -38,7 +38,7 @@ use worker::Env;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerClock;
 
-impl portfolio_core::storage::Clock for WorkerClock {
+impl portfolio_core::shared::storage::Clock for WorkerClock {
     fn now_ms(&self) -> u64 {
         worker::Date::now().as_millis()
     }
@@ -48,9 +48,9 @@ impl portfolio_core::storage::Clock for WorkerClock {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConsoleLog;
 
-impl portfolio_core::storage::EventLog for ConsoleLog {
-    fn log(&self, level: portfolio_core::storage::Level, mut fields: serde_json::Value) {
-        use portfolio_core::storage::Level;
+impl portfolio_core::shared::storage::EventLog for ConsoleLog {
+    fn log(&self, level: portfolio_core::shared::storage::Level, mut fields: serde_json::Value) {
+        use portfolio_core::shared::storage::Level;
         let name = match level {
             Level::Info => "info",
             Level::Warn => "warn",

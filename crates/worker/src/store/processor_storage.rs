@@ -6,7 +6,7 @@
 
 use portfolio_core::ingest::pipeline::ProcessorState;
 use portfolio_core::ingest::store::{ProcessorStorage, StagedChunk, StagedDocument};
-use portfolio_core::storage::StoreError;
+use portfolio_core::shared::storage::StoreError;
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue, Storage};
 

@@ -1,11 +1,11 @@
 //! The ingest queue (and its dead-letter queue) behind
-//! `portfolio_core::storage::IngestQueue`.
+//! `portfolio_core::shared::storage::IngestQueue`.
 //!
 //! Messages go out as JSON built with the JSON-compatible serializer: the
 //! default one turns objects into JS `Map`s, which arrive at the consumer as `{}`.
 
 use portfolio_core::ingest::message::IngestCommand;
-use portfolio_core::storage::{IngestQueue, StoreError};
+use portfolio_core::shared::storage::{IngestQueue, StoreError};
 use serde::Serialize;
 use serde_json::Value;
 use worker::{BatchMessageBuilder, Env, Queue, QueueContentType, RawMessageBuilder};

@@ -1,10 +1,12 @@
-//! The document bucket (R2) behind `portfolio_core::storage::ObjectStore`.
+//! The document bucket (R2) behind `portfolio_core::shared::storage::ObjectStore`.
 //!
 //! Translates calls only: the size limit, key rules and every decision about
 //! what an object means stay in the core.
 
-use portfolio_core::keys::SHA256_METADATA;
-use portfolio_core::storage::{ObjectHead, ObjectPage, ObjectRead, ObjectStore, StoreError};
+use portfolio_core::document::keys::SHA256_METADATA;
+use portfolio_core::shared::storage::{
+    ObjectHead, ObjectPage, ObjectRead, ObjectStore, StoreError,
+};
 use worker::{Bucket, Env, HttpMetadata, Include, Object};
 
 /// The `DOCUMENTS` bucket.

@@ -11,7 +11,7 @@ use crate::ingest::message::IngestCommand;
 use crate::ingest::pipeline::{InFlight, PipelineConfig, Request, Run, RunReason, Stage};
 use crate::ingest::settings::IngestSettings;
 use crate::ingest::Tagger;
-use crate::metrics::MetricsBuffer;
+use crate::operations::metrics::MetricsBuffer;
 use crate::providers::extractive::ExtractiveAnswerer;
 use crate::providers::offline_embedder::HashingEmbedder;
 use pollster::block_on;

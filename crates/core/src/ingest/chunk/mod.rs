@@ -158,13 +158,13 @@ impl Sub for TokenCount {
 /// ([`estimate_tokens`]).
 ///
 /// ```
-/// use portfolio_core::chunk::{chunk_markdown, ChunkConfig};
+/// use portfolio_core::ingest::chunk::{chunk_markdown, ChunkConfig};
 ///
 /// let config = ChunkConfig::new(200)?.with_overlap(20)?.with_min_tokens(30)?;
 /// let chunks = chunk_markdown("# Acme\n\nWe build search.\n", &config);
 /// assert_eq!(chunks[0].heading_path, ["Acme"]);
 /// assert!(chunks.iter().all(|c| c.tokens <= config.max_tokens()));
-/// # Ok::<(), portfolio_core::chunk::ChunkConfigError>(())
+/// # Ok::<(), portfolio_core::ingest::chunk::ChunkConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkConfig {

@@ -3,7 +3,7 @@
 //! store call (two cron runs overlapping, a cron and a dead letter).
 
 use super::*;
-use crate::storage::StoreError;
+use crate::shared::storage::StoreError;
 use futures_util::future::join;
 use pollster::block_on;
 use std::cell::{Cell, RefCell};

@@ -3,7 +3,7 @@
 //! maps the source's UUIDs to integer ids in `legacy_id_map`. Owns what a
 //! valid import request is; never stores anything.
 
-use crate::keys::DocumentKey;
+use crate::document::keys::DocumentKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

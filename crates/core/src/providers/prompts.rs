@@ -13,10 +13,10 @@ pub const ANSWER_PROMPT_VERSION: &str = "answer-v1";
 pub const TAG_PROMPT_VERSION: &str = "tags-v1";
 
 /// System prompt for answering from numbered context passages with `[n]` citations.
-pub const ANSWER_SYSTEM_PROMPT: &str = include_str!("../prompts/answer_system.txt");
+pub const ANSWER_SYSTEM_PROMPT: &str = include_str!("../../prompts/answer_system.txt");
 
 /// System prompt asking for one JSON array of lowercase topic tags per numbered chunk.
-pub const TAG_SYSTEM_PROMPT: &str = include_str!("../prompts/tags_system.txt");
+pub const TAG_SYSTEM_PROMPT: &str = include_str!("../../prompts/tags_system.txt");
 
 /// Number of earlier chat turns kept in the answer prompt; older turns are dropped first.
 pub const MAX_HISTORY_TURNS: usize = 6;

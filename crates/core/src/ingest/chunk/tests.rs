@@ -2,15 +2,15 @@
 //! keep (shared with the property tests).
 
 use super::*;
+use crate::document::keys::DocumentKey;
 use crate::document::parse_document;
-use crate::keys::DocumentKey;
 
-#[path = "../../tests/fixtures/corpus.rs"]
+#[path = "../../../tests/fixtures/corpus.rs"]
 mod corpus;
 
 pub(super) use corpus::markdown_corpus;
 
-#[path = "../../tests/fixtures/worker_stack.rs"]
+#[path = "../../../tests/fixtures/worker_stack.rs"]
 mod worker_stack;
 
 fn config(max: usize, overlap: usize, min: usize) -> ChunkConfig {

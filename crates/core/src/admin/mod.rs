@@ -4,7 +4,9 @@
 //!
 //! Never performs the operation; the Worker does, after these checks pass.
 
-use crate::keys::DocumentKey;
+pub mod companies;
+
+use crate::document::keys::DocumentKey;
 use thiserror::Error;
 
 /// Largest document the admin API accepts (10 MiB). A Worker request body may
@@ -101,7 +103,7 @@ pub enum ReconcileRoute {
     Runs,
 }
 
-/// A route the Supabase migration uses (`crate::companies`, object reads).
+/// A route the Supabase migration uses (`crate::admin::companies`, object reads).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MigrationRoute {
     /// `GET /admin/companies`: companies with their fields and legacy ids.

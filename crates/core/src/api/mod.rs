@@ -3,7 +3,7 @@
 //! Owns the JSON bodies and the error envelope; never decides routing or
 //! status codes of platform failures (the Worker maps errors in one place).
 
-use crate::deployment::WorkerVersion;
+use crate::operations::deployment::WorkerVersion;
 use serde::{Deserialize, Serialize};
 
 /// The error envelope every non-2xx JSON response carries:

@@ -7,11 +7,11 @@
 //! Never reads secrets' values: whether a provider has its key is the
 //! provider's own check.
 
-use crate::alerts::AlertSettings;
 use crate::ingest::message::RETRY_MAX_DELAY_SECONDS;
 use crate::ingest::pipeline::{OverloadWait, PipelineConfig, RetryPolicy};
 use crate::ingest::settings::IngestSettings;
-use crate::metrics::CostPer1k;
+use crate::operations::alerts::AlertSettings;
+use crate::operations::metrics::CostPer1k;
 use crate::providers::retry::DEFAULT_BASE_DELAY_MS as DEFAULT_PROVIDER_RETRY_BASE_MS;
 use crate::providers::DEFAULT_PROVIDER_TIMEOUT_MS;
 use crate::query::fusion::FusionConfig;
@@ -268,7 +268,7 @@ pub struct ServiceConfig {
     pub alerts: AlertSettings,
     /// `ROLLOUT_PERCENT`, `LEGACY_CHAT_URL`, `LEGACY_FIRST_BYTE_TIMEOUT_MS`: the
     /// cut-over from the old chat API.
-    pub rollout: crate::rollout::RolloutConfig,
+    pub rollout: crate::operations::rollout::RolloutConfig,
     /// `SEARCH_FUSION` over the embedder kind's default ([`default_fusion`]).
     pub fusion: FusionConfig,
     /// The reranker and when searches use it.
@@ -699,7 +699,7 @@ impl ServiceConfig {
                 1_000_000,
             ),
         };
-        let rollout = crate::rollout::RolloutConfig {
+        let rollout = crate::operations::rollout::RolloutConfig {
             ceiling_percent: vars.number("ROLLOUT_PERCENT", 100, 0, 100),
             legacy_url: vars.read(
                 "LEGACY_CHAT_URL",
@@ -712,9 +712,9 @@ impl ServiceConfig {
             ),
             first_byte_timeout_ms: vars.number(
                 "LEGACY_FIRST_BYTE_TIMEOUT_MS",
-                crate::rollout::DEFAULT_FIRST_BYTE_TIMEOUT_MS,
-                crate::rollout::FIRST_BYTE_TIMEOUT_MS_RANGE.0,
-                crate::rollout::FIRST_BYTE_TIMEOUT_MS_RANGE.1,
+                crate::operations::rollout::DEFAULT_FIRST_BYTE_TIMEOUT_MS,
+                crate::operations::rollout::FIRST_BYTE_TIMEOUT_MS_RANGE.0,
+                crate::operations::rollout::FIRST_BYTE_TIMEOUT_MS_RANGE.1,
             ),
         };
         let fusion = vars.read(

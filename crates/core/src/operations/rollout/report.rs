@@ -121,7 +121,7 @@ pub struct ReportDay {
 /// The UTC calendar day of epoch milliseconds.
 #[must_use]
 pub fn utc_day(ms: u64) -> String {
-    crate::calendar::utc_day(i64::try_from(ms).unwrap_or(i64::MAX))
+    crate::shared::calendar::utc_day(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 /// Nearest-rank percentile of sorted values.

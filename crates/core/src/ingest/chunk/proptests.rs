@@ -7,8 +7,8 @@ use proptest::prelude::*;
 
 use super::tests::{check_invariants, markdown_corpus};
 use super::*;
+use crate::document::keys::DocumentKey;
 use crate::document::parse_document;
-use crate::keys::DocumentKey;
 
 /// Fragments that stress the parser: block openers, fences, table pipes,
 /// line endings, sentence ends and non-Latin characters.

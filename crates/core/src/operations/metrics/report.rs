@@ -538,7 +538,7 @@ pub struct QueueCounts {
 mod tests {
     use super::*;
     use crate::ingest::pipeline::{PipelineStep, RunOutcome, RunReason, RunRecord, StepError};
-    use crate::metrics::StepOutcome;
+    use crate::operations::metrics::StepOutcome;
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -116,7 +116,7 @@ pub struct DataPoint {
     /// reconcile: documents the page enqueued.
     pub enqueued: f64,
     /// The Worker version that recorded it
-    /// ([`crate::deployment::WorkerVersion::metric_label`]); empty when unknown.
+    /// ([`crate::operations::deployment::WorkerVersion::metric_label`]); empty when unknown.
     #[serde(default)]
     pub version: String,
 }
@@ -141,14 +141,14 @@ impl DataPoint {
     }
 
     /// The same point labelled with the Worker version `version` (a
-    /// [`crate::deployment::WorkerVersion::metric_label`]).
+    /// [`crate::operations::deployment::WorkerVersion::metric_label`]).
     #[must_use]
     pub fn with_version(mut self, version: &str) -> Self {
         version.clone_into(&mut self.version);
         self
     }
 
-    /// A request to `route` (a [`crate::metrics::route_label`]) answered with
+    /// A request to `route` (a [`crate::operations::metrics::route_label`]) answered with
     /// `status` after `duration_ms`.
     #[must_use]
     pub fn request(at_ms: u64, route: impl Into<String>, status: u16, duration_ms: u64) -> Self {

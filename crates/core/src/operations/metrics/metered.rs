@@ -10,7 +10,7 @@ use super::MetricsSink;
 use crate::providers::{
     estimate_tokens, ChatCompletion, ChatModel, ChatRequest, Embedder, ProviderError,
 };
-use crate::storage::Clock;
+use crate::shared::storage::Clock;
 use thiserror::Error;
 
 /// A provider's price per 1,000 tokens, in billionths of a US dollar (so
@@ -198,7 +198,7 @@ impl<C: ChatModel, M: MetricsSink, K: Clock> ChatModel for Metered<C, M, K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{MetricKind, MetricsBuffer};
+    use crate::operations::metrics::{MetricKind, MetricsBuffer};
     use crate::providers::{ChatMessage, HashingEmbedder};
     use std::cell::Cell;
 

@@ -7,8 +7,8 @@ use text_splitter::{ChunkConfig as BaselineConfig, ChunkSizer, MarkdownSplitter}
 
 use super::tests::check_invariants;
 use super::*;
+use crate::document::keys::DocumentKey;
 use crate::document::parse_document;
-use crate::keys::DocumentKey;
 
 /// Sizes baseline chunks with our estimate, so both work to one budget.
 struct EstimatedTokens;

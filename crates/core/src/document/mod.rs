@@ -2,11 +2,13 @@
 //! text, front-matter fields, a title, a company and the body to chunk.
 //!
 //! Owns the front-matter format and the title and company rules. Never chunks
-//! (that is [`crate::chunk`]) and never reads storage: it is given bytes.
+//! (that is [`crate::ingest::chunk`]) and never reads storage: it is given bytes.
+
+pub mod keys;
 
 use serde_json::{Map, Value};
 
-use crate::keys::DocumentKey;
+use crate::document::keys::DocumentKey;
 
 /// The UTF-8 byte order mark, stripped before front matter is looked for.
 const BOM: char = '\u{feff}';
@@ -134,7 +136,7 @@ pub fn parse_document<'a>(
     let body = &source[body_offset..];
     let title = front
         .title
-        .or_else(|| crate::chunk::first_heading_text(body))
+        .or_else(|| crate::ingest::chunk::first_heading_text(body))
         .unwrap_or_else(|| key.file_stem().to_owned());
     let company = match front.company {
         Some(given) => given,

@@ -30,7 +30,7 @@ pub use report::{
 use serde::{Deserialize, Serialize};
 
 use crate::api::rate_limit_key;
-use crate::keys::sha256_hex;
+use crate::document::keys::sha256_hex;
 
 /// Header a client may send to be split by (instead of its address).
 pub const CLIENT_ID_HEADER: &str = "x-client-id";

@@ -7,7 +7,7 @@ use super::machine::{
     notice_text, pending_notice, plan, AlertChange, AlertKind, AlertRecord, Notice, Observations,
     DELIVERY_LEASE_MS,
 };
-use crate::storage::StoreError;
+use crate::shared::storage::StoreError;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
