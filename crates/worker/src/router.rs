@@ -6,10 +6,10 @@ use crate::error::{json_response, ApiError};
 use crate::query::{catalog, chat, cors, rollout, search};
 use crate::store::metrics::Metrics;
 use crate::{admin, bindings, health, page};
-use portfolio_core::api::rate_limit_key;
 use portfolio_core::operations::rollout::{
     client_key, route as route_for, Route, CLIENT_ID_HEADER,
 };
+use portfolio_core::shared::client::rate_limit_key;
 use worker::{Context, Env, Method, Request, Response};
 
 const PUBLIC_ROUTES: [&str; 5] = [

@@ -5,6 +5,8 @@
 //! (that is [`crate::ingest::chunk`]) and never reads storage: it is given bytes.
 
 pub mod keys;
+pub(crate) mod markdown;
+pub mod text;
 
 use serde_json::{Map, Value};
 
@@ -136,7 +138,7 @@ pub fn parse_document<'a>(
     let body = &source[body_offset..];
     let title = front
         .title
-        .or_else(|| crate::ingest::chunk::first_heading_text(body))
+        .or_else(|| markdown::first_heading_text(body))
         .unwrap_or_else(|| key.file_stem().to_owned());
     let company = match front.company {
         Some(given) => given,

@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod gate;
 pub mod message;
 pub mod pipeline;
+pub mod points;
 pub mod processor;
 pub mod settings;
 mod steps;

@@ -6,6 +6,8 @@
 use serde_json::Value;
 use std::collections::HashMap;
 
+use crate::document::text::{is_stop_word, words};
+
 /// Longest tag kept, in characters; longer ones are dropped (a cut tag is a wrong tag).
 pub const MAX_TAG_CHARS: usize = 40;
 
@@ -17,173 +19,6 @@ pub const HEADING_BOOST: usize = 3;
 
 /// Shortest word the keyword fallback considers, in characters.
 pub const MIN_KEYWORD_CHARS: usize = 3;
-
-/// English stop words ignored by the keyword fallback and the offline providers.
-pub const STOP_WORDS: &[&str] = &[
-    "a",
-    "about",
-    "above",
-    "after",
-    "again",
-    "against",
-    "all",
-    "also",
-    "am",
-    "an",
-    "and",
-    "any",
-    "are",
-    "as",
-    "at",
-    "be",
-    "because",
-    "been",
-    "before",
-    "being",
-    "below",
-    "between",
-    "both",
-    "but",
-    "by",
-    "can",
-    "could",
-    "did",
-    "do",
-    "does",
-    "doing",
-    "done",
-    "down",
-    "during",
-    "each",
-    "either",
-    "etc",
-    "even",
-    "ever",
-    "every",
-    "few",
-    "for",
-    "from",
-    "further",
-    "get",
-    "gets",
-    "got",
-    "had",
-    "has",
-    "have",
-    "having",
-    "he",
-    "her",
-    "here",
-    "hers",
-    "herself",
-    "him",
-    "himself",
-    "his",
-    "how",
-    "however",
-    "i",
-    "if",
-    "in",
-    "into",
-    "is",
-    "it",
-    "its",
-    "itself",
-    "just",
-    "let",
-    "like",
-    "made",
-    "make",
-    "many",
-    "may",
-    "me",
-    "might",
-    "more",
-    "most",
-    "much",
-    "must",
-    "my",
-    "myself",
-    "neither",
-    "no",
-    "nor",
-    "not",
-    "now",
-    "of",
-    "off",
-    "on",
-    "once",
-    "one",
-    "only",
-    "or",
-    "other",
-    "our",
-    "ours",
-    "ourselves",
-    "out",
-    "over",
-    "own",
-    "per",
-    "same",
-    "shall",
-    "she",
-    "should",
-    "since",
-    "so",
-    "some",
-    "such",
-    "than",
-    "that",
-    "the",
-    "their",
-    "theirs",
-    "them",
-    "themselves",
-    "then",
-    "there",
-    "these",
-    "they",
-    "this",
-    "those",
-    "through",
-    "to",
-    "too",
-    "under",
-    "until",
-    "up",
-    "upon",
-    "us",
-    "use",
-    "used",
-    "using",
-    "very",
-    "via",
-    "was",
-    "we",
-    "well",
-    "were",
-    "what",
-    "when",
-    "where",
-    "whether",
-    "which",
-    "while",
-    "who",
-    "whom",
-    "whose",
-    "why",
-    "will",
-    "with",
-    "within",
-    "without",
-    "would",
-    "yet",
-    "you",
-    "your",
-    "yours",
-    "yourself",
-    "yourselves",
-];
 
 /// Why a model's tag output could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,12 +51,6 @@ const EXCERPT_CHARS: usize = 200;
 
 fn excerpt(text: &str) -> String {
     text.chars().take(EXCERPT_CHARS).collect()
-}
-
-/// Returns true for English stop words (input must already be lowercase).
-#[must_use]
-pub fn is_stop_word(word: &str) -> bool {
-    STOP_WORDS.binary_search(&word).is_ok()
 }
 
 /// Normalises one tag: lowercase, trimmed, inner whitespace collapsed, surrounding punctuation
@@ -357,13 +186,6 @@ fn fill_batch(value: &Value, result: &mut [Vec<String>]) {
     }
 }
 
-/// Splits text into lowercase words on anything that is not a letter or digit (Unicode-aware).
-pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-}
-
 fn is_keyword(word: &str) -> bool {
     word.chars().count() >= MIN_KEYWORD_CHARS
         && !is_stop_word(word)
@@ -404,15 +226,6 @@ pub fn extract_keyword_tags(heading_path: &[String], text: &str, max_tags: usize
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stop_words_are_sorted_for_binary_search() {
-        assert!(
-            STOP_WORDS.windows(2).all(|w| w[0] < w[1]),
-            "keep STOP_WORDS sorted and unique"
-        );
-        assert!(is_stop_word("the") && !is_stop_word("rust"));
-    }
 
     #[test]
     fn normalize_tag_cases() {

@@ -2,7 +2,7 @@
 //!
 //! Owns the status-code classification; must never decide how long to wait (that is `retry`).
 
-use super::retry::RetryAfter;
+use super::retry_after::RetryAfter;
 use super::transport::{HttpResponse, TransportError};
 
 /// Characters of a response body kept in an error, enough to read the provider's message.

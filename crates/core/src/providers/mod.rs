@@ -12,6 +12,7 @@ pub mod openai;
 pub mod prompts;
 pub mod rerank;
 pub mod retry;
+pub mod retry_after;
 pub mod sse;
 pub mod transport;
 pub mod workers_ai;
@@ -22,7 +23,8 @@ pub use extractive::ExtractiveAnswerer;
 pub use offline_embedder::HashingEmbedder;
 pub use openai::{OpenAiChat, OpenAiConfig, OpenAiEmbedder};
 pub use rerank::{HttpReranker, Reranker, WorkersAiReranker};
-pub use retry::{Retrier, RetryAfter, RetryPolicy, SeededJitter};
+pub use retry::{Retrier, RetryPolicy, SeededJitter};
+pub use retry_after::RetryAfter;
 pub use sse::{SseEvent, SseParser};
 pub use transport::{
     HttpMethod, HttpRequest, HttpResponse, HttpTransport, ResponseSink, Sleeper, TransportError,

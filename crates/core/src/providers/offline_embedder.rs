@@ -7,7 +7,7 @@
 
 use super::error::ProviderError;
 use super::Embedder;
-use crate::ingest::tags::{is_stop_word, words};
+use crate::document::text::{is_stop_word, words};
 
 /// Provider name in errors and logs.
 pub const PROVIDER: &str = "offline-hashing";

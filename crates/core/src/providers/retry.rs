@@ -7,7 +7,6 @@ use super::error::ProviderError;
 use super::transport::Sleeper;
 use std::cell::Cell;
 use std::future::Future;
-use std::time::UNIX_EPOCH;
 
 /// Default attempts per call, the first included.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
@@ -18,41 +17,6 @@ pub const DEFAULT_MAX_DELAY_MS: u64 = 8_000;
 /// Default cap on a provider's `Retry-After`: a Durable Object alarm step should stay short,
 /// a longer wait is better left to the queue's own retry delay.
 pub const DEFAULT_MAX_RETRY_AFTER_MS: u64 = 20_000;
-
-/// A parsed `Retry-After` header (RFC 9110 §10.2.3): delay seconds or an HTTP date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryAfter {
-    /// Wait this many seconds.
-    Seconds(u64),
-    /// Wait until this moment, in seconds since the Unix epoch.
-    At {
-        /// Seconds since the Unix epoch.
-        unix_secs: u64,
-    },
-}
-
-impl RetryAfter {
-    /// Parses a header value: `120` or `Wed, 21 Oct 2015 07:28:00 GMT`; `None` when neither.
-    #[must_use]
-    pub fn parse(value: &str) -> Option<Self> {
-        let value = value.trim();
-        if let Ok(seconds) = value.parse::<u64>() {
-            return Some(Self::Seconds(seconds));
-        }
-        let at = httpdate::parse_http_date(value).ok()?;
-        let unix_secs = at.duration_since(UNIX_EPOCH).ok()?.as_secs();
-        Some(Self::At { unix_secs })
-    }
-
-    /// Milliseconds to wait from `now_unix_ms`; a date in the past means no wait.
-    #[must_use]
-    pub fn delay_ms(self, now_unix_ms: u64) -> u64 {
-        match self {
-            Self::Seconds(s) => s.saturating_mul(1000),
-            Self::At { unix_secs } => unix_secs.saturating_mul(1000).saturating_sub(now_unix_ms),
-        }
-    }
-}
 
 /// Deterministic jitter from a seed (SplitMix64); the Worker seeds it per request.
 #[derive(Debug, Clone)]
@@ -266,6 +230,7 @@ impl<S: Sleeper> Retrier<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::retry_after::RetryAfter;
     use crate::providers::transport::TransportError;
     use std::cell::RefCell;
 

@@ -24,7 +24,9 @@ pub fn fts_expression(text: &str) -> Option<String> {
             continue;
         }
         let phrase = format!("\"{}\"", pieces.join(" "));
-        let stop = pieces.iter().all(|p| crate::ingest::tags::is_stop_word(p));
+        let stop = pieces
+            .iter()
+            .all(|p| crate::document::text::is_stop_word(p));
         let list = if stop {
             &mut stop_phrases
         } else {
@@ -44,8 +46,8 @@ pub fn fts_expression(text: &str) -> Option<String> {
 #[must_use]
 pub fn query_tag_terms(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for term in crate::ingest::tags::words(text) {
-        if term.chars().count() < 3 || crate::ingest::tags::is_stop_word(&term) {
+    for term in crate::document::text::words(text) {
+        if term.chars().count() < 3 || crate::document::text::is_stop_word(&term) {
             continue;
         }
         if let Some(tag) = normalize_tag(&term) {

@@ -16,6 +16,7 @@
 //! other side has not reached yet. R2 lists keys in UTF-8 byte order, which is
 //! also how SQLite's default `BINARY` collation and Rust's `str` compare.
 
+mod driver;
 #[cfg(test)]
 mod driver_tests;
 mod page;
@@ -23,8 +24,9 @@ mod run;
 mod store;
 mod sweep;
 
+pub use driver::{Reconciler, RunError};
 pub use page::PageReport;
-pub use run::{Advance, Reconciler, RunError, Started};
+pub use run::{Advance, Started};
 pub use store::{
     ClaimedPage, CreatedRun, DocumentRead, LeftoverGeneration, ReconcileStore, RunRecord,
     RunStatus, SweepTarget, VectorCounting,

@@ -5,7 +5,7 @@
 //! Bounded by the page size: one listing, a few store queries and one claim
 //! per page, whatever the bucket's size. Never touches the run row.
 
-use super::run::{Reconciler, RunError};
+use super::driver::{Reconciler, RunError};
 use super::store::{DocumentRead, LeftoverGeneration, ReconcileStore, VectorCounting};
 use super::sweep::{MAX_SWEPT_VECTOR_IDS_PER_PAGE, SWEEP_GRACE_MS};
 use super::{
@@ -15,6 +15,7 @@ use super::{
 };
 use crate::document::keys::vector_id;
 use crate::index::VectorIndex;
+use crate::operations::metrics::{DataPoint, MetricKind};
 use crate::shared::storage::{Clock, IngestQueue, ObjectStore};
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,6 +49,28 @@ pub struct PageReport {
     pub enqueued: BTreeMap<&'static str, u32>,
     /// Problems that did not stop the page (they go on the run row).
     pub errors: Vec<String>,
+}
+
+// A page as a data point: reconciliation knows what a page did and fills
+// the point; metrics owns only its shape.
+impl DataPoint {
+    /// Page `page` of reconciliation run `run_id`, done in `duration_ms`.
+    #[must_use]
+    pub fn reconcile_page(
+        at_ms: u64,
+        run_id: u64,
+        report: &PageReport,
+        last: bool,
+        duration_ms: u64,
+    ) -> Self {
+        Self {
+            outcome: if last { "last" } else { "page" }.into(),
+            duration_ms: duration_ms as f64,
+            items: f64::from(report.objects_seen),
+            enqueued: f64::from(report.enqueued.values().sum::<u32>()),
+            ..Self::new(at_ms, MetricKind::Reconcile, format!("run {run_id}"))
+        }
+    }
 }
 
 fn through(end: &PageEnd) -> Option<&str> {

@@ -8,30 +8,14 @@
 //! claimed on the run row with a conditional update, so a redelivered page
 //! message never counts twice. Never processes a document itself.
 
+use super::driver::{Reconciler, RunError};
 use super::page::PageReport;
-use super::store::{ClaimedPage, CreatedRun, ReconcileStore, RunRecord, RunStatus, VectorCounting};
-use super::{
-    append_errors, merge_counts, PageEnd, ReconcileError, ReconcileSettings, RUN_STALE_AFTER_MS,
-};
-use crate::index::{VectorIndex, VectorIndexError};
+use super::store::{ClaimedPage, CreatedRun, ReconcileStore, RunRecord, RunStatus};
+use super::{append_errors, merge_counts, PageEnd, RUN_STALE_AFTER_MS};
+use crate::index::VectorIndex;
 use crate::ingest::message::ReconcileContinuation;
 use crate::operations::metrics::{DataPoint, MetricsSink};
 use crate::shared::storage::{Clock, IngestQueue, ObjectStore, StoreError};
-use thiserror::Error;
-
-/// Why a page (or a run's start) failed.
-#[derive(Debug, Clone, PartialEq, Error)]
-pub enum RunError {
-    /// A store call failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The vector index failed while counting.
-    #[error("vector index: {0}")]
-    Index(#[from] VectorIndexError),
-    /// The page or the run row cannot be judged.
-    #[error(transparent)]
-    Rules(#[from] ReconcileError),
-}
 
 /// Outcome of starting a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,28 +46,6 @@ pub enum Advance {
     },
     /// Nothing to do for this message (why).
     Skipped(&'static str),
-}
-
-/// The reconciliation driver over its stores. `settings.page_size` is the
-/// size of new runs; a running run keeps the size it was started with.
-#[derive(Debug)]
-pub struct Reconciler<S, O, Q, V, C, M> {
-    /// The D1 side.
-    pub store: S,
-    /// The document bucket.
-    pub objects: O,
-    /// The ingest queue (commands and continuations).
-    pub queue: Q,
-    /// The vector index (counted when `vector_counting` says so; swept always).
-    pub index: V,
-    /// Time.
-    pub clock: C,
-    /// Run settings.
-    pub settings: ReconcileSettings,
-    /// How vectors are counted.
-    pub vector_counting: VectorCounting,
-    /// Data points: one per page recorded.
-    pub metrics: M,
 }
 
 impl<S, O, Q, V, C, M> Reconciler<S, O, Q, V, C, M>

@@ -4,9 +4,10 @@
 
 use std::ops::Range;
 
-use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 
 use super::TokenCount;
+use crate::document::markdown::{parser_options, HeadingText};
 
 /// Deepest block nesting the outline keeps as separate nodes: a block opened
 /// deeper (a 33rd nested quote, a list nested 16 levels inside a quote) is
@@ -20,14 +21,6 @@ use super::TokenCount;
 /// recursion and parses such input fine. 32 is deeper than any document the
 /// service serves is structured, and keeps the recursion to a few KiB.
 pub(super) const MAX_OUTLINE_DEPTH: usize = 32;
-
-/// The markdown dialect: CommonMark plus the GitHub extensions documents use.
-fn parser_options() -> Options {
-    Options::ENABLE_TABLES
-        | Options::ENABLE_FOOTNOTES
-        | Options::ENABLE_STRIKETHROUGH
-        | Options::ENABLE_TASKLISTS
-}
 
 /// What a block is, as far as cutting goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,56 +99,6 @@ pub(super) fn outline(body: &str) -> Outline {
         }
     }
     outline
-}
-
-/// Text of the first top-level heading with any text, for the title fallback.
-pub(crate) fn first_heading_text(body: &str) -> Option<String> {
-    let mut depth = 0usize;
-    let mut heading: Option<HeadingText> = None;
-    for event in Parser::new_ext(body, parser_options()) {
-        match event {
-            Event::Start(tag) => {
-                if depth == 0 && matches!(tag, Tag::Heading { .. }) {
-                    heading = Some(HeadingText::default());
-                }
-                depth += 1;
-            }
-            Event::End(end) => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 && matches!(end, TagEnd::Heading(_)) {
-                    if let Some(text) = heading.take().map(HeadingText::finish) {
-                        if !text.is_empty() {
-                            return Some(text);
-                        }
-                    }
-                }
-            }
-            inline => {
-                if let Some(text) = &mut heading {
-                    text.push(&inline);
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Collects a heading's visible text: markup dropped, whitespace collapsed.
-#[derive(Debug, Default)]
-struct HeadingText(String);
-
-impl HeadingText {
-    fn push(&mut self, event: &Event<'_>) {
-        match event {
-            Event::Text(t) | Event::Code(t) | Event::InlineMath(t) => self.0.push_str(t),
-            Event::SoftBreak | Event::HardBreak => self.0.push(' '),
-            _ => {}
-        }
-    }
-
-    fn finish(self) -> String {
-        self.0.split_whitespace().collect::<Vec<_>>().join(" ")
-    }
 }
 
 /// Whether a block opened now becomes a node: at the top level or directly

@@ -51,8 +51,6 @@ use std::ops::{Add, Range, Sub};
 
 use crate::document::ParsedDocument;
 
-pub(crate) use blocks::first_heading_text;
-
 /// Default budget of [`ChunkConfig::default`], in estimated tokens: well
 /// inside every embedding model's input limit the service targets.
 pub const DEFAULT_MAX_TOKENS: usize = 512;

@@ -15,7 +15,7 @@ mod route;
 mod versions;
 
 pub use metered::{CostPer1k, Metered};
-pub use point::{failure_reason, DataPoint, MetricKind, StepOutcome};
+pub use point::{DataPoint, MetricKind, StepOutcome};
 pub use report::{
     nearest_rank, percentile, DocumentCounts, InFlightDocument, IngestionReport, MetricsReport,
     MetricsSummary, MetricsWindow, ProviderReport, QueueCounts, ReconcileReport, RequestReport,

@@ -5,8 +5,6 @@
 //! point carries the Worker version that recorded it, so two versions
 //! serving side by side (a gradual deployment) can be compared.
 
-use crate::ingest::pipeline::{PipelineStep, RunOutcome, RunRecord};
-use crate::reconcile::PageReport;
 use serde::{Deserialize, Serialize};
 
 /// What a data point measures.
@@ -122,7 +120,11 @@ pub struct DataPoint {
 }
 
 impl DataPoint {
-    fn new(at_ms: u64, kind: MetricKind, name: impl Into<String>) -> Self {
+    /// A point of `kind` named `name` with every other field empty: the
+    /// start of each kind's constructor (the flows that own a kind's inputs
+    /// build their points from it: `crate::ingest::points`,
+    /// `crate::reconcile`'s pages).
+    pub(crate) fn new(at_ms: u64, kind: MetricKind, name: impl Into<String>) -> Self {
         Self {
             at_ms,
             kind,
@@ -162,59 +164,6 @@ impl DataPoint {
             status,
             duration_ms: duration_ms as f64,
             ..Self::new(at_ms, MetricKind::Request, route)
-        }
-    }
-
-    /// One attempt of `step` for the document `key`.
-    #[must_use]
-    pub fn step(
-        at_ms: u64,
-        step: PipelineStep,
-        outcome: StepOutcome,
-        key: &str,
-        duration_ms: u64,
-    ) -> Self {
-        Self {
-            outcome: outcome.as_str().into(),
-            detail: key.into(),
-            duration_ms: duration_ms as f64,
-            ..Self::new(at_ms, MetricKind::Step, step.as_str())
-        }
-    }
-
-    /// A finished run of the document `key`.
-    #[must_use]
-    pub fn run(key: &str, record: &RunRecord) -> Self {
-        let committed = record.outcome == RunOutcome::Committed;
-        Self {
-            outcome: record.outcome.run_status().into(),
-            detail: failure_reason(record).unwrap_or_default(),
-            duration_ms: record.duration_ms() as f64,
-            items: if committed {
-                f64::from(record.chunk_count.unwrap_or(0))
-            } else {
-                0.0
-            },
-            retries: f64::from(record.retries),
-            ..Self::new(record.finished_at_ms, MetricKind::Run, key)
-        }
-    }
-
-    /// Page `page` of reconciliation run `run_id`, done in `duration_ms`.
-    #[must_use]
-    pub fn reconcile_page(
-        at_ms: u64,
-        run_id: u64,
-        report: &PageReport,
-        last: bool,
-        duration_ms: u64,
-    ) -> Self {
-        Self {
-            outcome: if last { "last" } else { "page" }.into(),
-            duration_ms: duration_ms as f64,
-            items: f64::from(report.objects_seen),
-            enqueued: f64::from(report.enqueued.values().sum::<u32>()),
-            ..Self::new(at_ms, MetricKind::Reconcile, format!("run {run_id}"))
         }
     }
 
@@ -274,63 +223,9 @@ impl DataPoint {
     }
 }
 
-/// Why a failed run failed, as a short reason to group by: the step it
-/// failed in and whether the error was permanent or the step ran out of
-/// attempts (`embed: permanent`, `download: out of attempts`). `None` for a
-/// run that did not fail.
-#[must_use]
-pub fn failure_reason(record: &RunRecord) -> Option<String> {
-    if record.outcome != RunOutcome::Failed {
-        return None;
-    }
-    let step = record
-        .steps
-        .last()
-        .map_or("run", |timing| timing.step.as_str());
-    let why = match &record.error {
-        Some(error) if error.retryable => "out of attempts",
-        Some(_) => "permanent",
-        None => "unknown",
-    };
-    Some(format!("{step}: {why}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::pipeline::{RunReason, StepError, StepTiming};
-
-    fn record(outcome: RunOutcome, error: Option<StepError>) -> RunRecord {
-        RunRecord {
-            generation: 2,
-            reason: RunReason::Admin,
-            object: None,
-            force: false,
-            outcome,
-            queued_at_ms: 1_000,
-            started_at_ms: Some(1_100),
-            finished_at_ms: 4_000,
-            steps: vec![
-                StepTiming {
-                    step: PipelineStep::Download,
-                    started_at_ms: 1_100,
-                    finished_at_ms: Some(1_200),
-                    attempts: 1,
-                },
-                StepTiming {
-                    step: PipelineStep::Embed,
-                    started_at_ms: 1_200,
-                    finished_at_ms: Some(4_000),
-                    attempts: 3,
-                },
-            ],
-            sha256: None,
-            chunk_count: Some(12),
-            attempts: 4,
-            retries: 2,
-            error,
-        }
-    }
 
     #[test]
     fn request_outcomes_follow_the_status_class() {
@@ -346,30 +241,6 @@ mod tests {
         let point = DataPoint::request(0, "GET /api/health", 200, 5);
         assert_eq!(point.version, "", "unknown until labelled");
         assert_eq!(point.with_version("v-new").version, "v-new");
-    }
-
-    #[test]
-    fn a_run_point_carries_its_outcome_reason_chunks_and_retries() {
-        let done = DataPoint::run("a.md", &record(RunOutcome::Committed, None));
-        assert_eq!(
-            (done.kind, done.name.as_str(), done.outcome.as_str()),
-            (MetricKind::Run, "a.md", "ready")
-        );
-        assert_eq!((done.at_ms, done.duration_ms), (4_000, 3_000.0));
-        assert_eq!((done.items, done.retries), (12.0, 2.0));
-        assert_eq!(done.detail, "");
-
-        let exhausted = DataPoint::run(
-            "a.md",
-            &record(RunOutcome::Failed, Some(StepError::retryable("503"))),
-        );
-        assert_eq!(exhausted.detail, "embed: out of attempts");
-        assert_eq!(exhausted.items, 0.0, "a failed run wrote no chunks");
-        let refused = DataPoint::run(
-            "a.md",
-            &record(RunOutcome::Failed, Some(StepError::permanent("401"))),
-        );
-        assert_eq!(refused.detail, "embed: permanent");
     }
 
     #[test]

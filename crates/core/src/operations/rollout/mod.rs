@@ -29,8 +29,8 @@ pub use report::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::rate_limit_key;
 use crate::document::keys::sha256_hex;
+use crate::shared::client::rate_limit_key;
 
 /// Header a client may send to be split by (instead of its address).
 pub const CLIENT_ID_HEADER: &str = "x-client-id";
