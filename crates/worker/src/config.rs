@@ -1,9 +1,7 @@
 //! The Worker's configuration: its vars parsed once per invocation into
 //! `portfolio_core::config::ServiceConfig` (never secrets' values).
 
-pub use portfolio_core::config::{
-    ConfigError, IndexKind, ProviderKind, RerankerKind, ServiceConfig,
-};
+pub use portfolio_core::config::{ConfigError, ServiceConfig};
 use wasm_bindgen::JsValue;
 use worker::Env;
 

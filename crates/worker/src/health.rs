@@ -2,12 +2,13 @@
 //! configured, which Worker version answers.
 
 use crate::bindings;
-use crate::config::{ConfigError, IndexKind, ServiceConfig};
+use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use crate::store::d1::D1Documents;
 use crate::store::vector_cache;
 use portfolio_core::admin::{admin_token_usable, MIN_ADMIN_TOKEN_CHARS};
 use portfolio_core::api::{BindingStatus, HealthReport, ProviderStatus};
+use portfolio_core::index::IndexKind;
 use portfolio_core::index::VectorIndexError;
 use wasm_bindgen::JsValue;
 use worker::{Env, Response};

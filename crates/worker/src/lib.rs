@@ -26,7 +26,7 @@ mod version;
 pub use ingest::gate::IngestGate;
 pub use ingest::processor::DocumentProcessor;
 
-use portfolio_core::config::MetricsSinkKind;
+use portfolio_core::operations::metrics::MetricsSinkKind;
 use portfolio_core::operations::metrics::{route_label, DataPoint, MetricsSink};
 use portfolio_core::operations::rollout::{ServedBy, SERVED_BY_HEADER};
 use portfolio_core::shared::storage::Clock;

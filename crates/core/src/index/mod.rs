@@ -690,6 +690,7 @@ pub fn plan_d1_statements(
 pub mod cache;
 mod exact;
 mod filter_check;
+mod kind;
 mod stored;
 
 pub use exact::{cosine_similarity, cosine_with_norm, exact_top_k, norm, TopK};
@@ -697,6 +698,7 @@ pub use filter_check::{
     check_metadata_filters, FilterCheck, FilterStatus, FilteredProperty, PropertyCheck, Verdict,
     FILTERED_PROPERTIES,
 };
+pub use kind::{IndexKind, MAX_DIMENSIONS};
 pub use stored::{decode_f32_le, decode_f32_le_hex, encode_f32_le};
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod prompts;
 pub mod rerank;
 pub mod retry;
 pub mod retry_after;
+pub mod settings;
 pub mod sse;
 pub mod transport;
 pub mod workers_ai;
@@ -25,6 +26,7 @@ pub use openai::{OpenAiChat, OpenAiConfig, OpenAiEmbedder};
 pub use rerank::{HttpReranker, Reranker, WorkersAiReranker};
 pub use retry::{Retrier, RetryPolicy, SeededJitter};
 pub use retry_after::RetryAfter;
+pub use settings::{ProviderKind, WorkersAiModels};
 pub use sse::{SseEvent, SseParser};
 pub use transport::{
     HttpMethod, HttpRequest, HttpResponse, HttpTransport, ResponseSink, Sleeper, TransportError,

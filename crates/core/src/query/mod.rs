@@ -11,12 +11,14 @@
 pub mod fusion;
 pub mod rerank;
 pub mod retrieve;
+pub mod settings;
 
 pub use rerank::{RerankPolicy, DEFAULT_RERANK_CANDIDATES};
 pub use retrieve::{
     retrieve, KeywordHit, Rerank, Retrieval, RetrievalError, RetrievalTimings, SearchStore,
     SourceFailure, TagHit,
 };
+pub use settings::{default_fusion, RerankSettings, RerankerKind};
 
 mod plan;
 mod results;

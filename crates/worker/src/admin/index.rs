@@ -6,7 +6,7 @@
 
 use super::authorize;
 use crate::body::read_text_limited;
-use crate::config::{ProviderKind, ServiceConfig};
+use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::store::d1::D1Documents;
 use crate::store::vector_index_from_env;
@@ -16,6 +16,7 @@ use portfolio_core::index::{
 };
 use portfolio_core::providers::offline_embedder::HashingEmbedder;
 use portfolio_core::providers::Embedder;
+use portfolio_core::providers::ProviderKind;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;

@@ -14,12 +14,12 @@ use crate::store::processor_storage::DurableStorage;
 use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, ConsoleLog, WorkerClock};
 use portfolio_core::api::ErrorBody;
-use portfolio_core::config::ProviderKind;
 use portfolio_core::ingest::message::IngestCommand;
 use portfolio_core::ingest::pipeline::PipelineConfig;
 use portfolio_core::ingest::settings::IngestSettings;
 use portfolio_core::ingest::watchdog::WakeRequest;
 use portfolio_core::ingest::{CommandError, Gating, Processor, Tagger};
+use portfolio_core::providers::ProviderKind;
 use portfolio_core::shared::storage::StoreError;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 

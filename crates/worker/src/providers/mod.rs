@@ -8,16 +8,18 @@ mod workers_ai;
 pub use fetch_transport::{FetchTransport, TimerSleeper};
 pub use workers_ai::WorkersAiBinding;
 
-use crate::config::{ProviderKind, RerankerKind, ServiceConfig};
+use crate::config::ServiceConfig;
 use crate::store::metrics::Metrics;
 use crate::store::WorkerClock;
 use portfolio_core::operations::metrics::Metered;
 use portfolio_core::providers::batch::WORKERS_AI_BGE_LIMITS;
+use portfolio_core::providers::ProviderKind;
 use portfolio_core::providers::{
     ChatCompletion, ChatModel, ChatRequest, Embedder, ExtractiveAnswerer, HashingEmbedder,
     HttpReranker, OpenAiChat, OpenAiConfig, OpenAiEmbedder, ProviderError, Reranker, Retrier,
     RetryPolicy, WorkersAiChat, WorkersAiEmbedder, WorkersAiReranker,
 };
+use portfolio_core::query::RerankerKind;
 use worker::Env;
 
 /// Default OpenAI-compatible endpoint and models (overridable by vars).

@@ -17,7 +17,7 @@ use super::analytics_engine::{AnalyticsEngine, MAX_POINTS_PER_INVOCATION};
 use super::d1_metrics::D1Metrics;
 use super::ConsoleLog;
 use crate::bindings;
-use portfolio_core::config::MetricsSinkKind;
+use portfolio_core::operations::metrics::MetricsSinkKind;
 use portfolio_core::operations::metrics::{DataPoint, MetricsBuffer, MetricsSink};
 use portfolio_core::shared::storage::{EventLog, Level};
 use serde_json::json;

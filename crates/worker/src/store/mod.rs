@@ -25,8 +25,9 @@ pub mod vector_cache;
 pub mod vectorize;
 
 use crate::bindings;
-use crate::config::{IndexKind, ServiceConfig};
+use crate::config::ServiceConfig;
 use d1_vectors::D1VectorIndex;
+use portfolio_core::index::IndexKind;
 use portfolio_core::index::{
     IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch, VectorQuery,
     VectorRecord,

@@ -12,6 +12,7 @@ mod metered;
 mod point;
 mod report;
 mod route;
+mod settings;
 mod versions;
 
 pub use metered::{CostPer1k, Metered};
@@ -22,6 +23,7 @@ pub use report::{
     RouteReport, StepReport, WindowError,
 };
 pub use route::{is_public_route, route_label};
+pub use settings::{MetricsSettings, MetricsSinkKind};
 pub use versions::{
     ComparisonWindow, ComparisonWindowError, VersionComparison, VersionReport, VersionStats,
     DEFAULT_COMPARISON_WINDOW_MS, MAX_COMPARISON_WINDOW_MS,

@@ -1,0 +1,114 @@
+//! Reads the operations flow's vars (`METRICS_*`, provider prices, `ALERT_*`,
+//! `ROLLOUT_PERCENT`, `LEGACY_*`) into its settings types, with the ranges
+//! each var accepts.
+//!
+//! Owns the ranges; the settings types and their defaults are the flows'.
+
+use super::vars::Vars;
+use crate::operations::alerts::AlertSettings;
+use crate::operations::metrics::{CostPer1k, MetricsSettings, MetricsSinkKind};
+use crate::operations::rollout::{
+    RolloutConfig, DEFAULT_FIRST_BYTE_TIMEOUT_MS, FIRST_BYTE_TIMEOUT_MS_RANGE,
+};
+
+/// `METRICS_SINK`, `METRICS_RETENTION_DAYS`, `METRICS_MAX_ROWS`, `*_COST_PER_1K_TOKENS`.
+pub(super) fn read_metrics<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) -> MetricsSettings {
+    let metrics_defaults = MetricsSettings::default();
+    let price = "a price in USD per 1K tokens (a decimal such as 0.00015)";
+    MetricsSettings {
+        sink: vars.read(
+            "METRICS_SINK",
+            metrics_defaults.sink,
+            "d1, analytics-engine or both",
+            MetricsSinkKind::parse,
+        ),
+        retention_days: vars.number(
+            "METRICS_RETENTION_DAYS",
+            metrics_defaults.retention_days,
+            1,
+            90,
+        ),
+        max_rows: vars.number(
+            "METRICS_MAX_ROWS",
+            metrics_defaults.max_rows,
+            1_000,
+            5_000_000,
+        ),
+        openai_cost: vars.read(
+            "OPENAI_COST_PER_1K_TOKENS",
+            metrics_defaults.openai_cost,
+            price,
+            |v| CostPer1k::parse(v).ok(),
+        ),
+        workers_ai_cost: vars.read(
+            "WORKERS_AI_COST_PER_1K_TOKENS",
+            metrics_defaults.workers_ai_cost,
+            price,
+            |v| CostPer1k::parse(v).ok(),
+        ),
+    }
+}
+
+/// `ALERT_*` thresholds.
+pub(super) fn read_alerts<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) -> AlertSettings {
+    let alert_defaults = AlertSettings::default();
+    let minute_ms = 60 * 1_000;
+    AlertSettings {
+        window_ms: u64::from(vars.number(
+            "ALERT_WINDOW_MINUTES",
+            u32::try_from(alert_defaults.window_ms / minute_ms).unwrap_or(5),
+            1,
+            60,
+        )) * minute_ms,
+        error_rate_percent: vars.number(
+            "ALERT_ERROR_RATE_PERCENT",
+            alert_defaults.error_rate_percent,
+            0,
+            100,
+        ),
+        min_requests: vars.number(
+            "ALERT_MIN_REQUESTS",
+            alert_defaults.min_requests,
+            1,
+            1_000_000,
+        ),
+        p95_ms: vars.number("ALERT_P95_MS", alert_defaults.p95_ms, 1, 600_000),
+        stuck_after_ms: u64::from(vars.number(
+            "ALERT_STUCK_MINUTES",
+            u32::try_from(alert_defaults.stuck_after_ms / minute_ms).unwrap_or(30),
+            1,
+            7 * 24 * 60,
+        )) * minute_ms,
+        dead_letters: vars.number(
+            "ALERT_DEAD_LETTERS",
+            alert_defaults.dead_letters,
+            0,
+            1_000_000,
+        ),
+        reconcile_enqueued: vars.number(
+            "ALERT_RECONCILE_ENQUEUED",
+            alert_defaults.reconcile_enqueued,
+            0,
+            1_000_000,
+        ),
+    }
+}
+
+/// `ROLLOUT_PERCENT`, `LEGACY_CHAT_URL`, `LEGACY_FIRST_BYTE_TIMEOUT_MS`.
+pub(super) fn read_rollout<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) -> RolloutConfig {
+    RolloutConfig {
+        ceiling_percent: vars.number("ROLLOUT_PERCENT", 100, 0, 100),
+        legacy_url: vars.read(
+            "LEGACY_CHAT_URL",
+            None,
+            "an http:// or https:// URL of the old chat endpoint",
+            |v| (v.starts_with("https://") || v.starts_with("http://")).then(|| Some(v.to_owned())),
+        ),
+        first_byte_timeout_ms: vars.number(
+            "LEGACY_FIRST_BYTE_TIMEOUT_MS",
+            DEFAULT_FIRST_BYTE_TIMEOUT_MS,
+            FIRST_BYTE_TIMEOUT_MS_RANGE.0,
+            FIRST_BYTE_TIMEOUT_MS_RANGE.1,
+        ),
+    }
+}
