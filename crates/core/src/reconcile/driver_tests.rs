@@ -13,7 +13,7 @@ use crate::operations::metrics::MetricsBuffer;
 use crate::shared::storage::{Clock, IngestQueue, ObjectPage, ObjectRead, ObjectStore, StoreError};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 const NOW: u64 = 1_800_000_000_000;
 const DAY: u64 = 24 * HOUR_MS;

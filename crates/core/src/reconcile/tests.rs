@@ -1,4 +1,6 @@
 use super::*;
+use crate::ingest::message::IngestCommand;
+use std::collections::{BTreeSet, HashMap};
 
 const NOW: u64 = 1_800_000_000_000;
 const DAY: u64 = 24 * HOUR_MS;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::index::{cosine_similarity, exact_top_k, FieldMatch, VectorQuery, VectorRecord};
+use crate::index::{cosine_similarity, exact_top_k, FieldMatch, TopK, VectorQuery, VectorRecord};
 use proptest::prelude::*;
 
 const D: usize = 24;

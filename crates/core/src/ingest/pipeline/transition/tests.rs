@@ -1,6 +1,6 @@
 use super::*;
 use crate::ingest::pipeline::backoff::{OverloadWait, RetryPolicy, DEFAULT_STEP_WATCHDOG_MS};
-use crate::ingest::pipeline::event::{ObjectVersion, RunReason};
+use crate::ingest::pipeline::event::{BatchCounts, ObjectVersion, RunReason};
 use crate::ingest::pipeline::state::{PublicStatus, SCHEMA_VERSION};
 use proptest::prelude::*;
 
