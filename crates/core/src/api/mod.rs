@@ -3,6 +3,10 @@
 //! Owns the JSON bodies and the error envelope; never decides routing or
 //! status codes of platform failures (the Worker maps errors in one place).
 
+pub mod mcp;
+pub mod openai;
+pub mod ui_stream;
+
 use crate::operations::deployment::WorkerVersion;
 use serde::{Deserialize, Serialize};
 

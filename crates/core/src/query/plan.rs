@@ -71,6 +71,10 @@ pub enum QueryError {
     /// `candidates` is not a whole number in 1..=MAX_TOP_K.
     #[error("`candidates` must be a whole number between 1 and {MAX_TOP_K} (got {0})")]
     Candidates(String),
+    /// A message list (OpenAI, AI SDK) holds no question: empty, or its
+    /// last message is not the user's.
+    #[error("`messages` {0}")]
+    Messages(String),
 }
 
 impl QueryError {
@@ -88,6 +92,7 @@ impl QueryError {
             Self::Mode(_) => "bad_mode",
             Self::Fusion(_) => "bad_fusion",
             Self::Candidates(_) => "bad_candidates",
+            Self::Messages(_) => "bad_messages",
         }
     }
 }
@@ -430,39 +435,49 @@ pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
 pub fn plan_chat(body: &[u8], accept_sse: bool) -> Result<ChatPlan, QueryError> {
     let body: ChatBody =
         serde_json::from_slice(body).map_err(|e| QueryError::BadJson(e.to_string()))?;
-    let history = body.history.unwrap_or_default();
-    if history.len() > MAX_HISTORY_TURNS {
-        return Err(QueryError::History(format!(
-            "has {} turns; the limit is {MAX_HISTORY_TURNS}",
-            history.len()
-        )));
-    }
-    for (i, turn) in history.iter().enumerate() {
-        if !matches!(turn.role.as_str(), "user" | "assistant") {
+    body.into_plan(accept_sse)
+}
+
+impl ChatBody {
+    /// Validates the body into a plan; the other front doors (OpenAI's
+    /// messages, the AI SDK's) build a `ChatBody` so they get exactly these
+    /// limits.
+    pub fn into_plan(self, accept_sse: bool) -> Result<ChatPlan, QueryError> {
+        let body = self;
+        let history = body.history.unwrap_or_default();
+        if history.len() > MAX_HISTORY_TURNS {
             return Err(QueryError::History(format!(
-                "turn {i} has role {:?}; expected user or assistant",
-                turn.role
+                "has {} turns; the limit is {MAX_HISTORY_TURNS}",
+                history.len()
             )));
         }
-        if turn.content.chars().count() > MAX_TURN_CHARS {
-            return Err(QueryError::History(format!(
-                "turn {i} is longer than {MAX_TURN_CHARS} characters"
-            )));
+        for (i, turn) in history.iter().enumerate() {
+            if !matches!(turn.role.as_str(), "user" | "assistant") {
+                return Err(QueryError::History(format!(
+                    "turn {i} has role {:?}; expected user or assistant",
+                    turn.role
+                )));
+            }
+            if turn.content.chars().count() > MAX_TURN_CHARS {
+                return Err(QueryError::History(format!(
+                    "turn {i} is longer than {MAX_TURN_CHARS} characters"
+                )));
+            }
         }
+        Ok(ChatPlan {
+            search: SearchPlan {
+                query: checked_text("question", &body.question)?,
+                company: checked_company(body.company.as_deref())?,
+                tags: checked_tags(body.tags.as_deref())?,
+                top_k: CHAT_PASSAGES,
+                mode: None,
+                fusion: None,
+                candidates: None,
+            },
+            history,
+            stream: body.stream.unwrap_or(accept_sse),
+        })
     }
-    Ok(ChatPlan {
-        search: SearchPlan {
-            query: checked_text("question", &body.question)?,
-            company: checked_company(body.company.as_deref())?,
-            tags: checked_tags(body.tags.as_deref())?,
-            top_k: CHAT_PASSAGES,
-            mode: None,
-            fusion: None,
-            candidates: None,
-        },
-        history,
-        stream: body.stream.unwrap_or(accept_sse),
-    })
 }
 
 #[cfg(test)]
