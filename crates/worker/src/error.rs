@@ -94,22 +94,15 @@ impl ApiError {
         }
     }
 
-    /// The JSON error response. A server-side failure's detail (D1's or a
-    /// provider's message, a URL) goes to the log with the request id, never
-    /// to the client, which gets a stable code and the id to quote.
-    pub fn into_response(self, request_id: &str) -> worker::Result<Response> {
+    /// The status, code and message a client may see. A server-side
+    /// failure's detail (D1's or a provider's message, a URL) goes to the log
+    /// with the request id, never to the client, which gets a stable code and
+    /// the id to quote. Every error shape (this service's, OpenAI's, MCP's)
+    /// renders these.
+    pub fn into_public(self, request_id: &str) -> (u16, &'static str, String) {
         let (status, code, message) = self.status_code_message();
         if status < 500 {
-            let response = json_response(&ErrorBody::new(code, message), status)?;
-            if matches!(self, Self::TooManyRequests(_)) {
-                let headers = response.headers().clone();
-                headers.set(
-                    "Retry-After",
-                    &crate::bindings::RATE_LIMIT_PERIOD_SECONDS.to_string(),
-                )?;
-                return Ok(response.with_headers(headers));
-            }
-            return Ok(response);
+            return (status, code, message);
         }
         worker::console_error!(
             "{}",
@@ -121,8 +114,27 @@ impl ApiError {
             Self::Misconfigured(m) => m.clone(),
             _ => format!("the request could not be completed; quote request id {request_id}"),
         };
-        json_response(&ErrorBody::new(code, public), status)
+        (status, code, public)
     }
+
+    /// The JSON error response (`{ "error": { "code", "message" } }`).
+    pub fn into_response(self, request_id: &str) -> worker::Result<Response> {
+        let (status, code, message) = self.into_public(request_id);
+        with_retry_after(json_response(&ErrorBody::new(code, message), status)?)
+    }
+}
+
+/// A 429 says when to try again; any other response is left as it is.
+pub fn with_retry_after(response: Response) -> worker::Result<Response> {
+    if response.status_code() != 429 {
+        return Ok(response);
+    }
+    let headers = response.headers().clone();
+    headers.set(
+        "Retry-After",
+        &crate::bindings::RATE_LIMIT_PERIOD_SECONDS.to_string(),
+    )?;
+    Ok(response.with_headers(headers))
 }
 
 /// Serialises `body` as a JSON response with `status`.

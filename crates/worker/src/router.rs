@@ -3,7 +3,7 @@
 use crate::bindings::RATE_LIMIT_PERIOD_SECONDS;
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
-use crate::query::{catalog, chat, cors, rollout, search};
+use crate::query::{catalog, chat, cors, mcp, openai, rollout, search};
 use crate::store::metrics::Metrics;
 use crate::{admin, bindings, health, page};
 use portfolio_core::operations::rollout::{
@@ -135,6 +135,21 @@ async fn route(
                 _ => chat::handle(req, env, config, request_id, metrics).await,
             }
         }
+        // Issue #28's front doors, here until the route table lands.
+        (Method::Post, "/v1/chat/completions") => Ok(async {
+            rate_limit(&req, env, bindings::CHAT_RATE_LIMITER, "chat").await?;
+            openai::completions(req, env, config, request_id, metrics).await
+        }
+        .await
+        .or_else(|e| openai::error_response(e, request_id))?),
+        (Method::Get, "/v1/models") => Ok(openai::models()?),
+        (Method::Post, "/mcp") => {
+            rate_limit(&req, env, bindings::SEARCH_RATE_LIMITER, "MCP").await?;
+            mcp::handle(req, env, config, request_id, metrics).await
+        }
+        (other, "/mcp" | "/v1/models" | "/v1/chat/completions") => Err(ApiError::MethodNotAllowed(
+            format!("{other} is not allowed on {path}"),
+        )),
         (Method::Get, "/api/companies") => catalog::companies(env).await,
         (Method::Get, "/api/documents") => catalog::documents(&req, env).await,
         (Method::Get, "/api") => Ok(json_response(
@@ -169,6 +184,8 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/api/health" | "/api/companies" | "/api/documents" => Some("GET, OPTIONS"),
         "/api/search" | "/api/chat" => Some("POST, OPTIONS"),
+        "/v1/chat/completions" | "/mcp" => Some("POST"),
+        "/v1/models" => Some("GET"),
         _ => None,
     }
 }

@@ -4,13 +4,15 @@
 //! JSON-RPC answer. Never performs a tool's I/O: a valid `tools/call` comes
 //! back as a [`ToolCall`] the Worker runs, then renders with [`tool_output`].
 //!
-//! Written by hand rather than with `rmcp`: its service loop runs on
-//! `tokio::spawn` and its HTTP transport on tower/axum, neither of which a
-//! Worker has (and `rmcp` 3.11 does not build for `wasm32-unknown-unknown`
-//! without extra randomness features); the server needs five methods. The
+//! Written by hand rather than with `rmcp` (3.11): it type-checks for
+//! `wasm32-unknown-unknown` only once `uuid`'s JS randomness is switched on,
+//! and then its service loop still runs on `tokio::spawn` and its HTTP
+//! transport on tower/axum, neither of which a Worker has; only its model
+//! types would be usable. The server needs five methods. The
 //! wire follows the `@modelcontextprotocol/sdk` client (1.32) and revision
 //! 2025-11-25: one JSON response per POSTed request, 202 for notifications,
-//! no session id, no server-initiated stream (GET answers 405).
+//! 400 for what is not one request or notification, no session id, no
+//! server-initiated stream (GET answers 405).
 
 use crate::document::keys::DocumentKey;
 use crate::query::{plan_search, ChatBody, ChatPlan, SearchPlan, Source};
@@ -59,7 +61,11 @@ pub mod tool {
 pub enum McpStep {
     /// Answer 200 with this JSON-RPC message.
     Reply(Value),
-    /// A notification or a client's response: 202, no body.
+    /// Answer 400 with this JSON-RPC error: the body is not one JSON-RPC
+    /// request or notification this server can take (as the SDK's own
+    /// server answers malformed input).
+    Refuse(Value),
+    /// A notification: 202, no body.
     Accepted,
     /// Run the tool, then answer [`tool_output`] or [`tool_failure`] for `id`.
     Call {
@@ -107,76 +113,43 @@ fn result_reply(id: &Value, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
-#[derive(Debug, Deserialize)]
-struct Message {
-    jsonrpc: Option<String>,
-    #[serde(default)]
-    id: Option<Value>,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<Value>,
-}
-
 /// Decides what one POSTed body asks for; `server_version`: this build's
 /// version, named in `serverInfo`.
 #[must_use]
 pub fn handle_message(body: &[u8], server_version: &str) -> McpStep {
+    let refuse =
+        |code: i64, message: &str| McpStep::Refuse(error_reply(&Value::Null, code, message));
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => {
-            return McpStep::Reply(error_reply(
-                &Value::Null,
-                PARSE_ERROR,
-                &format!("parse error: {e}"),
-            ))
-        }
+        Err(e) => return refuse(PARSE_ERROR, &format!("parse error: {e}")),
     };
-    if value.is_array() {
-        return McpStep::Reply(error_reply(
-            &Value::Null,
+    let Some(message) = value.as_object() else {
+        return refuse(
             INVALID_REQUEST,
-            "batches are not supported (removed in revision 2025-06-18); send one message per request",
-        ));
-    }
-    let message: Message = match serde_json::from_value(value) {
-        Ok(m) => m,
-        Err(e) => {
-            return McpStep::Reply(error_reply(
-                &Value::Null,
-                INVALID_REQUEST,
-                &format!("not a JSON-RPC message: {e}"),
-            ))
-        }
+            "expected one JSON-RPC message object (batches were removed in revision 2025-06-18)",
+        );
     };
-    if message.jsonrpc.as_deref() != Some("2.0") {
-        let id = message.id.unwrap_or(Value::Null);
-        return McpStep::Reply(error_reply(
-            &id,
-            INVALID_REQUEST,
-            "`jsonrpc` must be \"2.0\"",
-        ));
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return refuse(INVALID_REQUEST, "`jsonrpc` must be \"2.0\"");
     }
-    let (Some(id), Some(method)) = (message.id.clone(), message.method.as_deref()) else {
-        // A notification (method, no id) or a response to us (id, no method):
-        // nothing to answer.
-        return match (&message.id, &message.method) {
-            (None, None) => McpStep::Reply(error_reply(
-                &Value::Null,
-                INVALID_REQUEST,
-                "neither a request nor a notification",
-            )),
-            _ => McpStep::Accepted,
-        };
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        // This server sends no requests, so it expects no responses either.
+        return refuse(
+            INVALID_REQUEST,
+            "expected a request or a notification: `method` must be a string",
+        );
+    };
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    if !(params.is_null() || params.is_object()) {
+        return refuse(INVALID_PARAMS, "`params` must be an object");
+    }
+    let Some(id) = message.get("id").cloned() else {
+        // A notification (`notifications/initialized`, `…/cancelled`): nothing to answer.
+        return McpStep::Accepted;
     };
     if !(id.is_string() || id.is_i64() || id.is_u64()) {
-        return McpStep::Reply(error_reply(
-            &Value::Null,
-            INVALID_REQUEST,
-            "`id` must be a string or an integer",
-        ));
+        return refuse(INVALID_REQUEST, "`id` must be a string or an integer");
     }
-    let params = message.params.unwrap_or(Value::Null);
     match method {
         "initialize" => McpStep::Reply(result_reply(
             &id,
@@ -421,6 +394,16 @@ mod tests {
         }
     }
 
+    fn refusal(body: &[u8]) -> i64 {
+        match handle_message(body, "1") {
+            McpStep::Refuse(r) => {
+                assert_eq!(r["id"], Value::Null);
+                r["error"]["code"].as_i64().unwrap()
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     fn request(method: &str, params: Value) -> Value {
         json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params })
     }
@@ -452,48 +435,77 @@ mod tests {
     }
 
     #[test]
-    fn notifications_and_responses_are_accepted_without_an_answer() {
+    fn notifications_are_accepted_without_an_answer() {
         assert_eq!(
             step(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })),
             McpStep::Accepted
         );
         assert_eq!(
-            step(json!({ "jsonrpc": "2.0", "id": 3, "result": {} })),
+            step(
+                json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 1 } })
+            ),
             McpStep::Accepted
         );
     }
 
     #[test]
-    fn protocol_errors_have_json_rpc_codes() {
-        let parse = match handle_message(b"{oops", "1") {
-            McpStep::Reply(r) => r,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(parse["error"]["code"], PARSE_ERROR);
-        assert_eq!(parse["id"], Value::Null);
+    fn malformed_messages_are_refused_with_json_rpc_codes() {
+        assert_eq!(refusal(b"{oops"), PARSE_ERROR);
+        let cases = [
+            (json!([request("ping", json!({}))]), INVALID_REQUEST),
+            (json!("ping"), INVALID_REQUEST),
+            (
+                json!({ "jsonrpc": "1.0", "id": 1, "method": "ping" }),
+                INVALID_REQUEST,
+            ),
+            (json!({ "id": 1, "method": "ping" }), INVALID_REQUEST),
+            (
+                json!({ "jsonrpc": "2.0", "id": 1.5, "method": "ping" }),
+                INVALID_REQUEST,
+            ),
+            (
+                json!({ "jsonrpc": "2.0", "id": null, "method": "ping" }),
+                INVALID_REQUEST,
+            ),
+            (
+                json!({ "jsonrpc": "2.0", "id": 3, "result": {} }),
+                INVALID_REQUEST,
+            ),
+            (
+                json!({ "jsonrpc": "2.0", "id": 3, "method": 4 }),
+                INVALID_REQUEST,
+            ),
+            (
+                json!({ "jsonrpc": "2.0", "id": 3, "method": "ping", "params": [1] }),
+                INVALID_PARAMS,
+            ),
+        ];
+        for (body, code) in cases {
+            assert_eq!(refusal(body.to_string().as_bytes()), code, "{body}");
+        }
+    }
+
+    #[test]
+    fn errors_of_well_formed_requests_are_json_rpc_answers() {
         assert_eq!(
             reply(request("resources/list", json!({})))["error"]["code"],
             METHOD_NOT_FOUND
-        );
-        assert_eq!(
-            reply(json!([request("ping", json!({}))]))["error"]["code"],
-            INVALID_REQUEST
-        );
-        assert_eq!(
-            reply(json!({ "jsonrpc": "1.0", "id": 1, "method": "ping" }))["error"]["code"],
-            INVALID_REQUEST
-        );
-        assert_eq!(
-            reply(json!({ "jsonrpc": "2.0", "id": 1.5, "method": "ping" }))["error"]["code"],
-            INVALID_REQUEST
         );
         assert_eq!(
             reply(request("tools/call", json!({ "name": "rm_rf" })))["error"]["code"],
             INVALID_PARAMS
         );
         assert_eq!(
+            reply(request("tools/call", json!({})))["error"]["code"],
+            INVALID_PARAMS
+        );
+        assert_eq!(
             reply(request("ping", json!({}))),
             json!({ "jsonrpc": "2.0", "id": 7, "result": {} })
+        );
+        assert_eq!(
+            reply(json!({ "jsonrpc": "2.0", "id": "a", "method": "ping" }))["id"],
+            "a"
         );
     }
 

@@ -1,19 +1,21 @@
 //! `POST /api/chat`: retrieval, then an answer grounded in the retrieved
 //! passages with numbered citations and the sources. As JSON, or as
 //! Server-Sent Events: `sources` first, then `delta`s, then `done` (or
-//! `error`, never a hung stream).
+//! `error`, never a hung stream). An AI SDK body (`{ messages }`) goes to
+//! `ui_chat`; [`ground`] (retrieval + prompt) is every chat front door's.
 
 use super::search::retrieve;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::providers::metered_chat;
+use crate::providers::{metered_chat, MeteredChat};
 use crate::store::metrics::Metrics;
 use crate::store::WorkerClock;
 use futures_util::StreamExt;
+use portfolio_core::api::ui_stream::is_ui_chat;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest};
-use portfolio_core::query::{cite, plan_chat, RetrievalTimings};
+use portfolio_core::query::{cite, plan_chat, ChatPlan, RetrievalTimings, Source};
 use portfolio_core::shared::storage::Clock;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -56,18 +58,27 @@ pub async fn handle(
     answer(&body, accept_sse, started, env, config, request_id, metrics).await
 }
 
-/// The answer to a chat request's `body` (already read and within its
-/// limit); `started`: when the request arrived, for the reported timings.
-pub async fn answer(
-    body: &[u8],
-    accept_sse: bool,
-    started: u64,
+/// A chat ready to generate: the retrieval's sources and the prompt that
+/// quotes them, numbered alike. Shared by every chat front door (`/api/chat`,
+/// the AI SDK stream, OpenAI's completions, MCP's `ask_question`).
+pub struct Grounded {
+    /// The configured chat provider, metered.
+    pub chat: MeteredChat,
+    /// The prompt: passages, history and question.
+    pub request: ChatRequest,
+    /// What the answer's `[n]` citations refer to.
+    pub sources: Vec<Source>,
+    /// How long the retrieval took.
+    pub retrieval_timings: RetrievalTimings,
+}
+
+/// Retrieves the passages for a validated chat and builds its prompt.
+pub async fn ground(
+    plan: &ChatPlan,
     env: &Env,
     config: &ServiceConfig,
-    request_id: &str,
     metrics: &Metrics,
-) -> Result<Response, ApiError> {
-    let plan = plan_chat(body, accept_sse)?;
+) -> Result<Grounded, ApiError> {
     let chat = metered_chat(env, config, metrics)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
     let retrieval = retrieve(env, config, &plan.search, metrics).await?;
@@ -81,6 +92,37 @@ pub async fn answer(
         .collect();
     let (sources, passages) = cite(&retrieval.results);
     let request = ChatRequest::for_answer(&plan.search.query, passages, &history);
+    Ok(Grounded {
+        chat,
+        request,
+        sources,
+        retrieval_timings: retrieval.timings,
+    })
+}
+
+/// The answer to a chat request's `body` (already read and within its
+/// limit); `started`: when the request arrived, for the reported timings.
+pub async fn answer(
+    body: &[u8],
+    accept_sse: bool,
+    started: u64,
+    env: &Env,
+    config: &ServiceConfig,
+    request_id: &str,
+    metrics: &Metrics,
+) -> Result<Response, ApiError> {
+    // The AI SDK's `useChat` posts `{ messages, … }` here and reads its own
+    // stream; `{ question }` keeps this service's shapes.
+    if is_ui_chat(body) {
+        return super::ui_chat::answer(body, env, config, request_id, metrics).await;
+    }
+    let plan = plan_chat(body, accept_sse)?;
+    let Grounded {
+        chat,
+        request,
+        sources,
+        retrieval_timings,
+    } = ground(&plan, env, config, metrics).await?;
 
     if !plan.stream {
         let generation_started = now();
@@ -89,7 +131,7 @@ pub async fn answer(
             .await
             .map_err(|e| ApiError::Upstream(e.to_string()))?;
         let timings = Timings {
-            retrieval: retrieval.timings,
+            retrieval: retrieval_timings,
             generation_ms: now().saturating_sub(generation_started),
             total_ms: now().saturating_sub(started),
         };
@@ -107,7 +149,6 @@ pub async fn answer(
 
     let (tx, rx) = futures_channel::mpsc::unbounded::<Vec<u8>>();
     let _ = tx.unbounded_send(sse("sources", &json!({ "sources": sources })));
-    let retrieval_timings = retrieval.timings;
     let request_id = request_id.to_owned();
     let metrics = metrics.clone();
     wasm_bindgen_futures::spawn_local(async move {

@@ -18,6 +18,12 @@ fn allowed_origin(origin: Option<&str>, env: &Env) -> Option<String> {
     allowed.then_some(origin)
 }
 
+/// Whether a request's `Origin` is one `CORS_ALLOWED_ORIGINS` allows (a
+/// request without one, from a server, is not a browser's: allowed).
+pub fn allows(origin: Option<&str>, env: &Env) -> bool {
+    origin.is_none() || allowed_origin(origin, env).is_some()
+}
+
 fn cors_headers(headers: &Headers, origin: &str) -> worker::Result<()> {
     headers.set("Access-Control-Allow-Origin", origin)?;
     headers.set("Vary", "Origin")?;

@@ -23,6 +23,7 @@ use crate::store::{ConsoleLog, WorkerClock};
 use futures_util::future::{select, Either};
 use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
+use portfolio_core::api::ui_stream::{is_ui_chat, plan_ui_chat};
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::operations::rollout::{
     after_first_chunk, after_head, after_no_response, legacy_sources, overlap, utc_day,
@@ -425,7 +426,13 @@ async fn compare(
         Ok(legacy_sources(&watch.seen.borrow()))
     };
     let ours_started = WorkerClock.now_ms();
-    let ours: Result<Vec<String>, String> = match plan_chat(&body, false) {
+    // The old front end may post the AI SDK's body; it asks the same question.
+    let planned = if is_ui_chat(&body) {
+        plan_ui_chat(&body)
+    } else {
+        plan_chat(&body, false)
+    };
+    let ours: Result<Vec<String>, String> = match planned {
         Ok(plan) => match retrieve(&env, &config, &plan.search, &metrics).await {
             Ok(retrieval) => Ok(cite(&retrieval.results)
                 .0

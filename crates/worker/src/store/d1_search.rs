@@ -207,6 +207,22 @@ impl D1Search {
             .map_err(transient(OP))
     }
 
+    /// The served document under `key`, if there is one.
+    pub async fn catalog_document(&self, key: &str) -> Result<Option<CatalogDocument>, StoreError> {
+        const OP: &str = "D1 catalog document";
+        self.db
+            .prepare(
+                "SELECT d.key, d.title, c.slug AS company, d.tags, d.chunk_count, d.updated_at FROM documents d \
+                 LEFT JOIN companies c ON c.id = d.company_id \
+                 WHERE d.active_version IS NOT NULL AND d.status != 'deleted' AND d.key = ?1",
+            )
+            .bind(&[key.into()])
+            .map_err(transient(OP))?
+            .first(None)
+            .await
+            .map_err(transient(OP))
+    }
+
     /// Served documents (of one company when given), by key, at most 1000.
     pub async fn catalog_documents(
         &self,
