@@ -326,3 +326,46 @@ describe("the MCP SDK client", () => {
     assert.equal((await fetch(`${base}/mcp`)).status, 405);
   });
 });
+
+describe("what each client adds over /api/chat", () => {
+  // Not a benchmark gate: the figures for the closing note, measured in one
+  // run against the same stack, each client through its own library, the
+  // four interleaved round by round so drift hits them alike.
+  test("median of 30 sequential answers per client", async () => {
+    const question = "Which database does Northwind's order platform use?";
+    const openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused-while-public", maxRetries: 0 });
+    const mcp = new Client({ name: "clients-latency", version: "1.0.0" });
+    await mcp.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
+    const transport = new DefaultChatTransport({ api: `${base}/api/chat` });
+    const clients = {
+      "/api/chat": async () => {
+        const res = await fetch(`${base}/api/chat`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ question }) });
+        return (await res.json()).answer;
+      },
+      "openai": async () => (await openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: question }] })).choices[0].message.content,
+      "ai (useChat transport)": async () => {
+        const stream = await transport.sendMessages({ trigger: "submit-message", chatId: "c", messageId: undefined, messages: [{ id: "u", role: "user", parts: [{ type: "text", text: question }] }], abortSignal: undefined });
+        let message;
+        for await (const snapshot of readUIMessageStream({ stream })) message = snapshot;
+        return message.parts.filter((p) => p.type === "text").map((p) => p.text).join("");
+      },
+      "mcp ask_question": async () => (await mcp.callTool({ name: "ask_question", arguments: { question } })).structuredContent.answer,
+    };
+    const times = Object.fromEntries(Object.keys(clients).map((k) => [k, []]));
+    for (let round = 0; round < 30; round++) {
+      for (const [name, ask] of Object.entries(clients)) {
+        const started = performance.now();
+        const answer = await ask();
+        times[name].push(performance.now() - started);
+        assert.match(answer, /\[1\]/, `${name}: ${answer}`);
+      }
+    }
+    await mcp.close();
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const baseline = median(times["/api/chat"]);
+    for (const [name, xs] of Object.entries(times)) {
+      const m = median(xs);
+      console.log(`[clients] ${name}: median ${m.toFixed(1)} ms of ${xs.length}${name === "/api/chat" ? "" : ` (${m - baseline >= 0 ? "+" : ""}${(m - baseline).toFixed(1)} ms over /api/chat)`}`);
+    }
+  });
+});

@@ -23,8 +23,13 @@ pub const VERSION_METADATA: &str = "CF_VERSION_METADATA";
 /// Rate limiter for `/api/chat` (per IPv4 address or IPv6 /64).
 pub const CHAT_RATE_LIMITER: &str = "CHAT_RATE_LIMITER";
 /// Rate limiter for `/api/search`, a budget of its own (each search embeds
-/// the query: a paid provider call in production).
+/// the query: a paid provider call in production); `/mcp` and the catalog
+/// (`/api/companies`, `/api/documents`) share it.
 pub const SEARCH_RATE_LIMITER: &str = "SEARCH_RATE_LIMITER";
+
+/// Secret: optional keys required on the public routes (comma- or
+/// newline-separated; unset: the routes stay public).
+pub const PUBLIC_API_KEYS: &str = "PUBLIC_API_KEYS";
 
 /// The period of both limiters' budgets (`simple.period` in `wrangler.jsonc`),
 /// sent as `Retry-After` on a 429.

@@ -14,6 +14,8 @@ pub enum ApiError {
     BadRequest(&'static str, String),
     /// 401: missing or wrong admin token.
     Unauthorized,
+    /// 401: `PUBLIC_API_KEYS` is set and the request has none of its keys.
+    PublicKey(portfolio_core::api::access::AccessDenied),
     /// 404: no such route or resource.
     NotFound(String),
     /// 413: the body is too large.
@@ -72,6 +74,14 @@ impl ApiError {
             Self::Conflict(code, m) => (409, code, m.clone()),
             Self::Misconfigured(m) => (503, "configuration_invalid", m.clone()),
             Self::Platform(e) => (500, "internal", format!("platform error: {e}")),
+            Self::PublicKey(denied) => (
+                401,
+                match denied {
+                    portfolio_core::api::access::AccessDenied::Missing => "api_key_required",
+                    portfolio_core::api::access::AccessDenied::Wrong => "invalid_api_key",
+                },
+                denied.to_string(),
+            ),
             Self::Unauthorized => (
                 401,
                 "unauthorized",

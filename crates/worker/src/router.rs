@@ -6,6 +6,7 @@ use crate::error::{json_response, ApiError};
 use crate::query::{catalog, chat, cors, mcp, openai, rollout, search};
 use crate::store::metrics::Metrics;
 use crate::{admin, bindings, health, page};
+use portfolio_core::api::access::{presented_key, PublicKeys};
 use portfolio_core::operations::rollout::{
     client_key, route as route_for, Route, CLIENT_ID_HEADER,
 };
@@ -44,7 +45,11 @@ pub async fn handle(
             "{raw_method} is not allowed on {path}"
         )))
     }
-    .or_else(|e| e.into_response(&request_id))?;
+    // OpenAI's clients read every /v1 error in OpenAI's envelope.
+    .or_else(|e| match path.starts_with("/v1/") {
+        true => openai::error_response(e, &request_id),
+        false => e.into_response(&request_id),
+    })?;
     if path.starts_with("/api/") {
         response = cors::apply(origin.as_deref(), &env, response)?;
     }
@@ -108,6 +113,8 @@ async fn route(
         }
         _ => {}
     }
+    let client = public_access(&req, env, path)?;
+    let client = client.as_deref();
     let config = config.as_ref().map_err(|_| {
         ApiError::Misconfigured(
             "the service's configuration is invalid; GET /api/health names the vars to fix".into(),
@@ -115,11 +122,11 @@ async fn route(
     })?;
     match (method, path) {
         (Method::Post, "/api/search") => {
-            rate_limit(&req, env, bindings::SEARCH_RATE_LIMITER, "search").await?;
+            rate_limit(&req, env, client, bindings::SEARCH_RATE_LIMITER, "search").await?;
             search::handle(req, env, config, metrics).await
         }
         (Method::Post, "/api/chat") => {
-            rate_limit(&req, env, bindings::CHAT_RATE_LIMITER, "chat").await?;
+            rate_limit(&req, env, client, bindings::CHAT_RATE_LIMITER, "chat").await?;
             let plan = rollout::plan(env, config).await;
             let client = client_key(
                 req.headers().get(CLIENT_ID_HEADER)?.as_deref(),
@@ -136,22 +143,26 @@ async fn route(
             }
         }
         // Issue #28's front doors, here until the route table lands.
-        (Method::Post, "/v1/chat/completions") => Ok(async {
-            rate_limit(&req, env, bindings::CHAT_RATE_LIMITER, "chat").await?;
+        (Method::Post, "/v1/chat/completions") => {
+            rate_limit(&req, env, client, bindings::CHAT_RATE_LIMITER, "chat").await?;
             openai::completions(req, env, config, request_id, metrics).await
         }
-        .await
-        .or_else(|e| openai::error_response(e, request_id))?),
         (Method::Get, "/v1/models") => Ok(openai::models()?),
         (Method::Post, "/mcp") => {
-            rate_limit(&req, env, bindings::SEARCH_RATE_LIMITER, "MCP").await?;
+            rate_limit(&req, env, client, bindings::SEARCH_RATE_LIMITER, "MCP").await?;
             mcp::handle(req, env, config, request_id, metrics).await
         }
         (other, "/mcp" | "/v1/models" | "/v1/chat/completions") => Err(ApiError::MethodNotAllowed(
             format!("{other} is not allowed on {path}"),
         )),
-        (Method::Get, "/api/companies") => catalog::companies(env).await,
-        (Method::Get, "/api/documents") => catalog::documents(&req, env).await,
+        (Method::Get, "/api/companies") => {
+            rate_limit(&req, env, client, bindings::SEARCH_RATE_LIMITER, "catalog").await?;
+            catalog::companies(env).await
+        }
+        (Method::Get, "/api/documents") => {
+            rate_limit(&req, env, client, bindings::SEARCH_RATE_LIMITER, "catalog").await?;
+            catalog::documents(&req, env).await
+        }
         (Method::Get, "/api") => Ok(json_response(
             &serde_json::json!({
                 "service": "portfolio-docs",
@@ -201,14 +212,61 @@ fn is_public_route(method: &Method, path: &str) -> bool {
     )
 }
 
+/// Whether `PUBLIC_API_KEYS` lets the request through, and the name of its
+/// key when one is required (its own rate-limit budget). Unset: every
+/// public route stays open (`None`). Health stays open for monitors and
+/// deploy checks (it shows no documents); an unusable secret closes the
+/// routes rather than opening them.
+fn public_access(req: &Request, env: &Env, path: &str) -> Result<Option<String>, ApiError> {
+    let guarded = (path.starts_with("/api/") && path != "/api/health")
+        || path.starts_with("/v1/")
+        || path == "/mcp";
+    if !guarded {
+        return Ok(None);
+    }
+    let secret = env
+        .secret(bindings::PUBLIC_API_KEYS)
+        .ok()
+        .map(|s| s.to_string());
+    let keys =
+        PublicKeys::parse(secret.as_deref()).map_err(|e| ApiError::Misconfigured(e.to_string()))?;
+    let Some(keys) = keys else {
+        return Ok(None);
+    };
+    let authorization = req.headers().get("Authorization")?;
+    let x_api_key = req.headers().get("x-api-key")?;
+    keys.check(presented_key(
+        authorization.as_deref(),
+        x_api_key.as_deref(),
+    ))
+    .map(Some)
+    .map_err(ApiError::PublicKey)
+}
+
 /// Per-client budget of a route (the `binding` limiter; absent: no limit),
-/// keyed by IPv4 address or IPv6 /64.
-async fn rate_limit(req: &Request, env: &Env, binding: &str, what: &str) -> Result<(), ApiError> {
+/// keyed by the client's API key when keys are required, else by IPv4
+/// address or IPv6 /64.
+async fn rate_limit(
+    req: &Request,
+    env: &Env,
+    key: Option<&str>,
+    binding: &str,
+    what: &str,
+) -> Result<(), ApiError> {
     let Ok(limiter) = env.rate_limiter(binding) else {
         return Ok(());
     };
-    let client = req.headers().get("CF-Connecting-IP").ok().flatten();
-    let outcome = limiter.limit(rate_limit_key(client.as_deref())).await?;
+    let name = match key {
+        Some(key) => key.to_owned(),
+        None => rate_limit_key(
+            req.headers()
+                .get("CF-Connecting-IP")
+                .ok()
+                .flatten()
+                .as_deref(),
+        ),
+    };
+    let outcome = limiter.limit(name).await?;
     if outcome.success {
         Ok(())
     } else {

@@ -34,6 +34,10 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] = [
 /// The header a client repeats on every request after `initialize`.
 pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 
+/// Largest integer id magnitude: what a JSON client holds exactly (2^53 - 1,
+/// JavaScript's `Number.MAX_SAFE_INTEGER`), so the id echoed is the id sent.
+pub const MAX_SAFE_ID: u64 = (1 << 53) - 1;
+
 /// JSON-RPC: the body is not JSON.
 pub const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: the body is JSON but not a request (or a batch, which revision
@@ -139,16 +143,23 @@ pub fn handle_message(body: &[u8], server_version: &str) -> McpStep {
             "expected a request or a notification: `method` must be a string",
         );
     };
-    let params = message.get("params").cloned().unwrap_or(Value::Null);
-    if !(params.is_null() || params.is_object()) {
-        return refuse(INVALID_PARAMS, "`params` must be an object");
-    }
+    // Absent params are no params; present ones are an object (MCP never
+    // sends positional params, and JSON-RPC allows no `null`).
+    let params = match message.get("params") {
+        None => Value::Null,
+        Some(p) if p.is_object() => p.clone(),
+        Some(_) => return refuse(INVALID_PARAMS, "`params` must be an object"),
+    };
     let Some(id) = message.get("id").cloned() else {
         // A notification (`notifications/initialized`, `…/cancelled`): nothing to answer.
         return McpStep::Accepted;
     };
-    if !(id.is_string() || id.is_i64() || id.is_u64()) {
-        return refuse(INVALID_REQUEST, "`id` must be a string or an integer");
+    let whole = id.as_i64().is_some_and(|n| n.unsigned_abs() <= MAX_SAFE_ID);
+    if !(id.is_string() || whole) {
+        return refuse(
+            INVALID_REQUEST,
+            "`id` must be a string or an integer within ±(2^53 - 1)",
+        );
     }
     match method {
         "initialize" => McpStep::Reply(result_reply(

@@ -3,6 +3,7 @@
 //! Owns the JSON bodies and the error envelope; never decides routing or
 //! status codes of platform failures (the Worker maps errors in one place).
 
+pub mod access;
 pub mod mcp;
 pub mod openai;
 pub mod ui_stream;
