@@ -28,7 +28,11 @@ fn cors_headers(headers: &Headers, origin: &str) -> worker::Result<()> {
     headers.set("Access-Control-Allow-Origin", origin)?;
     headers.set("Vary", "Origin")?;
     headers.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")?;
-    headers.set("Access-Control-Allow-Headers", "Content-Type, Accept")?;
+    // Authorization and x-api-key carry a PUBLIC_API_KEYS key from a browser.
+    headers.set(
+        "Access-Control-Allow-Headers",
+        "Content-Type, Accept, Authorization, x-api-key",
+    )?;
     headers.set("Access-Control-Max-Age", "86400")?;
     Ok(())
 }
