@@ -154,7 +154,11 @@ pub fn handle_message(body: &[u8], server_version: &str) -> McpStep {
         // A notification (`notifications/initialized`, `…/cancelled`): nothing to answer.
         return McpStep::Accepted;
     };
-    let whole = id.as_i64().is_some_and(|n| n.unsigned_abs() <= MAX_SAFE_ID);
+    // JSON has one number type: `-3.0` is the integer -3, as JSON Schema counts it.
+    let whole = id.as_i64().is_some_and(|n| n.unsigned_abs() <= MAX_SAFE_ID)
+        || id
+            .as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f.abs() <= MAX_SAFE_ID as f64);
     if !(id.is_string() || whole) {
         return refuse(
             INVALID_REQUEST,

@@ -96,6 +96,18 @@ fn malformed_messages_are_refused_with_json_rpc_codes() {
             json!({ "jsonrpc": "2.0", "id": 3, "method": "ping", "params": [1] }),
             INVALID_PARAMS,
         ),
+        (
+            json!({ "jsonrpc": "2.0", "id": 3, "method": "ping", "params": null }),
+            INVALID_PARAMS,
+        ),
+        (
+            json!({ "jsonrpc": "2.0", "id": MAX_SAFE_ID + 1, "method": "ping" }),
+            INVALID_REQUEST,
+        ),
+        (
+            json!({ "jsonrpc": "2.0", "id": -3.1e28, "method": "ping" }),
+            INVALID_REQUEST,
+        ),
     ];
     for (body, code) in cases {
         assert_eq!(refusal(body.to_string().as_bytes()), code, "{body}");
@@ -123,6 +135,17 @@ fn errors_of_well_formed_requests_are_json_rpc_answers() {
     assert_eq!(
         reply(json!({ "jsonrpc": "2.0", "id": "a", "method": "ping" }))["id"],
         "a"
+    );
+    // Ids are echoed as sent, up to ±(2^53 - 1), `-3.0` being the integer -3.
+    let most = -(MAX_SAFE_ID as i64);
+    assert_eq!(
+        reply(json!({ "jsonrpc": "2.0", "id": most, "method": "ping" }))["id"],
+        most
+    );
+    let float_id: Value = serde_json::from_str("-3222716460.0").unwrap();
+    assert_eq!(
+        reply(json!({ "jsonrpc": "2.0", "id": float_id, "method": "ping" }))["id"],
+        float_id
     );
 }
 
