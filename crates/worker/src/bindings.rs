@@ -26,6 +26,15 @@ pub const CHAT_RATE_LIMITER: &str = "CHAT_RATE_LIMITER";
 /// the query: a paid provider call in production).
 pub const SEARCH_RATE_LIMITER: &str = "SEARCH_RATE_LIMITER";
 
+/// The binding of a route's rate limiter (`portfolio_core::api::routes`).
+#[must_use]
+pub fn rate_limiter(limiter: portfolio_core::api::routes::Limiter) -> &'static str {
+    match limiter {
+        portfolio_core::api::routes::Limiter::Search => SEARCH_RATE_LIMITER,
+        portfolio_core::api::routes::Limiter::Chat => CHAT_RATE_LIMITER,
+    }
+}
+
 /// The period of both limiters' budgets (`simple.period` in `wrangler.jsonc`),
 /// sent as `Retry-After` on a 429.
 pub const RATE_LIMIT_PERIOD_SECONDS: u32 = 60;

@@ -129,3 +129,10 @@ impl ApiError {
 pub fn json_response<T: serde::Serialize>(body: &T, status: u16) -> worker::Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
 }
+
+/// 400 with the parameter's code (`bad_key`, `bad_id`).
+impl From<portfolio_core::api::routes::RouteError> for ApiError {
+    fn from(err: portfolio_core::api::routes::RouteError) -> Self {
+        Self::BadRequest(err.code(), err.to_string())
+    }
+}

@@ -1,24 +1,20 @@
-//! Wires paths to handlers; no logic of its own.
+//! Wires requests to handlers by the route table's ids
+//! (`portfolio_core::api::routes`): no path strings, no logic of its own.
 
-use crate::bindings::RATE_LIMIT_PERIOD_SECONDS;
+use crate::bindings::{self, RATE_LIMIT_PERIOD_SECONDS};
 use crate::config::{ConfigError, ServiceConfig};
 use crate::error::{json_response, ApiError};
 use crate::query::{catalog, chat, cors, rollout, search};
 use crate::store::metrics::Metrics;
-use crate::{admin, bindings, health, page};
+use crate::{admin, health, page};
+use portfolio_core::api::routes::{
+    allowed_methods, is_admin_path, listing, resolve, Limiter, OtherMethods, Resolution, RouteId,
+};
 use portfolio_core::operations::rollout::{
     client_key, route as route_for, Route, CLIENT_ID_HEADER,
 };
 use portfolio_core::shared::client::rate_limit_key;
 use worker::{Context, Env, Method, Request, Response};
-
-const PUBLIC_ROUTES: [&str; 5] = [
-    "/api/health",
-    "/api/search",
-    "/api/chat",
-    "/api/companies",
-    "/api/documents",
-];
 
 /// Routes one request; every failure becomes a JSON error response.
 pub async fn handle(
@@ -53,7 +49,7 @@ pub async fn handle(
     // RFC 9110: a 405 names the methods the route does allow.
     if response.status_code() == 405 {
         if let Some(allow) = allowed_methods(&path) {
-            headers.set("Allow", allow)?;
+            headers.set("Allow", &allow)?;
         }
     }
     Ok(response.with_headers(headers))
@@ -93,15 +89,21 @@ async fn route(
     request_id: &str,
     metrics: &Metrics,
 ) -> Result<Response, ApiError> {
+    // The token is checked before anything else, configuration included.
+    if is_admin_path(path) {
+        return admin::handle(req, env.clone(), config, metrics).await;
+    }
     let method = req.method();
-    match (&method, path) {
+    let resolution = resolve(method.as_ref(), path);
+    match &resolution {
         // Health answers even when the configuration is invalid: it says why.
-        (Method::Get, "/api/health") => return health::report(env, config).await,
-        // The token is checked before anything else, configuration included.
-        (_, p) if p == "/admin" || p.starts_with("/admin/") => {
-            return admin::handle(req, env.clone(), config, metrics).await
+        Resolution::Found(m) if m.route.id == RouteId::Health => {
+            return health::report(env, config).await
         }
-        (method, p) if PUBLIC_ROUTES.contains(&p) && !is_public_route(method, p) => {
+        Resolution::WrongMethod {
+            answer: OtherMethods::NotAllowed,
+            ..
+        } => {
             return Err(ApiError::MethodNotAllowed(format!(
                 "{method} is not allowed on {path}"
             )))
@@ -113,13 +115,16 @@ async fn route(
             "the service's configuration is invalid; GET /api/health names the vars to fix".into(),
         )
     })?;
-    match (method, path) {
-        (Method::Post, "/api/search") => {
-            rate_limit(&req, env, bindings::SEARCH_RATE_LIMITER, "search").await?;
-            search::handle(req, env, config, metrics).await
-        }
-        (Method::Post, "/api/chat") => {
-            rate_limit(&req, env, bindings::CHAT_RATE_LIMITER, "chat").await?;
+    let not_found = || ApiError::NotFound(format!("no route for {method} {path}"));
+    let Resolution::Found(matched) = resolution else {
+        return Err(not_found());
+    };
+    if let Some(limiter) = matched.route.limiter {
+        rate_limit(&req, env, limiter).await?;
+    }
+    match matched.route.id {
+        RouteId::Search => search::handle(req, env, config, metrics).await,
+        RouteId::Chat => {
             let plan = rollout::plan(env, config).await;
             let client = client_key(
                 req.headers().get(CLIENT_ID_HEADER)?.as_deref(),
@@ -135,68 +140,35 @@ async fn route(
                 _ => chat::handle(req, env, config, request_id, metrics).await,
             }
         }
-        (Method::Get, "/api/companies") => catalog::companies(env).await,
-        (Method::Get, "/api/documents") => catalog::documents(&req, env).await,
-        (Method::Get, "/api") => Ok(json_response(
-            &serde_json::json!({
-                "service": "portfolio-docs",
-                "endpoints": [
-                    "GET / (chat page, unless CHAT_PAGE=off)",
-                    "GET /api/health",
-                    "POST /api/search",
-                    "POST /api/chat",
-                    "GET /api/companies",
-                    "GET /api/documents",
-                    "/admin/documents/... (bearer token)",
-                    "/admin/index/... (bearer token)",
-                    "/admin/reconcile (bearer token)",
-                    "/admin/metrics, /admin/metrics/versions, /admin/alerts, /admin/dead-letters (bearer token)",
-                    "/admin/rollout, /admin/rollout/report (bearer token)",
-                ],
-            }),
+        RouteId::Companies => catalog::companies(env).await,
+        RouteId::Documents => catalog::documents(&req, env).await,
+        RouteId::ApiListing => Ok(json_response(
+            &serde_json::json!({ "service": "portfolio-docs", "endpoints": listing(None) }),
             200,
         )?),
-        (Method::Get, p) if config.chat_page => match page::asset(p) {
-            Some(response) => Ok(response?),
-            None => Err(ApiError::NotFound(format!("no route for GET {path}"))),
-        },
-        (method, _) => Err(ApiError::NotFound(format!("no route for {method} {path}"))),
+        RouteId::ChatPage | RouteId::ChatCss | RouteId::ChatJs if config.chat_page => {
+            page::asset(path)
+                .ok_or_else(not_found)?
+                .map_err(ApiError::from)
+        }
+        _ => Err(not_found()),
     }
 }
 
-/// The `Allow` header of a public route (OPTIONS: the CORS preflight).
-fn allowed_methods(path: &str) -> Option<&'static str> {
-    match path {
-        "/api/health" | "/api/companies" | "/api/documents" => Some("GET, OPTIONS"),
-        "/api/search" | "/api/chat" => Some("POST, OPTIONS"),
-        _ => None,
-    }
-}
-
-fn is_public_route(method: &Method, path: &str) -> bool {
-    matches!(
-        (method, path),
-        (Method::Get, "/api/health")
-            | (Method::Post, "/api/search")
-            | (Method::Post, "/api/chat")
-            | (Method::Get, "/api/companies")
-            | (Method::Get, "/api/documents")
-    )
-}
-
-/// Per-client budget of a route (the `binding` limiter; absent: no limit),
+/// Per-client budget of a route (its limiter's binding; absent: no limit),
 /// keyed by IPv4 address or IPv6 /64.
-async fn rate_limit(req: &Request, env: &Env, binding: &str, what: &str) -> Result<(), ApiError> {
-    let Ok(limiter) = env.rate_limiter(binding) else {
+async fn rate_limit(req: &Request, env: &Env, limiter: Limiter) -> Result<(), ApiError> {
+    let Ok(binding) = env.rate_limiter(bindings::rate_limiter(limiter)) else {
         return Ok(());
     };
     let client = req.headers().get("CF-Connecting-IP").ok().flatten();
-    let outcome = limiter.limit(rate_limit_key(client.as_deref())).await?;
+    let outcome = binding.limit(rate_limit_key(client.as_deref())).await?;
     if outcome.success {
         Ok(())
     } else {
         Err(ApiError::TooManyRequests(format!(
-            "too many {what} requests from this client; try again in {RATE_LIMIT_PERIOD_SECONDS} s"
+            "too many {} requests from this client; try again in {RATE_LIMIT_PERIOD_SECONDS} s",
+            limiter.what()
         )))
     }
 }

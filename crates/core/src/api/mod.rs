@@ -1,7 +1,11 @@
 //! Shapes of the HTTP API that the site's chat client and operators rely on.
 //!
-//! Owns the JSON bodies and the error envelope; never decides routing or
-//! status codes of platform failures (the Worker maps errors in one place).
+//! Owns the JSON bodies, the error envelope, the route table (`routes`) and
+//! keyset paging (`paging`); never decides status codes of platform failures
+//! (the Worker maps errors in one place).
+
+pub mod paging;
+pub mod routes;
 
 use crate::operations::deployment::WorkerVersion;
 use serde::{Deserialize, Serialize};

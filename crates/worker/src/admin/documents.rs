@@ -10,9 +10,7 @@ use crate::store::d1::D1Documents;
 use crate::store::d1_history::D1History;
 use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
-use portfolio_core::admin::{
-    merge_processor_status, page_size, runs_limit, DocumentRoute, MAX_DOCUMENT_BYTES,
-};
+use portfolio_core::admin::{merge_processor_status, page_size, runs_limit, MAX_DOCUMENT_BYTES};
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use portfolio_core::document::keys::{sha256_hex, DocumentKey, CONTENT_SHA256_HEADER};
 use portfolio_core::document::parse_document;
@@ -24,17 +22,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use worker::{Env, Request, Response};
-
-pub async fn handle(route: DocumentRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
-    match route {
-        DocumentRoute::Put(key) => put(key, req, env).await,
-        DocumentRoute::Delete(key) => delete(key, env).await,
-        DocumentRoute::Process(key) => process(key, req, env).await,
-        DocumentRoute::Get(key) => status(key, env).await,
-        DocumentRoute::List => list(req, env).await,
-        DocumentRoute::Runs(key) => runs(key, req, env).await,
-    }
-}
 
 pub(super) fn store_error(e: StoreError) -> ApiError {
     ApiError::Platform(worker::Error::RustError(e.to_string()))
@@ -48,7 +35,7 @@ pub(super) async fn enqueue(env: &Env, command: IngestCommand) -> Result<(), Api
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("enqueue: {e}"))))
 }
 
-async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, ApiError> {
     let bytes = read_limited(&mut req, MAX_DOCUMENT_BYTES).await?;
     // Refuse what can never become a document before storing anything.
     parse_document(&key, &bytes)
@@ -91,7 +78,7 @@ async fn put(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, 
     )?)
 }
 
-async fn delete(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
+pub async fn delete(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
     R2Documents::from_env(env)
         .map_err(store_error)?
         .delete(key.as_str())
@@ -118,7 +105,7 @@ struct ProcessBody {
     force: bool,
 }
 
-async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Response, ApiError> {
     let query_force = req
         .url()?
         .query_pairs()
@@ -158,7 +145,7 @@ async fn process(key: DocumentKey, mut req: Request, env: &Env) -> Result<Respon
     )?)
 }
 
-async fn status(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
+pub async fn status(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
     let row = D1Documents::from_env(env)
         .map_err(store_error)?
         .document_row(key.as_str())
@@ -199,7 +186,7 @@ pub(super) fn id_cursor(cursor: Option<&String>) -> Result<u64, ApiError> {
 }
 
 /// `GET /admin/documents/{key}/runs`: the document's runs, newest first.
-async fn runs(key: DocumentKey, req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn runs(key: DocumentKey, req: Request, env: &Env) -> Result<Response, ApiError> {
     let query: HashMap<String, String> = req.url()?.query_pairs().into_owned().collect();
     let limit = runs_limit(query.get("limit").map(String::as_str))?;
     let before = id_cursor(query.get("cursor"))?;
@@ -231,7 +218,7 @@ async fn runs(key: DocumentKey, req: Request, env: &Env) -> Result<Response, Api
     )?)
 }
 
-async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
     let url = req.url()?;
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
     let limit = page_size(query.get("limit").map(String::as_str))?;

@@ -14,14 +14,13 @@ mod reconcile;
 mod rollout;
 
 use crate::config::{ConfigError, ServiceConfig};
+use crate::error::json_response;
 use crate::error::ApiError;
 use crate::store::metrics::Metrics;
-use portfolio_core::admin::{
-    document_route, is_authorized, migration_route, operations_route, reconcile_route,
-    AdminRequestError, MigrationRoute,
-};
+use portfolio_core::admin::is_authorized;
+use portfolio_core::api::routes::{listing, resolve, OtherMethods, Resolution, RouteId};
 use wasm_bindgen::JsValue;
-use worker::{Env, Method, Request, Response};
+use worker::{Env, Request, Response};
 
 /// Name of the secret (or var, locally) holding the admin token.
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
@@ -53,52 +52,54 @@ pub async fn handle(
         .as_ref()
         .map_err(|e| ApiError::Misconfigured(e.to_string()))?;
     let path = req.path();
-    match (req.method(), path.as_str()) {
-        (Method::Get, "/admin/index") => return index::describe(req, env, config).await,
-        (Method::Get, "/admin/index/check") => return index::check(req, env, config).await,
-        (Method::Post, "/admin/index/query") => return index::query(req, env, config).await,
-        (Method::Post, "/admin/index/upsert") => return index::upsert(req, env, config).await,
-        (Method::Post, "/admin/index/get") => return index::get(req, env, config).await,
-        (Method::Post, "/admin/index/delete") => return index::delete(req, env, config).await,
-        (Method::Get, "/admin/rollout") => return rollout::get(&env, config).await,
-        (Method::Put, "/admin/rollout") => return rollout::put(req, &env, config).await,
-        (Method::Get, "/admin/rollout/report") => return rollout::report(req, &env).await,
-        (_, "/admin/rollout" | "/admin/rollout/report") => {
+    let method = req.method();
+    let matched = match resolve(method.as_ref(), &path) {
+        Resolution::Found(matched) => matched,
+        Resolution::BadParameter(e) => return Err(e.into()),
+        Resolution::WrongMethod {
+            answer: OtherMethods::NotAllowed,
+            ..
+        } => {
             return Err(ApiError::MethodNotAllowed(format!(
-                "{} is not allowed on {path}",
-                req.method()
+                "{method} is not allowed on {path}"
             )))
         }
-        _ => {}
-    }
-    if let Some(route) = reconcile_route(req.method().as_ref(), &path) {
-        return match route {
-            Ok(route) => reconcile::handle(route, req, &env, config, metrics).await,
-            Err(e) => Err(ApiError::NotFound(e.to_string())),
-        };
-    }
-    if let Some(route) = operations_route(req.method().as_ref(), &path) {
-        return match route {
-            Ok(route) => operations::handle(route, req, &env, config).await,
-            Err(e @ AdminRequestError::BadId(_)) => {
-                Err(ApiError::BadRequest("bad_id", e.to_string()))
-            }
-            Err(e) => Err(ApiError::NotFound(e.to_string())),
-        };
-    }
-    if let Some(route) = migration_route(req.method().as_ref(), &path) {
-        return match route {
-            Ok(MigrationRoute::Object(key)) => objects::get(key, &env).await,
-            Ok(route) => companies::handle(route, req, &env).await,
-            Err(e @ AdminRequestError::NoRoute { .. }) => Err(ApiError::NotFound(e.to_string())),
-            Err(e) => Err(ApiError::BadRequest("bad_key", e.to_string())),
-        };
-    }
-    match document_route(req.method().as_ref(), &path) {
-        Ok(route) => documents::handle(route, req, &env).await,
-        Err(AdminRequestError::NoRoute { method, path }) => {
-            Err(ApiError::NotFound(format!("no route for {method} {path}")))
+        Resolution::WrongMethod { .. } | Resolution::Unrouted => {
+            return Err(ApiError::NotFound(format!("no route for {method} {path}")))
         }
-        Err(e) => Err(ApiError::BadRequest("bad_key", e.to_string())),
+    };
+    let (key, id) = (matched.key, matched.id);
+    match (matched.route.id, key, id) {
+        (RouteId::AdminListing, ..) => Ok(json_response(
+            &serde_json::json!({ "routes": listing(None) }),
+            200,
+        )?),
+        (RouteId::DocumentList, ..) => documents::list(req, &env).await,
+        (RouteId::DocumentGet, Some(key), _) => documents::status(key, &env).await,
+        (RouteId::DocumentPut, Some(key), _) => documents::put(key, req, &env).await,
+        (RouteId::DocumentDelete, Some(key), _) => documents::delete(key, &env).await,
+        (RouteId::DocumentProcess, Some(key), _) => documents::process(key, req, &env).await,
+        (RouteId::DocumentRuns, Some(key), _) => documents::runs(key, req, &env).await,
+        (RouteId::Object, Some(key), _) => objects::get(key, &env).await,
+        (RouteId::IndexDescribe, ..) => index::describe(req, env, config).await,
+        (RouteId::IndexCheck, ..) => index::check(req, env, config).await,
+        (RouteId::IndexQuery, ..) => index::query(req, env, config).await,
+        (RouteId::IndexUpsert, ..) => index::upsert(req, env, config).await,
+        (RouteId::IndexGet, ..) => index::get(req, env, config).await,
+        (RouteId::IndexDelete, ..) => index::delete(req, env, config).await,
+        (RouteId::ReconcileStart, ..) => reconcile::start(req, &env, config, metrics).await,
+        (RouteId::ReconcileRuns, ..) => reconcile::runs(req, &env).await,
+        (RouteId::CompanyList, ..) => companies::list(req, &env).await,
+        (RouteId::CompanyImport, ..) => companies::import(req, &env).await,
+        (RouteId::MapLegacyDocuments, ..) => companies::map_documents(req, &env).await,
+        (RouteId::Metrics, ..) => operations::metrics(req, &env, config).await,
+        (RouteId::MetricsByVersion, ..) => operations::metrics_by_version(req, &env, config).await,
+        (RouteId::Alerts, ..) => alerts::list(req, &env).await,
+        (RouteId::DeadLetters, ..) => operations::dead_letters(req, &env).await,
+        (RouteId::ReplayDeadLetter, _, Some(id)) => operations::replay(id, &env).await,
+        (RouteId::RolloutGet, ..) => rollout::get(&env, config).await,
+        (RouteId::RolloutPut, ..) => rollout::put(req, &env, config).await,
+        (RouteId::RolloutReport, ..) => rollout::report(req, &env).await,
+        _ => Err(ApiError::NotFound(format!("no route for {method} {path}"))),
     }
 }

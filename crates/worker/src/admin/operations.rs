@@ -11,7 +11,7 @@ use crate::store::d1_history::D1History;
 use crate::store::d1_metrics::D1Metrics;
 use crate::store::r2::R2Documents;
 use crate::store::WorkerClock;
-use portfolio_core::admin::{page_size, OperationsRoute};
+use portfolio_core::admin::page_size;
 use portfolio_core::ingest::message::IngestCommand;
 use portfolio_core::operations::metrics::{
     ComparisonWindow, ComparisonWindowError, MetricsSummary, MetricsWindow, VersionComparison,
@@ -22,27 +22,16 @@ use serde_json::json;
 use std::collections::HashMap;
 use worker::{Env, Request, Response};
 
-pub async fn handle(
-    route: OperationsRoute,
-    req: Request,
-    env: &Env,
-    config: &ServiceConfig,
-) -> Result<Response, ApiError> {
-    match route {
-        OperationsRoute::Metrics => metrics(req, env, config).await,
-        OperationsRoute::MetricsByVersion => metrics_by_version(req, env, config).await,
-        OperationsRoute::DeadLetters => dead_letters(req, env).await,
-        OperationsRoute::Replay(id) => replay(id, env).await,
-        OperationsRoute::Alerts => super::alerts::list(req, env).await,
-    }
-}
-
 fn query(req: &Request) -> Result<HashMap<String, String>, ApiError> {
     Ok(req.url()?.query_pairs().into_owned().collect())
 }
 
 /// `GET /admin/metrics?window=1h|24h|7d`.
-async fn metrics(req: Request, env: &Env, config: &ServiceConfig) -> Result<Response, ApiError> {
+pub async fn metrics(
+    req: Request,
+    env: &Env,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     let query = query(&req)?;
     let window = MetricsWindow::parse(query.get("window").map(String::as_str))
         .map_err(|e| ApiError::BadRequest(WindowError::CODE, e.to_string()))?;
@@ -73,7 +62,7 @@ async fn metrics(req: Request, env: &Env, config: &ServiceConfig) -> Result<Resp
 
 /// `GET /admin/metrics/versions?window=15m`: public requests per Worker
 /// version over the window (default 1h), for a gradual deployment's checks.
-async fn metrics_by_version(
+pub async fn metrics_by_version(
     req: Request,
     env: &Env,
     config: &ServiceConfig,
@@ -96,7 +85,7 @@ async fn metrics_by_version(
 }
 
 /// `GET /admin/dead-letters?cursor=&limit=`: newest first.
-async fn dead_letters(req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn dead_letters(req: Request, env: &Env) -> Result<Response, ApiError> {
     let query = query(&req)?;
     let limit = page_size(query.get("limit").map(String::as_str))?;
     let before = id_cursor(query.get("cursor"))?;
@@ -120,7 +109,7 @@ async fn dead_letters(req: Request, env: &Env) -> Result<Response, ApiError> {
 
 /// `POST /admin/dead-letters/{id}/replay`: enqueues a forced run of the
 /// letter's document as R2 holds it now, like `POST /admin/documents/{key}/process`.
-async fn replay(id: u64, env: &Env) -> Result<Response, ApiError> {
+pub async fn replay(id: u64, env: &Env) -> Result<Response, ApiError> {
     let history = D1History::from_env(env).map_err(store_error)?;
     let letter = history
         .dead_letter(id)

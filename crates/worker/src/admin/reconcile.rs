@@ -6,24 +6,11 @@ use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::reconcile::{self, Started};
 use crate::store::metrics::Metrics;
-use portfolio_core::admin::{runs_limit, ReconcileRoute};
+use portfolio_core::admin::runs_limit;
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use serde::Deserialize;
 use std::collections::HashMap;
 use worker::{Env, Request, Response};
-
-pub async fn handle(
-    route: ReconcileRoute,
-    req: Request,
-    env: &Env,
-    config: &ServiceConfig,
-    metrics: &Metrics,
-) -> Result<Response, ApiError> {
-    match route {
-        ReconcileRoute::Start => start(req, env, config, metrics).await,
-        ReconcileRoute::Runs => runs(req, env).await,
-    }
-}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +19,7 @@ struct StartBody {
     page_size: Option<u32>,
 }
 
-async fn start(
+pub async fn start(
     mut req: Request,
     env: &Env,
     config: &ServiceConfig,
@@ -56,7 +43,7 @@ async fn start(
     }
 }
 
-async fn runs(req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn runs(req: Request, env: &Env) -> Result<Response, ApiError> {
     let query: HashMap<String, String> = req.url()?.query_pairs().into_owned().collect();
     let limit = runs_limit(query.get("limit").map(String::as_str))?;
     let runs: Vec<serde_json::Value> = reconcile::latest_runs(env, limit)
