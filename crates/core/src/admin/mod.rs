@@ -122,5 +122,71 @@ pub fn merge_processor_status(row: &mut serde_json::Value, processor: &serde_jso
     }
 }
 
+/// A `x-content-sha256` claim the body does not hash to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("body hashes to {actual}, the request said {claimed}")]
+pub struct ShaMismatch {
+    /// The body's SHA-256 (hex).
+    pub actual: String,
+    /// What the request claimed, as sent.
+    pub claimed: String,
+}
+
+impl ShaMismatch {
+    /// Stable error code for the `{ "error": { "code" } }` body.
+    pub const CODE: &'static str = "sha256_mismatch";
+}
+
+/// Whether an upload's claimed hash (the `x-content-sha256` header, if sent)
+/// is its body's `actual` one: case and surrounding blanks do not matter.
+pub fn check_sha_claim(claimed: Option<&str>, actual: &str) -> Result<(), ShaMismatch> {
+    match claimed {
+        Some(claimed) if !claimed.trim().eq_ignore_ascii_case(actual) => Err(ShaMismatch {
+            actual: actual.to_owned(),
+            claimed: claimed.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A `status` filter that names no status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("status must be one of {0}")]
+pub struct BadStatus(String);
+
+impl BadStatus {
+    /// Stable error code for the `{ "error": { "code" } }` body.
+    pub const CODE: &'static str = "bad_status";
+}
+
+/// The `status` filter of `GET /admin/documents`: absent, or one of `known`
+/// (the public statuses, which ingestion owns).
+pub fn status_filter<'a>(
+    given: Option<&'a str>,
+    known: &[&str],
+) -> Result<Option<&'a str>, BadStatus> {
+    match given {
+        Some(status) if !known.contains(&status) => Err(BadStatus(known.join(", "))),
+        other => Ok(other),
+    }
+}
+
+/// `GET /admin/documents/{key}`: the D1 row overlaid with its processor's
+/// view of the run; the processor's view alone while no row exists yet (a
+/// first run); `None` when neither knows the document.
+#[must_use]
+pub fn document_status(
+    row: Option<serde_json::Value>,
+    processor: serde_json::Value,
+) -> Option<serde_json::Value> {
+    match row {
+        Some(mut row) => {
+            merge_processor_status(&mut row, &processor);
+            Some(row)
+        }
+        None => processor.get("status").is_some().then_some(processor),
+    }
+}
+
 #[cfg(test)]
 mod tests;

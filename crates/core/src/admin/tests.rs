@@ -76,3 +76,38 @@ fn the_processor_overrides_the_run_fields_only() {
             "progress": { "done": 1, "total": 2 }, "attempts": 1, "chunk_count": 3 })
     );
 }
+
+#[test]
+fn a_sha_claim_must_match_the_body() {
+    let actual = "ab12";
+    assert_eq!(check_sha_claim(None, actual), Ok(()));
+    assert_eq!(check_sha_claim(Some(" AB12 "), actual), Ok(()));
+    let err = check_sha_claim(Some("ff"), actual).unwrap_err();
+    assert_eq!(err.to_string(), "body hashes to ab12, the request said ff");
+}
+
+#[test]
+fn a_status_filter_names_a_known_status() {
+    let known = ["queued", "ready"];
+    assert_eq!(status_filter(None, &known), Ok(None));
+    assert_eq!(status_filter(Some("ready"), &known), Ok(Some("ready")));
+    assert_eq!(
+        status_filter(Some("nope"), &known).unwrap_err().to_string(),
+        "status must be one of queued, ready"
+    );
+}
+
+#[test]
+fn a_document_status_needs_a_row_or_a_processor_run() {
+    let processor = serde_json::json!({ "status": "processing", "step": "embed" });
+    assert_eq!(
+        document_status(None, processor.clone()),
+        Some(processor.clone())
+    );
+    assert_eq!(document_status(None, serde_json::json!({})), None);
+    let row = serde_json::json!({ "key": "a.md", "status": "ready" });
+    assert_eq!(
+        document_status(Some(row), processor),
+        Some(serde_json::json!({ "key": "a.md", "status": "processing", "step": "embed" }))
+    );
+}

@@ -4,6 +4,7 @@
 //! keyset paging (`paging`); never decides status codes of platform failures
 //! (the Worker maps errors in one place).
 
+pub mod health;
 pub mod paging;
 pub mod routes;
 

@@ -34,6 +34,24 @@ pub fn cut_page<T>(mut rows: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> Strin
     Page { rows, cursor }
 }
 
+/// A `cursor` that is not one this service handed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`cursor` must be the `cursor` of a previous page")]
+pub struct BadCursor;
+
+impl BadCursor {
+    /// Stable error code for the `{ "error": { "code" } }` body.
+    pub const CODE: &'static str = "bad_cursor";
+}
+
+/// An id cursor of a newest-first listing: absent or empty is 0, the start.
+pub fn id_cursor(cursor: Option<&str>) -> Result<u64, BadCursor> {
+    match cursor {
+        None | Some("") => Ok(0),
+        Some(text) => text.parse::<u64>().map_err(|_| BadCursor),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +68,14 @@ mod tests {
         assert_eq!(last.cursor, None);
         let empty = cut_page(Vec::<u8>::new(), 2, ToString::to_string);
         assert!(empty.rows.is_empty() && empty.cursor.is_none());
+    }
+
+    #[test]
+    fn id_cursors_are_whole_numbers_or_the_start() {
+        assert_eq!(id_cursor(None), Ok(0));
+        assert_eq!(id_cursor(Some("")), Ok(0));
+        assert_eq!(id_cursor(Some("17")), Ok(17));
+        assert_eq!(id_cursor(Some("x")), Err(BadCursor));
+        assert_eq!(id_cursor(Some("-1")), Err(BadCursor));
     }
 }
