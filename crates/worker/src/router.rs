@@ -1,11 +1,10 @@
 //! Wires requests to handlers by the route table's ids
 //! (`portfolio_core::api::routes`): no path strings, no logic of its own.
 
-use crate::bindings::{self, RATE_LIMIT_PERIOD_SECONDS};
-use crate::config::{ConfigError, ServiceConfig};
+use crate::bindings::RATE_LIMIT_PERIOD_SECONDS;
 use crate::error::{json_response, ApiError};
 use crate::query::{catalog, chat, cors, rollout, search};
-use crate::store::metrics::Metrics;
+use crate::root::Root;
 use crate::{admin, health, page};
 use portfolio_core::api::routes::{
     allowed_methods, is_admin_path, listing, resolve, Limiter, OtherMethods, Resolution, RouteId,
@@ -14,27 +13,21 @@ use portfolio_core::operations::rollout::{
     client_key, route as route_for, Route, CLIENT_ID_HEADER,
 };
 use portfolio_core::shared::client::rate_limit_key;
-use worker::{Context, Env, Method, Request, Response};
+use worker::{Context, Method, Request, Response};
 
 /// Routes one request; every failure becomes a JSON error response.
-pub async fn handle(
-    req: Request,
-    env: Env,
-    config: Result<ServiceConfig, ConfigError>,
-    ctx: &Context,
-    metrics: &Metrics,
-) -> worker::Result<Response> {
+pub async fn handle(req: Request, root: &Root, ctx: &Context) -> worker::Result<Response> {
     let path = req.path();
     let origin = cors::origin(&req);
     if path.starts_with("/api/") && req.method() == Method::Options {
-        return cors::preflight(origin.as_deref(), &env);
+        return cors::preflight(origin.as_deref(), root);
     }
     let request_id = request_id(&req);
     // workers-rs maps a method it does not know (`QUERY`, `FOO`) to GET; such
     // a request must not be served as one (found by schemathesis).
     let raw_method = req.inner().method();
     let mut response = if KNOWN_METHODS.contains(&raw_method.as_str()) {
-        route(req, &env, ctx, &config, &path, &request_id, metrics).await
+        route(req, root, ctx, &path, &request_id).await
     } else {
         Err(ApiError::MethodNotAllowed(format!(
             "{raw_method} is not allowed on {path}"
@@ -42,7 +35,7 @@ pub async fn handle(
     }
     .or_else(|e| e.into_response(&request_id))?;
     if path.starts_with("/api/") {
-        response = cors::apply(origin.as_deref(), &env, response)?;
+        response = cors::apply(origin.as_deref(), root, response)?;
     }
     let headers = response.headers().clone();
     headers.set(REQUEST_ID_HEADER, &request_id)?;
@@ -82,24 +75,20 @@ fn request_id(req: &Request) -> String {
 
 async fn route(
     req: Request,
-    env: &Env,
+    root: &Root,
     ctx: &Context,
-    config: &Result<ServiceConfig, ConfigError>,
     path: &str,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     // The token is checked before anything else, configuration included.
     if is_admin_path(path) {
-        return admin::handle(req, env.clone(), config, metrics).await;
+        return admin::handle(req, root).await;
     }
     let method = req.method();
     let resolution = resolve(method.as_ref(), path);
     match &resolution {
         // Health answers even when the configuration is invalid: it says why.
-        Resolution::Found(m) if m.route.id == RouteId::Health => {
-            return health::report(env, config).await
-        }
+        Resolution::Found(m) if m.route.id == RouteId::Health => return health::report(root).await,
         Resolution::WrongMethod {
             answer: OtherMethods::NotAllowed,
             ..
@@ -110,7 +99,7 @@ async fn route(
         }
         _ => {}
     }
-    let config = config.as_ref().map_err(|_| {
+    let config = root.config().as_ref().map_err(|_| {
         ApiError::Misconfigured(
             "the service's configuration is invalid; GET /api/health names the vars to fix".into(),
         )
@@ -120,28 +109,25 @@ async fn route(
         return Err(not_found());
     };
     if let Some(limiter) = matched.route.limiter {
-        rate_limit(&req, env, limiter).await?;
+        rate_limit(&req, root, limiter).await?;
     }
     match matched.route.id {
-        RouteId::Search => search::handle(req, env, config, metrics).await,
+        RouteId::Search => search::handle(req, root, config).await,
         RouteId::Chat => {
-            let plan = rollout::plan(env, config).await;
+            let plan = rollout::plan(root, config).await;
             let client = client_key(
                 req.headers().get(CLIENT_ID_HEADER)?.as_deref(),
                 req.headers().get("CF-Connecting-IP")?.as_deref(),
             );
             match (route_for(&plan, &client), plan.legacy_url.as_deref()) {
                 (Route::Legacy { shadow }, Some(legacy_url)) => {
-                    rollout::proxy(
-                        req, env, ctx, config, legacy_url, shadow, request_id, metrics,
-                    )
-                    .await
+                    rollout::proxy(req, root, ctx, config, legacy_url, shadow, request_id).await
                 }
-                _ => chat::handle(req, env, config, request_id, metrics).await,
+                _ => chat::handle(req, root, config, request_id).await,
             }
         }
-        RouteId::Companies => catalog::companies(env).await,
-        RouteId::Documents => catalog::documents(&req, env).await,
+        RouteId::Companies => catalog::companies(root).await,
+        RouteId::Documents => catalog::documents(&req, root).await,
         RouteId::ApiListing => Ok(json_response(
             &serde_json::json!({ "service": "portfolio-docs", "endpoints": listing(None) }),
             200,
@@ -157,8 +143,8 @@ async fn route(
 
 /// Per-client budget of a route (its limiter's binding; absent: no limit),
 /// keyed by IPv4 address or IPv6 /64.
-async fn rate_limit(req: &Request, env: &Env, limiter: Limiter) -> Result<(), ApiError> {
-    let Ok(binding) = env.rate_limiter(bindings::rate_limiter(limiter)) else {
+async fn rate_limit(req: &Request, root: &Root, limiter: Limiter) -> Result<(), ApiError> {
+    let Some(binding) = root.rate_limiter(limiter) else {
         return Ok(());
     };
     let client = req.headers().get("CF-Connecting-IP").ok().flatten();

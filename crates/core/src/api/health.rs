@@ -5,9 +5,10 @@
 
 use super::{BindingStatus, HealthReport, ProviderStatus};
 use crate::admin::MIN_ADMIN_TOKEN_CHARS;
-use crate::config::{ConfigError, IndexKind, ServiceConfig};
-use crate::operations::deployment::WorkerVersion;
+use crate::config::{ConfigError, ServiceConfig};
+use crate::index::IndexKind;
 use crate::index::VectorIndexError;
+use crate::operations::deployment::WorkerVersion;
 
 /// A binding the service expects: name, kind, and whether its absence
 /// makes the service `degraded`.

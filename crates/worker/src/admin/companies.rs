@@ -3,25 +3,25 @@
 //! from the source's UUIDs to integer ids. Validation is
 //! `portfolio_core::admin::companies`'; the SQL is `store::d1_companies`'.
 
-use crate::bindings;
-use crate::error::{json_response, ApiError};
-use crate::store::d1_companies::D1Companies;
+use crate::error::{bad_json, json_response, ApiError};
+use crate::root::Root;
 use portfolio_core::admin::companies::{
     validate_companies, validate_document_legacy_ids, CompanyImportBatch, DocumentLegacyIdBatch,
 };
 use portfolio_core::admin::page_size;
+use portfolio_core::api::paging::{cut_page, fetch_size};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashMap;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
 
 async fn body<T: DeserializeOwned>(mut req: Request) -> Result<T, ApiError> {
     let text = req.text().await?;
-    serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))
+    serde_json::from_str(&text).map_err(|e| bad_json(&e))
 }
 
-pub async fn import(req: Request, env: &Env) -> Result<Response, ApiError> {
-    let store = D1Companies::new(env.d1(bindings::DB)?);
+pub async fn import(req: Request, root: &Root) -> Result<Response, ApiError> {
+    let store = root.companies()?;
     let batch: CompanyImportBatch = body(req).await?;
     let companies = validate_companies(batch)
         .map_err(|e| ApiError::BadRequest("bad_company", e.to_string()))?;
@@ -41,8 +41,8 @@ pub async fn import(req: Request, env: &Env) -> Result<Response, ApiError> {
     )?)
 }
 
-pub async fn map_documents(req: Request, env: &Env) -> Result<Response, ApiError> {
-    let store = D1Companies::new(env.d1(bindings::DB)?);
+pub async fn map_documents(req: Request, root: &Root) -> Result<Response, ApiError> {
+    let store = root.companies()?;
     let batch: DocumentLegacyIdBatch = body(req).await?;
     let documents = validate_document_legacy_ids(batch)
         .map_err(|e| ApiError::BadRequest("bad_mapping", e.to_string()))?;
@@ -62,8 +62,8 @@ pub async fn map_documents(req: Request, env: &Env) -> Result<Response, ApiError
     )?)
 }
 
-pub async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
-    let store = D1Companies::new(env.d1(bindings::DB)?);
+pub async fn list(req: Request, root: &Root) -> Result<Response, ApiError> {
+    let store = root.companies()?;
     let url = req.url()?;
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
     let limit = page_size(query.get("limit").map(String::as_str))?;
@@ -73,16 +73,10 @@ pub async fn list(req: Request, env: &Env) -> Result<Response, ApiError> {
         })?,
         None => 0,
     };
-    let mut rows = store.list(after, limit + 1).await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let cursor = if more {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let rows = store.list(after, fetch_size(limit)).await?;
+    let page = cut_page(rows, limit, |r| r.id.to_string());
     Ok(json_response(
-        &json!({ "companies": rows, "cursor": cursor }),
+        &json!({ "companies": page.rows, "cursor": page.cursor }),
         200,
     )?)
 }

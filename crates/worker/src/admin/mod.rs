@@ -1,38 +1,28 @@
 //! The operator (admin) API: every route here needs `Authorization: Bearer
 //! <ADMIN_TOKEN>` (compared in constant time). Owns the token check and the
-//! dispatch (documents, index, reconciliation); must never answer an admin
-//! route, known or not, before the token passed. Request checks come from
-//! `portfolio_core::admin`.
+//! dispatch on the route table's ids (`portfolio_core::api::routes`); must
+//! never answer an admin route, known or not, before the token passed.
+//! Request checks come from `portfolio_core::admin`.
 
 mod alerts;
 mod companies;
 mod documents;
-pub mod index;
+mod index;
 mod objects;
 mod operations;
 mod reconcile;
 mod rollout;
 
-use crate::config::{ConfigError, ServiceConfig};
-use crate::error::json_response;
-use crate::error::ApiError;
-use crate::store::metrics::Metrics;
+use crate::error::{json_response, ApiError};
+use crate::root::Root;
 use portfolio_core::admin::is_authorized;
 use portfolio_core::api::routes::{listing, resolve, OtherMethods, Resolution, RouteId};
-use wasm_bindgen::JsValue;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
 
-/// Name of the secret (or var, locally) holding the admin token.
-pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
-
-/// `Ok` when the request carries the configured admin token. Read from the
-/// raw environment: a secret and a var are both plain strings there.
-pub fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
-    let expected = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(ADMIN_TOKEN))
-        .ok()
-        .and_then(|v| v.as_string());
+/// `Ok` when the request carries the configured admin token.
+fn authorize(req: &Request, root: &Root) -> Result<(), ApiError> {
     let presented = req.headers().get("Authorization").ok().flatten();
-    if is_authorized(presented.as_deref(), expected.as_deref()) {
+    if is_authorized(presented.as_deref(), root.admin_token().as_deref()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
@@ -41,18 +31,14 @@ pub fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
 
 /// Handles any `/admin/...` request: token first, then the configuration
 /// (its problems in full: the caller is the operator), then the route.
-pub async fn handle(
-    req: Request,
-    env: Env,
-    config: &Result<ServiceConfig, ConfigError>,
-    metrics: &Metrics,
-) -> Result<Response, ApiError> {
-    authorize(&req, &env)?;
-    let config = config
+pub async fn handle(req: Request, root: &Root) -> Result<Response, ApiError> {
+    authorize(&req, root)?;
+    let config = root
+        .config()
         .as_ref()
         .map_err(|e| ApiError::Misconfigured(e.to_string()))?;
-    let path = req.path();
-    let method = req.method();
+    let (method, path) = (req.method(), req.path());
+    let no_route = || ApiError::NotFound(format!("no route for {method} {path}"));
     let matched = match resolve(method.as_ref(), &path) {
         Resolution::Found(matched) => matched,
         Resolution::BadParameter(e) => return Err(e.into()),
@@ -64,42 +50,39 @@ pub async fn handle(
                 "{method} is not allowed on {path}"
             )))
         }
-        Resolution::WrongMethod { .. } | Resolution::Unrouted => {
-            return Err(ApiError::NotFound(format!("no route for {method} {path}")))
-        }
+        Resolution::WrongMethod { .. } | Resolution::Unrouted => return Err(no_route()),
     };
-    let (key, id) = (matched.key, matched.id);
-    match (matched.route.id, key, id) {
+    match (matched.route.id, matched.key, matched.id) {
         (RouteId::AdminListing, ..) => Ok(json_response(
             &serde_json::json!({ "routes": listing(None) }),
             200,
         )?),
-        (RouteId::DocumentList, ..) => documents::list(req, &env).await,
-        (RouteId::DocumentGet, Some(key), _) => documents::status(key, &env).await,
-        (RouteId::DocumentPut, Some(key), _) => documents::put(key, req, &env).await,
-        (RouteId::DocumentDelete, Some(key), _) => documents::delete(key, &env).await,
-        (RouteId::DocumentProcess, Some(key), _) => documents::process(key, req, &env).await,
-        (RouteId::DocumentRuns, Some(key), _) => documents::runs(key, req, &env).await,
-        (RouteId::Object, Some(key), _) => objects::get(key, &env).await,
-        (RouteId::IndexDescribe, ..) => index::describe(req, env, config).await,
-        (RouteId::IndexCheck, ..) => index::check(req, env, config).await,
-        (RouteId::IndexQuery, ..) => index::query(req, env, config).await,
-        (RouteId::IndexUpsert, ..) => index::upsert(req, env, config).await,
-        (RouteId::IndexGet, ..) => index::get(req, env, config).await,
-        (RouteId::IndexDelete, ..) => index::delete(req, env, config).await,
-        (RouteId::ReconcileStart, ..) => reconcile::start(req, &env, config, metrics).await,
-        (RouteId::ReconcileRuns, ..) => reconcile::runs(req, &env).await,
-        (RouteId::CompanyList, ..) => companies::list(req, &env).await,
-        (RouteId::CompanyImport, ..) => companies::import(req, &env).await,
-        (RouteId::MapLegacyDocuments, ..) => companies::map_documents(req, &env).await,
-        (RouteId::Metrics, ..) => operations::metrics(req, &env, config).await,
-        (RouteId::MetricsByVersion, ..) => operations::metrics_by_version(req, &env, config).await,
-        (RouteId::Alerts, ..) => alerts::list(req, &env).await,
-        (RouteId::DeadLetters, ..) => operations::dead_letters(req, &env).await,
-        (RouteId::ReplayDeadLetter, _, Some(id)) => operations::replay(id, &env).await,
-        (RouteId::RolloutGet, ..) => rollout::get(&env, config).await,
-        (RouteId::RolloutPut, ..) => rollout::put(req, &env, config).await,
-        (RouteId::RolloutReport, ..) => rollout::report(req, &env).await,
-        _ => Err(ApiError::NotFound(format!("no route for {method} {path}"))),
+        (RouteId::DocumentList, ..) => documents::list(req, root).await,
+        (RouteId::DocumentGet, Some(key), _) => documents::status(key, root).await,
+        (RouteId::DocumentPut, Some(key), _) => documents::put(key, req, root).await,
+        (RouteId::DocumentDelete, Some(key), _) => documents::delete(key, root).await,
+        (RouteId::DocumentProcess, Some(key), _) => documents::process(key, req, root).await,
+        (RouteId::DocumentRuns, Some(key), _) => documents::runs(key, req, root).await,
+        (RouteId::Object, Some(key), _) => objects::get(key, root).await,
+        (RouteId::IndexDescribe, ..) => index::describe(root, config).await,
+        (RouteId::IndexCheck, ..) => index::check(root, config).await,
+        (RouteId::IndexQuery, ..) => index::query(req, root, config).await,
+        (RouteId::IndexUpsert, ..) => index::upsert(req, root, config).await,
+        (RouteId::IndexGet, ..) => index::get(req, root, config).await,
+        (RouteId::IndexDelete, ..) => index::delete(req, root, config).await,
+        (RouteId::ReconcileStart, ..) => reconcile::start(req, root, config).await,
+        (RouteId::ReconcileRuns, ..) => reconcile::runs(req, root).await,
+        (RouteId::CompanyList, ..) => companies::list(req, root).await,
+        (RouteId::CompanyImport, ..) => companies::import(req, root).await,
+        (RouteId::MapLegacyDocuments, ..) => companies::map_documents(req, root).await,
+        (RouteId::Metrics, ..) => operations::metrics(req, root, config).await,
+        (RouteId::MetricsByVersion, ..) => operations::metrics_by_version(req, root, config).await,
+        (RouteId::Alerts, ..) => alerts::list(root).await,
+        (RouteId::DeadLetters, ..) => operations::dead_letters(req, root).await,
+        (RouteId::ReplayDeadLetter, _, Some(id)) => operations::replay(id, root).await,
+        (RouteId::RolloutGet, ..) => rollout::get(root, config).await,
+        (RouteId::RolloutPut, ..) => rollout::put(req, root, config).await,
+        (RouteId::RolloutReport, ..) => rollout::report(req, root).await,
+        _ => Err(no_route()),
     }
 }

@@ -7,8 +7,7 @@ use super::search::retrieve;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::providers::metered_chat;
-use crate::store::metrics::Metrics;
+use crate::root::Root;
 use crate::store::WorkerClock;
 use futures_util::StreamExt;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
@@ -17,7 +16,7 @@ use portfolio_core::query::{cite, plan_chat, RetrievalTimings};
 use portfolio_core::shared::storage::Clock;
 use serde::Serialize;
 use serde_json::{json, Value};
-use worker::{console_error, Env, Headers, Request, Response};
+use worker::{console_error, Headers, Request, Response};
 
 fn sse(event: &str, data: &Value) -> Vec<u8> {
     format!("event: {event}\ndata: {data}\n\n").into_bytes()
@@ -45,15 +44,14 @@ pub fn accepts_sse(req: &Request) -> Result<bool, ApiError> {
 /// `POST /api/chat`.
 pub async fn handle(
     mut req: Request,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let started = now();
     let accept_sse = accepts_sse(&req)?;
     let body = read_limited(&mut req, MAX_CHAT_BODY_BYTES).await?;
-    answer(&body, accept_sse, started, env, config, request_id, metrics).await
+    answer(&body, accept_sse, started, root, config, request_id).await
 }
 
 /// The answer to a chat request's `body` (already read and within its
@@ -62,15 +60,15 @@ pub async fn answer(
     body: &[u8],
     accept_sse: bool,
     started: u64,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let plan = plan_chat(body, accept_sse)?;
-    let chat = metered_chat(env, config, metrics)
+    let chat = root
+        .chat(config)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
-    let retrieval = retrieve(env, config, &plan.search, metrics).await?;
+    let retrieval = retrieve(root, config, &plan.search).await?;
     let history: Vec<ChatMessage> = plan
         .history
         .iter()
@@ -109,7 +107,7 @@ pub async fn answer(
     let _ = tx.unbounded_send(sse("sources", &json!({ "sources": sources })));
     let retrieval_timings = retrieval.timings;
     let request_id = request_id.to_owned();
-    let metrics = metrics.clone();
+    let metrics = root.metrics().clone();
     wasm_bindgen_futures::spawn_local(async move {
         let generation_started = now();
         let delta_tx = tx.clone();
