@@ -1,18 +1,14 @@
 //! Wires requests to handlers by the route table's ids
 //! (`portfolio_core::api::routes`): no path strings, no logic of its own.
 
-use crate::bindings::RATE_LIMIT_PERIOD_SECONDS;
 use crate::error::{json_response, ApiError};
-use crate::query::{catalog, chat, cors, rollout, search};
+use crate::query::{self, catalog, cors, rollout, search};
 use crate::root::Root;
 use crate::{admin, health, page};
 use portfolio_core::api::routes::{
-    allowed_methods, is_admin_path, listing, resolve, Limiter, OtherMethods, Resolution, RouteId,
+    allowed_methods, is_admin_path, listing, resolve, OtherMethods, PublicRoute, Resolution,
+    RouteId,
 };
-use portfolio_core::operations::rollout::{
-    client_key, route as route_for, Route, CLIENT_ID_HEADER,
-};
-use portfolio_core::shared::client::rate_limit_key;
 use worker::{Context, Method, Request, Response};
 
 /// Routes one request; every failure becomes a JSON error response.
@@ -85,76 +81,51 @@ async fn route(
         return admin::handle(req, root).await;
     }
     let method = req.method();
-    let resolution = resolve(method.as_ref(), path);
-    match &resolution {
-        // Health answers even when the configuration is invalid: it says why.
-        Resolution::Found(m) if m.route.id == RouteId::Health => return health::report(root).await,
+    let not_found = || ApiError::NotFound(format!("no route for {method} {path}"));
+    let id = match resolve(method.as_ref(), path) {
+        Resolution::Found(matched) => Some(matched.route),
         Resolution::WrongMethod {
             answer: OtherMethods::NotAllowed,
             ..
         } => {
-            return Err(ApiError::MethodNotAllowed(format!(
-                "{method} is not allowed on {path}"
-            )))
+            let message = format!("{method} is not allowed on {path}");
+            return Err(ApiError::MethodNotAllowed(message));
         }
-        _ => {}
+        _ => None,
+    };
+    // Health answers even when the configuration is invalid: it says why.
+    if id.is_some_and(|r| r.id == RouteId::Public(PublicRoute::Health)) {
+        return health::report(root).await;
     }
     let config = root.config().as_ref().map_err(|_| {
         ApiError::Misconfigured(
             "the service's configuration is invalid; GET /api/health names the vars to fix".into(),
         )
     })?;
-    let not_found = || ApiError::NotFound(format!("no route for {method} {path}"));
-    let Resolution::Found(matched) = resolution else {
+    let Some(route) = id else {
         return Err(not_found());
     };
-    if let Some(limiter) = matched.route.limiter {
-        rate_limit(&req, root, limiter).await?;
+    if let Some(limiter) = route.limiter {
+        query::within_budget(&req, root, limiter).await?;
     }
-    match matched.route.id {
-        RouteId::Search => search::handle(req, root, config).await,
-        RouteId::Chat => {
-            let plan = rollout::plan(root, config).await;
-            let client = client_key(
-                req.headers().get(CLIENT_ID_HEADER)?.as_deref(),
-                req.headers().get("CF-Connecting-IP")?.as_deref(),
-            );
-            match (route_for(&plan, &client), plan.legacy_url.as_deref()) {
-                (Route::Legacy { shadow }, Some(legacy_url)) => {
-                    rollout::proxy(req, root, ctx, config, legacy_url, shadow, request_id).await
-                }
-                _ => chat::handle(req, root, config, request_id).await,
-            }
-        }
-        RouteId::Companies => catalog::companies(root).await,
-        RouteId::Documents => catalog::documents(&req, root).await,
-        RouteId::ApiListing => Ok(json_response(
+    let RouteId::Public(id) = route.id else {
+        return Err(not_found());
+    };
+    match id {
+        PublicRoute::Health => health::report(root).await,
+        PublicRoute::Search => search::handle(req, root, config).await,
+        PublicRoute::Chat => rollout::serve(req, root, ctx, config, request_id).await,
+        PublicRoute::Companies => catalog::companies(root).await,
+        PublicRoute::Documents => catalog::documents(&req, root).await,
+        PublicRoute::ApiListing => Ok(json_response(
             &serde_json::json!({ "service": "portfolio-docs", "endpoints": listing(None) }),
             200,
         )?),
-        RouteId::ChatPage | RouteId::ChatCss | RouteId::ChatJs if config.chat_page => {
-            page::asset(path)
-                .ok_or_else(not_found)?
-                .map_err(ApiError::from)
+        PublicRoute::ChatPage | PublicRoute::ChatCss | PublicRoute::ChatJs => {
+            match page::asset(path).filter(|_| config.chat_page) {
+                Some(response) => Ok(response?),
+                None => Err(not_found()),
+            }
         }
-        _ => Err(not_found()),
-    }
-}
-
-/// Per-client budget of a route (its limiter's binding; absent: no limit),
-/// keyed by IPv4 address or IPv6 /64.
-async fn rate_limit(req: &Request, root: &Root, limiter: Limiter) -> Result<(), ApiError> {
-    let Some(binding) = root.rate_limiter(limiter) else {
-        return Ok(());
-    };
-    let client = req.headers().get("CF-Connecting-IP").ok().flatten();
-    let outcome = binding.limit(rate_limit_key(client.as_deref())).await?;
-    if outcome.success {
-        Ok(())
-    } else {
-        Err(ApiError::TooManyRequests(format!(
-            "too many {} requests from this client; try again in {RATE_LIMIT_PERIOD_SECONDS} s",
-            limiter.what()
-        )))
     }
 }

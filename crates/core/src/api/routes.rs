@@ -11,9 +11,19 @@ use crate::document::keys::DocumentKey;
 use serde::Serialize;
 use thiserror::Error;
 
-/// What the Worker dispatches on: one variant per row of [`ROUTES`].
+/// What the Worker dispatches on: one variant per row of [`ROUTES`], split by
+/// access so each side's dispatch is an exhaustive match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteId {
+    /// A route anyone may call.
+    Public(PublicRoute),
+    /// A route behind the admin token.
+    Admin(AdminRoute),
+}
+
+/// The public routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PublicRoute {
     /// `GET /`: the chat page (unless `CHAT_PAGE=off`).
     ChatPage,
     /// `GET /assets/chat.css`.
@@ -32,8 +42,13 @@ pub enum RouteId {
     Companies,
     /// `GET /api/documents`.
     Documents,
-    /// `GET /admin`: the admin listing (every route of this table).
-    AdminListing,
+}
+
+/// The admin routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdminRoute {
+    /// `GET /admin`: the listing of every route of this table.
+    Listing,
     /// `GET /admin/documents`: the paged list.
     DocumentList,
     /// `GET /admin/documents/{key}/runs`: the document's run history. A key
@@ -149,11 +164,11 @@ pub struct Route {
     pub other_methods: OtherMethods,
 }
 
-const fn public(method: &'static str, path: &'static str, id: RouteId) -> Route {
+const fn public(method: &'static str, path: &'static str, id: PublicRoute) -> Route {
     Route {
         method,
         path,
-        id,
+        id: RouteId::Public(id),
         access: Access::Public,
         limiter: None,
         trailing_slash: false,
@@ -161,11 +176,11 @@ const fn public(method: &'static str, path: &'static str, id: RouteId) -> Route 
     }
 }
 
-const fn admin(method: &'static str, path: &'static str, id: RouteId) -> Route {
+const fn admin(method: &'static str, path: &'static str, id: AdminRoute) -> Route {
     Route {
         method,
         path,
-        id,
+        id: RouteId::Admin(id),
         access: Access::Admin,
         limiter: None,
         trailing_slash: true,
@@ -192,58 +207,59 @@ impl Route {
     }
 }
 
-use RouteId as R;
+use AdminRoute as A;
+use PublicRoute as P;
 
 /// Every route the Worker serves.
 pub const ROUTES: [Route; 36] = [
-    public("GET", "/", R::ChatPage),
-    public("GET", "/assets/chat.css", R::ChatCss),
-    public("GET", "/assets/chat.js", R::ChatJs),
-    public("GET", "/api", R::ApiListing),
-    public("GET", "/api/health", R::Health).refuses_other_methods(),
-    public("POST", "/api/search", R::Search)
+    public("GET", "/", P::ChatPage),
+    public("GET", "/assets/chat.css", P::ChatCss),
+    public("GET", "/assets/chat.js", P::ChatJs),
+    public("GET", "/api", P::ApiListing),
+    public("GET", "/api/health", P::Health).refuses_other_methods(),
+    public("POST", "/api/search", P::Search)
         .limited(Limiter::Search)
         .refuses_other_methods(),
-    public("POST", "/api/chat", R::Chat)
+    public("POST", "/api/chat", P::Chat)
         .limited(Limiter::Chat)
         .refuses_other_methods(),
-    public("GET", "/api/companies", R::Companies).refuses_other_methods(),
-    public("GET", "/api/documents", R::Documents).refuses_other_methods(),
-    admin("GET", "/admin", R::AdminListing).exact(),
-    admin("GET", "/admin/documents", R::DocumentList),
-    admin("GET", "/admin/documents/{key}/runs", R::DocumentRuns).exact(),
-    admin("POST", "/admin/documents/{key}/process", R::DocumentProcess).exact(),
-    admin("GET", "/admin/documents/{key}", R::DocumentGet).exact(),
-    admin("PUT", "/admin/documents/{key}", R::DocumentPut).exact(),
-    admin("DELETE", "/admin/documents/{key}", R::DocumentDelete).exact(),
-    admin("GET", "/admin/index", R::IndexDescribe).exact(),
-    admin("GET", "/admin/index/check", R::IndexCheck).exact(),
-    admin("POST", "/admin/index/query", R::IndexQuery).exact(),
-    admin("POST", "/admin/index/upsert", R::IndexUpsert).exact(),
-    admin("POST", "/admin/index/get", R::IndexGet).exact(),
-    admin("POST", "/admin/index/delete", R::IndexDelete).exact(),
-    admin("POST", "/admin/reconcile", R::ReconcileStart),
-    admin("GET", "/admin/reconcile/runs", R::ReconcileRuns),
-    admin("GET", "/admin/companies", R::CompanyList),
-    admin("POST", "/admin/companies", R::CompanyImport),
-    admin("POST", "/admin/legacy-ids/documents", R::MapLegacyDocuments),
-    admin("GET", "/admin/objects/{key}", R::Object).exact(),
-    admin("GET", "/admin/metrics", R::Metrics),
-    admin("GET", "/admin/metrics/versions", R::MetricsByVersion),
-    admin("GET", "/admin/alerts", R::Alerts),
-    admin("GET", "/admin/dead-letters", R::DeadLetters),
+    public("GET", "/api/companies", P::Companies).refuses_other_methods(),
+    public("GET", "/api/documents", P::Documents).refuses_other_methods(),
+    admin("GET", "/admin", A::Listing).exact(),
+    admin("GET", "/admin/documents", A::DocumentList),
+    admin("GET", "/admin/documents/{key}/runs", A::DocumentRuns).exact(),
+    admin("POST", "/admin/documents/{key}/process", A::DocumentProcess).exact(),
+    admin("GET", "/admin/documents/{key}", A::DocumentGet).exact(),
+    admin("PUT", "/admin/documents/{key}", A::DocumentPut).exact(),
+    admin("DELETE", "/admin/documents/{key}", A::DocumentDelete).exact(),
+    admin("GET", "/admin/index", A::IndexDescribe).exact(),
+    admin("GET", "/admin/index/check", A::IndexCheck).exact(),
+    admin("POST", "/admin/index/query", A::IndexQuery).exact(),
+    admin("POST", "/admin/index/upsert", A::IndexUpsert).exact(),
+    admin("POST", "/admin/index/get", A::IndexGet).exact(),
+    admin("POST", "/admin/index/delete", A::IndexDelete).exact(),
+    admin("POST", "/admin/reconcile", A::ReconcileStart),
+    admin("GET", "/admin/reconcile/runs", A::ReconcileRuns),
+    admin("GET", "/admin/companies", A::CompanyList),
+    admin("POST", "/admin/companies", A::CompanyImport),
+    admin("POST", "/admin/legacy-ids/documents", A::MapLegacyDocuments),
+    admin("GET", "/admin/objects/{key}", A::Object).exact(),
+    admin("GET", "/admin/metrics", A::Metrics),
+    admin("GET", "/admin/metrics/versions", A::MetricsByVersion),
+    admin("GET", "/admin/alerts", A::Alerts),
+    admin("GET", "/admin/dead-letters", A::DeadLetters),
     admin(
         "POST",
         "/admin/dead-letters/{id}/replay",
-        R::ReplayDeadLetter,
+        A::ReplayDeadLetter,
     ),
-    admin("GET", "/admin/rollout", R::RolloutGet)
+    admin("GET", "/admin/rollout", A::RolloutGet)
         .exact()
         .refuses_other_methods(),
-    admin("PUT", "/admin/rollout", R::RolloutPut)
+    admin("PUT", "/admin/rollout", A::RolloutPut)
         .exact()
         .refuses_other_methods(),
-    admin("GET", "/admin/rollout/report", R::RolloutReport)
+    admin("GET", "/admin/rollout/report", A::RolloutReport)
         .exact()
         .refuses_other_methods(),
 ];
@@ -501,59 +517,67 @@ mod tests {
     #[test]
     fn document_routes_are_parsed_from_method_and_path() {
         let cases = [
-            ("GET", "/admin/documents", (R::DocumentList, None, None)),
-            ("GET", "/admin/documents/", (R::DocumentList, None, None)),
+            (
+                "GET",
+                "/admin/documents",
+                (RouteId::Admin(A::DocumentList), None, None),
+            ),
+            (
+                "GET",
+                "/admin/documents/",
+                (RouteId::Admin(A::DocumentList), None, None),
+            ),
             (
                 "PUT",
                 "/admin/documents/companies/acme/a.md",
-                key(R::DocumentPut, "companies/acme/a.md"),
+                key(RouteId::Admin(A::DocumentPut), "companies/acme/a.md"),
             ),
             (
                 "DELETE",
                 "/admin/documents/a.md",
-                key(R::DocumentDelete, "a.md"),
+                key(RouteId::Admin(A::DocumentDelete), "a.md"),
             ),
             (
                 "GET",
                 "/admin/documents/a%20b.md",
-                key(R::DocumentGet, "a b.md"),
+                key(RouteId::Admin(A::DocumentGet), "a b.md"),
             ),
             (
                 "POST",
                 "/admin/documents/x/a.md/process",
-                key(R::DocumentProcess, "x/a.md"),
+                key(RouteId::Admin(A::DocumentProcess), "x/a.md"),
             ),
             // Only POST strips `/process`: a GET of such a key is a key.
             (
                 "GET",
                 "/admin/documents/x/process",
-                key(R::DocumentGet, "x/process"),
+                key(RouteId::Admin(A::DocumentGet), "x/process"),
             ),
             (
                 "GET",
                 "/admin/documents/x/a.md/runs",
-                key(R::DocumentRuns, "x/a.md"),
+                key(RouteId::Admin(A::DocumentRuns), "x/a.md"),
             ),
             // A key ending in `/runs` is read with its slash encoded.
             (
                 "GET",
                 "/admin/documents/x%2Fruns",
-                key(R::DocumentGet, "x/runs"),
+                key(RouteId::Admin(A::DocumentGet), "x/runs"),
             ),
             (
                 "PUT",
                 "/admin/documents/x/runs",
-                key(R::DocumentPut, "x/runs"),
+                key(RouteId::Admin(A::DocumentPut), "x/runs"),
             ),
             (
                 "GET",
                 "/admin/objects/companies/a%20b.md",
-                key(R::Object, "companies/a b.md"),
+                key(RouteId::Admin(A::Object), "companies/a b.md"),
             ),
             (
                 "POST",
                 "/admin/dead-letters/42/replay",
-                (R::ReplayDeadLetter, None, Some(42)),
+                (RouteId::Admin(A::ReplayDeadLetter), None, Some(42)),
             ),
         ];
         for (method, path, expected) in cases {
@@ -564,15 +588,39 @@ mod tests {
     #[test]
     fn fixed_routes_take_a_trailing_slash_where_declared() {
         for (method, path, id) in [
-            ("POST", "/admin/reconcile", R::ReconcileStart),
-            ("GET", "/admin/reconcile/runs/", R::ReconcileRuns),
-            ("GET", "/admin/alerts/", R::Alerts),
-            ("POST", "/admin/companies/", R::CompanyImport),
-            ("POST", "/admin/legacy-ids/documents", R::MapLegacyDocuments),
-            ("GET", "/admin/metrics/versions", R::MetricsByVersion),
-            ("POST", "/admin/dead-letters/5/replay/", R::ReplayDeadLetter),
-            ("GET", "/api/health", R::Health),
-            ("GET", "/admin", R::AdminListing),
+            (
+                "POST",
+                "/admin/reconcile",
+                RouteId::Admin(A::ReconcileStart),
+            ),
+            (
+                "GET",
+                "/admin/reconcile/runs/",
+                RouteId::Admin(A::ReconcileRuns),
+            ),
+            ("GET", "/admin/alerts/", RouteId::Admin(A::Alerts)),
+            (
+                "POST",
+                "/admin/companies/",
+                RouteId::Admin(A::CompanyImport),
+            ),
+            (
+                "POST",
+                "/admin/legacy-ids/documents",
+                RouteId::Admin(A::MapLegacyDocuments),
+            ),
+            (
+                "GET",
+                "/admin/metrics/versions",
+                RouteId::Admin(A::MetricsByVersion),
+            ),
+            (
+                "POST",
+                "/admin/dead-letters/5/replay/",
+                RouteId::Admin(A::ReplayDeadLetter),
+            ),
+            ("GET", "/api/health", RouteId::Public(P::Health)),
+            ("GET", "/admin", RouteId::Admin(A::Listing)),
         ] {
             assert_eq!(found(method, path).0, id, "{method} {path}");
         }

@@ -16,7 +16,10 @@ mod rollout;
 use crate::error::{json_response, ApiError};
 use crate::root::Root;
 use portfolio_core::admin::is_authorized;
-use portfolio_core::api::routes::{listing, resolve, OtherMethods, Resolution, RouteId};
+use portfolio_core::api::routes::{
+    listing, resolve, AdminRoute as A, OtherMethods, Resolution, RouteId,
+};
+use serde_json::json;
 use worker::{Request, Response};
 
 /// `Ok` when the request carries the configured admin token.
@@ -46,43 +49,43 @@ pub async fn handle(req: Request, root: &Root) -> Result<Response, ApiError> {
             answer: OtherMethods::NotAllowed,
             ..
         } => {
-            return Err(ApiError::MethodNotAllowed(format!(
-                "{method} is not allowed on {path}"
-            )))
+            let message = format!("{method} is not allowed on {path}");
+            return Err(ApiError::MethodNotAllowed(message));
         }
         Resolution::WrongMethod { .. } | Resolution::Unrouted => return Err(no_route()),
     };
-    match (matched.route.id, matched.key, matched.id) {
-        (RouteId::AdminListing, ..) => Ok(json_response(
-            &serde_json::json!({ "routes": listing(None) }),
-            200,
-        )?),
-        (RouteId::DocumentList, ..) => documents::list(req, root).await,
-        (RouteId::DocumentGet, Some(key), _) => documents::status(key, root).await,
-        (RouteId::DocumentPut, Some(key), _) => documents::put(key, req, root).await,
-        (RouteId::DocumentDelete, Some(key), _) => documents::delete(key, root).await,
-        (RouteId::DocumentProcess, Some(key), _) => documents::process(key, req, root).await,
-        (RouteId::DocumentRuns, Some(key), _) => documents::runs(key, req, root).await,
-        (RouteId::Object, Some(key), _) => objects::get(key, root).await,
-        (RouteId::IndexDescribe, ..) => index::describe(root, config).await,
-        (RouteId::IndexCheck, ..) => index::check(root, config).await,
-        (RouteId::IndexQuery, ..) => index::query(req, root, config).await,
-        (RouteId::IndexUpsert, ..) => index::upsert(req, root, config).await,
-        (RouteId::IndexGet, ..) => index::get(req, root, config).await,
-        (RouteId::IndexDelete, ..) => index::delete(req, root, config).await,
-        (RouteId::ReconcileStart, ..) => reconcile::start(req, root, config).await,
-        (RouteId::ReconcileRuns, ..) => reconcile::runs(req, root).await,
-        (RouteId::CompanyList, ..) => companies::list(req, root).await,
-        (RouteId::CompanyImport, ..) => companies::import(req, root).await,
-        (RouteId::MapLegacyDocuments, ..) => companies::map_documents(req, root).await,
-        (RouteId::Metrics, ..) => operations::metrics(req, root, config).await,
-        (RouteId::MetricsByVersion, ..) => operations::metrics_by_version(req, root, config).await,
-        (RouteId::Alerts, ..) => alerts::list(root).await,
-        (RouteId::DeadLetters, ..) => operations::dead_letters(req, root).await,
-        (RouteId::ReplayDeadLetter, _, Some(id)) => operations::replay(id, root).await,
-        (RouteId::RolloutGet, ..) => rollout::get(root, config).await,
-        (RouteId::RolloutPut, ..) => rollout::put(req, root, config).await,
-        (RouteId::RolloutReport, ..) => rollout::report(req, root).await,
-        _ => Err(no_route()),
+    let RouteId::Admin(id) = matched.route.id else {
+        return Err(no_route());
+    };
+    // The resolver fills the parameter its template names.
+    let key = || matched.key.clone().ok_or_else(no_route);
+    match id {
+        A::Listing => Ok(json_response(&json!({ "routes": listing(None) }), 200)?),
+        A::DocumentList => documents::list(req, root).await,
+        A::DocumentGet => documents::status(key()?, root).await,
+        A::DocumentPut => documents::put(key()?, req, root).await,
+        A::DocumentDelete => documents::delete(key()?, root).await,
+        A::DocumentProcess => documents::process(key()?, req, root).await,
+        A::DocumentRuns => documents::runs(key()?, req, root).await,
+        A::Object => objects::get(key()?, root).await,
+        A::IndexDescribe => index::describe(root, config).await,
+        A::IndexCheck => index::check(root, config).await,
+        A::IndexQuery => index::query(req, root, config).await,
+        A::IndexUpsert => index::upsert(req, root, config).await,
+        A::IndexGet => index::get(req, root, config).await,
+        A::IndexDelete => index::delete(req, root, config).await,
+        A::ReconcileStart => reconcile::start(req, root, config).await,
+        A::ReconcileRuns => reconcile::runs(req, root).await,
+        A::CompanyList => companies::list(req, root).await,
+        A::CompanyImport => companies::import(req, root).await,
+        A::MapLegacyDocuments => companies::map_documents(req, root).await,
+        A::Metrics => operations::metrics(req, root, config).await,
+        A::MetricsByVersion => operations::metrics_by_version(req, root, config).await,
+        A::Alerts => alerts::list(root).await,
+        A::DeadLetters => operations::dead_letters(req, root).await,
+        A::ReplayDeadLetter => operations::replay(matched.id.ok_or_else(no_route)?, root).await,
+        A::RolloutGet => rollout::get(root, config).await,
+        A::RolloutPut => rollout::put(req, root, config).await,
+        A::RolloutReport => rollout::report(req, root).await,
     }
 }

@@ -24,9 +24,10 @@ use futures_util::stream::LocalBoxStream;
 use futures_util::StreamExt;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::operations::rollout::{
-    after_first_chunk, after_head, after_no_response, legacy_outcome, utc_day, FailoverReason,
-    FirstChunk, LegacyEnding, NoResponse, RolloutPlan, RolloutSetting, ServedBy, SettingCache,
-    ShadowRecord, Step, SERVED_BY_HEADER,
+    after_first_chunk, after_head, after_no_response, client_key, legacy_outcome,
+    route as route_for, utc_day, FailoverReason, FirstChunk, LegacyEnding, NoResponse, RolloutPlan,
+    RolloutSetting, Route, ServedBy, SettingCache, ShadowRecord, Step, CLIENT_ID_HEADER,
+    SERVED_BY_HEADER,
 };
 use portfolio_core::query::{cite, plan_chat};
 use portfolio_core::shared::storage::{Clock, EventLog, Level};
@@ -115,6 +116,28 @@ pub async fn plan(root: &Root, config: &ServiceConfig) -> RolloutPlan {
     RolloutPlan::new(&config.rollout, setting(root).await)
 }
 
+/// `POST /api/chat`: answered here, or proxied to the old endpoint for the
+/// clients the plan leaves there (core's `route` decides which).
+pub async fn serve(
+    req: Request,
+    root: &Root,
+    ctx: &Context,
+    config: &ServiceConfig,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let plan = plan(root, config).await;
+    let client = client_key(
+        req.headers().get(CLIENT_ID_HEADER)?.as_deref(),
+        req.headers().get("CF-Connecting-IP")?.as_deref(),
+    );
+    match (route_for(&plan, &client), plan.legacy_url.as_deref()) {
+        (Route::Legacy { shadow }, Some(legacy_url)) => {
+            proxy(req, root, ctx, config, legacy_url, shadow, request_id).await
+        }
+        _ => chat::handle(req, root, config, request_id).await,
+    }
+}
+
 /// What the old API's answer turned out to be, once it has ended.
 struct LegacyWatch {
     status: u16,
@@ -151,7 +174,7 @@ struct Failover {
 /// service's retrieval runs for the same question after a passed-through
 /// answer has reached the client, and the comparison is recorded.
 #[allow(clippy::too_many_arguments)]
-pub async fn proxy(
+async fn proxy(
     mut req: Request,
     root: &Root,
     ctx: &Context,
