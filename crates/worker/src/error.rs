@@ -209,8 +209,8 @@ pub fn json_response<T: serde::Serialize>(body: &T, status: u16) -> worker::Resu
 }
 
 /// 400 with the parameter's code (`bad_key`, `bad_id`).
-impl From<portfolio_core::api::routes::RouteError> for ApiError {
-    fn from(err: portfolio_core::api::routes::RouteError) -> Self {
+impl From<portfolio_core::api::resolve::RouteError> for ApiError {
+    fn from(err: portfolio_core::api::resolve::RouteError) -> Self {
         Self::BadRequest(err.code(), err.to_string())
     }
 }

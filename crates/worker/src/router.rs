@@ -5,10 +5,8 @@ use crate::error::{json_response, ApiError};
 use crate::query::{self, catalog, cors, rollout, search};
 use crate::root::Root;
 use crate::{admin, health, page};
-use portfolio_core::api::routes::{
-    allowed_methods, is_admin_path, listing, resolve, OtherMethods, PublicRoute, Resolution,
-    RouteId,
-};
+use portfolio_core::api::resolve::{allowed_methods, is_admin_path, resolve, Resolution};
+use portfolio_core::api::routes::{listing, OtherMethods, PublicRoute, RouteId};
 use worker::{Context, Method, Request, Response};
 
 /// Routes one request; every failure becomes a JSON error response.

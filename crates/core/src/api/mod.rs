@@ -6,6 +6,7 @@
 
 pub mod health;
 pub mod paging;
+pub mod resolve;
 pub mod routes;
 
 use crate::operations::deployment::WorkerVersion;

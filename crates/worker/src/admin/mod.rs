@@ -16,9 +16,8 @@ mod rollout;
 use crate::error::{json_response, ApiError};
 use crate::root::Root;
 use portfolio_core::admin::is_authorized;
-use portfolio_core::api::routes::{
-    listing, resolve, AdminRoute as A, OtherMethods, Resolution, RouteId,
-};
+use portfolio_core::api::resolve::{resolve, Resolution};
+use portfolio_core::api::routes::{listing, AdminRoute as A, OtherMethods, RouteId};
 use serde_json::json;
 use worker::{Request, Response};
 

@@ -2,9 +2,9 @@
 //! (`GET /admin/documents/{key}`), never the raw path, so the number of
 //! distinct labels stays small whatever clients send; and which labels are
 //! the public service's (what a version comparison counts). Both derived
-//! from the route table (`crate::api::routes`); never a path list of its own.
+//! from the route table (`crate::api::routes`, matched by `crate::api::resolve`); never a path list of its own.
 
-use crate::api::routes::{is_public_template, template};
+use crate::api::resolve::{is_public_template, template};
 
 /// Methods kept as they are in labels; anything else is `OTHER`.
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
