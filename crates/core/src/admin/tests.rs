@@ -66,7 +66,8 @@ fn run_limits_outside_the_range_are_refused() {
 
 #[test]
 fn the_processor_overrides_the_run_fields_only() {
-    let mut row = serde_json::json!({ "key": "a.md", "status": "ready", "chunk_count": 3, "attempts": 0 });
+    let mut row =
+        serde_json::json!({ "key": "a.md", "status": "ready", "chunk_count": 3, "attempts": 0 });
     let processor = serde_json::json!({ "key": "a.md", "status": "processing", "step": "embed",
         "progress": { "done": 1, "total": 2 }, "attempts": 1, "chunk_count": 99 });
     merge_processor_status(&mut row, &processor);
