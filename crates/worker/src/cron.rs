@@ -7,11 +7,10 @@
 //! failures are logged.
 
 use crate::root::Root;
-use crate::store::d1_alerts::KEEP_MS as ALERTS_KEEP_MS;
-use crate::store::d1_rollout::KEEP_MS as SHADOW_KEEP_MS;
 use crate::store::{ConsoleLog, WorkerClock};
 use crate::{alerts, ingest, reconcile};
 use portfolio_core::config::ServiceConfig;
+use portfolio_core::operations::OPERATIONS_RETENTION_MS;
 use portfolio_core::shared::storage::{Clock, EventLog, Level};
 use serde_json::json;
 
@@ -52,7 +51,7 @@ async fn prune(root: &Root, config: &ServiceConfig) {
     };
     match root.alerts() {
         Ok(store) => {
-            if let Err(e) = store.prune(now.saturating_sub(ALERTS_KEEP_MS)).await {
+            if let Err(e) = store.prune(now.saturating_sub(OPERATIONS_RETENTION_MS)).await {
                 failed("alerts_prune_failed", e.to_string());
             }
         }
@@ -60,7 +59,7 @@ async fn prune(root: &Root, config: &ServiceConfig) {
     }
     match root.rollout() {
         Ok(store) => {
-            if let Err(e) = store.prune(now.saturating_sub(SHADOW_KEEP_MS)).await {
+            if let Err(e) = store.prune(now.saturating_sub(OPERATIONS_RETENTION_MS)).await {
                 failed("shadow_prune_failed", e.to_string());
             }
         }
