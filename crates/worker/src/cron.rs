@@ -51,7 +51,10 @@ async fn prune(root: &Root, config: &ServiceConfig) {
     };
     match root.alerts() {
         Ok(store) => {
-            if let Err(e) = store.prune(now.saturating_sub(OPERATIONS_RETENTION_MS)).await {
+            if let Err(e) = store
+                .prune(now.saturating_sub(OPERATIONS_RETENTION_MS))
+                .await
+            {
                 failed("alerts_prune_failed", e.to_string());
             }
         }
@@ -59,7 +62,10 @@ async fn prune(root: &Root, config: &ServiceConfig) {
     }
     match root.rollout() {
         Ok(store) => {
-            if let Err(e) = store.prune(now.saturating_sub(OPERATIONS_RETENTION_MS)).await {
+            if let Err(e) = store
+                .prune(now.saturating_sub(OPERATIONS_RETENTION_MS))
+                .await
+            {
                 failed("shadow_prune_failed", e.to_string());
             }
         }
