@@ -72,7 +72,7 @@ fn start_worker(state: &Path) -> LocalWorker {
     );
     let config = state.join("wrangler.json");
     let status = Command::new(root.join("node_modules/.bin/node"))
-        .arg(root.join("scripts/prebuilt-config.mjs"))
+        .arg(root.join("tests/harness/prebuilt-config.mjs"))
         .arg(&config)
         .status()
         .unwrap();

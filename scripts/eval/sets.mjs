@@ -1,9 +1,9 @@
 // The evaluation sets (eval/debian-tune, eval/debian-report: BEIR-format man
-// pages and questions, built by scripts/build-eval-sets.py) as the scripts read them.
+// pages and questions, built by scripts/eval/build-sets.py) as the scripts read them.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
-const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "../..");
 /** Both sets, relative to the repository root. */
 export const EVAL_SETS = ["eval/debian-tune", "eval/debian-report"];
 

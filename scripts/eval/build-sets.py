@@ -17,8 +17,8 @@ Questions, each judged to be answered by its page (relevance 1):
           "How do I sort by file size, largest first?" (at most 2 per page,
           none that occurs in two pages, never naming the command or flag).
 
-  python3 scripts/build-eval-sets.py           writes eval/debian-{tune,report}
-  python3 scripts/build-eval-sets.py --check   rebuilds into a temporary folder and
+  python3 scripts/eval/build-sets.py           writes eval/debian-{tune,report}
+  python3 scripts/eval/build-sets.py --check   rebuilds into a temporary folder and
                                                fails if the committed sets differ
 """
 
@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "eval"
 PACKAGES = [
     "apt", "bsdutils", "bzip2", "coreutils", "curl", "diffutils", "dpkg", "file",
@@ -334,7 +334,7 @@ def write_readme(target, set_name, counts, versions):
         f"""# {set_name}
 
 A retrieval evaluation set in BEIR format ({role}), built by
-`python3 scripts/build-eval-sets.py` from the manual pages (sections 1 and 8)
+`python3 scripts/eval/build-sets.py` from the manual pages (sections 1 and 8)
 of the Debian packages below. `--check` rebuilds it and fails on any
 difference.
 

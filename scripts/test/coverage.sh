@@ -6,7 +6,7 @@
 # and fails when a crate falls under COVERAGE_MIN percent (default 80).
 # Extra arguments go to the test binaries (scripts/test.sh passes --skip fuzz_).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PATH="$HOME/.cargo/bin:$PATH"
 out=test-output/coverage
 mkdir -p "$out"

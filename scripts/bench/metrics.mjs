@@ -4,7 +4,7 @@
 // main's, copied aside), "after" is build/ (every request records a data
 // point, written to D1 after the response through waitUntil).
 //
-//   node scripts/bench-metrics.mjs --before /tmp/build-before [--after build] [--rounds 2] [--n 300]
+//   node scripts/bench/metrics.mjs --before /tmp/build-before [--after build] [--rounds 2] [--n 300]
 //     [--sink d1|analytics-engine|both]   (the after build's METRICS_SINK; with Analytics
 //                                         Engine a local METRICS dataset binding is added)
 //
@@ -14,7 +14,7 @@
 // (Worker + local D1: an upper bound on the Worker's own). Not a test.
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { startLocalStack, stopLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
+import { startLocalStack, stopLocalStack, workerdCpuSeconds } from "../../tests/harness/local-stack.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -26,7 +26,7 @@ const { values } = parseArgs({
   },
 });
 if (!values.before) {
-  console.error("usage: node scripts/bench-metrics.mjs --before DIR [--after DIR] [--rounds R] [--n N]");
+  console.error("usage: node scripts/bench/metrics.mjs --before DIR [--after DIR] [--rounds R] [--n N]");
   process.exit(2);
 }
 const TOKEN = "bench-admin-token-not-a-secret-001";

@@ -11,13 +11,13 @@
 // and Miniflare's, such as the local D1 binding), built-ins such as fetch, and
 // garbage collection.
 //
-//   node scripts/profile-search.mjs [--queries N] [--modes fused,vector,keyword,tag]
+//   node scripts/bench/profile-search.mjs [--queries N] [--modes fused,vector,keyword,tag]
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
 import WebSocket from "ws";
-import { argument } from "./cli.mjs";
-import { manPagesAndQuestions } from "./eval-sets.mjs";
-import { freePort, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
+import { argument } from "../lib/cli.mjs";
+import { manPagesAndQuestions } from "../eval/sets.mjs";
+import { freePort, startLocalStack, workerdCpuSeconds } from "../../tests/harness/local-stack.mjs";
 
 const TOKEN = "profile-admin-token-not-a-secret-01";
 const QUERIES = Number(argument("queries", "200"));

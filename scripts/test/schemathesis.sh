@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Property-based API testing: schemathesis generates requests from
 # openapi.yaml and runs them against the built Worker under `wrangler dev`
-# (scripts/api-test-stack.mjs: sample corpus ingested, rate limiters off).
+# (scripts/test/api-test-stack.mjs: sample corpus ingested, rate limiters off).
 # Fails on any 5xx, any response that does not match the schema, and the
 # other checks of `--checks all`. Prints the number of test cases tried.
 #
@@ -10,7 +10,7 @@
 # Needs the built Worker (scripts/build-worker.sh) and the virtualenv that
 # scripts/setup.sh installs (.venv-schemathesis).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 st=.venv-schemathesis/bin/schemathesis
 if [ ! -x "$st" ]; then
@@ -23,7 +23,7 @@ mkdir -p "$out"
 # The stack lives as long as its stdin: a FIFO held open by this script.
 fifo=$(mktemp -u)
 mkfifo "$fifo"
-node_modules/.bin/node scripts/api-test-stack.mjs <"$fifo" >"$out/stack.out" 2>"$out/stack.err" &
+node_modules/.bin/node scripts/test/api-test-stack.mjs <"$fifo" >"$out/stack.out" 2>"$out/stack.err" &
 stack_pid=$!
 exec 3>"$fifo"
 rm -f "$fifo"

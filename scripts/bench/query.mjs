@@ -10,7 +10,7 @@
 // single-source search mode (vector, keyword, tag), which shows where a fused
 // search's CPU goes.
 //
-//   node scripts/bench-query.mjs [chunks ...] [--corpus generated|debian] [--by-source]
+//   node scripts/bench/query.mjs [chunks ...] [--corpus generated|debian] [--by-source]
 //        [--rounds N] [--main BUILD/index.js] [--metrics-out FILE]
 //   (default sizes 1000 5000 10000; --metrics-out writes GET /admin/metrics?window=1h at the end)
 //
@@ -24,9 +24,9 @@
 //   documentation while the corpus grows.
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
-import { argument } from "./cli.mjs";
-import { manPagesAndQuestions } from "./eval-sets.mjs";
-import { saveMetricsReport, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
+import { argument } from "../lib/cli.mjs";
+import { manPagesAndQuestions } from "../eval/sets.mjs";
+import { saveMetricsReport, startLocalStack, workerdCpuSeconds } from "../../tests/harness/local-stack.mjs";
 
 const optionValues = new Set(["--corpus", "--rounds", "--main", "--metrics-out"].map((o) => process.argv[process.argv.indexOf(o) + 1]));
 const sizes = process.argv

@@ -1,14 +1,14 @@
 // Starts the built Worker under `wrangler dev` for tools that drive the
-// public API from outside (scripts/schemathesis.sh): rate limiters removed
+// public API from outside (scripts/test/schemathesis.sh): rate limiters removed
 // (one client sends every request), the sample corpus ingested through the
 // admin API and ready, so searches and chats have something to return.
 // Prints `BASE_URL=<url>` once ready and stays up until stdin closes or it is
 // signalled; the wrangler process group and its state go with it.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { startLocalStack, stopLocalStack } from "./local-stack.mjs";
+import { startLocalStack, stopLocalStack } from "../../tests/harness/local-stack.mjs";
 
-const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "../..");
 // Not a secret: a token for this throwaway local stack only.
 const ADMIN_TOKEN = "api-test-stack-token-not-a-secret-0001";
 

@@ -9,7 +9,7 @@ import { readdirSync } from "node:fs";
 import path from "node:path";
 import { experimental_readRawConfig } from "wrangler";
 
-export const root = path.resolve(import.meta.dirname, "..");
+export const root = path.resolve(import.meta.dirname, "../..");
 export const ENVIRONMENTS = ["dev", "staging", "production"];
 
 export class CloudflareApiError extends Error {

@@ -19,7 +19,7 @@
 // The chat endpoint is served twice: on the control port (`url`) and on a
 // port of its own (`endpointUrl`), the one `down` closes.
 //
-//   node scripts/legacy-chat-standin.mjs [--port 8792]
+//   node tests/standins/legacy-chat.mjs [--port 8792]
 import { createServer } from "node:http";
 import path from "node:path";
 import { pathToFileURL } from "node:url";

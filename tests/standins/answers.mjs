@@ -1,5 +1,5 @@
 // What the provider stand-ins answer, shared by the OpenAI-compatible one
-// (scripts/provider-standin.mjs, Node) and the Workers AI one
+// (tests/standins/provider.mjs, Node) and the Workers AI one
 // (tests/standins/workers-ai.js, workerd): deterministic embeddings from
 // hashed words, tag answers in the shape the tagging prompt asks for, and
 // chat answers citing passage [1]. No Node or Workers APIs here.

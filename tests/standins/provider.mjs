@@ -29,11 +29,11 @@
 // Control (JSON): POST /__standin/rules, GET /__standin/requests?match=…,
 // GET /__standin/stats, POST /__standin/reset.
 //
-//   node scripts/provider-standin.mjs [--port N] [--latency-ms N] [--concurrency N] [--api-key K]
+//   node tests/standins/provider.mjs [--port N] [--latency-ms N] [--concurrency N] [--api-key K]
 import { createServer } from "node:http";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { chatAnswer, embed, rerankScore } from "./standin-answers.mjs";
+import { chatAnswer, embed, rerankScore } from "./answers.mjs";
 
 /** OpenAI's documented request limits for `/v1/embeddings`. */
 const MAX_EMBEDDING_INPUTS = 2048;

@@ -3,13 +3,13 @@
 // on start), no deploy environments, absolute paths (the file lives
 // elsewhere). Used by the vitest projects, the benchmarks and tests that spawn
 // `wrangler dev` on the build made once per test run, so none can drift.
-// CLI: node scripts/prebuilt-config.mjs <output.json>
+// CLI: node tests/harness/prebuilt-config.mjs <output.json>
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { experimental_readRawConfig } from "wrangler";
 
-const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "../..");
 
 /**
  * Writes the derived config to `out` and returns `out`. `vars` are merged
@@ -36,7 +36,7 @@ export function writePrebuiltConfig(out, { vars = {}, drop = [], main, extra = {
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const out = process.argv[2];
   if (!out) {
-    console.error("usage: node scripts/prebuilt-config.mjs <output.json>");
+    console.error("usage: node tests/harness/prebuilt-config.mjs <output.json>");
     process.exit(2);
   }
   writePrebuiltConfig(out);

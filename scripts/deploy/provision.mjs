@@ -1,6 +1,6 @@
 // From an empty Cloudflare account to a serving environment, idempotently:
 //
-//   node scripts/provision.mjs --env staging [--dry-run] [--config wrangler.jsonc] [--workers-subdomain NAME]
+//   node scripts/deploy/provision.mjs --env staging [--dry-run] [--config wrangler.jsonc] [--workers-subdomain NAME]
 //
 // Reads what exists (Cloudflare's REST API, the endpoints wrangler uses), prints the plan,
 // then creates only what is missing, in the order the platform needs: the D1 database (its

@@ -3,7 +3,7 @@
 // 1536-dim vectors through POST /admin/index/upsert, then times
 // POST /admin/index/query (top_k 10, metadata returned) end to end.
 //
-//   node scripts/bench-d1-index.mjs [N ...] [--main BUILD/index.js]   (default: 1000 2500 5000 10000 20000)
+//   node scripts/bench/d1-index.mjs [N ...] [--main BUILD/index.js]   (default: 1000 2500 5000 10000 20000)
 //   --main runs another build of the Worker (a before/after comparison on one machine).
 //
 // Build the Worker first (scripts/build-worker.sh). Prints one row per N with the
@@ -12,7 +12,7 @@
 // each load, which brings the isolate's index cache up to date.
 // Local D1 has no network hop: production D1 adds its round trips per page
 // (one page per 1000 rows), so treat these figures as a lower bound.
-import { startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
+import { startLocalStack, workerdCpuSeconds } from "../../tests/harness/local-stack.mjs";
 
 const mainAt = process.argv.indexOf("--main");
 const main = mainAt > 0 ? process.argv[mainAt + 1] : undefined;

@@ -1,5 +1,5 @@
 // Retrieval evaluation through the real service: starts the built Worker under
-// `wrangler dev` (scripts/local-stack.mjs), ingests a BEIR-format set
+// `wrangler dev` (tests/harness/local-stack.mjs), ingests a BEIR-format set
 // (corpus.jsonl, queries.jsonl, qrels/test.tsv) through the admin API, waits
 // until every document is ready, then asks every query of the set through
 // POST /api/search in each mode (`mode` and `fusion` are request options, so
@@ -8,14 +8,14 @@
 // nDCG@10, Recall@10, MRR@10 and latency per mode (nDCG@10 also per question
 // kind, the queries' `metadata.kind`).
 //
-//   node scripts/eval.mjs --set eval/debian-report [--embedder hashing|minilm]
+//   node scripts/eval/eval.mjs --set eval/debian-report [--embedder hashing|minilm]
 //        [--reranker local|none] [--rerank-candidates N]
 //        [--modes vector,keyword,tag,fused,fused_reranked] [--fusion vector=1,keyword=0.5,tag=0,k=60]
 //        [--candidates N] [--sweep] [--max-queries N] [--json FILE] [--main BUILD/index.js]
 //
 // --main runs another build of the Worker (e.g. a copy of build/, so that
 //   rebuilding during a long run does not reload the Worker under it).
-// --embedder minilm starts scripts/embed-server.sh (all-MiniLM-L6-v2, an
+// --embedder minilm starts scripts/dev/embed-server.sh (all-MiniLM-L6-v2, an
 //   OpenAI-compatible /v1/embeddings server on loopback) and points the
 //   service's `openai` embedder at it; hashing is the offline default.
 // --reranker local (the default) points the service's `http` reranker
@@ -37,11 +37,11 @@
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { argument, flag } from "./cli.mjs";
-import { readJsonl } from "./eval-sets.mjs";
-import { freePort, startLocalStack, workerdCpuSeconds } from "./local-stack.mjs";
+import { argument, flag } from "../lib/cli.mjs";
+import { readJsonl } from "./sets.mjs";
+import { freePort, startLocalStack, workerdCpuSeconds } from "../../tests/harness/local-stack.mjs";
 
-const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "../..");
 const TOKEN = "eval-admin-token-not-a-secret-0001";
 const CUTOFF = 10;
 const CHUNKS_ASKED = 30; // top_k: enough chunks for 10 distinct documents

@@ -1,13 +1,13 @@
 // Loads a folder of markdown documents into a running service through its
 // admin API (PUT /admin/documents/{key}, the path a user takes without R2
 // notifications) and waits until every document is ready.
-// Usage: node scripts/load-samples.mjs --url http://localhost:8787 --token T [--dir samples] [--timeout-s 60]
+// Usage: node scripts/dev/load-samples.mjs --url http://localhost:8787 --token T [--dir samples] [--timeout-s 60]
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { argument } from "./cli.mjs";
+import { argument } from "../lib/cli.mjs";
 
-const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "../..");
 
 function markdownFiles(dir) {
   const out = [];
@@ -57,7 +57,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.met
   const url = argument("url", "http://localhost:8787");
   const token = argument("token", process.env.ADMIN_TOKEN);
   if (!token) {
-    console.error("usage: node scripts/load-samples.mjs --url URL --token ADMIN_TOKEN [--dir DIR]");
+    console.error("usage: node scripts/dev/load-samples.mjs --url URL --token ADMIN_TOKEN [--dir DIR]");
     process.exit(2);
   }
   const started = Date.now();

@@ -2,17 +2,17 @@
 // chats while 50 documents are uploaded through the admin API. Passes when
 // no request fails, every uploaded document becomes ready and every answer
 // has sources; prints latencies and the ingestion time. Run after
-// scripts/build-worker.sh: node_modules/.bin/node scripts/load-test.mjs
+// scripts/build-worker.sh: node_modules/.bin/node scripts/test/load-test.mjs
 // (CHATS, DOCUMENTS override the counts).
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { startLocalStack, stopLocalStack } from "./local-stack.mjs";
+import { startLocalStack, stopLocalStack } from "../../tests/harness/local-stack.mjs";
 
 const CHATS = Number(process.env.CHATS ?? 100);
 const DOCUMENTS = Number(process.env.DOCUMENTS ?? 50);
 // Not a secret: a token for this throwaway local stack only.
 const TOKEN = "load-test-stack-token-not-a-secret-0001";
-const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "../..");
 const auth = { authorization: `Bearer ${TOKEN}` };
 
 function percentile(sorted, p) {

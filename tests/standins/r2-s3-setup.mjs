@@ -4,8 +4,8 @@
 // R2 bucket, a producer on the service's ingest queue, both by name from the service's config);
 // r2-s3-port.json runs in a second `wrangler dev` process and gives it its own port, reaching
 // it through wrangler's dev registry (WRANGLER_REGISTRY_PATH, the same for both processes).
-// Used by scripts/local-stack.mjs (`s3: true`) and scripts/dev.sh (`--s3`).
-// CLI (dev.sh): node scripts/r2-s3-standin.mjs configs --dir DIR --service-config FILE
+// Used by tests/harness/local-stack.mjs (`s3: true`) and scripts/dev.sh (`--s3`).
+// CLI (dev.sh): node tests/standins/r2-s3-setup.mjs configs --dir DIR --service-config FILE
 //   writes the configs (and DIR/credentials.json once) and prints shell assignments.
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -13,7 +13,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { experimental_readRawConfig } from "wrangler";
 
-const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "../..");
 
 /** The stand-in's Worker name: what the port Worker's service binding names in the dev registry. */
 export const S3_STANDIN_NAME = "r2-s3-standin";
@@ -129,7 +129,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
   const [command, ...rest] = process.argv.slice(2);
   const arg = (name) => rest[rest.indexOf(`--${name}`) + 1];
   if (command !== "configs" || !rest.includes("--dir") || !rest.includes("--service-config")) {
-    console.error("usage: node scripts/r2-s3-standin.mjs configs --dir DIR --service-config FILE");
+    console.error("usage: node tests/standins/r2-s3-setup.mjs configs --dir DIR --service-config FILE");
     process.exit(2);
   }
   const dir = path.resolve(arg("dir"));

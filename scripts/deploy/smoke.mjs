@@ -1,7 +1,7 @@
 // Smoke test of a running service: health, one search, one chat. Used by the
 // deploy script between rollout steps and runnable on its own:
 //
-//   node scripts/smoke.mjs --url https://staging.example.com \
+//   node scripts/deploy/smoke.mjs --url https://staging.example.com \
 //     [--question "…"] [--worker NAME --version ID [--expect-version ID]] [--timeout-ms 10000]
 //
 // With --worker and --version every request carries
@@ -81,7 +81,7 @@ function parseArgs(argv) {
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const args = parseArgs(process.argv.slice(2));
   if (!args.url) {
-    console.error("usage: node scripts/smoke.mjs --url URL [--question Q] [--worker NAME --version ID] [--expect-version ID] [--timeout-ms N]");
+    console.error("usage: node scripts/deploy/smoke.mjs --url URL [--question Q] [--worker NAME --version ID] [--expect-version ID] [--timeout-ms N]");
     process.exit(2);
   }
   const result = await smoke({ ...args, timeoutMs: Number(args.timeoutMs ?? 10_000) });

@@ -1,15 +1,16 @@
 // Starts the already-built Worker under `wrangler dev` on a free loopback
 // port with a fresh persisted state (local D1 migrated, R2, Queues, Durable
-// Objects), for the benchmarks. The process group and the state are removed
-// when the calling process exits.
+// Objects), for tests/local, the benchmarks, the evaluation and the load test:
+// the one place JS starts `wrangler dev`. The process group and the state are
+// removed when the calling process exits. Never asserts anything: callers do.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { writePrebuiltConfig } from "./prebuilt-config.mjs";
-import { newCredentials, S3_REGION, waitForS3Standin, writeS3StandinConfigs } from "./r2-s3-standin.mjs";
+import { newCredentials, S3_REGION, waitForS3Standin, writeS3StandinConfigs } from "../standins/r2-s3-setup.mjs";
 
-const root = path.resolve(import.meta.dirname, "..");
+const root = path.resolve(import.meta.dirname, "../..");
 let groupId = null;
 let stopStack = null;
 /** How to start the stack's `wrangler dev` again (same state, same port), after `killLocalStack`. */

@@ -1,6 +1,6 @@
 // Ingestion benchmark on the local stack (`wrangler dev`: local D1, R2,
 // Queues, Durable Objects) with the OpenAI-compatible provider stand-in
-// (scripts/provider-standin.mjs) answering every embedding and tagging call
+// (tests/standins/provider.mjs) answering every embedding and tagging call
 // after a fixed latency. Prints, per scenario, documents/minute, chunks/second
 // and the ratio of wall time to the provider time (the floor: what a run
 // cannot go below with that provider):
@@ -10,13 +10,13 @@
 // - N documents put at once: one processor per document, so they overlap and
 //   the ratio drops below 1.
 //
-//   node scripts/bench-ingest.mjs [--latency-ms 200] [--docs 50] [--metrics-out FILE]
+//   node scripts/bench/ingest.mjs [--latency-ms 200] [--docs 50] [--metrics-out FILE]
 //
 // `--metrics-out FILE` writes GET /admin/metrics?window=1h at the end.
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
-import { saveMetricsReport, startLocalStack } from "./local-stack.mjs";
-import { startProviderStandin } from "./provider-standin.mjs";
+import { saveMetricsReport, startLocalStack } from "../../tests/harness/local-stack.mjs";
+import { startProviderStandin } from "../../tests/standins/provider.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);

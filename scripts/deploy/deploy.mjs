@@ -1,7 +1,7 @@
 // Releases the built Worker to an environment as a canary, or rolls it back:
 //
-//   node scripts/deploy.mjs --env production --smoke-url https://www.example.com [--steps 10,50,100]
-//   node scripts/deploy.mjs --env production --rollback [--to VERSION_ID]
+//   node scripts/deploy/deploy.mjs --env production --smoke-url https://www.example.com [--steps 10,50,100]
+//   node scripts/deploy/deploy.mjs --env production --rollback [--to VERSION_ID]
 //   … --dry-run   reads the account and prints the decisions and commands, changing nothing
 //
 // A release decides first, and says why, whether it needs a non-versioned `wrangler deploy`:
@@ -293,7 +293,7 @@ async function rollback({ env, service, to, run, envFlag, message, abort }) {
     run(["rollback", ...(to ? [to] : []), ...envFlag, "--message", `rollback: ${message}`, "-y"]);
   } catch (err) {
     if (/Durable Object migration/i.test(err.output ?? err.message)) {
-      abort(`Cloudflare refuses to roll ${env.name} back to ${to ?? "the previous version"}: a Durable Object migration happened since that version (rollbacks page). The way back is forward: revert the change in git and release it (\`node scripts/deploy.mjs --env ${env.env}\`), keeping the migrated classes in wrangler.jsonc.`);
+      abort(`Cloudflare refuses to roll ${env.name} back to ${to ?? "the previous version"}: a Durable Object migration happened since that version (rollbacks page). The way back is forward: revert the change in git and release it (\`node scripts/deploy/deploy.mjs --env ${env.env}\`), keeping the migrated classes in wrangler.jsonc.`);
     }
     abort(err.message);
   }

@@ -8,7 +8,7 @@
 // Control (JSON): GET /__receiver/messages, POST /__receiver/fail
 //   `{ "count": n, "status": 503 }` (the next n notices fail), POST /__receiver/reset.
 //
-//   node scripts/webhook-receiver.mjs [--port 8791]
+//   node tests/standins/webhook.mjs [--port 8791]
 import { createServer } from "node:http";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
