@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use support::postgres::cluster;
-use support::worker::{start_worker, LocalWorker, TOKEN};
 use support::*;
+use test_support::worker::{start_worker, LocalWorker, TOKEN};
 
 const DOCUMENTS: u32 = 10_000;
 /// Longest wait for the ingestion of every document, from the import's start.

@@ -29,8 +29,8 @@ use r2_sync::target::ingest_api::{AdminToken, IngestApiConfig, IngestApiTarget};
 use r2_sync::walk::{WalkOptions, DEFAULT_IGNORE_FILE};
 use r2_sync::ProgressSink;
 use support::postgres::cluster;
-use support::worker::{start_worker, LocalWorker, TOKEN};
 use support::*;
+use test_support::worker::{start_worker, LocalWorker, TOKEN};
 
 /// `push --yes`: applies without asking.
 struct Yes;

@@ -19,8 +19,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::postgres::tls_cluster;
-use support::worker::{start_worker, LocalWorker, TOKEN};
 use support::*;
+use test_support::worker::{start_worker, LocalWorker, TOKEN};
 
 fn import_cmd(worker: &LocalWorker, from: &Path, extra: &[&str]) -> std::process::Command {
     let mut cmd = bin();

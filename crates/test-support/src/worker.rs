@@ -1,21 +1,30 @@
-//! The built Worker under `wrangler dev` (local D1, R2, Queues, Durable
-//! Objects), in its own process group, killed with the group on drop; as
-//! `crates/r2-sync/tests/worker_e2e.rs` starts it. Needs
-//! `bash scripts/build-worker.sh` and the npm packages.
+//! The built Worker under `wrangler dev` (local D1 migrated, R2, Queues,
+//! Durable Objects) with a fresh state, in its own process group, killed
+//! with the group on drop; and admin requests to it carrying [`TOKEN`].
+//! Needs `bash scripts/build-worker.sh` and the npm packages; never builds.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use crate::free_port;
 
+/// The Worker's `ADMIN_TOKEN`: a throwaway local stack's, not a secret.
 pub const TOKEN: &str = "e2e-admin-token-not-a-secret-00001";
+
+/// How long `wrangler dev` may take to answer its health check.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// Per request; the local stack can be slow under a loaded test run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `wrangler dev` serving the built Worker on `127.0.0.1:port`.
+#[derive(Debug)]
 pub struct LocalWorker {
     child: Child,
     pub port: u16,
@@ -30,44 +39,46 @@ impl Drop for LocalWorker {
     }
 }
 
+/// `(status, body)` of an answer; status 0 with the error when none came.
+fn answer(response: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    match response {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
 impl LocalWorker {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// `(status, body)` of an admin request.
+    fn agent() -> ureq::Agent {
+        ureq::AgentBuilder::new().timeout(REQUEST_TIMEOUT).build()
+    }
+
+    /// `(status, body)` of a `GET` (admin token sent).
     pub fn get(&self, path: &str) -> (u16, String) {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(30))
-            .build();
-        match agent
-            .get(&format!("{}{path}", self.url()))
-            .set("Authorization", &format!("Bearer {TOKEN}"))
-            .call()
-        {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => (0, e.to_string()),
-        }
+        answer(
+            Self::agent()
+                .get(&format!("{}{path}", self.url()))
+                .set("Authorization", &format!("Bearer {TOKEN}"))
+                .call(),
+        )
     }
 
     /// `(status, body)` of a request with a body (admin token sent).
     pub fn send(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(30))
-            .build();
-        match agent
-            .request(method, &format!("{}{path}", self.url()))
-            .set("Authorization", &format!("Bearer {TOKEN}"))
-            .set("Content-Type", content_type)
-            .send_string(body)
-        {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => (0, e.to_string()),
-        }
+        answer(
+            Self::agent()
+                .request(method, &format!("{}{path}", self.url()))
+                .set("Authorization", &format!("Bearer {TOKEN}"))
+                .set("Content-Type", content_type)
+                .send_string(body),
+        )
     }
 
+    /// The JSON body of a `GET` that must answer 200.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let (code, body) = self.get(path);
         assert_eq!(code, 200, "{path}: {body}");
@@ -75,8 +86,8 @@ impl LocalWorker {
     }
 
     /// Every document `GET /admin/documents` lists, by key, page by page.
-    pub fn documents(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
-        let mut out = std::collections::BTreeMap::new();
+    pub fn documents(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut out = BTreeMap::new();
         let mut cursor = String::new();
         loop {
             let page = self.get_json(&format!(
@@ -94,6 +105,7 @@ impl LocalWorker {
     }
 }
 
+/// PATH with the npm packages' binaries first: wrangler needs their Node 22.
 fn npm_path(root: &Path) -> String {
     format!(
         "{}:{}",
@@ -102,6 +114,9 @@ fn npm_path(root: &Path) -> String {
     )
 }
 
+/// Starts the built Worker with its state under `state` (the config, the
+/// persisted D1/R2/Queues, `wrangler-dev.log`) and waits until
+/// `/api/health` answers 200.
 pub fn start_worker(state: &Path) -> LocalWorker {
     let root = repo_root();
     let wrangler = root.join("node_modules/.bin/wrangler");
@@ -163,7 +178,7 @@ pub fn start_worker(state: &Path) -> LocalWorker {
         child: cmd.spawn().unwrap(),
         port,
     };
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if worker.get("/api/health").0 == 200 {
             return worker;
