@@ -51,6 +51,14 @@ pub fn peak_rss(stderr: &str) -> String {
         .to_owned()
 }
 
+/// `cmd` (a [`bin`] or [`measured_bin`]) given `export --json
+/// --database-url URL --out DIR`: the export most tests start from.
+pub fn export_to(mut cmd: Command, database_url: &str, out: &std::path::Path) -> Command {
+    cmd.args(["export", "--json", "--database-url", database_url, "--out"])
+        .arg(out);
+    cmd
+}
+
 /// Reads a JSONL file into values.
 pub fn jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
