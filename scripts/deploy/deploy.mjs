@@ -312,6 +312,6 @@ function gitDescription() {
   }
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === path.join(root, "scripts", "deploy.mjs")) {
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   await main();
 }

@@ -194,6 +194,6 @@ async function main() {
   log(`${e.name} provisioned: ${steps.length} step${steps.length > 1 ? "s" : ""} done; run it again to check (it should say nothing to do)`);
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === path.join(root, "scripts", "provision.mjs")) {
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   await main();
 }

@@ -117,7 +117,7 @@ function percentile(values, p) {
 
 async function startEmbedServer() {
   const port = await freePort();
-  const child = spawn("bash", [path.join(root, "scripts", "embed-server.sh"), "--port", String(port)], {
+  const child = spawn("bash", [path.join(root, "scripts", "dev", "embed-server.sh"), "--port", String(port)], {
     cwd: root,
     detached: true,
     stdio: ["ignore", "pipe", "inherit"],

