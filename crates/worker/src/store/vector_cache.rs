@@ -172,7 +172,7 @@ async fn sync(
     let lock = SYNC.with(Rc::clone);
     // Another request of this isolate is syncing. Waiting for it would mean being woken from
     // that request's I/O context, which workerd refuses (the waiter is cancelled as "hung":
-    // found by scripts/load-test.mjs): answer this request from the exact D1 scan instead.
+    // found by scripts/test/load-test.mjs): answer this request from the exact D1 scan instead.
     let Some(_guard) = lock.try_lock() else {
         return Ok(Synced::Busy);
     };
