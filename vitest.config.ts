@@ -15,28 +15,28 @@
 //   (tests/standins/workers-ai.js) through a service binding.
 // - `providers`: the same Worker with `EMBEDDING_PROVIDER=openai` and
 //   `CHAT_PROVIDER=openai` against the provider stand-in
-//   (scripts/provider-standin.mjs, a real HTTP server started here), with short
+//   (tests/standins/provider.mjs, a real HTTP server started here), with short
 //   time limits and backoffs so injected faults play out within a test.
 // - `alerts`: the Worker with its chat provider on the provider stand-in, low
 //   alert thresholds, and ALERT_WEBHOOK_URL on a local webhook receiver
-//   (scripts/webhook-receiver.mjs, a real HTTP server started here), so the
+//   (tests/standins/webhook.mjs, a real HTTP server started here), so the
 //   Worker's own fetch delivers the notices.
 // - `bulk`: the Worker with EMBEDDING_PROVIDER=openai on a second provider
 //   stand-in that computes 2 requests at a time with 100 ms each (latency grows
 //   with load), a 1 s request limit and INGEST_PROVIDER_CONCURRENCY=2, for bulk
 //   ingestion through the provider gate.
 // - `rollout`: the Worker with LEGACY_CHAT_URL on a local stand-in of the old
-//   chat endpoint (scripts/legacy-chat-standin.mjs, a real HTTP server started
+//   chat endpoint (tests/standins/legacy-chat.mjs, a real HTTP server started
 //   here; its endpoint port can be taken down), ROLLOUT_PERCENT=80 and a 1 s
 //   LEGACY_FIRST_BYTE_TIMEOUT_MS, for the cut-over's split, proxy, shadow and
 //   failover.
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
-import { writePrebuiltConfig } from "./scripts/prebuilt-config.mjs";
-import { startProviderStandin } from "./scripts/provider-standin.mjs";
-import { startWebhookReceiver } from "./scripts/webhook-receiver.mjs";
-import { startLegacyChatStandin } from "./scripts/legacy-chat-standin.mjs";
+import { writePrebuiltConfig } from "./tests/harness/prebuilt-config.mjs";
+import { startProviderStandin } from "./tests/standins/provider.mjs";
+import { startWebhookReceiver } from "./tests/standins/webhook.mjs";
+import { startLegacyChatStandin } from "./tests/standins/legacy-chat.mjs";
 
 const root = import.meta.dirname;
 
@@ -231,7 +231,7 @@ export default defineConfig(async () => {
                     // Listed: Miniflare does not follow the stand-in's import of the shared answers.
                     modules: [
                       { type: "ESModule", path: path.join(root, "tests/standins/workers-ai.js") },
-                      { type: "ESModule", path: path.join(root, "scripts/standin-answers.mjs") },
+                      { type: "ESModule", path: path.join(root, "tests/standins/answers.mjs") },
                     ],
                     compatibilityDate: "2026-11-01",
                   },

@@ -4,7 +4,7 @@
 # persist under .wrangler/state. On the first start (or with --samples) it
 # loads the sample documents in samples/ through the admin API.
 # Usage: scripts/dev.sh [--port N] [--samples | --no-samples] [--embedder minilm] [--s3] [wrangler dev flags]
-# --embedder minilm embeds with the local semantic model (scripts/embed-server.sh,
+# --embedder minilm embeds with the local semantic model (scripts/dev/embed-server.sh,
 # all-MiniLM-L6-v2, installed on first use) instead of the offline hashing
 # embedder, and the same server's /v1/rerank stand-in serves `mode: "fused_reranked"`;
 # its state (384-dimensional vectors) lives apart, in .wrangler/state-minilm.
@@ -56,7 +56,7 @@ if [ "$embedder" = minilm ]; then
   state=.wrangler/state-minilm
   embed_port=$((port + 3))
   say "starting the local embedder on 127.0.0.1:$embed_port (installs it on first use)"
-  setsid bash scripts/embed-server.sh --port "$embed_port" > >(sed -u 's/^/[embed] /') 2>&1 &
+  setsid bash scripts/dev/embed-server.sh --port "$embed_port" > >(sed -u 's/^/[embed] /') 2>&1 &
   cleanup+=("$!")
   until curl -fsS "http://127.0.0.1:$embed_port/health" >/dev/null 2>&1; do
     if ! kill -0 "${cleanup[0]}" 2>/dev/null; then echo "[dev] the embedder exited" >&2; exit 1; fi
@@ -77,7 +77,7 @@ configs=()
 if [ "$s3" = yes ]; then
   s3_port=$((port + 1))
   export WRANGLER_REGISTRY_PATH="$PWD/$state/registry"
-  eval "$(node_modules/.bin/node scripts/r2-s3-standin.mjs configs --dir "$state/s3" --service-config wrangler.jsonc)"
+  eval "$(node_modules/.bin/node tests/standins/r2-s3-setup.mjs configs --dir "$state/s3" --service-config wrangler.jsonc)"
   configs=(-c wrangler.jsonc -c "$s3_standin_config")
 fi
 
@@ -112,7 +112,7 @@ fi
 marker=$state/.samples-loaded
 if [ "$samples" = yes ] || { [ "$samples" = auto ] && [ ! -f "$marker" ]; }; then
   say "loading the sample documents (samples/) through the admin API"
-  node_modules/.bin/node scripts/load-samples.mjs --url "$base" --token "$token"
+  node_modules/.bin/node scripts/dev/load-samples.mjs --url "$base" --token "$token"
   touch "$marker"
 fi
 say "ready: open $base/ in a browser, or try:"

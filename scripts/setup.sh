@@ -36,7 +36,7 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION"; then
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
-# Line coverage of the native tests (scripts/coverage.sh): its LLVM engine reads
+# Line coverage of the native tests (scripts/test/coverage.sh): its LLVM engine reads
 # the profiles itself, so no llvm-tools component is needed.
 if ! cargo tarpaulin --version 2>/dev/null | grep -q " $TARPAULIN_VERSION"; then
   log "installing cargo-tarpaulin $TARPAULIN_VERSION (takes several minutes once)"
@@ -70,7 +70,7 @@ if ! .venv-test/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$
   .venv-test/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
-# The property-based API test (scripts/schemathesis.sh) runs schemathesis
+# The property-based API test (scripts/test/schemathesis.sh) runs schemathesis
 # from a virtualenv of its own (git-ignored); pinned, installed only when
 # missing or at another version.
 SCHEMATHESIS_VERSION=4.32.5

@@ -26,7 +26,7 @@ bash scripts/build-worker.sh
 step "cargo test (native) with line coverage (cargo-tarpaulin)"
 # The native crates' tests run once, measured; each crate must stay above 80 %.
 # The fuzz harness runs in its own step below, with its counts printed.
-bash scripts/coverage.sh --skip fuzz_
+bash scripts/test/coverage.sh --skip fuzz_
 
 step "fuzzing: document/front matter, chunker, queue messages, FTS expressions"
 # Stable-toolchain harness (crates/core/tests/fuzz.rs) over the seed corpus in
@@ -41,13 +41,13 @@ step "local stack tests (wrangler dev): chat page in headless Chromium, configur
 node_modules/.bin/node --test --test-concurrency=1 tests/local/*.test.mjs
 
 step "local semantic embedder: all-MiniLM-L6-v2 in numpy against its published similarity scores"
-bash scripts/embed-server.sh --self-check
+bash scripts/dev/embed-server.sh --self-check
 
 step "schemathesis: openapi.yaml against the Worker under wrangler dev (no 5xx, every answer matches the schema)"
-bash scripts/schemathesis.sh
+bash scripts/test/schemathesis.sh
 
 step "load test: 100 concurrent chats while 50 documents are ingested (wrangler dev)"
-node_modules/.bin/node scripts/load-test.mjs
+node_modules/.bin/node scripts/test/load-test.mjs
 
 step "bundle check: wrangler deploy --dry-run --env production"
 # Runs wrangler's build command (cached: cargo has nothing to do) and bundles

@@ -1,7 +1,7 @@
 // Alerts end to end (the `alerts` project): the Worker's chat provider is the
 // provider stand-in, thresholds are low (vitest.config.ts), and
 // ALERT_WEBHOOK_URL points at a real local HTTP receiver
-// (scripts/webhook-receiver.mjs), so notices travel through the Worker's own
+// (tests/standins/webhook.mjs), so notices travel through the Worker's own
 // fetch. Each condition is made real (refused and slow provider calls, a
 // binary document, a stuck row, dead letters, a reconciliation that enqueues
 // too much); each alert must fire exactly once while it holds and resolve

@@ -1,6 +1,6 @@
 // The cut-over from the old chat API, end to end (the `rollout` project):
 // LEGACY_CHAT_URL points at a real local HTTP stand-in of the old endpoint
-// (scripts/legacy-chat-standin.mjs, JSON and SSE), ROLLOUT_PERCENT=80 caps
+// (tests/standins/legacy-chat.mjs, JSON and SSE), ROLLOUT_PERCENT=80 caps
 // the share served here. Asserts the sticky split (computed here from the
 // same SHA-256 buckets), the proxy passing requests and answers through
 // unchanged (streaming included), the setting behind PUT /admin/rollout, and

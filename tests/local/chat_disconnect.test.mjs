@@ -9,8 +9,8 @@
 // Run: node_modules/.bin/node --test tests/local/*.test.mjs (after scripts/build-worker.sh).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
-import { startProviderStandin } from "../../scripts/provider-standin.mjs";
+import { startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
+import { startProviderStandin } from "../standins/provider.mjs";
 
 const TOKEN = "disconnect-test-token-not-a-secret-01";
 const KEY = "standin-key-not-a-secret";

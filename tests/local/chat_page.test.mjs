@@ -9,8 +9,8 @@ import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
-import { loadSamples } from "../../scripts/load-samples.mjs";
-import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
+import { loadSamples } from "../../scripts/dev/load-samples.mjs";
+import { startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -113,7 +113,7 @@ test("the page loads nothing from elsewhere and the JSON route list moved to /ap
 
 test("CHAT_PAGE=off serves no page, only the API", async () => {
   // A second stack with the var set; stopped with the process.
-  const { startLocalStack: startOther } = await import(`../../scripts/local-stack.mjs?off`);
+  const { startLocalStack: startOther } = await import(`../harness/local-stack.mjs?off`);
   const off = await startOther({ name: "browser-off", adminToken: "off-test-token-not-a-secret-000001", vars: { CHAT_PAGE: "off" } });
   const page = await fetch(`${off}/`);
   assert.equal(page.status, 404);

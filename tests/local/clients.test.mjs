@@ -17,8 +17,8 @@ import { DefaultChatTransport, readUIMessageStream } from "ai";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { LATEST_PROTOCOL_VERSION } from "@modelcontextprotocol/sdk/types.js";
-import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
-import { startProviderStandin } from "../../scripts/provider-standin.mjs";
+import { startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
+import { startProviderStandin } from "../standins/provider.mjs";
 
 // Not secrets: credentials of this throwaway local stack and its stand-in.
 const TOKEN = "clients-test-token-not-a-secret-000001";

@@ -5,7 +5,7 @@
 // Run: node_modules/.bin/node --test tests/local/*.test.mjs (after scripts/build-worker.sh).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
+import { startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
 
 const TOKEN = "config-test-token-not-a-secret-001";
 let base;
@@ -72,7 +72,7 @@ test("public routes refuse with a generic 503, the admin API names the problem",
 });
 
 test("a short ADMIN_TOKEN authorises nobody; health names it and the missing provider key, never their values", async () => {
-  const { startLocalStack: startOther } = await import("../../scripts/local-stack.mjs?short-token");
+  const { startLocalStack: startOther } = await import("../harness/local-stack.mjs?short-token");
   const short = "too-short-token";
   // Also configured for a provider whose key it does not have.
   const other = await startOther({

@@ -15,8 +15,8 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
-import { killLocalStack, localStackState, restartLocalStack, startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
-import { startProviderStandin } from "../../scripts/provider-standin.mjs";
+import { killLocalStack, localStackState, restartLocalStack, startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
+import { startProviderStandin } from "../standins/provider.mjs";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
 const TOKEN = "crash-test-token-not-a-secret-001";

@@ -8,7 +8,7 @@
 // Run: node_modules/.bin/node --test tests/local/*.test.mjs (after scripts/build-worker.sh).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
+import { startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
 
 const TOKEN = "budget-test-token-not-a-secret-001";
 const auth = { authorization: `Bearer ${TOKEN}` };

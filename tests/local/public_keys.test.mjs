@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 import OpenAI from "openai";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
+import { startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
 
 // Not secrets: keys of this throwaway local stack.
 const TOKEN = "public-keys-test-token-not-a-secret-01";

@@ -16,7 +16,7 @@ const root = path.resolve(import.meta.dirname, "../..");
 
 /** README.md and every .md under docs/, as paths relative to the root. */
 function documentationFiles() {
-  const out = ["README.md"];
+  const out = ["README.md", "scripts/README.md"];
   const walk = (dir) => {
     for (const entry of readdirSync(path.join(root, dir), { withFileTypes: true })) {
       const rel = path.posix.join(dir, entry.name);
@@ -305,7 +305,7 @@ function scriptMentions(rel) {
  * Scripts whose parser takes a declared list of options (cloudflare.mjs's parseArgs with
  * `values` and `switches`): a flag must be in that list, as a quoted literal.
  */
-const DECLARED_OPTIONS = new Set(["scripts/deploy.mjs", "scripts/provision.mjs"]);
+const DECLARED_OPTIONS = new Set(["scripts/deploy/deploy.mjs", "scripts/deploy/provision.mjs"]);
 
 /**
  * Whether a script's source accepts `--flag`: for DECLARED_OPTIONS the quoted literal; for
@@ -341,7 +341,7 @@ test("every scripts/… the docs mention exists, and the flags they pass deploy.
       }
     }
   }
-  for (const script of ["scripts/deploy.mjs", "scripts/provision.mjs"]) {
+  for (const script of ["scripts/deploy/deploy.mjs", "scripts/deploy/provision.mjs"]) {
     assert.ok((flagged.get(script) ?? 0) > 0, `no --flag of ${script} found in the docs: is the reader broken?`);
   }
   assert.deepEqual(problems, []);

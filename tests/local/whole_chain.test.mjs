@@ -16,8 +16,8 @@ import { cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFi
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { localS3Endpoint, startLocalStack, stopLocalStack } from "../../scripts/local-stack.mjs";
-import { s3Request } from "../../scripts/r2-s3-standin.mjs";
+import { localS3Endpoint, startLocalStack, stopLocalStack } from "../harness/local-stack.mjs";
+import { s3Request } from "../standins/r2-s3-setup.mjs";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const TOKEN = "whole-chain-test-token-not-a-secret-01";

@@ -9,7 +9,7 @@
 //   `bge-large-en-v1.5` 1024, `bge-m3` 1024 dimensions; model pages under
 //   https://developers.cloudflare.com/workers-ai/models/): `{ text: string | string[] }`,
 //   1 to 100 texts (the model schema's maxItems), answered `{ shape: [n, d], data, pooling:
-//   "mean" }`. Vectors are deterministic (hashed words, scripts/standin-answers.mjs).
+//   "mean" }`. Vectors are deterministic (hashed words, tests/standins/answers.mjs).
 // - Text-generation models (`@cf/meta/...`, `@hf/...` in KNOWN_CHAT_MODELS):
 //   `{ messages, max_tokens?, temperature?, stream? }` answered `{ response, usage }`, or
 //   with `stream: true` a ReadableStream of server-sent events `data: {"response": "..."}`
@@ -24,7 +24,7 @@
 // late, `{ cut_after_events }` ends a stream early), then normal answers; `calls(match?)`
 // lists the calls (model, matched scripts, outcome) in order; `reset()`.
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { chatAnswer, embed, rerankScore } from "../../scripts/standin-answers.mjs";
+import { chatAnswer, embed, rerankScore } from "./answers.mjs";
 
 export const EMBEDDING_MODELS = {
   "@cf/baai/bge-small-en-v1.5": 384,

@@ -36,12 +36,17 @@ fn encode_key_path(key: &str) -> String {
 }
 
 /// Bearer token of the admin API. `Debug` never prints it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AdminToken(String);
 
 impl AdminToken {
     pub fn new(token: impl Into<String>) -> Self {
         Self(token.into())
+    }
+
+    /// The `Authorization` header's value: `Bearer <token>`.
+    pub fn authorization(&self) -> String {
+        format!("Bearer {}", self.0)
     }
 }
 
@@ -150,10 +155,7 @@ impl ServiceTarget {
         request: reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, TargetError> {
         let response = request
-            .header(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {}", self.token.0),
-            )
+            .header(reqwest::header::AUTHORIZATION, self.token.authorization())
             .send()
             .await
             .map_err(|e| TargetError::Transport {
@@ -323,10 +325,7 @@ impl ServiceTarget {
                 let response = self
                     .client
                     .get(&url)
-                    .header(
-                        reqwest::header::AUTHORIZATION,
-                        format!("Bearer {}", self.token.0),
-                    )
+                    .header(reqwest::header::AUTHORIZATION, self.token.authorization())
                     .send()
                     .await
                     .map_err(|e| TargetError::Transport {

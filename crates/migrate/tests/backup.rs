@@ -17,8 +17,8 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::worker::{start_worker, LocalWorker, TOKEN};
 use support::*;
+use test_support::worker::{start_worker, LocalWorker, TOKEN};
 
 const QUESTIONS: [&str; 5] = [
     "How does Northwind store its orders?",

@@ -21,15 +21,7 @@ fn export_of_10000_documents_streams() {
     let db = pg.generated_database("scale", DOCUMENTS);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("export");
-    let mut cmd = measured_bin();
-    cmd.args([
-        "export",
-        "--json",
-        "--database-url",
-        &pg.url("migrator", &db),
-        "--out",
-    ])
-    .arg(&dir);
+    let cmd = export_to(measured_bin(), &pg.url("migrator", &db), &dir);
     let started = Instant::now();
     let run = run(cmd);
     let elapsed = started.elapsed();

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use support::postgres::cluster;
-use support::worker::{start_worker, LocalWorker, TOKEN};
 use support::*;
+use test_support::worker::{start_worker, LocalWorker, TOKEN};
 
 const DOCUMENTS: u32 = 10_000;
 /// Longest wait for the ingestion of every document, from the import's start.
@@ -60,15 +60,7 @@ fn import_of_10000_documents() {
     let work = tempfile::tempdir().unwrap();
     let export_dir = work.path().join("export");
 
-    let mut cmd = measured_bin();
-    cmd.args([
-        "export",
-        "--json",
-        "--database-url",
-        &pg.url("migrator", &db),
-        "--out",
-    ])
-    .arg(&export_dir);
+    let cmd = export_to(measured_bin(), &pg.url("migrator", &db), &export_dir);
     let started = Instant::now();
     let exported = run(cmd);
     let export_time = started.elapsed();

@@ -29,8 +29,8 @@ use r2_sync::target::ingest_api::{AdminToken, IngestApiConfig, IngestApiTarget};
 use r2_sync::walk::{WalkOptions, DEFAULT_IGNORE_FILE};
 use r2_sync::ProgressSink;
 use support::postgres::cluster;
-use support::worker::{start_worker, LocalWorker, TOKEN};
 use support::*;
+use test_support::worker::{start_worker, LocalWorker, TOKEN};
 
 /// `push --yes`: applies without asking.
 struct Yes;
@@ -115,15 +115,7 @@ fn a_migrated_corpus_syncs_unchanged_and_company_less_documents_stay_company_les
     let db = pg.fixture_database("sync_after");
     let work = tempfile::tempdir().unwrap();
     let export_dir = work.path().join("export");
-    let mut cmd = bin();
-    cmd.args([
-        "export",
-        "--json",
-        "--database-url",
-        &pg.url("migrator", &db),
-        "--out",
-    ])
-    .arg(&export_dir);
+    let cmd = export_to(bin(), &pg.url("migrator", &db), &export_dir);
     let exported = run(cmd);
     assert_eq!(exported.code, 0, "{}", exported.stderr);
 

@@ -19,8 +19,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::postgres::tls_cluster;
-use support::worker::{start_worker, LocalWorker, TOKEN};
 use support::*;
+use test_support::worker::{start_worker, LocalWorker, TOKEN};
 
 fn import_cmd(worker: &LocalWorker, from: &Path, extra: &[&str]) -> std::process::Command {
     let mut cmd = bin();
@@ -38,15 +38,7 @@ fn fixture_migrates_into_the_local_worker_and_resumes_after_kill_9() {
     let work = tempfile::tempdir().unwrap();
     let export_dir = work.path().join("export");
     let started = Instant::now();
-    let mut cmd = bin();
-    cmd.args([
-        "export",
-        "--json",
-        "--database-url",
-        &pg.url("migrator", &db),
-        "--out",
-    ])
-    .arg(&export_dir);
+    let cmd = export_to(bin(), &pg.url("migrator", &db), &export_dir);
     let exported = run(cmd);
     assert_eq!(exported.code, 0, "{}", exported.stderr);
     eprintln!("[timing] export: {:?}", started.elapsed());

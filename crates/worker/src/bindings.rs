@@ -1,5 +1,7 @@
 //! Names of the platform bindings, defined once (they must match `wrangler.jsonc`).
 
+use portfolio_core::api::health::ExpectedBinding;
+
 /// D1 database: companies, documents, chunks, FTS, run history.
 pub const DB: &str = "DB";
 /// R2 bucket holding the markdown documents.
@@ -31,22 +33,39 @@ pub const SEARCH_RATE_LIMITER: &str = "SEARCH_RATE_LIMITER";
 /// newline-separated; unset: the routes stay public).
 pub const PUBLIC_API_KEYS: &str = "PUBLIC_API_KEYS";
 
+/// The binding of a route's rate limiter (`portfolio_core::api::routes`).
+#[must_use]
+pub fn rate_limiter(limiter: portfolio_core::api::routes::Limiter) -> &'static str {
+    match limiter {
+        portfolio_core::api::routes::Limiter::Search => SEARCH_RATE_LIMITER,
+        portfolio_core::api::routes::Limiter::Chat => CHAT_RATE_LIMITER,
+    }
+}
+
 /// The period of both limiters' budgets (`simple.period` in `wrangler.jsonc`),
 /// sent as `Retry-After` on a 429.
 pub const RATE_LIMIT_PERIOD_SECONDS: u32 = 60;
 
 /// Every binding with its kind, as reported by `GET /api/health`.
 /// `required` ones make the service `degraded` when missing.
-pub const ALL: [(&str, &str, bool); 9] = [
-    (DB, "d1", true),
-    (DOCUMENTS, "r2", true),
-    (INGEST_QUEUE, "queue", true),
-    (INGEST_DLQ, "queue", true),
-    (DOCUMENT_PROCESSOR, "durable_object", true),
+pub const ALL: [ExpectedBinding; 9] = [
+    expect(DB, "d1", true),
+    expect(DOCUMENTS, "r2", true),
+    expect(INGEST_QUEUE, "queue", true),
+    expect(INGEST_DLQ, "queue", true),
+    expect(DOCUMENT_PROCESSOR, "durable_object", true),
     // Without it ingestion still runs, with no limit on its provider calls (logged).
-    (INGEST_GATE, "durable_object", false),
-    (VECTORIZE, "vectorize", false),
-    (METRICS, "analytics_engine", false),
+    expect(INGEST_GATE, "durable_object", false),
+    expect(VECTORIZE, "vectorize", false),
+    expect(METRICS, "analytics_engine", false),
     // Without it the version is unknown: health says null, points carry "".
-    (VERSION_METADATA, "version_metadata", false),
+    expect(VERSION_METADATA, "version_metadata", false),
 ];
+
+const fn expect(name: &'static str, kind: &'static str, required: bool) -> ExpectedBinding {
+    ExpectedBinding {
+        name,
+        kind,
+        required,
+    }
+}

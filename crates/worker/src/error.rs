@@ -1,10 +1,17 @@
 //! The one place where failures become HTTP responses.
 //!
-//! Every handler returns `Result<Response, ApiError>`; the router turns the
-//! error into `{ "error": { "code", "message" } }` with the right status.
+//! Every handler returns `Result<Response, ApiError>`; the core errors it meets
+//! convert here (`From`, one impl each) and the router turns the error into
+//! `{ "error": { "code", "message" } }` with the right status.
 
+use portfolio_core::admin::{BadStatus, ShaMismatch};
+use portfolio_core::api::paging::BadCursor;
 use portfolio_core::api::ErrorBody;
 use portfolio_core::index::VectorIndexError;
+use portfolio_core::operations::metrics::{ComparisonWindowError, WindowError};
+use portfolio_core::operations::rollout::RolloutSettingError;
+use portfolio_core::query::{QueryError, RetrievalError};
+use portfolio_core::shared::storage::StoreError;
 use worker::Response;
 
 /// A failure of an API request, with the status it maps to.
@@ -36,6 +43,77 @@ pub enum ApiError {
     Platform(worker::Error),
     /// A vector index call failed: 400 for the caller's input, 503 when retryable, else 502/500.
     VectorIndex(VectorIndexError),
+}
+
+// Every core error the handlers meet maps here, once: each variant says
+// which status its failure is.
+
+/// 500 `internal`: D1, R2 or the queue failed (the detail goes to the log).
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        Self::Platform(worker::Error::RustError(err.to_string()))
+    }
+}
+
+/// 400 with the query's own code.
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        Self::BadRequest(e.code(), e.to_string())
+    }
+}
+
+/// 500 `internal`: every source failed, or D1 could not be read.
+impl From<RetrievalError> for ApiError {
+    fn from(e: RetrievalError) -> Self {
+        Self::Platform(worker::Error::RustError(e.to_string()))
+    }
+}
+
+/// 400 `bad_window`.
+impl From<WindowError> for ApiError {
+    fn from(e: WindowError) -> Self {
+        Self::BadRequest(WindowError::CODE, e.to_string())
+    }
+}
+
+/// 400 `bad_window`.
+impl From<ComparisonWindowError> for ApiError {
+    fn from(e: ComparisonWindowError) -> Self {
+        Self::BadRequest(ComparisonWindowError::CODE, e.to_string())
+    }
+}
+
+/// 400 `bad_rollout`.
+impl From<RolloutSettingError> for ApiError {
+    fn from(e: RolloutSettingError) -> Self {
+        Self::BadRequest("bad_rollout", e.to_string())
+    }
+}
+
+/// 400 `sha256_mismatch`.
+impl From<ShaMismatch> for ApiError {
+    fn from(e: ShaMismatch) -> Self {
+        Self::BadRequest(ShaMismatch::CODE, e.to_string())
+    }
+}
+
+/// 400 `bad_status`.
+impl From<BadStatus> for ApiError {
+    fn from(e: BadStatus) -> Self {
+        Self::BadRequest(BadStatus::CODE, e.to_string())
+    }
+}
+
+/// 400 `bad_cursor`.
+impl From<BadCursor> for ApiError {
+    fn from(e: BadCursor) -> Self {
+        Self::BadRequest(BadCursor::CODE, e.to_string())
+    }
+}
+
+/// 400 `bad_json`: a JSON body that does not parse into its request type.
+pub fn bad_json(e: &serde_json::Error) -> ApiError {
+    ApiError::BadRequest("bad_json", e.to_string())
 }
 
 impl From<VectorIndexError> for ApiError {
@@ -150,4 +228,11 @@ pub fn with_retry_after(response: Response) -> worker::Result<Response> {
 /// Serialises `body` as a JSON response with `status`.
 pub fn json_response<T: serde::Serialize>(body: &T, status: u16) -> worker::Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
+}
+
+/// 400 with the parameter's code (`bad_key`, `bad_id`).
+impl From<portfolio_core::api::resolve::RouteError> for ApiError {
+    fn from(err: portfolio_core::api::resolve::RouteError) -> Self {
+        Self::BadRequest(err.code(), err.to_string())
+    }
 }

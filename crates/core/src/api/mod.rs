@@ -1,7 +1,13 @@
 //! Shapes of the HTTP API that the site's chat client and operators rely on.
 //!
-//! Owns the JSON bodies and the error envelope; never decides routing or
-//! status codes of platform failures (the Worker maps errors in one place).
+//! Owns the JSON bodies, the error envelope, the route table (`routes`) and
+//! keyset paging (`paging`); never decides status codes of platform failures
+//! (the Worker maps errors in one place).
+
+pub mod health;
+pub mod paging;
+pub mod resolve;
+pub mod routes;
 
 pub mod access;
 pub mod mcp;

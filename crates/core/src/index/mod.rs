@@ -465,6 +465,7 @@ pub fn plan_d1_statements(
 }
 
 pub mod cache;
+pub mod d1_exact;
 mod error;
 mod exact;
 mod filter_check;

@@ -17,8 +17,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 
 mod platform;
+mod ports;
 
 pub use platform::{FakeBucket, FakeIndex};
+pub use ports::{FakeIngestPorts, NoGate};
 
 /// How an injected fault plays out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,6 +76,21 @@ pub enum Admission {
     },
 }
 
+/// The body of a request to the gate for `holder`'s lease (to take or give back): the one
+/// wire format both sides of the `IngestGate` object read and write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRequest {
+    /// The batch asking (`key#generation:step:index`).
+    pub holder: String,
+}
+
+/// The gate's answer to a release: whether `holder` held a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRelease {
+    /// A lease was given back.
+    pub released: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Lease {
     holder: String,
@@ -280,6 +295,21 @@ mod tests {
             limit,
             lease_ms: 60_000,
         }
+    }
+
+    #[test]
+    fn requests_and_release_answers_keep_their_wire_format() {
+        let request = GateRequest {
+            holder: "companies/acme/a.md#3:embed:0".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&request).expect("serializes"),
+            r#"{"holder":"companies/acme/a.md#3:embed:0"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&GateRelease { released: true }).expect("serializes"),
+            r#"{"released":true}"#
+        );
     }
 
     fn granted(a: Admission) -> bool {

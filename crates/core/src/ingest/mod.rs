@@ -11,6 +11,7 @@ pub mod gate;
 pub mod message;
 pub mod pipeline;
 pub mod points;
+pub mod ports;
 pub mod processor;
 pub mod settings;
 mod steps;
@@ -23,8 +24,6 @@ mod fakes;
 #[cfg(test)]
 mod tests;
 
-pub use processor::{
-    resolve_command, CommandError, Gating, Processor, ProcessorStatus, Tagger,
-    MAX_EVENTS_PER_INVOCATION,
-};
+pub use ports::{Gating, IngestPorts, Processor, Tagger};
+pub use processor::{resolve_command, CommandError, ProcessorStatus, MAX_EVENTS_PER_INVOCATION};
 pub use steps::{generation_vector_ids, MAX_CHUNKS_PER_DOCUMENT};

@@ -6,17 +6,15 @@
 //! Worker on the platform. It must never read or write another document's state.
 
 use super::gate::{Admission, ProviderGate};
-use super::steps::{Commit, StepResult};
+use super::ports::{Commit, IngestPorts, Processor, StepResult};
 use super::store::{DocumentStore, ProcessorStorage};
-use crate::index::VectorIndex;
 use crate::ingest::message::IngestCommand;
 use crate::ingest::pipeline::{
-    step, Action, Event, ObjectVersion, PipelineConfig, PipelineStep, ProcessorState, RunReason,
-    StatusView, StepError,
+    step, Action, Event, ObjectVersion, PipelineStep, ProcessorState, RunReason, StatusView,
+    StepError,
 };
-use crate::ingest::settings::{run_reason, IngestSettings};
+use crate::ingest::settings::run_reason;
 use crate::operations::metrics::{DataPoint, MetricsSink, StepOutcome};
-use crate::providers::{ChatModel, Embedder};
 use crate::shared::storage::{Clock, EventLog, Level, ObjectHead, ObjectStore, StoreError};
 use serde::Serialize;
 use serde_json::json;
@@ -25,58 +23,6 @@ use std::collections::VecDeque;
 /// Upper bound of state-machine events in one invocation: one step action
 /// per alarm plus the bookkeeping around it never needs more.
 pub const MAX_EVENTS_PER_INVOCATION: usize = 16;
-
-/// Where tags come from.
-#[derive(Debug)]
-pub enum Tagger<'a, C> {
-    /// Keyword tags from headings and text (the offline default).
-    Keywords,
-    /// The configured chat model.
-    Model(&'a C),
-    /// A chat model is configured but cannot be built (the reason).
-    Unavailable(&'a str),
-}
-
-/// Which provider steps pass through the provider gate (those that call a provider over the
-/// network; the offline embedder and keyword tags need no gate).
-#[derive(Debug)]
-pub struct Gating<'a, G> {
-    /// The gate shared by every document.
-    pub gate: &'a G,
-    /// Embedding batches take a lease.
-    pub embed: bool,
-    /// Tagging batches take a lease.
-    pub tag: bool,
-}
-
-/// Everything one processor works with.
-#[derive(Debug)]
-pub struct Processor<'a, S, D, O, V, E, C, K, L, M, G> {
-    /// The processor's own storage.
-    pub storage: &'a S,
-    /// The D1 side.
-    pub documents: &'a D,
-    /// The bucket.
-    pub objects: &'a O,
-    /// The configured vector index.
-    pub index: &'a V,
-    /// The embedder, or why it cannot be built.
-    pub embedder: Result<&'a E, &'a str>,
-    /// Where tags come from.
-    pub tagger: Tagger<'a, C>,
-    /// Time.
-    pub clock: &'a K,
-    /// Log lines.
-    pub log: &'a L,
-    /// Data points: one per step attempt and one per finished run.
-    pub metrics: &'a M,
-    /// Retries, backoff and step time limits.
-    pub pipeline: PipelineConfig,
-    /// Batch sizes and chunking.
-    pub settings: IngestSettings,
-    /// The provider gate, when provider calls are limited across documents.
-    pub gating: Option<Gating<'a, G>>,
-}
 
 /// What the status route and command answers return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -153,27 +99,15 @@ fn resolve_object(
     }
 }
 
-impl<S, D, O, V, E, C, K, L, M, G> Processor<'_, S, D, O, V, E, C, K, L, M, G>
-where
-    S: ProcessorStorage,
-    D: DocumentStore,
-    O: ObjectStore,
-    V: VectorIndex,
-    E: Embedder,
-    C: ChatModel,
-    K: Clock,
-    L: EventLog,
-    M: MetricsSink,
-    G: ProviderGate,
-{
+impl<P: IngestPorts> Processor<P> {
     /// The processor's key and public status.
     ///
     /// # Errors
     /// When its storage cannot be read.
     pub async fn status(&self) -> Result<ProcessorStatus, StoreError> {
         Ok(ProcessorStatus {
-            key: self.storage.key().await?,
-            status: self.storage.load_state().await?.status_view(),
+            key: self.ports.storage().key().await?,
+            status: self.ports.storage().load_state().await?.status_view(),
         })
     }
 
@@ -184,7 +118,7 @@ where
     /// `WrongProcessor` for another key; `Store` when R2 or the storage failed
     /// (nothing was accepted: the sender retries).
     pub async fn command(&self, command: &IngestCommand) -> Result<ProcessorStatus, CommandError> {
-        let key = match self.storage.key().await? {
+        let key = match self.ports.storage().key().await? {
             Some(key) if key != command.key() => {
                 return Err(CommandError::WrongProcessor {
                     serves: key,
@@ -193,13 +127,18 @@ where
             }
             Some(key) => key,
             None => {
-                self.storage.set_key(command.key()).await?;
+                self.ports.storage().set_key(command.key()).await?;
                 command.key().to_owned()
             }
         };
-        let current = self.objects.head(&key).await?;
-        let state = self.storage.load_state().await?;
-        let event = resolve_command(command, current.as_ref(), self.clock.now_ms(), &state);
+        let current = self.ports.objects().head(&key).await?;
+        let state = self.ports.storage().load_state().await?;
+        let event = resolve_command(
+            command,
+            current.as_ref(),
+            self.ports.clock().now_ms(),
+            &state,
+        );
         self.drive(&key, state, event).await?;
         Ok(self.status().await?)
     }
@@ -210,10 +149,10 @@ where
     /// When the storage failed; the platform retries the alarm, and the state
     /// machine's watchdog covers anything lost in between.
     pub async fn alarm(&self) -> Result<(), StoreError> {
-        let Some(key) = self.storage.key().await? else {
+        let Some(key) = self.ports.storage().key().await? else {
             return Ok(());
         };
-        let state = self.storage.load_state().await?;
+        let state = self.ports.storage().load_state().await?;
         self.drive(&key, state, Event::AlarmFired).await
     }
 
@@ -230,16 +169,16 @@ where
         while let Some(event) = events.pop_front() {
             handled += 1;
             if handled > MAX_EVENTS_PER_INVOCATION {
-                self.log.log(
+                self.ports.log().log(
                     Level::Error,
                     json!({ "event": "processor_event_limit", "key": key }),
                 );
                 break;
             }
-            let transition = step(&state, event, self.clock.now_ms(), &self.pipeline);
+            let transition = step(&state, event, self.ports.clock().now_ms(), &self.pipeline);
             state = transition.state;
             // Save before acting: a crash mid-action resumes from this state.
-            self.storage.save_state(&state).await?;
+            self.ports.storage().save_state(&state).await?;
             for action in transition.actions {
                 match self.perform(key, action).await? {
                     Some(Outcome::Event(event)) => events.push_back(event),
@@ -248,7 +187,7 @@ where
                         current.as_ref(),
                         false,
                         RunReason::ObjectEvent,
-                        self.clock.now_ms(),
+                        self.ports.clock().now_ms(),
                         &state,
                     )),
                     None => {}
@@ -260,11 +199,11 @@ where
 
     /// Performs one action; step actions report back with their outcome.
     async fn perform(&self, key: &str, action: Action) -> Result<Option<Outcome>, StoreError> {
-        let started = self.clock.now_ms();
+        let started = self.ports.clock().now_ms();
         let action_step = action.step();
         let result = match action {
             Action::ScheduleAlarm { at_ms } => {
-                self.storage.set_alarm(at_ms).await?;
+                self.ports.storage().set_alarm(at_ms).await?;
                 return Ok(None);
             }
             Action::Download { generation, object } => {
@@ -337,7 +276,7 @@ where
                 Err(error) => failed(generation, PipelineStep::Delete, error),
             }),
             Action::ReleaseStaging { version } => {
-                if let Err(e) = self.storage.discard(version).await {
+                if let Err(e) = self.ports.storage().discard(version).await {
                     self.side_effect_failed(key, "release_staging", &e);
                 }
                 None
@@ -351,19 +290,19 @@ where
                 None
             }
             Action::RecordRun(record) => {
-                if let Err(e) = self.documents.record_run(key, &record).await {
+                if let Err(e) = self.ports.documents().record_run(key, &record).await {
                     self.side_effect_failed(key, "record_run", &e);
                 }
-                self.metrics.record(DataPoint::run(key, &record));
-                self.log.log(
+                self.ports.metrics().record(DataPoint::run(key, &record));
+                self.ports.log().log(
                     Level::Info,
                     json!({ "event": "run_finished", "key": key, "run": record }),
                 );
                 None
             }
             Action::MarkDocumentStatus(view) => {
-                let now = self.clock.now_ms();
-                if let Err(e) = self.documents.mark_status(key, &view, now).await {
+                let now = self.ports.clock().now_ms();
+                if let Err(e) = self.ports.documents().mark_status(key, &view, now).await {
                     self.side_effect_failed(key, "mark_status", &e);
                 }
                 None
@@ -371,7 +310,7 @@ where
         };
         if let (Some(step), Some(outcome)) = (action_step, &result) {
             let ok = !matches!(outcome, Outcome::Event(Event::StepFailed { .. }));
-            let now = self.clock.now_ms();
+            let now = self.ports.clock().now_ms();
             let ms = now.saturating_sub(started);
             let step_outcome = match outcome {
                 Outcome::Event(Event::StepFailed { error, .. }) if error.retryable => {
@@ -381,7 +320,8 @@ where
                 Outcome::Moved(_) => StepOutcome::Moved,
                 Outcome::Event(_) => StepOutcome::Ok,
             };
-            self.metrics
+            self.ports
+                .metrics()
                 .record(DataPoint::step(now, step, step_outcome, key, ms));
             let event = match outcome {
                 Outcome::Event(event) => json!(event),
@@ -389,7 +329,7 @@ where
                     json!({ "type": "object_moved", "etag": current.as_ref().map(|h| &h.etag) })
                 }
             };
-            self.log.log(
+            self.ports.log().log(
                 if ok { Level::Info } else { Level::Warn },
                 json!({ "event": "step", "key": key, "step": step.as_str(), "ok": ok,
                         "ms": ms, "result": event }),
@@ -402,7 +342,7 @@ where
     /// cannot be reached lets the batch through (logged): the overload backoff still protects
     /// the provider, and ingestion does not stop on the gate's account.
     async fn enter(&self, key: &str, generation: u64, step: PipelineStep, index: u32) -> Entry {
-        let Some(gating) = self.gating.as_ref() else {
+        let Some(gating) = self.gating else {
             return Entry::Go(None);
         };
         let gated = match step {
@@ -414,18 +354,18 @@ where
             return Entry::Go(None);
         }
         let holder = format!("{key}#{generation}:{}:{index}", step.as_str());
-        match gating.gate.acquire(&holder).await {
+        match self.ports.gate().acquire(&holder).await {
             Ok(Admission::Granted { .. }) => Entry::Go(Some(holder)),
             Ok(Admission::Wait { retry_after_ms, .. }) => {
                 Entry::Wait(Outcome::Event(Event::StepDeferred {
                     generation,
                     step,
                     index: Some(index),
-                    retry_at_ms: self.clock.now_ms().saturating_add(retry_after_ms),
+                    retry_at_ms: self.ports.clock().now_ms().saturating_add(retry_after_ms),
                 }))
             }
             Err(e) => {
-                self.log.log(
+                self.ports.log().log(
                     Level::Warn,
                     json!({ "event": "provider_gate_unreachable", "key": key, "error": e.to_string() }),
                 );
@@ -436,16 +376,16 @@ where
 
     /// Gives the batch's lease back (if it took one); a lost release expires on its own.
     async fn leave(&self, key: &str, holder: Option<String>) {
-        let (Some(gating), Some(holder)) = (self.gating.as_ref(), holder) else {
+        let Some(holder) = holder else {
             return;
         };
-        if let Err(e) = gating.gate.release(&holder).await {
+        if let Err(e) = self.ports.gate().release(&holder).await {
             self.side_effect_failed(key, "gate_release", &e);
         }
     }
 
     fn side_effect_failed(&self, key: &str, what: &str, error: &StoreError) {
-        self.log.log(
+        self.ports.log().log(
             Level::Error,
             json!({ "event": "processor_side_effect_failed", "key": key, "action": what, "error": error.to_string() }),
         );

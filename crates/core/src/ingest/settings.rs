@@ -33,6 +33,15 @@ pub const DEFAULT_CHUNK_TOKENS: usize = 400;
 /// Overlap between consecutive chunks, in approximate tokens.
 pub const DEFAULT_CHUNK_OVERLAP: usize = 40;
 
+/// Delay before a dead letter is delivered again when D1, where it is recorded, cannot be
+/// bound. A missing binding is an operator's to fix, not a blip the hand-off backoff is for: a
+/// minute keeps the dead-letter queue from spinning and still records the letter soon after.
+pub const DEFAULT_DEAD_LETTER_RETRY_SECONDS: u32 = 60;
+
+/// Delay before every message of a batch is delivered again when the vars are invalid (an
+/// operator fixes them). Needed before any configuration could be read, hence a constant.
+pub const MISCONFIGURED_RETRY_SECONDS: u32 = 300;
+
 /// Settings of the ingestion pipeline, with the defaults above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestSettings {
@@ -42,6 +51,8 @@ pub struct IngestSettings {
     pub tag_batch: u32,
     /// How documents are cut into chunks.
     pub chunking: ChunkConfig,
+    /// Delay before a dead letter that could not be recorded is delivered again.
+    pub dead_letter_retry_seconds: u32,
 }
 
 impl Default for IngestSettings {
@@ -53,6 +64,7 @@ impl Default for IngestSettings {
             embed_batch: DEFAULT_EMBED_BATCH,
             tag_batch: DEFAULT_TAG_BATCH,
             chunking,
+            dead_letter_retry_seconds: DEFAULT_DEAD_LETTER_RETRY_SECONDS,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! a re-read, the etag of the bytes actually read, the idempotent and
 //! forward-only commit). Never decides what runs next: the state machine does.
 
-use super::processor::{Processor, Tagger};
+use super::ports::{Commit, IngestPorts, Processor, StepResult, Tagger};
 use super::store::{DocumentStore, ProcessorStorage, StagedChunk, StagedDocument};
 use crate::admin::MAX_DOCUMENT_BYTES;
 use crate::document::keys::{sha256_hex, vector_id, DocumentKey};
@@ -16,7 +16,7 @@ use crate::ingest::chunk::{chunk_document, split_heading_path};
 use crate::ingest::pipeline::StepError;
 use crate::ingest::tags::{extract_keyword_tags, parse_batch_tags, MAX_TAGS_PER_CHUNK};
 use crate::providers::{ChatModel, ChatRequest, Embedder, ProviderError};
-use crate::shared::storage::{Clock, EventLog, ObjectHead, ObjectRead, ObjectStore, StoreError};
+use crate::shared::storage::{Clock, ObjectHead, ObjectRead, ObjectStore, StoreError};
 
 /// Most chunks one document may produce: beyond it the document fails
 /// permanently with a clear error instead of growing without bound (a
@@ -56,29 +56,6 @@ enum Fetched {
     Moved(Option<ObjectHead>),
 }
 
-/// The outcome of a step that reads the object.
-#[derive(Debug)]
-pub(super) enum StepResult<T> {
-    /// The step did its work.
-    Done(T),
-    /// The run's version is no longer in R2; this is what is there now.
-    Moved(Option<ObjectHead>),
-}
-
-/// What the commit step did.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Commit {
-    /// The generation is live.
-    Done,
-    /// Its vectors are not all visible in the index yet; nothing was written.
-    VectorsPending {
-        /// Vectors visible now.
-        visible: u32,
-        /// Vectors written (one per chunk).
-        expected: u32,
-    },
-}
-
 /// The ids of a generation's first `count` vectors.
 #[must_use]
 pub fn generation_vector_ids(document_id: i64, version: u64, count: u32) -> Vec<String> {
@@ -87,23 +64,14 @@ pub fn generation_vector_ids(document_id: i64, version: u64, count: u32) -> Vec<
         .collect()
 }
 
-impl<S, D, O, V, E, C, K, L, M, G> Processor<'_, S, D, O, V, E, C, K, L, M, G>
-where
-    S: ProcessorStorage,
-    D: DocumentStore,
-    O: ObjectStore,
-    V: VectorIndex,
-    E: Embedder,
-    C: ChatModel,
-    K: Clock,
-    L: EventLog,
-{
+impl<P: IngestPorts> Processor<P> {
     /// The bytes of the version `etag` names, refusing an oversized one
     /// before reading it. `Moved` when R2 now holds another version (or none):
     /// the run's version is gone, and R2 is the source of truth.
     async fn read_version(&self, key: &str, etag: &str) -> Result<Fetched, StepError> {
         match self
-            .objects
+            .ports
+            .objects()
             .get(key, MAX_DOCUMENT_BYTES as u64)
             .await
             .map_err(store)?
@@ -161,15 +129,17 @@ where
                 "document has {chunk_count} chunks; the limit is {MAX_CHUNKS_PER_DOCUMENT}"
             )));
         }
-        let now = self.clock.now_ms();
+        let now = self.ports.clock().now_ms();
         let document_id = self
-            .documents
+            .ports
+            .documents()
             .ensure_document(key, now)
             .await
             .map_err(store)?;
         let company_id = match &parsed.company {
             Some(slug) => Some(
-                self.documents
+                self.ports
+                    .documents()
                     .ensure_company(slug, now)
                     .await
                     .map_err(store)?,
@@ -189,7 +159,8 @@ where
             chunk_count,
         };
         let rows: Vec<StagedChunk> = chunks.iter().map(StagedChunk::of).collect();
-        self.storage
+        self.ports
+            .storage()
             .stage(generation, &staged, &rows)
             .await
             .map_err(store)?;
@@ -197,7 +168,8 @@ where
     }
 
     async fn staged_document(&self, generation: u64) -> Result<StagedDocument, StepError> {
-        self.storage
+        self.ports
+            .storage()
             .staged_document(generation)
             .await
             .map_err(store)?
@@ -215,7 +187,8 @@ where
     ) -> Result<(StagedDocument, Vec<StagedChunk>), StepError> {
         let document = self.staged_document(generation).await?;
         let chunks = self
-            .storage
+            .ports
+            .storage()
             .staged_chunks(generation, Some(range(document.chunk_count)))
             .await
             .map_err(store)?;
@@ -231,7 +204,8 @@ where
             return Ok(());
         }
         let embedder = self
-            .embedder
+            .ports
+            .embedder()
             .map_err(|e| StepError::permanent(format!("embedding provider: {e}")))?;
         let texts: Vec<String> = chunks.iter().map(|c| c.embed_text.clone()).collect();
         let embeddings = embedder
@@ -258,7 +232,8 @@ where
                 },
             })
             .collect();
-        self.index
+        self.ports
+            .index()
             .upsert(&records)
             .await
             .map(|_| ())
@@ -280,7 +255,7 @@ where
                 MAX_TAGS_PER_CHUNK,
             )
         };
-        let tags: Vec<Vec<String>> = match &self.tagger {
+        let tags: Vec<Vec<String>> = match self.ports.tagger() {
             Tagger::Keywords => chunks.iter().map(keyword_tags).collect(),
             Tagger::Unavailable(why) => {
                 return Err(StepError::permanent(format!("chat provider: {why}")))
@@ -299,7 +274,8 @@ where
             }
         };
         let pairs: Vec<(u32, Vec<String>)> = chunks.iter().map(|c| c.idx).zip(tags).collect();
-        self.storage
+        self.ports
+            .storage()
             .set_tags(generation, &pairs)
             .await
             .map_err(store)
@@ -316,7 +292,7 @@ where
     /// keeps serving meanwhile. The check reads before anything is written, so
     /// waiting leaves nothing half done.
     pub(super) async fn commit(&self, key: &str, version: u64) -> Result<Commit, StepError> {
-        let live = self.documents.live_row(key).await.map_err(store)?;
+        let live = self.ports.documents().live_row(key).await.map_err(store)?;
         match live.and_then(|row| row.active_version) {
             Some(active) if active == version => return Ok(Commit::Done),
             Some(active) if active > version => {
@@ -327,10 +303,11 @@ where
             _ => {}
         }
         let document = self.staged_document(version).await?;
-        if self.index.writes_land_later() && document.chunk_count > 0 {
+        if self.ports.index().writes_land_later() && document.chunk_count > 0 {
             let ids = generation_vector_ids(document.document_id, version, document.chunk_count);
             let present = self
-                .index
+                .ports
+                .index()
                 .count_present(&ids)
                 .await
                 .map_err(|e| index("vector index visibility check", &e))?;
@@ -343,17 +320,20 @@ where
             }
         }
         let chunks = self
-            .storage
+            .ports
+            .storage()
             .staged_chunks(version, None)
             .await
             .map_err(store)?;
-        let now = self.clock.now_ms();
-        self.documents
+        let now = self.ports.clock().now_ms();
+        self.ports
+            .documents()
             .write_generation_chunks(&document, version, &chunks, now)
             .await
             .map_err(store)?;
         match self
-            .documents
+            .ports
+            .documents()
             .activate_generation(&document, version, now)
             .await
             .map_err(store)?
@@ -369,27 +349,30 @@ where
     /// vectors, chunk rows and staged data. Keeps it if it is live after all
     /// (a commit whose answer was lost).
     pub(super) async fn drop_generation(&self, key: &str, version: u64) -> Result<(), StoreError> {
-        let Some(row) = self.documents.live_row(key).await? else {
+        let Some(row) = self.ports.documents().live_row(key).await? else {
             // No row: the chunk step (which creates it) never ran, so nothing
             // reached D1 or the index.
-            return self.storage.discard(version).await;
+            return self.ports.storage().discard(version).await;
         };
         if row.active_version == Some(version) {
             return Ok(());
         }
         // Every id the generation may have written: its chunk rows, or what was staged.
         let committed = self
-            .documents
+            .ports
+            .documents()
             .generation_chunk_count(row.document_id, version)
             .await?;
         let staged = self
-            .storage
+            .ports
+            .storage()
             .staged_document(version)
             .await?
             .map_or(0, |d| d.chunk_count);
         let ids = generation_vector_ids(row.document_id, version, committed.max(staged));
         if !ids.is_empty() {
-            self.index
+            self.ports
+                .index()
                 .delete_by_ids(&ids)
                 .await
                 .map_err(|e| StoreError {
@@ -398,28 +381,32 @@ where
                     retryable: e.is_retryable(),
                 })?;
         }
-        self.documents
+        self.ports
+            .documents()
             .delete_generation_chunks(row.document_id, version)
             .await?;
-        self.storage.discard(version).await
+        self.ports.storage().discard(version).await
     }
 
     /// Delete: remove the document's chunks and vectors, leave a tombstone.
     pub(super) async fn delete_document(&self, key: &str) -> Result<(), StepError> {
         // Vectors first: once the chunk rows are gone their ids are unknown.
         let ids = self
-            .documents
+            .ports
+            .documents()
             .document_vector_ids(key)
             .await
             .map_err(store)?;
         if !ids.is_empty() {
-            self.index
+            self.ports
+                .index()
                 .delete_by_ids(&ids)
                 .await
                 .map_err(|e| index("vector index delete", &e))?;
         }
-        self.documents
-            .delete_document(key, self.clock.now_ms())
+        self.ports
+            .documents()
+            .delete_document(key, self.ports.clock().now_ms())
             .await
             .map_err(store)
     }

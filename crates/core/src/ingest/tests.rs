@@ -6,15 +6,13 @@
 use super::consumer::{consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, Verdict};
 use super::fakes::*;
 use super::gate::{Admission, GateSettings, GateState, ProviderGate};
-use super::processor::{Gating, Processor};
+use super::ports::{Gating, Processor};
 use super::steps::MAX_CHUNKS_PER_DOCUMENT;
-use super::Tagger;
 use crate::document::keys::sha256_hex;
 use crate::ingest::message::IngestCommand;
 use crate::ingest::pipeline::{PipelineConfig, PipelineStep, Stage};
 use crate::ingest::settings::IngestSettings;
 use crate::operations::metrics::{MetricKind, MetricsBuffer};
-use crate::providers::extractive::ExtractiveAnswerer;
 use crate::providers::offline_embedder::HashingEmbedder;
 use crate::providers::{Embedder, ProviderError, TransportError};
 use crate::shared::storage::{Clock, StoreError};
@@ -87,19 +85,7 @@ impl ProviderGate for World<'_> {
     }
 }
 
-type WorldProcessor<'a, 'f> = Processor<
-    'a,
-    FakeProcessorStorage<'f>,
-    FakeDatabase<'f>,
-    FakeBucket<'f>,
-    FakeIndex<'f>,
-    RemoteEmbedder,
-    ExtractiveAnswerer,
-    ManualClock,
-    Lines,
-    MetricsBuffer,
-    World<'f>,
->;
+type WorldProcessor<'a, 'f> = Processor<FakeIngestPorts<'a, 'f, RemoteEmbedder, World<'f>>>;
 
 impl<'f> World<'f> {
     fn new(faults: &'f Faults) -> Self {
@@ -129,19 +115,20 @@ impl<'f> World<'f> {
 
     fn processor<'a>(&'a self, storage: &'a FakeProcessorStorage<'f>) -> WorldProcessor<'a, 'f> {
         Processor {
-            storage,
-            documents: &self.db,
-            objects: &self.bucket,
-            index: &self.index,
-            embedder: Ok(&self.embedder),
-            tagger: Tagger::<ExtractiveAnswerer>::Keywords,
-            clock: &self.clock,
-            log: &self.log,
-            metrics: &self.metrics,
+            ports: FakeIngestPorts {
+                storage,
+                documents: &self.db,
+                objects: &self.bucket,
+                index: &self.index,
+                embedder: &self.embedder,
+                clock: &self.clock,
+                log: &self.log,
+                metrics: &self.metrics,
+                gate: self,
+            },
             pipeline: PipelineConfig::new(),
             settings: self.settings,
             gating: self.gate_settings.map(|_| Gating {
-                gate: self,
                 embed: true,
                 tag: false,
             }),

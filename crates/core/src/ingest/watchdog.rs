@@ -12,14 +12,11 @@
 //! reconciliation's stuck rule (`RECONCILE_STUCK_AFTER_HOURS`, daily cron:
 //! up to two days), which stays as the last resort.
 
-use super::processor::{CommandError, Processor};
-use super::store::{DocumentStore, ProcessorStorage};
-use crate::index::VectorIndex;
-use crate::ingest::gate::ProviderGate;
+use super::ports::{IngestPorts, Processor};
+use super::processor::CommandError;
+use super::store::ProcessorStorage;
 use crate::ingest::pipeline::ProcessorState;
-use crate::operations::metrics::MetricsSink;
-use crate::providers::{ChatModel, Embedder};
-use crate::shared::storage::{Clock, EventLog, Level, ObjectStore, StoreError};
+use crate::shared::storage::{Clock, EventLog, Level, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -158,19 +155,7 @@ pub fn decide_wake(
     }
 }
 
-impl<S, D, O, V, E, C, K, L, M, G> Processor<'_, S, D, O, V, E, C, K, L, M, G>
-where
-    S: ProcessorStorage,
-    D: DocumentStore,
-    O: ObjectStore,
-    V: VectorIndex,
-    E: Embedder,
-    C: ChatModel,
-    K: Clock,
-    L: EventLog,
-    M: MetricsSink,
-    G: ProviderGate,
-{
+impl<P: IngestPorts> Processor<P> {
     /// A wake from the watchdog: re-arms the alarm when a run is in progress
     /// and its alarm is missing or late ([`decide_wake`]); otherwise changes
     /// nothing. Idempotent. `alarm_running`: whether this object's alarm
@@ -180,7 +165,7 @@ where
     /// `WrongProcessor` when `key` is not the key served; `Store` when the
     /// storage failed (nothing changed).
     pub async fn wake(&self, key: &str, alarm_running: bool) -> Result<WakeOutcome, CommandError> {
-        match self.storage.key().await? {
+        match self.ports.storage().key().await? {
             None => return Ok(WakeOutcome::NotRunning),
             Some(serves) if serves != key => {
                 return Err(CommandError::WrongProcessor {
@@ -190,12 +175,12 @@ where
             }
             Some(_) => {}
         }
-        let state = self.storage.load_state().await?;
-        let alarm = self.storage.alarm().await?;
-        let outcome = decide_wake(&state, alarm, alarm_running, self.clock.now_ms());
+        let state = self.ports.storage().load_state().await?;
+        let alarm = self.ports.storage().alarm().await?;
+        let outcome = decide_wake(&state, alarm, alarm_running, self.ports.clock().now_ms());
         if let WakeOutcome::Rearmed { at_ms, previous_ms } = outcome {
-            self.storage.set_alarm(at_ms).await?;
-            self.log.log(
+            self.ports.storage().set_alarm(at_ms).await?;
+            self.ports.log().log(
                 Level::Warn,
                 json!({ "event": "processor_alarm_rearmed", "key": key, "at_ms": at_ms,
                         "previous_ms": previous_ms, "stage": state.stage }),

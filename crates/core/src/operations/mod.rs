@@ -12,3 +12,10 @@ pub mod alerts;
 pub mod deployment;
 pub mod metrics;
 pub mod rollout;
+
+/// How long the operations records outside the metrics table are kept before the daily cron
+/// deletes them: resolved, notified alerts and rollout shadow comparisons (with the failover
+/// counts of their days). One value for both: 30 days covers a monthly review of incidents
+/// and of a rollout, and these tables stay small (one row per alert or sampled comparison).
+/// A constant, not a var: nobody has needed another window.
+pub const OPERATIONS_RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1_000;

@@ -3,7 +3,7 @@
 //! binding in deployed environments; any server speaking the common
 //! `POST /v1/rerank` shape (`{model, query, documents, top_n}` answered
 //! `{results: [{index, relevance_score}]}`) over HTTP, such as the local
-//! embed server (`scripts/embed-server.sh`).
+//! embed server (`scripts/dev/embed-server.sh`).
 //!
 //! Owns the wire shapes and their validation; must never do I/O itself.
 

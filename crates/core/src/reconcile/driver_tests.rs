@@ -478,23 +478,64 @@ impl Clock for FakeClock {
     }
 }
 
-type World = Reconciler<FakeStore, FakeBucket, FakeQueue, FakeIndex, FakeClock, MetricsBuffer>;
+/// The run's ports over the fakes above.
+#[derive(Debug)]
+struct FakePorts {
+    store: FakeStore,
+    objects: FakeBucket,
+    queue: FakeQueue,
+    index: FakeIndex,
+    clock: FakeClock,
+    metrics: MetricsBuffer,
+}
+
+impl ReconcilePorts for FakePorts {
+    type Store = FakeStore;
+    type Objects = FakeBucket;
+    type Queue = FakeQueue;
+    type Index = FakeIndex;
+    type Clock = FakeClock;
+    type Metrics = MetricsBuffer;
+
+    fn store(&self) -> &FakeStore {
+        &self.store
+    }
+    fn objects(&self) -> &FakeBucket {
+        &self.objects
+    }
+    fn queue(&self) -> &FakeQueue {
+        &self.queue
+    }
+    fn index(&self) -> &FakeIndex {
+        &self.index
+    }
+    fn clock(&self) -> &FakeClock {
+        &self.clock
+    }
+    fn metrics(&self) -> &MetricsBuffer {
+        &self.metrics
+    }
+}
+
+type World = Reconciler<FakePorts>;
 
 fn world(page_size: u32) -> World {
     Reconciler {
-        store: FakeStore::default(),
-        objects: FakeBucket::default(),
-        queue: FakeQueue::default(),
-        index: FakeIndex::default(),
-        clock: FakeClock(Cell::new(NOW)),
+        ports: FakePorts {
+            store: FakeStore::default(),
+            objects: FakeBucket::default(),
+            queue: FakeQueue::default(),
+            index: FakeIndex::default(),
+            clock: FakeClock(Cell::new(NOW)),
+            metrics: MetricsBuffer::default(),
+        },
         settings: ReconcileSettings::default().with_page_size(page_size),
         vector_counting: VectorCounting::ByIds,
-        metrics: MetricsBuffer::default(),
     }
 }
 
 fn put_object(w: &World, key: &str, etag: &str) {
-    w.objects.objects.borrow_mut().insert(
+    w.ports.objects.objects.borrow_mut().insert(
         key.to_owned(),
         ObjectHead {
             key: key.to_owned(),
@@ -507,19 +548,20 @@ fn put_object(w: &World, key: &str, etag: &str) {
 }
 
 fn put_row(w: &World, row: DocumentRow) {
-    w.store.rows.borrow_mut().push(DocumentRead::Row(row));
+    w.ports.store.rows.borrow_mut().push(DocumentRead::Row(row));
 }
 
 /// Chunk rows (written `written_at`) and vectors of one generation.
 fn put_generation(w: &World, document_id: i64, version: u64, chunks: u32, written_at: u64) {
     for index in 0..chunks {
-        w.store.chunks.borrow_mut().push(ChunkRow {
+        w.ports.store.chunks.borrow_mut().push(ChunkRow {
             document_id,
             version,
             index,
             created_at: written_at,
         });
-        w.index
+        w.ports
+            .index
             .ids
             .borrow_mut()
             .insert(vector_id(document_id, version as i64, index));
@@ -567,7 +609,7 @@ fn commands(messages: &[Value]) -> Vec<Value> {
 fn drain(w: &World) -> Vec<Value> {
     let mut sent_commands = Vec::new();
     for _ in 0..100 {
-        let messages = w.queue.take();
+        let messages = w.ports.queue.take();
         sent_commands.extend(commands(&messages));
         let next = continuations(&messages);
         if next.is_empty() {
@@ -628,7 +670,7 @@ fn a_run_over_several_pages_ends_done_with_the_right_counts() {
     let id = run_id(&start(&w));
     let sent = drain(&w);
 
-    let run = w.store.run(id);
+    let run = w.ports.store.run(id);
     assert_eq!(run.status, RunStatus::Done);
     assert!(run.pages >= 3, "pages: {}", run.pages);
     assert_eq!(run.objects_seen, 6);
@@ -649,11 +691,11 @@ fn a_run_over_several_pages_ends_done_with_the_right_counts() {
         .collect();
     assert_eq!(keys, ["f-new.md", "g-gone.md"]);
     assert_eq!(
-        w.store.row("f-new.md").map(|r| r.status),
+        w.ports.store.row("f-new.md").map(|r| r.status),
         Some(DocumentStatus::Queued)
     );
     // One data point per page, the last one marked, summing to the run's counts.
-    let points = w.metrics.take();
+    let points = w.ports.metrics.take();
     assert_eq!(points.len() as u32, run.pages);
     assert!(points.iter().all(|p| p.name == format!("run {id}")));
     assert_eq!(
@@ -678,14 +720,14 @@ fn a_redelivered_page_counts_once_and_resends_the_continuation_only_when_latest(
         ready(&w, i as i64 + 1, key, 2);
     }
     let id = run_id(&start(&w));
-    let page2 = continuations(&w.queue.take());
+    let page2 = continuations(&w.ports.queue.take());
     assert_eq!(page2.len(), 1);
 
     // Page 2 is recorded, but sending page 3's continuation fails.
-    w.queue.fail_continuations.set(true);
+    w.ports.queue.fail_continuations.set(true);
     let failed = pollster::block_on(w.continue_run(&page2[0], 1));
     assert!(failed.is_err());
-    let after_page2 = w.store.run(id);
+    let after_page2 = w.ports.store.run(id);
     assert_eq!(after_page2.pages, 2);
     assert_eq!(after_page2.objects_seen, 4);
     assert!(
@@ -693,35 +735,35 @@ fn a_redelivered_page_counts_once_and_resends_the_continuation_only_when_latest(
         "{}",
         after_page2.errors
     );
-    assert!(w.queue.take().is_empty());
+    assert!(w.ports.queue.take().is_empty());
 
     // The redelivery is skipped, counts nothing, and resends page 3.
-    w.queue.fail_continuations.set(false);
-    let pages_measured = w.metrics.take().len();
+    w.ports.queue.fail_continuations.set(false);
+    let pages_measured = w.ports.metrics.take().len();
     let again = pollster::block_on(w.continue_run(&page2[0], 2)).expect("redelivery");
     assert_eq!(again, Advance::Skipped("page already done"));
     assert!(
-        w.metrics.take().is_empty(),
+        w.ports.metrics.take().is_empty(),
         "a skipped page is no data point"
     );
     assert_eq!(pages_measured, 2);
-    assert_eq!(w.store.run(id).objects_seen, 4);
-    let page3 = continuations(&w.queue.take());
+    assert_eq!(w.ports.store.run(id).objects_seen, 4);
+    let page3 = continuations(&w.ports.queue.take());
     assert_eq!(page3.len(), 1);
     assert_eq!(page3[0].page, 3);
 
     // A redelivery of an older page resends nothing.
     let old = pollster::block_on(w.continue_run(&continuation(id, 1, ""), 2)).expect("old");
     assert_eq!(old, Advance::Skipped("page already done"));
-    assert!(w.queue.take().is_empty());
+    assert!(w.ports.queue.take().is_empty());
 
     // A duplicate first delivery of the latest page resends nothing either.
     let duplicate = pollster::block_on(w.continue_run(&page2[0], 1)).expect("duplicate");
     assert_eq!(duplicate, Advance::Skipped("page already done"));
-    assert!(w.queue.take().is_empty());
+    assert!(w.ports.queue.take().is_empty());
 
     pollster::block_on(w.continue_run(&page3[0], 1)).expect("page 3");
-    let run = w.store.run(id);
+    let run = w.ports.store.run(id);
     assert_eq!(run.status, RunStatus::Done);
     assert_eq!(run.objects_seen, 6);
 }
@@ -733,13 +775,13 @@ fn an_out_of_order_page_is_skipped() {
     ready(&w, 2, "b.md", 2);
     ready(&w, 3, "c.md", 2);
     let id = run_id(&start(&w));
-    w.queue.take();
-    let before = w.store.run(id);
+    w.ports.queue.take();
+    let before = w.ports.store.run(id);
     let skipped =
         pollster::block_on(w.continue_run(&continuation(id, 3, "b.md"), 1)).expect("skip");
     assert_eq!(skipped, Advance::Skipped("page out of order"));
-    assert_eq!(w.store.run(id), before);
-    assert!(w.queue.take().is_empty());
+    assert_eq!(w.ports.store.run(id), before);
+    assert!(w.ports.queue.take().is_empty());
     let unknown = pollster::block_on(w.continue_run(&continuation(99, 1, ""), 1)).expect("skip");
     assert_eq!(unknown, Advance::Skipped("unknown run"));
 }
@@ -749,9 +791,9 @@ fn a_failed_queue_send_leaves_the_rows_claimed_and_reports_the_error() {
     let w = world(10);
     ready(&w, 1, "a.md", 2);
     put_object(&w, "b-new.md", "etag-b");
-    w.queue.fail_commands.set(true);
+    w.ports.queue.fail_commands.set(true);
     let id = run_id(&start(&w));
-    let run = w.store.run(id);
+    let run = w.ports.store.run(id);
     assert_eq!(run.status, RunStatus::Done);
     assert!(
         run.errors.contains("enqueueing 1 command(s) failed"),
@@ -761,10 +803,10 @@ fn a_failed_queue_send_leaves_the_rows_claimed_and_reports_the_error() {
     assert_eq!(run.enqueued, "{}");
     // Claimed: the stuck rule picks it up on a later run; nothing is enqueued twice meanwhile.
     assert_eq!(
-        w.store.row("b-new.md").map(|r| r.status),
+        w.ports.store.row("b-new.md").map(|r| r.status),
         Some(DocumentStatus::Queued)
     );
-    assert!(w.queue.take().is_empty());
+    assert!(w.ports.queue.take().is_empty());
 }
 
 #[test]
@@ -780,14 +822,14 @@ fn a_run_is_refused_while_another_is_running_and_stale_runs_are_abandoned() {
     );
 
     // The first run's continuation is lost; an hour later it is abandoned.
-    w.queue.take();
-    w.clock.0.set(NOW + RUN_STALE_AFTER_MS + 1);
+    w.ports.queue.take();
+    w.ports.clock.0.set(NOW + RUN_STALE_AFTER_MS + 1);
     let second = run_id(&start(&w));
     assert_ne!(second, first);
-    let abandoned = w.store.run(first);
+    let abandoned = w.ports.store.run(first);
     assert_eq!(abandoned.status, RunStatus::Failed);
     assert!(abandoned.errors.contains("abandoned"));
-    assert_eq!(w.store.run(second).status, RunStatus::Running);
+    assert_eq!(w.ports.store.run(second).status, RunStatus::Running);
 }
 
 #[test]
@@ -796,9 +838,9 @@ fn a_dead_lettered_continuation_fails_its_run() {
     ready(&w, 1, "a.md", 2);
     ready(&w, 2, "b.md", 2);
     let id = run_id(&start(&w));
-    let next = continuations(&w.queue.take());
+    let next = continuations(&w.ports.queue.take());
     pollster::block_on(w.dead_lettered(&next[0], "out of retries")).expect("recorded");
-    let run = w.store.run(id);
+    let run = w.ports.store.run(id);
     assert_eq!(run.status, RunStatus::Failed);
     assert!(run.errors.contains("page 2 dead-lettered: out of retries"));
     let late = pollster::block_on(w.continue_run(&next[0], 4)).expect("skip");
@@ -814,7 +856,7 @@ fn vectors_of_a_fresh_commit_are_not_checked_until_they_settle() {
     let w = world(10);
     let row = ready(&w, 1, "a.md", 2);
     // Committed a minute ago; Vectorize shows none of its vectors yet.
-    w.store.rows.borrow_mut().clear();
+    w.ports.store.rows.borrow_mut().clear();
     put_row(
         &w,
         DocumentRow {
@@ -822,21 +864,21 @@ fn vectors_of_a_fresh_commit_are_not_checked_until_they_settle() {
             ..row.clone()
         },
     );
-    w.index.ids.borrow_mut().clear();
+    w.ports.index.ids.borrow_mut().clear();
     let id = run_id(&start(&w));
-    let run = w.store.run(id);
+    let run = w.ports.store.run(id);
     assert_eq!(run.enqueued, "{}", "no mismatch while settling");
     assert_eq!(run.stores_checked, 1, "chunk rows are still compared");
     assert_eq!(
-        w.index.lookups.get(),
+        w.ports.index.lookups.get(),
         0,
         "no lookup for a settling document"
     );
 
     // The same document committed long enough ago is a mismatch.
-    w.clock.0.set(NOW - 60_000 + VECTOR_SETTLE_MS);
+    w.ports.clock.0.set(NOW - 60_000 + VECTOR_SETTLE_MS);
     let id = run_id(&start(&w));
-    let run = w.store.run(id);
+    let run = w.ports.store.run(id);
     assert_eq!(run.enqueued, r#"{"reconcile:vectors-mismatch":1}"#);
 }
 
@@ -845,7 +887,7 @@ fn a_synchronous_index_is_checked_right_after_a_commit() {
     let mut w = world(10);
     w.settings = w.settings.with_vector_settle_ms(0);
     let row = ready(&w, 1, "a.md", 2);
-    w.store.rows.borrow_mut().clear();
+    w.ports.store.rows.borrow_mut().clear();
     put_row(
         &w,
         DocumentRow {
@@ -853,10 +895,10 @@ fn a_synchronous_index_is_checked_right_after_a_commit() {
             ..row
         },
     );
-    w.index.ids.borrow_mut().clear();
+    w.ports.index.ids.borrow_mut().clear();
     let id = run_id(&start(&w));
     assert_eq!(
-        w.store.run(id).enqueued,
+        w.ports.store.run(id).enqueued,
         r#"{"reconcile:vectors-mismatch":1}"#
     );
 }
@@ -865,7 +907,7 @@ fn a_synchronous_index_is_checked_right_after_a_commit() {
 fn chunk_rows_of_a_fresh_commit_are_still_compared() {
     let w = world(10);
     let row = ready(&w, 1, "a.md", 2);
-    w.store.rows.borrow_mut().clear();
+    w.ports.store.rows.borrow_mut().clear();
     put_row(
         &w,
         DocumentRow {
@@ -876,7 +918,7 @@ fn chunk_rows_of_a_fresh_commit_are_still_compared() {
     );
     let id = run_id(&start(&w));
     assert_eq!(
-        w.store.run(id).enqueued,
+        w.ports.store.run(id).enqueued,
         r#"{"reconcile:chunks-mismatch":1}"#
     );
 }
@@ -928,14 +970,14 @@ fn old_generations_are_swept_and_live_or_staged_ones_kept() {
     put_generation(&w, 3, 1, 2, old);
 
     let id = run_id(&start(&w));
-    let run = w.store.run(id);
+    let run = w.ports.store.run(id);
     assert_eq!(run.status, RunStatus::Done);
     assert_eq!(run.swept, 2, "{run:?}");
     assert_eq!(run.enqueued, "{}");
-    assert_eq!(w.store.versions(1), BTreeSet::from([2, 3, 4]));
-    assert!(w.store.versions(2).is_empty());
-    assert_eq!(w.store.versions(3), BTreeSet::from([1]));
-    let ids = w.index.ids.borrow();
+    assert_eq!(w.ports.store.versions(1), BTreeSet::from([2, 3, 4]));
+    assert!(w.ports.store.versions(2).is_empty());
+    assert_eq!(w.ports.store.versions(3), BTreeSet::from([1]));
+    let ids = w.ports.index.ids.borrow();
     assert!(!ids.contains(&vector_id(1, 1, 0)) && !ids.contains(&vector_id(1, 1, 3)));
     assert!(!ids.contains(&vector_id(2, 5, 1)));
     for kept in [(1, 3, 2), (1, 4, 1), (1, 2, 2), (3, 1, 1)] {
@@ -948,21 +990,21 @@ fn a_generation_whose_vectors_cannot_be_deleted_keeps_its_rows() {
     let w = world(10);
     ready(&w, 1, "a.md", 3);
     put_generation(&w, 1, 1, 2, NOW - DAY);
-    w.index.fail_deletes.set(true);
+    w.ports.index.fail_deletes.set(true);
     let id = run_id(&start(&w));
-    let run = w.store.run(id);
+    let run = w.ports.store.run(id);
     assert_eq!(run.status, RunStatus::Done);
     assert_eq!(run.swept, 0);
     assert!(run
         .errors
         .contains("sweep: vectors of document 1 version 1"));
-    assert_eq!(w.store.versions(1), BTreeSet::from([1, 3]));
+    assert_eq!(w.ports.store.versions(1), BTreeSet::from([1, 3]));
 
     // Found again by the next run once the index answers.
-    w.index.fail_deletes.set(false);
+    w.ports.index.fail_deletes.set(false);
     let id = run_id(&start(&w));
-    assert_eq!(w.store.run(id).swept, 1);
-    assert_eq!(w.store.versions(1), BTreeSet::from([3]));
+    assert_eq!(w.ports.store.run(id).swept, 1);
+    assert_eq!(w.ports.store.versions(1), BTreeSet::from([3]));
 }
 
 #[test]

@@ -25,7 +25,7 @@ mod run;
 mod store;
 mod sweep;
 
-pub use driver::{Reconciler, RunError};
+pub use driver::{ReconcilePorts, Reconciler, RunError};
 pub use page::PageReport;
 pub use rules::{
     content_differs, count_reasons, failed_keys, plan_page, store_probes, vectors_settled,

@@ -5,7 +5,7 @@
 //! Bounded by the page size: one listing, a few store queries and one claim
 //! per page, whatever the bucket's size. Never touches the run row.
 
-use super::driver::{Reconciler, RunError};
+use super::driver::{ReconcilePorts, Reconciler, RunError};
 use super::store::{DocumentRead, LeftoverGeneration, ReconcileStore, VectorCounting};
 use super::sweep::{MAX_SWEPT_VECTOR_IDS_PER_PAGE, SWEEP_GRACE_MS};
 use super::{
@@ -16,7 +16,7 @@ use super::{
 use crate::document::keys::vector_id;
 use crate::index::VectorIndex;
 use crate::operations::metrics::{DataPoint, MetricKind};
-use crate::shared::storage::{Clock, IngestQueue, ObjectStore};
+use crate::shared::storage::{IngestQueue, ObjectStore};
 use std::collections::{BTreeMap, HashMap};
 
 /// Rows read per page: twice the objects, so a range with a few more rows
@@ -80,14 +80,7 @@ fn through(end: &PageEnd) -> Option<&str> {
     }
 }
 
-impl<S, O, Q, V, C, M> Reconciler<S, O, Q, V, C, M>
-where
-    S: ReconcileStore,
-    O: ObjectStore,
-    Q: IngestQueue,
-    V: VectorIndex,
-    C: Clock,
-{
+impl<P: ReconcilePorts> Reconciler<P> {
     /// Processes the page after `cursor` with the run's `settings`.
     ///
     /// # Errors
@@ -102,7 +95,7 @@ where
         let page_size = settings.page_size;
         let mut errors = Vec::new();
 
-        let listing = self.objects.list(cursor, page_size).await?;
+        let listing = self.ports.objects().list(cursor, page_size).await?;
         let upper = if listing.truncated {
             listing.objects.last().map(|o| o.key.clone())
         } else {
@@ -110,7 +103,8 @@ where
         };
         let limit = rows_limit(page_size);
         let reads = self
-            .store
+            .ports
+            .store()
             .document_rows(cursor, upper.as_deref(), limit.saturating_add(1))
             .await?;
         let documents_truncated = reads.len() > limit as usize;
@@ -139,7 +133,10 @@ where
         let failed_runs = if failed_keys(&documents, &end).is_empty() {
             HashMap::new()
         } else {
-            self.store.failed_run_counts(cursor, through(&end)).await?
+            self.ports
+                .store()
+                .failed_run_counts(cursor, through(&end))
+                .await?
         };
 
         let observed_at = rfc3339_ms(now_ms);
@@ -156,7 +153,11 @@ where
             settings,
         );
 
-        let flags = self.store.claim_rows(&plan.commands, now_ms).await?;
+        let flags = self
+            .ports
+            .store()
+            .claim_rows(&plan.commands, now_ms)
+            .await?;
         let claimed: Vec<&PlannedCommand> = plan
             .commands
             .iter()
@@ -189,7 +190,7 @@ where
         if probes.is_empty() {
             return Ok(HashMap::new());
         }
-        let chunks = self.store.chunk_counts(probes).await?;
+        let chunks = self.ports.store().chunk_counts(probes).await?;
         let settled: Vec<StoreProbe> = probes
             .iter()
             .filter(|p| {
@@ -203,7 +204,7 @@ where
             HashMap::new()
         } else {
             match self.vector_counting {
-                VectorCounting::Store => self.store.vector_counts(&settled).await?,
+                VectorCounting::Store => self.ports.store().vector_counts(&settled).await?,
                 VectorCounting::ByIds => self.count_vectors_by_ids(&settled).await?,
             }
         };
@@ -240,7 +241,7 @@ where
             let ids: Vec<String> = (0..probe.chunk_count)
                 .map(|i| vector_id(probe.document_id, probe.version as i64, i))
                 .collect();
-            let found = self.index.count_present(&ids).await?;
+            let found = self.ports.index().count_present(&ids).await?;
             counts.insert(probe.document_id, u32::try_from(found).unwrap_or(u32::MAX));
         }
         Ok(counts)
@@ -262,7 +263,8 @@ where
                 .collect();
             let outcome = match messages {
                 Ok(messages) => self
-                    .queue
+                    .ports
+                    .queue()
                     .send_batch(&messages)
                     .await
                     .map_err(|e| e.to_string()),
@@ -296,7 +298,8 @@ where
         }
         let written_before = now_ms.saturating_sub(SWEEP_GRACE_MS);
         let leftovers = match self
-            .store
+            .ports
+            .store()
             .leftover_generations(&targets, written_before)
             .await
         {
@@ -318,7 +321,7 @@ where
                 .map(|i| vector_id(generation.document_id, generation.version as i64, i))
                 .collect();
             // The index splits the ids into calls it accepts.
-            match self.index.delete_by_ids(&ids).await {
+            match self.ports.index().delete_by_ids(&ids).await {
                 Ok(_) => cleared.push(generation),
                 Err(e) => errors.push(format!(
                     "sweep: vectors of document {} version {}: {e}",
@@ -330,7 +333,8 @@ where
             return 0;
         }
         match self
-            .store
+            .ports
+            .store()
             .delete_leftover_chunks(&cleared, written_before)
             .await
         {

@@ -8,14 +8,13 @@
 //! claimed on the run row with a conditional update, so a redelivered page
 //! message never counts twice. Never processes a document itself.
 
-use super::driver::{Reconciler, RunError};
+use super::driver::{ReconcilePorts, Reconciler, RunError};
 use super::page::PageReport;
 use super::store::{ClaimedPage, CreatedRun, ReconcileStore, RunRecord, RunStatus};
 use super::{append_errors, merge_counts, PageEnd, RUN_STALE_AFTER_MS};
-use crate::index::VectorIndex;
 use crate::ingest::message::ReconcileContinuation;
 use crate::operations::metrics::{DataPoint, MetricsSink};
-use crate::shared::storage::{Clock, IngestQueue, ObjectStore, StoreError};
+use crate::shared::storage::{Clock, IngestQueue, StoreError};
 
 /// Outcome of starting a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,15 +47,7 @@ pub enum Advance {
     Skipped(&'static str),
 }
 
-impl<S, O, Q, V, C, M> Reconciler<S, O, Q, V, C, M>
-where
-    S: ReconcileStore,
-    O: ObjectStore,
-    Q: IngestQueue,
-    V: VectorIndex,
-    C: Clock,
-    M: MetricsSink,
-{
+impl<P: ReconcilePorts> Reconciler<P> {
     /// Starts a run (`trigger`: `cron` or `admin`) and processes its first
     /// page. Runs without progress for [`RUN_STALE_AFTER_MS`] are abandoned
     /// first: their continuation was lost, and they would block every run.
@@ -65,12 +56,14 @@ where
     /// Only when the run could not be created or its failure not recorded;
     /// a failed first page is left to the queue like any page.
     pub async fn start(&self, trigger: &str) -> Result<Started, RunError> {
-        let now = self.clock.now_ms();
-        self.store
+        let now = self.ports.clock().now_ms();
+        self.ports
+            .store()
             .abandon_stale_runs(now, RUN_STALE_AFTER_MS)
             .await?;
         let run_id = match self
-            .store
+            .ports
+            .store()
             .create_run(trigger, self.settings.page_size, now)
             .await?
         {
@@ -87,14 +80,15 @@ where
                 // Let the queue retry from where the run got (page 1 itself, or
                 // the continuation of page 1 if only that failed) like any page.
                 self.record_page_error(run_id, 1, &e).await;
-                let run = self.store.load_run(run_id).await?;
+                let run = self.ports.store().load_run(run_id).await?;
                 let (page, cursor) = run.map_or((1, String::new()), |r| {
                     (r.pages + 1, r.cursor.unwrap_or_default())
                 });
                 if let Err(send) = self.send_continuation(run_id, page, &cursor).await {
                     let message = format!("page {page} could not be enqueued: {send}");
-                    self.store
-                        .fail_run(run_id, &message, self.clock.now_ms())
+                    self.ports
+                        .store()
+                        .fail_run(run_id, &message, self.ports.clock().now_ms())
                         .await?;
                 }
                 Ok(Started::Run {
@@ -136,8 +130,9 @@ where
         error: &str,
     ) -> Result<(), StoreError> {
         let message = format!("page {} dead-lettered: {error}", continuation.page);
-        self.store
-            .fail_run(continuation.run_id, &message, self.clock.now_ms())
+        self.ports
+            .store()
+            .fail_run(continuation.run_id, &message, self.ports.clock().now_ms())
             .await
     }
 
@@ -146,8 +141,9 @@ where
         let message = format!("page {page}: {error}");
         // Ignored on failure: the caller reports the page error itself.
         let _ = self
-            .store
-            .append_run_error(run_id, &message, self.clock.now_ms())
+            .ports
+            .store()
+            .append_run_error(run_id, &message, self.ports.clock().now_ms())
             .await;
     }
 
@@ -162,7 +158,8 @@ where
             page,
             cursor: cursor.to_owned(),
         };
-        self.queue
+        self.ports
+            .queue()
             .send_batch(&[next.to_message()])
             .await
             .map_err(|e| StoreError {
@@ -181,7 +178,7 @@ where
         page: u32,
         redelivered: bool,
     ) -> Result<Advance, RunError> {
-        let Some(run) = self.store.load_run(run_id).await? else {
+        let Some(run) = self.ports.store().load_run(run_id).await? else {
             return Ok(Advance::Skipped("unknown run"));
         };
         if run.status != RunStatus::Running {
@@ -206,7 +203,7 @@ where
     async fn process_and_record(&self, run: &RunRecord, page: u32) -> Result<Advance, RunError> {
         let settings = self.settings.with_page_size(run.page_size);
         let cursor = run.cursor.clone().unwrap_or_default();
-        let started = self.clock.now_ms();
+        let started = self.ports.clock().now_ms();
         let report = self.process_page(&cursor, &settings, started).await?;
         let enqueued = merge_counts(&run.enqueued, &report.enqueued)?;
         let errors = append_errors(&run.errors, &report.errors)?;
@@ -224,13 +221,13 @@ where
             enqueued,
             errors,
             last,
-            now_ms: self.clock.now_ms(),
+            now_ms: self.ports.clock().now_ms(),
         };
-        if !self.store.claim_page(run.id, &claim).await? {
+        if !self.ports.store().claim_page(run.id, &claim).await? {
             return Ok(Advance::Skipped("page recorded concurrently"));
         }
-        let now = self.clock.now_ms();
-        self.metrics.record(DataPoint::reconcile_page(
+        let now = self.ports.clock().now_ms();
+        self.ports.metrics().record(DataPoint::reconcile_page(
             now,
             run.id,
             &report,

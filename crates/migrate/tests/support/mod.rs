@@ -1,6 +1,7 @@
 //! Shared fixtures of the migrate integration tests: a real PostgreSQL 15
 //! cluster (one per test binary, a fresh database per test) holding the
-//! Supabase fixture, and helpers to run the CLI.
+//! Supabase fixture, and helpers to run the CLI. The built Worker under
+//! `wrangler dev` and running a binary come from the `test-support` crate.
 #![allow(dead_code)]
 // Test fixtures may read the clock; the workspace ban is about wasm.
 #![allow(clippy::disallowed_methods)]
@@ -8,18 +9,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod postgres;
-pub mod worker;
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+// Each test binary uses its own part of these.
+#[allow(unused_imports)]
+pub use test_support::{free_port, run, Run};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::process::{Command, Stdio};
 
 pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_migrate"));
@@ -56,34 +51,12 @@ pub fn peak_rss(stderr: &str) -> String {
         .to_owned()
 }
 
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-}
-
-pub fn run(mut cmd: Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+/// `cmd` (a [`bin`] or [`measured_bin`]) given `export --json
+/// --database-url URL --out DIR`: the export most tests start from.
+pub fn export_to(mut cmd: Command, database_url: &str, out: &std::path::Path) -> Command {
+    cmd.args(["export", "--json", "--database-url", database_url, "--out"])
+        .arg(out);
+    cmd
 }
 
 /// Reads a JSONL file into values.

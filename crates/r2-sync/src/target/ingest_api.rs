@@ -28,6 +28,11 @@ impl AdminToken {
     pub fn new(token: impl Into<String>) -> Self {
         Self(token.into())
     }
+
+    /// The `Authorization` header's value: `Bearer <token>`.
+    pub fn authorization(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
 }
 
 impl fmt::Debug for AdminToken {
@@ -138,7 +143,7 @@ impl IngestApiTarget {
     }
 
     fn bearer(&self) -> String {
-        format!("Bearer {}", self.config.token.0)
+        self.config.token.authorization()
     }
 
     async fn list_page(&self, cursor: Option<&str>) -> Result<ListPage, TargetError> {

@@ -1,7 +1,8 @@
 //! Shared fixtures of the integration tests: a real S3-protocol server
 //! (moto's server, one process per test binary), a fault-injecting proxy in
 //! front of it, a recording ingest-API server, and helpers to run the CLI and
-//! inspect the bucket independently of the code under test.
+//! inspect the bucket independently of the code under test. Free ports and
+//! running a binary come from the `test-support` crate.
 #![allow(dead_code)]
 // Test fixtures may read the clock; the workspace ban is about wasm.
 #![allow(clippy::disallowed_methods)]
@@ -11,11 +12,15 @@
 pub mod fault_proxy;
 pub mod ingest_server;
 
+// Each test binary uses its own part of these.
+#[allow(unused_imports)]
+pub use test_support::{free_port, run, Run};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -41,14 +46,6 @@ fn moto_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-test/bin/moto_server")
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(port: u16, within: Duration) -> bool {
@@ -266,36 +263,6 @@ pub fn s3_cmd(endpoint: &str, bucket: &str, dir: &Path, args: &[&str]) -> Comman
         .args(args)
         .arg(dir);
     cmd
-}
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-}
-
-pub fn run(mut cmd: Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
 }
 
 /// Runs `r2-sync push --yes --json` against the test server.

@@ -1,15 +1,14 @@
 //! `GET /admin/alerts`: the firing alerts and those resolved in the last
 //! seven days, each with the delivery state of its notices.
 
-use super::documents::store_error;
-use crate::bindings;
 use crate::error::{json_response, ApiError};
-use crate::store::d1_alerts::{D1Alerts, RECENT_MS};
+use crate::root::Root;
+use crate::store::d1_alerts::RECENT_MS;
 use crate::store::WorkerClock;
 use portfolio_core::operations::alerts::{pending_notice, AlertRecord};
 use portfolio_core::shared::storage::Clock;
 use serde_json::{json, Value};
-use worker::{Env, Request, Response};
+use worker::Response;
 
 fn entry(alert: &AlertRecord) -> Value {
     json!({
@@ -28,10 +27,10 @@ fn entry(alert: &AlertRecord) -> Value {
     })
 }
 
-pub async fn list(_req: Request, env: &Env) -> Result<Response, ApiError> {
-    let store = D1Alerts::new(env.d1(bindings::DB)?);
+pub async fn list(root: &Root) -> Result<Response, ApiError> {
+    let store = root.alerts()?;
     let since = WorkerClock.now_ms().saturating_sub(RECENT_MS);
-    let (active, recent) = store.listing(since).await.map_err(store_error)?;
+    let (active, recent) = store.listing(since).await?;
     Ok(json_response(
         &json!({
             "active": active.iter().map(entry).collect::<Vec<_>>(),

@@ -3,37 +3,25 @@
 //! from the source's UUIDs to integer ids. Validation is
 //! `portfolio_core::admin::companies`'; the SQL is `store::d1_companies`'.
 
-use crate::bindings;
-use crate::error::{json_response, ApiError};
-use crate::store::d1_companies::D1Companies;
+use crate::error::{bad_json, json_response, ApiError};
+use crate::root::Root;
 use portfolio_core::admin::companies::{
     validate_companies, validate_document_legacy_ids, CompanyImportBatch, DocumentLegacyIdBatch,
 };
-use portfolio_core::admin::{page_size, MigrationRoute};
+use portfolio_core::admin::page_size;
+use portfolio_core::api::paging::{cut_page, fetch_size};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::collections::HashMap;
-use worker::{Env, Request, Response};
-
-pub async fn handle(route: MigrationRoute, req: Request, env: &Env) -> Result<Response, ApiError> {
-    let store = D1Companies::new(env.d1(bindings::DB)?);
-    match route {
-        MigrationRoute::List => list(req, &store).await,
-        MigrationRoute::Import => import(req, &store).await,
-        MigrationRoute::MapDocuments => map_documents(req, &store).await,
-        MigrationRoute::Object(key) => Err(ApiError::NotFound(format!(
-            "objects are served by admin::objects, not companies ({})",
-            key.as_str()
-        ))),
-    }
-}
+use worker::{Request, Response};
 
 async fn body<T: DeserializeOwned>(mut req: Request) -> Result<T, ApiError> {
     let text = req.text().await?;
-    serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))
+    serde_json::from_str(&text).map_err(|e| bad_json(&e))
 }
 
-async fn import(req: Request, store: &D1Companies) -> Result<Response, ApiError> {
+pub async fn import(req: Request, root: &Root) -> Result<Response, ApiError> {
+    let store = root.companies()?;
     let batch: CompanyImportBatch = body(req).await?;
     let companies = validate_companies(batch)
         .map_err(|e| ApiError::BadRequest("bad_company", e.to_string()))?;
@@ -53,7 +41,8 @@ async fn import(req: Request, store: &D1Companies) -> Result<Response, ApiError>
     )?)
 }
 
-async fn map_documents(req: Request, store: &D1Companies) -> Result<Response, ApiError> {
+pub async fn map_documents(req: Request, root: &Root) -> Result<Response, ApiError> {
+    let store = root.companies()?;
     let batch: DocumentLegacyIdBatch = body(req).await?;
     let documents = validate_document_legacy_ids(batch)
         .map_err(|e| ApiError::BadRequest("bad_mapping", e.to_string()))?;
@@ -73,7 +62,8 @@ async fn map_documents(req: Request, store: &D1Companies) -> Result<Response, Ap
     )?)
 }
 
-async fn list(req: Request, store: &D1Companies) -> Result<Response, ApiError> {
+pub async fn list(req: Request, root: &Root) -> Result<Response, ApiError> {
+    let store = root.companies()?;
     let url = req.url()?;
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
     let limit = page_size(query.get("limit").map(String::as_str))?;
@@ -83,16 +73,10 @@ async fn list(req: Request, store: &D1Companies) -> Result<Response, ApiError> {
         })?,
         None => 0,
     };
-    let mut rows = store.list(after, limit + 1).await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let cursor = if more {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let rows = store.list(after, fetch_size(limit)).await?;
+    let page = cut_page(rows, limit, |r| r.id.to_string());
     Ok(json_response(
-        &json!({ "companies": rows, "cursor": cursor }),
+        &json!({ "companies": page.rows, "cursor": page.cursor }),
         200,
     )?)
 }

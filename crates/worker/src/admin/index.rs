@@ -4,12 +4,10 @@
 //! Owns the request/response bodies of `/admin/index*`; must never validate vectors or rank
 //! (the index and the core do), so these routes exercise exactly the code ingestion uses.
 
-use super::authorize;
 use crate::body::read_text_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::store::d1::D1Documents;
-use crate::store::vector_index_from_env;
+use crate::root::Root;
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use portfolio_core::index::{
     check_metadata_filters, MetadataFilter, VectorIndex, VectorQuery, VectorRecord,
@@ -20,7 +18,7 @@ use portfolio_core::providers::ProviderKind;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
 
 /// `POST /admin/index/query`.
 #[derive(Debug, Deserialize)]
@@ -61,13 +59,8 @@ async fn read_json<T: DeserializeOwned>(req: &mut Request) -> Result<T, ApiError
 
 /// `GET /admin/index`: implementation, dimensions, vector count (and, for Vectorize, the
 /// last mutation applied).
-pub async fn describe(
-    req: Request,
-    env: Env,
-    config: &ServiceConfig,
-) -> Result<Response, ApiError> {
-    authorize(&req, &env)?;
-    let index = vector_index_from_env(&env, config)?;
+pub async fn describe(root: &Root, config: &ServiceConfig) -> Result<Response, ApiError> {
+    let index = root.vector_index(config)?;
     let info = index.describe().await?;
     Ok(json_response(&info, 200)?)
 }
@@ -78,14 +71,9 @@ const CHECK_CANDIDATES: u32 = 5;
 /// `GET /admin/index/check`: whether the index answers the metadata filters the service sends
 /// (`portfolio_core::index::check_metadata_filters`). The Vectorize binding cannot list
 /// metadata indexes, so this probes their effect with a vector of a recent ready document.
-pub async fn check(req: Request, env: Env, config: &ServiceConfig) -> Result<Response, ApiError> {
-    authorize(&req, &env)?;
-    let candidates = D1Documents::from_env(&env)
-        .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?
-        .probe_vector_ids(CHECK_CANDIDATES)
-        .await
-        .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
-    let index = vector_index_from_env(&env, config)?;
+pub async fn check(root: &Root, config: &ServiceConfig) -> Result<Response, ApiError> {
+    let candidates = root.documents()?.probe_vector_ids(CHECK_CANDIDATES).await?;
+    let index = root.vector_index(config)?;
     let report = check_metadata_filters(&index, &candidates).await?;
     Ok(json_response(&report, 200)?)
 }
@@ -93,10 +81,9 @@ pub async fn check(req: Request, env: Env, config: &ServiceConfig) -> Result<Res
 /// `POST /admin/index/query`: `{ vector | text, top_k, filter?, return_metadata? }` → matches.
 pub async fn query(
     mut req: Request,
-    env: Env,
+    root: &Root,
     config: &ServiceConfig,
 ) -> Result<Response, ApiError> {
-    authorize(&req, &env)?;
     let body: QueryBody = read_json(&mut req).await?;
     let vector = match (body.vector, body.text) {
         (Some(vector), None) => vector,
@@ -108,7 +95,7 @@ pub async fn query(
             ))
         }
     };
-    let index = vector_index_from_env(&env, config)?;
+    let index = root.vector_index(config)?;
     let matches = index
         .query(&VectorQuery {
             vector,
@@ -153,21 +140,23 @@ async fn embed_text(config: &ServiceConfig, text: String) -> Result<Vec<f32>, Ap
 /// `POST /admin/index/upsert`: `{ vectors: [{ id, values, metadata }] }` → `{ count, mutation_ids }`.
 pub async fn upsert(
     mut req: Request,
-    env: Env,
+    root: &Root,
     config: &ServiceConfig,
 ) -> Result<Response, ApiError> {
-    authorize(&req, &env)?;
     let body: UpsertBody = read_json(&mut req).await?;
-    let index = vector_index_from_env(&env, config)?;
+    let index = root.vector_index(config)?;
     let receipt = index.upsert(&body.vectors).await?;
     Ok(json_response(&receipt, 200)?)
 }
 
 /// `POST /admin/index/get`: `{ ids }` → `{ vectors }` (missing ids are left out).
-pub async fn get(mut req: Request, env: Env, config: &ServiceConfig) -> Result<Response, ApiError> {
-    authorize(&req, &env)?;
+pub async fn get(
+    mut req: Request,
+    root: &Root,
+    config: &ServiceConfig,
+) -> Result<Response, ApiError> {
     let body: IdsBody = read_json(&mut req).await?;
-    let index = vector_index_from_env(&env, config)?;
+    let index = root.vector_index(config)?;
     let vectors = index.get_by_ids(&body.ids).await?;
     Ok(json_response(&json!({ "vectors": vectors }), 200)?)
 }
@@ -175,12 +164,11 @@ pub async fn get(mut req: Request, env: Env, config: &ServiceConfig) -> Result<R
 /// `POST /admin/index/delete`: `{ ids }` → `{ count, mutation_ids }`.
 pub async fn delete(
     mut req: Request,
-    env: Env,
+    root: &Root,
     config: &ServiceConfig,
 ) -> Result<Response, ApiError> {
-    authorize(&req, &env)?;
     let body: IdsBody = read_json(&mut req).await?;
-    let index = vector_index_from_env(&env, config)?;
+    let index = root.vector_index(config)?;
     let receipt = index.delete_by_ids(&body.ids).await?;
     Ok(json_response(&receipt, 200)?)
 }

@@ -1,39 +1,30 @@
 //! The operator (admin) API: every route here needs `Authorization: Bearer
 //! <ADMIN_TOKEN>` (compared in constant time). Owns the token check and the
-//! dispatch (documents, index, reconciliation); must never answer an admin
-//! route, known or not, before the token passed. Request checks come from
-//! `portfolio_core::admin`.
+//! dispatch on the route table's ids (`portfolio_core::api::routes`); must
+//! never answer an admin route, known or not, before the token passed.
+//! Request checks come from `portfolio_core::admin`.
 
 mod alerts;
 mod companies;
 mod documents;
-pub mod index;
+mod index;
 mod objects;
 mod operations;
 mod reconcile;
 mod rollout;
 
-use crate::config::{ConfigError, ServiceConfig};
-use crate::error::ApiError;
-use crate::store::metrics::Metrics;
-use portfolio_core::admin::{
-    document_route, is_authorized, migration_route, operations_route, reconcile_route,
-    AdminRequestError, MigrationRoute,
-};
-use wasm_bindgen::JsValue;
-use worker::{Env, Method, Request, Response};
+use crate::error::{json_response, ApiError};
+use crate::root::Root;
+use portfolio_core::admin::is_authorized;
+use portfolio_core::api::resolve::{resolve, Resolution};
+use portfolio_core::api::routes::{listing, AdminRoute as A, OtherMethods, RouteId};
+use serde_json::json;
+use worker::{Request, Response};
 
-/// Name of the secret (or var, locally) holding the admin token.
-pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
-
-/// `Ok` when the request carries the configured admin token. Read from the
-/// raw environment: a secret and a var are both plain strings there.
-pub fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
-    let expected = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(ADMIN_TOKEN))
-        .ok()
-        .and_then(|v| v.as_string());
+/// `Ok` when the request carries the configured admin token.
+fn authorize(req: &Request, root: &Root) -> Result<(), ApiError> {
     let presented = req.headers().get("Authorization").ok().flatten();
-    if is_authorized(presented.as_deref(), expected.as_deref()) {
+    if is_authorized(presented.as_deref(), root.admin_token().as_deref()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
@@ -42,63 +33,58 @@ pub fn authorize(req: &Request, env: &Env) -> Result<(), ApiError> {
 
 /// Handles any `/admin/...` request: token first, then the configuration
 /// (its problems in full: the caller is the operator), then the route.
-pub async fn handle(
-    req: Request,
-    env: Env,
-    config: &Result<ServiceConfig, ConfigError>,
-    metrics: &Metrics,
-) -> Result<Response, ApiError> {
-    authorize(&req, &env)?;
-    let config = config
+pub async fn handle(req: Request, root: &Root) -> Result<Response, ApiError> {
+    authorize(&req, root)?;
+    let config = root
+        .config()
         .as_ref()
         .map_err(|e| ApiError::Misconfigured(e.to_string()))?;
-    let path = req.path();
-    match (req.method(), path.as_str()) {
-        (Method::Get, "/admin/index") => return index::describe(req, env, config).await,
-        (Method::Get, "/admin/index/check") => return index::check(req, env, config).await,
-        (Method::Post, "/admin/index/query") => return index::query(req, env, config).await,
-        (Method::Post, "/admin/index/upsert") => return index::upsert(req, env, config).await,
-        (Method::Post, "/admin/index/get") => return index::get(req, env, config).await,
-        (Method::Post, "/admin/index/delete") => return index::delete(req, env, config).await,
-        (Method::Get, "/admin/rollout") => return rollout::get(&env, config).await,
-        (Method::Put, "/admin/rollout") => return rollout::put(req, &env, config).await,
-        (Method::Get, "/admin/rollout/report") => return rollout::report(req, &env).await,
-        (_, "/admin/rollout" | "/admin/rollout/report") => {
-            return Err(ApiError::MethodNotAllowed(format!(
-                "{} is not allowed on {path}",
-                req.method()
-            )))
+    let (method, path) = (req.method(), req.path());
+    let no_route = || ApiError::NotFound(format!("no route for {method} {path}"));
+    let matched = match resolve(method.as_ref(), &path) {
+        Resolution::Found(matched) => matched,
+        Resolution::BadParameter(e) => return Err(e.into()),
+        Resolution::WrongMethod {
+            answer: OtherMethods::NotAllowed,
+            ..
+        } => {
+            let message = format!("{method} is not allowed on {path}");
+            return Err(ApiError::MethodNotAllowed(message));
         }
-        _ => {}
-    }
-    if let Some(route) = reconcile_route(req.method().as_ref(), &path) {
-        return match route {
-            Ok(route) => reconcile::handle(route, req, &env, config, metrics).await,
-            Err(e) => Err(ApiError::NotFound(e.to_string())),
-        };
-    }
-    if let Some(route) = operations_route(req.method().as_ref(), &path) {
-        return match route {
-            Ok(route) => operations::handle(route, req, &env, config).await,
-            Err(e @ AdminRequestError::BadId(_)) => {
-                Err(ApiError::BadRequest("bad_id", e.to_string()))
-            }
-            Err(e) => Err(ApiError::NotFound(e.to_string())),
-        };
-    }
-    if let Some(route) = migration_route(req.method().as_ref(), &path) {
-        return match route {
-            Ok(MigrationRoute::Object(key)) => objects::get(key, &env).await,
-            Ok(route) => companies::handle(route, req, &env).await,
-            Err(e @ AdminRequestError::NoRoute { .. }) => Err(ApiError::NotFound(e.to_string())),
-            Err(e) => Err(ApiError::BadRequest("bad_key", e.to_string())),
-        };
-    }
-    match document_route(req.method().as_ref(), &path) {
-        Ok(route) => documents::handle(route, req, &env).await,
-        Err(AdminRequestError::NoRoute { method, path }) => {
-            Err(ApiError::NotFound(format!("no route for {method} {path}")))
-        }
-        Err(e) => Err(ApiError::BadRequest("bad_key", e.to_string())),
+        Resolution::WrongMethod { .. } | Resolution::Unrouted => return Err(no_route()),
+    };
+    let RouteId::Admin(id) = matched.route.id else {
+        return Err(no_route());
+    };
+    // The resolver fills the parameter its template names.
+    let key = || matched.key.clone().ok_or_else(no_route);
+    match id {
+        A::Listing => Ok(json_response(&json!({ "routes": listing(None) }), 200)?),
+        A::DocumentList => documents::list(req, root).await,
+        A::DocumentGet => documents::status(key()?, root).await,
+        A::DocumentPut => documents::put(key()?, req, root).await,
+        A::DocumentDelete => documents::delete(key()?, root).await,
+        A::DocumentProcess => documents::process(key()?, req, root).await,
+        A::DocumentRuns => documents::runs(key()?, req, root).await,
+        A::Object => objects::get(key()?, root).await,
+        A::IndexDescribe => index::describe(root, config).await,
+        A::IndexCheck => index::check(root, config).await,
+        A::IndexQuery => index::query(req, root, config).await,
+        A::IndexUpsert => index::upsert(req, root, config).await,
+        A::IndexGet => index::get(req, root, config).await,
+        A::IndexDelete => index::delete(req, root, config).await,
+        A::ReconcileStart => reconcile::start(req, root, config).await,
+        A::ReconcileRuns => reconcile::runs(req, root).await,
+        A::CompanyList => companies::list(req, root).await,
+        A::CompanyImport => companies::import(req, root).await,
+        A::MapLegacyDocuments => companies::map_documents(req, root).await,
+        A::Metrics => operations::metrics(req, root, config).await,
+        A::MetricsByVersion => operations::metrics_by_version(req, root, config).await,
+        A::Alerts => alerts::list(root).await,
+        A::DeadLetters => operations::dead_letters(req, root).await,
+        A::ReplayDeadLetter => operations::replay(matched.id.ok_or_else(no_route)?, root).await,
+        A::RolloutGet => rollout::get(root, config).await,
+        A::RolloutPut => rollout::put(req, root, config).await,
+        A::RolloutReport => rollout::report(req, root).await,
     }
 }

@@ -3,19 +3,17 @@
 //! Reads only; never changes R2 or D1.
 
 use crate::error::ApiError;
-use crate::store::r2::R2Documents;
+use crate::root::Root;
 use portfolio_core::admin::MAX_DOCUMENT_BYTES;
 use portfolio_core::document::keys::{sha256_hex, DocumentKey};
 use portfolio_core::shared::storage::{ObjectRead, ObjectStore};
-use worker::{Env, Headers, Response};
+use worker::{Headers, Response};
 
-pub async fn get(key: DocumentKey, env: &Env) -> Result<Response, ApiError> {
-    let store = R2Documents::from_env(env)
-        .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
-    let read = store
+pub async fn get(key: DocumentKey, root: &Root) -> Result<Response, ApiError> {
+    let read = root
+        .objects()?
         .get(key.as_str(), MAX_DOCUMENT_BYTES as u64)
-        .await
-        .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
+        .await?;
     match read {
         ObjectRead::Missing => Err(ApiError::NotFound(format!(
             "no object {} in the bucket",

@@ -3,27 +3,14 @@
 
 use crate::body::read_text_limited;
 use crate::config::ServiceConfig;
-use crate::error::{json_response, ApiError};
+use crate::error::{bad_json, json_response, ApiError};
 use crate::reconcile::{self, Started};
-use crate::store::metrics::Metrics;
-use portfolio_core::admin::{runs_limit, ReconcileRoute};
+use crate::root::Root;
+use portfolio_core::admin::runs_limit;
 use portfolio_core::api::MAX_ADMIN_JSON_BYTES;
 use serde::Deserialize;
 use std::collections::HashMap;
-use worker::{Env, Request, Response};
-
-pub async fn handle(
-    route: ReconcileRoute,
-    req: Request,
-    env: &Env,
-    config: &ServiceConfig,
-    metrics: &Metrics,
-) -> Result<Response, ApiError> {
-    match route {
-        ReconcileRoute::Start => start(req, env, config, metrics).await,
-        ReconcileRoute::Runs => runs(req, env).await,
-    }
-}
+use worker::{Request, Response};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -32,19 +19,18 @@ struct StartBody {
     page_size: Option<u32>,
 }
 
-async fn start(
+pub async fn start(
     mut req: Request,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let text = read_text_limited(&mut req, MAX_ADMIN_JSON_BYTES).await?;
     let body: StartBody = if text.trim().is_empty() {
         StartBody::default()
     } else {
-        serde_json::from_str(&text).map_err(|e| ApiError::BadRequest("bad_json", e.to_string()))?
+        serde_json::from_str(&text).map_err(|e| bad_json(&e))?
     };
-    match reconcile::start(env, config, "admin", body.page_size, metrics).await? {
+    match reconcile::start(root.env(), config, "admin", body.page_size, root.metrics()).await? {
         Started::Run { run_id, done } => Ok(json_response(
             &serde_json::json!({ "run_id": run_id, "status": if done { "done" } else { "running" } }),
             202,
@@ -56,10 +42,10 @@ async fn start(
     }
 }
 
-async fn runs(req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn runs(req: Request, root: &Root) -> Result<Response, ApiError> {
     let query: HashMap<String, String> = req.url()?.query_pairs().into_owned().collect();
     let limit = runs_limit(query.get("limit").map(String::as_str))?;
-    let runs: Vec<serde_json::Value> = reconcile::latest_runs(env, limit)
+    let runs: Vec<serde_json::Value> = reconcile::latest_runs(root.env(), limit)
         .await?
         .iter()
         .map(reconcile::RunRow::summary)

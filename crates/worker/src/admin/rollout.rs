@@ -3,13 +3,12 @@
 //! shadow comparisons and the failovers per day). The setting's rules and the report's
 //! arithmetic are `portfolio_core::operations::rollout`'s.
 
-use super::documents::store_error;
-use crate::bindings;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::query::rollout::{forget_setting, plan};
-use crate::store::d1_rollout::{D1Rollout, MAX_REPORT_ROWS};
+use crate::root::Root;
+use crate::store::d1_rollout::MAX_REPORT_ROWS;
 use crate::store::WorkerClock;
 use portfolio_core::operations::rollout::{
     daily_report, parse_setting, report_days, SETTING_TTL_MS,
@@ -17,7 +16,7 @@ use portfolio_core::operations::rollout::{
 use portfolio_core::shared::storage::Clock;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
 
 /// Largest `PUT /admin/rollout` body.
 const MAX_SETTING_BODY_BYTES: usize = 4 * 1024;
@@ -29,12 +28,9 @@ fn legacy_origin(url: &str) -> Option<String> {
     origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
-async fn state(env: &Env, config: &ServiceConfig) -> Result<Value, ApiError> {
-    let setting = D1Rollout::new(env.d1(bindings::DB)?)
-        .setting()
-        .await
-        .map_err(store_error)?;
-    let effective = plan(env, config).await;
+async fn state(root: &Root, config: &ServiceConfig) -> Result<Value, ApiError> {
+    let setting = root.rollout()?.setting().await?;
+    let effective = plan(root, config).await;
     Ok(json!({
         "ceiling_percent": config.rollout.ceiling_percent,
         "legacy": config.rollout.legacy_url.as_deref().and_then(legacy_origin),
@@ -45,41 +41,37 @@ async fn state(env: &Env, config: &ServiceConfig) -> Result<Value, ApiError> {
 }
 
 /// `GET /admin/rollout`.
-pub async fn get(env: &Env, config: &ServiceConfig) -> Result<Response, ApiError> {
-    Ok(json_response(&state(env, config).await?, 200)?)
+pub async fn get(root: &Root, config: &ServiceConfig) -> Result<Response, ApiError> {
+    Ok(json_response(&state(root, config).await?, 200)?)
 }
 
 /// `PUT /admin/rollout`: `{ "percent": 0-100, "shadow_percent": 0-100 }`.
 pub async fn put(
     mut req: Request,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
 ) -> Result<Response, ApiError> {
     let body = read_limited(&mut req, MAX_SETTING_BODY_BYTES).await?;
-    let store = D1Rollout::new(env.d1(bindings::DB)?);
-    let current = store.setting().await.map_err(store_error)?;
-    let setting = parse_setting(&body, current)
-        .map_err(|e| ApiError::BadRequest("bad_rollout", e.to_string()))?;
-    store
-        .put_setting(setting, WorkerClock.now_ms())
-        .await
-        .map_err(store_error)?;
+    let store = root.rollout()?;
+    let current = store.setting().await?;
+    let setting = parse_setting(&body, current)?;
+    store.put_setting(setting, WorkerClock.now_ms()).await?;
     // This isolate applies it at once; the others within `cache_ms`.
     forget_setting();
-    Ok(json_response(&state(env, config).await?, 200)?)
+    Ok(json_response(&state(root, config).await?, 200)?)
 }
 
 /// `GET /admin/rollout/report?days=1-30`.
-pub async fn report(req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn report(req: Request, root: &Root) -> Result<Response, ApiError> {
     let query: HashMap<String, String> = req.url()?.query_pairs().into_owned().collect();
     let days = report_days(query.get("days").map(String::as_str))
         .map_err(|m| ApiError::BadRequest("bad_days", m))?;
     let since = WorkerClock
         .now_ms()
         .saturating_sub(u64::from(days) * DAY_MS);
-    let store = D1Rollout::new(env.d1(bindings::DB)?);
-    let records = store.comparisons(since).await.map_err(store_error)?;
-    let failovers = store.failovers(since).await.map_err(store_error)?;
+    let store = root.rollout()?;
+    let records = store.comparisons(since).await?;
+    let failovers = store.failovers(since).await?;
     let truncated = records.len() >= MAX_REPORT_ROWS as usize;
     let per_day = daily_report(&records, &failovers);
     let failed_over: u64 = per_day.iter().map(|d| d.failovers).sum();

@@ -4,16 +4,17 @@
 
 use crate::bindings;
 use crate::config::{self, ServiceConfig};
-use crate::ingest::PROCESSOR_ORIGIN;
+use crate::ingest::post_to_processor;
 use crate::store::d1::D1Documents;
 use crate::store::metrics::Metrics;
 use crate::store::queue::QueueProducer;
 use crate::store::{ConsoleLog, WorkerClock};
 use crate::{alerts, reconcile};
 use portfolio_core::ingest::consumer::{
-    consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, ReconcilePages, Verdict,
+    consume, ConsumerPorts, Delivery, ProcessorGateway, QueueRole, ReconcilePages, Verdict,
 };
 use portfolio_core::ingest::message::{IngestCommand, ReconcileContinuation};
+use portfolio_core::ingest::settings::MISCONFIGURED_RETRY_SECONDS;
 use portfolio_core::shared::storage::{EventLog, IngestQueue, Level, StoreError};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
@@ -21,10 +22,7 @@ use wasm_bindgen::JsCast;
 use worker::worker_sys::{
     Context as ContextSys, Message as MessageSys, MessageBatch as MessageBatchSys,
 };
-use worker::{Env, Method, Request, RequestInit};
-
-/// How long messages wait while the vars are invalid (an operator fixes them).
-const MISCONFIGURED_RETRY_SECONDS: u32 = 300;
+use worker::Env;
 
 /// `attempts`, which workers-rs does not expose; it starts at 1.
 fn attempts(raw: &MessageSys) -> u32 {
@@ -84,11 +82,20 @@ pub async fn queue(batch: MessageBatchSys, env: Env, ctx: ContextSys) -> Result<
         }
     };
     let metrics = Metrics::from_env(&env, config.metrics.sink);
-    let processors = Processors { env: &env };
-    let reconciler = Reconciler {
-        env: &env,
-        config: &config,
-        metrics: &metrics,
+    let role = QueueRole::of(&queue_name, &config.dlq_name);
+    let ports = Adapters {
+        processors: Processors { env: &env },
+        reconciler: Reconciler {
+            env: &env,
+            config: &config,
+            metrics: &metrics,
+        },
+        dead_letters: DeadLetterQueue { env: &env },
+        // Only dead letters are recorded in D1.
+        documents: match role {
+            QueueRole::DeadLetter => D1Documents::from_env(&env).ok(),
+            QueueRole::Ingest => None,
+        },
     };
     for raw in batch.messages()?.iter() {
         let raw: MessageSys = raw.unchecked_into();
@@ -102,36 +109,10 @@ pub async fn queue(batch: MessageBatchSys, env: Env, ctx: ContextSys) -> Result<
             attempts: attempts(&raw),
             body: body.as_ref().map_err(String::as_str),
         };
-        let verdict = if queue_name == config.dlq_name {
-            match D1Documents::from_env(&env) {
-                Ok(documents) => {
-                    consume_dead_letter(
-                        delivery,
-                        &queue_name,
-                        &documents,
-                        &reconciler,
-                        &WorkerClock,
-                        &ConsoleLog,
-                    )
-                    .await
-                }
-                Err(_) => Verdict::Retry { delay_seconds: 60 },
-            }
-        } else {
-            let dead_letters = DeadLetterQueue { env: &env };
-            consume_ingest(
-                delivery,
-                &queue_name,
-                &processors,
-                &reconciler,
-                &dead_letters,
-                &ConsoleLog,
-            )
-            .await
-        };
+        let verdict = consume(delivery, &queue_name, role, &config.ingest, &ports).await;
         settle(&raw, &id, verdict);
     }
-    if queue_name == config.dlq_name {
+    if role == QueueRole::DeadLetter {
         // Dead letters are alarming at once, not at the next cron.
         alerts::evaluate(&env, &config, "dead_letter").await;
     }
@@ -148,6 +129,42 @@ pub async fn queue(batch: MessageBatchSys, env: Env, ctx: ContextSys) -> Result<
         );
     }
     Ok(JsValue::UNDEFINED)
+}
+
+/// What the consumer works with, for one batch.
+struct Adapters<'a> {
+    processors: Processors<'a>,
+    reconciler: Reconciler<'a>,
+    dead_letters: DeadLetterQueue<'a>,
+    documents: Option<D1Documents>,
+}
+
+impl<'a> ConsumerPorts for Adapters<'a> {
+    type Processors = Processors<'a>;
+    type Reconciler = Reconciler<'a>;
+    type DeadLetters = DeadLetterQueue<'a>;
+    type Documents = D1Documents;
+    type Clock = WorkerClock;
+    type Log = ConsoleLog;
+
+    fn processors(&self) -> &Processors<'a> {
+        &self.processors
+    }
+    fn reconciler(&self) -> &Reconciler<'a> {
+        &self.reconciler
+    }
+    fn dead_letters(&self) -> &DeadLetterQueue<'a> {
+        &self.dead_letters
+    }
+    fn documents(&self) -> Option<&D1Documents> {
+        self.documents.as_ref()
+    }
+    fn clock(&self) -> &WorkerClock {
+        &WorkerClock
+    }
+    fn log(&self) -> &ConsoleLog {
+        &ConsoleLog
+    }
 }
 
 /// The dead-letter queue, bound lazily: only malformed messages need it.
@@ -170,23 +187,14 @@ struct Processors<'a> {
 
 impl ProcessorGateway for Processors<'_> {
     async fn hand_off(&self, command: &IngestCommand) -> Result<(), StoreError> {
-        let failed = |e: worker::Error| StoreError::transient("processor hand-off", e);
-        let namespace = self
-            .env
-            .durable_object(bindings::DOCUMENT_PROCESSOR)
-            .map_err(failed)?;
-        let stub = namespace
-            .id_from_name(command.key())
-            .and_then(|id| id.get_stub())
-            .map_err(failed)?;
-        let body = serde_json::to_string(command)
-            .map_err(|e| StoreError::permanent("processor hand-off", e))?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(&body)));
-        let request = Request::new_with_init(&format!("{PROCESSOR_ORIGIN}/commands"), &init)
-            .map_err(failed)?;
-        let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
+        let mut response = post_to_processor(
+            self.env,
+            command.key(),
+            "/commands",
+            command,
+            "processor hand-off",
+        )
+        .await?;
         if (200..300).contains(&response.status_code()) {
             Ok(())
         } else {

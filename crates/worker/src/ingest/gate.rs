@@ -13,9 +13,8 @@ use crate::config;
 use crate::error::json_response;
 use crate::store::WorkerClock;
 use portfolio_core::api::ErrorBody;
-use portfolio_core::ingest::gate::{Admission, GateState, ProviderGate};
+use portfolio_core::ingest::gate::{Admission, GateRelease, GateRequest, GateState, ProviderGate};
 use portfolio_core::shared::storage::{Clock, StoreError};
-use serde::Deserialize;
 use std::cell::RefCell;
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
@@ -26,11 +25,6 @@ const GATE_NAME: &str = "provider";
 const GATE_ORIGIN: &str = "https://ingest-gate.internal";
 /// Storage key of the state.
 const STATE_KEY: &str = "gate";
-
-#[derive(Deserialize)]
-struct HolderBody {
-    holder: String,
-}
 
 // `State` has no `Debug`; the object is never printed.
 #[allow(missing_debug_implementations)]
@@ -54,7 +48,7 @@ impl DurableObject for IngestGate {
         let route = (req.method(), req.path());
         let holder = match &route {
             (Method::Post, path) if path == "/acquire" || path == "/release" => {
-                match req.json::<HolderBody>().await {
+                match req.json::<GateRequest>().await {
                     Ok(body) if !body.holder.is_empty() => Some(body.holder),
                     Ok(_) => {
                         return json_response(
@@ -83,9 +77,9 @@ impl DurableObject for IngestGate {
                 ("/acquire", Some(holder)) => {
                     serde_json::to_value(gate.acquire(&holder, now, &settings))?
                 }
-                ("/release", Some(holder)) => {
-                    serde_json::json!({ "released": gate.release(&holder, now) })
-                }
+                ("/release", Some(holder)) => serde_json::to_value(GateRelease {
+                    released: gate.release(&holder, now),
+                })?,
                 _ => serde_json::to_value(gate.stats(now))?,
             }
         };
@@ -146,7 +140,10 @@ impl<'a> GateClient<'a> {
             .id_from_name(GATE_NAME)
             .and_then(|id| id.get_stub())
             .map_err(failed)?;
-        let body = serde_json::json!({ "holder": holder }).to_string();
+        let body = serde_json::to_string(&GateRequest {
+            holder: holder.to_owned(),
+        })
+        .map_err(|e| StoreError::permanent("provider gate", e))?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_body(Some(JsValue::from_str(&body)));

@@ -15,10 +15,8 @@ use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, ConsoleLog, WorkerClock};
 use portfolio_core::api::ErrorBody;
 use portfolio_core::ingest::message::IngestCommand;
-use portfolio_core::ingest::pipeline::PipelineConfig;
-use portfolio_core::ingest::settings::IngestSettings;
 use portfolio_core::ingest::watchdog::WakeRequest;
-use portfolio_core::ingest::{CommandError, Gating, Processor, Tagger};
+use portfolio_core::ingest::{CommandError, Gating, IngestPorts, Processor, Tagger};
 use portfolio_core::providers::ProviderKind;
 use portfolio_core::shared::storage::StoreError;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
@@ -64,8 +62,7 @@ impl DurableObject for DocumentProcessor {
                 return json_response(&ErrorBody::new("not_found", "unknown processor route"), 404)
             }
         };
-        let adapters = self.adapters()?;
-        let processor = adapters.processor();
+        let processor = self.processor()?;
         let answer = match command {
             None => json_response(&processor.status().await.map_err(platform)?, 200),
             Some(command) => match processor.command(&command).await {
@@ -76,7 +73,7 @@ impl DurableObject for DocumentProcessor {
                 Err(CommandError::Store(e)) => Err(platform(e)),
             },
         };
-        self.state.wait_until(adapters.metrics.flush_later());
+        self.state.wait_until(processor.ports.metrics.flush_later());
         answer
     }
 
@@ -84,9 +81,9 @@ impl DurableObject for DocumentProcessor {
         // An error makes the runtime retry the alarm; the state machine's
         // watchdog alarm covers anything lost in between.
         let _running = AlarmRunning::enter(&self.alarm_running);
-        let adapters = self.adapters()?;
-        let outcome = adapters.processor().alarm().await;
-        self.state.wait_until(adapters.metrics.flush_later());
+        let processor = self.processor()?;
+        let outcome = processor.alarm().await;
+        self.state.wait_until(processor.ports.metrics.flush_later());
         outcome.map_err(platform)?;
         Response::ok("done")
     }
@@ -108,7 +105,7 @@ impl Drop for AlarmRunning<'_> {
     }
 }
 
-/// The platform services one invocation works with.
+/// The platform services one invocation works with: the processor's ports.
 struct Adapters<'e> {
     storage: DurableStorage,
     documents: D1Documents,
@@ -116,52 +113,52 @@ struct Adapters<'e> {
     index: ConfiguredIndex,
     embedder: Result<MeteredEmbedder, String>,
     chat: Result<MeteredChat, String>,
+    chat_kind: ProviderKind,
     metrics: Metrics,
-    pipeline: PipelineConfig,
-    settings: IngestSettings,
     gate: GateClient<'e>,
-    /// Whether embedding and tagging batches take a lease from the gate.
-    gated: Option<(bool, bool)>,
 }
 
-impl Adapters<'_> {
-    fn processor(
-        &self,
-    ) -> Processor<
-        '_,
-        DurableStorage,
-        D1Documents,
-        R2Documents,
-        ConfiguredIndex,
-        MeteredEmbedder,
-        MeteredChat,
-        WorkerClock,
-        ConsoleLog,
-        Metrics,
-        GateClient<'_>,
-    > {
-        Processor {
-            storage: &self.storage,
-            documents: &self.documents,
-            objects: &self.objects,
-            index: &self.index,
-            embedder: self.embedder.as_ref().map_err(String::as_str),
-            tagger: match &self.chat {
-                Ok(chat) if chat.inner().is_offline() => Tagger::Keywords,
-                Ok(chat) => Tagger::Model(chat),
-                Err(why) => Tagger::Unavailable(why),
-            },
-            clock: &WorkerClock,
-            log: &ConsoleLog,
-            metrics: &self.metrics,
-            pipeline: self.pipeline,
-            settings: self.settings,
-            gating: self.gated.map(|(embed, tag)| Gating {
-                gate: &self.gate,
-                embed,
-                tag,
-            }),
-        }
+impl<'e> IngestPorts for Adapters<'e> {
+    type Storage = DurableStorage;
+    type Documents = D1Documents;
+    type Objects = R2Documents;
+    type Index = ConfiguredIndex;
+    type Embedder = MeteredEmbedder;
+    type Chat = MeteredChat;
+    type Clock = WorkerClock;
+    type Log = ConsoleLog;
+    type Metrics = Metrics;
+    type Gate = GateClient<'e>;
+
+    fn storage(&self) -> &DurableStorage {
+        &self.storage
+    }
+    fn documents(&self) -> &D1Documents {
+        &self.documents
+    }
+    fn objects(&self) -> &R2Documents {
+        &self.objects
+    }
+    fn index(&self) -> &ConfiguredIndex {
+        &self.index
+    }
+    fn embedder(&self) -> Result<&MeteredEmbedder, &str> {
+        self.embedder.as_ref().map_err(String::as_str)
+    }
+    fn tagger(&self) -> Tagger<'_, MeteredChat> {
+        Tagger::for_provider(self.chat_kind, self.chat.as_ref().map_err(String::as_str))
+    }
+    fn clock(&self) -> &WorkerClock {
+        &WorkerClock
+    }
+    fn log(&self) -> &ConsoleLog {
+        &ConsoleLog
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn gate(&self) -> &GateClient<'e> {
+        &self.gate
     }
 }
 
@@ -172,9 +169,8 @@ impl DocumentProcessor {
             Ok(request) => request,
             Err(e) => return json_response(&ErrorBody::new("bad_wake", e.to_string()), 400),
         };
-        let adapters = self.adapters()?;
-        let outcome = adapters
-            .processor()
+        let outcome = self
+            .processor()?
             .wake(&request.key, self.alarm_running.get())
             .await;
         match outcome {
@@ -186,22 +182,15 @@ impl DocumentProcessor {
         }
     }
 
-    fn adapters(&self) -> worker::Result<Adapters<'_>> {
+    /// The processor over this invocation's adapters, built from the typed configuration.
+    fn processor(&self) -> worker::Result<Processor<Adapters<'_>>> {
         let storage = DurableStorage::open(self.state.storage(), !self.tables_created.get())
             .map_err(platform)?;
         self.tables_created.set(true);
         let env = &self.env;
         let config = config::load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let metrics = Metrics::from_env(env, config.metrics.sink);
-        // Only providers reached over the network are gated (not the offline embedder, not
-        // keyword tags).
-        let gated = config.provider_gate.map(|_| {
-            (
-                config.embedding_provider != ProviderKind::Offline,
-                config.chat_provider != ProviderKind::Offline,
-            )
-        });
-        Ok(Adapters {
+        let ports = Adapters {
             storage,
             documents: D1Documents::from_env(env).map_err(platform)?,
             objects: R2Documents::from_env(env).map_err(platform)?,
@@ -209,11 +198,19 @@ impl DocumentProcessor {
                 .map_err(|e| worker::Error::RustError(format!("vector index: {e}")))?,
             embedder: metered_embedder(env, &config, &metrics).map_err(|e| e.to_string()),
             chat: metered_chat(env, &config, &metrics).map_err(|e| e.to_string()),
+            chat_kind: config.chat_provider,
             metrics,
+            gate: GateClient::new(env),
+        };
+        Ok(Processor {
+            ports,
             pipeline: config.pipeline,
             settings: config.ingest,
-            gate: GateClient::new(env),
-            gated,
+            gating: Gating::for_providers(
+                config.provider_gate,
+                config.embedding_provider,
+                config.chat_provider,
+            ),
         })
     }
 }

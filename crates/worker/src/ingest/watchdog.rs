@@ -6,15 +6,14 @@
 
 use crate::bindings;
 use crate::config::ServiceConfig;
-use crate::ingest::PROCESSOR_ORIGIN;
+use crate::ingest::post_to_processor;
 use crate::store::d1_watchdog::stalled_documents;
 use crate::store::{ConsoleLog, WorkerClock};
 use portfolio_core::ingest::watchdog::{
     run_watchdog, WakeOutcome, WakeRequest, WatchdogPorts, WatchdogSummary,
 };
 use portfolio_core::shared::storage::{Clock, StoreError};
-use wasm_bindgen::JsValue;
-use worker::{Env, Method, Request, RequestInit};
+use worker::Env;
 
 /// The stalled rows in D1 and the processors' stubs.
 struct Ports<'a> {
@@ -35,25 +34,11 @@ impl WatchdogPorts for Ports<'_> {
     }
 
     async fn wake(&self, key: &str) -> Result<WakeOutcome, StoreError> {
-        let failed = |e: worker::Error| StoreError::transient("processor wake", e);
-        let namespace = self
-            .env
-            .durable_object(bindings::DOCUMENT_PROCESSOR)
-            .map_err(failed)?;
-        let stub = namespace
-            .id_from_name(key)
-            .and_then(|id| id.get_stub())
-            .map_err(failed)?;
-        let body = serde_json::to_string(&WakeRequest {
+        let wake = WakeRequest {
             key: key.to_owned(),
-        })
-        .map_err(|e| StoreError::permanent("processor wake", e))?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(&body)));
-        let request =
-            Request::new_with_init(&format!("{PROCESSOR_ORIGIN}/wake"), &init).map_err(failed)?;
-        let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
+        };
+        let mut response =
+            post_to_processor(self.env, key, "/wake", &wake, "processor wake").await?;
         if response.status_code() != 200 {
             let text = response.text().await.unwrap_or_default();
             return Err(StoreError::transient(
@@ -61,7 +46,10 @@ impl WatchdogPorts for Ports<'_> {
                 format!("processor answered {}: {text}", response.status_code()),
             ));
         }
-        response.json::<WakeOutcome>().await.map_err(failed)
+        response
+            .json::<WakeOutcome>()
+            .await
+            .map_err(|e| StoreError::transient("processor wake", e))
     }
 }
 

@@ -297,11 +297,6 @@ impl ServiceChat {
             ))),
         }
     }
-
-    /// True for the offline answerer, which cannot tag (tagging then uses keywords).
-    pub fn is_offline(&self) -> bool {
-        matches!(self, Self::Offline(_))
-    }
 }
 
 impl ChatModel for ServiceChat {

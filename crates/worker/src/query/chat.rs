@@ -8,8 +8,8 @@ use super::search::retrieve;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::providers::{metered_chat, MeteredChat};
-use crate::store::metrics::Metrics;
+use crate::providers::MeteredChat;
+use crate::root::Root;
 use crate::store::WorkerClock;
 use futures_util::StreamExt;
 use portfolio_core::api::ui_stream::is_ui_chat;
@@ -19,7 +19,7 @@ use portfolio_core::query::{cite, plan_chat, ChatPlan, RetrievalTimings, Source}
 use portfolio_core::shared::storage::Clock;
 use serde::Serialize;
 use serde_json::{json, Value};
-use worker::{console_error, Env, Headers, Request, Response};
+use worker::{console_error, Headers, Request, Response};
 
 fn sse(event: &str, data: &Value) -> Vec<u8> {
     format!("event: {event}\ndata: {data}\n\n").into_bytes()
@@ -47,15 +47,14 @@ pub fn accepts_sse(req: &Request) -> Result<bool, ApiError> {
 /// `POST /api/chat`.
 pub async fn handle(
     mut req: Request,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let started = now();
     let accept_sse = accepts_sse(&req)?;
     let body = read_limited(&mut req, MAX_CHAT_BODY_BYTES).await?;
-    answer(&body, accept_sse, started, env, config, request_id, metrics).await
+    answer(&body, accept_sse, started, root, config, request_id).await
 }
 
 /// A chat ready to generate: the retrieval's sources and the prompt that
@@ -75,13 +74,13 @@ pub struct Grounded {
 /// Retrieves the passages for a validated chat and builds its prompt.
 pub async fn ground(
     plan: &ChatPlan,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
-    metrics: &Metrics,
 ) -> Result<Grounded, ApiError> {
-    let chat = metered_chat(env, config, metrics)
+    let chat = root
+        .chat(config)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
-    let retrieval = retrieve(env, config, &plan.search, metrics).await?;
+    let retrieval = retrieve(root, config, &plan.search).await?;
     let history: Vec<ChatMessage> = plan
         .history
         .iter()
@@ -106,15 +105,14 @@ pub async fn answer(
     body: &[u8],
     accept_sse: bool,
     started: u64,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     // The AI SDK's `useChat` posts `{ messages, … }` here and reads its own
     // stream; `{ question }` keeps this service's shapes.
     if is_ui_chat(body) {
-        return super::ui_chat::answer(body, env, config, request_id, metrics).await;
+        return super::ui_chat::answer(body, root, config, request_id).await;
     }
     let plan = plan_chat(body, accept_sse)?;
     let Grounded {
@@ -122,7 +120,7 @@ pub async fn answer(
         request,
         sources,
         retrieval_timings,
-    } = ground(&plan, env, config, metrics).await?;
+    } = ground(&plan, root, config).await?;
 
     if !plan.stream {
         let generation_started = now();
@@ -150,7 +148,7 @@ pub async fn answer(
     let (tx, rx) = futures_channel::mpsc::unbounded::<Vec<u8>>();
     let _ = tx.unbounded_send(sse("sources", &json!({ "sources": sources })));
     let request_id = request_id.to_owned();
-    let metrics = metrics.clone();
+    let metrics = root.metrics().clone();
     wasm_bindgen_futures::spawn_local(async move {
         let generation_started = now();
         let delta_tx = tx.clone();

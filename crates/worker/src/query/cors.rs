@@ -1,16 +1,17 @@
 //! CORS for the public API, configured per environment with
 //! `CORS_ALLOWED_ORIGINS` (comma-separated origins, or `*`; empty: none).
 
-use worker::{Env, Headers, Request, Response};
+use crate::root::Root;
+use worker::{Headers, Request, Response};
 
 /// The request's `Origin` header, read before a handler consumes the request.
 pub fn origin(req: &Request) -> Option<String> {
     req.headers().get("Origin").ok().flatten()
 }
 
-fn allowed_origin(origin: Option<&str>, env: &Env) -> Option<String> {
+fn allowed_origin(origin: Option<&str>, root: &Root) -> Option<String> {
     let origin = origin?.to_owned();
-    let configured = env.var("CORS_ALLOWED_ORIGINS").ok()?.to_string();
+    let configured = root.var("CORS_ALLOWED_ORIGINS")?;
     let allowed = configured
         .split(',')
         .map(str::trim)
@@ -20,8 +21,8 @@ fn allowed_origin(origin: Option<&str>, env: &Env) -> Option<String> {
 
 /// Whether a request's `Origin` is one `CORS_ALLOWED_ORIGINS` allows (a
 /// request without one, from a server, is not a browser's: allowed).
-pub fn allows(origin: Option<&str>, env: &Env) -> bool {
-    origin.is_none() || allowed_origin(origin, env).is_some()
+pub fn allows(origin: Option<&str>, root: &Root) -> bool {
+    origin.is_none() || allowed_origin(origin, root).is_some()
 }
 
 fn cors_headers(headers: &Headers, origin: &str) -> worker::Result<()> {
@@ -38,9 +39,9 @@ fn cors_headers(headers: &Headers, origin: &str) -> worker::Result<()> {
 }
 
 /// Answers a preflight request.
-pub fn preflight(origin: Option<&str>, env: &Env) -> worker::Result<Response> {
+pub fn preflight(origin: Option<&str>, root: &Root) -> worker::Result<Response> {
     let response = Response::empty()?.with_status(204);
-    if let Some(origin) = allowed_origin(origin, env) {
+    if let Some(origin) = allowed_origin(origin, root) {
         cors_headers(response.headers(), &origin)?;
     }
     Ok(response)
@@ -49,9 +50,9 @@ pub fn preflight(origin: Option<&str>, env: &Env) -> worker::Result<Response> {
 /// Adds the CORS headers to a response when the request's origin is allowed,
 /// and `Vary: Origin` always: the answer depends on the origin either way, so
 /// a cache must not serve a refused origin's answer to an allowed one (or back).
-pub fn apply(origin: Option<&str>, env: &Env, response: Response) -> worker::Result<Response> {
+pub fn apply(origin: Option<&str>, root: &Root, response: Response) -> worker::Result<Response> {
     let headers = response.headers().clone();
-    match allowed_origin(origin, env) {
+    match allowed_origin(origin, root) {
         Some(origin) => cors_headers(&headers, &origin)?,
         None => headers.set("Vary", "Origin")?,
     }

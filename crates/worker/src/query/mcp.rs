@@ -7,13 +7,10 @@
 use super::chat::{ground, Grounded};
 use super::cors;
 use super::search::retrieve;
-use crate::bindings;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::store::d1_search::D1Search;
-use crate::store::metrics::Metrics;
-use crate::store::r2::R2Documents;
+use crate::root::Root;
 use portfolio_core::admin::MAX_DOCUMENT_BYTES;
 use portfolio_core::api::mcp::{
     answer_text, check_protocol_header, error_reply, handle_message, tool_failure, tool_output,
@@ -24,19 +21,18 @@ use portfolio_core::document::keys::DocumentKey;
 use portfolio_core::providers::ChatModel;
 use portfolio_core::shared::storage::{ObjectRead, ObjectStore, StoreError};
 use serde_json::{json, Value};
-use worker::{Env, Request, Response};
+use worker::{Request, Response};
 
 /// `POST /mcp`.
 pub async fn handle(
     mut req: Request,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     // The transport requires refusing a browser origin the service does not
     // allow (DNS rebinding); server-side clients send none.
-    if !cors::allows(cors::origin(&req).as_deref(), env) {
+    if !cors::allows(cors::origin(&req).as_deref(), root) {
         return Ok(json_response(
             &error_reply(&Value::Null, INVALID_REQUEST, "this Origin is not allowed"),
             403,
@@ -56,7 +52,7 @@ pub async fn handle(
         McpStep::Refuse(message) => Ok(json_response(&message, 400)?),
         McpStep::Accepted => Ok(Response::empty()?.with_status(202)),
         McpStep::Call { id, call } => {
-            let message = match run(call, env, config, metrics).await {
+            let message = match run(call, root, config).await {
                 Ok((text, structured)) => tool_output(&id, text, structured),
                 Err(ToolError::Said(message)) => tool_failure(&id, &message),
                 Err(ToolError::Api(e)) => tool_failure(&id, &e.into_public(request_id).2),
@@ -98,13 +94,12 @@ fn as_json(value: &Value) -> String {
 /// Runs a validated call: the text the model reads and the structured content.
 async fn run(
     call: ToolCall,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
-    metrics: &Metrics,
 ) -> Result<(String, Value), ToolError> {
     match call {
         ToolCall::SearchDocuments(plan) => {
-            let retrieval = retrieve(env, config, &plan, metrics).await?;
+            let retrieval = retrieve(root, config, &plan).await?;
             let structured = serde_json::to_value(&retrieval).unwrap_or(Value::Null);
             Ok((as_json(&structured), structured))
         }
@@ -114,7 +109,7 @@ async fn run(
                 request,
                 sources,
                 ..
-            } = ground(&plan, env, config, metrics).await?;
+            } = ground(&plan, root, config).await?;
             let answer = chat
                 .complete(&request)
                 .await
@@ -123,32 +118,28 @@ async fn run(
             Ok((text, json!({ "answer": answer.text, "sources": sources })))
         }
         ToolCall::ListCompanies => {
-            let companies = D1Search::new(env.d1(bindings::DB)?)
-                .catalog_companies()
-                .await?;
+            let companies = root.search()?.catalog_companies().await?;
             let structured = json!({ "companies": companies });
             Ok((as_json(&structured), structured))
         }
-        ToolCall::GetDocument(key) => get_document(&key, env).await,
+        ToolCall::GetDocument(key) => get_document(&key, root).await,
     }
 }
 
 /// A served document's markdown, as R2 holds it (only documents the
 /// catalog lists: not a failed, deleted or never-processed key).
-async fn get_document(key: &DocumentKey, env: &Env) -> Result<(String, Value), ToolError> {
+async fn get_document(key: &DocumentKey, root: &Root) -> Result<(String, Value), ToolError> {
     let not_found = || {
         ToolError::Said(format!(
             "no served document has the key {:?}; search_documents names the keys",
             key.as_str()
         ))
     };
-    let Some(row) = D1Search::new(env.d1(bindings::DB)?)
-        .catalog_document(key.as_str())
-        .await?
-    else {
+    let Some(row) = root.search()?.catalog_document(key.as_str()).await? else {
         return Err(not_found());
     };
-    let bytes = match R2Documents::from_env(env)?
+    let bytes = match root
+        .objects()?
         .get(key.as_str(), MAX_DOCUMENT_BYTES as u64)
         .await?
     {

@@ -7,7 +7,7 @@ use super::chat::{ground, Grounded};
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, with_retry_after, ApiError};
-use crate::store::metrics::Metrics;
+use crate::root::Root;
 use crate::store::WorkerClock;
 use futures_util::StreamExt;
 use portfolio_core::api::openai::{
@@ -18,7 +18,7 @@ use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::providers::ChatModel;
 use portfolio_core::shared::storage::Clock;
 use serde_json::json;
-use worker::{console_error, Env, Headers, Request, Response};
+use worker::{console_error, Headers, Request, Response};
 
 fn now_secs() -> u64 {
     WorkerClock.now_ms() / 1000
@@ -44,10 +44,9 @@ pub fn models() -> worker::Result<Response> {
 /// `POST /v1/chat/completions`.
 pub async fn completions(
     mut req: Request,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let body = read_limited(&mut req, MAX_CHAT_BODY_BYTES).await?;
     let plan = match plan_completion(&body) {
@@ -65,7 +64,7 @@ pub async fn completions(
         request,
         sources,
         ..
-    } = ground(&plan.chat, env, config, metrics).await?;
+    } = ground(&plan.chat, root, config).await?;
     let id = format!("chatcmpl-{request_id}");
     let created = now_secs();
     if !plan.chat.stream {
@@ -82,7 +81,7 @@ pub async fn completions(
     let model = plan.model;
     let _ = tx.unbounded_send(chunk_event(&id, created, &model, ChunkDelta::Role).into_bytes());
     let request_id = request_id.to_owned();
-    let metrics = metrics.clone();
+    let metrics = root.metrics().clone();
     wasm_bindgen_futures::spawn_local(async move {
         let delta_tx = tx.clone();
         let (delta_id, delta_model) = (id.clone(), model.clone());

@@ -8,17 +8,16 @@
 //! shadowed request also runs this service's retrieval after the response
 //! (`ctx.waitUntil`) and records the comparison.
 //!
-//! Which client goes where, which failures fail over, and what a comparison
-//! means, is `portfolio_core::operations::rollout`'s.
+//! Which client goes where, which failures fail over, when the cached
+//! setting is re-read and what a comparison means, is
+//! `portfolio_core::operations::rollout`'s; this file does the fetches and the writes.
 
 use super::chat;
 use super::search::retrieve;
-use crate::bindings;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::ApiError;
-use crate::store::d1_rollout::D1Rollout;
-use crate::store::metrics::Metrics;
+use crate::root::Root;
 use crate::store::{ConsoleLog, WorkerClock};
 use futures_util::future::{select, Either};
 use futures_util::stream::LocalBoxStream;
@@ -26,9 +25,10 @@ use futures_util::StreamExt;
 use portfolio_core::api::ui_stream::{is_ui_chat, plan_ui_chat};
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
 use portfolio_core::operations::rollout::{
-    after_first_chunk, after_head, after_no_response, legacy_sources, overlap, utc_day,
-    FailoverReason, FirstChunk, NoResponse, RolloutPlan, RolloutSetting, ServedBy, ShadowRecord,
-    Step, SERVED_BY_HEADER, SETTING_TTL_MS,
+    after_first_chunk, after_head, after_no_response, client_key, legacy_outcome,
+    route as route_for, utc_day, FailoverReason, FirstChunk, LegacyEnding, NoResponse, RolloutPlan,
+    RolloutSetting, Route, ServedBy, SettingCache, ShadowRecord, Step, CLIENT_ID_HEADER,
+    SERVED_BY_HEADER,
 };
 use portfolio_core::query::{cite, plan_chat};
 use portfolio_core::shared::storage::{Clock, EventLog, Level};
@@ -37,7 +37,7 @@ use std::cell::{Cell, RefCell};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use worker::{
-    AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response,
+    AbortController, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
 };
 
 /// Most bytes of the old API's answer kept to find its sources (the answer
@@ -80,53 +80,63 @@ fn forwarded_response_header(name: &str) -> bool {
 }
 
 thread_local! {
-    /// The setting as last read, and when (ms): shared by the isolate's requests.
-    static SETTING: RefCell<Option<(u64, Option<RolloutSetting>)>> = const { RefCell::new(None) };
+    /// The setting as last read: shared by the isolate's requests.
+    static SETTING: RefCell<SettingCache> = RefCell::default();
 }
 
 /// Forgets the cached setting (after this isolate changed it).
 pub fn forget_setting() {
-    SETTING.with(|s| *s.borrow_mut() = None);
+    SETTING.with(|s| s.borrow_mut().forget());
 }
 
-/// The setting, from the isolate's cache when it is fresh. A failed read
-/// keeps the last value known (else none: the ceiling applies).
-async fn setting(env: &Env) -> Option<RolloutSetting> {
+/// The setting, from the isolate's cache when it is fresh (core's
+/// `SettingCache` decides; this only reads D1 when told to).
+async fn setting(root: &Root) -> Option<RolloutSetting> {
     let now = WorkerClock.now_ms();
-    let cached = SETTING.with(|s| *s.borrow());
-    if let Some((read_at, setting)) = cached {
-        if now.saturating_sub(read_at) < SETTING_TTL_MS {
-            return setting;
-        }
+    if let Some(setting) = SETTING.with(|s| s.borrow().fresh(now)) {
+        return setting;
     }
-    let read = match env.d1(bindings::DB) {
-        Ok(db) => D1Rollout::new(db)
-            .setting()
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let read = match root.rollout() {
+        Ok(store) => store.setting().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.code().to_owned()),
     };
-    match read {
-        Ok(setting) => {
-            SETTING.with(|s| *s.borrow_mut() = Some((now, setting)));
-            setting
-        }
-        Err(error) => {
-            ConsoleLog.log(
-                Level::Warn,
-                json!({ "event": "rollout_setting_unreadable", "error": error }),
-            );
-            cached.and_then(|(_, setting)| setting)
-        }
+    if let Err(error) = &read {
+        ConsoleLog.log(
+            Level::Warn,
+            json!({ "event": "rollout_setting_unreadable", "error": error }),
+        );
     }
+    SETTING.with(|s| s.borrow_mut().after_read(now, read))
 }
 
 /// What applies to chat requests now.
-pub async fn plan(env: &Env, config: &ServiceConfig) -> RolloutPlan {
+pub async fn plan(root: &Root, config: &ServiceConfig) -> RolloutPlan {
     if config.rollout.legacy_url.is_none() {
         return RolloutPlan::new(&config.rollout, None);
     }
-    RolloutPlan::new(&config.rollout, setting(env).await)
+    RolloutPlan::new(&config.rollout, setting(root).await)
+}
+
+/// `POST /api/chat`: answered here, or proxied to the old endpoint for the
+/// clients the plan leaves there (core's `route` decides which).
+pub async fn serve(
+    req: Request,
+    root: &Root,
+    ctx: &Context,
+    config: &ServiceConfig,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let plan = plan(root, config).await;
+    let client = client_key(
+        req.headers().get(CLIENT_ID_HEADER)?.as_deref(),
+        req.headers().get("CF-Connecting-IP")?.as_deref(),
+    );
+    match (route_for(&plan, &client), plan.legacy_url.as_deref()) {
+        (Route::Legacy { shadow }, Some(legacy_url)) => {
+            proxy(req, root, ctx, config, legacy_url, shadow, request_id).await
+        }
+        _ => chat::handle(req, root, config, request_id).await,
+    }
 }
 
 /// What the old API's answer turned out to be, once it has ended.
@@ -165,15 +175,14 @@ struct Failover {
 /// service's retrieval runs for the same question after a passed-through
 /// answer has reached the client, and the comparison is recorded.
 #[allow(clippy::too_many_arguments)]
-pub async fn proxy(
+async fn proxy(
     mut req: Request,
-    env: &Env,
+    root: &Root,
     ctx: &Context,
     config: &ServiceConfig,
     legacy_url: &str,
     shadow: bool,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let started = WorkerClock.now_ms();
     let accept_sse = chat::accepts_sse(&req)?;
@@ -196,14 +205,7 @@ pub async fn proxy(
         Ok(legacy) => {
             let (response, watch) = pass_through(legacy, shadow)?;
             if let Some(watch) = watch {
-                ctx.wait_until(compare(
-                    env.clone(),
-                    config.clone(),
-                    metrics.clone(),
-                    body,
-                    started,
-                    watch,
-                ));
+                ctx.wait_until(compare(root.clone(), config.clone(), body, started, watch));
             }
             Ok(response)
         }
@@ -213,13 +215,11 @@ pub async fn proxy(
                 json!({ "event": "legacy_chat_failover", "request_id": request_id,
                         "reason": reason.label(), "error": detail }),
             );
-            ctx.wait_until(count_failover(env.clone(), reason, started));
+            ctx.wait_until(count_failover(root.clone(), reason, started));
             // Answered here as any chat is; an error of ours is still this
             // request's answer, so it carries the header too.
             let response =
-                match chat::answer(&body, accept_sse, started, env, config, request_id, metrics)
-                    .await
-                {
+                match chat::answer(&body, accept_sse, started, root, config, request_id).await {
                     Ok(response) => response,
                     Err(e) => e.into_response(request_id)?,
                 };
@@ -387,13 +387,13 @@ fn pass_through(
 
 /// Counts one failover for today's report (after the response: never
 /// delays it; a failed write is logged, the answer stands).
-async fn count_failover(env: Env, reason: FailoverReason, at_ms: u64) {
-    let written = match env.d1(bindings::DB) {
-        Ok(db) => D1Rollout::new(db)
+async fn count_failover(root: Root, reason: FailoverReason, at_ms: u64) {
+    let written = match root.rollout() {
+        Ok(store) => store
             .count_failover(&utc_day(at_ms), &reason.label())
             .await
             .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.code().to_owned()),
     };
     if let Err(error) = written {
         ConsoleLog.log(
@@ -406,9 +406,8 @@ async fn count_failover(env: Env, reason: FailoverReason, at_ms: u64) {
 /// This service's retrieval for the proxied question, once the old API's
 /// answer has reached the client; recorded in `shadow_comparisons`.
 async fn compare(
-    env: Env,
+    root: Root,
     config: ServiceConfig,
-    metrics: Metrics,
     body: Vec<u8>,
     started: u64,
     watch: LegacyWatch,
@@ -418,13 +417,12 @@ async fn compare(
     // request is never compared: the old API gave no answer to compare.)
     let completed = watch.ended.await.is_ok();
     let legacy_ms = WorkerClock.now_ms().saturating_sub(started);
-    let legacy = if watch.status >= 400 {
-        Err(format!("status {}", watch.status))
-    } else if !completed || watch.broken.get() {
-        Err("incomplete".to_owned())
-    } else {
-        Ok(legacy_sources(&watch.seen.borrow()))
-    };
+    let legacy = legacy_outcome(LegacyEnding {
+        status: watch.status,
+        completed,
+        broken: watch.broken.get(),
+        seen: &watch.seen.borrow(),
+    });
     let ours_started = WorkerClock.now_ms();
     // The old front end may post the AI SDK's body; it asks the same question.
     let planned = if is_ui_chat(&body) {
@@ -433,7 +431,7 @@ async fn compare(
         plan_chat(&body, false)
     };
     let ours: Result<Vec<String>, String> = match planned {
-        Ok(plan) => match retrieve(&env, &config, &plan.search, &metrics).await {
+        Ok(plan) => match retrieve(&root, &config, &plan.search).await {
             Ok(retrieval) => Ok(cite(&retrieval.results)
                 .0
                 .into_iter()
@@ -444,23 +442,10 @@ async fn compare(
         Err(e) => Err(e.code().to_owned()),
     };
     let ours_ms = WorkerClock.now_ms().saturating_sub(ours_started);
-    let record = ShadowRecord {
-        at_ms: started,
-        overlap: match (&legacy, &ours) {
-            (Ok(legacy), Ok(ours)) => Some(overlap(legacy, ours)),
-            _ => None,
-        },
-        legacy_ms,
-        ours_ms,
-        legacy_error: legacy.err(),
-        ours_error: ours.err(),
-    };
-    let written = match env.d1(bindings::DB) {
-        Ok(db) => D1Rollout::new(db)
-            .record(&record)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let record = ShadowRecord::compare(started, legacy, legacy_ms, ours, ours_ms);
+    let written = match root.rollout() {
+        Ok(store) => store.record(&record).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.code().to_owned()),
     };
     if let Err(error) = written {
         ConsoleLog.log(
@@ -469,5 +454,5 @@ async fn compare(
         );
     }
     // The retrieval's provider calls were recorded after the request's own flush.
-    metrics.flush().await;
+    root.metrics().flush().await;
 }

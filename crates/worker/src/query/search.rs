@@ -5,20 +5,17 @@
 //! Holds no retrieval decision: sources, degrade policy, fusion and the
 //! active-generation rule live in `portfolio_core::query::retrieve`.
 
-use crate::bindings;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::providers::{metered_embedder, ServiceReranker};
-use crate::store::d1_search::D1Search;
-use crate::store::metrics::Metrics;
-use crate::store::{vector_index_from_env, WorkerClock};
+use crate::root::Root;
+use crate::store::WorkerClock;
 use portfolio_core::api::MAX_SEARCH_BODY_BYTES;
 use portfolio_core::query::{
     plan_search, Rerank, Retrieval, RetrievalError, SearchPlan, SourceFailure,
 };
 use serde_json::json;
-use worker::{console_warn, Env, Request, Response};
+use worker::{console_warn, Request, Response};
 
 fn log_source_failures(failures: &[SourceFailure]) {
     if failures.is_empty() {
@@ -33,19 +30,18 @@ fn log_source_failures(failures: &[SourceFailure]) {
 
 /// Runs the hybrid retrieval for a validated plan.
 pub async fn retrieve(
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
     plan: &SearchPlan,
-    metrics: &Metrics,
 ) -> Result<Retrieval, ApiError> {
-    let store = D1Search::new(env.d1(bindings::DB)?);
+    let store = root.search()?;
     // A provider or index that cannot be built degrades the vector source only.
-    let embedder = metered_embedder(env, config, metrics).map_err(|e| e.to_string());
-    let index = vector_index_from_env(env, config).map_err(|e| e.to_string());
+    let embedder = root.embedder(config).map_err(|e| e.to_string());
+    let index = root.vector_index(config).map_err(|e| e.to_string());
     // Only a search that reranks builds the reranker; one that cannot be
     // built leaves the fused order.
     let reranker = if plan.reranks(config.rerank.policy.by_default) {
-        match ServiceReranker::from_env(env, config) {
+        match root.reranker(config) {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err("no reranker is configured (RERANKER=none)".to_owned()),
             Err(e) => Err(e.to_string()),
@@ -86,12 +82,11 @@ pub async fn retrieve(
 /// `POST /api/search`.
 pub async fn handle(
     mut req: Request,
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let body = read_limited(&mut req, MAX_SEARCH_BODY_BYTES).await?;
     let plan = plan_search(&body)?;
-    let retrieval = retrieve(env, config, &plan, metrics).await?;
+    let retrieval = retrieve(root, config, &plan).await?;
     Ok(json_response(&retrieval, 200)?)
 }

@@ -7,24 +7,23 @@
 use super::chat::{ground, Grounded};
 use crate::config::ServiceConfig;
 use crate::error::ApiError;
-use crate::store::metrics::Metrics;
+use crate::root::Root;
 use futures_util::StreamExt;
 use portfolio_core::api::ui_stream::{
     closing_chunks, opening_chunks, plan_ui_chat, text_chunk, DONE_EVENT, HEADERS,
 };
 use portfolio_core::providers::ChatModel;
 use serde_json::json;
-use worker::{console_error, Env, Headers, Response};
+use worker::{console_error, Headers, Response};
 
 /// The stream for an AI SDK chat body (already read and within its limit).
 /// A refused body is a 400 in this service's error shape, before any
 /// stream: `DefaultChatTransport` raises it as the chat's error.
 pub async fn answer(
     body: &[u8],
-    env: &Env,
+    root: &Root,
     config: &ServiceConfig,
     request_id: &str,
-    metrics: &Metrics,
 ) -> Result<Response, ApiError> {
     let plan = plan_ui_chat(body)?;
     let Grounded {
@@ -32,13 +31,13 @@ pub async fn answer(
         request,
         sources,
         ..
-    } = ground(&plan, env, config, metrics).await?;
+    } = ground(&plan, root, config).await?;
     let (tx, rx) = futures_channel::mpsc::unbounded::<Vec<u8>>();
     for chunk in opening_chunks(&format!("msg-{request_id}"), &sources) {
         let _ = tx.unbounded_send(chunk.event().into_bytes());
     }
     let request_id = request_id.to_owned();
-    let metrics = metrics.clone();
+    let metrics = root.metrics().clone();
     wasm_bindgen_futures::spawn_local(async move {
         let delta_tx = tx.clone();
         let mut on_delta = move |text: &str| {

@@ -14,14 +14,50 @@ use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex, WorkerClock};
 use portfolio_core::ingest::message::ReconcileContinuation;
 use portfolio_core::reconcile::{
-    Advance, ReconcileStore, Reconciler, VectorCounting, VECTOR_SETTLE_MS,
+    Advance, ReconcilePorts, ReconcileStore, Reconciler, VectorCounting, VECTOR_SETTLE_MS,
 };
 pub use portfolio_core::reconcile::{RunRecord as RunRow, Started};
 use serde_json::json;
 use worker::{console_error, console_log, console_warn, Env};
 
-type WorkerReconciler =
-    Reconciler<D1ReconcileStore, R2Documents, QueueProducer, ConfiguredIndex, WorkerClock, Metrics>;
+/// The run's ports over this invocation's bindings.
+struct Adapters {
+    store: D1ReconcileStore,
+    objects: R2Documents,
+    queue: QueueProducer,
+    index: ConfiguredIndex,
+    metrics: Metrics,
+}
+
+impl ReconcilePorts for Adapters {
+    type Store = D1ReconcileStore;
+    type Objects = R2Documents;
+    type Queue = QueueProducer;
+    type Index = ConfiguredIndex;
+    type Clock = WorkerClock;
+    type Metrics = Metrics;
+
+    fn store(&self) -> &D1ReconcileStore {
+        &self.store
+    }
+    fn objects(&self) -> &R2Documents {
+        &self.objects
+    }
+    fn queue(&self) -> &QueueProducer {
+        &self.queue
+    }
+    fn index(&self) -> &ConfiguredIndex {
+        &self.index
+    }
+    fn clock(&self) -> &WorkerClock {
+        &WorkerClock
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+type WorkerReconciler = Reconciler<Adapters>;
 
 fn rust_error(e: impl std::fmt::Display) -> worker::Error {
     worker::Error::RustError(e.to_string())
@@ -47,14 +83,15 @@ fn reconciler(
         settings = settings.with_page_size(size);
     }
     Ok(Reconciler {
-        store: D1ReconcileStore::from_env(env).map_err(rust_error)?,
-        objects: R2Documents::from_env(env).map_err(rust_error)?,
-        queue: QueueProducer::from_env(env, bindings::INGEST_QUEUE).map_err(rust_error)?,
-        index,
-        clock: WorkerClock,
+        ports: Adapters {
+            store: D1ReconcileStore::from_env(env).map_err(rust_error)?,
+            objects: R2Documents::from_env(env).map_err(rust_error)?,
+            queue: QueueProducer::from_env(env, bindings::INGEST_QUEUE).map_err(rust_error)?,
+            index,
+            metrics: metrics.clone(),
+        },
         settings,
         vector_counting,
-        metrics: metrics.clone(),
     })
 }
 
@@ -114,6 +151,7 @@ pub async fn continue_run(
             );
             if done {
                 let summary = reconciler
+                    .ports
                     .store
                     .load_run(run_id)
                     .await

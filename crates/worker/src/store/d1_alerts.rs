@@ -19,8 +19,6 @@ use worker::D1Database;
 
 /// How long resolved alerts stay listed (and stored).
 pub const RECENT_MS: u64 = 7 * 24 * 60 * 60 * 1_000;
-/// Resolved, notified alerts older than this are deleted by the daily cron.
-pub const KEEP_MS: u64 = 30 * 24 * 60 * 60 * 1_000;
 /// Most resolved alerts `GET /admin/alerts` lists.
 const MAX_RECENT: u32 = 100;
 

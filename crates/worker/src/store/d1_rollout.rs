@@ -16,9 +16,6 @@ use worker::D1Database;
 /// Most comparisons one report reads (newest first): sampling keeps the
 /// table small, and a report over more would be slow to read.
 pub const MAX_REPORT_ROWS: u32 = 20_000;
-/// Comparisons (and failover counts of days) older than this are deleted by
-/// the daily cron.
-pub const KEEP_MS: u64 = 30 * 24 * 60 * 60 * 1_000;
 
 fn d1(operation: &'static str) -> impl Fn(worker::Error) -> StoreError {
     move |e| StoreError::transient(operation, e)

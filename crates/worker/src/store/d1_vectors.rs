@@ -1,28 +1,27 @@
 //! `D1VectorIndex`: the `VectorIndex` trait over the D1 table `vector_index` (f32 BLOBs), with
 //! exact cosine top-k computed in the Worker.
 //!
-//! Owns the SQL for that table, the exact rerank of the isolate cache's candidates
-//! (`super::vector_cache`) and the page-by-page scan used while another request of the isolate
-//! loads that cache; past the cache budget (`D1_INDEX_MAX_VECTORS`) it refuses to query.
-//! Must never rank, filter or validate by itself: `portfolio_core::index` does, so both
-//! implementations agree. Every statement stays within D1's 100 bound parameters and 100 KB.
+//! Owns the SQL for that table and the reads of each query path: the rows of the isolate
+//! cache's candidates (`super::vector_cache`), or every row page by page while another request
+//! of the isolate loads that cache. Must never rank, filter, validate or choose a path by
+//! itself: `portfolio_core::index` (`d1_exact`) does, so both implementations agree. Every statement stays within D1's 100 bound parameters and 100 KB.
 
 use futures_util::future::try_join_all;
 use js_sys::Uint8Array;
 use portfolio_core::index::cache::{
-    approximate_matches, max_cached_vectors, rerank_batch, ExactRerank, QuantizedVector,
-    TOMBSTONE_RETENTION_CHANGES,
+    max_cached_vectors, QuantizedVector, TOMBSTONE_RETENTION_CHANGES,
 };
+use portfolio_core::index::d1_exact::{plan_query, ExactRanking, QueryPath};
 use portfolio_core::index::{
-    cosine_with_norm, decode_f32_le_hex, encode_f32_le, norm, plan_d1_statements, validate_id,
-    validate_query, validate_record, IndexInfo, MutationReceipt, TopK, VectorIndex,
-    VectorIndexError, VectorMatch, VectorMetadata, VectorQuery, VectorRecord, D1_MAX_BOUND_PARAMS,
+    decode_f32_le_hex, encode_f32_le, plan_d1_statements, validate_id, validate_query,
+    validate_record, IndexInfo, MutationReceipt, VectorIndex, VectorIndexError, VectorMatch,
+    VectorQuery, VectorRecord, D1_MAX_BOUND_PARAMS,
 };
 use wasm_bindgen::JsValue;
 use worker::D1Database;
 
 use super::d1_rows::{bind, d1_error, decode_row, Row, BACKEND, SCAN_PAGE_ROWS};
-use super::vector_cache::{self, Candidates};
+use super::vector_cache;
 
 /// Columns bound per upserted row.
 const UPSERT_PARAMS_PER_ROW: usize = 7;
@@ -93,39 +92,9 @@ fn row_bytes(record: &VectorRecord) -> usize {
     record.values.len() * 5 + 8 + record.id.len() + 4 * 8
 }
 
-/// Scores one stored row for `query` and offers it to `top`, unless its dimensions differ or the
-/// filter rejects it: the exact ranking shared by the scan and the cache's rerank.
-fn offer(
-    top: &mut TopK<VectorMetadata>,
-    query: &VectorQuery,
-    query_norm: f32,
-    row: Row,
-) -> Result<(), VectorIndexError> {
-    if row.dimensions != query.vector.len()
-        || query
-            .filter
-            .as_ref()
-            .is_some_and(|f| !f.matches(&row.metadata))
-    {
-        return Ok(());
-    }
-    let values = decode_f32_le_hex(&row.id, &row.embedding_hex, row.dimensions)?;
-    let score = cosine_with_norm(&query.vector, query_norm, &values);
-    if top.would_keep(score, &row.id) {
-        top.push(row.id, score, row.metadata);
-    }
-    Ok(())
-}
-
-fn into_matches(query: &VectorQuery, top: TopK<VectorMetadata>) -> Vec<VectorMatch> {
-    top.into_sorted()
-        .into_iter()
-        .map(|(id, score, metadata)| VectorMatch {
-            id,
-            score,
-            metadata: query.return_metadata.then_some(metadata),
-        })
-        .collect()
+/// Offers one stored row to the ranking.
+fn offer(ranking: &mut ExactRanking<'_>, row: Row) -> Result<(), VectorIndexError> {
+    ranking.offer(row.id, row.dimensions, row.metadata, &row.embedding_hex)
 }
 
 impl D1VectorIndex {
@@ -160,8 +129,7 @@ impl D1VectorIndex {
     /// Exact top k over every row: reads the whole table page by page. Used while another
     /// request of this isolate loads the cache (the index is then within the cache budget).
     async fn scan(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
-        let query_norm = norm(&query.vector);
-        let mut top = TopK::new(query.top_k);
+        let mut ranking = ExactRanking::new(query);
         let mut after = String::new();
         // Keyset pagination on the primary key: every page is one indexed range read, and the
         // Worker holds one page plus the k best at a time.
@@ -185,13 +153,13 @@ impl D1VectorIndex {
             for raw in &page {
                 let row = decode_row("query", raw)?;
                 after.clone_from(&row.id);
-                offer(&mut top, query, query_norm, row)?;
+                offer(&mut ranking, row)?;
             }
             if page_len < SCAN_PAGE_ROWS {
                 break;
             }
         }
-        Ok(into_matches(query, top))
+        Ok(ranking.into_matches())
     }
 }
 
@@ -245,38 +213,22 @@ impl VectorIndex for D1VectorIndex {
     async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
         validate_query(query, self.dimensions)?;
         let candidates =
-            match vector_cache::candidates(&self.db, self.dimensions, self.max_vectors, query)
-                .await?
-            {
-                Candidates::Bounded(candidates) => candidates,
-                // Another request of this isolate is loading the cache: the index is within
-                // budget, so the scan is bounded.
-                Candidates::Busy => return self.scan(query).await,
-                Candidates::OverBudget { vectors } => {
-                    return Err(VectorIndexError::OverBudget {
-                        vectors,
-                        budget: self.max_vectors,
-                    })
-                }
-            };
-        // A search's vector source accepts the cache's estimates: no row is read.
-        if query.approximate && !query.return_metadata {
-            return Ok(approximate_matches(candidates, query.top_k));
-        }
-        // The exact rerank: the candidates' stored f32 vectors, scored and kept by the same
-        // code as the scan, so scores and order are the scan's (the candidates are a superset
-        // of its top k). They are read highest bound first, a batch at a time, until the k-th
+            vector_cache::candidates(&self.db, self.dimensions, self.max_vectors, query).await?;
+        let mut rerank = match plan_query(candidates, query, self.max_vectors, SCAN_PAGE_ROWS)? {
+            QueryPath::Scan => return self.scan(query).await,
+            QueryPath::Approximate(matches) => return Ok(matches),
+            QueryPath::Rerank(rerank) => rerank,
+        };
+        // The exact rerank reads the candidates' rows, highest bound first, until the k-th
         // exact score beats every bound left. Rows written since the cache was read are taken
         // as they are now, filter and dimensions included.
-        let query_norm = norm(&query.vector);
-        let mut top = TopK::new(query.top_k);
-        let mut rerank = ExactRerank::new(candidates, rerank_batch(query.top_k, SCAN_PAGE_ROWS));
-        while let Some(ids) = rerank.next_batch(&top) {
+        let mut ranking = ExactRanking::new(query);
+        while let Some(ids) = rerank.next_batch(ranking.top()) {
             for row in self.select_by_ids(&ids).await? {
-                offer(&mut top, query, query_norm, row)?;
+                offer(&mut ranking, row)?;
             }
         }
-        Ok(into_matches(query, top))
+        Ok(ranking.into_matches())
     }
 
     async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<VectorRecord>, VectorIndexError> {

@@ -2,8 +2,9 @@
 //! row of migration 0003, brings the copy up to date from `vector_index_changes`, and hands out
 //! the pre-selected candidates for an exact rerank.
 //!
-//! Owns the SQL of the change log and the one cache per isolate. Must never rank or decide by
-//! itself (the core does), and never hold the cache borrowed across an `await`.
+//! Owns the SQL of the change log, the one cache per isolate and its sync lock. Must never rank
+//! or decide by itself (what to load, when to drop the copy and which candidates a query gets
+//! are `portfolio_core::index::d1_exact`'s), and never hold the cache borrowed across an `await`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,8 +12,9 @@ use std::rc::Rc;
 use futures_util::lock::Mutex;
 use js_sys::Array;
 use portfolio_core::index::cache::{
-    Candidate, IndexChange, IndexState, QuantizedVector, SyncPlan, VectorCache, CACHE_MAX_BYTES,
+    IndexChange, IndexState, QuantizedVector, VectorCache, CACHE_MAX_BYTES,
 };
+use portfolio_core::index::d1_exact::{Candidates, Synced};
 use portfolio_core::index::{decode_f32_le_hex, VectorIndexError, VectorQuery};
 use serde::Deserialize;
 use wasm_bindgen::{JsCast, JsValue};
@@ -107,29 +109,6 @@ pub async fn vector_count(db: &D1Database) -> Result<u64, VectorIndexError> {
     Ok(read_state(db).await?.vector_count)
 }
 
-/// How a sync ended.
-enum Synced {
-    /// The cache is up to date.
-    Ready,
-    /// Another request of this isolate is syncing.
-    Busy,
-    /// The index holds more vectors than the budget: nothing is cached.
-    OverBudget(u64),
-}
-
-/// What a query gets from the cache.
-pub enum Candidates {
-    /// The vectors that may be among its top k, highest bound first.
-    Bounded(Vec<Candidate>),
-    /// Another request is loading the cache: scan D1 (the index is within budget).
-    Busy,
-    /// The index holds this many vectors, more than the budget.
-    OverBudget {
-        /// Vectors in the index.
-        vectors: u64,
-    },
-}
-
 /// Decodes one change-log row into the change it stands for.
 fn decode_change(raw: &JsValue, dimensions: usize) -> Result<(u64, IndexChange), VectorIndexError> {
     const OP: &str = "query";
@@ -179,43 +158,31 @@ fn decode_change(raw: &JsValue, dimensions: usize) -> Result<(u64, IndexChange),
     ))
 }
 
-/// Brings the cache up to date with the index.
+/// Brings the cache up to date with the index (`portfolio_core::index::d1_exact` decides what
+/// to load and when the copy is dropped; this reads the rows).
 async fn sync(
     db: &D1Database,
     dimensions: usize,
     max_vectors: u64,
 ) -> Result<Synced, VectorIndexError> {
     let state = read_state(db).await?;
-    match with_cache(dimensions, max_vectors, |c| c.plan_sync(&state)) {
-        SyncPlan::UpToDate => return Ok(Synced::Ready),
-        SyncPlan::TooLarge => {
-            with_cache(dimensions, max_vectors, VectorCache::reset);
-            return Ok(Synced::OverBudget(state.vector_count));
-        }
-        SyncPlan::Changes { .. } => {}
+    if let Err(done) = with_cache(dimensions, max_vectors, |c| c.check_sync(&state)) {
+        return Ok(done);
     }
     let lock = SYNC.with(Rc::clone);
     // Another request of this isolate is syncing. Waiting for it would mean being woken from
     // that request's I/O context, which workerd refuses (the waiter is cancelled as "hung":
-    // found by scripts/load-test.mjs): answer this request from the exact D1 scan instead.
+    // found by scripts/test/load-test.mjs): answer this request from the exact D1 scan instead.
     let Some(_guard) = lock.try_lock() else {
         return Ok(Synced::Busy);
     };
     // Another request may have synced while this one waited: read the state again, now that
     // nobody else is syncing, and plan from it.
     let state = read_state(db).await?;
-    let (after, reset) = match with_cache(dimensions, max_vectors, |c| c.plan_sync(&state)) {
-        SyncPlan::UpToDate => return Ok(Synced::Ready),
-        SyncPlan::TooLarge => {
-            with_cache(dimensions, max_vectors, VectorCache::reset);
-            return Ok(Synced::OverBudget(state.vector_count));
-        }
-        SyncPlan::Changes { after, reset } => (after, reset),
+    let mut cursor = match with_cache(dimensions, max_vectors, |c| c.begin_sync(&state)) {
+        Ok(after) => after,
+        Err(done) => return Ok(done),
     };
-    if reset {
-        with_cache(dimensions, max_vectors, VectorCache::reset);
-    }
-    let mut cursor = after;
     loop {
         let page = bind(
             db.prepare(CHANGES_SQL),
@@ -234,13 +201,7 @@ async fn sync(
             cursor = cursor.max(seq);
             changes.push(change);
         }
-        let fits = with_cache(dimensions, max_vectors, |c| {
-            for change in changes {
-                c.apply(change);
-            }
-            c.check_budget(state.vector_count)
-        });
-        if !fits {
+        if !with_cache(dimensions, max_vectors, |c| c.apply_page(changes, &state)) {
             return Ok(Synced::OverBudget(state.vector_count));
         }
         if page.len() < SCAN_PAGE_ROWS {
@@ -262,11 +223,8 @@ pub async fn candidates(
     max_vectors: u64,
     query: &VectorQuery,
 ) -> Result<Candidates, VectorIndexError> {
-    Ok(match sync(db, dimensions, max_vectors).await? {
-        Synced::Ready => Candidates::Bounded(with_cache(dimensions, max_vectors, |c| {
-            c.preselect(&query.vector, query.filter.as_ref(), query.top_k)
-        })),
-        Synced::Busy => Candidates::Busy,
-        Synced::OverBudget(vectors) => Candidates::OverBudget { vectors },
-    })
+    let synced = sync(db, dimensions, max_vectors).await?;
+    Ok(with_cache(dimensions, max_vectors, |c| {
+        Candidates::after_sync(synced, c, query)
+    }))
 }

@@ -4,15 +4,14 @@
 
 use super::*;
 use crate::ingest::fakes::{
-    FakeBucket, FakeDatabase, FakeIndex, FakeProcessorStorage, Lines, ManualClock,
+    FakeBucket, FakeDatabase, FakeIndex, FakeIngestPorts, FakeProcessorStorage, Lines, ManualClock,
+    NoGate,
 };
-use crate::ingest::gate::LocalGate;
 use crate::ingest::message::IngestCommand;
 use crate::ingest::pipeline::{InFlight, PipelineConfig, Request, Run, RunReason, Stage};
+use crate::ingest::ports::Processor;
 use crate::ingest::settings::IngestSettings;
-use crate::ingest::Tagger;
 use crate::operations::metrics::MetricsBuffer;
-use crate::providers::extractive::ExtractiveAnswerer;
 use crate::providers::offline_embedder::HashingEmbedder;
 use pollster::block_on;
 use std::cell::RefCell;
@@ -155,19 +154,7 @@ struct Harness {
     metrics: MetricsBuffer,
 }
 
-type HarnessProcessor<'a> = Processor<
-    'a,
-    FakeProcessorStorage<'static>,
-    FakeDatabase<'static>,
-    FakeBucket<'static>,
-    FakeIndex<'static>,
-    HashingEmbedder,
-    ExtractiveAnswerer,
-    ManualClock,
-    Lines,
-    MetricsBuffer,
-    LocalGate<'a, ManualClock>,
->;
+type HarnessProcessor<'a> = Processor<FakeIngestPorts<'a, 'static, HashingEmbedder, NoGate>>;
 
 impl Harness {
     fn new() -> Self {
@@ -185,15 +172,17 @@ impl Harness {
 
     fn processor(&self) -> HarnessProcessor<'_> {
         Processor {
-            storage: &self.storage,
-            documents: &self.db,
-            objects: &self.bucket,
-            index: &self.index,
-            embedder: Ok(&self.embedder),
-            tagger: Tagger::<ExtractiveAnswerer>::Keywords,
-            clock: &self.clock,
-            log: &self.log,
-            metrics: &self.metrics,
+            ports: FakeIngestPorts {
+                storage: &self.storage,
+                documents: &self.db,
+                objects: &self.bucket,
+                index: &self.index,
+                embedder: &self.embedder,
+                clock: &self.clock,
+                log: &self.log,
+                metrics: &self.metrics,
+                gate: &NoGate,
+            },
             pipeline: PipelineConfig::new(),
             settings: IngestSettings::default().with_embed_batch(2),
             gating: None,

@@ -1,41 +1,13 @@
 //! Route labels for request data points: a method and a path template
 //! (`GET /admin/documents/{key}`), never the raw path, so the number of
 //! distinct labels stays small whatever clients send; and which labels are
-//! the public service's (what a version comparison counts).
+//! the public service's (what a version comparison counts). Both derived
+//! from the route table (`crate::api::routes`, matched by `crate::api::resolve`); never a path list of its own.
+
+use crate::api::resolve::{is_public_template, template};
 
 /// Methods kept as they are in labels; anything else is `OTHER`.
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-
-/// Fixed paths, labelled as they are.
-const FIXED: [&str; 27] = [
-    "/",
-    "/assets/chat.css",
-    "/assets/chat.js",
-    "/api",
-    "/api/health",
-    "/api/search",
-    "/api/chat",
-    "/api/companies",
-    "/api/documents",
-    "/admin",
-    "/admin/documents",
-    "/admin/index",
-    "/admin/index/check",
-    "/admin/index/query",
-    "/admin/index/upsert",
-    "/admin/index/get",
-    "/admin/index/delete",
-    "/admin/reconcile",
-    "/admin/reconcile/runs",
-    "/admin/companies",
-    "/admin/legacy-ids/documents",
-    "/admin/metrics",
-    "/admin/metrics/versions",
-    "/admin/alerts",
-    "/admin/dead-letters",
-    "/admin/rollout",
-    "/admin/rollout/report",
-];
 
 /// The label of a request: `METHOD template`. Paths the service does not
 /// serve are `METHOD (unrouted)`, so probing clients add one label, not one
@@ -46,7 +18,7 @@ pub fn route_label(method: &str, path: &str) -> String {
         .into_iter()
         .find(|m| *m == method)
         .unwrap_or("OTHER");
-    format!("{method} {}", template(method, path))
+    format!("{method} {}", template(method, path).unwrap_or(UNROUTED))
 }
 
 /// Label of the paths the service does not serve.
@@ -58,39 +30,11 @@ const UNROUTED: &str = "(unrouted)";
 /// scanners would otherwise weigh on whichever version they happened to hit.
 #[must_use]
 pub fn is_public_route(label: &str) -> bool {
-    let Some((_, template)) = label.split_once(' ') else {
+    // The proxied chat's label carries a suffix: `POST /api/chat (legacy)`.
+    let Some(template) = label.split(' ').nth(1) else {
         return false;
     };
-    template != UNROUTED && template != "/admin" && !template.starts_with("/admin/")
-}
-
-fn template(method: &str, path: &str) -> &'static str {
-    let trimmed = if path.len() > 1 {
-        path.strip_suffix('/').unwrap_or(path)
-    } else {
-        path
-    };
-    if let Some(fixed) = FIXED.into_iter().find(|f| *f == trimmed) {
-        return fixed;
-    }
-    if let Some(rest) = trimmed.strip_prefix("/admin/documents/") {
-        if !rest.is_empty() {
-            return match method {
-                "POST" if rest.ends_with("/process") => "/admin/documents/{key}/process",
-                "GET" if rest.ends_with("/runs") => "/admin/documents/{key}/runs",
-                _ => "/admin/documents/{key}",
-            };
-        }
-    }
-    if let Some(rest) = trimmed.strip_prefix("/admin/dead-letters/") {
-        if rest.ends_with("/replay") {
-            return "/admin/dead-letters/{id}/replay";
-        }
-    }
-    if trimmed.starts_with("/admin/objects/") {
-        return "/admin/objects/{key}";
-    }
-    UNROUTED
+    is_public_template(template)
 }
 
 #[cfg(test)]

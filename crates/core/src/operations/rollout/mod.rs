@@ -23,8 +23,8 @@ pub use failover::{
     FIRST_BYTE_TIMEOUT_MS_RANGE, PROXIED_ROUTE_LABEL, SERVED_BY_HEADER,
 };
 pub use report::{
-    daily_report, legacy_sources, overlap, report_days, utc_day, FailoverCount, ReportDay,
-    ShadowRecord, REPORT_DAYS,
+    daily_report, legacy_outcome, legacy_sources, overlap, report_days, utc_day, FailoverCount,
+    LegacyEnding, ReportDay, ShadowRecord, REPORT_DAYS,
 };
 
 use serde::{Deserialize, Serialize};
@@ -203,6 +203,46 @@ pub fn route(plan: &RolloutPlan, key: &str) -> Route {
     }
 }
 
+/// An isolate's copy of the setting: re-read from D1 at most every
+/// [`SETTING_TTL_MS`]; a failed read keeps the last value known (else none:
+/// the ceiling applies). The Worker holds one per isolate and does the reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettingCache {
+    read: Option<(u64, Option<RolloutSetting>)>,
+}
+
+impl SettingCache {
+    /// The setting while the last read is fresh at `now_ms`; `None`: read it.
+    #[must_use]
+    pub fn fresh(&self, now_ms: u64) -> Option<Option<RolloutSetting>> {
+        self.read
+            .filter(|(read_at, _)| now_ms.saturating_sub(*read_at) < SETTING_TTL_MS)
+            .map(|(_, setting)| setting)
+    }
+
+    /// What applies after a read at `now_ms`: its value, kept; or, when it
+    /// failed, the last value known (the cache stays stale, so the next
+    /// request reads again).
+    pub fn after_read<E>(
+        &mut self,
+        now_ms: u64,
+        read: Result<Option<RolloutSetting>, E>,
+    ) -> Option<RolloutSetting> {
+        match read {
+            Ok(setting) => {
+                self.read = Some((now_ms, setting));
+                setting
+            }
+            Err(_) => self.read.and_then(|(_, setting)| setting),
+        }
+    }
+
+    /// Forgets the setting (this isolate just changed it).
+    pub fn forget(&mut self) {
+        self.read = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +414,33 @@ mod tests {
             client_key(Some(&"x".repeat(500)), None).len(),
             3 + MAX_CLIENT_ID_CHARS
         );
+    }
+
+    #[test]
+    fn the_setting_cache_is_fresh_for_its_ttl_and_survives_a_failed_read() {
+        let setting = RolloutSetting {
+            percent: 30,
+            shadow_percent: 10,
+        };
+        let mut cache = SettingCache::default();
+        assert_eq!(cache.fresh(0), None);
+        assert_eq!(cache.after_read::<()>(1_000, Err(())), None);
+        assert_eq!(cache.fresh(1_000), None);
+        assert_eq!(
+            cache.after_read::<()>(1_000, Ok(Some(setting))),
+            Some(setting)
+        );
+        assert_eq!(cache.fresh(1_000 + SETTING_TTL_MS - 1), Some(Some(setting)));
+        assert_eq!(cache.fresh(1_000 + SETTING_TTL_MS), None);
+        // A failed re-read keeps the last value known, and stays stale.
+        assert_eq!(
+            cache.after_read(1_000 + SETTING_TTL_MS, Err("d1 down")),
+            Some(setting)
+        );
+        assert_eq!(cache.fresh(1_000 + SETTING_TTL_MS), None);
+        assert_eq!(cache.after_read::<()>(50_000, Ok(None)), None);
+        assert_eq!(cache.fresh(50_001), Some(None));
+        cache.forget();
+        assert_eq!(cache.fresh(50_001), None);
     }
 }

@@ -87,6 +87,56 @@ pub struct ShadowRecord {
     pub ours_error: Option<String>,
 }
 
+/// How the old API's answer ended, as the proxy saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyEnding<'a> {
+    /// Its status.
+    pub status: u16,
+    /// The client read it to its end.
+    pub completed: bool,
+    /// Its stream failed part-way.
+    pub broken: bool,
+    /// Its first bytes (where its sources are).
+    pub seen: &'a [u8],
+}
+
+/// What the old API's answer counts as in a comparison: the documents it
+/// cited, or why it has none (an error status, an answer cut short).
+pub fn legacy_outcome(ending: LegacyEnding<'_>) -> Result<Vec<String>, String> {
+    if ending.status >= 400 {
+        Err(format!("status {}", ending.status))
+    } else if !ending.completed || ending.broken {
+        Err("incomplete".to_owned())
+    } else {
+        Ok(legacy_sources(ending.seen))
+    }
+}
+
+impl ShadowRecord {
+    /// One shadowed request's comparison: the overlap of the documents
+    /// both sides cited, when both answered; each side's time and error.
+    #[must_use]
+    pub fn compare(
+        at_ms: u64,
+        legacy: Result<Vec<String>, String>,
+        legacy_ms: u64,
+        ours: Result<Vec<String>, String>,
+        ours_ms: u64,
+    ) -> Self {
+        Self {
+            at_ms,
+            overlap: match (&legacy, &ours) {
+                (Ok(legacy), Ok(ours)) => Some(overlap(legacy, ours)),
+                _ => None,
+            },
+            legacy_ms,
+            ours_ms,
+            legacy_error: legacy.err(),
+            ours_error: ours.err(),
+        }
+    }
+}
+
 /// Chats failed over on one UTC day for one reason, as counted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverCount {
@@ -283,5 +333,37 @@ mod tests {
         assert_eq!(report[0].failover_reasons["timeout"], 2);
         assert_eq!(report[1].mean_overlap, None);
         assert_eq!(utc_day(day), "2026-12-03");
+    }
+
+    #[test]
+    fn a_comparison_counts_only_complete_successful_answers() {
+        let body = br#"{"answer":"x","sources":[{"key":"a.md"}]}"#;
+        let ending = |status, completed, broken| LegacyEnding {
+            status,
+            completed,
+            broken,
+            seen: body,
+        };
+        assert_eq!(
+            legacy_outcome(ending(502, true, false)),
+            Err("status 502".into())
+        );
+        assert_eq!(
+            legacy_outcome(ending(200, false, false)),
+            Err("incomplete".into())
+        );
+        assert_eq!(
+            legacy_outcome(ending(200, true, true)),
+            Err("incomplete".into())
+        );
+        let legacy = legacy_outcome(ending(200, true, false));
+        assert_eq!(legacy, Ok(legacy_sources(body)));
+        let both = ShadowRecord::compare(5, legacy.clone(), 10, legacy.clone(), 20);
+        assert_eq!(both.overlap, Some(1.0));
+        assert_eq!((both.legacy_ms, both.ours_ms, both.at_ms), (10, 20, 5));
+        let failed = ShadowRecord::compare(5, legacy, 10, Err("bad_query".into()), 20);
+        assert_eq!(failed.overlap, None);
+        assert_eq!(failed.ours_error.as_deref(), Some("bad_query"));
+        assert_eq!(failed.legacy_error, None);
     }
 }
