@@ -2,20 +2,19 @@
 //! passages with numbered citations and the sources. As JSON, or as
 //! Server-Sent Events: `sources` first, then `delta`s, then `done` (or
 //! `error`, never a hung stream). An AI SDK body (`{ messages }`) goes to
-//! `ui_chat`; [`ground`] (retrieval + prompt) is every chat front door's.
+//! `ui_chat`; retrieval and the prompt are `ground`'s, every chat front door's.
 
-use super::search::retrieve;
+use super::ground::{ground, Grounded};
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
-use crate::providers::MeteredChat;
 use crate::root::Root;
 use crate::store::WorkerClock;
 use futures_util::StreamExt;
 use portfolio_core::api::ui_stream::is_ui_chat;
 use portfolio_core::api::MAX_CHAT_BODY_BYTES;
-use portfolio_core::providers::{ChatMessage, ChatModel, ChatRequest};
-use portfolio_core::query::{cite, plan_chat, ChatPlan, RetrievalTimings, Source};
+use portfolio_core::providers::ChatModel;
+use portfolio_core::query::{plan_chat, RetrievalTimings};
 use portfolio_core::shared::storage::Clock;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -55,48 +54,6 @@ pub async fn handle(
     let accept_sse = accepts_sse(&req)?;
     let body = read_limited(&mut req, MAX_CHAT_BODY_BYTES).await?;
     answer(&body, accept_sse, started, root, config, request_id).await
-}
-
-/// A chat ready to generate: the retrieval's sources and the prompt that
-/// quotes them, numbered alike. Shared by every chat front door (`/api/chat`,
-/// the AI SDK stream, OpenAI's completions, MCP's `ask_question`).
-pub struct Grounded {
-    /// The configured chat provider, metered.
-    pub chat: MeteredChat,
-    /// The prompt: passages, history and question.
-    pub request: ChatRequest,
-    /// What the answer's `[n]` citations refer to.
-    pub sources: Vec<Source>,
-    /// How long the retrieval took.
-    pub retrieval_timings: RetrievalTimings,
-}
-
-/// Retrieves the passages for a validated chat and builds its prompt.
-pub async fn ground(
-    plan: &ChatPlan,
-    root: &Root,
-    config: &ServiceConfig,
-) -> Result<Grounded, ApiError> {
-    let chat = root
-        .chat(config)
-        .map_err(|e| ApiError::Platform(worker::Error::RustError(format!("chat provider: {e}"))))?;
-    let retrieval = retrieve(root, config, &plan.search).await?;
-    let history: Vec<ChatMessage> = plan
-        .history
-        .iter()
-        .map(|t| match t.role.as_str() {
-            "assistant" => ChatMessage::assistant(t.content.clone()),
-            _ => ChatMessage::user(t.content.clone()),
-        })
-        .collect();
-    let (sources, passages) = cite(&retrieval.results);
-    let request = ChatRequest::for_answer(&plan.search.query, passages, &history);
-    Ok(Grounded {
-        chat,
-        request,
-        sources,
-        retrieval_timings: retrieval.timings,
-    })
 }
 
 /// The answer to a chat request's `body` (already read and within its

@@ -1,11 +1,11 @@
 //! The MCP server at `/mcp` (Streamable HTTP): reads one JSON-RPC message,
 //! lets core decide (`api::mcp`), and runs a tool call on the same pipeline
-//! as the HTTP routes (`search::retrieve`, `chat::ground`, the catalog reads,
+//! as the HTTP routes (`search::retrieve`, `ground::ground`, the catalog reads,
 //! R2). Never decides a protocol answer itself; a tool's failure is a tool
 //! result with `isError`, never an HTTP error.
 
-use super::chat::{ground, Grounded};
 use super::cors;
+use super::ground::{ground, Grounded};
 use super::search::retrieve;
 use crate::body::read_limited;
 use crate::config::ServiceConfig;

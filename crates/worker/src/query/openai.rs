@@ -1,9 +1,9 @@
 //! The OpenAI-compatible front door: `POST /v1/chat/completions` (JSON or
 //! streamed chunks) and `GET /v1/models`, every error in OpenAI's envelope.
 //! Shapes are core's (`api::openai`); retrieval and the prompt are
-//! `chat::ground`'s. Never answers in this service's own error shape.
+//! `ground::ground`'s. Never answers in this service's own error shape.
 
-use super::chat::{ground, Grounded};
+use super::ground::{ground, Grounded};
 use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, with_retry_after, ApiError};

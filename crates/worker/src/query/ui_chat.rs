@@ -1,10 +1,10 @@
 //! The AI SDK's chat on `POST /api/chat`: a `useChat` body (`{ messages }`)
 //! answered as the AI SDK's UI message stream — source parts, the answer's
 //! text deltas, finish (or an error chunk). Shapes are core's
-//! (`api::ui_stream`); retrieval and the prompt are `chat::ground`'s. Never
+//! (`api::ui_stream`); retrieval and the prompt are `ground::ground`'s. Never
 //! answers in `/api/chat`'s own `{ question }` shapes.
 
-use super::chat::{ground, Grounded};
+use super::ground::{ground, Grounded};
 use crate::config::ServiceConfig;
 use crate::error::ApiError;
 use crate::root::Root;
