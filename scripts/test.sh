@@ -37,7 +37,7 @@ FUZZ_EXECUTIONS="${FUZZ_EXECUTIONS:-10000}" cargo test -p portfolio-core --test 
 step "end-to-end tests (vitest + Miniflare)"
 NO_COLOR=1 npx vitest run
 
-step "local stack tests (wrangler dev): chat page in headless Chromium, configuration errors, the openai / ai / MCP SDK clients"
+step "local stack tests (wrangler dev): chat and operator pages in headless Chromium, configuration errors, the openai / ai / MCP SDK clients"
 node_modules/.bin/node --test --test-concurrency=1 tests/local/*.test.mjs
 
 step "local semantic embedder: all-MiniLM-L6-v2 in numpy against its published similarity scores"

@@ -101,7 +101,7 @@ beforeEach(async () => {
 });
 
 describe("alerts", () => {
-  it("a revoked provider key: the error rate and the provider's 401 fire once and resolve once", async () => {
+  it("a revoked provider key: the error rate, the availability burn and the provider's 401 fire once and resolve once", async () => {
     const key = uniqueKey("alerts/revoked.md");
     await ingestReady(key, "# Revoked\n\nThe revoked-marker document about geothermal pumps.\n");
     await standinFaults("revoked-marker", Array.from({ length: 6 }, () => ({ status: 401 })));
@@ -109,26 +109,28 @@ describe("alerts", () => {
     await waitForRequests(6);
 
     const fired = await evaluation();
-    expect(fired.sort()).toEqual([firing("error_rate"), firing("provider_auth:openai")].sort());
+    expect(fired.sort()).toEqual([firing("availability_burn"), firing("error_rate"), firing("provider_auth:openai")].sort());
     expect(fired.find((t) => t.includes("error_rate"))).toContain("6 of 6 requests (100.0 %) answered 5xx");
+    // 6 of 6 answered 5xx burns a 99.9 % objective's budget 1,000x too fast (the rule's rate is 14.4x).
+    expect(fired.find((t) => t.includes("availability_burn"))).toMatch(/the 99\.9 % availability budget is burning 1000\.0x too fast/);
     expect(fired.find((t) => t.includes("provider_auth"))).toContain("HTTP 401");
     // Still holding: nothing new.
     expect(await evaluation()).toEqual([]);
     const listing = await alertsListing();
-    expect(listing.active.map((a: any) => a.key).sort()).toEqual(["error_rate", "provider_auth:openai"]);
+    expect(listing.active.map((a: any) => a.key).sort()).toEqual(["availability_burn", "error_rate", "provider_auth:openai"]);
     expect(listing.active.every((a: any) => a.fire_sent_at !== null && a.notice_owed === null)).toBe(true);
 
     // The key works again (the stand-in's faults are used up): the provider resolves.
     expect(await ask("revoked-marker question after the fix?")).toBe(200);
     await waitForRequests(7);
     expect(await evaluation()).toEqual([resolved("provider_auth:openai")]);
-    // The window passes without errors: the error rate resolves.
+    // The window passes without errors: the error rate and the burn resolve.
     await timePasses();
-    expect(await evaluation()).toEqual([resolved("error_rate")]);
+    expect((await evaluation()).sort()).toEqual([resolved("availability_burn"), resolved("error_rate")].sort());
     expect(await evaluation()).toEqual([]);
     const after = await alertsListing();
     expect(after.active).toEqual([]);
-    expect(after.recent.map((a: any) => a.key).sort()).toEqual(["error_rate", "provider_auth:openai"]);
+    expect(after.recent.map((a: any) => a.key).sort()).toEqual(["availability_burn", "error_rate", "provider_auth:openai"]);
     expect(after.recent.every((a: any) => a.status === "resolved" && a.resolve_sent_at !== null)).toBe(true);
 
     // What the receiver got is Slack's shape.

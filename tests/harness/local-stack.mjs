@@ -84,9 +84,10 @@ function logTo(file) {
  * `main` runs another build (a before/after benchmark); `extra` adds top-level config keys;
  * `inspectorPort` opens the Worker's DevTools endpoint there (a CPU profile of the Worker alone);
  * `s3: true` adds the local S3 endpoint for the stack's R2 bucket, which emits R2 event
- * notifications onto its ingest queue (tests/standins/r2-s3.js; see `localS3Endpoint()`).
+ * notifications onto its ingest queue (tests/standins/r2-s3.js; see `localS3Endpoint()`);
+ * `testScheduled: true` lets `GET /__scheduled?cron=…` run the Worker's scheduled handler.
  */
-export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra, inspectorPort, s3 = false }) {
+export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra, inspectorPort, s3 = false, testScheduled = false }) {
   mkdirSync(path.join(root, ".wrangler"), { recursive: true });
   const persist = mkdtempSync(path.join(root, ".wrangler", `${name}-`));
   const config = writePrebuiltConfig(path.join(persist, "wrangler.json"), { vars, drop, main, extra });
@@ -102,7 +103,7 @@ export async function startLocalStack({ name, adminToken, vars = {}, secrets = {
   const port = await freePort();
   const launch = () => spawn(
     "npx",
-    ["wrangler", "dev", "-c", config, ...(standin ? ["-c", standin.standinConfig] : []), "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`]), ...(inspectorPort ? ["--inspector-port", String(inspectorPort)] : [])],
+    ["wrangler", "dev", "-c", config, ...(standin ? ["-c", standin.standinConfig] : []), "--persist-to", persist, "--port", String(port), "--ip", "127.0.0.1", "--var", `ADMIN_TOKEN:${adminToken}`, ...Object.entries(secrets).flatMap(([k, v]) => ["--var", `${k}:${v}`]), ...(inspectorPort ? ["--inspector-port", String(inspectorPort)] : []), ...(testScheduled ? ["--test-scheduled"] : [])],
     // LOCAL_STACK_LOG=FILE keeps wrangler's output (the Worker's logs) for debugging.
     { cwd: root, env, detached: true, stdio: process.env.LOCAL_STACK_LOG ? ["ignore", logTo(process.env.LOCAL_STACK_LOG), logTo(process.env.LOCAL_STACK_LOG)] : "ignore" },
   );

@@ -39,7 +39,8 @@ import { chatAnswer, embed, rerankScore } from "./answers.mjs";
 const MAX_EMBEDDING_INPUTS = 2048;
 const DEFAULT_DIMENSIONS = 1536;
 const errorBody = (message, type, code = null) => JSON.stringify({ error: { message, type, param: null, code } });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Unref'd: a held request must not keep a finished test process alive.
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 export async function startProviderStandin({ port = 0, host = "127.0.0.1", latencyMs = 0, concurrency = 0, apiKey = null } = {}) {
   let rules = [];

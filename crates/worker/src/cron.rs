@@ -1,17 +1,21 @@
-//! The scheduled entry point: which cron trigger does what. The daily one
-//! (`17 3 * * *`) starts reconciliation and prunes the metrics, alerts and
-//! shadow-comparison tables; every trigger (the other is `*/5 * * * *`) runs the ingestion
-//! watchdog (wakes processors of documents whose row has not moved) and evaluates the alerts.
+//! The scheduled entry point: which cron trigger does what. Every trigger
+//! (`*/5 * * * *` and the daily one) counts the availability days, runs the
+//! ingestion watchdog (wakes processors of documents whose row has not moved)
+//! and evaluates the alerts; the daily one (`17 3 * * *`) also starts
+//! reconciliation and prunes the metrics, alerts, shadow-comparison,
+//! feedback and availability tables.
 //!
 //! Wiring only; never panics (a scheduled handler has no caller to answer):
 //! failures are logged.
 
+use crate::error::ApiError;
 use crate::root::Root;
 use crate::store::{ConsoleLog, WorkerClock};
 use crate::{alerts, ingest, reconcile};
 use portfolio_core::config::ServiceConfig;
+use portfolio_core::operations::availability::window_start;
 use portfolio_core::operations::OPERATIONS_RETENTION_MS;
-use portfolio_core::shared::storage::{Clock, EventLog, Level};
+use portfolio_core::shared::storage::{Clock, EventLog, Level, StoreError};
 use serde_json::json;
 
 /// The daily trigger (`triggers.crons` in `wrangler.jsonc`): reconciliation
@@ -33,6 +37,8 @@ pub async fn run(cron: &str, root: &Root) {
             return;
         }
     };
+    // Before the daily prune, so yesterday is counted before its points go.
+    roll_up_availability(root).await;
     if cron == DAILY_CRON {
         reconcile::run_scheduled(cron, root.env(), config, root.metrics()).await;
         prune(root, config).await;
@@ -42,35 +48,64 @@ pub async fn run(cron: &str, root: &Root) {
     alerts::evaluate(root.env(), config, cron).await;
 }
 
-/// Deletes alerts and shadow comparisons past their keep, and metric points
-/// past `METRICS_RETENTION_DAYS` and beyond `METRICS_MAX_ROWS`.
+/// Logs a housekeeping step's failure under `event` (a store's detail, or
+/// the code of a binding that could not be opened).
+fn logged(event: &str, outcome: Result<(), String>) {
+    if let Err(e) = outcome {
+        ConsoleLog.log(Level::Error, json!({ "event": event, "error": e }));
+    }
+}
+
+/// Counts yesterday's and today's public requests into the availability
+/// days (every run: the report's 30 days outlive the metric points).
+async fn roll_up_availability(root: &Root) {
+    let outcome = match root.availability() {
+        Ok(store) => store
+            .roll_up(WorkerClock.now_ms())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.code().to_owned()),
+    };
+    logged("availability_roll_up_failed", outcome);
+}
+
+/// Deletes alerts, shadow comparisons and readers' ratings past their keep,
+/// availability days past the objective's window, and metric points past
+/// `METRICS_RETENTION_DAYS` and beyond `METRICS_MAX_ROWS`.
 async fn prune(root: &Root, config: &ServiceConfig) {
     let now = WorkerClock.now_ms();
-    let failed = |event: &str, e: String| {
-        ConsoleLog.log(Level::Error, json!({ "event": event, "error": e }));
-    };
-    match root.alerts() {
-        Ok(store) => {
-            if let Err(e) = store
-                .prune(now.saturating_sub(OPERATIONS_RETENTION_MS))
-                .await
-            {
-                failed("alerts_prune_failed", e.to_string());
-            }
-        }
-        Err(e) => failed("alerts_prune_failed", e.code().to_owned()),
-    }
-    match root.rollout() {
-        Ok(store) => {
-            if let Err(e) = store
-                .prune(now.saturating_sub(OPERATIONS_RETENTION_MS))
-                .await
-            {
-                failed("shadow_prune_failed", e.to_string());
-            }
-        }
-        Err(e) => failed("shadow_prune_failed", e.code().to_owned()),
-    }
+    let before = now.saturating_sub(OPERATIONS_RETENTION_MS);
+    let failed = |event: &str, e: String| logged(event, Err(e));
+    let code = |e: ApiError| e.code().to_owned();
+    let text = |e: StoreError| e.to_string();
+    logged(
+        "alerts_prune_failed",
+        match root.alerts() {
+            Ok(store) => store.prune(before).await.map_err(text),
+            Err(e) => Err(code(e)),
+        },
+    );
+    logged(
+        "shadow_prune_failed",
+        match root.rollout() {
+            Ok(store) => store.prune(before).await.map_err(text),
+            Err(e) => Err(code(e)),
+        },
+    );
+    logged(
+        "feedback_prune_failed",
+        match root.feedback() {
+            Ok(store) => store.prune(before).await.map_err(text),
+            Err(e) => Err(code(e)),
+        },
+    );
+    logged(
+        "availability_prune_failed",
+        match root.availability() {
+            Ok(store) => store.prune(&window_start(now)).await.map_err(text),
+            Err(e) => Err(code(e)),
+        },
+    );
     let settings = config.metrics;
     let cutoff = now.saturating_sub(u64::from(settings.retention_days) * DAY_MS);
     let pruned = match root.metric_points() {

@@ -105,6 +105,15 @@ impl From<BadStatus> for ApiError {
 }
 
 /// 400 `bad_cursor`.
+impl From<portfolio_core::api::feedback::FeedbackError> for ApiError {
+    fn from(e: portfolio_core::api::feedback::FeedbackError) -> Self {
+        Self::BadRequest(
+            portfolio_core::api::feedback::FeedbackError::CODE,
+            e.to_string(),
+        )
+    }
+}
+
 impl From<BadCursor> for ApiError {
     fn from(e: BadCursor) -> Self {
         Self::BadRequest(BadCursor::CODE, e.to_string())

@@ -16,7 +16,9 @@ use crate::providers::{
 };
 use crate::store::d1::D1Documents;
 use crate::store::d1_alerts::D1Alerts;
+use crate::store::d1_availability::D1Availability;
 use crate::store::d1_companies::D1Companies;
+use crate::store::d1_feedback::D1Feedback;
 use crate::store::d1_history::D1History;
 use crate::store::d1_metrics::D1Metrics;
 use crate::store::d1_rollout::D1Rollout;
@@ -136,6 +138,16 @@ impl Root {
     /// Alerts.
     pub fn alerts(&self) -> Result<D1Alerts, ApiError> {
         Ok(D1Alerts::new(self.db()?))
+    }
+
+    /// Availability's per-day counts.
+    pub fn availability(&self) -> Result<D1Availability, ApiError> {
+        Ok(D1Availability::new(self.db()?))
+    }
+
+    /// Readers' ratings.
+    pub fn feedback(&self) -> Result<D1Feedback, ApiError> {
+        Ok(D1Feedback::new(self.db()?))
     }
 
     /// Stored data points.

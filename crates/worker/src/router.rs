@@ -130,6 +130,12 @@ async fn route(
             &serde_json::json!({ "service": "portfolio-docs", "endpoints": listing(None) }),
             200,
         )?),
+        PublicRoute::Feedback => query::feedback::post(req, root).await,
+        PublicRoute::OperatorPage | PublicRoute::OperatorCss | PublicRoute::OperatorJs => {
+            page::asset(path)
+                .ok_or_else(not_found)?
+                .map_err(ApiError::from)
+        }
         PublicRoute::ChatPage | PublicRoute::ChatCss | PublicRoute::ChatJs => {
             match page::asset(path).filter(|_| config.chat_page) {
                 Some(response) => Ok(response?),

@@ -82,7 +82,8 @@ pub fn page_size(limit: Option<&str>) -> Result<u32, PageSizeError> {
     limit_param(limit, DEFAULT_PAGE, MAX_PAGE)
 }
 
-fn limit_param(limit: Option<&str>, default: u32, max: u32) -> Result<u32, PageSizeError> {
+/// A `limit` query parameter: `default` when absent, refused outside [1, `max`].
+pub fn limit_param(limit: Option<&str>, default: u32, max: u32) -> Result<u32, PageSizeError> {
     let Some(given) = limit else {
         return Ok(default);
     };

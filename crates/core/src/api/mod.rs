@@ -10,6 +10,7 @@ pub mod resolve;
 pub mod routes;
 
 pub mod access;
+pub mod feedback;
 pub mod mcp;
 pub mod openai;
 pub mod ui_stream;

@@ -487,7 +487,8 @@ mod tests {
                 "/api/documents",
                 "/v1/chat/completions",
                 "/v1/models",
-                "/mcp"
+                "/mcp",
+                "/api/feedback"
             ]
         );
         assert!(ROUTES

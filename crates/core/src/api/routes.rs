@@ -29,6 +29,13 @@ pub enum PublicRoute {
     ChatCss,
     /// `GET /assets/chat.js`.
     ChatJs,
+    /// `GET /operator`: the operator page (its data comes from the admin API,
+    /// with the token the operator types in).
+    OperatorPage,
+    /// `GET /assets/operator.css`.
+    OperatorCss,
+    /// `GET /assets/operator.js`.
+    OperatorJs,
     /// `GET /api`: the public listing.
     ApiListing,
     /// `GET /api/health`.
@@ -47,6 +54,8 @@ pub enum PublicRoute {
     Models,
     /// `POST /mcp`: the Model Context Protocol server (Streamable HTTP).
     Mcp,
+    /// `POST /api/feedback`: a reader's rating of an answer.
+    Feedback,
 }
 
 /// The admin routes.
@@ -97,6 +106,11 @@ pub enum AdminRoute {
     MetricsByVersion,
     /// `GET /admin/alerts`: active and recent alerts.
     Alerts,
+    /// `GET /admin/availability`: availability against its objective, per
+    /// day and over 30 days, and the fast-burn rules' state.
+    Availability,
+    /// `GET /admin/feedback?helpful=&limit=`: readers' ratings, newest first.
+    Feedback,
     /// `GET /admin/dead-letters?cursor=&limit=`: dead letters, newest first.
     DeadLetters,
     /// `POST /admin/dead-letters/{id}/replay`: re-enqueue a dead letter's document.
@@ -126,7 +140,7 @@ pub enum Limiter {
     /// The search budget (each search embeds the query); MCP and the
     /// catalog (`/api/companies`, `/api/documents`) share it.
     Search,
-    /// The chat budget.
+    /// The chat budget; a reader's rating of an answer (`/api/feedback`) shares it.
     Chat,
 }
 
@@ -227,10 +241,13 @@ use AdminRoute as A;
 use PublicRoute as P;
 
 /// Every route the Worker serves.
-pub const ROUTES: [Route; 39] = [
+pub const ROUTES: [Route; 45] = [
     public("GET", "/", P::ChatPage),
     public("GET", "/assets/chat.css", P::ChatCss),
     public("GET", "/assets/chat.js", P::ChatJs),
+    public("GET", "/operator", P::OperatorPage),
+    public("GET", "/assets/operator.css", P::OperatorCss),
+    public("GET", "/assets/operator.js", P::OperatorJs),
     public("GET", "/api", P::ApiListing),
     public("GET", "/api/health", P::Health).refuses_other_methods(),
     public("POST", "/api/search", P::Search)
@@ -260,6 +277,10 @@ pub const ROUTES: [Route; 39] = [
         .limited(Limiter::Search)
         .keyed()
         .refuses_other_methods(),
+    public("POST", "/api/feedback", P::Feedback)
+        .limited(Limiter::Chat)
+        .keyed()
+        .refuses_other_methods(),
     admin("GET", "/admin", A::Listing).exact(),
     admin("GET", "/admin/documents", A::DocumentList),
     admin("GET", "/admin/documents/{key}/runs", A::DocumentRuns).exact(),
@@ -282,6 +303,8 @@ pub const ROUTES: [Route; 39] = [
     admin("GET", "/admin/metrics", A::Metrics),
     admin("GET", "/admin/metrics/versions", A::MetricsByVersion),
     admin("GET", "/admin/alerts", A::Alerts),
+    admin("GET", "/admin/availability", A::Availability),
+    admin("GET", "/admin/feedback", A::Feedback),
     admin("GET", "/admin/dead-letters", A::DeadLetters),
     admin(
         "POST",

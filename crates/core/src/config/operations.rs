@@ -6,6 +6,7 @@
 
 use super::vars::Vars;
 use crate::operations::alerts::AlertSettings;
+use crate::operations::availability::Objective;
 use crate::operations::metrics::{CostPer1k, MetricsSettings, MetricsSinkKind};
 use crate::operations::rollout::{
     RolloutConfig, DEFAULT_FIRST_BYTE_TIMEOUT_MS, FIRST_BYTE_TIMEOUT_MS_RANGE,
@@ -90,6 +91,12 @@ pub(super) fn read_alerts<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) -> 
             alert_defaults.reconcile_enqueued,
             0,
             1_000_000,
+        ),
+        availability: vars.read(
+            "SLO_AVAILABILITY_PERCENT",
+            alert_defaults.availability,
+            "a percentage above 0 and below 100, such as 99.9",
+            |v| v.parse::<f64>().ok().and_then(Objective::new),
         ),
     }
 }

@@ -164,6 +164,7 @@ fn alert_vars_set_the_thresholds() {
         ("ALERT_STUCK_MINUTES", "15"),
         ("ALERT_DEAD_LETTERS", "3"),
         ("ALERT_RECONCILE_ENQUEUED", "2"),
+        ("SLO_AVAILABILITY_PERCENT", "99.5"),
     ])
     .expect("valid");
     assert_eq!(
@@ -176,12 +177,15 @@ fn alert_vars_set_the_thresholds() {
             stuck_after_ms: 900_000,
             dead_letters: 3,
             reconcile_enqueued: 2,
+            availability: crate::operations::availability::Objective::new(99.5).unwrap(),
         }
     );
     for (var, value) in [
         ("ALERT_WINDOW_MINUTES", "0"),
         ("ALERT_ERROR_RATE_PERCENT", "101"),
         ("ALERT_P95_MS", "5s"),
+        ("SLO_AVAILABILITY_PERCENT", "100"),
+        ("SLO_AVAILABILITY_PERCENT", "99.9%"),
     ] {
         assert_eq!(parse(&[(var, value)]).unwrap_err().problems[0].var, var);
     }

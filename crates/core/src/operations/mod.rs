@@ -9,6 +9,7 @@
 //! proxies.
 
 pub mod alerts;
+pub mod availability;
 pub mod deployment;
 pub mod metrics;
 pub mod rollout;

@@ -5,8 +5,10 @@
 //! Request checks come from `portfolio_core::admin`.
 
 mod alerts;
+mod availability;
 mod companies;
 mod documents;
+mod feedback;
 mod index;
 mod objects;
 mod operations;
@@ -81,6 +83,8 @@ pub async fn handle(req: Request, root: &Root) -> Result<Response, ApiError> {
         A::Metrics => operations::metrics(req, root, config).await,
         A::MetricsByVersion => operations::metrics_by_version(req, root, config).await,
         A::Alerts => alerts::list(root).await,
+        A::Availability => availability::get(root, config).await,
+        A::Feedback => feedback::list(req, root).await,
         A::DeadLetters => operations::dead_letters(req, root).await,
         A::ReplayDeadLetter => operations::replay(matched.id.ok_or_else(no_route)?, root).await,
         A::RolloutGet => rollout::get(root, config).await,

@@ -1,5 +1,6 @@
 // The chat page: asks /api/chat as Server-Sent Events, shows the sources as
-// soon as they arrive, then the answer as it streams. No dependencies.
+// soon as they arrive, then the answer as it streams; the reader may then rate
+// it (/api/feedback). No dependencies.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -66,6 +67,39 @@ async function readEvents(response, onEvent) {
   }
 }
 
+/** The answer on screen, for its rating: id, question and cited keys. */
+let answered = null;
+
+function offerRating(answer) {
+  answered = answer;
+  $("rate-comment").value = "";
+  $("rate-status").textContent = "";
+  for (const id of ["rate-yes", "rate-no"]) $(id).disabled = false;
+  $("rate").hidden = !answer;
+}
+
+async function rate(event) {
+  if (!answered) return;
+  const helpful = event.currentTarget.dataset.helpful === "true";
+  for (const id of ["rate-yes", "rate-no"]) $(id).disabled = true;
+  const comment = $("rate-comment").value.trim();
+  try {
+    const response = await fetch("/api/feedback", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...answered, helpful, ...(comment ? { comment } : {}) }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(body.error?.message || `the service answered ${response.status}`);
+    }
+    $("rate-status").textContent = "Thank you: your rating was recorded.";
+  } catch (error) {
+    $("rate-status").textContent = `The rating could not be sent: ${error.message}`;
+    for (const id of ["rate-yes", "rate-no"]) $(id).disabled = false;
+  }
+}
+
 async function ask(event) {
   event.preventDefault();
   const question = $("question").value.trim();
@@ -75,6 +109,7 @@ async function ask(event) {
   $("answer").textContent = "";
   $("sources").replaceChildren();
   $("status").textContent = "Searching the documents…";
+  offerRating(null);
   try {
     const response = await fetch("/api/chat", {
       method: "POST",
@@ -86,14 +121,18 @@ async function ask(event) {
       $("status").textContent = body.error?.message || `The service answered ${response.status}.`;
       return;
     }
+    const answerId = response.headers.get("x-request-id");
+    let cited = [];
     await readEvents(response, (name, data) => {
       if (name === "sources") {
+        cited = data.sources.map((source) => source.key);
         renderSources(data.sources);
         $("status").textContent = data.sources.length ? "Writing the answer…" : "No passage matched; answering without sources.";
       } else if (name === "delta") {
         $("answer").textContent += data.text;
       } else if (name === "done") {
         $("status").textContent = `Answered in ${data.timings?.total_ms ?? "?"} ms.`;
+        if (answerId) offerRating({ answer_id: answerId, question, sources: cited });
       } else if (name === "error") {
         $("status").textContent = data.message || "The answer could not be completed.";
       }
@@ -107,6 +146,7 @@ async function ask(event) {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("ask").addEventListener("submit", ask);
+  for (const id of ["rate-yes", "rate-no"]) $(id).addEventListener("click", rate);
   $("question").addEventListener("keydown", (e) => {
     // Enter asks, Shift+Enter adds a line.
     if (e.key === "Enter" && !e.shiftKey) {

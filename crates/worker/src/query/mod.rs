@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod chat;
 pub mod cors;
+pub mod feedback;
 pub mod ground;
 pub mod mcp;
 pub mod openai;

@@ -6,6 +6,7 @@
 //! Never decides whether something is alarming: the core does.
 
 use super::ConsoleLog;
+use crate::store::d1_availability::burn_windows;
 use portfolio_core::operations::alerts::{
     AlertKind, AlertRecord, AlertSettings, AlertSnapshot, AlertStatus, AlertStore, FailedDocument,
     Notice, ProviderCall, ReconcileFacts, RequestWindow, StuckDocuments, MAX_FAILED_DOCUMENTS,
@@ -229,6 +230,7 @@ impl D1Alerts {
             dead_letters_in_window: logged("dead_letters", self.dead_letters_since(since).await),
             latest_reconcile: logged("reconcile", self.latest_reconcile().await),
             providers: logged("providers", self.providers().await),
+            burn: logged("availability_burn", burn_windows(&self.db, now_ms).await),
         }
     }
 

@@ -8,7 +8,9 @@
 pub mod analytics_engine;
 pub mod d1;
 pub mod d1_alerts;
+pub mod d1_availability;
 pub mod d1_companies;
+pub mod d1_feedback;
 pub mod d1_history;
 pub mod d1_metrics;
 pub mod d1_reconcile;

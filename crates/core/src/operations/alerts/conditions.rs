@@ -4,6 +4,7 @@
 //! provider's latest call. Thresholds come from `ALERT_*` vars.
 
 use super::machine::{AlertKind, Observation, Observations};
+use crate::operations::availability::{fast_burn, BurnWindows, Objective};
 
 const MINUTE_MS: u64 = 60_000;
 
@@ -28,6 +29,8 @@ pub struct AlertSettings {
     pub dead_letters: u32,
     /// `ALERT_RECONCILE_ENQUEUED`: fires when the latest reconciliation enqueued more.
     pub reconcile_enqueued: u32,
+    /// `SLO_AVAILABILITY_PERCENT`: the objective whose budget must not burn fast.
+    pub availability: Objective,
 }
 
 impl Default for AlertSettings {
@@ -40,6 +43,7 @@ impl Default for AlertSettings {
             stuck_after_ms: 30 * MINUTE_MS,
             dead_letters: 0,
             reconcile_enqueued: 50,
+            availability: Objective::default(),
         }
     }
 }
@@ -111,6 +115,9 @@ pub struct AlertSnapshot {
     pub latest_reconcile: Option<Option<ReconcileFacts>>,
     /// Each provider's latest call.
     pub providers: Option<Vec<ProviderCall>>,
+    /// Public requests over the windows of each fast-burn rule
+    /// (`crate::operations::availability::FAST_BURN`, same order).
+    pub burn: Option<[BurnWindows; 2]>,
 }
 
 fn minutes(ms: u64) -> u64 {
@@ -231,6 +238,27 @@ pub fn observe(snapshot: &AlertSnapshot, settings: &AlertSettings) -> Observatio
             );
         }
     }
+    if let Some(windows) = &snapshot.burn {
+        let objective = settings.availability;
+        if let Some(burn) = fast_burn(objective, windows, u64::from(settings.min_requests)) {
+            active(
+                AlertKind::AvailabilityBurn,
+                AlertKind::AvailabilityBurn.as_str().into(),
+                format!(
+                    "the {} % availability budget is burning {:.1}x too fast over the last {} min \
+                     ({:.1}x over the last {} min, {} requests); at this pace a 30-day budget \
+                     lasts {:.1} days",
+                    objective.percent(),
+                    burn.long_rate,
+                    minutes(burn.rule.long_ms),
+                    burn.short_rate,
+                    minutes(burn.rule.short_ms),
+                    burn.requests,
+                    30.0 / burn.long_rate
+                ),
+            );
+        }
+    }
     let evaluated = [
         (AlertKind::ErrorRate, snapshot.requests.is_some()),
         (AlertKind::LatencyP95, snapshot.requests.is_some()),
@@ -251,6 +279,7 @@ pub fn observe(snapshot: &AlertSnapshot, settings: &AlertSettings) -> Observatio
             snapshot.latest_reconcile.is_some(),
         ),
         (AlertKind::ProviderAuth, snapshot.providers.is_some()),
+        (AlertKind::AvailabilityBurn, snapshot.burn.is_some()),
     ];
     observed.complete = evaluated
         .into_iter()

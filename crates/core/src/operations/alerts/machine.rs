@@ -27,11 +27,14 @@ pub enum AlertKind {
     ReconcileEnqueued,
     /// A provider's latest call was refused with 401/403 (a revoked key; one per provider).
     ProviderAuth,
+    /// The availability objective's error budget is burning fast (both
+    /// windows of a fast-burn rule, `crate::operations::availability`).
+    AvailabilityBurn,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 7] = [
+    pub const ALL: [AlertKind; 8] = [
         Self::ErrorRate,
         Self::LatencyP95,
         Self::DocumentFailed,
@@ -39,6 +42,7 @@ impl AlertKind {
         Self::DeadLetters,
         Self::ReconcileEnqueued,
         Self::ProviderAuth,
+        Self::AvailabilityBurn,
     ];
 
     /// Stable name (stored, and the start of every alert key).
@@ -52,6 +56,7 @@ impl AlertKind {
             Self::DeadLetters => "dead_letters",
             Self::ReconcileEnqueued => "reconcile_enqueued",
             Self::ProviderAuth => "provider_auth",
+            Self::AvailabilityBurn => "availability_burn",
         }
     }
 

@@ -453,6 +453,7 @@ fn each_condition_fires_at_its_threshold() {
                 at_ms: NOW,
             },
         ]),
+        burn: None,
     };
     let observed = observe(&snapshot, &settings);
     let messages: Vec<(&str, &str)> = observed
@@ -532,4 +533,41 @@ fn per_instance_alerts_resolve_one_by_one() {
     let sent = webhook.take();
     assert_eq!(sent.len(), 3);
     assert!(sent[2].starts_with("[RESOLVED] [test] document_failed:a.md"));
+}
+
+#[test]
+fn a_fast_burn_of_the_availability_budget_fires_and_clears_with_its_short_window() {
+    use crate::operations::availability::{BurnWindows, RequestCount};
+    let count = |requests, errors| RequestCount { requests, errors };
+    let burning = |short_errors| AlertSnapshot {
+        now_ms: NOW,
+        burn: Some([
+            BurnWindows {
+                long: count(2_000, 40),
+                short: count(200, short_errors),
+            },
+            BurnWindows {
+                long: count(3_000, 40),
+                short: count(400, short_errors),
+            },
+        ]),
+        ..AlertSnapshot::default()
+    };
+    let fired = observed(&burning(4));
+    let keys: Vec<&str> = fired.active.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["availability_burn"]);
+    assert_eq!(
+        fired.active[0].message,
+        "the 99.9 % availability budget is burning 20.0x too fast over the last 60 min \
+         (20.0x over the last 5 min, 2000 requests); at this pace a 30-day budget lasts 1.5 days"
+    );
+    assert!(fired.complete.contains(&AlertKind::AvailabilityBurn));
+    // The errors stopped: the short windows are clean, so the alert resolves
+    // although the last hour still holds them.
+    let recovered = observed(&burning(0));
+    assert!(recovered.active.is_empty());
+    assert!(recovered.complete.contains(&AlertKind::AvailabilityBurn));
+    // Not read: neither fired nor resolved.
+    let unknown = observed(&AlertSnapshot::default());
+    assert!(!unknown.complete.contains(&AlertKind::AvailabilityBurn));
 }
