@@ -4,7 +4,6 @@
 //! transient failures; never decides what to import.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -35,26 +34,8 @@ fn encode_key_path(key: &str) -> String {
     key.split('/').map(encode).collect::<Vec<_>>().join("/")
 }
 
-/// Bearer token of the admin API. `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken(String);
-
-impl AdminToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    /// The `Authorization` header's value: `Bearer <token>`.
-    pub fn authorization(&self) -> String {
-        format!("Bearer {}", self.0)
-    }
-}
-
-impl fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
+/// Bearer token of the admin API (`Debug` never prints it).
+pub use portfolio_core::admin::AdminToken;
 
 #[derive(Debug, Error)]
 pub enum TargetError {

@@ -6,6 +6,32 @@
 
 pub mod companies;
 
+use std::fmt;
+
+/// Bearer token of the admin API, as its clients (the migration and sync
+/// CLIs) hold it. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Wraps a token read from a file or the environment.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The `Authorization` header's value: `Bearer <token>`.
+    #[must_use]
+    pub fn authorization(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
 /// Largest document the admin API accepts (10 MiB). A Worker request body may
 /// be up to 100 MB, but markdown beyond this is a mistake, not a document.
 pub const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;

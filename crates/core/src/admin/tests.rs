@@ -112,3 +112,13 @@ fn a_document_status_needs_a_row_or_a_processor_run() {
         Some(serde_json::json!({ "key": "a.md", "status": "processing", "step": "embed" }))
     );
 }
+
+#[test]
+fn a_client_token_is_sent_as_bearer_and_never_printed() {
+    let secret = "s3cret-token-value-long-enough-for-the-api";
+    let token = AdminToken::new(secret);
+    assert_eq!(token.authorization(), format!("Bearer {secret}"));
+    assert!(is_authorized(Some(&token.authorization()), Some(secret)));
+    assert_eq!(format!("{token:?}"), "AdminToken(<redacted>)");
+    assert!(!format!("{:?}", Some(token)).contains("s3cret"));
+}

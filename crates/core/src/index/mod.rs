@@ -471,6 +471,8 @@ mod exact;
 mod filter_check;
 mod kind;
 mod stored;
+#[cfg(test)]
+mod testing;
 
 pub use error::{classify_vectorize_failure, VectorIndexError};
 pub use exact::{cosine_similarity, cosine_with_norm, exact_top_k, norm, TopK};

@@ -3,7 +3,6 @@
 //! and a paginated `GET {base}/admin/documents` listing with hashes. Every
 //! call carries the admin bearer token; the token is never logged.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,26 +19,8 @@ pub const LIST_PAGE_LIMIT: usize = 1000;
 /// Header carrying the hex SHA-256 of the body.
 pub use portfolio_core::document::keys::CONTENT_SHA256_HEADER;
 
-/// Bearer token of the admin API. `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken(String);
-
-impl AdminToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    /// The `Authorization` header's value: `Bearer <token>`.
-    pub fn authorization(&self) -> String {
-        format!("Bearer {}", self.0)
-    }
-}
-
-impl fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
+/// Bearer token of the admin API (`Debug` never prints it).
+pub use portfolio_core::admin::AdminToken;
 
 #[derive(Debug, Clone)]
 pub struct IngestApiConfig {

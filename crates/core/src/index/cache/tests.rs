@@ -1,25 +1,9 @@
 use super::*;
+use crate::index::testing::{meta, upsert};
 use crate::index::{cosine_similarity, exact_top_k, FieldMatch, TopK, VectorQuery, VectorRecord};
 use proptest::prelude::*;
 
 const D: usize = 24;
-
-fn meta(document_id: i64, company_id: Option<i64>) -> VectorMetadata {
-    VectorMetadata {
-        document_id,
-        company_id,
-        version: 1,
-    }
-}
-
-fn upsert(id: &str, seq: u64, values: &[f32]) -> IndexChange {
-    IndexChange::Upsert {
-        id: id.into(),
-        seq,
-        metadata: meta(1, Some(1)),
-        vector: QuantizedVector::new(values),
-    }
-}
 
 fn state(epoch: &str, generation: u64, vector_count: u64, pruned_through: u64) -> IndexState {
     IndexState {

@@ -1,25 +1,9 @@
 use super::*;
-use crate::index::cache::{QuantizedVector, CACHE_MAX_BYTES};
+use crate::index::cache::CACHE_MAX_BYTES;
+use crate::index::testing::{meta, upsert};
 use crate::index::{encode_f32_le, MetadataFilter};
 
 const D: usize = 4;
-
-fn meta(document_id: i64, company_id: Option<i64>) -> VectorMetadata {
-    VectorMetadata {
-        document_id,
-        company_id,
-        version: 1,
-    }
-}
-
-fn upsert(id: &str, seq: u64, values: &[f32]) -> IndexChange {
-    IndexChange::Upsert {
-        id: id.into(),
-        seq,
-        metadata: meta(1, Some(1)),
-        vector: QuantizedVector::new(values),
-    }
-}
 
 fn state(epoch: &str, generation: u64, vector_count: u64) -> IndexState {
     IndexState {
