@@ -30,6 +30,15 @@ fn a_rating_keeps_what_the_reader_saw_and_typed() {
             .unwrap();
     assert!(bare.sources.is_empty());
     assert_eq!(bare.comment, None);
+    let null =
+        parse(json!({ "answer_id": "x", "helpful": true, "question": "q", "comment": null }))
+            .unwrap();
+    assert_eq!(null.comment, None);
+    // `sources` is a list or absent; null is not a list.
+    assert!(
+        parse(json!({ "answer_id": "x", "helpful": true, "question": "q", "sources": null }))
+            .is_err()
+    );
 }
 
 #[test]
