@@ -9,7 +9,7 @@
 // Plus: `/api/chat`'s own `{ question }` shape answers as before.
 // Run: node_modules/.bin/node --test tests/local/clients.test.mjs (after scripts/build-worker.sh).
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
@@ -26,6 +26,10 @@ const KEY = "standin-key-not-a-secret";
 const MODEL = "portfolio-docs";
 const samples = path.resolve(import.meta.dirname, "../../samples");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// What each client sent and got, one line an exchange: printed at the end and
+// kept in test-output/clients-transcript.txt.
+const transcript = [];
+const said = (who, sent, got) => transcript.push(`${who}  > ${sent}\n${" ".repeat(who.length)}  < ${String(got).replace(/\s+/g, " ").slice(0, 220)}`);
 let base;
 let standin;
 const keys = [];
@@ -75,6 +79,9 @@ before(async () => {
 after(async () => {
   stopLocalStack();
   await standin?.close();
+  mkdirSync(path.resolve(import.meta.dirname, "../../test-output"), { recursive: true });
+  writeFileSync(path.resolve(import.meta.dirname, "../../test-output/clients-transcript.txt"), `${transcript.join("\n")}\n`);
+  console.log(transcript.join("\n"));
 });
 
 describe("the openai package", () => {
@@ -84,6 +91,7 @@ describe("the openai package", () => {
     const models = [];
     for await (const model of client().models.list()) models.push(model.id);
     assert.deepEqual(models, [MODEL]);
+    said("openai", "models.list()", JSON.stringify(models));
   });
 
   test("a completion answers from the documents, citing them, with the sources alongside", async () => {
@@ -103,6 +111,7 @@ describe("the openai package", () => {
     assert.ok(completion.sources.length > 0, "sources in the extension field");
     assert.ok(completion.sources.every((s) => s.company === "northwind"), JSON.stringify(completion.sources));
     assert.deepEqual(completion.sources.map((s) => s.number), completion.sources.map((_, i) => i + 1));
+    said("openai", "chat.completions.create({ user: \"Which database does Northwind's order platform use?\", company: \"northwind\" })", `${text} | sources: ${completion.sources.map((s) => `[${s.number}] ${s.key}`).join(", ")}`);
   });
 
   test("a streamed completion sends the text in chunks and the sources on the last one", async () => {
@@ -129,12 +138,16 @@ describe("the openai package", () => {
     assert.equal(last.choices[0].finish_reason, "stop");
     assert.ok(last.sources.length > 0);
     assert.ok(last.sources.some((s) => s.key.startsWith("companies/acme-robotics/")), JSON.stringify(last.sources));
+    said("openai", "chat.completions.create({ stream: true, …, user: \"How do they simulate them?\" })", `${chunks} chunks: ${text} | last chunk's sources: ${last.sources.map((s) => s.key).join(", ")}`);
   });
 
   test("refused requests arrive as APIError with OpenAI's status, code and param", async () => {
     await assert.rejects(
       client().chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
-      (e) => e instanceof OpenAI.APIError && e.status === 404 && e.code === "model_not_found" && e.param === "model",
+      (e) => {
+        said("openai", 'chat.completions.create({ model: "gpt-4o" })', `APIError ${e.status} ${e.code} (param ${e.param}): ${e.message}`);
+        return e instanceof OpenAI.APIError && e.status === 404 && e.code === "model_not_found" && e.param === "model";
+      },
     );
     await assert.rejects(
       client().chat.completions.create({ model: MODEL, messages: [{ role: "assistant", content: "hi" }] }),
@@ -192,6 +205,7 @@ describe("the ai package, as useChat uses it", () => {
     assert.equal(sources[0].sourceId, "1");
     assert.ok(sources.every((s) => s.filename.startsWith("companies/northwind/")), JSON.stringify(sources));
     assert.equal(sources[0].providerMetadata.portfolio.company, "northwind");
+    said("ai", "DefaultChatTransport.sendMessages(user: \"Which database does Northwind's order platform use?\") + readUIMessageStream", `text: ${text} | source-document parts: ${sources.map((p) => p.filename).join(", ")}`);
   });
 
   test("a follow-up carries the conversation, as useChat resends it", async () => {
@@ -211,6 +225,7 @@ describe("the ai package, as useChat uses it", () => {
     const { message, errors } = await chat([userMessage("u1", "Who trains harbour pilots?")]);
     assert.equal(errors.length, 1, `errors: ${errors}`);
     assert.match(errors[0].message, /could not be completed; quote request id/);
+    said("ai", "sendMessages(user: \"Who trains harbour pilots?\"), the provider failing", `onError: ${errors[0].message}`);
     assert.ok(message.parts.some((p) => p.type === "source-document"), "the sources came before the failure");
   });
 
@@ -256,12 +271,14 @@ describe("the MCP SDK client", () => {
     assert.equal(client.getServerVersion().name, "portfolio-docs");
     assert.ok(client.getServerCapabilities().tools);
     assert.equal(client.transport.protocolVersion, LATEST_PROTOCOL_VERSION);
+    said("mcp", "initialize", `${JSON.stringify(client.getServerVersion())}, protocol ${client.transport.protocolVersion}`);
   });
 
   test("lists four tools with object input schemas", async () => {
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t) => t.name), ["search_documents", "ask_question", "list_companies", "get_document"]);
     for (const tool of tools) assert.equal(tool.inputSchema.type, "object");
+    said("mcp", "tools/list", tools.map((t) => `${t.name}(${Object.keys(t.inputSchema.properties ?? {}).join(", ")})`).join("; "));
     await client.ping();
   });
 
@@ -272,6 +289,7 @@ describe("the MCP SDK client", () => {
     assert.ok(hits.length > 0 && hits.length <= 3);
     assert.ok(hits.every((h) => h.company === "northwind"));
     assert.deepEqual(JSON.parse(text(result)).results.map((h) => h.key), hits.map((h) => h.key));
+    said("mcp", 'tools/call search_documents { query: "refrigerated freight", company: "northwind", limit: 3 }', hits.map((h) => `${h.key} › ${h.heading_path}`).join("; "));
   });
 
   test("ask_question answers with citations and sources", async () => {
@@ -280,12 +298,14 @@ describe("the MCP SDK client", () => {
     assert.match(result.structuredContent.answer, /\[1\]/);
     assert.ok(result.structuredContent.sources.length > 0);
     assert.match(text(result), /Sources:\n\[1\] /);
+    said("mcp", 'tools/call ask_question { question: "What does Lumen Health do?" }', text(result));
   });
 
   test("list_companies names the sample companies", async () => {
     const result = await client.callTool({ name: "list_companies", arguments: {} });
     const slugs = result.structuredContent.companies.map((c) => c.slug);
     assert.deepEqual(slugs, ["acme-robotics", "lumen-health", "northwind"]);
+    said("mcp", "tools/call list_companies {}", slugs.join(", "));
   });
 
   test("get_document returns the stored markdown", async () => {
@@ -305,6 +325,7 @@ describe("the MCP SDK client", () => {
     ]) {
       const result = await client.callTool({ name, arguments: args });
       assert.equal(result.isError, true, `${name} ${JSON.stringify(args)}: ${JSON.stringify(result)}`);
+      said("mcp", `tools/call ${name} ${JSON.stringify(args)}`, `isError: ${text(result)}`);
       assert.ok(text(result).length > 0);
     }
     await assert.rejects(client.callTool({ name: "drop_tables", arguments: {} }), /unknown tool/);

@@ -237,6 +237,20 @@ fn valid_arguments_become_the_service_s_plans() {
 }
 
 #[test]
+fn a_limit_out_of_range_is_named_as_the_tool_names_it() {
+    match call_tool(
+        tool::SEARCH_DOCUMENTS,
+        json!({ "query": "x", "limit": 500 }),
+    ) {
+        McpStep::Reply(r) => assert_eq!(
+            r["result"]["content"][0]["text"],
+            "`limit` must be a whole number between 1 and 50 (got 500)"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn bad_arguments_are_tool_errors_not_protocol_errors() {
     let cases = [
         (tool::SEARCH_DOCUMENTS, json!({})),
