@@ -86,7 +86,9 @@ fn field(field: &'static str, problem: impl Into<String>) -> FeedbackError {
 pub fn parse_feedback(body: &[u8]) -> Result<Feedback, FeedbackError> {
     let body: Body =
         serde_json::from_slice(body).map_err(|e| FeedbackError::Shape(e.to_string()))?;
-    let answer_id = body.answer_id.trim();
+    // Lengths are checked as sent, before any trimming: what the published
+    // schema refuses, this refuses too.
+    let answer_id = body.answer_id.as_str();
     if answer_id.is_empty()
         || answer_id.len() > MAX_ANSWER_ID_CHARS
         || !answer_id.bytes().all(|b| b.is_ascii_graphic())
@@ -98,15 +100,18 @@ pub fn parse_feedback(body: &[u8]) -> Result<Feedback, FeedbackError> {
             ),
         ));
     }
-    let question = body.question.trim();
-    if question.is_empty() {
-        return Err(field("question", "must not be empty"));
-    }
-    if question.chars().count() > MAX_QUERY_CHARS {
+    if body.question.chars().count() > MAX_QUERY_CHARS {
         return Err(field(
             "question",
             format!("longer than {MAX_QUERY_CHARS} characters"),
         ));
+    }
+    let question = body.question.trim();
+    if question
+        .chars()
+        .all(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(field("question", "must contain text"));
     }
     if body.sources.len() > MAX_FEEDBACK_SOURCES {
         return Err(field(
@@ -121,17 +126,21 @@ pub fn parse_feedback(body: &[u8]) -> Result<Feedback, FeedbackError> {
             sources.push(key);
         }
     }
-    let comment = body
+    if body
         .comment
         .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
+        .is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS)
+    {
         return Err(field(
             "comment",
             format!("longer than {MAX_COMMENT_CHARS} characters"),
         ));
     }
+    let comment = body
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
     Ok(Feedback {
         answer_id: answer_id.to_owned(),
         helpful: body.helpful,

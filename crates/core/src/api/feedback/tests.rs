@@ -70,6 +70,22 @@ fn anything_beyond_the_rating_is_refused() {
             Some("question"),
         ),
         (
+            json!({ "answer_id": "a", "helpful": true, "question": "\u{1c}\t" }),
+            Some("question"),
+        ),
+        (
+            json!({ "answer_id": " a", "helpful": true, "question": "q" }),
+            Some("answer_id"),
+        ),
+        (
+            json!({ "answer_id": "a", "helpful": true, "question": format!(" {}", "q".repeat(MAX_QUERY_CHARS)) }),
+            Some("question"),
+        ),
+        (
+            json!({ "answer_id": "a", "helpful": true, "question": "q", "comment": format!("{} ", "c".repeat(MAX_COMMENT_CHARS)) }),
+            Some("comment"),
+        ),
+        (
             json!({ "answer_id": "a", "helpful": true, "question": "q".repeat(MAX_QUERY_CHARS + 1) }),
             Some("question"),
         ),
