@@ -71,6 +71,19 @@ test("public routes refuse with a generic 503, the admin API names the problem",
   assert.match((await admin.json()).error.message, /VECTOR_INDEX is "pinecone"/);
 });
 
+test("the operator page is served while misconfigured, so an operator can see what is wrong", async () => {
+  for (const path of ["/operator", "/assets/operator.js", "/assets/operator.css"]) {
+    const res = await fetch(`${base}${path}`);
+    assert.equal(res.status, 200, path);
+    assert.match(res.headers.get("content-security-policy"), /default-src 'none'/);
+    await res.arrayBuffer();
+  }
+  // Its data still needs the token, and then names the problem.
+  const alerts = await fetch(`${base}/admin/alerts`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  assert.equal(alerts.status, 503);
+  assert.match((await alerts.json()).error.message, /VECTOR_INDEX is "pinecone"/);
+});
+
 test("a short ADMIN_TOKEN authorises nobody; health names it and the missing provider key, never their values", async () => {
   const { startLocalStack: startOther } = await import("../harness/local-stack.mjs?short-token");
   const short = "too-short-token";

@@ -95,9 +95,14 @@ async fn route(
         }
         _ => None,
     };
-    // Health answers even when the configuration is invalid: it says why.
-    if id.is_some_and(|r| r.id == RouteId::Public(PublicRoute::Health)) {
-        return health::report(root).await;
+    // Health and the operator page answer even when the configuration is
+    // invalid: health says why, and the page (it holds no data) shows it.
+    match id.map(|r| r.id) {
+        Some(RouteId::Public(PublicRoute::Health)) => return health::report(root).await,
+        Some(RouteId::Public(
+            PublicRoute::OperatorPage | PublicRoute::OperatorCss | PublicRoute::OperatorJs,
+        )) => return operator_page(path),
+        _ => {}
     }
     let key = match id.filter(|r| r.keyed) {
         Some(_) => query::public_access(&req, root)?,
@@ -132,9 +137,7 @@ async fn route(
         )?),
         PublicRoute::Feedback => query::feedback::post(req, root).await,
         PublicRoute::OperatorPage | PublicRoute::OperatorCss | PublicRoute::OperatorJs => {
-            page::asset(path)
-                .ok_or_else(not_found)?
-                .map_err(ApiError::from)
+            operator_page(path)
         }
         PublicRoute::ChatPage | PublicRoute::ChatCss | PublicRoute::ChatJs => {
             match page::asset(path).filter(|_| config.chat_page) {
@@ -142,5 +145,13 @@ async fn route(
                 None => Err(not_found()),
             }
         }
+    }
+}
+
+/// The operator page or one of its assets.
+fn operator_page(path: &str) -> Result<Response, ApiError> {
+    match page::asset(path) {
+        Some(response) => Ok(response?),
+        None => Err(ApiError::NotFound(format!("no route for GET {path}"))),
     }
 }
