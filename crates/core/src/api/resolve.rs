@@ -218,7 +218,7 @@ pub fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::routes::{listing, AdminRoute as A, PublicRoute as P, RouteId};
+    use crate::api::routes::{listing, AdminRoute as A, Limiter, PublicRoute as P, RouteId};
 
     fn found(method: &str, path: &str) -> (RouteId, Option<String>, Option<u64>) {
         match resolve(method, path) {
@@ -495,6 +495,31 @@ mod tests {
             .iter()
             .filter(|r| r.path.starts_with("/api/") || r.path.starts_with("/v1/"))
             .all(|r| r.keyed || r.path == "/api/health"));
+    }
+
+    #[test]
+    fn every_data_route_has_its_budget() {
+        let limiter = |method: &str, path: &str| {
+            ROUTES
+                .iter()
+                .find(|r| r.method == method && r.path == path)
+                .and_then(|r| r.limiter)
+        };
+        for (method, path) in [
+            ("POST", "/api/search"),
+            ("GET", "/api/companies"),
+            ("GET", "/api/documents"),
+            ("POST", "/mcp"),
+        ] {
+            assert_eq!(limiter(method, path), Some(Limiter::Search), "{path}");
+        }
+        for (method, path) in [
+            ("POST", "/api/chat"),
+            ("POST", "/v1/chat/completions"),
+            ("POST", "/api/feedback"),
+        ] {
+            assert_eq!(limiter(method, path), Some(Limiter::Chat), "{path}");
+        }
     }
 
     #[test]
