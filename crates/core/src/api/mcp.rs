@@ -15,7 +15,7 @@
 //! server-initiated stream (GET answers 405).
 
 use crate::document::keys::DocumentKey;
-use crate::query::{plan_search, ChatBody, ChatPlan, SearchPlan, Source, MAX_TOP_K};
+use crate::query::{plan_search, ChatBody, ChatPlan, QueryError, SearchPlan, Source, MAX_TOP_K};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -301,17 +301,17 @@ fn plan_call(name: &str, arguments: &Value) -> Result<ToolCall, String> {
     match name {
         tool::SEARCH_DOCUMENTS => {
             let a: SearchArgs = args(arguments)?;
-            // The tool calls it `limit`; the search's own message would say `top_k`.
-            if let Some(limit) = a.limit.filter(|l| !(1..=MAX_TOP_K).contains(l)) {
-                return Err(format!(
-                    "`limit` must be a whole number between 1 and {MAX_TOP_K} (got {limit})"
-                ));
-            }
             let body =
                 json!({ "query": a.query, "company": a.company, "tags": a.tags, "top_k": a.limit });
             plan_search(body.to_string().as_bytes())
                 .map(ToolCall::SearchDocuments)
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    // The search checks the range; the tool calls the field `limit`.
+                    QueryError::TopK(got) => format!(
+                        "`limit` must be a whole number between 1 and {MAX_TOP_K} (got {got})"
+                    ),
+                    other => other.to_string(),
+                })
         }
         tool::ASK_QUESTION => {
             let a: AskArgs = args(arguments)?;
