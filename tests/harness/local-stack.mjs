@@ -85,7 +85,8 @@ function logTo(file) {
  * `inspectorPort` opens the Worker's DevTools endpoint there (a CPU profile of the Worker alone);
  * `s3: true` adds the local S3 endpoint for the stack's R2 bucket, which emits R2 event
  * notifications onto its ingest queue (tests/standins/r2-s3.js; see `localS3Endpoint()`);
- * `testScheduled: true` lets `GET /__scheduled?cron=…` run the Worker's scheduled handler.
+ * `testScheduled: true` starts `wrangler dev --test-scheduled`, so `GET /__scheduled?cron=…` runs the
+ *   Worker's scheduled handler (https://developers.cloudflare.com/workers/configuration/cron-triggers/#test-cron-triggers-locally).
  */
 export async function startLocalStack({ name, adminToken, vars = {}, secrets = {}, drop = [], main, extra, inspectorPort, s3 = false, testScheduled = false }) {
   mkdirSync(path.join(root, ".wrangler"), { recursive: true });
