@@ -17,6 +17,7 @@ use portfolio_core::operations::availability::window_start;
 use portfolio_core::operations::OPERATIONS_RETENTION_MS;
 use portfolio_core::shared::storage::{Clock, EventLog, Level, StoreError};
 use serde_json::json;
+use std::future::Future;
 
 /// The daily trigger (`triggers.crons` in `wrangler.jsonc`): reconciliation
 /// and the metrics table's retention.
@@ -48,25 +49,40 @@ pub async fn run(cron: &str, root: &Root) {
     alerts::evaluate(root.env(), config, cron).await;
 }
 
-/// Logs a housekeeping step's failure under `event` (a store's detail, or
-/// the code of a binding that could not be opened).
-fn logged(event: &str, outcome: Result<(), String>) {
-    if let Err(e) = outcome {
-        ConsoleLog.log(Level::Error, json!({ "event": event, "error": e }));
+/// Runs one housekeeping step on the store `opened`, if it opened, and
+/// logs a failure under `event` (the store's detail, or the code of a
+/// binding that could not be opened). Its result, if it ran.
+async fn housekeep<S, T, F>(
+    event: &str,
+    opened: Result<S, ApiError>,
+    step: impl FnOnce(S) -> F,
+) -> Option<T>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    let outcome = match opened {
+        Ok(store) => step(store).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.code().to_owned()),
+    };
+    match outcome {
+        Ok(value) => Some(value),
+        Err(e) => {
+            ConsoleLog.log(Level::Error, json!({ "event": event, "error": e }));
+            None
+        }
     }
 }
 
 /// Counts yesterday's and today's public requests into the availability
 /// days (every run: the report's 30 days outlive the metric points).
 async fn roll_up_availability(root: &Root) {
-    let outcome = match root.availability() {
-        Ok(store) => store
-            .roll_up(WorkerClock.now_ms())
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.code().to_owned()),
-    };
-    logged("availability_roll_up_failed", outcome);
+    let now = WorkerClock.now_ms();
+    housekeep(
+        "availability_roll_up_failed",
+        root.availability(),
+        |store| async move { store.roll_up(now).await },
+    )
+    .await;
 }
 
 /// Deletes alerts, shadow comparisons and readers' ratings past their keep,
@@ -75,51 +91,39 @@ async fn roll_up_availability(root: &Root) {
 async fn prune(root: &Root, config: &ServiceConfig) {
     let now = WorkerClock.now_ms();
     let before = now.saturating_sub(OPERATIONS_RETENTION_MS);
-    let failed = |event: &str, e: String| logged(event, Err(e));
-    let code = |e: ApiError| e.code().to_owned();
-    let text = |e: StoreError| e.to_string();
-    logged(
-        "alerts_prune_failed",
-        match root.alerts() {
-            Ok(store) => store.prune(before).await.map_err(text),
-            Err(e) => Err(code(e)),
-        },
-    );
-    logged(
-        "shadow_prune_failed",
-        match root.rollout() {
-            Ok(store) => store.prune(before).await.map_err(text),
-            Err(e) => Err(code(e)),
-        },
-    );
-    logged(
+    housekeep("alerts_prune_failed", root.alerts(), |store| async move {
+        store.prune(before).await
+    })
+    .await;
+    housekeep("shadow_prune_failed", root.rollout(), |store| async move {
+        store.prune(before).await
+    })
+    .await;
+    housekeep(
         "feedback_prune_failed",
-        match root.feedback() {
-            Ok(store) => store.prune(before).await.map_err(text),
-            Err(e) => Err(code(e)),
-        },
-    );
-    logged(
+        root.feedback(),
+        |store| async move { store.prune(before).await },
+    )
+    .await;
+    let first_day = window_start(now);
+    housekeep(
         "availability_prune_failed",
-        match root.availability() {
-            Ok(store) => store.prune(&window_start(now)).await.map_err(text),
-            Err(e) => Err(code(e)),
-        },
-    );
+        root.availability(),
+        |store| async move { store.prune(&first_day).await },
+    )
+    .await;
     let settings = config.metrics;
     let cutoff = now.saturating_sub(u64::from(settings.retention_days) * DAY_MS);
-    let pruned = match root.metric_points() {
-        Ok(store) => store
-            .prune(cutoff, settings.max_rows)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.code().to_owned()),
-    };
-    match pruned {
-        Ok(deleted) => ConsoleLog.log(
+    let pruned = housekeep(
+        "metrics_prune_failed",
+        root.metric_points(),
+        |store| async move { store.prune(cutoff, settings.max_rows).await },
+    )
+    .await;
+    if let Some(deleted) = pruned {
+        ConsoleLog.log(
             Level::Info,
             json!({ "event": "metrics_pruned", "deleted": deleted, "cutoff_ms": cutoff, "max_rows": settings.max_rows }),
-        ),
-        Err(e) => failed("metrics_prune_failed", e),
+        );
     }
 }
