@@ -1,12 +1,22 @@
 //! Retrieval fusion: merges ranked lists from the vector, keyword (FTS5 BM25)
-//! and tag searches into one list by weighted reciprocal rank fusion.
+//! and tag searches into one list, by one of two [`FusionMethod`]s.
 //! It only ranks what it is given; it never queries, embeds or fetches texts.
 //!
-//! Score of an item: `Σ_s weight_s / (k + rank_s)` over the sources `s` that
-//! returned it, with 1-based ranks. Reciprocal rank fusion needs no score
-//! calibration between sources (cosine similarities and BM25 values live on
-//! different scales), which is why ranks, not raw scores, drive the fusion;
-//! the raw scores are still kept on every fused item so the API can show them.
+//! - **Weighted reciprocal rank fusion** (`method=rrf`): an item scores
+//!   `Σ_s weight_s / (k + rank_s)` over the sources `s` that returned it, with
+//!   1-based ranks. Ranks need no calibration between sources, but how much a
+//!   source counts then depends on `k` and the weights, which Bruch, Gai &
+//!   Ingber ("An Analysis of Fusion Functions for Hybrid Retrieval", ACM TOIS
+//!   2023) found sensitive to the corpus.
+//! - **Convex combination of normalised scores** (`method=convex`): an item
+//!   scores `Σ_s weight_s × norm_s(raw score)`, each source's raw scores
+//!   mapped onto `[0, 1]` within its own list for this query (`convex`:
+//!   its worst hit 0, its best 1; `convex-tmm`: the source's theoretical
+//!   minimum 0, its best hit 1, the paper's TMM). A source returning
+//!   nothing for an item adds 0. How far apart the hits are within a list
+//!   then counts, not only their order.
+//!
+//! The raw scores are kept on every fused item so the API can show them.
 //!
 //! The id type is generic (`Id: Ord + Clone`): the query service fuses D1
 //! chunk ids (`i64`), tests and tools may fuse strings. `Ord` (rather than
@@ -34,6 +44,50 @@ pub const DEFAULT_RRF_K: f64 = 60.0;
 
 /// Default weight of every source: plain (unweighted) RRF.
 pub const DEFAULT_SOURCE_WEIGHT: f64 = 1.0;
+
+/// How fused scores are computed from the sources' lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FusionMethod {
+    /// Weighted reciprocal rank fusion: `Σ weight / (k + rank)`.
+    #[default]
+    Rrf,
+    /// Convex combination of per-list normalised raw scores: `Σ weight × norm(score)`.
+    Convex(Normalisation),
+}
+
+/// How a convex combination maps a source's raw scores onto `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalisation {
+    /// The list's worst score 0, its best 1.
+    MinMax,
+    /// The source's theoretical minimum 0 (cosine −1, BM25 and tag counts 0), the list's best 1.
+    TheoreticalMinMax,
+}
+
+impl FusionMethod {
+    /// Every method, as the spec names them.
+    pub const ALL: [FusionMethod; 3] = [
+        Self::Rrf,
+        Self::Convex(Normalisation::MinMax),
+        Self::Convex(Normalisation::TheoreticalMinMax),
+    ];
+
+    /// The spec's `method` values: `rrf`, `convex` (min-max), `convex-tmm`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rrf => "rrf",
+            Self::Convex(Normalisation::MinMax) => "convex",
+            Self::Convex(Normalisation::TheoreticalMinMax) => "convex-tmm",
+        }
+    }
+
+    /// The method named `value`.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == value)
+    }
+}
 
 /// Where a ranked list came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -96,6 +150,7 @@ enum ConfigErrorKind {
 pub struct FusionConfig {
     k: f64,
     weights: [f64; 3],
+    method: FusionMethod,
 }
 
 impl Default for FusionConfig {
@@ -111,6 +166,7 @@ impl FusionConfig {
         Self {
             k: DEFAULT_RRF_K,
             weights: [DEFAULT_SOURCE_WEIGHT; 3],
+            method: FusionMethod::Rrf,
         }
     }
 
@@ -146,6 +202,19 @@ impl FusionConfig {
         self.k
     }
 
+    /// How the fused scores are computed.
+    #[must_use]
+    pub fn method(&self) -> FusionMethod {
+        self.method
+    }
+
+    /// Sets the method.
+    #[must_use]
+    pub fn with_method(mut self, method: FusionMethod) -> Self {
+        self.method = method;
+        self
+    }
+
     /// The weight of `source`.
     #[must_use]
     pub fn weight(&self, source: RetrievalSource) -> f64 {
@@ -167,15 +236,18 @@ impl FusionConfig {
         config
     }
 
-    /// Applies a spec such as `vector=1,keyword=0.5,tag=0.25,k=60` over `self`:
-    /// any subset of the four keys, in any order, comma-separated; a key left
-    /// out keeps its value. At least one source must keep a weight above 0.
+    /// Applies a spec such as `vector=1,keyword=0.5,tag=0.25,k=60` or
+    /// `method=convex,vector=0.5,keyword=0.5,tag=0.1` over `self`: any subset
+    /// of the keys `vector`, `keyword`, `tag`, `k` and `method` (`rrf`,
+    /// `convex`, `convex-tmm`), in any order, comma-separated; a key left out
+    /// keeps its value. At least one source must keep a weight above 0.
     ///
     /// # Errors
-    /// An unknown or repeated key, a value that is not a number, a weight
-    /// below 0, `k` not above 0, or every weight 0.
+    /// An unknown or repeated key, a value that is not a number (or not a
+    /// method), a weight below 0, `k` not above 0, or every weight 0.
     pub fn with_spec(mut self, spec: &str) -> Result<Self, FusionConfigError> {
         let mut seen = Vec::new();
+        let mut method = None;
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part
                 .split_once('=')
@@ -185,6 +257,18 @@ impl FusionConfig {
                 return Err(ConfigErrorKind::Spec(format!("`{key}` is given twice")).into());
             }
             seen.push(key);
+            match key {
+                "method" => {
+                    method = Some(FusionMethod::parse(value.trim()).ok_or_else(|| {
+                        ConfigErrorKind::Spec(format!(
+                            "`method` is rrf, convex or convex-tmm, got `{}`",
+                            value.trim()
+                        ))
+                    })?);
+                    continue;
+                }
+                _ => {}
+            }
             let value: f64 = value.trim().parse().map_err(|_| {
                 ConfigErrorKind::Spec(format!("`{key}` needs a number, got `{}`", value.trim()))
             })?;
@@ -196,12 +280,15 @@ impl FusionConfig {
                         .find(|s| s.as_str() == name)
                         .ok_or_else(|| {
                             ConfigErrorKind::Spec(format!(
-                                "unknown key `{name}`; expected vector, keyword, tag or k"
+                                "unknown key `{name}`; expected vector, keyword, tag, k or method"
                             ))
                         })?;
                     self.with_weight(source, value)?
                 }
             };
+        }
+        if let Some(method) = method {
+            self.method = method;
         }
         self.checked()
     }
@@ -225,7 +312,15 @@ impl FusionConfig {
             .iter()
             .map(|s| format!("{}={}", s.as_str(), self.weight(*s)))
             .collect();
-        format!("{},k={}", weights.join(","), self.k)
+        match self.method {
+            FusionMethod::Rrf => format!("{},k={}", weights.join(","), self.k),
+            method => format!(
+                "method={},{},k={}",
+                method.as_str(),
+                weights.join(","),
+                self.k
+            ),
+        }
     }
 }
 
@@ -274,7 +369,8 @@ pub struct SourceMatch {
 pub struct FusedHit<Id> {
     /// Item id.
     pub id: Id,
-    /// Fused score `Σ weight_s / (k + rank_s)`; higher is better.
+    /// Fused score (`Σ weight_s / (k + rank_s)`, or `Σ weight_s × norm_s` for a
+    /// convex combination); higher is better.
     pub score: f64,
     /// Per-source rank and raw score, for the sources (with weight > 0) that returned the item.
     pub matches: BTreeMap<RetrievalSource, SourceMatch>,
@@ -337,6 +433,7 @@ pub fn fuse_rankings<Id: Ord + Clone>(
         }
     }
 
+    let bounds = score_bounds(config.method(), &by_id);
     let mut fused: Vec<FusedHit<Id>> = by_id
         .into_iter()
         .map(|(id, matches)| {
@@ -344,13 +441,79 @@ pub fn fuse_rankings<Id: Ord + Clone>(
             // sum is bit-identical whatever order the lists came in.
             let score = matches
                 .iter()
-                .map(|(source, m)| config.weight(*source) / (config.k() + m.rank as f64))
+                .map(|(source, m)| {
+                    let weight = config.weight(*source);
+                    match config.method() {
+                        FusionMethod::Rrf => weight / (config.k() + m.rank as f64),
+                        FusionMethod::Convex(_) => {
+                            weight * bounds[source.index()].normalise(m.raw_score)
+                        }
+                    }
+                })
                 .sum();
             FusedHit { id, score, matches }
         })
         .collect();
     fused.sort_by(compare_fused);
     fused
+}
+
+/// The lowest and highest raw score a convex combination maps to 0 and 1, per source.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    low: f64,
+    high: f64,
+}
+
+impl Bounds {
+    /// `score` on `[0, 1]`; non-finite scores 0; every score 1 when the list has one value.
+    fn normalise(self, score: f64) -> f64 {
+        let range = self.high - self.low;
+        if !score.is_finite() {
+            0.0
+        } else if range > 0.0 && range.is_finite() {
+            ((score - self.low) / range).clamp(0.0, 1.0)
+        } else {
+            1.0
+        }
+    }
+}
+
+/// The lowest possible raw score of each source: cosine similarity −1, BM25 relevance and
+/// matched-tag counts 0.
+fn theoretical_minimum(source: RetrievalSource) -> f64 {
+    match source {
+        RetrievalSource::Vector => -1.0,
+        RetrievalSource::Keyword | RetrievalSource::Tag => 0.0,
+    }
+}
+
+/// Each source's [`Bounds`] over the (deduplicated) hits it returned; unused for RRF.
+fn score_bounds<Id>(
+    method: FusionMethod,
+    by_id: &BTreeMap<Id, BTreeMap<RetrievalSource, SourceMatch>>,
+) -> [Bounds; 3] {
+    let mut bounds = [Bounds {
+        low: f64::INFINITY,
+        high: f64::NEG_INFINITY,
+    }; 3];
+    let FusionMethod::Convex(norm) = method else {
+        return bounds;
+    };
+    for (source, m) in by_id.values().flat_map(|matches| matches.iter()) {
+        if m.raw_score.is_finite() {
+            let b = &mut bounds[source.index()];
+            b.low = b.low.min(m.raw_score);
+            b.high = b.high.max(m.raw_score);
+        }
+    }
+    if norm == Normalisation::TheoreticalMinMax {
+        for source in RetrievalSource::ALL {
+            let b = &mut bounds[source.index()];
+            b.low = theoretical_minimum(source).min(b.low);
+        }
+    }
+    bounds
 }
 
 /// [`fuse_rankings`], truncated to the best `n` items.

@@ -3,7 +3,7 @@
 //! retrieves anything.
 
 use crate::ingest::tags::normalize_tag;
-use crate::query::fusion::{FusionConfig, RetrievalSource};
+use crate::query::fusion::{FusionConfig, FusionMethod, RetrievalSource};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -124,11 +124,15 @@ pub struct SearchBody {
     /// Candidates asked of each source (default `4 × top_k`, 10 to 50).
     #[serde(default)]
     pub candidates: Option<serde_json::Number>,
+    /// Rank vectors by exact cosine over their f32 values instead of the D1
+    /// index's int8 estimates (default false; Vectorize ranks its own way).
+    #[serde(default)]
+    pub exact_vectors: Option<bool>,
 }
 
 /// A search request's `fusion`: any of the weights and `k`; what it leaves
 /// out keeps the service's value.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FusionBody {
     /// Weight of the vector ranking (>= 0; 0 leaves the source out).
@@ -143,6 +147,9 @@ pub struct FusionBody {
     /// RRF constant (> 0).
     #[serde(default)]
     pub k: Option<f64>,
+    /// `rrf`, `convex` or `convex-tmm` (see [`crate::query::fusion::FusionMethod`]).
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 impl FusionBody {
@@ -157,6 +164,7 @@ impl FusionBody {
         ]
         .iter()
         .filter_map(|(key, value)| value.map(|v| format!("{key}={v}")))
+        .chain(self.method.as_ref().map(|m| format!("method={m}")))
         .collect::<Vec<_>>()
         .join(",")
     }
@@ -241,6 +249,8 @@ pub struct SearchPlan {
     pub fusion: Option<String>,
     /// The request's candidates per source, when it set them.
     pub candidates: Option<u32>,
+    /// Whether the vector source ranks by exact cosine (`exact_vectors`).
+    pub exact_vectors: bool,
 }
 
 impl SearchPlan {
@@ -255,6 +265,7 @@ impl SearchPlan {
             mode: None,
             fusion: None,
             candidates: None,
+            exact_vectors: false,
         }
     }
 
@@ -413,6 +424,13 @@ pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
             check = check.and_then(|c| c.with_weight(source, weight.unwrap_or(0.0)));
         }
         check.map_err(|e| QueryError::Fusion(e.to_string()))?;
+        if let Some(method) = &f.method {
+            FusionMethod::parse(method).ok_or_else(|| {
+                QueryError::Fusion(format!(
+                    "`method` is rrf, convex or convex-tmm, got {method:?}"
+                ))
+            })?;
+        }
     }
     let fusion = fusion.map(|f| f.spec());
     let candidates = match &body.candidates {
@@ -427,6 +445,7 @@ pub fn plan_search(body: &[u8]) -> Result<SearchPlan, QueryError> {
         mode,
         fusion,
         candidates,
+        exact_vectors: body.exact_vectors.unwrap_or(false),
     })
 }
 
@@ -473,6 +492,7 @@ impl ChatBody {
                 mode: None,
                 fusion: None,
                 candidates: None,
+                exact_vectors: false,
             },
             history,
             stream: body.stream.unwrap_or(accept_sse),

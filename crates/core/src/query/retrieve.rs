@@ -200,7 +200,7 @@ async fn vector_hits<E: Embedder, V: VectorIndex>(
         top_k: plan.candidates() as usize,
         filter: company_id.map(MetadataFilter::company),
         return_metadata: false,
-        approximate: true,
+        approximate: !plan.exact_vectors,
     };
     let matches = index.query(&query).await.map_err(|e| e.to_string())?;
     Ok(matches

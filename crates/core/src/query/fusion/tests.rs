@@ -319,3 +319,136 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn method_specs_read_back_and_refuse_unknown_methods() {
+    let config = FusionConfig::new()
+        .with_spec("method=convex,keyword=0.5,tag=0.1")
+        .unwrap();
+    assert_eq!(config.method(), FusionMethod::Convex(Normalisation::MinMax));
+    assert_eq!(
+        FusionConfig::new().with_spec(&config.spec()),
+        Ok(config.clone())
+    );
+    let tmm = config.clone().with_spec("method=convex-tmm").unwrap();
+    assert_eq!(
+        tmm.method(),
+        FusionMethod::Convex(Normalisation::TheoreticalMinMax)
+    );
+    assert_eq!(tmm.weight(RetrievalSource::Keyword), 0.5, "other keys kept");
+    assert_eq!(FusionConfig::new().with_spec(&tmm.spec()), Ok(tmm.clone()));
+    assert_eq!(
+        tmm.with_spec("method=rrf").unwrap().method(),
+        FusionMethod::Rrf
+    );
+    // The RRF spec reads as it always did.
+    assert_eq!(FusionConfig::new().spec(), "vector=1,keyword=1,tag=1,k=60");
+    for method in FusionMethod::ALL {
+        assert_eq!(FusionMethod::parse(method.as_str()), Some(method));
+    }
+    for (bad, needle) in [
+        ("method=borda", "rrf, convex or convex-tmm"),
+        ("method=convex,method=rrf", "given twice"),
+        ("norm=2", "unknown key `norm`"),
+    ] {
+        let err = FusionConfig::new().with_spec(bad).unwrap_err().to_string();
+        assert!(err.contains(needle), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn convex_min_max_sums_weighted_scores_scaled_within_each_list() {
+    let config = FusionConfig::new()
+        .with_spec("method=convex,vector=1,keyword=0.5,tag=0")
+        .unwrap();
+    let vector = SourceRanking::new(RetrievalSource::Vector, [(1_u32, 0.9), (2, 0.5), (3, 0.4)]);
+    let keyword = SourceRanking::new(
+        RetrievalSource::Keyword,
+        [(3_u32, 20.0), (4, 10.0), (2, 0.0)],
+    );
+    let tag = SourceRanking::new(RetrievalSource::Tag, [(5_u32, 3.0)]);
+    let fused = fuse_rankings(&config, &[vector, keyword, tag]);
+    let score = |id| fused.iter().find(|h| h.id == id).map(|h| h.score);
+    // Vector 0.9 → 1, 0.5 → 0.2, 0.4 → 0; keyword 20 → 1, 10 → 0.5, 0 → 0.
+    assert!((score(1).unwrap() - 1.0).abs() < 1e-12);
+    assert!((score(2).unwrap() - 0.2).abs() < 1e-12);
+    assert!((score(3).unwrap() - 0.5).abs() < 1e-12);
+    assert!((score(4).unwrap() - 0.25).abs() < 1e-12);
+    assert_eq!(score(5), None, "weight 0 leaves the tag list out");
+    assert_eq!(
+        fused.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![1, 3, 4, 2]
+    );
+    // Unlike RRF, how far apart the hits are counts: a close second in one list
+    // beats the first of a list whose scores fall steeply.
+    let rrf = FusionConfig::new().with_spec("tag=0,keyword=0.5").unwrap();
+    let by_rank = fuse_rankings(
+        &rrf,
+        &[
+            SourceRanking::new(RetrievalSource::Vector, [(1_u32, 0.9), (2, 0.5), (3, 0.4)]),
+            SourceRanking::new(
+                RetrievalSource::Keyword,
+                [(3_u32, 20.0), (4, 10.0), (2, 0.0)],
+            ),
+        ],
+    );
+    assert_eq!(by_rank[0].id, 3, "RRF ranks agreement first");
+}
+
+#[test]
+fn convex_tmm_keeps_the_sources_own_zero() {
+    let config = FusionConfig::new()
+        .with_spec("method=convex-tmm,vector=1,keyword=1,tag=1")
+        .unwrap();
+    // Cosine: the bound is −1, so 0.5 of a best 1.0 maps to 0.75, not 0.
+    let vector = SourceRanking::new(RetrievalSource::Vector, [(1_u32, 1.0), (2, 0.5)]);
+    // Tag counts: 2 of a best 4 is 0.5 (min-max would say 0).
+    let tag = SourceRanking::new(RetrievalSource::Tag, [(3_u32, 4.0), (4, 2.0)]);
+    let fused = fuse_rankings(&config, &[vector, tag]);
+    let score = |id| fused.iter().find(|h| h.id == id).unwrap().score;
+    assert!((score(2) - 0.75).abs() < 1e-12);
+    assert!((score(4) - 0.5).abs() < 1e-12);
+    // One value in a list: every hit of it is that list's best.
+    let single = fuse_rankings(
+        &config,
+        &[SourceRanking::new(
+            RetrievalSource::Keyword,
+            [(9_u32, 0.0), (8, f64::NAN)],
+        )],
+    );
+    assert_eq!(single[0].id, 9);
+    assert_eq!(single[0].score, 1.0);
+    assert_eq!(single[1].score, 0.0, "a non-finite score adds nothing");
+}
+
+fn arb_convex_config() -> impl Strategy<Value = FusionConfig> {
+    (arb_config(), any::<bool>()).prop_map(|(config, tmm)| {
+        config.with_method(FusionMethod::Convex(if tmm {
+            Normalisation::TheoreticalMinMax
+        } else {
+            Normalisation::MinMax
+        }))
+    })
+}
+
+proptest! {
+    #[test]
+    fn convex_is_order_independent_and_bounded_by_the_weights(
+        config in arb_convex_config(),
+        lists in arb_rankings(),
+        seed in any::<u64>(),
+    ) {
+        let fused = fuse_rankings(&config, &lists);
+        let mut shuffled = lists.clone();
+        let len = shuffled.len().max(1);
+        shuffled.rotate_left((seed as usize) % len);
+        prop_assert_eq!(&fuse_rankings(&config, &shuffled), &fused);
+        let total: f64 = RetrievalSource::ALL.iter().map(|s| config.weight(*s)).sum();
+        for hit in &fused {
+            prop_assert!(hit.score >= 0.0 && hit.score <= total + 1e-9);
+        }
+        for pair in fused.windows(2) {
+            prop_assert!(pair[0].score >= pair[1].score);
+        }
+    }
+}

@@ -41,6 +41,41 @@ fn modes_fusion_and_candidates_are_request_options() {
 }
 
 #[test]
+fn a_request_chooses_the_fusion_method_and_normalisation() {
+    use crate::query::fusion::{FusionMethod, Normalisation};
+    let rrf = FusionConfig::new().with_spec("keyword=8,k=5").unwrap();
+    let convex = plan_search(br#"{"query":"x","fusion":{"method":"convex","keyword":0.5}}"#)
+        .unwrap()
+        .fusion_config(&rrf);
+    assert_eq!(convex.method(), FusionMethod::Convex(Normalisation::MinMax));
+    assert_eq!(convex.weight(RetrievalSource::Keyword), 0.5);
+    let tmm = plan_search(br#"{"query":"x","fusion":{"method":"convex-tmm"}}"#)
+        .unwrap()
+        .fusion_config(&rrf);
+    assert_eq!(
+        tmm.method(),
+        FusionMethod::Convex(Normalisation::TheoreticalMinMax)
+    );
+    // Back to ranks over a convex service.
+    let back = plan_search(br#"{"query":"x","fusion":{"method":"rrf","k":60}}"#)
+        .unwrap()
+        .fusion_config(&tmm);
+    assert_eq!(back.method(), FusionMethod::Rrf);
+    assert_eq!(back.k(), 60.0);
+    let err = plan_search(br#"{"query":"x","fusion":{"method":"borda"}}"#).unwrap_err();
+    assert_eq!(err.code(), "bad_fusion");
+    assert!(
+        err.to_string().contains("rrf, convex or convex-tmm"),
+        "{err}"
+    );
+    let err = plan_search(br#"{"query":"x","fusion":{"norm":"tmm"}}"#).unwrap_err();
+    assert_eq!(err.code(), "bad_json", "unknown fields are refused");
+    let exact = plan_search(br#"{"query":"x","exact_vectors":true}"#).unwrap();
+    assert!(exact.exact_vectors);
+    assert!(!plan_search(br#"{"query":"x"}"#).unwrap().exact_vectors);
+}
+
+#[test]
 fn search_bodies_are_validated() {
     let ok =
         plan_search(br#"{"query":"  forklifts ","company":"acme","tags":["Robotics"],"top_k":5}"#)
@@ -55,6 +90,7 @@ fn search_bodies_are_validated() {
             mode: None,
             fusion: None,
             candidates: None,
+            exact_vectors: false,
         }
     );
     assert_eq!(
