@@ -1,45 +1,56 @@
 // Retrieval evaluation through the real service: starts the built Worker under
-// `wrangler dev` (tests/harness/local-stack.mjs), ingests a BEIR-format set
-// (corpus.jsonl, queries.jsonl, qrels/test.tsv) through the admin API, waits
-// until every document is ready, then asks every query of the set through
-// POST /api/search in each mode (`mode` and `fusion` are request options, so
-// the service itself is measured, not a copy of its ranking: vector, keyword,
-// tag, fused and fused_reranked) and prints
-// nDCG@10, Recall@10, MRR@10 and latency per mode (nDCG@10 also per question
-// kind, the queries' `metadata.kind`).
+// `wrangler dev` (tests/harness/local-stack.mjs), once per set, ingests a
+// BEIR-format set (corpus.jsonl, queries.jsonl, qrels/test.tsv) through the
+// admin API, waits until every document is ready, then asks every query of the
+// set through POST /api/search in each mode (`mode`, `fusion` and
+// `exact_vectors` are request options, so the service itself is measured, not
+// a copy of its ranking: vector by the index's int8 estimates and by exact
+// cosine, keyword, tag, fused and fused_reranked) and prints nDCG@10,
+// Recall@10, MRR@10 and latency per mode (nDCG@10 also per question kind, the
+// queries' `metadata.kind`).
 //
-//   node scripts/eval/eval.mjs --set eval/debian-report [--embedder hashing|minilm]
-//        [--reranker local|none] [--rerank-candidates N]
-//        [--modes vector,keyword,tag,fused,fused_reranked] [--fusion vector=1,keyword=0.5,tag=0,k=60]
-//        [--candidates N] [--sweep] [--max-queries N] [--json FILE] [--main BUILD/index.js]
+//   node scripts/eval/eval.mjs [--sets eval/debian-tune,eval/debian-report,…] [--set DIR]
+//        [--embedder hashing|minilm] [--reranker local|none] [--rerank-candidates N]
+//        [--modes vector,vector_exact,keyword,tag,fused,fused_reranked]
+//        [--fusion method=convex,vector=1,keyword=1,tag=0.1]
+//        [--candidates N] [--grid] [--max-queries N] [--json FILE] [--main BUILD/index.js]
 //
+// --sets      the sets, comma-separated (default: every set in scripts/eval/sets.mjs);
+//   --set DIR is one set.
+// --grid      also asks every query of every set with each fusion setting of a
+//   grid (methods rrf k=10, rrf k=60, convex, convex-tmm × weights), then
+//   prints the leave-one-kind-out table: for each set, the setting that
+//   scores best on the sets of the OTHER kinds (it never saw this set nor one
+//   like it), scored on this set, against the set's best single source,
+//   equal-weight RRF, the service's default and the best setting in hindsight.
+//   It also prints the setting that is best on average over all sets and how
+//   it does on each. (Choose defaults from that table, not from one set.)
 // --main runs another build of the Worker (e.g. a copy of build/, so that
 //   rebuilding during a long run does not reload the Worker under it).
 // --embedder minilm starts scripts/dev/embed-server.sh (all-MiniLM-L6-v2, an
 //   OpenAI-compatible /v1/embeddings server on loopback) and points the
 //   service's `openai` embedder at it; hashing is the offline default.
-// --reranker local (the default) points the service's `http` reranker
-//   (RERANKER=http) at the same server's /v1/rerank stand-in, started for
-//   it when the embedder is hashing; none leaves fused_reranked out.
+// --reranker local points the service's `http` reranker (RERANKER=http) at
+//   the same server's /v1/rerank stand-in, started for it when the embedder
+//   is hashing; none (the default) leaves fused_reranked out.
 //   --rerank-candidates sets RERANK_CANDIDATES (default the service's, 20).
 //   A fused_reranked answer that says `reranked: false` stops the run: a
 //   fallback to the fused order must not be reported as reranking.
-// --fusion    the fused mode's weights (default: the service's SEARCH_FUSION
+// --fusion    the fused mode's fusion (default: the service's SEARCH_FUSION
 //   for that embedder kind).
-// --sweep     also runs a grid of fusion weights, k and candidate counts and
-//   prints it best first (tune on the tuning set only, never on the report set);
-//   --sweep-k, --sweep-keyword, --sweep-tag (comma-separated) set the grid
-//   (default 5,10,30 × 1,2,4,8 × 0,0.25, vector weight 1).
 //
 // Judgement is per document: a query's ranked chunks are reduced to their
-// documents in first-seen order (a document counts once), then cut at 10.
+// documents in first-seen order (a document counts once; its best chunk
+// places it), then cut at 10. The modes pass also prints, as an analysis of
+// the same answers (not a ranking the service runs), the vector and fused
+// lists with each document placed by the sum of its chunks' scores instead.
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { argument, flag } from "../lib/cli.mjs";
-import { readJsonl } from "./sets.mjs";
-import { freePort, startLocalStack, workerdCpuSeconds } from "../../tests/harness/local-stack.mjs";
+import { EVAL_SETS, kindOf, readJsonl } from "./sets.mjs";
+import { freePort, startLocalStack, stopLocalStack, workerdCpuSeconds } from "../../tests/harness/local-stack.mjs";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const TOKEN = "eval-admin-token-not-a-secret-0001";
@@ -47,11 +58,12 @@ const CUTOFF = 10;
 const CHUNKS_ASKED = 30; // top_k: enough chunks for 10 distinct documents
 
 
-const setDir = path.resolve(root, argument("set", "eval/debian-report"));
+const setDirs = (argument("set", "") ? [argument("set", "")] : argument("sets", EVAL_SETS.join(",")).split(","))
+  .map((dir) => path.resolve(root, dir.trim()));
 const embedder = argument("embedder", "hashing");
-const reranker = argument("reranker", "local");
+const reranker = argument("reranker", "none");
 const rerankCandidates = argument("rerank-candidates", "");
-const modes = argument("modes", `vector,keyword,tag,fused${reranker === "none" ? "" : ",fused_reranked"}`).split(",");
+const modes = argument("modes", `vector,vector_exact,keyword,tag,fused${reranker === "none" ? "" : ",fused_reranked"}`).split(",");
 const fusionSpec = argument("fusion", "");
 const candidates = argument("candidates", "") ? Number(argument("candidates", "")) : undefined;
 const maxQueries = Number(argument("max-queries", "0")) || Infinity;
@@ -59,12 +71,13 @@ if (!["hashing", "minilm"].includes(embedder)) throw new Error(`--embedder must 
 if (!["local", "none"].includes(reranker)) throw new Error(`--reranker must be local or none, got ${reranker}`);
 if (reranker === "none" && modes.includes("fused_reranked")) throw new Error("--modes fused_reranked needs --reranker local");
 
-/** `vector=1,keyword=0.5` → `{ vector: 1, keyword: 0.5 }` (the request's `fusion`). */
+/** `method=convex,vector=1,keyword=0.5` → `{ method: "convex", vector: 1, keyword: 0.5 }` (the request's `fusion`). */
 function fusionObject(spec) {
   if (!spec) return undefined;
   return Object.fromEntries(
     spec.split(",").map((part) => {
       const [key, value] = part.split("=").map((s) => s.trim());
+      if (key === "method") return [key, value];
       if (!["vector", "keyword", "tag", "k"].includes(key) || !Number.isFinite(Number(value))) {
         throw new Error(`--fusion: bad part ${part}`);
       }
@@ -207,34 +220,59 @@ async function ingest(base, corpus) {
 
 // --- one evaluation run ---
 
-async function evaluate(base, set, label, options) {
-  const perQuery = [];
-  const latencies = [];
-  const serverMs = [];
-  const cpuBefore = workerdCpuSeconds();
-  for (const query of set.queries) {
-    const body = { query: query.text, top_k: CHUNKS_ASKED, ...options };
-    const started = performance.now();
-    const res = await fetch(`${base}/api/search`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    const text = await res.text();
-    latencies.push(performance.now() - started);
-    if (res.status !== 200) throw new Error(`${label}: /api/search answered ${res.status}: ${text}`);
-    const answer = JSON.parse(text);
-    if (options.mode === "fused_reranked" && !answer.reranked && answer.results.length > 0) {
-      throw new Error(`${label}: the answer to ${JSON.stringify(query.text)} was not reranked (see the service's rerank_failed log)`);
-    }
-    serverMs.push(answer.timings.total_ms);
+/** Documents of a ranked chunk list: by their best chunk (first seen), or by the sum of their chunks' `score`s. */
+function documents(results, by) {
+  if (by === "best") {
     const ranked = [];
-    for (const r of answer.results) {
+    for (const r of results) {
       const doc = docOf(r.key);
       if (!ranked.includes(doc)) ranked.push(doc);
     }
-    perQuery.push({ kind: query.metadata?.kind ?? "all", ...scoreRun(ranked, set.qrels.get(query._id)) });
+    return ranked;
   }
+  // A vector list sums cosines (its `score` is a rank-based one); a fused list its fused scores.
+  const sums = new Map();
+  for (const r of results) sums.set(docOf(r.key), (sums.get(docOf(r.key)) ?? 0) + (by === "sum of cosines" ? r.scores.vector : r.score));
+  return [...sums.entries()].sort((a, b) => b[1] - a[1]).map(([doc]) => doc);
+}
+
+/**
+ * Asks every query of `set` with `options` and scores the answers. `concurrency` > 1
+ * (the grid) overlaps requests; the latency and CPU figures are then not per search.
+ */
+async function evaluate(base, set, label, options, { concurrency = 1, sumAnalysis = false } = {}) {
+  const perQuery = new Array(set.queries.length);
+  const summed = new Array(set.queries.length);
+  const latencies = [];
+  const serverMs = [];
+  const cpuBefore = workerdCpuSeconds();
+  let next = 0;
+  async function worker() {
+    for (;;) {
+      const i = next++;
+      if (i >= set.queries.length) return;
+      const query = set.queries[i];
+      const body = { query: query.text, top_k: CHUNKS_ASKED, ...options };
+      const started = performance.now();
+      const res = await fetch(`${base}/api/search`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      latencies.push(performance.now() - started);
+      if (res.status !== 200) throw new Error(`${label}: /api/search answered ${res.status}: ${text}`);
+      const answer = JSON.parse(text);
+      if (options.mode === "fused_reranked" && !answer.reranked && answer.results.length > 0) {
+        throw new Error(`${label}: the answer to ${JSON.stringify(query.text)} was not reranked (see the service's rerank_failed log)`);
+      }
+      serverMs.push(answer.timings.total_ms);
+      const relevant = set.qrels.get(query._id);
+      perQuery[i] = { kind: query.metadata?.kind ?? "all", ...scoreRun(documents(answer.results, "best"), relevant) };
+      if (sumAnalysis) summed[i] = scoreRun(documents(answer.results, options.mode === "vector" ? "sum of cosines" : "sum of scores"), relevant);
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker));
   const cpuAfter = workerdCpuSeconds();
   const mean = (k, qs = perQuery) => qs.reduce((s, q) => s + q[k], 0) / qs.length;
   const kinds = [...new Set(perQuery.map((q) => q.kind))].sort();
@@ -245,6 +283,7 @@ async function evaluate(base, set, label, options) {
     ndcg: mean("ndcg"),
     recall: mean("recall"),
     mrr: mean("mrr"),
+    ndcg_docs_by_sum: sumAnalysis ? mean("ndcg", summed) : undefined,
     p50: percentile(latencies, 50),
     p95: percentile(latencies, 95),
     server_p50: percentile(serverMs, 50),
@@ -257,63 +296,128 @@ function printTable(title, rows) {
   console.log(`\n${title}\n`);
   const kinds = Object.keys(rows[0]?.ndcg_by_kind ?? {});
   const byKind = kinds.map((k) => ` nDCG@10 ${k} |`).join("");
-  console.log(`| mode | nDCG@10 | Recall@10 | MRR@10 | p50 (ms) | p95 (ms) | server p50 (ms) | workerd CPU per search (ms) |${byKind}`);
-  console.log(`| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${kinds.map(() => " ---: |").join("")}`);
+  console.log(`| mode | nDCG@10 | nDCG@10, documents by the sum of their chunks (analysis) | Recall@10 | MRR@10 | p50 (ms) | p95 (ms) | server p50 (ms) | workerd CPU per search (ms) |${byKind}`);
+  console.log(`| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${kinds.map(() => " ---: |").join("")}`);
   for (const r of rows) {
     const perKind = kinds.map((k) => ` ${r.ndcg_by_kind[k].toFixed(3)} |`).join("");
+    const summed = r.ndcg_docs_by_sum === undefined ? "" : r.ndcg_docs_by_sum.toFixed(3);
     console.log(
-      `| ${r.label} | ${r.ndcg.toFixed(3)} | ${r.recall.toFixed(3)} | ${r.mrr.toFixed(3)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.server_p50} | ${r.cpu_ms.toFixed(1)} |${perKind}`,
+      `| ${r.label} | ${r.ndcg.toFixed(3)} | ${summed} | ${r.recall.toFixed(3)} | ${r.mrr.toFixed(3)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.server_p50} | ${r.cpu_ms.toFixed(1)} |${perKind}`,
     );
   }
 }
 
-const set = readSet(setDir);
-console.error(`[eval] ${path.relative(root, setDir)}: ${set.corpus.length} documents, ${set.queries.length} judged queries; embedder ${embedder}, reranker ${reranker}`);
-const base = await startStack();
-const ingested = await ingest(base, set.corpus);
-console.error(`[eval] ingested ${set.corpus.length} documents (${ingested.chunks} chunks) in ${ingested.seconds.toFixed(0)} s`);
-// One search first: the isolate loads the index cache on the first query.
-await fetch(`${base}/api/search`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: "warm up" }) });
-
-const rows = [];
-for (const mode of modes) {
-  const options = { mode, ...(candidates ? { candidates } : {}) };
+/** The request options of a mode of the modes pass. */
+function modeOptions(mode) {
+  const options = mode === "vector_exact" ? { mode: "vector", exact_vectors: true } : { mode };
+  if (candidates) options.candidates = candidates;
   const fused = mode === "fused" || mode === "fused_reranked";
   if (fused && fusionSpec) options.fusion = fusionObject(fusionSpec);
-  const label = fused && fusionSpec ? `${mode} (${fusionSpec})` : mode;
-  rows.push(await evaluate(base, set, label, options));
-  console.error(`[eval] ${label}: nDCG@10 ${rows.at(-1).ndcg.toFixed(3)}`);
+  return { options, label: fused && fusionSpec ? `${mode} (${fusionSpec})` : mode };
 }
-printTable(`${path.relative(root, setDir)} · embedder ${embedder} · reranker ${reranker} · ${set.corpus.length} documents, ${ingested.chunks} chunks, ${set.queries.length} queries`, rows);
 
-const sweep = [];
-if (flag("sweep")) {
-  const grid = [];
-  // Vector weight 1, the others relative to it. The defaults go on from a
-  // first grid (k 10/30/60 × keyword 0.25–2 × tag 0–1) whose best settings
-  // were all at its largest keyword weight and tag 0 or 0.25.
-  const list = (name, fallback) => argument(name, fallback).split(",").map(Number);
-  for (const k of list("sweep-k", "5,10,30")) {
-    for (const keyword of list("sweep-keyword", "1,2,4,8")) {
-      for (const tag of list("sweep-tag", "0,0.25")) grid.push({ vector: 1, keyword, tag, k });
+/** The fusion grid: every method × relative weights (vector 1). */
+function fusionGrid() {
+  const grid = [{ method: "rrf", vector: 1, keyword: 1, tag: 1, k: 60 }];
+  const weights = [];
+  for (const keyword of [0.5, 1, 2, 4]) for (const tag of [0, 0.25]) weights.push({ vector: 1, keyword, tag });
+  for (const method of [{ method: "rrf", k: 10 }, { method: "rrf", k: 60 }, { method: "convex" }, { method: "convex-tmm" }]) {
+    for (const w of weights) {
+      const setting = { ...method, ...w };
+      if (!(setting.k === 60 && w.keyword === 1 && w.tag === 1)) grid.push(setting);
     }
   }
-  for (const fusion of grid) {
-    const spec = Object.entries(fusion).map(([key, v]) => `${key}=${v}`).join(",");
-    sweep.push({ spec, ...(await evaluate(base, set, `fused (${spec})`, { mode: "fused", fusion })) });
+  return grid;
+}
+
+const specOf = (fusion) => Object.entries(fusion).map(([key, v]) => `${key}=${v}`).join(",");
+const EQUAL_RRF = "method=rrf,vector=1,keyword=1,tag=1,k=60";
+
+const results = [];
+for (const setDir of setDirs) {
+  const set = readSet(setDir);
+  const name = path.relative(root, setDir);
+  console.error(`[eval] ${name}: ${set.corpus.length} documents, ${set.queries.length} judged queries; embedder ${embedder}, reranker ${reranker}`);
+  const base = await startStack();
+  const ingested = await ingest(base, set.corpus);
+  console.error(`[eval] ingested ${set.corpus.length} documents (${ingested.chunks} chunks) in ${ingested.seconds.toFixed(0)} s`);
+  // One search first: the isolate loads the index cache on the first query.
+  await fetch(`${base}/api/search`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: "warm up" }) });
+  const rows = [];
+  for (const mode of modes) {
+    const { options, label } = modeOptions(mode);
+    const sumAnalysis = mode === "vector" || mode === "vector_exact" || mode === "fused";
+    rows.push(await evaluate(base, set, label, options, { sumAnalysis }));
+    console.error(`[eval] ${name} ${label}: nDCG@10 ${rows.at(-1).ndcg.toFixed(3)}`);
   }
-  sweep.sort((a, b) => b.ndcg - a.ndcg);
-  const best = sweep[0];
-  for (const n of [10, 20, 50]) {
-    const spec = `${best.spec},candidates=${n}`;
-    sweep.push({ spec, ...(await evaluate(base, set, `fused (${spec})`, { mode: "fused", fusion: fusionObject(best.spec), candidates: n })) });
+  printTable(`${name} · embedder ${embedder} · reranker ${reranker} · ${set.corpus.length} documents, ${ingested.chunks} chunks, ${set.queries.length} queries`, rows);
+  const grid = new Map();
+  if (flag("grid")) {
+    const started = performance.now();
+    for (const fusion of fusionGrid()) {
+      const run = await evaluate(base, set, specOf(fusion), { mode: "fused", fusion }, { concurrency: 4 });
+      grid.set(specOf(fusion), run.ndcg);
+    }
+    console.error(`[eval] ${name}: ${grid.size} fusion settings in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   }
-  printTable(`sweep (${sweep.length} settings, best nDCG@10 first; candidates default to 50 at top_k ${CHUNKS_ASKED})`, [...sweep].sort((a, b) => b.ndcg - a.ndcg));
+  stopLocalStack();
+  const strip = ({ perQuery, ...rest }) => rest;
+  results.push({ set: name, kind: kindOf(name), chunks: ingested.chunks, queries: set.queries.length, modes: rows.map(strip), grid: Object.fromEntries(grid) });
+}
+
+if (flag("grid")) printLeaveOneKindOut(results);
+
+/**
+ * For each set: the grid setting best on average over the sets of the other kinds, scored on
+ * this set, beside its best single source, equal-weight RRF, the service's default fusion and
+ * the best setting in hindsight; then the setting best on average over every set.
+ */
+function printLeaveOneKindOut(results) {
+  const settings = Object.keys(results[0].grid);
+  const meanOver = (sets, spec) => sets.reduce((s, r) => s + r.grid[spec], 0) / sets.length;
+  const best = (sets) => settings.reduce((a, b) => (meanOver(sets, b) > meanOver(sets, a) ? b : a));
+  const single = (r) => r.modes.filter((m) => ["vector", "keyword", "tag"].includes(m.label)).reduce((a, b) => (b.ndcg > a.ndcg ? b : a));
+  const fusedDefault = (r) => r.modes.find((m) => m.label === "fused");
+  console.log(`\nLeave one kind out (embedder ${embedder}): each set scored with the setting chosen on the sets of the other kinds\n`);
+  console.log("| held-out set (kind) | chosen on the others | its nDCG@10 here | best single source here | equal-weight RRF here | service default here | best setting here, in hindsight |");
+  console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+  for (const r of results) {
+    const others = results.filter((o) => o.kind !== r.kind);
+    if (others.length === 0) continue;
+    const chosen = best(others);
+    const hindsight = best([r]);
+    const s = single(r);
+    const d = fusedDefault(r);
+    console.log(
+      `| ${r.set} (${r.kind}) | ${chosen} | ${r.grid[chosen].toFixed(3)} | ${s.label} ${s.ndcg.toFixed(3)} | ${r.grid[EQUAL_RRF].toFixed(3)} | ${d ? d.ndcg.toFixed(3) : "–"} | ${r.grid[hindsight].toFixed(3)} (${hindsight}) |`,
+    );
+  }
+  for (const method of ["rrf", "convex", "convex-tmm"]) {
+    const within = settings.filter((spec) => spec.startsWith(`method=${method},`));
+    const cells = results.map((r) => {
+      const others = results.filter((o) => o.kind !== r.kind);
+      if (others.length === 0) return "–";
+      const chosen = within.reduce((a, b) => (meanOver(others, b) > meanOver(others, a) ? b : a));
+      return r.grid[chosen].toFixed(3);
+    });
+    console.log(`\nwithin method ${method} only, chosen the same way: ${results.map((r, i) => `${r.set} ${cells[i]}`).join(", ")}`);
+  }
+  const overall = best(results);
+  console.log(`\nbest on average over every set: ${overall} (mean nDCG@10 ${meanOver(results, overall).toFixed(3)})\n`);
+  console.log("| set | this setting | best single source | equal-weight RRF | service default |");
+  console.log("| --- | ---: | ---: | ---: | ---: |");
+  for (const r of results) {
+    const s = single(r);
+    const d = fusedDefault(r);
+    console.log(`| ${r.set} | ${r.grid[overall].toFixed(3)} | ${s.label} ${s.ndcg.toFixed(3)} | ${r.grid[EQUAL_RRF].toFixed(3)} | ${d ? d.ndcg.toFixed(3) : "–"} |`);
+  }
+  const ranked = [...settings].sort((a, b) => meanOver(results, b) - meanOver(results, a));
+  console.log(`\nevery setting, best mean first:\n`);
+  console.log(`| setting | mean | ${results.map((r) => r.set).join(" | ")} |`);
+  console.log(`| --- | ---: |${results.map(() => " ---: |").join("")}`);
+  for (const spec of ranked) console.log(`| ${spec} | ${meanOver(results, spec).toFixed(3)} | ${results.map((r) => r.grid[spec].toFixed(3)).join(" | ")} |`);
 }
 
 const jsonOut = argument("json", "");
-if (jsonOut) {
-  const strip = ({ perQuery, ...rest }) => rest;
-  writeFileSync(jsonOut, JSON.stringify({ set: path.relative(root, setDir), embedder, reranker, chunks: ingested.chunks, modes: rows.map(strip), sweep: sweep.map(strip) }, null, 2));
-}
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ embedder, reranker, results }, null, 2));
 process.exit(0);

@@ -4,8 +4,20 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "../..");
-/** Both sets, relative to the repository root. */
-export const EVAL_SETS = ["eval/debian-tune", "eval/debian-report"];
+/** The man-page sets, relative to the repository root. */
+export const MAN_PAGE_SETS = ["eval/debian-tune", "eval/debian-report"];
+/** Every set, relative to the repository root, with its kind: sets of one kind are never held out from each other. */
+export const SET_KINDS = {
+  "eval/debian-tune": "man pages",
+  "eval/debian-report": "man pages",
+};
+/** Every set. */
+export const EVAL_SETS = Object.keys(SET_KINDS);
+
+/** The kind of corpus `set` (a path relative to the root) is; an unlisted set is its own kind. */
+export function kindOf(set) {
+  return SET_KINDS[set] ?? set;
+}
 
 /** The JSON values of a JSON Lines file, one per non-blank line. */
 export function readJsonl(file) {
@@ -19,7 +31,7 @@ export function readJsonl(file) {
 export function manPagesAndQuestions() {
   const pages = [];
   const questions = [];
-  for (const set of EVAL_SETS) {
+  for (const set of MAN_PAGE_SETS) {
     pages.push(...readJsonl(`${set}/corpus.jsonl`));
     questions.push(...readJsonl(`${set}/queries.jsonl`).map((q) => q.text));
   }
