@@ -6,7 +6,9 @@
 // the service itself is measured, not a copy of its ranking: vector, keyword,
 // tag, fused and fused_reranked) and prints
 // nDCG@10, Recall@10, MRR@10 and latency per mode (nDCG@10 also per question
-// kind, the queries' `metadata.kind`).
+// kind, the queries' `metadata.kind`: "name" and "option" in the man-page
+// sets, "faq" in eval/debian-faq, "heading" in eval/docker-docs; EVAL_SETS in
+// sets.mjs lists the sets).
 //
 //   node scripts/eval/eval.mjs --set eval/debian-report [--embedder hashing|minilm]
 //        [--reranker local|none] [--rerank-candidates N]
