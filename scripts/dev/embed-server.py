@@ -22,7 +22,8 @@ can be installed from a package here): a passage scores the best cosine
 between the query and any of its windows of WINDOW_WORDS words (so the end of
 a chunk longer than the model's 256 tokens counts too), plus LEXICAL_WEIGHT
 times the share of the query's content words the passage contains. Window
-embeddings are cached by text, so candidates that come back are embedded once.
+embeddings are cached by text, so candidates that come back are embedded once;
+so are single-text embedding requests (a search's question).
 GET  /health         -> {"ok": true, "model", "dimensions"}
 Any Authorization header is accepted (the service sends its OPENAI_API_KEY).
 """
@@ -268,9 +269,23 @@ def answer_embeddings(model, lock, body):
     if dimensions is not None and dimensions != DIMENSIONS:
         return error(f"`dimensions` must be {DIMENSIONS} for {MODEL_NAME}, got {dimensions!r}")
     with lock:  # numpy uses every core per call already
-        vectors, tokens = model.embed(inputs)
+        vectors, tokens = model.embed(inputs) if len(inputs) > 1 else single_embedding(model, inputs[0])
     data = [{"object": "embedding", "index": i, "embedding": [round(float(v), 7) for v in vec]} for i, vec in enumerate(vectors)]
     return 200, {"object": "list", "data": data, "model": MODEL_NAME, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+QUERY_CACHE = {}
+
+
+def single_embedding(model, text):
+    """One text's embedding (a search's query), cached by text: an evaluation asks the same
+    questions once per fusion setting. The forward pass is deterministic, so a cached answer
+    is the answer."""
+    if text not in QUERY_CACHE:
+        if len(QUERY_CACHE) >= WINDOW_CACHE_ENTRIES:
+            QUERY_CACHE.clear()
+        QUERY_CACHE[text] = model.embed([text])
+    return QUERY_CACHE[text]
 
 
 def serve(host, port):

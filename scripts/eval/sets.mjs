@@ -1,17 +1,21 @@
-// The evaluation sets (eval/debian-tune, eval/debian-report: BEIR-format man
-// pages and questions, built by scripts/eval/build-sets.py) as the scripts read them.
+// The evaluation sets (BEIR format, built by scripts/eval/build-sets.py from
+// Debian packages) as the scripts read them: the man-page sets
+// (eval/debian-tune, eval/debian-report), the Debian FAQ (eval/debian-faq) and
+// Docker's documentation (eval/docker-docs).
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "../..");
-/** The man-page sets, relative to the repository root. */
+/** The two man-page sets (tune on the first, report on the second), relative to the repository root. */
 export const MAN_PAGE_SETS = ["eval/debian-tune", "eval/debian-report"];
 /** Every set, relative to the repository root, with its kind: sets of one kind are never held out from each other. */
 export const SET_KINDS = {
   "eval/debian-tune": "man pages",
   "eval/debian-report": "man pages",
+  "eval/debian-faq": "FAQ",
+  "eval/docker-docs": "documentation sections",
 };
-/** Every set. */
+/** Every set: the man-page sets, then the other kinds. */
 export const EVAL_SETS = Object.keys(SET_KINDS);
 
 /** The kind of corpus `set` (a path relative to the root) is; an unlisted set is its own kind. */
@@ -27,7 +31,7 @@ export function readJsonl(file) {
     .map((line) => JSON.parse(line));
 }
 
-/** Every man page (`{ _id, title, text }`) and question text of both sets. */
+/** Every man page (`{ _id, title, text }`) and question text of both man-page sets. */
 export function manPagesAndQuestions() {
   const pages = [];
   const questions = [];
