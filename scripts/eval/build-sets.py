@@ -320,6 +320,7 @@ def build_man_pages(out_dir):
         name_line = " ".join(l.strip() for l in name_lines if l.strip())
         description = re.split(r"\s[-\u2010\u2013\u2014]+\s", name_line, maxsplit=1)
         text, chars = to_markdown(page_sections)
+        text = ARCHIVE_HOST.sub("archive.example.org", text)
         if chars < MIN_DOC_CHARS or len(description) < 2:
             continue
         kept_lines = [l for header, lines in page_sections if header != "NAME" for l in lines]
