@@ -1,5 +1,4 @@
 // Retrieval evaluation through the real service: starts the built Worker under
-<<<<<<< HEAD
 // `wrangler dev` (tests/harness/local-stack.mjs), once per set, ingests a
 // BEIR-format set (corpus.jsonl, queries.jsonl, qrels/test.tsv) through the
 // admin API, waits until every document is ready, then asks every query of the
@@ -8,19 +7,8 @@
 // a copy of its ranking: vector by the index's int8 estimates and by exact
 // cosine, keyword, tag, fused and fused_reranked) and prints nDCG@10,
 // Recall@10, MRR@10 and latency per mode (nDCG@10 also per question kind, the
-// queries' `metadata.kind`).
-=======
-// `wrangler dev` (tests/harness/local-stack.mjs), ingests a BEIR-format set
-// (corpus.jsonl, queries.jsonl, qrels/test.tsv) through the admin API, waits
-// until every document is ready, then asks every query of the set through
-// POST /api/search in each mode (`mode` and `fusion` are request options, so
-// the service itself is measured, not a copy of its ranking: vector, keyword,
-// tag, fused and fused_reranked) and prints
-// nDCG@10, Recall@10, MRR@10 and latency per mode (nDCG@10 also per question
-// kind, the queries' `metadata.kind`: "name" and "option" in the man-page
-// sets, "faq" in eval/debian-faq, "heading" in eval/docker-docs; EVAL_SETS in
-// sets.mjs lists the sets).
->>>>>>> evalsets
+// queries' `metadata.kind`: "name" and "option" in the man-page sets, "faq" in
+// eval/debian-faq, "heading" in eval/docker-docs).
 //
 //   node scripts/eval/eval.mjs [--sets eval/debian-tune,eval/debian-report,…] [--set DIR]
 //        [--embedder hashing|minilm] [--reranker local|none] [--rerank-candidates N]
