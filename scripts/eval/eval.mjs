@@ -15,6 +15,7 @@
 //        [--modes vector,vector_exact,keyword,tag,fused,fused_reranked]
 //        [--fusion method=convex,vector=1,keyword=1,tag=0.1]
 //        [--candidates N] [--grid] [--max-queries N] [--json FILE] [--main BUILD/index.js]
+//   node scripts/eval/eval.mjs --from-json FILE   (the tables of a run saved with --json, again)
 //
 // --sets      the sets, comma-separated (default: every set in scripts/eval/sets.mjs);
 //   --set DIR is one set.
@@ -170,6 +171,9 @@ async function startStack() {
       OPENAI_EMBEDDING_MODEL: "all-MiniLM-L6-v2",
       EMBEDDING_DIMENSIONS: "384",
       PROVIDER_TIMEOUT_MS: "60000",
+      // The server computes one request at a time: more in flight only wait in its queue,
+      // past the time limit on a busy machine, and are computed again when retried.
+      INGEST_PROVIDER_CONCURRENCY: "1",
     });
     secrets.OPENAI_API_KEY = "local-embed-server-needs-no-key";
   }
@@ -346,7 +350,14 @@ function specOf(fusion) {
   return keys.filter((key) => fusion[key] !== undefined).map((key) => `${key}=${fusion[key]}`).join(",");
 }
 
-const results = [];
+// --from-json FILE prints the tables of a saved run (its --json) again, without a service.
+const saved = argument("from-json", "") ? JSON.parse(readFileSync(argument("from-json", ""), "utf8")) : null;
+const results = saved ? saved.results : [];
+if (saved) {
+  for (const r of results) printTable(`${r.set} · embedder ${saved.embedder} · ${r.chunks} chunks, ${r.queries} queries (saved run)`, r.modes);
+  if (Object.keys(results[0]?.grid ?? {}).length) printLeaveOneKindOut(results, saved.embedder);
+  process.exit(0);
+}
 for (const setDir of setDirs) {
   const set = readSet(setDir);
   const name = path.relative(root, setDir);
@@ -378,14 +389,14 @@ for (const setDir of setDirs) {
   results.push({ set: name, kind: kindOf(name), chunks: ingested.chunks, queries: set.queries.length, modes: rows.map(strip), grid: Object.fromEntries(grid) });
 }
 
-if (flag("grid")) printLeaveOneKindOut(results);
+if (flag("grid")) printLeaveOneKindOut(results, embedder);
 
 /**
  * For each set: the grid setting best on average over the sets of the other kinds, scored on
  * this set, beside its best single source, equal-weight RRF, the service's default fusion and
  * the best setting in hindsight; then the setting best on average over every set.
  */
-function printLeaveOneKindOut(results) {
+function printLeaveOneKindOut(results, embedder) {
   const settings = Object.keys(results[0].grid);
   const single = (r) => r.modes.filter((m) => ["vector", "keyword", "tag"].includes(m.label)).reduce((a, b) => (b.ndcg > a.ndcg ? b : a));
   const meanOver = (sets, spec) => sets.reduce((s, r) => s + r.grid[spec], 0) / sets.length;
