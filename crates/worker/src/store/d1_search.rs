@@ -14,11 +14,14 @@ use portfolio_core::query::{
     ChunkRow, ChunkRowCache, CompanyMatch, FirstPass, FirstPassRequest, KeywordHit, SearchStore,
     ServedGeneration, TagHit,
 };
-use portfolio_core::shared::storage::StoreError;
+use portfolio_core::shared::storage::{EventLog, Level, StoreError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result};
+
+use super::ConsoleLog;
 
 thread_local! {
     /// One chunk-row cache per isolate (wasm is single-threaded: this is module state), shared
@@ -192,7 +195,15 @@ impl SearchStore for D1Search {
         // batch fails, each part is asked again alone, and only the failing one fails.
         let results: Vec<PartResult> = match self.db.batch(statements).await {
             Ok(results) if results.len() == parts.len() => results.into_iter().map(Ok).collect(),
-            _ => {
+            outcome => {
+                let error = outcome.map_or_else(
+                    |e| e.to_string(),
+                    |r| format!("{} results for {} statements", r.len(), parts.len()),
+                );
+                ConsoleLog.log(
+                    Level::Warn,
+                    json!({ "event": "search_batch_failed", "statements": parts.len(), "error": error }),
+                );
                 let mut alone = Vec::with_capacity(parts.len());
                 for part in &parts {
                     let result = match self.first_pass_statement(*part, request) {
