@@ -71,6 +71,13 @@ async function search(body: unknown): Promise<any> {
 
 beforeAll(ingestAll, 60_000);
 
+async function waitForActiveVersionAbove(key: string, version: number) {
+  await expect.poll(async () => {
+    const row: any = await env.DB.prepare("SELECT active_version FROM documents WHERE key = ?1").bind(key).first();
+    return row.active_version;
+  }, { timeout: 20_000 }).toBeGreaterThan(version);
+}
+
 describe("POST /api/search", () => {
   it("puts the document that answers the question first, with per-source scores", async () => {
     const body = await search({ query: "Which robot works in freezer aisles at minus thirty degrees?" });
@@ -141,15 +148,69 @@ describe("POST /api/search", () => {
     expect((await search({ query: "quuxotron" })).results.map((r: any) => r.key)).toContain(key);
 
     await deliverBatch("portfolio-ingest", [{ id: "cl-2", body: await putDocument(key, "# Changelog\n\nThe blorptastic gauge arrived.\n") }]);
-    await expect.poll(async () => {
-      const row: any = await env.DB.prepare("SELECT active_version FROM documents WHERE key = ?1").bind(key).first();
-      return row.active_version;
-    }, { timeout: 20_000 }).toBeGreaterThan(first.active_version);
+    await waitForActiveVersionAbove(key, first.active_version);
 
     const old = await search({ query: "quuxotron sensor retired" });
     expect(old.results.every((r: any) => !r.text.includes("quuxotron"))).toBe(true);
     const fresh = await search({ query: "blorptastic" });
     expect(fresh.results[0].key).toBe(key);
+  });
+
+  // The isolate keeps the chunk rows it served (portfolio_core::query::row_cache) until the
+  // served-rows marker (migration 0014) moves: the search after an update or a delete must
+  // not answer from rows it kept.
+  // The first pass is one D1 batch, which fails as a whole when one statement fails: the
+  // Worker then asks each statement alone, so only the failing source degrades.
+  it("degrades only the source whose first-pass statement fails, and answers without the served-rows marker", async () => {
+    const query = "Which robot works in freezer aisles at minus thirty degrees?";
+    const rename = (from: string, to: string) => env.DB.exec(`ALTER TABLE ${from} RENAME TO ${to}`);
+    const normal = await search({ query });
+    await rename("chunk_tags", "chunk_tags_away");
+    try {
+      const body = await search({ query });
+      expect(body.results[0].key).toBe("companies/acme/overview.md");
+      expect(body.results[0].scores.keyword).toBeGreaterThan(0);
+      expect(body.results.every((r: any) => r.scores.tag === null)).toBe(true);
+    } finally {
+      await rename("chunk_tags_away", "chunk_tags");
+    }
+    await rename("served_state", "served_state_away");
+    try {
+      // Every row read from D1, none kept: the same answer.
+      expect((await search({ query })).results).toEqual(normal.results);
+    } finally {
+      await rename("served_state_away", "served_state");
+    }
+  });
+
+  it("serves a document's new text on the first search after its update, though the old rows were kept", async () => {
+    const key = "companies/acme/pumps-cache.md";
+    await deliverBatch("portfolio-ingest", [{ id: "rc-1", body: await putDocument(key, "# Pumps\n\nThe zorblaxian pump runs on diesel.\n") }]);
+    const first = await waitForStatus(key, ["ready"]);
+    for (let i = 0; i < 2; i++) {
+      const kept = await search({ query: "zorblaxian pump" });
+      expect(kept.results[0].text).toContain("diesel");
+    }
+    await deliverBatch("portfolio-ingest", [{ id: "rc-2", body: await putDocument(key, "# Pumps\n\nThe zorblaxian pump runs on solar power.\n") }]);
+    await waitForActiveVersionAbove(key, first.active_version);
+    const fresh = await search({ query: "zorblaxian pump" });
+    expect(fresh.results[0].key).toBe(key);
+    expect(fresh.results[0].text).toContain("solar");
+    expect(fresh.results.every((r: any) => !r.text.includes("diesel"))).toBe(true);
+  });
+
+  it("serves nothing of a deleted document on the first search after its deletion, though its rows were kept", async () => {
+    const key = "companies/acme/gone-cache.md";
+    await deliverBatch("portfolio-ingest", [{ id: "rd-1", body: await putDocument(key, "# Gone\n\nThe vorpalite bracket is discontinued.\n") }]);
+    await waitForStatus(key, ["ready"]);
+    for (let i = 0; i < 2; i++) {
+      expect((await search({ query: "vorpalite bracket" })).results[0].key).toBe(key);
+    }
+    await env.DOCUMENTS.delete(key);
+    await deliverBatch("portfolio-ingest", [{ id: "rd-2", body: { action: "DeleteObject", bucket: "b", object: { key }, eventTime: new Date().toISOString() } }]);
+    await waitForStatus(key, ["deleted"]);
+    const gone = await search({ query: "vorpalite bracket" });
+    expect(gone.results.every((r: any) => r.key !== key && !r.text.includes("vorpalite"))).toBe(true);
   });
 });
 

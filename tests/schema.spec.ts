@@ -77,6 +77,47 @@ describe("D1 schema", () => {
     expect(left!.n).toBe(0);
   });
 
+  it("moves the served-rows marker on every write that changes a served chunk row, and on no other", async () => {
+    await env.DB.exec("PRAGMA foreign_keys = ON");
+    const marker = async () =>
+      (await env.DB.prepare("SELECT generation FROM served_state WHERE id = 1").first<{ generation: number }>())!.generation;
+    const moves = async (sql: string, ...params: unknown[]) => {
+      const before = await marker();
+      await env.DB.prepare(sql).bind(...params).run();
+      return (await marker()) !== before;
+    };
+    const id = await insertDocument("schema/served.md");
+    // A generation being written is not served: neither its chunks nor status updates move it.
+    await insertChunk(id, 1, 0, "Staged text");
+    expect(await moves("UPDATE documents SET status = 'processing', step = 'embed', updated_at = 2 WHERE id = ?1", id)).toBe(false);
+    // The two-phase commit's flip does; so does a write into the live generation.
+    expect(await moves("UPDATE documents SET active_version = 1, status = 'ready' WHERE id = ?1", id)).toBe(true);
+    expect(await moves("UPDATE chunks SET content = 'Live text' WHERE document_id = ?1 AND version = 1", id)).toBe(true);
+    expect(
+      await moves(
+        `INSERT INTO chunks (document_id, version, chunk_index, heading_path, content, token_count,
+           start_byte, end_byte, start_line, end_line, vector_id, created_at)
+         VALUES (?1, 1, 1, '', 'More live text', 1, 0, 1, 1, 1, ?2, 1)`,
+        id,
+        `${id}:1:1`,
+      ),
+    ).toBe(true);
+    // The next generation is staged, flipped, then the previous one dropped: only the flip moves it.
+    await insertChunk(id, 2, 0, "Next text");
+    expect(await moves("UPDATE documents SET active_version = 2 WHERE id = ?1", id)).toBe(true);
+    expect(await moves("DELETE FROM chunks WHERE document_id = ?1 AND version = 1", id)).toBe(false);
+    expect(await moves("UPDATE documents SET title = 'Renamed' WHERE id = ?1", id)).toBe(true);
+    const company = await env.DB.prepare(
+      "INSERT INTO companies (slug, name, created_at, updated_at) VALUES ('served-co', 'Served', 1, 1) RETURNING id",
+    ).first<{ id: number }>();
+    expect(await moves("UPDATE documents SET company_id = ?2 WHERE id = ?1", id, company!.id)).toBe(true);
+    expect(await moves("UPDATE companies SET updated_at = 5 WHERE id = ?1", company!.id)).toBe(false);
+    expect(await moves("UPDATE companies SET slug = 'served-co-2' WHERE id = ?1", company!.id)).toBe(true);
+    // Deletion (tombstone, or the row itself).
+    expect(await moves("UPDATE documents SET status = 'deleted', active_version = NULL WHERE id = ?1", id)).toBe(true);
+    expect(await moves("DELETE FROM documents WHERE id = ?1", id)).toBe(false);
+  });
+
   it("rejects an unknown document status", async () => {
     await expect(
       env.DB.prepare("INSERT INTO documents (key, status, created_at, updated_at) VALUES ('x', 'weird', 1, 1)").run(),

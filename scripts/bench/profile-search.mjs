@@ -11,7 +11,9 @@
 // and Miniflare's, such as the local D1 binding), built-ins such as fetch, and
 // garbage collection.
 //
-//   node scripts/bench/profile-search.mjs [--queries N] [--modes fused,vector,keyword,tag]
+//   node scripts/bench/profile-search.mjs [--queries N] [--modes fused,vector,keyword,tag] [--main BUILD/index.js]
+//
+// --main profiles another build of the Worker (before/after on one machine).
 //
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
 import WebSocket from "ws";
@@ -26,7 +28,14 @@ const MODES = argument("modes", "fused,vector,keyword,tag").split(",");
 const { pages, questions } = manPagesAndQuestions();
 
 const inspectorPort = await freePort();
-const base = await startLocalStack({ name: "profile-search", adminToken: TOKEN, vars: {}, drop: ["ratelimits"], inspectorPort });
+const base = await startLocalStack({
+  name: "profile-search",
+  adminToken: TOKEN,
+  vars: {},
+  drop: ["ratelimits"],
+  inspectorPort,
+  main: argument("main", "") || undefined,
+});
 const admin = async (route, init = {}) => {
   const res = await fetch(`${base}${route}`, { ...init, headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers ?? {}) } });
   const text = await res.text();

@@ -2,7 +2,8 @@
 //! what a search or chat request may contain (`plan`), what the keyword and
 //! tag sources search for (`terms`), the hybrid retrieval driver
 //! ([`retrieve()`]), and how fused chunks become results and cited sources
-//! (`results`); `fusion` merges the sources' rankings.
+//! (`results`); `fusion` merges the sources' rankings; `row_cache` keeps
+//! served chunk rows between searches.
 //!
 //! The driver reads through traits: this module never names D1, the vector
 //! index's backend or a provider. Everything is re-exported here, so callers
@@ -11,13 +12,15 @@
 pub mod fusion;
 pub mod rerank;
 pub mod retrieve;
+pub mod row_cache;
 pub mod settings;
 
 pub use rerank::{RerankPolicy, DEFAULT_RERANK_CANDIDATES};
 pub use retrieve::{
-    retrieve, KeywordHit, Rerank, Retrieval, RetrievalError, RetrievalTimings, SearchStore,
-    SourceFailure, TagHit,
+    retrieve, CompanyMatch, FirstPass, FirstPassRequest, KeywordHit, KeywordSearch, Rerank,
+    Retrieval, RetrievalError, RetrievalTimings, SearchStore, SourceFailure, TagHit, TagSearch,
 };
+pub use row_cache::{ChunkRowCache, ServedGeneration, ROW_CACHE_MAX_BYTES, ROW_CACHE_MAX_ENTRIES};
 pub use settings::{default_fusion, RerankSettings, RerankerKind};
 
 mod plan;

@@ -1,12 +1,15 @@
-//! Hybrid retrieval, the driver: the company filter, three sources run
-//! concurrently (vector, FTS5 keyword, tag), the degrade policy, fusion, and
-//! the active generation's chunk rows assembled into results.
+//! Hybrid retrieval, the driver: one first pass to the document store (the
+//! company, FTS5 keyword and tag hits, the served-rows marker) alongside the
+//! vector source, the degrade policy, fusion, and the active generation's chunk
+//! rows (from the isolate's row cache when the marker has not moved) assembled
+//! into results.
 //!
 //! Generic over what it reads ([`SearchStore`], an [`Embedder`], a
 //! [`VectorIndex`]) and over the [`Clock`]; never names a platform. The
 //! Worker builds the adapters, calls [`retrieve`] and logs what degraded.
 
 use super::rerank::{annotate_rerank_scores, apply_rerank, rerank_passage, rerank_window};
+use super::row_cache::{CachedRows, ChunkRowCache, ServedGeneration};
 use super::{
     assemble_results, fts_expression, query_tag_terms, ChunkRow, RerankPolicy, SearchPlan,
     SearchResult,
@@ -41,33 +44,82 @@ pub struct TagHit {
     pub matched_tags: u32,
 }
 
+/// The keyword search of a first pass: an FTS5 expression (see [`fts_expression`]) and how
+/// many hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeywordSearch {
+    /// FTS5 `MATCH` expression.
+    pub expression: String,
+    /// At most this many hits.
+    pub limit: u32,
+}
+
+/// The tag search of a first pass: the tags and how many hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSearch {
+    /// Asked tags (or tags taken from the query's words).
+    pub tags: Vec<String>,
+    /// At most this many hits.
+    pub limit: u32,
+}
+
+/// What a search asks the document store first, all in one round trip: the company, the
+/// keyword and tag hits restricted to it, and the served-rows marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstPassRequest {
+    /// The company's slug, when the search is restricted to one.
+    pub company: Option<String>,
+    /// The keyword search, when the search asks that source.
+    pub keyword: Option<KeywordSearch>,
+    /// The tag search, when the search asks that source.
+    pub tag: Option<TagSearch>,
+}
+
+/// The company a first pass restricted its hits to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompanyMatch {
+    /// No company was asked: every company's chunks.
+    Any,
+    /// The slug names no company: no chunk matches.
+    Unknown,
+    /// The company's id.
+    Id(i64),
+}
+
+/// The answer to a [`FirstPassRequest`]. Each source answers for itself: a failing keyword
+/// statement fails that source only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstPass {
+    /// The asked company.
+    pub company: CompanyMatch,
+    /// Keyword hits, best (lowest bm25) first; empty when not asked or the company is unknown.
+    pub keyword: Result<Vec<KeywordHit>, StoreError>,
+    /// Tag hits, most matched tags first; empty when not asked or the company is unknown.
+    pub tag: Result<Vec<TagHit>, StoreError>,
+    /// The served-rows marker as the same round trip saw it; `None` when it could not be read
+    /// (the search then reads every chunk row from the store and leaves the cache alone).
+    pub served: Option<ServedGeneration>,
+}
+
 /// What retrieval reads from the document store (D1). Every method reads
 /// only chunks of their document's active generation, so a half-written
 /// newer generation stays invisible.
 #[allow(async_fn_in_trait)]
 pub trait SearchStore {
-    /// The company's id, `None` when no company has that slug.
-    async fn company_id(&self, slug: &str) -> Result<Option<i64>, StoreError>;
-    /// Up to `limit` chunks matching the FTS5 `expression` (see
-    /// [`fts_expression`]), best (lowest bm25) first, restricted to
-    /// `company_id` when given.
-    async fn keyword_hits(
-        &self,
-        expression: &str,
-        company_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<KeywordHit>, StoreError>;
-    /// Up to `limit` chunks carrying at least one of `tags`, most matched
-    /// tags first, restricted to `company_id` when given.
-    async fn tag_hits(
-        &self,
-        tags: &[String],
-        company_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<TagHit>, StoreError>;
+    /// The first pass of a search, in one round trip: the company lookup, the keyword hits (up
+    /// to `limit` chunks matching the expression), the tag hits (up to `limit` chunks carrying
+    /// at least one tag, most matched first), both restricted to the company when one is
+    /// asked, and the [`ServedGeneration`].
+    ///
+    /// # Errors
+    /// Only when the company lookup fails; a failing source is an `Err` in its field.
+    async fn first_pass(&self, request: &FirstPassRequest) -> Result<FirstPass, StoreError>;
     /// The rows of the chunks among `vector_ids` (ids of other generations or
     /// deleted documents are skipped; order is free).
     async fn chunk_rows(&self, vector_ids: &[String]) -> Result<Vec<ChunkRow>, StoreError>;
+    /// Runs `f` on the chunk-row cache this store keeps (one per isolate in the Worker). Never
+    /// called across an `await`.
+    fn with_row_cache<R>(&self, f: impl FnOnce(&mut ChunkRowCache) -> R) -> R;
 }
 
 /// Milliseconds spent in each part of a retrieval (part of the HTTP
@@ -76,9 +128,9 @@ pub trait SearchStore {
 pub struct RetrievalTimings {
     /// Embedding the query and searching the vector index.
     pub vector_ms: u64,
-    /// FTS5 keyword search.
+    /// FTS5 keyword search (the first pass's round trip, shared with the tags).
     pub keyword_ms: u64,
-    /// Tag matching.
+    /// Tag matching (the first pass's round trip, shared with the keywords).
     pub tag_ms: u64,
     /// Reranking the fused candidates (0 when the search was not reranked).
     pub rerank_ms: u64,
@@ -209,43 +261,46 @@ async fn vector_hits<E: Embedder, V: VectorIndex>(
         .collect())
 }
 
-/// FTS5 BM25 over the chunk text; a query without a word searches nothing.
-async fn keyword_hits<S: SearchStore>(
-    store: &S,
-    plan: &SearchPlan,
-    company_id: Option<i64>,
-) -> Result<Vec<(String, f64)>, StoreError> {
-    let Some(expression) = fts_expression(&plan.query) else {
-        return Ok(Vec::new());
-    };
-    let hits = store
-        .keyword_hits(&expression, company_id, plan.candidates())
-        .await?;
-    Ok(hits
-        .into_iter()
-        .map(|h| (h.vector_id, bm25_relevance(h.bm25)))
-        .collect())
-}
-
-/// The asked tags, or else tags taken from the query's words.
-async fn tag_hits<S: SearchStore>(
-    store: &S,
-    plan: &SearchPlan,
-    company_id: Option<i64>,
-) -> Result<Vec<(String, f64)>, StoreError> {
+/// The first pass a plan asks: keyword and tag searches only for the sources fusion uses, and
+/// only when the query has something to search for (a query without a word searches no
+/// keyword; without tags or words, no tag).
+fn first_pass_request(plan: &SearchPlan, fusion: &FusionConfig) -> FirstPassRequest {
+    let keyword = fusion
+        .uses(RetrievalSource::Keyword)
+        .then(|| fts_expression(&plan.query))
+        .flatten()
+        .map(|expression| KeywordSearch {
+            expression,
+            limit: plan.candidates(),
+        });
     let tags = if plan.tags.is_empty() {
         query_tag_terms(&plan.query)
     } else {
         plan.tags.clone()
     };
-    if tags.is_empty() {
-        return Ok(Vec::new());
+    let tag = (fusion.uses(RetrievalSource::Tag) && !tags.is_empty()).then(|| TagSearch {
+        tags,
+        limit: plan.candidates(),
+    });
+    FirstPassRequest {
+        company: plan.company.clone(),
+        keyword,
+        tag,
     }
-    let hits = store.tag_hits(&tags, company_id, plan.candidates()).await?;
-    Ok(hits
-        .into_iter()
+}
+
+/// The keyword hits as fusion ranks them (BM25 relevance, higher is better).
+fn keyword_ranking(hits: Vec<KeywordHit>) -> Vec<(String, f64)> {
+    hits.into_iter()
+        .map(|h| (h.vector_id, bm25_relevance(h.bm25)))
+        .collect()
+}
+
+/// The tag hits as fusion ranks them (matched tags).
+fn tag_ranking(hits: Vec<TagHit>) -> Vec<(String, f64)> {
+    hits.into_iter()
         .map(|h| (h.vector_id, f64::from(h.matched_tags)))
-        .collect())
+        .collect()
 }
 
 /// Runs `search` when `on`, else answers an empty list at once (and takes no time).
@@ -264,7 +319,9 @@ async fn when<T, E>(
 ///
 /// The fusion is the plan's over the service's `fusion` ([`SearchPlan::fusion_config`]);
 /// a source it gives weight 0 (every other source in a single-source mode) is
-/// not asked at all. The sources that are asked run concurrently. A failing
+/// not asked at all. The keyword and tag sources share one first pass to the
+/// store, which the vector source runs alongside (after it, when the search
+/// names a company: the vector filter needs its id). A failing
 /// source degrades the answer (it is listed in [`Retrieval::degraded`]); only
 /// every asked source failing is an error. An unknown company has no
 /// documents: the result is empty and no source is asked.
@@ -287,41 +344,59 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, R: Reranker, 
     let started = clock.now_ms();
     let fusion = plan.fusion_config(fusion);
     let uses = |source| fusion.uses(source);
-    let company_id = match &plan.company {
-        Some(slug) => match store.company_id(slug).await? {
-            Some(id) => Some(id),
-            None => return Ok(Retrieval::default()),
-        },
-        None => None,
-    };
-    let ((vector, vector_ms), (keyword, keyword_ms), (tag, tag_ms)) = futures_util::future::join3(
-        timed(
+    let request = first_pass_request(plan, &fusion);
+    // Without a company the vector source runs alongside the first pass; with one it needs
+    // the company's id, which the first pass brings (an unknown company asks no source).
+    let ((first, first_ms), (vector, vector_ms)) = if plan.company.is_none() {
+        futures_util::future::join(
+            timed(clock, store.first_pass(&request)),
+            timed(
+                clock,
+                when(
+                    uses(RetrievalSource::Vector),
+                    vector_hits(embedder, index, plan, None),
+                ),
+            ),
+        )
+        .await
+    } else {
+        let (first, first_ms) = timed(clock, store.first_pass(&request)).await;
+        let company_id = match first.as_ref().map_err(Clone::clone)?.company {
+            CompanyMatch::Unknown => return Ok(Retrieval::default()),
+            CompanyMatch::Id(id) => Some(id),
+            CompanyMatch::Any => None,
+        };
+        let vector = timed(
             clock,
             when(
                 uses(RetrievalSource::Vector),
                 vector_hits(embedder, index, plan, company_id),
             ),
-        ),
-        timed(
-            clock,
-            when(
-                uses(RetrievalSource::Keyword),
-                keyword_hits(store, plan, company_id),
-            ),
-        ),
-        timed(
-            clock,
-            when(
-                uses(RetrievalSource::Tag),
-                tag_hits(store, plan, company_id),
-            ),
-        ),
-    )
-    .await;
+        )
+        .await;
+        ((first, first_ms), vector)
+    };
+    let first = first?;
+    // Keyword and tag hits come back in one round trip: each is charged its time.
+    let keyword_ms = if request.keyword.is_some() {
+        first_ms
+    } else {
+        0
+    };
+    let tag_ms = if request.tag.is_some() { first_ms } else { 0 };
     let outcomes = [
         (RetrievalSource::Vector, vector),
-        (RetrievalSource::Keyword, keyword.map_err(|e| e.to_string())),
-        (RetrievalSource::Tag, tag.map_err(|e| e.to_string())),
+        (
+            RetrievalSource::Keyword,
+            first
+                .keyword
+                .map(keyword_ranking)
+                .map_err(|e| e.to_string()),
+        ),
+        (
+            RetrievalSource::Tag,
+            first.tag.map(tag_ranking).map_err(|e| e.to_string()),
+        ),
     ];
     let mut rankings = Vec::new();
     let mut degraded = Vec::new();
@@ -344,7 +419,8 @@ pub async fn retrieve<S: SearchStore, E: Embedder, V: VectorIndex, R: Reranker, 
     } else {
         0
     };
-    let (rows, read, assembled) = rows_for_prefix(store, &fused, plan, window).await?;
+    let (rows, read, assembled) =
+        rows_for_prefix(store, first.served, &fused, plan, window).await?;
     let mut fused = fused;
     fused.truncate(read);
     let rerank_started = clock.now_ms();
@@ -393,6 +469,7 @@ type Fused = Vec<FusedHit<String>>;
 /// fewer rows than the window. Returns the rows, the prefix's length and its results.
 async fn rows_for_prefix<S: SearchStore>(
     store: &S,
+    served: Option<ServedGeneration>,
     fused: &[FusedHit<String>],
     plan: &SearchPlan,
     window: usize,
@@ -409,7 +486,7 @@ async fn rows_for_prefix<S: SearchStore>(
         let end = fused.len().min(read + take);
         if end > read {
             let ids: Vec<String> = fused[read..end].iter().map(|h| h.id.clone()).collect();
-            rows.extend(store.chunk_rows(&ids).await?);
+            rows.extend(read_rows(store, served, &ids).await?);
         }
         read = end;
         let results = assemble_results(&fused[..read], &rows, &plan.tags, top_k);
@@ -417,6 +494,26 @@ async fn rows_for_prefix<S: SearchStore>(
             return Ok((rows, read, results));
         }
     }
+}
+
+/// The served rows among `ids`: from the row cache when it holds them under the marker the
+/// first pass read, the rest from the store (then kept). Without a marker, all from the store.
+async fn read_rows<S: SearchStore>(
+    store: &S,
+    served: Option<ServedGeneration>,
+    ids: &[String],
+) -> Result<Vec<ChunkRow>, StoreError> {
+    let Some(generation) = served else {
+        return store.chunk_rows(ids).await;
+    };
+    let CachedRows { mut rows, missing } = store.with_row_cache(|c| c.lookup(generation, ids));
+    if missing.is_empty() {
+        return Ok(rows);
+    }
+    let read = store.chunk_rows(&missing).await?;
+    store.with_row_cache(|c| c.store(generation, &missing, &read));
+    rows.extend(read);
+    Ok(rows)
 }
 
 /// Fused hits whose chunk rows the first read fetches, per result asked: room for the

@@ -1,17 +1,34 @@
 //! What the public query API reads from D1: retrieval's reads behind
-//! `portfolio_core::query::SearchStore` (the company lookup, FTS5 BM25
-//! matches, tag matches, chunk rows) and the public catalog (companies and
+//! `portfolio_core::query::SearchStore` (the first pass: company lookup, FTS5
+//! BM25 matches, tag matches and the served-rows marker in one batch; chunk
+//! rows), the isolate's chunk-row cache, and the public catalog (companies and
 //! served documents).
 //!
-//! Translates calls only: which sources run, the degrade policy, fusion and
-//! how rows become results stay in the core. Every query reads the active
-//! generation only (`c.version = d.active_version`).
+//! Translates calls only: which sources run, the degrade policy, fusion, how
+//! rows become results and what the row cache keeps stay in the core. Every
+//! query reads the active generation only (`c.version = d.active_version`).
 
-use portfolio_core::query::{ChunkRow, KeywordHit, SearchStore, TagHit};
-use portfolio_core::shared::storage::StoreError;
+use std::cell::RefCell;
+
+use portfolio_core::query::{
+    ChunkRow, ChunkRowCache, CompanyMatch, FirstPass, FirstPassRequest, KeywordHit, SearchStore,
+    ServedGeneration, TagHit,
+};
+use portfolio_core::shared::storage::{EventLog, Level, StoreError};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::D1Database;
+use worker::{D1Database, D1PreparedStatement, D1Result};
+
+use super::ConsoleLog;
+
+thread_local! {
+    /// One chunk-row cache per isolate (wasm is single-threaded: this is module state), shared
+    /// by every search the isolate serves; `portfolio_core::query::row_cache` decides what it
+    /// keeps and hands out.
+    static ROW_CACHE: RefCell<ChunkRowCache> = RefCell::new(ChunkRowCache::default());
+}
 
 /// The `DB` database, as the query API reads it.
 pub struct D1Search {
@@ -42,12 +59,38 @@ struct IdRow {
     id: f64,
 }
 
-fn transient(operation: &'static str) -> impl Fn(worker::Error) -> StoreError {
-    move |e| StoreError::transient(operation, e)
+#[derive(Deserialize)]
+struct GenerationRow {
+    generation: f64,
 }
 
-fn opt_id(id: Option<i64>) -> JsValue {
-    id.map_or(JsValue::NULL, |i| JsValue::from_f64(i as f64))
+/// The statements of a first pass, in batch order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Company,
+    Keyword,
+    Tag,
+    Served,
+}
+
+impl Part {
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Company => "D1 company lookup",
+            Self::Keyword => "D1 keyword search",
+            Self::Tag => "D1 tag search",
+            Self::Served => "D1 served generation",
+        }
+    }
+}
+
+/// The restriction to a company, by slug: in the same batch as the company lookup, the hits
+/// cannot use its answer. An unknown slug matches nothing (`= NULL`), no slug everything.
+const COMPANY_FILTER: &str =
+    "(?2 IS NULL OR d.company_id = (SELECT id FROM companies WHERE slug = ?2))";
+
+fn transient(operation: &'static str) -> impl Fn(worker::Error) -> StoreError {
+    move |e| StoreError::transient(operation, e)
 }
 
 /// A list as one JSON parameter instead of one per item: D1 allows 100 bound parameters.
@@ -57,90 +100,166 @@ fn json_list(items: &[String]) -> JsValue {
         .into()
 }
 
+impl D1Search {
+    /// The statement of one part of `request`'s first pass.
+    fn first_pass_statement(
+        &self,
+        part: Part,
+        request: &FirstPassRequest,
+    ) -> worker::Result<D1PreparedStatement> {
+        let slug = || {
+            request
+                .company
+                .as_deref()
+                .map_or(JsValue::NULL, JsValue::from_str)
+        };
+        match (part, &request.keyword, &request.tag) {
+            (Part::Company, _, _) => self
+                .db
+                .prepare("SELECT id FROM companies WHERE slug = ?1")
+                .bind(&[slug()]),
+            (Part::Keyword, Some(keyword), _) => self
+                .db
+                .prepare(format!(
+                    "SELECT c.vector_id AS vector_id, bm25(chunks_fts) AS score FROM chunks_fts \
+                     JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id \
+                     WHERE chunks_fts MATCH ?1 AND c.version = d.active_version AND {COMPANY_FILTER} \
+                     ORDER BY score LIMIT ?3"
+                ))
+                .bind(&[
+                    keyword.expression.as_str().into(),
+                    slug(),
+                    JsValue::from_f64(f64::from(keyword.limit)),
+                ]),
+            (Part::Tag, _, Some(tag)) => self
+                .db
+                .prepare(format!(
+                    // chunk_tags (migration 0004) is the index of chunks.tags: read only the asked tags.
+                    "SELECT c.vector_id AS vector_id, COUNT(*) AS score FROM chunk_tags t \
+                     JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id \
+                     WHERE t.tag IN (SELECT value FROM json_each(?1)) AND c.version = d.active_version \
+                     AND {COMPANY_FILTER} GROUP BY c.id ORDER BY score DESC, c.id LIMIT ?3"
+                ))
+                .bind(&[
+                    json_list(&tag.tags),
+                    slug(),
+                    JsValue::from_f64(f64::from(tag.limit)),
+                ]),
+            // Migration 0014.
+            (Part::Served, _, _) => Ok(self
+                .db
+                .prepare("SELECT generation FROM served_state WHERE id = 1")),
+            (Part::Keyword | Part::Tag, _, _) => Err(worker::Error::RustError(format!(
+                "{} was not asked",
+                part.operation()
+            ))),
+        }
+    }
+}
+
+/// One part's answer, read from its statement's result.
+type PartResult = Result<D1Result, worker::Error>;
+
+fn rows<T: DeserializeOwned>(part: Part, result: Option<PartResult>) -> Result<Vec<T>, StoreError> {
+    match result {
+        None => Ok(Vec::new()),
+        Some(result) => result
+            .and_then(|r| r.results::<T>())
+            .map_err(transient(part.operation())),
+    }
+}
+
 impl SearchStore for D1Search {
-    async fn company_id(&self, slug: &str) -> Result<Option<i64>, StoreError> {
-        const OP: &str = "D1 company lookup";
-        let row: Option<IdRow> = self
-            .db
-            .prepare("SELECT id FROM companies WHERE slug = ?1")
-            .bind(&[slug.into()])
-            .map_err(transient(OP))?
-            .first(None)
-            .await
-            .map_err(transient(OP))?;
-        Ok(row.map(|r| r.id as i64))
+    async fn first_pass(&self, request: &FirstPassRequest) -> Result<FirstPass, StoreError> {
+        let mut parts = Vec::with_capacity(4);
+        if request.company.is_some() {
+            parts.push(Part::Company);
+        }
+        if request.keyword.is_some() {
+            parts.push(Part::Keyword);
+        }
+        if request.tag.is_some() {
+            parts.push(Part::Tag);
+        }
+        parts.push(Part::Served);
+        let mut statements = Vec::with_capacity(parts.len());
+        for part in &parts {
+            statements.push(
+                self.first_pass_statement(*part, request)
+                    .map_err(transient(part.operation()))?,
+            );
+        }
+        // One round trip for every part. D1 runs a batch as a transaction: one failing
+        // statement fails the whole batch, and no result comes back
+        // (https://developers.cloudflare.com/d1/worker-api/d1-database/#batch). So when the
+        // batch fails, each part is asked again alone, and only the failing one fails.
+        let results: Vec<PartResult> = match self.db.batch(statements).await {
+            Ok(results) if results.len() == parts.len() => results.into_iter().map(Ok).collect(),
+            outcome => {
+                let error = outcome.map_or_else(
+                    |e| e.to_string(),
+                    |r| format!("{} results for {} statements", r.len(), parts.len()),
+                );
+                ConsoleLog.log(
+                    Level::Warn,
+                    json!({ "event": "search_batch_failed", "statements": parts.len(), "error": error }),
+                );
+                let mut alone = Vec::with_capacity(parts.len());
+                for part in &parts {
+                    let result = match self.first_pass_statement(*part, request) {
+                        Ok(statement) => statement.all().await,
+                        Err(e) => Err(e),
+                    };
+                    alone.push(result);
+                }
+                alone
+            }
+        };
+        let mut by_part: Vec<(Part, PartResult)> = parts.into_iter().zip(results).collect();
+        let mut take = |part: Part| {
+            by_part
+                .iter()
+                .position(|(p, _)| *p == part)
+                .map(|i| by_part.swap_remove(i).1)
+        };
+        let company = match take(Part::Company) {
+            None => CompanyMatch::Any,
+            Some(result) => rows::<IdRow>(Part::Company, Some(result))?
+                .first()
+                .map_or(CompanyMatch::Unknown, |r| CompanyMatch::Id(r.id as i64)),
+        };
+        let keyword = rows::<RankRow>(Part::Keyword, take(Part::Keyword)).map(|rows| {
+            rows.into_iter()
+                .map(|r| KeywordHit {
+                    vector_id: r.vector_id,
+                    bm25: r.score,
+                })
+                .collect()
+        });
+        let tag = rows::<RankRow>(Part::Tag, take(Part::Tag)).map(|rows| {
+            rows.into_iter()
+                .map(|r| TagHit {
+                    vector_id: r.vector_id,
+                    matched_tags: r.score as u32,
+                })
+                .collect()
+        });
+        // Without the marker the search reads every row from D1 and keeps none.
+        let served = rows::<GenerationRow>(Part::Served, take(Part::Served))
+            .ok()
+            .and_then(|rows| rows.first().map(|r| r.generation))
+            .filter(|g| g.is_finite() && *g >= 0.0)
+            .map(|g| ServedGeneration(g as u64));
+        Ok(FirstPass {
+            company,
+            keyword,
+            tag,
+            served,
+        })
     }
 
-    async fn keyword_hits(
-        &self,
-        expression: &str,
-        company_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<KeywordHit>, StoreError> {
-        const OP: &str = "D1 keyword search";
-        let rows: Vec<RankRow> = self
-            .db
-            .prepare(
-                "SELECT c.vector_id AS vector_id, bm25(chunks_fts) AS score FROM chunks_fts \
-                 JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id \
-                 WHERE chunks_fts MATCH ?1 AND c.version = d.active_version AND (?2 IS NULL OR d.company_id = ?2) \
-                 ORDER BY score LIMIT ?3",
-            )
-            .bind(&[
-                expression.into(),
-                opt_id(company_id),
-                JsValue::from_f64(f64::from(limit)),
-            ])
-            .map_err(transient(OP))?
-            .all()
-            .await
-            .map_err(transient(OP))?
-            .results()
-            .map_err(transient(OP))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| KeywordHit {
-                vector_id: r.vector_id,
-                bm25: r.score,
-            })
-            .collect())
-    }
-
-    async fn tag_hits(
-        &self,
-        tags: &[String],
-        company_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<TagHit>, StoreError> {
-        const OP: &str = "D1 tag search";
-        let rows: Vec<RankRow> = self
-            .db
-            .prepare(
-                // chunk_tags (migration 0004) is the index of chunks.tags: read only the asked tags.
-                "SELECT c.vector_id AS vector_id, COUNT(*) AS score FROM chunk_tags t \
-                 JOIN chunks c ON c.id = t.chunk_id JOIN documents d ON d.id = c.document_id \
-                 WHERE t.tag IN (SELECT value FROM json_each(?1)) AND c.version = d.active_version \
-                 AND (?2 IS NULL OR d.company_id = ?2) \
-                 GROUP BY c.id ORDER BY score DESC, c.id LIMIT ?3",
-            )
-            .bind(&[
-                json_list(tags),
-                opt_id(company_id),
-                JsValue::from_f64(f64::from(limit)),
-            ])
-            .map_err(transient(OP))?
-            .all()
-            .await
-            .map_err(transient(OP))?
-            .results()
-            .map_err(transient(OP))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| TagHit {
-                vector_id: r.vector_id,
-                matched_tags: r.score as u32,
-            })
-            .collect())
+    fn with_row_cache<R>(&self, f: impl FnOnce(&mut ChunkRowCache) -> R) -> R {
+        ROW_CACHE.with(|cache| f(&mut cache.borrow_mut()))
     }
 
     async fn chunk_rows(&self, vector_ids: &[String]) -> Result<Vec<ChunkRow>, StoreError> {

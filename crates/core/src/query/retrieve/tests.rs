@@ -11,6 +11,7 @@ use crate::index::{
 };
 use crate::providers::{HashingEmbedder, ProviderError};
 use crate::query::SearchMode;
+use crate::query::{ChunkRowCache, ServedGeneration};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -20,9 +21,11 @@ const DIMENSIONS: usize = 256;
 /// Every I/O call a fake can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Call {
+    /// The first pass's statements: its round trip records each it holds.
     CompanyId,
     KeywordHits,
     TagHits,
+    Served,
     ChunkRows,
     Embed,
     Query,
@@ -94,13 +97,18 @@ impl Chunk {
     }
 }
 
-/// D1 as retrieval sees it.
+/// D1 as retrieval sees it, with the isolate's row cache.
 #[derive(Debug)]
 struct FakeStore {
     io: Rc<Io>,
     companies: Vec<(i64, String)>,
     documents: RefCell<Vec<Document>>,
     chunks: Vec<Chunk>,
+    /// `served_state.generation`: moved by every flip, as migration 0014's triggers do.
+    served: Cell<u64>,
+    /// A flip to apply when the next chunk-rows read arrives (after that search's first pass).
+    flip_before_rows: Cell<Option<(i64, u64)>>,
+    row_cache: RefCell<ChunkRowCache>,
 }
 
 /// Lowercase words joined by single spaces, padded: how the fake FTS5 tokenises.
@@ -137,6 +145,17 @@ impl FakeStore {
                 d.active_version = Some(version);
             }
         }
+        self.served.set(self.served.get() + 1);
+    }
+
+    /// Deletes the document: no generation of it is served any more.
+    fn delete(&self, document_id: i64) {
+        for d in self.documents.borrow_mut().iter_mut() {
+            if d.id == document_id {
+                d.active_version = None;
+            }
+        }
+        self.served.set(self.served.get() + 1);
     }
 
     fn store_error(&self, call: Call) -> Result<(), StoreError> {
@@ -146,8 +165,8 @@ impl FakeStore {
     }
 }
 
-impl SearchStore for FakeStore {
-    async fn company_id(&self, slug: &str) -> Result<Option<i64>, StoreError> {
+impl FakeStore {
+    fn company_id(&self, slug: &str) -> Result<Option<i64>, StoreError> {
         self.store_error(Call::CompanyId)?;
         Ok(self
             .companies
@@ -156,7 +175,7 @@ impl SearchStore for FakeStore {
             .map(|(id, _)| *id))
     }
 
-    async fn keyword_hits(
+    fn keyword_hits(
         &self,
         expression: &str,
         company_id: Option<i64>,
@@ -190,7 +209,7 @@ impl SearchStore for FakeStore {
         Ok(hits)
     }
 
-    async fn tag_hits(
+    fn tag_hits(
         &self,
         tags: &[String],
         company_id: Option<i64>,
@@ -218,9 +237,59 @@ impl SearchStore for FakeStore {
         hits.truncate(limit as usize);
         Ok(hits)
     }
+}
+
+impl SearchStore for FakeStore {
+    async fn first_pass(&self, request: &FirstPassRequest) -> Result<FirstPass, StoreError> {
+        // One round trip: every statement's cost passes, and an unknown company matches nothing.
+        let company = match &request.company {
+            None => CompanyMatch::Any,
+            Some(slug) => self
+                .company_id(slug)?
+                .map_or(CompanyMatch::Unknown, CompanyMatch::Id),
+        };
+        let company_id = match company {
+            CompanyMatch::Id(id) => Some(id),
+            _ => None,
+        };
+        let unknown = company == CompanyMatch::Unknown;
+        let keyword = match &request.keyword {
+            None => Ok(Vec::new()),
+            Some(k) => self
+                .keyword_hits(&k.expression, company_id, k.limit)
+                .map(|hits| if unknown { Vec::new() } else { hits }),
+        };
+        let tag = match &request.tag {
+            None => Ok(Vec::new()),
+            Some(t) => self.tag_hits(&t.tags, company_id, t.limit).map(|hits| {
+                if unknown {
+                    Vec::new()
+                } else {
+                    hits
+                }
+            }),
+        };
+        let served = self
+            .store_error(Call::Served)
+            .ok()
+            .map(|()| ServedGeneration(self.served.get()));
+        Ok(FirstPass {
+            company,
+            keyword,
+            tag,
+            served,
+        })
+    }
+
+    fn with_row_cache<R>(&self, f: impl FnOnce(&mut ChunkRowCache) -> R) -> R {
+        f(&mut self.row_cache.borrow_mut())
+    }
 
     async fn chunk_rows(&self, vector_ids: &[String]) -> Result<Vec<ChunkRow>, StoreError> {
         self.store_error(Call::ChunkRows)?;
+        if let Some((document_id, version)) = self.flip_before_rows.take() {
+            self.activate(document_id, version);
+        }
         self.io.rows_asked.borrow_mut().push(vector_ids.len());
         Ok(self
             .served(None)
@@ -431,6 +500,9 @@ fn world() -> World {
             companies: vec![(1, "acme".into()), (2, "globex".into())],
             documents: RefCell::new(documents),
             chunks,
+            served: Cell::new(1),
+            flip_before_rows: Cell::new(None),
+            row_cache: RefCell::new(ChunkRowCache::default()),
         },
         embedder: FakeEmbedder {
             io: Rc::clone(&io),
@@ -483,6 +555,11 @@ impl Reranker for FakeReranker {
 }
 
 impl World {
+    /// Empties the row cache, so a test can count the chunk-row reads of one search.
+    fn forget_rows(&self) {
+        self.store.row_cache.borrow_mut().clear();
+    }
+
     fn reranker(&self, favourite: &'static str) -> FakeReranker {
         FakeReranker {
             io: Rc::clone(&self.io),
@@ -653,7 +730,17 @@ fn an_unknown_company_has_no_results_and_no_source_is_asked() {
     unknown.company = Some("initech".into());
     let got = world.retrieve(&unknown).unwrap();
     assert_eq!(got, Retrieval::default());
-    assert_eq!(*world.io.calls.borrow(), [Call::CompanyId]);
+    // The keyword and tag statements ride in the company lookup's round trip (and match
+    // nothing); the vector source and the chunk rows are never asked.
+    assert_eq!(
+        *world.io.calls.borrow(),
+        [
+            Call::CompanyId,
+            Call::KeywordHits,
+            Call::TagHits,
+            Call::Served
+        ]
+    );
 }
 
 #[test]
@@ -747,9 +834,9 @@ fn top_k_cuts_the_fused_results_and_sizes_each_source() {
     assert_eq!(
         limits[limits.len() - 3..],
         [
-            (Call::Query, 10),
             (Call::KeywordHits, 10),
-            (Call::TagHits, 10)
+            (Call::TagHits, 10),
+            (Call::Query, 10),
         ]
     );
     assert!(limits[..3].iter().all(|(_, limit)| *limit == 32));
@@ -765,6 +852,7 @@ fn chunk_rows_are_read_for_twice_top_k_fused_hits_then_for_the_rest_if_short() {
     let mut one = plan(query);
     one.top_k = 1;
     world.io.rows_asked.borrow_mut().clear();
+    world.forget_rows();
     let got = world.retrieve(&one).unwrap();
     assert_eq!(got.results, all.results[..1]);
     assert_eq!(
@@ -780,6 +868,7 @@ fn chunk_rows_are_read_for_twice_top_k_fused_hits_then_for_the_rest_if_short() {
     superseded.top_k = 1;
     superseded.fusion = Some("keyword=0,tag=0".into());
     world.io.rows_asked.borrow_mut().clear();
+    world.forget_rows();
     let got = world.retrieve(&superseded).unwrap();
     let asked = world.io.rows_asked.borrow().clone();
     assert_eq!(asked.len(), 2, "{asked:?}");
@@ -805,20 +894,22 @@ fn timings_are_measured_with_the_clock() {
     let mut acme = plan("warehouse robotics");
     acme.company = Some("acme".into());
     let got = world.retrieve(&acme).unwrap();
+    // The company, keyword and tag statements are one round trip (6 ms here): the keyword
+    // and tag sources are each charged all of it.
     assert_eq!(
         got.timings,
         RetrievalTimings {
             vector_ms: 11,
-            keyword_ms: 3,
-            tag_ms: 2,
+            keyword_ms: 6,
+            tag_ms: 6,
             rerank_ms: 0,
-            total_ms: 1 + 11 + 3 + 2 + 5,
+            total_ms: 6 + 11 + 5,
         }
     );
     assert_eq!(
         serde_json::to_value(&got).unwrap()["timings"],
         serde_json::json!({
-            "vector_ms": 11, "keyword_ms": 3, "tag_ms": 2, "rerank_ms": 0, "total_ms": 22
+            "vector_ms": 11, "keyword_ms": 6, "tag_ms": 6, "rerank_ms": 0, "total_ms": 22
         })
     );
 }
@@ -1123,4 +1214,109 @@ fn a_reranked_search_with_nothing_fused_asks_no_reranker() {
     let got = world.retrieve_reranked(Ok(&reranker), RerankPolicy::default(), &nothing);
     assert!(got.results.is_empty());
     assert!(!world.io.called(Call::Rerank));
+}
+
+fn count(world: &World, call: Call) -> usize {
+    world
+        .io
+        .calls
+        .borrow()
+        .iter()
+        .filter(|c| **c == call)
+        .count()
+}
+
+#[test]
+fn the_keyword_tag_and_company_statements_are_one_first_pass() {
+    let world = world();
+    let mut acme = plan("warehouse robotics");
+    acme.company = Some("acme".into());
+    world.retrieve(&acme).unwrap();
+    let calls = world.io.calls.borrow();
+    // The first pass's statements come first, then the vector source (it needed the company).
+    assert_eq!(
+        calls[..4],
+        [
+            Call::CompanyId,
+            Call::KeywordHits,
+            Call::TagHits,
+            Call::Served
+        ]
+    );
+    assert_eq!(calls[4..6], [Call::Embed, Call::Query]);
+}
+
+#[test]
+fn a_repeated_search_takes_its_chunk_rows_from_the_cache() {
+    let world = world();
+    let first = world.retrieve(&plan("warehouse robotics")).unwrap();
+    assert_eq!(count(&world, Call::ChunkRows), 1);
+    let again = world.retrieve(&plan("warehouse robotics")).unwrap();
+    assert_eq!(again.results, first.results);
+    assert_eq!(count(&world, Call::ChunkRows), 1, "no second read");
+    // Ids read once without a served row (generation 2, the draft) are not asked again either.
+    let superseded = world.retrieve(&plan("submarines with sonar")).unwrap();
+    let reads = count(&world, Call::ChunkRows);
+    assert_eq!(
+        world.retrieve(&plan("submarines with sonar")).unwrap(),
+        superseded
+    );
+    assert_eq!(count(&world, Call::ChunkRows), reads);
+}
+
+#[test]
+fn once_the_marker_moves_the_next_search_serves_the_new_generation() {
+    let world = world();
+    let before = world.retrieve(&plan("acme builds")).unwrap();
+    assert!(texts(&before).contains(&ROBOTS));
+    world.store.activate(1, 2);
+    let after = world.retrieve(&plan("acme builds")).unwrap();
+    assert!(texts(&after).contains(&"Acme now builds submarines with sonar."));
+    assert!(
+        after
+            .results
+            .iter()
+            .all(|r| r.text != ROBOTS && r.text != FORKLIFTS),
+        "{:?}",
+        texts(&after)
+    );
+
+    world.store.delete(1);
+    let gone = world.retrieve(&plan("acme builds")).unwrap();
+    assert!(
+        gone.results.iter().all(|r| r.key != "acme/robots.md"),
+        "{:?}",
+        texts(&gone)
+    );
+}
+
+#[test]
+fn a_flip_between_the_first_pass_and_the_rows_never_serves_the_superseded_rows_later() {
+    let world = world();
+    // The search reads marker 1 and the old generation's hits; the flip lands before its row
+    // read, which sees generation 2 (old ids no longer served).
+    world.store.flip_before_rows.set(Some((1, 2)));
+    let racing = world.retrieve(&plan("acme robots pallets")).unwrap();
+    assert!(racing.results.iter().all(|r| r.text != ROBOTS));
+    // What it kept (under marker 1) is never handed to a search that read marker 2.
+    let next = world.retrieve(&plan("acme robots pallets")).unwrap();
+    assert!(
+        next.results.iter().all(|r| r.text != ROBOTS),
+        "{:?}",
+        texts(&next)
+    );
+    assert_eq!(
+        world.store.row_cache.borrow().generation(),
+        Some(ServedGeneration(2))
+    );
+}
+
+#[test]
+fn a_search_whose_marker_read_failed_reads_every_row_and_keeps_none() {
+    let world = world_with_failing(Call::Served);
+    let first = world.retrieve(&plan("warehouse robotics")).unwrap();
+    assert!(first.degraded.is_empty());
+    world.retrieve(&plan("warehouse robotics")).unwrap();
+    assert_eq!(count(&world, Call::ChunkRows), 2);
+    assert!(world.store.row_cache.borrow().is_empty());
 }
