@@ -257,17 +257,14 @@ impl FusionConfig {
                 return Err(ConfigErrorKind::Spec(format!("`{key}` is given twice")).into());
             }
             seen.push(key);
-            match key {
-                "method" => {
-                    method = Some(FusionMethod::parse(value.trim()).ok_or_else(|| {
-                        ConfigErrorKind::Spec(format!(
-                            "`method` is rrf, convex or convex-tmm, got `{}`",
-                            value.trim()
-                        ))
-                    })?);
-                    continue;
-                }
-                _ => {}
+            if key == "method" {
+                method = Some(FusionMethod::parse(value.trim()).ok_or_else(|| {
+                    ConfigErrorKind::Spec(format!(
+                        "`method` is rrf, convex or convex-tmm, got `{}`",
+                        value.trim()
+                    ))
+                })?);
+                continue;
             }
             let value: f64 = value.trim().parse().map_err(|_| {
                 ConfigErrorKind::Spec(format!("`{key}` needs a number, got `{}`", value.trim()))
