@@ -120,12 +120,21 @@ describe("POST /api/search", () => {
     const keywordOnly = await search({ query, mode: "keyword" });
     expect(keywordOnly.results[0].key).toBe("companies/acme/overview.md");
     // Weight 0 turns a source off within fused mode; k changes the fused scores.
-    const noVector = await search({ query, fusion: { vector: 0, k: 1 } });
+    const noVector = await search({ query, fusion: { method: "rrf", vector: 0, k: 1 } });
     expect(noVector.results.every((r: any) => r.scores.vector === null)).toBe(true);
     const top = noVector.results[0];
     const ranks = [top.scores.keyword, top.scores.tag].filter((s) => s !== null);
     expect(ranks.length).toBeGreaterThan(0);
     expect(top.score).toBeGreaterThan(1 / (1 + 1) - 1e-9); // rank 1 in some source at k = 1
+    // A convex combination: each source's scores scaled to [0, 1] within its list, weighted.
+    const convex = await search({ query, fusion: { method: "convex", vector: 1, keyword: 2, tag: 0 } });
+    expect(convex.results.length).toBeGreaterThan(0);
+    const fused = convex.results.map((r: any) => r.score);
+    expect(fused).toEqual([...fused].sort((a: number, b: number) => b - a));
+    expect(convex.results.every((r: any) => r.scores.tag === null && r.score >= 0 && r.score <= 3 + 1e-9)).toBe(true);
+    // The best keyword hit scores at least the keyword weight (its scaled score is 1).
+    const bestKeyword = convex.results.reduce((a: any, b: any) => ((b.scores.keyword ?? -1) > (a.scores.keyword ?? -1) ? b : a));
+    expect(bestKeyword.score).toBeGreaterThanOrEqual(2 - 1e-9);
   });
 
   it.runIf(OFFLINE)("restricts results to a company and to tags", async () => {
@@ -288,6 +297,7 @@ describe("input validation", () => {
     ["/api/search", { query: "x", mode: "bm25" }, "bad_mode"],
     ["/api/search", { query: "x", fusion: { vector: -1 } }, "bad_fusion"],
     ["/api/search", { query: "x", fusion: { k: 0 } }, "bad_fusion"],
+    ["/api/search", { query: "x", fusion: { method: "borda" } }, "bad_fusion"],
     ["/api/search", { query: "x", fusion: { bm25: 1 } }, "bad_json"],
     ["/api/search", { query: "x", fusion: [null, null] }, "bad_json"],
     ["/api/search", { query: "x", candidates: 0 }, "bad_candidates"],

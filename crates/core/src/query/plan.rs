@@ -278,17 +278,35 @@ impl SearchPlan {
 
     /// The fusion this request runs with, given the service's `default`: one
     /// source alone in a single-source mode, else the request's spec over the
-    /// default (the default itself when that would leave every weight 0).
+    /// default (the default itself when that would leave every weight 0). A
+    /// search that filters by tags asks the tag source too
+    /// ([`TAG_FILTER_WEIGHT`](crate::query::settings::TAG_FILTER_WEIGHT)) when
+    /// neither the service nor the request gave it a weight, so that the filter
+    /// has tagged candidates.
     #[must_use]
     pub fn fusion_config(&self, default: &FusionConfig) -> FusionConfig {
-        match (self.mode, &self.fusion) {
-            (Some(SearchMode::Only(source)), _) => FusionConfig::only(source),
+        let config = match (self.mode, &self.fusion) {
+            (Some(SearchMode::Only(source)), _) => return FusionConfig::only(source),
             (_, None) => default.clone(),
             (_, Some(spec)) => default
                 .clone()
                 .with_spec(spec)
                 .unwrap_or_else(|_| default.clone()),
+        };
+        let request_sets_tag = self
+            .fusion
+            .as_deref()
+            .is_some_and(|spec| spec.split(',').any(|part| part.trim().starts_with("tag=")));
+        if self.tags.is_empty() || request_sets_tag || config.uses(RetrievalSource::Tag) {
+            return config;
         }
+        config
+            .clone()
+            .with_weight(
+                RetrievalSource::Tag,
+                crate::query::settings::TAG_FILTER_WEIGHT,
+            )
+            .unwrap_or(config)
     }
 
     /// Whether this search asks for reranking: `fused_reranked`, or no mode

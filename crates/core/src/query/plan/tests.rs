@@ -207,3 +207,32 @@ fn chat_bodies_are_validated() {
         "bad_json"
     );
 }
+
+#[test]
+fn a_tag_filter_asks_the_tag_source_the_fusion_left_out() {
+    use crate::query::settings::TAG_FILTER_WEIGHT;
+    let service = FusionConfig::new()
+        .with_spec("method=convex,vector=1,keyword=1,tag=0")
+        .unwrap();
+    let unfiltered = plan_search(br#"{"query":"x"}"#).unwrap();
+    assert!(!unfiltered
+        .fusion_config(&service)
+        .uses(RetrievalSource::Tag));
+    let filtered = plan_search(br#"{"query":"x","tags":["robotics"]}"#).unwrap();
+    let config = filtered.fusion_config(&service);
+    assert_eq!(config.weight(RetrievalSource::Tag), TAG_FILTER_WEIGHT);
+    assert_eq!(config.method(), service.method(), "nothing else changes");
+    assert_eq!(config.weight(RetrievalSource::Keyword), 1.0);
+    // A request that sets the tag weight itself keeps it, and so does a single-source mode.
+    let asked_off =
+        plan_search(br#"{"query":"x","tags":["robotics"],"fusion":{"tag":0}}"#).unwrap();
+    assert!(!asked_off.fusion_config(&service).uses(RetrievalSource::Tag));
+    let vector_only = plan_search(br#"{"query":"x","tags":["robotics"],"mode":"vector"}"#).unwrap();
+    assert_eq!(
+        vector_only.fusion_config(&service),
+        FusionConfig::only(RetrievalSource::Vector)
+    );
+    // A service weight above 0 is the request's.
+    let weighted = FusionConfig::new().with_spec("tag=0.5").unwrap();
+    assert_eq!(filtered.fusion_config(&weighted), weighted);
+}
