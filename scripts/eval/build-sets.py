@@ -131,12 +131,19 @@ def installed(package):
     return version or None
 
 
+# Where Debian packages install their manual pages and their documentation (FHS 3.0,
+# sections 4.11.6 and 4.11.4; Debian Policy 12.1 and 12.3), spelled from their parts
+# like ROOT_HOME below, so no absolute path is written into a tracked file.
+MAN_DIR = os.path.join(os.sep, "usr", "share", "man")
+DOC_DIR = os.path.join(os.sep, "usr", "share", "doc")
+
+
 def man_files(package):
     """The package's English section 1 and 8 pages, symlinks resolved and deduplicated."""
     listed = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True).stdout
     pages = {}
     for line in listed.splitlines():
-        if re.fullmatch(r"/usr/share/man/man[18]/[^/]+\.[18][a-z]*\.gz", line):
+        if re.fullmatch(re.escape(MAN_DIR) + r"/man[18]/[^/]+\.[18][a-z]*\.gz", line):
             path = Path(line)
             if path.is_symlink() or not path.exists():
                 continue
@@ -439,8 +446,8 @@ ARCHIVE_HOST = re.compile(
     r"|mcr\.microsoft\.com)(?![\w-])",
     re.I,
 )
-# Paths in the root account's home directory ("/root/.docker", "HOME=/root") become
-# /srv, as in the man-page sets, so no home directory's absolute path is tracked; so
+# Paths in the root account's home directory (ROOT_HOME, e.g. its ".docker" folder or
+# a HOME set to it) become /srv, as in the man-page sets, so no home directory's absolute path is tracked; so
 # does a top-level "work" directory (one `docker cp` example copies into one), a name
 # that workspaces take. Both spelled from their parts, like ROOT_HOME.
 ROOT_PATH = re.compile(r"(?<![\w/.-])(?:" + re.escape(ROOT_HOME) + "|" + re.escape(os.sep + "work") + r")(?![\w.-])")
@@ -684,7 +691,7 @@ def faq_documents(path):
 def build_faq(out_dir):
     version = installed(FAQ_PACKAGE)
     chapters = []
-    for path in package_files(FAQ_PACKAGE, r"/usr/share/doc/debian/FAQ/[a-z-]+\.en\.html"):
+    for path in package_files(FAQ_PACKAGE, re.escape(DOC_DIR) + r"/debian/FAQ/[a-z-]+\.en\.html"):
         if path.name.startswith("index."):
             continue
         head = path.read_text(encoding="utf-8")[:4000]
@@ -935,7 +942,7 @@ def heading_question(heading):
 
 def build_docker_docs(out_dir):
     version = installed(DOCKER_PACKAGE)
-    base = "/usr/share/doc/docker-doc/"
+    base = os.path.join(DOC_DIR, DOCKER_PACKAGE) + os.sep
     sections = []  # (doc id, page, title, heading, text)
     pages = package_files(DOCKER_PACKAGE, re.escape(base) + r".+\.md(\.gz)?")
     for path in pages:
