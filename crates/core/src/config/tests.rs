@@ -148,7 +148,22 @@ fn search_fusion_applies_over_the_embedder_kinds_default() {
         config.fusion.weight(RetrievalSource::Vector),
         hashing.weight(RetrievalSource::Vector)
     );
-    for bad in ["keyword", "bm25=1", "vector=0,keyword=0,tag=0", "k=-1", " "] {
+    let convex = parse(&[("SEARCH_FUSION", "method=convex-tmm,tag=0")]).unwrap();
+    assert_eq!(
+        convex.fusion.method(),
+        crate::query::fusion::FusionMethod::Convex(
+            crate::query::fusion::Normalisation::TheoreticalMinMax
+        )
+    );
+    assert!(!convex.fusion.uses(RetrievalSource::Tag));
+    for bad in [
+        "keyword",
+        "bm25=1",
+        "vector=0,keyword=0,tag=0",
+        "k=-1",
+        " ",
+        "method=borda",
+    ] {
         let err = parse(&[("SEARCH_FUSION", bad)]).unwrap_err().to_string();
         assert!(err.contains("SEARCH_FUSION"), "{bad}: {err}");
     }

@@ -15,8 +15,10 @@ use std::collections::{HashMap, VecDeque};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServedGeneration(pub u64);
 
-/// Bytes the cache may hold by default (an isolate has 128 MB, the D1-exact vector index may
-/// take 40 MiB of it): 16 MiB is every row of ~10,000 chunks of 1.5 KB.
+/// Bytes the cache may hold by default: an isolate has 128 MB for the JS heap and wasm memory
+/// together (https://developers.cloudflare.com/workers/platform/limits/#memory), and the
+/// D1-exact vector index may take 40 MiB of it ([`crate::index::cache::CACHE_MAX_BYTES`]);
+/// 16 MiB is every row of ~10,000 chunks of 1.5 KB.
 pub const ROW_CACHE_MAX_BYTES: usize = 16 << 20;
 
 /// Entries the cache may hold by default (rows and ids known to have no served row).

@@ -42,6 +42,8 @@ struct Io {
     limits: RefCell<Vec<(Call, u32)>>,
     asked_tags: RefCell<Vec<Vec<String>>>,
     vector_filters: RefCell<Vec<Option<MetadataFilter>>>,
+    /// Whether each vector query accepted the index's estimates.
+    approximate: RefCell<Vec<bool>>,
     /// How many ids each chunk-rows read asked for.
     rows_asked: RefCell<Vec<usize>>,
 }
@@ -375,6 +377,7 @@ impl VectorIndex for FakeIndex {
             .vector_filters
             .borrow_mut()
             .push(query.filter.clone());
+        self.io.approximate.borrow_mut().push(query.approximate);
         Ok(exact_top_k(query, &self.records))
     }
 
@@ -763,6 +766,16 @@ fn the_company_filter_reaches_every_source() {
         world.io.vector_filters.borrow().last(),
         Some(&Some(MetadataFilter::company(2)))
     );
+}
+
+#[test]
+fn a_search_takes_the_index_estimates_unless_it_asks_for_exact_vectors() {
+    let world = world();
+    world.retrieve(&plan("pumps robots")).unwrap();
+    let mut exact = plan("pumps robots");
+    exact.exact_vectors = true;
+    world.retrieve(&exact).unwrap();
+    assert_eq!(*world.io.approximate.borrow(), [true, false]);
 }
 
 #[test]
