@@ -455,7 +455,7 @@ pub fn fuse_rankings<Id: Ord + Clone>(
     fused
 }
 
-/// The lowest and highest raw score a convex combination maps to 0 and 1, per source.
+/// The lowest and highest score that min-max scaling maps to 0 and 1.
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
     low: f64,
@@ -463,15 +463,33 @@ struct Bounds {
 }
 
 impl Bounds {
-    /// `score` on `[0, 1]`; non-finite scores 0; every score 1 when the list has one value.
+    /// No score seen yet.
+    const EMPTY: Self = Self {
+        low: f64::INFINITY,
+        high: f64::NEG_INFINITY,
+    };
+
+    /// Widens the bounds to `score`; non-finite scores are left out.
+    fn include(&mut self, score: f64) {
+        if score.is_finite() {
+            self.low = self.low.min(score);
+            self.high = self.high.max(score);
+        }
+    }
+
+    /// `score` on `[0, 1]`: non-finite scores 0; every score 1 when the bounds are one value.
     fn normalise(self, score: f64) -> f64 {
         let range = self.high - self.low;
         if !score.is_finite() {
             0.0
         } else if range > 0.0 && range.is_finite() {
             ((score - self.low) / range).clamp(0.0, 1.0)
-        } else {
+        } else if range.is_finite() {
             1.0
+        } else {
+            // The range overflowed (scores near ±f64::MAX): fall back to
+            // halving both ends before subtracting.
+            ((score / 2.0 - self.low / 2.0) / (self.high / 2.0 - self.low / 2.0)).clamp(0.0, 1.0)
         }
     }
 }
@@ -490,19 +508,12 @@ fn score_bounds<Id>(
     method: FusionMethod,
     by_id: &BTreeMap<Id, BTreeMap<RetrievalSource, SourceMatch>>,
 ) -> [Bounds; 3] {
-    let mut bounds = [Bounds {
-        low: f64::INFINITY,
-        high: f64::NEG_INFINITY,
-    }; 3];
+    let mut bounds = [Bounds::EMPTY; 3];
     let FusionMethod::Convex(norm) = method else {
         return bounds;
     };
     for (source, m) in by_id.values().flat_map(|matches| matches.iter()) {
-        if m.raw_score.is_finite() {
-            let b = &mut bounds[source.index()];
-            b.low = b.low.min(m.raw_score);
-            b.high = b.high.max(m.raw_score);
-        }
+        bounds[source.index()].include(m.raw_score);
     }
     if norm == Normalisation::TheoreticalMinMax {
         for source in RetrievalSource::ALL {
@@ -537,27 +548,11 @@ fn compare_fused<Id: Ord>(a: &FusedHit<Id>, b: &FusedHit<Id>) -> Ordering {
 /// finite scores are equal they all map to 1 (equally the best there is).
 #[must_use]
 pub fn min_max_normalise(scores: &[f64]) -> Vec<f64> {
-    let finite = scores.iter().copied().filter(|s| s.is_finite());
-    let (min, max) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
-        (lo.min(s), hi.max(s))
-    });
-    let range = max - min;
-    scores
-        .iter()
-        .map(|&s| {
-            if !s.is_finite() {
-                0.0
-            } else if range > 0.0 && range.is_finite() {
-                ((s - min) / range).clamp(0.0, 1.0)
-            } else if range.is_finite() {
-                1.0
-            } else {
-                // The range overflowed (scores near ±f64::MAX): fall back to
-                // halving both ends before subtracting.
-                ((s / 2.0 - min / 2.0) / (max / 2.0 - min / 2.0)).clamp(0.0, 1.0)
-            }
-        })
-        .collect()
+    let mut bounds = Bounds::EMPTY;
+    for &score in scores {
+        bounds.include(score);
+    }
+    scores.iter().map(|&s| bounds.normalise(s)).collect()
 }
 
 /// Converts an SQLite FTS5 `bm25()` value to a higher-is-better relevance >= 0.
