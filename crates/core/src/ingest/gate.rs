@@ -4,18 +4,20 @@
 //! Object; without a shared limit, 2,800 documents call at once).
 //!
 //! A processor asks for a lease before an embedding or tagging batch and
-//! gives it back after. The gate answers at once: granted, or "come back in
-//! N ms" with N estimated from the queue ahead and how long leases are held.
-//! Waiters are served in the order they arrived among those due (told to be
-//! back by now), so a document's next batch queues behind the others and
-//! documents progress in turn, while a slot that frees before the next in
-//! line comes back goes to whoever asks first rather than standing idle. Leases expire,
-//! so a processor that dies holding one cannot block the gate, and waiters
-//! that stop asking lose their place.
+//! gives it back after. It may ask the gate to *hold* its request: the gate
+//! then answers only when a lease is granted to it or the hold ends, and a
+//! slot given back is handed to the first held waiter at once, inside the
+//! release ([`GateState::hand_off`]), so no slot idles between a release and
+//! the next waiter's retry. A request that is not held (or whose hold ended)
+//! is answered at once: granted, or "come back in N ms" with N estimated from
+//! the queue ahead and how long leases are held. Waiters are served in the
+//! order they arrived among those due (held, or told to be back by now), so
+//! documents progress in turn. Leases expire, so a processor that dies holding
+//! one cannot block the gate, and waiters that stop asking lose their place.
 //!
 //! The state is plain data with the time as an argument: the `IngestGate`
-//! Durable Object stores it and calls [`GateState::acquire`] and
-//! [`GateState::release`]; tests drive it on a fake clock.
+//! Durable Object stores it and holds the open requests; tests drive it on a
+//! fake clock. It never decides anything about a document.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,23 @@ pub const MAX_RETRY_MS: u64 = 10_000;
 
 /// How late a waiter may come back before it loses its place in the queue.
 pub const WAITER_GRACE_MS: u64 = 2_000;
+
+/// Longest the gate holds a request open waiting for a lease; the processor
+/// then sleeps [`MIN_RETRY_MS`] on an alarm and asks again, keeping its place.
+///
+/// The caller is a processor's alarm handler, which may run for 15 minutes of
+/// wall time, and a request to a Durable Object has no wall-time limit while
+/// its caller stays connected; waiting costs no CPU time on either side
+/// (<https://developers.cloudflare.com/durable-objects/platform/limits/>,
+/// "Wall time limits by invocation type"). Awaiting the gate's answer opens
+/// the processor's input gate, so its other requests (commands, status) are
+/// served meanwhile, as during a provider call
+/// (<https://developers.cloudflare.com/durable-objects/best-practices/rules-of-durable-objects/>,
+/// "Understand how input and output gates work"). 30 s keeps a waiting
+/// processor to one alarm per 30 s instead of one per retry, and bounds how
+/// long a lease freed by expiry alone (its holder died) waits for the next
+/// call to the gate to be handed on.
+pub const MAX_HOLD_MS: u64 = 30_000;
 
 /// Hold time assumed before any lease was given back.
 const INITIAL_HOLD_MS: u64 = 500;
@@ -82,6 +101,19 @@ pub enum Admission {
 pub struct GateRequest {
     /// The batch asking (`key#generation:step:index`).
     pub holder: String,
+    /// For an acquire: how long the gate may hold the request open for a lease (capped at
+    /// [`MAX_HOLD_MS`]). Absent (an older processor, or a release): answered at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+/// A lease handed to a held waiter when a slot freed: the gate answers its open request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandOff {
+    /// The waiter that got the lease.
+    pub holder: String,
+    /// When the lease expires.
+    pub until_ms: u64,
 }
 
 /// The gate's answer to a release: whether `holder` held a lease.
@@ -106,6 +138,15 @@ struct Waiter {
     due_ms: u64,
     /// It loses its place if it has not asked again by then.
     expires_ms: u64,
+    /// Its request is held open until then: a freed slot is handed to it at once.
+    #[serde(default)]
+    held_until_ms: u64,
+}
+
+impl Waiter {
+    fn held(&self, now_ms: u64) -> bool {
+        self.held_until_ms > now_ms
+    }
 }
 
 /// What the gate holds: leases out, waiters in order, and the mean hold time.
@@ -119,6 +160,9 @@ pub struct GateState {
     granted: u64,
     /// Leases that expired without being given back.
     expired: u64,
+    /// Leases handed to held waiters (part of `granted`).
+    #[serde(default)]
+    handed_off: u64,
 }
 
 /// Counters for the admin view and tests.
@@ -132,14 +176,100 @@ pub struct GateStats {
     pub granted: u64,
     /// Leases that expired without being given back.
     pub expired: u64,
+    /// Leases handed to held waiters at a release (part of `granted`).
+    pub handed_off: u64,
+    /// Waiters whose request is held open now.
+    pub held: u32,
     /// Mean hold time, in ms.
     pub mean_hold_ms: u64,
 }
 
 impl GateState {
     /// Asks for a lease for `holder` (one batch of one run; asking again with the same
-    /// holder is idempotent: an existing lease is extended, a waiter keeps its place).
+    /// holder is idempotent: an existing lease is extended, a waiter keeps its place), to be
+    /// answered at once.
     pub fn acquire(&mut self, holder: &str, now_ms: u64, settings: &GateSettings) -> Admission {
+        self.ask(holder, now_ms, settings, None)
+    }
+
+    /// Asks for a lease like [`acquire`](Self::acquire), and when it must wait, keeps the
+    /// request held until `until_ms`: the waiter is then served by [`hand_off`](Self::hand_off)
+    /// (its `Wait` answer is not sent; the caller keeps the request open) or, when the hold ends
+    /// first, by [`end_hold`](Self::end_hold).
+    pub fn hold(
+        &mut self,
+        holder: &str,
+        now_ms: u64,
+        settings: &GateSettings,
+        until_ms: u64,
+    ) -> Admission {
+        let until_ms = until_ms.min(now_ms.saturating_add(MAX_HOLD_MS));
+        self.ask(holder, now_ms, settings, Some(until_ms))
+    }
+
+    /// `holder`'s held request ends without a hand-off (its hold elapsed, or the gate lost
+    /// it): granted if a slot is free for it now, else "come back in [`MIN_RETRY_MS`]", keeping
+    /// its place in the queue.
+    pub fn end_hold(&mut self, holder: &str, now_ms: u64, settings: &GateSettings) -> Admission {
+        match self.ask(holder, now_ms, settings, None) {
+            Admission::Wait { ahead, .. } => {
+                if let Some(waiter) = self.waiting.iter_mut().find(|w| w.holder == holder) {
+                    waiter.due_ms = now_ms.saturating_add(MIN_RETRY_MS);
+                    waiter.expires_ms = waiter.due_ms.saturating_add(WAITER_GRACE_MS);
+                }
+                Admission::Wait {
+                    retry_after_ms: MIN_RETRY_MS,
+                    ahead,
+                }
+            }
+            granted => granted,
+        }
+    }
+
+    /// Hands each free slot to the first held waiter in queue order (after dropping expired
+    /// leases): call it after every change, and answer each returned holder's open request.
+    pub fn hand_off(&mut self, now_ms: u64, settings: &GateSettings) -> Vec<HandOff> {
+        self.expire(now_ms);
+        let limit = settings.limit.max(1) as usize;
+        let mut handed = Vec::new();
+        while self.leases.len() < limit {
+            let Some(position) = self.waiting.iter().position(|w| w.held(now_ms)) else {
+                break;
+            };
+            let waiter = self.waiting.remove(position);
+            let until_ms = now_ms.saturating_add(settings.lease_ms);
+            self.leases.push(Lease {
+                holder: waiter.holder.clone(),
+                granted_ms: now_ms,
+                until_ms,
+            });
+            self.granted += 1;
+            self.handed_off += 1;
+            handed.push(HandOff {
+                holder: waiter.holder,
+                until_ms,
+            });
+        }
+        handed
+    }
+
+    /// No request is held any more (a new gate instance: the open requests died with the old
+    /// one). Held waiters become waiters due now, keeping their places for the grace period.
+    pub fn forget_holds(&mut self, now_ms: u64) {
+        for waiter in self.waiting.iter_mut().filter(|w| w.held_until_ms > 0) {
+            waiter.held_until_ms = 0;
+            waiter.due_ms = now_ms;
+            waiter.expires_ms = now_ms.saturating_add(WAITER_GRACE_MS);
+        }
+    }
+
+    fn ask(
+        &mut self,
+        holder: &str,
+        now_ms: u64,
+        settings: &GateSettings,
+        hold_until_ms: Option<u64>,
+    ) -> Admission {
         self.expire(now_ms);
         let until_ms = now_ms.saturating_add(settings.lease_ms);
         if let Some(lease) = self.leases.iter_mut().find(|l| l.holder == holder) {
@@ -155,15 +285,16 @@ impl GateState {
                     holder: holder.to_owned(),
                     due_ms: now_ms,
                     expires_ms: 0,
+                    held_until_ms: 0,
                 });
                 self.waiting.len() - 1
             }
         };
-        // Only waiters ahead that are due (told to be back by now) go first: a slot that
-        // frees before the next in line comes back is not left idle.
+        // Only waiters ahead that are due (held, or told to be back by now) go first: a slot
+        // that frees before the next in line comes back is not left idle.
         let due_ahead = self.waiting[..position]
             .iter()
-            .filter(|w| w.due_ms <= now_ms)
+            .filter(|w| w.due_ms <= now_ms || w.held(now_ms))
             .count();
         if due_ahead < free {
             self.waiting.remove(position);
@@ -175,18 +306,29 @@ impl GateState {
             self.granted += 1;
             return Admission::Granted { until_ms };
         }
+        let ahead = u32::try_from(position).unwrap_or(u32::MAX);
+        let waiter = &mut self.waiting[position];
+        if let Some(hold_until) = hold_until_ms.filter(|&t| t > now_ms) {
+            waiter.due_ms = now_ms;
+            waiter.held_until_ms = hold_until;
+            waiter.expires_ms = hold_until.saturating_add(WAITER_GRACE_MS);
+            return Admission::Wait {
+                retry_after_ms: hold_until - now_ms,
+                ahead,
+            };
+        }
         // Slots open at about `limit` per mean hold time; this waiter needs
         // `position - free + 1` of them.
         let needed = (position - free + 1) as u64;
         let hold = self.mean_hold_ms.unwrap_or(INITIAL_HOLD_MS).max(1);
         let retry_after_ms =
             (needed.saturating_mul(hold) / limit as u64).clamp(MIN_RETRY_MS, MAX_RETRY_MS);
-        let waiter = &mut self.waiting[position];
+        waiter.held_until_ms = 0;
         waiter.due_ms = now_ms.saturating_add(retry_after_ms);
         waiter.expires_ms = waiter.due_ms.saturating_add(WAITER_GRACE_MS);
         Admission::Wait {
             retry_after_ms,
-            ahead: u32::try_from(position).unwrap_or(u32::MAX),
+            ahead,
         }
     }
 
@@ -216,6 +358,9 @@ impl GateState {
             waiting: u32::try_from(copy.waiting.len()).unwrap_or(u32::MAX),
             granted: copy.granted,
             expired: copy.expired,
+            handed_off: copy.handed_off,
+            held: u32::try_from(copy.waiting.iter().filter(|w| w.held(now_ms)).count())
+                .unwrap_or(u32::MAX),
             mean_hold_ms: copy.mean_hold_ms.unwrap_or(0),
         }
     }
@@ -226,7 +371,7 @@ impl GateState {
         self.leases.retain(|l| l.until_ms > now_ms);
         self.expired += (before - self.leases.len()) as u64;
         self.waiting
-            .retain(|w| w.expires_ms == 0 || w.expires_ms > now_ms);
+            .retain(|w| w.expires_ms == 0 || w.expires_ms > now_ms || w.held(now_ms));
     }
 }
 
@@ -234,11 +379,12 @@ impl GateState {
 /// Worker, [`LocalGate`] in native tests.
 #[allow(async_fn_in_trait)]
 pub trait ProviderGate {
-    /// Asks for a lease for `holder`.
+    /// Asks for a lease for `holder`. The gate may hold the request open for up to `wait_ms`
+    /// (0: answer at once) and answers when a lease is handed to it or the wait is over.
     ///
     /// # Errors
-    /// When the gate cannot be reached.
-    async fn acquire(&self, holder: &str) -> Result<Admission, StoreError>;
+    /// When the gate cannot be reached, or went away while holding the request.
+    async fn acquire(&self, holder: &str, wait_ms: u64) -> Result<Admission, StoreError>;
 
     /// Gives `holder`'s lease back.
     ///
@@ -274,7 +420,8 @@ impl<'a, K: crate::shared::storage::Clock> LocalGate<'a, K> {
 }
 
 impl<K: crate::shared::storage::Clock> ProviderGate for LocalGate<'_, K> {
-    async fn acquire(&self, holder: &str) -> Result<Admission, StoreError> {
+    /// Answers at once: nothing else runs while a native test awaits it.
+    async fn acquire(&self, holder: &str, _wait_ms: u64) -> Result<Admission, StoreError> {
         let now = self.clock.now_ms();
         Ok(self.state.borrow_mut().acquire(holder, now, &self.settings))
     }
@@ -287,190 +434,4 @@ impl<K: crate::shared::storage::Clock> ProviderGate for LocalGate<'_, K> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(limit: u32) -> GateSettings {
-        GateSettings {
-            limit,
-            lease_ms: 60_000,
-        }
-    }
-
-    #[test]
-    fn requests_and_release_answers_keep_their_wire_format() {
-        let request = GateRequest {
-            holder: "companies/acme/a.md#3:embed:0".into(),
-        };
-        assert_eq!(
-            serde_json::to_string(&request).expect("serializes"),
-            r#"{"holder":"companies/acme/a.md#3:embed:0"}"#
-        );
-        assert_eq!(
-            serde_json::to_string(&GateRelease { released: true }).expect("serializes"),
-            r#"{"released":true}"#
-        );
-    }
-
-    fn granted(a: Admission) -> bool {
-        matches!(a, Admission::Granted { .. })
-    }
-
-    #[test]
-    fn grants_up_to_the_limit_then_queues_in_order() {
-        let mut gate = GateState::default();
-        let s = settings(2);
-        assert!(granted(gate.acquire("a", 0, &s)));
-        assert!(granted(gate.acquire("b", 0, &s)));
-        let Admission::Wait { ahead, .. } = gate.acquire("c", 0, &s) else {
-            panic!("third caller must wait");
-        };
-        assert_eq!(ahead, 0);
-        let Admission::Wait { ahead, .. } = gate.acquire("d", 1, &s) else {
-            panic!("fourth caller must wait");
-        };
-        assert_eq!(ahead, 1);
-        assert!(gate.release("a", 300));
-        // "d" asks first, but "c" is ahead of it and due: one slot, one waiter served.
-        assert!(!granted(gate.acquire("d", 301, &s)));
-        assert!(granted(gate.acquire("c", 302, &s)));
-        assert!(gate.release("b", 400));
-        assert!(granted(gate.acquire("d", 401, &s)));
-        assert_eq!(gate.stats(401).in_flight, 2);
-        assert_eq!(gate.stats(401).waiting, 0);
-    }
-
-    #[test]
-    fn a_slot_is_not_kept_idle_for_a_waiter_that_is_not_due_yet() {
-        let mut gate = GateState::default();
-        let s = settings(1);
-        assert!(granted(gate.acquire("a", 0, &s)));
-        let Admission::Wait { retry_after_ms, .. } = gate.acquire("b", 0, &s) else {
-            panic!("must wait");
-        };
-        assert!(gate.release("a", 10));
-        // "b" will ask at `retry_after_ms`; "c" asks before that and gets the free slot.
-        assert!(granted(gate.acquire("c", retry_after_ms - 1, &s)));
-        // Once due, "b" goes before later arrivals.
-        assert!(!granted(gate.acquire("d", retry_after_ms, &s)));
-        assert!(gate.release("c", retry_after_ms + 1));
-        assert!(!granted(gate.acquire("d", retry_after_ms + 2, &s)));
-        assert!(granted(gate.acquire("b", retry_after_ms + 3, &s)));
-    }
-
-    #[test]
-    fn asking_again_is_idempotent() {
-        let mut gate = GateState::default();
-        let s = settings(1);
-        assert!(granted(gate.acquire("a", 0, &s)));
-        // A retried request (its answer was lost) gets the same lease, extended.
-        assert_eq!(
-            gate.acquire("a", 10, &s),
-            Admission::Granted { until_ms: 60_010 }
-        );
-        assert_eq!(gate.stats(10).in_flight, 1);
-        assert!(!granted(gate.acquire("b", 10, &s)));
-        assert!(!granted(gate.acquire("b", 20, &s)));
-        assert_eq!(gate.stats(20).waiting, 1);
-    }
-
-    #[test]
-    fn releasing_twice_or_after_expiry_changes_nothing() {
-        let mut gate = GateState::default();
-        let s = settings(1);
-        assert!(granted(gate.acquire("a", 0, &s)));
-        assert!(gate.release("a", 50));
-        assert!(!gate.release("a", 60));
-        assert!(granted(gate.acquire("b", 70, &s)));
-        // "b" dies holding its lease: it expires, "c" gets the slot, and b's late
-        // release does not free c's.
-        assert!(!granted(gate.acquire("c", 80, &s)));
-        assert!(granted(gate.acquire("c", 60_071, &s)));
-        assert!(!gate.release("b", 60_100));
-        assert!(!granted(gate.acquire("d", 60_101, &s)));
-        assert_eq!(gate.stats(60_101).expired, 1);
-    }
-
-    #[test]
-    fn a_waiter_that_stops_asking_loses_its_place() {
-        let mut gate = GateState::default();
-        let s = settings(1);
-        assert!(granted(gate.acquire("a", 0, &s)));
-        let Admission::Wait { retry_after_ms, .. } = gate.acquire("gone", 0, &s) else {
-            panic!("must wait");
-        };
-        assert!(!granted(gate.acquire("next", 1, &s)));
-        gate.release("a", 10);
-        // "gone" never comes back: once its grace has passed, "next" is first.
-        let later = retry_after_ms + WAITER_GRACE_MS + 1;
-        assert!(granted(gate.acquire("next", later, &s)));
-    }
-
-    #[test]
-    fn waits_follow_the_queue_and_the_hold_time() {
-        let mut gate = GateState::default();
-        let s = settings(2);
-        for (i, holder) in ["a", "b"].iter().enumerate() {
-            assert!(granted(gate.acquire(holder, i as u64, &s)));
-        }
-        gate.release("a", 400);
-        gate.release("b", 401);
-        // Mean hold ≈ 400 ms and 2 slots: the first waiter needs one slot (≈ 200 ms), the
-        // sixth needs six (three rounds of 400 ms).
-        for holder in ["c", "d"] {
-            assert!(granted(gate.acquire(holder, 500, &s)));
-        }
-        let waits: Vec<u64> = (0..6)
-            .map(|i| match gate.acquire(&format!("w{i}"), 500, &s) {
-                Admission::Wait { retry_after_ms, .. } => retry_after_ms,
-                Admission::Granted { .. } => panic!("no slot is free"),
-            })
-            .collect();
-        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
-        assert!((150..=250).contains(&waits[0]), "{waits:?}");
-        assert!((1_100..=1_300).contains(&waits[5]), "{waits:?}");
-    }
-
-    #[test]
-    fn never_more_leases_than_the_limit_in_any_interleaving() {
-        // A deterministic pseudo-random schedule of 20 holders asking, releasing and dying.
-        let s = GateSettings {
-            limit: 3,
-            lease_ms: 1_000,
-        };
-        let mut gate = GateState::default();
-        let mut seed = 0x9e37_79b9_u64;
-        let mut holding: Vec<String> = Vec::new();
-        let mut now = 0;
-        let mut done = 0;
-        for _ in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            now += seed % 40;
-            let who = format!("h{}", (seed >> 8) % 20);
-            match (seed >> 20) % 5 {
-                0..=2 => {
-                    if granted(gate.acquire(&who, now, &s)) && !holding.contains(&who) {
-                        holding.push(who);
-                    }
-                }
-                3 => {
-                    if let Some(i) = holding.iter().position(|h| *h == who) {
-                        holding.swap_remove(i);
-                        if gate.release(&who, now) {
-                            done += 1;
-                        }
-                    }
-                }
-                // Dies: never releases; its lease must expire.
-                _ => holding.retain(|h| *h != who),
-            }
-            assert!(gate.stats(now).in_flight <= 3);
-        }
-        // The gate kept serving: slots came back by release and by expiry.
-        let stats = gate.stats(now);
-        assert!(done > 200, "{done} releases");
-        assert!(stats.granted > 500 && stats.expired > 50, "{stats:?}");
-    }
-}
+mod tests;

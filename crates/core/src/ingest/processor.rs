@@ -5,7 +5,7 @@
 //! Generic over the storage traits so it runs natively on fakes and in the
 //! Worker on the platform. It must never read or write another document's state.
 
-use super::gate::{Admission, ProviderGate};
+use super::gate::{Admission, ProviderGate, MAX_HOLD_MS};
 use super::ports::{Commit, IngestPorts, Processor, StepResult};
 use super::store::{DocumentStore, ProcessorStorage};
 use crate::ingest::message::IngestCommand;
@@ -23,6 +23,16 @@ use std::collections::VecDeque;
 /// Upper bound of state-machine events in one invocation: one step action
 /// per alarm plus the bookkeeping around it never needs more.
 pub const MAX_EVENTS_PER_INVOCATION: usize = 16;
+
+/// A held lease request that fails after at least this long reached the gate, which then
+/// went away with the requests it held open (a deploy or reset of its Durable Object). The
+/// batch then waits for the gate to come back, with its leases and queue from storage, rather
+/// than calling the provider unguarded together with every other waiter. A request that fails
+/// sooner found no gate at all: the batch goes ahead unguarded, as before held requests.
+pub const GATE_LOST_AFTER_MS: u64 = 1_000;
+
+/// When a batch whose held lease request was lost asks the gate again.
+pub const GATE_LOST_RETRY_MS: u64 = 1_000;
 
 /// What the status route and command answers return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -200,6 +210,8 @@ impl<P: IngestPorts> Processor<P> {
     /// Performs one action; step actions report back with their outcome.
     async fn perform(&self, key: &str, action: Action) -> Result<Option<Outcome>, StoreError> {
         let started = self.ports.clock().now_ms();
+        // Time spent waiting at the provider gate is not the step's own time.
+        let gate_wait_ms = std::cell::Cell::new(0);
         let action_step = action.step();
         let result = match action {
             Action::ScheduleAlarm { at_ms } => {
@@ -236,29 +248,34 @@ impl<P: IngestPorts> Processor<P> {
             ),
             Action::EmbedBatch { generation, index } => {
                 let step = PipelineStep::Embed;
-                let holder = match self.enter(key, generation, step, index).await {
-                    Entry::Wait(deferred) => return Ok(Some(deferred)),
-                    Entry::Go(holder) => holder,
-                };
-                let result = self.embed_batch(generation, index).await;
-                self.leave(key, holder).await;
-                Some(match result {
-                    Ok(()) => Outcome::Event(Event::EmbeddedBatch { generation, index }),
-                    Err(error) => failed(generation, step, error),
-                })
+                Some(
+                    match self
+                        .embed_batch(key, generation, index, &gate_wait_ms)
+                        .await
+                    {
+                        Ok(Leased::Ran(())) => {
+                            Outcome::Event(Event::EmbeddedBatch { generation, index })
+                        }
+                        Ok(Leased::Deferred { retry_at_ms }) => {
+                            return Ok(Some(deferred(generation, step, index, retry_at_ms)))
+                        }
+                        Err(error) => failed(generation, step, error),
+                    },
+                )
             }
             Action::TagBatch { generation, index } => {
                 let step = PipelineStep::Tag;
-                let holder = match self.enter(key, generation, step, index).await {
-                    Entry::Wait(deferred) => return Ok(Some(deferred)),
-                    Entry::Go(holder) => holder,
-                };
-                let result = self.tag_batch(generation, index).await;
-                self.leave(key, holder).await;
-                Some(match result {
-                    Ok(()) => Outcome::Event(Event::TaggedBatch { generation, index }),
-                    Err(error) => failed(generation, step, error),
-                })
+                Some(
+                    match self.tag_batch(key, generation, index, &gate_wait_ms).await {
+                        Ok(Leased::Ran(())) => {
+                            Outcome::Event(Event::TaggedBatch { generation, index })
+                        }
+                        Ok(Leased::Deferred { retry_at_ms }) => {
+                            return Ok(Some(deferred(generation, step, index, retry_at_ms)))
+                        }
+                        Err(error) => failed(generation, step, error),
+                    },
+                )
             }
             Action::CommitGeneration { version } => Some(match self.commit(key, version).await {
                 Ok(Commit::Done) => Outcome::Event(Event::Committed { version }),
@@ -311,7 +328,9 @@ impl<P: IngestPorts> Processor<P> {
         if let (Some(step), Some(outcome)) = (action_step, &result) {
             let ok = !matches!(outcome, Outcome::Event(Event::StepFailed { .. }));
             let now = self.ports.clock().now_ms();
-            let ms = now.saturating_sub(started);
+            let ms = now
+                .saturating_sub(started)
+                .saturating_sub(gate_wait_ms.get());
             let step_outcome = match outcome {
                 Outcome::Event(Event::StepFailed { error, .. }) if error.retryable => {
                     StepOutcome::Retryable
@@ -332,56 +351,74 @@ impl<P: IngestPorts> Processor<P> {
             self.ports.log().log(
                 if ok { Level::Info } else { Level::Warn },
                 json!({ "event": "step", "key": key, "step": step.as_str(), "ok": ok,
-                        "ms": ms, "result": event }),
+                        "ms": ms, "gate_wait_ms": gate_wait_ms.get(), "result": event }),
             );
         }
         Ok(result)
     }
 
-    /// Takes a lease from the provider gate for one batch, if this step is gated. A gate that
-    /// cannot be reached lets the batch through (logged): the overload backoff still protects
-    /// the provider, and ingestion does not stop on the gate's account.
-    async fn enter(&self, key: &str, generation: u64, step: PipelineStep, index: u32) -> Entry {
-        let Some(gating) = self.gating else {
-            return Entry::Go(None);
-        };
-        let gated = match step {
+    /// Runs `call`, the provider call of one batch, under a lease from the provider gate when
+    /// the step is gated, and gives the lease back as soon as the call returns (the batch's
+    /// reads and writes around it hold no slot). The gate is asked to hold the request until
+    /// a lease is handed to it (at most [`MAX_HOLD_MS`]), so the call starts as soon as a slot
+    /// frees instead of at the batch's next alarm; the time waited goes to `gate_wait_ms`.
+    ///
+    /// A gate that cannot be reached lets the call through (logged): the overload backoff
+    /// still protects the provider, and ingestion does not stop on the gate's account. A gate
+    /// lost while holding the request defers the batch instead ([`GATE_LOST_AFTER_MS`]).
+    pub(super) async fn leased<T>(
+        &self,
+        key: &str,
+        generation: u64,
+        step: PipelineStep,
+        index: u32,
+        gate_wait_ms: &std::cell::Cell<u64>,
+        call: impl std::future::Future<Output = T>,
+    ) -> Leased<T> {
+        let gated = self.gating.is_some_and(|gating| match step {
             PipelineStep::Embed => gating.embed,
             PipelineStep::Tag => gating.tag,
             _ => false,
-        };
+        });
         if !gated {
-            return Entry::Go(None);
+            return Leased::Ran(call.await);
         }
         let holder = format!("{key}#{generation}:{}:{index}", step.as_str());
-        match self.ports.gate().acquire(&holder).await {
-            Ok(Admission::Granted { .. }) => Entry::Go(Some(holder)),
+        let asked_ms = self.ports.clock().now_ms();
+        let answer = self.ports.gate().acquire(&holder, MAX_HOLD_MS).await;
+        let now = self.ports.clock().now_ms();
+        let waited_ms = now.saturating_sub(asked_ms);
+        gate_wait_ms.set(waited_ms);
+        let lease = match answer {
+            Ok(Admission::Granted { .. }) => Some(holder),
             Ok(Admission::Wait { retry_after_ms, .. }) => {
-                Entry::Wait(Outcome::Event(Event::StepDeferred {
-                    generation,
-                    step,
-                    index: Some(index),
-                    retry_at_ms: self.ports.clock().now_ms().saturating_add(retry_after_ms),
-                }))
+                return Leased::Deferred {
+                    retry_at_ms: now.saturating_add(retry_after_ms),
+                }
             }
             Err(e) => {
+                let lost = waited_ms >= GATE_LOST_AFTER_MS;
                 self.ports.log().log(
                     Level::Warn,
-                    json!({ "event": "provider_gate_unreachable", "key": key, "error": e.to_string() }),
+                    json!({ "event": if lost { "provider_gate_lost" } else { "provider_gate_unreachable" },
+                            "key": key, "waited_ms": waited_ms, "error": e.to_string() }),
                 );
-                Entry::Go(None)
+                if lost {
+                    return Leased::Deferred {
+                        retry_at_ms: now.saturating_add(GATE_LOST_RETRY_MS),
+                    };
+                }
+                None
+            }
+        };
+        let value = call.await;
+        if let Some(holder) = lease {
+            // A lost release expires on its own.
+            if let Err(e) = self.ports.gate().release(&holder).await {
+                self.side_effect_failed(key, "gate_release", &e);
             }
         }
-    }
-
-    /// Gives the batch's lease back (if it took one); a lost release expires on its own.
-    async fn leave(&self, key: &str, holder: Option<String>) {
-        let Some(holder) = holder else {
-            return;
-        };
-        if let Err(e) = self.ports.gate().release(&holder).await {
-            self.side_effect_failed(key, "gate_release", &e);
-        }
+        Leased::Ran(value)
     }
 
     fn side_effect_failed(&self, key: &str, what: &str, error: &StoreError) {
@@ -392,12 +429,15 @@ impl<P: IngestPorts> Processor<P> {
     }
 }
 
-/// Whether a gated batch may run now.
-enum Entry {
-    /// Run it; give back the lease held under this name (if any) afterwards.
-    Go(Option<String>),
-    /// The gate said wait: report this `StepDeferred` instead of running.
-    Wait(Outcome),
+/// How a gated batch's provider call went.
+pub(super) enum Leased<T> {
+    /// It ran (under a lease, or unguarded when no gate answered) and returned this.
+    Ran(T),
+    /// The gate said wait: the batch is deferred to `retry_at_ms`, no attempt spent.
+    Deferred {
+        /// When the batch asks again.
+        retry_at_ms: u64,
+    },
 }
 
 /// What a performed step action reports.
@@ -406,6 +446,15 @@ enum Outcome {
     Event(Event),
     /// The run's object version is gone from R2: request what is there now.
     Moved(Option<ObjectHead>),
+}
+
+fn deferred(generation: u64, step: PipelineStep, index: u32, retry_at_ms: u64) -> Outcome {
+    Outcome::Event(Event::StepDeferred {
+        generation,
+        step,
+        index: Some(index),
+        retry_at_ms,
+    })
 }
 
 fn failed(generation: u64, step: PipelineStep, error: StepError) -> Outcome {

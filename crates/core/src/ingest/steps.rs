@@ -7,16 +7,18 @@
 //! forward-only commit). Never decides what runs next: the state machine does.
 
 use super::ports::{Commit, IngestPorts, Processor, StepResult, Tagger};
+use super::processor::Leased;
 use super::store::{DocumentStore, ProcessorStorage, StagedChunk, StagedDocument};
 use crate::admin::MAX_DOCUMENT_BYTES;
 use crate::document::keys::{sha256_hex, vector_id, DocumentKey};
 use crate::document::parse_document;
 use crate::index::{VectorIndex, VectorIndexError, VectorMetadata, VectorRecord};
 use crate::ingest::chunk::{chunk_document, split_heading_path};
-use crate::ingest::pipeline::StepError;
+use crate::ingest::pipeline::{PipelineStep, StepError};
 use crate::ingest::tags::{extract_keyword_tags, parse_batch_tags, MAX_TAGS_PER_CHUNK};
 use crate::providers::{ChatModel, ChatRequest, Embedder, ProviderError};
 use crate::shared::storage::{Clock, ObjectHead, ObjectRead, ObjectStore, StoreError};
+use std::cell::Cell;
 
 /// Most chunks one document may produce: beyond it the document fails
 /// permanently with a clear error instead of growing without bound (a
@@ -195,23 +197,43 @@ impl<P: IngestPorts> Processor<P> {
         Ok((document, chunks))
     }
 
-    /// Embed batch `index`: embed its chunks and write their vectors (invisible until commit).
-    pub(super) async fn embed_batch(&self, generation: u64, batch: u32) -> Result<(), StepError> {
+    /// Embed batch `index`: embed its chunks (the provider call under a gate lease) and
+    /// write their vectors (invisible until commit).
+    pub(super) async fn embed_batch(
+        &self,
+        key: &str,
+        generation: u64,
+        batch: u32,
+        gate_wait_ms: &Cell<u64>,
+    ) -> Result<Leased<()>, StepError> {
         let (document, chunks) = self
             .staged_batch(generation, |count| self.settings.embed_range(batch, count))
             .await?;
         if chunks.is_empty() {
-            return Ok(());
+            return Ok(Leased::Ran(()));
         }
         let embedder = self
             .ports
             .embedder()
             .map_err(|e| StepError::permanent(format!("embedding provider: {e}")))?;
         let texts: Vec<String> = chunks.iter().map(|c| c.embed_text.clone()).collect();
-        let embeddings = embedder
-            .embed(&texts)
+        let call = embedder.embed(&texts);
+        let embeddings = match self
+            .leased(
+                key,
+                generation,
+                PipelineStep::Embed,
+                batch,
+                gate_wait_ms,
+                call,
+            )
             .await
-            .map_err(|e| provider(&format!("embedding batch {batch}"), &e))?;
+        {
+            Leased::Ran(result) => {
+                result.map_err(|e| provider(&format!("embedding batch {batch}"), &e))?
+            }
+            Leased::Deferred { retry_at_ms } => return Ok(Leased::Deferred { retry_at_ms }),
+        };
         if embeddings.len() != chunks.len() {
             return Err(StepError::retryable(format!(
                 "embedding batch {batch}: {} vectors for {} chunks",
@@ -236,17 +258,24 @@ impl<P: IngestPorts> Processor<P> {
             .index()
             .upsert(&records)
             .await
-            .map(|_| ())
+            .map(|_| Leased::Ran(()))
             .map_err(|e| index("vector index upsert", &e))
     }
 
-    /// Tag batch `index`: tags from the LLM when one is configured, else keyword tags.
-    pub(super) async fn tag_batch(&self, generation: u64, batch: u32) -> Result<(), StepError> {
+    /// Tag batch `index`: tags from the LLM when one is configured (the call under a gate
+    /// lease), else keyword tags.
+    pub(super) async fn tag_batch(
+        &self,
+        key: &str,
+        generation: u64,
+        batch: u32,
+        gate_wait_ms: &Cell<u64>,
+    ) -> Result<Leased<()>, StepError> {
         let (_, chunks) = self
             .staged_batch(generation, |count| self.settings.tag_range(batch, count))
             .await?;
         if chunks.is_empty() {
-            return Ok(());
+            return Ok(Leased::Ran(()));
         }
         let keyword_tags = |c: &StagedChunk| {
             extract_keyword_tags(
@@ -262,10 +291,26 @@ impl<P: IngestPorts> Processor<P> {
             }
             Tagger::Model(chat) => {
                 let texts: Vec<&str> = chunks.iter().map(|c| c.content.as_str()).collect();
-                let completion = chat
-                    .complete(&ChatRequest::for_tags(&texts))
+                let request = ChatRequest::for_tags(&texts);
+                let call = chat.complete(&request);
+                let completion = match self
+                    .leased(
+                        key,
+                        generation,
+                        PipelineStep::Tag,
+                        batch,
+                        gate_wait_ms,
+                        call,
+                    )
                     .await
-                    .map_err(|e| provider(&format!("tagging batch {batch}"), &e))?;
+                {
+                    Leased::Ran(result) => {
+                        result.map_err(|e| provider(&format!("tagging batch {batch}"), &e))?
+                    }
+                    Leased::Deferred { retry_at_ms } => {
+                        return Ok(Leased::Deferred { retry_at_ms })
+                    }
+                };
                 match parse_batch_tags(&completion.text, chunks.len()) {
                     Ok(parsed) => parsed,
                     // An unusable answer is not worth a retry: fall back to keywords.
@@ -278,6 +323,7 @@ impl<P: IngestPorts> Processor<P> {
             .storage()
             .set_tags(generation, &pairs)
             .await
+            .map(|()| Leased::Ran(()))
             .map_err(store)
     }
 

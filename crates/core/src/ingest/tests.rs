@@ -5,7 +5,7 @@
 
 use super::consumer::{consume_dead_letter, consume_ingest, Delivery, ProcessorGateway, Verdict};
 use super::fakes::*;
-use super::gate::{Admission, GateSettings, GateState, ProviderGate};
+use super::gate::{Admission, GateSettings, GateState, ProviderGate, MAX_HOLD_MS};
 use super::ports::{Gating, Processor};
 use super::steps::MAX_CHUNKS_PER_DOCUMENT;
 use crate::document::keys::sha256_hex;
@@ -38,6 +38,13 @@ struct World<'f> {
     /// The provider gate's state, when the world has one (`gate_settings`).
     gate: std::cell::RefCell<GateState>,
     gate_settings: Option<GateSettings>,
+    /// The next lease requests fail after this many ms each (a gate lost mid-hold, or
+    /// unreachable at 0 ms), one entry per request.
+    gate_faults: std::cell::RefCell<std::collections::VecDeque<u64>>,
+    /// `wait_ms` of every lease request, in order.
+    gate_waits: std::cell::RefCell<Vec<u64>>,
+    /// How long the gate holds each lease request before answering.
+    gate_holds_ms: std::cell::Cell<u64>,
 }
 
 /// The hashing embedder as if it were reached over the network: it can be told to time out
@@ -71,7 +78,13 @@ impl Embedder for RemoteEmbedder {
 }
 
 impl ProviderGate for World<'_> {
-    async fn acquire(&self, holder: &str) -> Result<Admission, StoreError> {
+    async fn acquire(&self, holder: &str, wait_ms: u64) -> Result<Admission, StoreError> {
+        self.gate_waits.borrow_mut().push(wait_ms);
+        if let Some(after_ms) = self.gate_faults.borrow_mut().pop_front() {
+            self.clock.advance(after_ms);
+            return Err(StoreError::transient("provider gate", "connection closed"));
+        }
+        self.clock.advance(self.gate_holds_ms.get());
         let settings = self.gate_settings.unwrap_or_default();
         Ok(self
             .gate
@@ -110,6 +123,9 @@ impl<'f> World<'f> {
             settings: IngestSettings::default().with_embed_batch(4),
             gate: std::cell::RefCell::default(),
             gate_settings: None,
+            gate_faults: std::cell::RefCell::default(),
+            gate_waits: std::cell::RefCell::default(),
+            gate_holds_ms: std::cell::Cell::new(0),
         }
     }
 
@@ -1160,7 +1176,7 @@ fn a_batch_waits_for_the_gate_without_spending_attempts() {
         lease_ms: 60_000,
     });
     // Another document's processor took the only slot and died holding it.
-    let occupied = block_on(world.acquire("other.md#1:embed:0")).unwrap();
+    let occupied = block_on(world.acquire("other.md#1:embed:0", 0)).unwrap();
     assert!(matches!(occupied, Admission::Granted { .. }));
     block_on(async {
         world.put("gated.md", &doc("Gated", 9));
@@ -1176,4 +1192,88 @@ fn a_batch_waits_for_the_gate_without_spending_attempts() {
     let stats = world.gate.borrow().stats(world.clock.now_ms());
     assert_eq!((stats.granted, stats.expired, stats.in_flight), (4, 1, 0));
     assert_eq!(world.embedder.answered.get(), 3);
+}
+
+#[test]
+fn a_batch_asks_the_gate_to_hold_its_request_for_a_lease() {
+    let faults = Faults::default();
+    let mut world = World::new(&faults);
+    world.gate_settings = Some(GateSettings::default());
+    block_on(async {
+        world.put("held.md", &doc("Held", 9));
+        world.settle().await;
+    });
+    world.assert_matches_r2("held.md");
+    // Three embedding batches, each asking once, each willing to wait at the gate.
+    assert_eq!(*world.gate_waits.borrow(), [MAX_HOLD_MS; 3]);
+}
+
+#[test]
+fn a_gate_lost_while_holding_the_request_defers_the_batch_instead_of_calling_unguarded() {
+    let faults = Faults::default();
+    let mut world = World::new(&faults);
+    world.gate_settings = Some(GateSettings {
+        limit: 1,
+        lease_ms: 60_000,
+    });
+    // The gate held the first request for 20 s, then was redeployed (the request failed);
+    // the second request found it back.
+    world.gate_faults.borrow_mut().push_back(20_000);
+    block_on(async {
+        world.put("lost.md", &doc("Lost", 9));
+        world.settle().await;
+    });
+    world.assert_matches_r2("lost.md");
+    let runs = world.runs("lost.md");
+    // Deferred, not failed and not run without a lease: no attempt spent, every batch leased.
+    assert_eq!((runs[0].attempts, runs[0].retries), (7, 0));
+    assert_eq!(world.gate_waits.borrow().len(), 4);
+    let stats = world.gate.borrow().stats(world.clock.now_ms());
+    assert_eq!((stats.granted, stats.in_flight), (3, 0));
+    assert_eq!(world.embedder.answered.get(), 3);
+    assert_eq!(world.log.events("provider_gate_lost"), 1);
+}
+
+#[test]
+fn an_unreachable_gate_lets_the_batch_through() {
+    let faults = Faults::default();
+    let mut world = World::new(&faults);
+    world.gate_settings = Some(GateSettings::default());
+    // The first request fails at once: no gate answered (a missing binding, say).
+    world.gate_faults.borrow_mut().push_back(0);
+    block_on(async {
+        world.put("open.md", &doc("Open", 9));
+        world.settle().await;
+    });
+    world.assert_matches_r2("open.md");
+    assert_eq!(world.gate_waits.borrow().len(), 3);
+    // The first batch ran without a lease; the other two took one.
+    assert_eq!(world.gate.borrow().stats(world.clock.now_ms()).granted, 2);
+    assert_eq!(world.log.events("provider_gate_unreachable"), 1);
+}
+
+#[test]
+fn time_held_at_the_gate_is_not_counted_as_the_steps_own_time() {
+    let faults = Faults::default();
+    let mut world = World::new(&faults);
+    world.gate_settings = Some(GateSettings::default());
+    world.gate_holds_ms.set(5_000);
+    block_on(async {
+        world.put("waited.md", &doc("Waited", 3));
+        world.settle().await;
+    });
+    world.assert_matches_r2("waited.md");
+    let lines = world.log.lines.borrow();
+    let embeds: Vec<&Value> = lines
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["event"] == "step" && v["step"] == "embed")
+        .collect();
+    assert_eq!(embeds.len(), 1);
+    assert_eq!(embeds[0]["gate_wait_ms"], 5_000);
+    assert!(
+        embeds[0]["ms"].as_u64().is_some_and(|ms| ms < 5_000),
+        "{}",
+        embeds[0]
+    );
 }

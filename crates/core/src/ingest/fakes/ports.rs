@@ -73,7 +73,7 @@ impl<'f, E: Embedder, G: ProviderGate> IngestPorts for FakeIngestPorts<'_, 'f, E
 pub struct NoGate;
 
 impl ProviderGate for NoGate {
-    async fn acquire(&self, _holder: &str) -> Result<Admission, StoreError> {
+    async fn acquire(&self, _holder: &str, _wait_ms: u64) -> Result<Admission, StoreError> {
         Err(StoreError::permanent(
             "provider gate",
             "no gate is configured",
