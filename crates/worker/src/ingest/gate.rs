@@ -13,6 +13,7 @@
 use crate::bindings;
 use crate::config;
 use crate::error::json_response;
+use crate::providers::fetch_transport::response_bytes;
 use crate::store::WorkerClock;
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
@@ -53,6 +54,8 @@ pub struct IngestGate {
     gate: RefCell<Option<GateState>>,
     held: RefCell<HashMap<String, HeldRequest>>,
     tickets: Cell<u64>,
+    /// The gate's settings, parsed once per instance (its `env` never changes).
+    settings: std::cell::OnceCell<GateSettings>,
 }
 
 impl DurableObject for IngestGate {
@@ -63,6 +66,7 @@ impl DurableObject for IngestGate {
             gate: RefCell::new(None),
             held: RefCell::new(HashMap::new()),
             tickets: Cell::new(0),
+            settings: std::cell::OnceCell::new(),
         }
     }
 
@@ -86,10 +90,16 @@ impl DurableObject for IngestGate {
             (Method::Get, path) if path == "/stats" => None,
             _ => return json_response(&ErrorBody::new("not_found", "unknown gate route"), 404),
         };
-        let settings = config::load(&self.env)
-            .map_err(|e| worker::Error::RustError(e.to_string()))?
-            .provider_gate
-            .unwrap_or_default();
+        let settings = match self.settings.get() {
+            Some(settings) => *settings,
+            None => {
+                let settings = config::load(&self.env)
+                    .map_err(|e| worker::Error::RustError(e.to_string()))?
+                    .provider_gate
+                    .unwrap_or_default();
+                *self.settings.get_or_init(|| settings)
+            }
+        };
         self.load().await?;
         let answer = match (route.1.as_str(), request) {
             ("/acquire", Some(GateRequest { holder, wait_ms })) => {
@@ -282,14 +292,17 @@ impl<'a> GateClient<'a> {
             .with_body(Some(JsValue::from_str(&body)));
         let request =
             Request::new_with_init(&format!("{GATE_ORIGIN}{route}"), &init).map_err(failed)?;
-        let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
+        let response = stub.fetch_with_request(request).await.map_err(failed)?;
         if response.status_code() != 200 {
             return Err(StoreError::transient(
                 "provider gate",
                 format!("gate answered {}", response.status_code()),
             ));
         }
-        response.json().await.map_err(failed)
+        let body = response_bytes(&response)
+            .await
+            .map_err(|e| StoreError::transient("provider gate", e))?;
+        serde_json::from_slice(&body).map_err(|e| StoreError::transient("provider gate", e))
     }
 }
 

@@ -32,6 +32,9 @@ pub struct DocumentProcessor {
     /// Whether this instance's alarm handler is running (a watchdog wake then
     /// leaves the alarm to it: the platform reports none while it runs).
     alarm_running: std::cell::Cell<bool>,
+    /// The vars parsed by this instance's first invocation: its `env` never changes, and a
+    /// bulk ingestion runs several alarms per document.
+    config: std::cell::OnceCell<config::ServiceConfig>,
 }
 
 fn platform(e: StoreError) -> worker::Error {
@@ -45,6 +48,7 @@ impl DurableObject for DocumentProcessor {
             env,
             tables_created: std::cell::Cell::new(false),
             alarm_running: std::cell::Cell::new(false),
+            config: std::cell::OnceCell::new(),
         }
     }
 
@@ -188,16 +192,23 @@ impl DocumentProcessor {
             .map_err(platform)?;
         self.tables_created.set(true);
         let env = &self.env;
-        let config = config::load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let config = match self.config.get() {
+            Some(config) => config,
+            None => {
+                let loaded =
+                    config::load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+                self.config.get_or_init(|| loaded)
+            }
+        };
         let metrics = Metrics::from_env(env, config.metrics.sink);
         let ports = Adapters {
             storage,
             documents: D1Documents::from_env(env).map_err(platform)?,
             objects: R2Documents::from_env(env).map_err(platform)?,
-            index: vector_index_from_env(env, &config)
+            index: vector_index_from_env(env, config)
                 .map_err(|e| worker::Error::RustError(format!("vector index: {e}")))?,
-            embedder: metered_embedder(env, &config, &metrics).map_err(|e| e.to_string()),
-            chat: metered_chat(env, &config, &metrics).map_err(|e| e.to_string()),
+            embedder: metered_embedder(env, config, &metrics).map_err(|e| e.to_string()),
+            chat: metered_chat(env, config, &metrics).map_err(|e| e.to_string()),
             chat_kind: config.chat_provider,
             metrics,
             gate: GateClient::new(env),

@@ -63,6 +63,22 @@ fn build(req: &HttpRequest) -> Result<Request, TransportError> {
         .map_err(|e| TransportError::InvalidRequest(format!("{}: {e}", req.url)))
 }
 
+/// A response's whole body, read by the runtime in one `arrayBuffer()` call. `Response::bytes`
+/// reads the body stream chunk by chunk through wasm, a promise and a copy per chunk: on a
+/// busy isolate each of those waits its turn, and a provider call of a gated batch holds its
+/// gate lease meanwhile.
+///
+/// # Errors
+/// When the body cannot be read (the connection failed mid-body, or it was read already).
+pub(crate) async fn response_bytes(response: &worker::Response) -> Result<Vec<u8>, String> {
+    let raw: worker::web_sys::Response = response.into();
+    let promise = raw.array_buffer().map_err(|e| format!("{e:?}"))?;
+    let buffer = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
 /// Sends the request and returns the response with its status and headers.
 async fn start(
     req: &HttpRequest,
@@ -82,9 +98,8 @@ impl HttpTransport for FetchTransport {
         let controller = AbortController::default();
         let signal = controller.signal();
         let whole = self.within(async {
-            let (mut response, status, headers) = start(&req, &signal).await?;
-            let body = response
-                .bytes()
+            let (response, status, headers) = start(&req, &signal).await?;
+            let body = response_bytes(&response)
                 .await
                 .map_err(|e| TransportError::Connection(format!("reading body: {e}")))?;
             Ok(HttpResponse {

@@ -2,7 +2,7 @@
 //! and secrets. Offline defaults need no key; OpenAI-compatible APIs go
 //! through `worker::Fetch` (see `fetch_transport`).
 
-mod fetch_transport;
+pub(crate) mod fetch_transport;
 mod workers_ai;
 
 pub use fetch_transport::{FetchTransport, TimerSleeper};
