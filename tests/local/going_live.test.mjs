@@ -80,6 +80,7 @@ function run(cf, argv, { env = {}, input } = {}) {
           CLOUDFLARE_ACCOUNT_ID: cf.accountId,
           ADMIN_TOKEN,
           OPENAI_API_KEY: "sk-standin-not-a-key",
+          ANALYTICS_ENGINE_API_TOKEN: "standin-analytics-token-not-a-secret",
           CI: "true",
           WRANGLER_SEND_METRICS: "false",
           NO_COLOR: "1",
@@ -175,9 +176,9 @@ test("provision refuses to start without the secrets the environment needs", asy
   const cf = await startCloudflareApi({});
   const { config } = stageConfig("no-secrets");
   try {
-    const r = await run(cf, ["scripts/deploy/provision.mjs", "--env", "production", "--config", config], { env: { ADMIN_TOKEN: "", OPENAI_API_KEY: "" } });
+    const r = await run(cf, ["scripts/deploy/provision.mjs", "--env", "production", "--config", config], { env: { ADMIN_TOKEN: "", OPENAI_API_KEY: "", ANALYTICS_ENGINE_API_TOKEN: "" } });
     assert.equal(r.code, 2, r.out);
-    assert.match(r.out, /set ADMIN_TOKEN, OPENAI_API_KEY in the environment/);
+    assert.match(r.out, /set ADMIN_TOKEN, OPENAI_API_KEY, ANALYTICS_ENGINE_API_TOKEN in the environment/);
     assert.deepEqual(writes(cf), []);
   } finally {
     await cf.close();
@@ -406,6 +407,9 @@ test("provision's plan and secrets, deploy's release kind: the decisions, table-
   assert.ok(!ids({ ...empty, subdomain: "acct" }).includes("subdomain"));
   assert.ok(!ids(empty, { ...e, routes: [{ pattern: "docs.example.com", custom_domain: true }] }).includes("subdomain"), "a Worker with routes needs no workers.dev subdomain");
   assert.deepEqual(secretsFor({ EMBEDDING_PROVIDER: "openai" }, {}).missing, ["ADMIN_TOKEN", "OPENAI_API_KEY"]);
+  // Metrics read back from Analytics Engine need the SQL API's token.
+  assert.deepEqual(secretsFor({ METRICS_SINK: "analytics-engine" }, { ADMIN_TOKEN: "t" }).missing, ["ANALYTICS_ENGINE_API_TOKEN"]);
+  assert.deepEqual(secretsFor({ METRICS_SINK: "both" }, { ADMIN_TOKEN: "t" }).missing, []);
   assert.deepEqual(secretsFor({}, { ADMIN_TOKEN: "t", RERANK_API_KEY: "k" }).present, ["ADMIN_TOKEN", "RERANK_API_KEY"]);
   const blocked = plan({ ...e, vectorize: "idx", vars: { EMBEDDING_DIMENSIONS: "384" } }, { ...empty, index: { name: "idx", config: { dimensions: 1536 } } }, secretsFor({}, {}));
   assert.ok(blocked.some((s) => s.blocking && /cannot change/.test(s.what)), "an index of other dimensions stops provisioning");

@@ -23,7 +23,7 @@ pub(super) fn read_metrics<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) ->
         sink: vars.read(
             "METRICS_SINK",
             metrics_defaults.sink,
-            "d1, analytics-engine or both",
+            "d1, analytics-engine, both or none",
             MetricsSinkKind::parse,
         ),
         retention_days: vars.number(
@@ -85,7 +85,12 @@ fn read_analytics_sql<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) -> Anal
         "ANALYTICS_ENGINE_ACCOUNT_ID",
         None,
         "the 32-character (hex) Cloudflare account id",
-        |v| is_account_id(v).then(|| Some(v.to_ascii_lowercase())),
+        // wrangler.jsonc's placeholder (all zeros, like its other resource ids)
+        // counts as unset: health names it until the real id is filled in.
+        |v| {
+            is_account_id(v)
+                .then(|| (!v.bytes().all(|b| b == b'0')).then(|| v.to_ascii_lowercase()))
+        },
     );
     let dataset = vars.read(
         "METRICS_DATASET",

@@ -282,6 +282,21 @@ fn reading_metrics_from_analytics_engine_needs_the_sql_api_settings() {
         set.metrics.analytics_sql.dataset.as_deref(),
         Some("portfolio_metrics_production")
     );
+    // wrangler.jsonc's placeholder is no account: health names it as missing.
+    let placeholder = parse(&[
+        ("METRICS_SINK", "analytics-engine"),
+        (
+            "ANALYTICS_ENGINE_ACCOUNT_ID",
+            "00000000000000000000000000000000",
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(placeholder.metrics.analytics_sql.account_id, None);
+    let none = parse(&[("METRICS_SINK", "none")])
+        .expect("valid")
+        .metrics
+        .sink;
+    assert!(!none.writes_d1() && !none.writes_analytics_engine() && !none.reads_analytics_engine());
     // `both` writes both and still reads the local table.
     let both = parse(&[("METRICS_SINK", "both")]).expect("valid");
     assert!(!both.metrics.sink.reads_analytics_engine());

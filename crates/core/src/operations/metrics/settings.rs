@@ -22,6 +22,9 @@ pub enum MetricsSinkKind {
     /// and the alerts (a transition between the two: every request then
     /// writes D1 too).
     Both,
+    /// Nowhere: the benchmarks' baseline (what recording costs is measured
+    /// against it). The readers read the local table, which stays empty.
+    None,
 }
 
 impl MetricsSinkKind {
@@ -32,6 +35,7 @@ impl MetricsSinkKind {
             Self::D1 => "d1",
             Self::AnalyticsEngine => "analytics-engine",
             Self::Both => "both",
+            Self::None => "none",
         }
     }
 
@@ -55,7 +59,7 @@ impl MetricsSinkKind {
     }
 
     pub(crate) fn parse(value: &str) -> Option<Self> {
-        [Self::D1, Self::AnalyticsEngine, Self::Both]
+        [Self::D1, Self::AnalyticsEngine, Self::Both, Self::None]
             .into_iter()
             .find(|k| k.as_str() == value)
     }
