@@ -122,7 +122,8 @@ test("provision: an empty account becomes a serving environment; a second run ch
     const dry = await run(cf, ["scripts/deploy/provision.mjs", "--env", "staging", "--config", config, "--dry-run"]);
     console.log(dry.out); // the plan on an empty account
     assert.equal(dry.code, 0, dry.out);
-    assert.match(dry.out, /plan \(15 steps\)/);
+    assert.match(dry.out, /plan \(16 steps\)/);
+    assert.match(dry.out, /set secret ANALYTICS_ENGINE_API_TOKEN/, "staging reads its metrics from Analytics Engine");
     assert.match(dry.out, /first deploy of Worker portfolio-docs-staging/);
     assert.deepEqual(writes(cf), [], "a dry run changes nothing");
 
@@ -143,7 +144,7 @@ test("provision: an empty account becomes a serving environment; a second run ch
     assert.deepEqual(index.metadataIndexes.map((m) => `${m.propertyName}:${m.indexType}`).sort(), ["company_id:number", "document_id:number", "version:number"]);
     const worker = s.scripts.get("portfolio-docs-staging");
     assert.equal(worker.migration_tag, "v2", "Durable Object migrations v1 and v2 applied by the first wrangler deploy");
-    assert.deepEqual([...worker.versions.at(-1).secrets.keys()].sort(), ["ADMIN_TOKEN", "OPENAI_API_KEY"]);
+    assert.deepEqual([...worker.versions.at(-1).secrets.keys()].sort(), ["ADMIN_TOKEN", "ANALYTICS_ENGINE_API_TOKEN", "OPENAI_API_KEY"]);
     assert.deepEqual(worker.schedules.map((x) => x.cron), ["*/5 * * * *", "17 3 * * *"]);
     const ingest = queues.get("portfolio-ingest-staging").consumers;
     assert.equal(ingest.length, 1);
