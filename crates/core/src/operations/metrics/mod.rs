@@ -66,8 +66,8 @@ impl MetricsSink for NoMetrics {
     fn record(&self, _point: DataPoint) {}
 }
 
-/// Keeps points in memory until taken: the Worker's per-invocation buffer
-/// (flushed to D1 once, after the response) and the tests' recorder.
+/// Keeps points in memory until taken: the tests' recorder (the Worker's
+/// D1 sink buffers per isolate, `crates/worker/src/store/metrics.rs`).
 #[derive(Debug, Default)]
 pub struct MetricsBuffer {
     points: RefCell<Vec<DataPoint>>,

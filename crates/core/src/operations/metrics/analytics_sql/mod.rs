@@ -206,13 +206,9 @@ impl<T: HttpTransport> AnalyticsSqlReader<T> {
     ) -> Result<Vec<String>, MetricsReadError> {
         let rows = self
             .rows(
-                &Query::window(
-                    MetricKind::Request,
-                    seconds_floor(since_ms),
-                    seconds_ceil(now_ms),
-                )
-                .by(&[Key::Column(Column::Name)])
-                .measuring(&[Measure::Count]),
+                &requests_between(since_ms, now_ms)
+                    .by(&[Key::Column(Column::Name)])
+                    .measuring(&[Measure::Count]),
             )
             .await?;
         Ok(rows
@@ -221,6 +217,33 @@ impl<T: HttpTransport> AnalyticsSqlReader<T> {
             .filter(|n| keep(n))
             .collect())
     }
+
+    /// The rows of `query` over the request routes between `since_ms` and
+    /// `now_ms` that `keep` accepts; no rows (and no second statement) when
+    /// the window holds none of them.
+    async fn over_routes(
+        &self,
+        since_ms: u64,
+        now_ms: u64,
+        keep: impl Fn(&str) -> bool,
+        query: impl FnOnce(Query) -> Query,
+    ) -> Result<Vec<Row>, MetricsReadError> {
+        let names = self.request_names(since_ms, now_ms, keep).await?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.rows(&query(requests_between(since_ms, now_ms)).filtered(Filter::NameIn(names)))
+            .await
+    }
+}
+
+/// A statement over the request points from `since_ms` to `now_ms`.
+fn requests_between(since_ms: u64, now_ms: u64) -> Query {
+    Query::window(
+        MetricKind::Request,
+        seconds_floor(since_ms),
+        seconds_ceil(now_ms),
+    )
 }
 
 /// The requests alerts weigh: every route but the operator's.
@@ -505,29 +528,16 @@ impl<T: HttpTransport> MetricsReader for AnalyticsSqlReader<T> {
         now_ms: u64,
     ) -> Result<Read<VersionReport>, MetricsReadError> {
         let since_ms = now_ms.saturating_sub(window.duration_ms());
-        let names = self
-            .request_names(since_ms, now_ms, is_public_route)
-            .await?;
-        let rows = if names.is_empty() {
-            Vec::new()
-        } else {
-            self.rows(
-                &Query::window(
-                    MetricKind::Request,
-                    seconds_floor(since_ms),
-                    seconds_ceil(now_ms),
-                )
-                .by(&[Key::Column(Column::Version)])
-                .measuring(&[
+        let rows = self
+            .over_routes(since_ms, now_ms, is_public_route, |q| {
+                q.by(&[Key::Column(Column::Version)]).measuring(&[
                     Measure::Count,
                     Measure::Errors,
                     Measure::Quantile(0.5, "p50"),
                     Measure::Quantile(0.95, "p95"),
                 ])
-                .filtered(Filter::NameIn(names)),
-            )
-            .await?
-        };
+            })
+            .await?;
         let mut versions: Vec<VersionStats> = rows
             .iter()
             .map(|r| {
@@ -566,28 +576,14 @@ impl<T: HttpTransport> MetricsReader for AnalyticsSqlReader<T> {
         since_ms: u64,
         now_ms: u64,
     ) -> Result<RequestWindow, MetricsReadError> {
-        let names = self.request_names(since_ms, now_ms, alerting_route).await?;
-        if names.is_empty() {
-            return Ok(RequestWindow {
-                total: 0,
-                errors: 0,
-                p95_ms: None,
-            });
-        }
         let rows = self
-            .rows(
-                &Query::window(
-                    MetricKind::Request,
-                    seconds_floor(since_ms),
-                    seconds_ceil(now_ms),
-                )
-                .measuring(&[
+            .over_routes(since_ms, now_ms, alerting_route, |q| {
+                q.measuring(&[
                     Measure::Count,
                     Measure::Errors,
                     Measure::Quantile(0.95, "p95"),
                 ])
-                .filtered(Filter::NameIn(names)),
-            )
+            })
             .await?;
         let row = rows.first();
         let total = row.map_or(0, |r| count(r, "n"));
@@ -620,28 +616,16 @@ impl<T: HttpTransport> MetricsReader for AnalyticsSqlReader<T> {
     async fn burn_windows(&self, now_ms: u64) -> Result<[BurnWindows; 2], MetricsReadError> {
         let [first, second] = FAST_BURN;
         let oldest = now_ms.saturating_sub(first.long_ms.max(second.long_ms));
-        let names = self
-            .request_names(oldest, now_ms, availability_route)
-            .await?;
-        if names.is_empty() {
-            return Ok(Default::default());
-        }
         let since = |ms: u64| seconds_floor(now_ms.saturating_sub(ms));
         let rows = self
-            .rows(
-                &Query::window(
-                    MetricKind::Request,
-                    seconds_floor(oldest),
-                    seconds_ceil(now_ms),
-                )
-                .measuring(&[
+            .over_routes(oldest, now_ms, availability_route, |q| {
+                q.measuring(&[
                     Measure::CountSince(0, since(first.long_ms)),
                     Measure::CountSince(1, since(first.short_ms)),
                     Measure::CountSince(2, since(second.long_ms)),
                     Measure::CountSince(3, since(second.short_ms)),
                 ])
-                .filtered(Filter::NameIn(names)),
-            )
+            })
             .await?;
         let Some(row) = rows.first() else {
             return Ok(Default::default());
@@ -667,23 +651,11 @@ impl<T: HttpTransport> MetricsReader for AnalyticsSqlReader<T> {
         since_ms: u64,
         now_ms: u64,
     ) -> Result<Vec<(String, RequestCount)>, MetricsReadError> {
-        let names = self
-            .request_names(since_ms, now_ms, availability_route)
-            .await?;
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
         let rows = self
-            .rows(
-                &Query::window(
-                    MetricKind::Request,
-                    seconds_floor(since_ms),
-                    seconds_ceil(now_ms),
-                )
-                .by(&[Key::Day])
-                .measuring(&[Measure::Count, Measure::Errors])
-                .filtered(Filter::NameIn(names)),
-            )
+            .over_routes(since_ms, now_ms, availability_route, |q| {
+                q.by(&[Key::Day])
+                    .measuring(&[Measure::Count, Measure::Errors])
+            })
             .await?;
         let mut days: Vec<(String, RequestCount)> = rows
             .iter()
