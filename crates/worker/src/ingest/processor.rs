@@ -189,7 +189,7 @@ impl DocumentProcessor {
         self.tables_created.set(true);
         let env = &self.env;
         let config = config::load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let metrics = Metrics::from_env(env, config.metrics.sink);
+        let metrics = Metrics::from_env(env, config.metrics.sink, config.metrics.buffer);
         let ports = Adapters {
             storage,
             documents: D1Documents::from_env(env).map_err(platform)?,
