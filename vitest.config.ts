@@ -25,6 +25,16 @@
 //   stand-in that computes 2 requests at a time with 100 ms each (latency grows
 //   with load), a 1 s request limit and INGEST_PROVIDER_CONCURRENCY=2, for bulk
 //   ingestion through the provider gate.
+// - `analytics-engine`: the Worker with METRICS_SINK=analytics-engine (production's sink): its
+//   `METRICS` binding and the Analytics Engine SQL API are both the stand-in
+//   tests/standins/analytics-engine.js (a service binding for the points; Miniflare's
+//   `outboundService` for the Worker's fetch, which the stand-in answers for the SQL API's address
+//   and passes on otherwise), so /admin/metrics and the alerts read back what the Worker wrote. Its
+//   chat provider is the provider stand-in, so a refused key can make alerts fire.
+//   `analytics-engine-unconfigured`: the same without the API token.
+// - `metrics-buffer`: the local sink (D1) with its per-isolate buffer as deployed code runs it
+//   (5 points, 1 s); every other project writes each invocation's points at once
+//   (METRICS_BUFFER_POINTS=1), so their tests can wait for stored rows without a reader's flush.
 // - `rollout`: the Worker with LEGACY_CHAT_URL on a local stand-in of the old
 //   chat endpoint (tests/standins/legacy-chat.mjs, a real HTTP server started
 //   here; its endpoint port can be taken down), ROLLOUT_PERCENT=80 and a 1 s
@@ -90,6 +100,26 @@ const ALERT_TEST_VARS = {
   ALERT_RECONCILE_ENQUEUED: "2",
 };
 const ROLLOUT_SPECS = ["tests/rollout.spec.ts"];
+const ANALYTICS_SPECS = ["tests/analytics_engine.spec.ts"];
+const ANALYTICS_UNCONFIGURED_SPECS = ["tests/analytics_engine_unconfigured.spec.ts"];
+const BUFFER_SPECS = ["tests/metrics_buffer.spec.ts"];
+/** The `analytics-engine` project's account and dataset (test values), and its thresholds. */
+const ANALYTICS = {
+  account: "0123456789abcdef0123456789abcdef",
+  dataset: "portfolio_metrics_test",
+  // Not a secret: the stand-in's own token, so a request without it gets a 401.
+  token: "standin-analytics-token",
+};
+const ANALYTICS_TEST_VARS = {
+  METRICS_SINK: "analytics-engine",
+  ANALYTICS_ENGINE_ACCOUNT_ID: ANALYTICS.account,
+  METRICS_DATASET: ANALYTICS.dataset,
+  EMBEDDING_PROVIDER: "offline",
+  CHAT_PROVIDER: "openai",
+  PROVIDER_TIMEOUT_MS: "3000",
+  PROVIDER_RETRY_BASE_MS: "50",
+  ALERT_MIN_REQUESTS: "5",
+};
 const BULK_SPECS = ["tests/bulk_ingest.spec.ts"];
 /** The `bulk` project's provider: 2 requests computed at a time, 100 ms each. */
 const BULK_PROVIDER = { latencyMs: 100, concurrency: 2 };
@@ -132,7 +162,8 @@ const VECTORIZE_SPECS = [
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("migrations");
   // METRICS_MAX_ROWS at its minimum, so the retention test stays small.
-  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-not-a-secret-0001", METRICS_MAX_ROWS: "1000" };
+  // METRICS_BUFFER_POINTS=1: each invocation writes its own points (see `metrics-buffer` above).
+  const bindings = { TEST_MIGRATIONS: migrations, ADMIN_TOKEN: "test-admin-token-not-a-secret-0001", METRICS_MAX_ROWS: "1000", METRICS_BUFFER_POINTS: "1" };
   const shared = { setupFiles: ["./tests/setup.ts"], testTimeout: 30_000 };
   // Not a secret: the stand-in's own key, so a request without it gets a 401.
   const standinKey = "standin-test-key";
@@ -156,6 +187,32 @@ export default defineConfig(async () => {
   const alertsConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.alerts.json"), {
     vars: { ...ALERT_TEST_VARS, OPENAI_BASE_URL: standin.url, ALERT_WEBHOOK_URL: `${receiver.url}/hooks/alerts-test` },
   });
+  const analyticsConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.analytics.json"), {
+    vars: { ...ANALYTICS_TEST_VARS, OPENAI_BASE_URL: standin.url },
+  });
+  const bufferConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.buffer.json"), {
+    vars: { METRICS_SINK: "d1" },
+  });
+  /** The Analytics Engine stand-in as a Miniflare worker (see the `analytics-engine` project). */
+  const analyticsStandin = {
+    name: "analytics-engine-standin",
+    modules: true,
+    modulesRoot: root,
+    scriptPath: path.join(root, "tests/standins/analytics-engine.js"),
+    compatibilityDate: "2026-11-01",
+    bindings: {
+      API_ORIGIN: "https://api.cloudflare.com",
+      API_TOKEN: ANALYTICS.token,
+      ACCOUNT_ID: ANALYTICS.account,
+      DATASET: ANALYTICS.dataset,
+    },
+  };
+  const analyticsMiniflare = (secrets: Record<string, string>) => ({
+    bindings: { ...bindings, OPENAI_API_KEY: standinKey, STANDIN_URL: standin.url, ...secrets },
+    serviceBindings: { METRICS: { name: "analytics-engine-standin", entrypoint: "AnalyticsEngineStandin" } },
+    outboundService: "analytics-engine-standin",
+    workers: [analyticsStandin],
+  });
   const providersConfig = writePrebuiltConfig(path.join(root, ".wrangler", "vitest", "wrangler.providers.json"), {
     vars: { ...PROVIDER_TEST_VARS, OPENAI_BASE_URL: standin.url, RERANK_URL: standin.url },
   });
@@ -172,7 +229,22 @@ export default defineConfig(async () => {
               miniflare: { bindings },
             }),
           ],
-          test: { name: "d1", include: ["tests/**/*.spec.ts"], exclude: [...PROVIDER_SPECS, ...VECTORIZE_ONLY_SPECS, ...WORKERS_AI_SPECS, ...ALERT_SPECS, ...ROLLOUT_SPECS, ...BULK_SPECS], ...shared },
+          test: {
+            name: "d1",
+            include: ["tests/**/*.spec.ts"],
+            exclude: [
+              ...PROVIDER_SPECS,
+              ...VECTORIZE_ONLY_SPECS,
+              ...WORKERS_AI_SPECS,
+              ...ALERT_SPECS,
+              ...ROLLOUT_SPECS,
+              ...BULK_SPECS,
+              ...ANALYTICS_SPECS,
+              ...ANALYTICS_UNCONFIGURED_SPECS,
+              ...BUFFER_SPECS,
+            ],
+            ...shared,
+          },
         },
         {
           plugins: [
@@ -251,6 +323,33 @@ export default defineConfig(async () => {
             }),
           ],
           test: { name: "alerts", include: ALERT_SPECS, ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: analyticsConfig },
+              miniflare: analyticsMiniflare({ ANALYTICS_ENGINE_API_TOKEN: ANALYTICS.token }),
+            }),
+          ],
+          test: { name: "analytics-engine", include: ANALYTICS_SPECS, ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: analyticsConfig },
+              miniflare: analyticsMiniflare({}),
+            }),
+          ],
+          test: { name: "analytics-engine-unconfigured", include: ANALYTICS_UNCONFIGURED_SPECS, ...shared },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: bufferConfig },
+              miniflare: { bindings: { ...bindings, METRICS_BUFFER_POINTS: "5", METRICS_BUFFER_SECONDS: "1" } },
+            }),
+          ],
+          test: { name: "metrics-buffer", include: BUFFER_SPECS, ...shared },
         },
         {
           plugins: [

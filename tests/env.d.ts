@@ -26,6 +26,9 @@ declare global {
       /** Only in the `bulk` project: the provider stand-in's latency and capacity. */
       BULK_LATENCY_MS?: string;
       BULK_CONCURRENCY?: string;
+      /** Only in the `analytics-engine` projects: the Analytics Engine stand-in (JS RPC: the
+       * dataset's writeDataPoint, and test controls). */
+      METRICS?: any;
     }
   }
 }

@@ -15,7 +15,16 @@
 //
 // --main profiles another build of the Worker (before/after on one machine).
 //
+// Also counts the D1 calls per search, a figure the machine's load cannot move:
+// the build is copied to a temporary folder and its wasm-bindgen imports that
+// send a D1 call (`all`, `raw`, `first`, `run` of a statement, `batch`) count
+// themselves in a global the script reads over DevTools after each mode.
+//
 // Needs the built Worker (scripts/build-worker.sh). Not a test: it prints figures.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { argument } from "../lib/cli.mjs";
 import { manPagesAndQuestions } from "../eval/sets.mjs";
@@ -27,6 +36,27 @@ const MODES = argument("modes", "fused,vector,keyword,tag").split(",");
 
 const { pages, questions } = manPagesAndQuestions();
 
+/** A copy of the build whose D1 calls count themselves in `globalThis.__d1Calls`. */
+function countingBuild(main) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "profile-search-"));
+  fs.cpSync(path.dirname(main), dir, { recursive: true });
+  const entry = path.join(dir, path.basename(main));
+  const source = fs.readFileSync(entry, "utf8");
+  let imports = 0;
+  const counted = source.replace(
+    /(__wbg_(?:all|raw|first|batch|run)_[0-9a-f]+:function\((e|e,t|e,t,n)\)\{return )(e\.(?:all|raw|first|batch|run)\()/g,
+    (_, head, _params, call) => {
+      imports += 1;
+      return `${head}(globalThis.__d1Calls=(globalThis.__d1Calls||0)+1),${call}`;
+    },
+  );
+  if (imports < 4) throw new Error(`found ${imports} D1 imports to count in ${main}: has the glue changed?`);
+  fs.writeFileSync(entry, counted);
+  return entry;
+}
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const main = countingBuild(argument("main", "") || path.join(repoRoot, "build/index.js"));
+
 const inspectorPort = await freePort();
 const base = await startLocalStack({
   name: "profile-search",
@@ -34,7 +64,7 @@ const base = await startLocalStack({
   vars: {},
   drop: ["ratelimits"],
   inspectorPort,
-  main: argument("main", "") || undefined,
+  main,
 });
 const admin = async (route, init = {}) => {
   const res = await fetch(`${base}${route}`, { ...init, headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers ?? {}) } });
@@ -75,8 +105,10 @@ await new Promise((resolve, reject) => {
 });
 let nextId = 1;
 const pending = new Map();
+const contexts = [];
 ws.on("message", (data) => {
   const msg = JSON.parse(data);
+  if (msg.method === "Runtime.executionContextCreated") contexts.push(msg.params.context.id);
   if (msg.id && pending.has(msg.id)) {
     pending.get(msg.id)(msg);
     pending.delete(msg.id);
@@ -94,6 +126,7 @@ const search = (body) =>
 // Warm up: the first search loads the index cache.
 for (let i = 0; i < 10; i++) await search({ query: questions[i] });
 
+await send("Runtime.enable");
 await send("Profiler.enable");
 await send("Profiler.setSamplingInterval", { interval: 100 });
 
@@ -131,26 +164,33 @@ function breakdown(profile) {
   return { sums, top, scripts };
 }
 
+const d1Calls = async () =>
+  (await send("Runtime.evaluate", { expression: "globalThis.__d1Calls || 0", returnByValue: true, contextId: contexts[0] })).result.value;
+
 const rows = [];
 for (const mode of MODES) {
+  const callsBefore = await d1Calls();
   await send("Profiler.start");
   const cpuBefore = workerdCpuSeconds();
   for (let i = 0; i < QUERIES; i++) await search({ query: questions[i % questions.length], mode });
   const cpuAfter = workerdCpuSeconds();
   const { profile } = await send("Profiler.stop");
+  // A search's metrics write runs after its answer: let the last one land.
+  await new Promise((r) => setTimeout(r, 500));
+  const callsPerSearch = ((await d1Calls()) - callsBefore) / QUERIES;
   const { sums, top, scripts } = breakdown(profile);
   const busy = Object.entries(sums).filter(([k]) => k !== "idle").reduce((s, [, v]) => s + v, 0);
-  rows.push({ mode, workerMs: busy / 1000 / QUERIES, processMs: ((cpuAfter - cpuBefore) * 1000) / QUERIES, sums, top, scripts });
+  rows.push({ mode, workerMs: busy / 1000 / QUERIES, processMs: ((cpuAfter - cpuBefore) * 1000) / QUERIES, callsPerSearch, sums, top, scripts });
   console.error(`[profile] ${mode}: ${(busy / 1000 / QUERIES).toFixed(2)} ms of Worker CPU per search`);
 }
 ws.close();
 
 console.log(`\n${chunks} chunks, ${QUERIES} searches per mode, one at a time\n`);
-console.log("| mode | Worker isolate CPU per search (ms, profiled) | workerd process CPU per search (ms) | wasm | the Worker's JS | other JS in the isolate | built-ins (fetch, …) | GC | runtime |");
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+console.log("| mode | D1 calls per search | Worker isolate CPU per search (ms, profiled) | workerd process CPU per search (ms) | wasm | the Worker's JS | other JS in the isolate | built-ins (fetch, …) | GC | runtime |");
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 const ms = (r, k) => ((r.sums[k] ?? 0) / 1000 / QUERIES).toFixed(2);
 for (const r of rows) {
-  console.log(`| ${r.mode} | ${r.workerMs.toFixed(2)} | ${r.processMs.toFixed(1)} | ${ms(r, "wasm")} | ${ms(r, "js")} | ${ms(r, "js-other")} | ${ms(r, "built-in")} | ${ms(r, "gc")} | ${ms(r, "runtime")} |`);
+  console.log(`| ${r.mode} | ${r.callsPerSearch.toFixed(2)} | ${r.workerMs.toFixed(2)} | ${r.processMs.toFixed(1)} | ${ms(r, "wasm")} | ${ms(r, "js")} | ${ms(r, "js-other")} | ${ms(r, "built-in")} | ${ms(r, "gc")} | ${ms(r, "runtime")} |`);
 }
 for (const r of rows) {
   console.log(`\n${r.mode}: most self time per search`);

@@ -14,7 +14,8 @@
 //
 // Credentials: CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID (docs/going-live.md lists the
 // token's rights). Secrets come from the environment variables of the same name: ADMIN_TOKEN
-// always, OPENAI_API_KEY when a provider is `openai`, RERANK_API_KEY, ALERT_WEBHOOK_URL and
+// always, OPENAI_API_KEY when a provider is `openai`, ANALYTICS_ENGINE_API_TOKEN when
+// METRICS_SINK=analytics-engine (the SQL API token the metrics readers use), RERANK_API_KEY, ALERT_WEBHOOK_URL and
 // PUBLIC_API_KEYS when set. Their values are never printed. Exit 0 done (or nothing to do), 1 a step failed, 2 bad
 // arguments or a missing credential/secret.
 import { readFileSync, writeFileSync } from "node:fs";
@@ -43,6 +44,7 @@ const log = (line) => console.log(`[provision] ${line}`);
 export function secretsFor(vars, processEnv = process.env) {
   const required = ["ADMIN_TOKEN"];
   if ([vars.EMBEDDING_PROVIDER, vars.CHAT_PROVIDER].includes("openai")) required.push("OPENAI_API_KEY");
+  if (vars.METRICS_SINK === "analytics-engine") required.push("ANALYTICS_ENGINE_API_TOKEN");
   const optional = ["RERANK_API_KEY", "ALERT_WEBHOOK_URL", "PUBLIC_API_KEYS"].filter((name) => processEnv[name]);
   return { required, present: [...required, ...optional].filter((name) => processEnv[name]), missing: required.filter((name) => !processEnv[name]) };
 }

@@ -80,6 +80,7 @@ function run(cf, argv, { env = {}, input } = {}) {
           CLOUDFLARE_ACCOUNT_ID: cf.accountId,
           ADMIN_TOKEN,
           OPENAI_API_KEY: "sk-standin-not-a-key",
+          ANALYTICS_ENGINE_API_TOKEN: "standin-analytics-token-not-a-secret",
           CI: "true",
           WRANGLER_SEND_METRICS: "false",
           NO_COLOR: "1",
@@ -121,7 +122,8 @@ test("provision: an empty account becomes a serving environment; a second run ch
     const dry = await run(cf, ["scripts/deploy/provision.mjs", "--env", "staging", "--config", config, "--dry-run"]);
     console.log(dry.out); // the plan on an empty account
     assert.equal(dry.code, 0, dry.out);
-    assert.match(dry.out, /plan \(15 steps\)/);
+    assert.match(dry.out, /plan \(16 steps\)/);
+    assert.match(dry.out, /set secret ANALYTICS_ENGINE_API_TOKEN/, "staging reads its metrics from Analytics Engine");
     assert.match(dry.out, /first deploy of Worker portfolio-docs-staging/);
     assert.deepEqual(writes(cf), [], "a dry run changes nothing");
 
@@ -142,7 +144,7 @@ test("provision: an empty account becomes a serving environment; a second run ch
     assert.deepEqual(index.metadataIndexes.map((m) => `${m.propertyName}:${m.indexType}`).sort(), ["company_id:number", "document_id:number", "version:number"]);
     const worker = s.scripts.get("portfolio-docs-staging");
     assert.equal(worker.migration_tag, "v2", "Durable Object migrations v1 and v2 applied by the first wrangler deploy");
-    assert.deepEqual([...worker.versions.at(-1).secrets.keys()].sort(), ["ADMIN_TOKEN", "OPENAI_API_KEY"]);
+    assert.deepEqual([...worker.versions.at(-1).secrets.keys()].sort(), ["ADMIN_TOKEN", "ANALYTICS_ENGINE_API_TOKEN", "OPENAI_API_KEY"]);
     assert.deepEqual(worker.schedules.map((x) => x.cron), ["*/5 * * * *", "17 3 * * *"]);
     const ingest = queues.get("portfolio-ingest-staging").consumers;
     assert.equal(ingest.length, 1);
@@ -175,9 +177,9 @@ test("provision refuses to start without the secrets the environment needs", asy
   const cf = await startCloudflareApi({});
   const { config } = stageConfig("no-secrets");
   try {
-    const r = await run(cf, ["scripts/deploy/provision.mjs", "--env", "production", "--config", config], { env: { ADMIN_TOKEN: "", OPENAI_API_KEY: "" } });
+    const r = await run(cf, ["scripts/deploy/provision.mjs", "--env", "production", "--config", config], { env: { ADMIN_TOKEN: "", OPENAI_API_KEY: "", ANALYTICS_ENGINE_API_TOKEN: "" } });
     assert.equal(r.code, 2, r.out);
-    assert.match(r.out, /set ADMIN_TOKEN, OPENAI_API_KEY in the environment/);
+    assert.match(r.out, /set ADMIN_TOKEN, OPENAI_API_KEY, ANALYTICS_ENGINE_API_TOKEN in the environment/);
     assert.deepEqual(writes(cf), []);
   } finally {
     await cf.close();
@@ -406,6 +408,9 @@ test("provision's plan and secrets, deploy's release kind: the decisions, table-
   assert.ok(!ids({ ...empty, subdomain: "acct" }).includes("subdomain"));
   assert.ok(!ids(empty, { ...e, routes: [{ pattern: "docs.example.com", custom_domain: true }] }).includes("subdomain"), "a Worker with routes needs no workers.dev subdomain");
   assert.deepEqual(secretsFor({ EMBEDDING_PROVIDER: "openai" }, {}).missing, ["ADMIN_TOKEN", "OPENAI_API_KEY"]);
+  // Metrics read back from Analytics Engine need the SQL API's token.
+  assert.deepEqual(secretsFor({ METRICS_SINK: "analytics-engine" }, { ADMIN_TOKEN: "t" }).missing, ["ANALYTICS_ENGINE_API_TOKEN"]);
+  assert.deepEqual(secretsFor({ METRICS_SINK: "both" }, { ADMIN_TOKEN: "t" }).missing, []);
   assert.deepEqual(secretsFor({}, { ADMIN_TOKEN: "t", RERANK_API_KEY: "k" }).present, ["ADMIN_TOKEN", "RERANK_API_KEY"]);
   const blocked = plan({ ...e, vectorize: "idx", vars: { EMBEDDING_DIMENSIONS: "384" } }, { ...empty, index: { name: "idx", config: { dimensions: 1536 } } }, secretsFor({}, {}));
   assert.ok(blocked.some((s) => s.blocking && /cannot change/.test(s.what)), "an index of other dimensions stops provisioning");

@@ -1,5 +1,6 @@
 //! Alert evaluation's entry point, run by every cron trigger and after the
-//! dead-letter consumer records letters: reads the snapshot from D1, lets
+//! dead-letter consumer records letters: reads the snapshot from D1 and the
+//! metrics reader (D1 or Analytics Engine), lets
 //! `portfolio_core::operations::alerts` decide, and posts notices to the webhook.
 //!
 //! Never panics and never fails its caller: problems are logged, and a
@@ -9,6 +10,7 @@ use crate::bindings;
 use crate::config::ServiceConfig;
 use crate::providers::FetchTransport;
 use crate::store::d1_alerts::D1Alerts;
+use crate::store::point_reader::PointReader;
 use crate::store::{ConsoleLog, WorkerClock};
 use portfolio_core::operations::alerts::{self, observe, AlertNotifier};
 use portfolio_core::providers::{HttpMethod, HttpRequest, HttpTransport, TransportError};
@@ -99,7 +101,18 @@ pub async fn evaluate(env: &Env, config: &ServiceConfig, trigger: &str) {
     };
     let store = D1Alerts::new(db);
     let now = WorkerClock.now_ms();
-    let snapshot = store.snapshot(now, &config.alerts).await;
+    let points = match PointReader::from_env(env, config) {
+        Ok(points) => points,
+        Err(e) => {
+            // The document, letter and reconciliation conditions still run.
+            ConsoleLog.log(
+                Level::Error,
+                json!({ "event": "alerts_points_unreadable", "trigger": trigger, "error": e.to_string() }),
+            );
+            PointReader::Unavailable(e)
+        }
+    };
+    let snapshot = store.snapshot(now, &config.alerts, &points).await;
     let observed = observe(&snapshot, &config.alerts);
     let notifier = Notifier::from_env(env);
     match alerts::evaluate(&store, &notifier, &observed, now, &config.environment).await {

@@ -10,10 +10,12 @@
 
 use crate::error::ApiError;
 use crate::root::Root;
+use crate::store::d1_availability::recent_since;
 use crate::store::{ConsoleLog, WorkerClock};
 use crate::{alerts, ingest, reconcile};
 use portfolio_core::config::ServiceConfig;
 use portfolio_core::operations::availability::window_start;
+use portfolio_core::operations::metrics::{MetricsReadError, MetricsReader};
 use portfolio_core::operations::OPERATIONS_RETENTION_MS;
 use portfolio_core::shared::storage::{Clock, EventLog, Level, StoreError};
 use serde_json::json;
@@ -38,8 +40,10 @@ pub async fn run(cron: &str, root: &Root) {
             return;
         }
     };
+    // The isolate's waiting points first, so the counts below include them.
+    root.metrics().flush().await;
     // Before the daily prune, so yesterday is counted before its points go.
-    roll_up_availability(root).await;
+    roll_up_availability(root, config).await;
     if cron == DAILY_CRON {
         reconcile::run_scheduled(cron, root.env(), config, root.metrics()).await;
         prune(root, config).await;
@@ -75,12 +79,26 @@ where
 
 /// Counts yesterday's and today's public requests into the availability
 /// days (every run: the report's 30 days outlive the metric points).
-async fn roll_up_availability(root: &Root) {
+async fn roll_up_availability(root: &Root, config: &ServiceConfig) {
     let now = WorkerClock.now_ms();
+    let live = match root.point_reader(config) {
+        Ok(reader) => reader.public_days(recent_since(now), now).await,
+        Err(e) => Err(MetricsReadError::Unreachable(e.code().to_owned())),
+    };
+    let live = match live {
+        Ok(live) => live,
+        Err(e) => {
+            ConsoleLog.log(
+                Level::Error,
+                json!({ "event": "availability_roll_up_failed", "error": e.to_string() }),
+            );
+            return;
+        }
+    };
     housekeep(
         "availability_roll_up_failed",
         root.availability(),
-        |store| async move { store.roll_up(now).await },
+        |store| async move { store.roll_up(now, &live).await },
     )
     .await;
 }
@@ -112,7 +130,7 @@ async fn prune(root: &Root, config: &ServiceConfig) {
         |store| async move { store.prune(&first_day).await },
     )
     .await;
-    let settings = config.metrics;
+    let settings = &config.metrics;
     let cutoff = now.saturating_sub(u64::from(settings.retention_days) * DAY_MS);
     let pruned = housekeep(
         "metrics_prune_failed",

@@ -8,7 +8,7 @@ use portfolio_core::admin::{BadStatus, ShaMismatch};
 use portfolio_core::api::paging::BadCursor;
 use portfolio_core::api::ErrorBody;
 use portfolio_core::index::VectorIndexError;
-use portfolio_core::operations::metrics::{ComparisonWindowError, WindowError};
+use portfolio_core::operations::metrics::{ComparisonWindowError, MetricsReadError, WindowError};
 use portfolio_core::operations::rollout::RolloutSettingError;
 use portfolio_core::query::{QueryError, RetrievalError};
 use portfolio_core::shared::storage::StoreError;
@@ -43,6 +43,9 @@ pub enum ApiError {
     Platform(worker::Error),
     /// A vector index call failed: 400 for the caller's input, 503 when retryable, else 502/500.
     VectorIndex(VectorIndexError),
+    /// The metrics store could not be read: 503 while its setup is missing
+    /// or refused, 502 when it answered wrongly, 500 for D1.
+    MetricsStore(MetricsReadError),
 }
 
 // Every core error the handlers meet maps here, once: each variant says
@@ -66,6 +69,16 @@ impl From<QueryError> for ApiError {
 impl From<RetrievalError> for ApiError {
     fn from(e: RetrievalError) -> Self {
         Self::Platform(worker::Error::RustError(e.to_string()))
+    }
+}
+
+/// The metrics reader's own status and code (`metrics_store_*`).
+impl From<MetricsReadError> for ApiError {
+    fn from(e: MetricsReadError) -> Self {
+        match e {
+            MetricsReadError::Store(store) => store.into(),
+            other => Self::MetricsStore(other),
+        }
     }
 }
 
@@ -174,6 +187,7 @@ impl ApiError {
                 "unauthorized",
                 "this route needs `Authorization: Bearer <ADMIN_TOKEN>`".into(),
             ),
+            Self::MetricsStore(e) => (e.http_status(), e.code(), e.to_string()),
             Self::VectorIndex(e) => {
                 let status = if e.is_caller_error() {
                     400
@@ -209,6 +223,9 @@ impl ApiError {
         let public = match &self {
             // Written for clients already (names vars, never secrets).
             Self::Misconfigured(m) => m.clone(),
+            // Admin routes only; names the var, secret or status to act on,
+            // never a secret's value.
+            Self::MetricsStore(e) => e.to_string(),
             _ => format!("the request could not be completed; quote request id {request_id}"),
         };
         (status, code, public)

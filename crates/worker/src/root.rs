@@ -24,13 +24,14 @@ use crate::store::d1_metrics::D1Metrics;
 use crate::store::d1_rollout::D1Rollout;
 use crate::store::d1_search::D1Search;
 use crate::store::metrics::Metrics;
+use crate::store::point_reader::PointReader;
 use crate::store::queue::QueueProducer;
 use crate::store::r2::R2Documents;
 use crate::store::{vector_index_from_env, ConfiguredIndex};
 use portfolio_core::api::routes::Limiter;
 use portfolio_core::index::VectorIndexError;
 use portfolio_core::operations::deployment::WorkerVersion;
-use portfolio_core::operations::metrics::MetricsSinkKind;
+use portfolio_core::operations::metrics::{BufferPolicy, MetricsSinkKind};
 use portfolio_core::shared::storage::StoreError;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, Env, RateLimiter, Stub};
@@ -52,10 +53,12 @@ impl Root {
     /// the configuration is invalid, so the failure is still counted).
     pub fn new(env: Env) -> Self {
         let config = config::load(&env);
-        let sink = config
+        let (sink, policy) = config
             .as_ref()
-            .map_or(MetricsSinkKind::D1, |c| c.metrics.sink);
-        let metrics = Metrics::from_env(&env, sink);
+            .map_or((MetricsSinkKind::D1, BufferPolicy::default()), |c| {
+                (c.metrics.sink, c.metrics.buffer)
+            });
+        let metrics = Metrics::from_env(&env, sink, policy);
         Self {
             env,
             config,
@@ -148,6 +151,12 @@ impl Root {
     /// Readers' ratings.
     pub fn feedback(&self) -> Result<D1Feedback, ApiError> {
         Ok(D1Feedback::new(self.db()?))
+    }
+
+    /// Where the metrics routes, availability and the alerts read the points
+    /// (`METRICS_SINK`).
+    pub fn point_reader(&self, config: &ServiceConfig) -> Result<PointReader, ApiError> {
+        Ok(PointReader::from_env(&self.env, config)?)
     }
 
     /// Stored data points.

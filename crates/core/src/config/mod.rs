@@ -138,6 +138,20 @@ impl ServiceConfig {
                 needed_by: "METRICS_SINK",
             });
         }
+        if self.metrics.sink.reads_analytics_engine() {
+            // Reading the points back needs the SQL API's token (a secret)
+            // and where to ask (two vars without a default).
+            for name in [
+                crate::operations::metrics::ANALYTICS_ENGINE_API_TOKEN,
+                "ANALYTICS_ENGINE_ACCOUNT_ID",
+                "METRICS_DATASET",
+            ] {
+                needs.push(Requirement {
+                    name,
+                    needed_by: "METRICS_SINK",
+                });
+            }
+        }
         needs.dedup_by_key(|r| r.name);
         needs
     }

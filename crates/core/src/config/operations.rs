@@ -7,7 +7,10 @@
 use super::vars::Vars;
 use crate::operations::alerts::AlertSettings;
 use crate::operations::availability::Objective;
-use crate::operations::metrics::{CostPer1k, MetricsSettings, MetricsSinkKind};
+use crate::operations::metrics::{
+    AnalyticsSqlSettings, BufferPolicy, CostPer1k, MetricsSettings, MetricsSinkKind,
+    DEFAULT_ANALYTICS_SQL_BASE_URL, DEFAULT_BUFFER_POINTS, DEFAULT_BUFFER_SECONDS,
+};
 use crate::operations::rollout::{
     RolloutConfig, DEFAULT_FIRST_BYTE_TIMEOUT_MS, FIRST_BYTE_TIMEOUT_MS_RANGE,
 };
@@ -20,7 +23,7 @@ pub(super) fn read_metrics<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) ->
         sink: vars.read(
             "METRICS_SINK",
             metrics_defaults.sink,
-            "d1, analytics-engine or both",
+            "d1, analytics-engine, both or none",
             MetricsSinkKind::parse,
         ),
         retention_days: vars.number(
@@ -47,6 +50,68 @@ pub(super) fn read_metrics<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) ->
             price,
             |v| CostPer1k::parse(v).ok(),
         ),
+        analytics_sql: read_analytics_sql(vars),
+        buffer: BufferPolicy {
+            max_points: vars.number("METRICS_BUFFER_POINTS", DEFAULT_BUFFER_POINTS, 1, 1_000),
+            max_age_ms: u64::from(vars.number(
+                "METRICS_BUFFER_SECONDS",
+                DEFAULT_BUFFER_SECONDS,
+                1,
+                300,
+            )) * 1_000,
+        },
+    }
+}
+
+/// Whether `value` is an account id: "your 32 character account ID" (Workers
+/// Analytics Engine, "SQL API"), which the dashboard shows as hex digits.
+fn is_account_id(value: &str) -> bool {
+    value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `value` can stand as the table name in the SQL the readers send
+/// unquoted: letters, digits and `_`, as wrangler's example datasets are.
+fn is_dataset_name(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !value.as_bytes()[0].is_ascii_digit()
+}
+
+/// `ANALYTICS_ENGINE_ACCOUNT_ID`, `METRICS_DATASET`, `ANALYTICS_ENGINE_SQL_URL`.
+fn read_analytics_sql<F: Fn(&str) -> Option<String>>(vars: &mut Vars<F>) -> AnalyticsSqlSettings {
+    let account_id = vars.read(
+        "ANALYTICS_ENGINE_ACCOUNT_ID",
+        None,
+        "the 32-character (hex) Cloudflare account id",
+        // wrangler.jsonc's placeholder (all zeros, like its other resource ids)
+        // counts as unset: health names it until the real id is filled in.
+        |v| {
+            is_account_id(v)
+                .then(|| (!v.bytes().all(|b| b == b'0')).then(|| v.to_ascii_lowercase()))
+        },
+    );
+    let dataset = vars.read(
+        "METRICS_DATASET",
+        None,
+        "the Analytics Engine dataset the METRICS binding writes (letters, digits and _, \
+         not starting with a digit, at most 64)",
+        |v| is_dataset_name(v).then(|| Some(v.to_owned())),
+    );
+    let base_url = vars.read(
+        "ANALYTICS_ENGINE_SQL_URL",
+        DEFAULT_ANALYTICS_SQL_BASE_URL.to_owned(),
+        "an http(s) URL without a trailing slash",
+        |v| {
+            ((v.starts_with("https://") || v.starts_with("http://")) && !v.ends_with('/'))
+                .then(|| v.to_owned())
+        },
+    );
+    AnalyticsSqlSettings {
+        account_id,
+        dataset,
+        base_url,
     }
 }
 

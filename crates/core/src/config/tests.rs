@@ -239,6 +239,107 @@ fn metrics_vars_choose_the_sink_retention_and_prices() {
 }
 
 #[test]
+fn reading_metrics_from_analytics_engine_needs_the_sql_api_settings() {
+    let config = parse(&[("METRICS_SINK", "analytics-engine")]).expect("valid");
+    assert!(config.metrics.sink.reads_analytics_engine());
+    assert!(
+        !config.metrics.sink.writes_d1(),
+        "no D1 write on any request"
+    );
+    let names: Vec<_> = config.requirements().iter().map(|r| r.name).collect();
+    assert_eq!(
+        names,
+        [
+            "METRICS",
+            "ANALYTICS_ENGINE_API_TOKEN",
+            "ANALYTICS_ENGINE_ACCOUNT_ID",
+            "METRICS_DATASET"
+        ]
+    );
+    assert_eq!(config.metrics.analytics_sql.account_id, None);
+    assert_eq!(
+        config.metrics.analytics_sql.base_url,
+        "https://api.cloudflare.com/client/v4"
+    );
+    let set = parse(&[
+        ("METRICS_SINK", "analytics-engine"),
+        (
+            "ANALYTICS_ENGINE_ACCOUNT_ID",
+            "0123456789ABCDEF0123456789abcdef",
+        ),
+        ("METRICS_DATASET", "portfolio_metrics_production"),
+        (
+            "ANALYTICS_ENGINE_SQL_URL",
+            "http://127.0.0.1:8788/client/v4",
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(
+        set.metrics.analytics_sql.account_id.as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(
+        set.metrics.analytics_sql.dataset.as_deref(),
+        Some("portfolio_metrics_production")
+    );
+    // wrangler.jsonc's placeholder is no account: health names it as missing.
+    let placeholder = parse(&[
+        ("METRICS_SINK", "analytics-engine"),
+        (
+            "ANALYTICS_ENGINE_ACCOUNT_ID",
+            "00000000000000000000000000000000",
+        ),
+    ])
+    .expect("valid");
+    assert_eq!(placeholder.metrics.analytics_sql.account_id, None);
+    let none = parse(&[("METRICS_SINK", "none")])
+        .expect("valid")
+        .metrics
+        .sink;
+    assert!(!none.writes_d1() && !none.writes_analytics_engine() && !none.reads_analytics_engine());
+    // `both` writes both and still reads the local table.
+    let both = parse(&[("METRICS_SINK", "both")]).expect("valid");
+    assert!(!both.metrics.sink.reads_analytics_engine());
+    for (var, value) in [
+        ("ANALYTICS_ENGINE_ACCOUNT_ID", "not-an-account"),
+        (
+            "ANALYTICS_ENGINE_ACCOUNT_ID",
+            "0123456789abcdef0123456789abcdeg",
+        ),
+        ("METRICS_DATASET", "metrics; DROP TABLE x"),
+        ("METRICS_DATASET", "portfolio-metrics"),
+        ("METRICS_DATASET", "1metrics"),
+        ("ANALYTICS_ENGINE_SQL_URL", "ftp://example.com"),
+        (
+            "ANALYTICS_ENGINE_SQL_URL",
+            "https://api.cloudflare.com/client/v4/",
+        ),
+        ("METRICS_BUFFER_POINTS", "0"),
+        ("METRICS_BUFFER_SECONDS", "301"),
+    ] {
+        assert_eq!(
+            parse(&[(var, value)]).unwrap_err().problems[0].var,
+            var,
+            "{var}={value}"
+        );
+    }
+}
+
+#[test]
+fn the_local_buffer_takes_its_size_and_age() {
+    let defaults = parse(&[]).expect("valid").metrics.buffer;
+    assert_eq!((defaults.max_points, defaults.max_age_ms), (100, 10_000));
+    let set = parse(&[
+        ("METRICS_BUFFER_POINTS", "1"),
+        ("METRICS_BUFFER_SECONDS", "2"),
+    ])
+    .expect("valid")
+    .metrics
+    .buffer;
+    assert_eq!((set.max_points, set.max_age_ms), (1, 2_000));
+}
+
+#[test]
 fn rollout_vars_set_the_ceiling_and_the_old_endpoint() {
     let unset = parse(&[]).expect("valid");
     assert_eq!(unset.rollout.ceiling_percent, 100);

@@ -1,7 +1,9 @@
 //! `/admin/metrics` (and its split per Worker version), `/admin/dead-letters`
 //! (and their replay): operating the service without SQL. The reports'
-//! arithmetic is `portfolio_core::operations::metrics`; the rows come from
-//! `store::d1_metrics` and `store::d1_history`.
+//! arithmetic is `portfolio_core::operations::metrics`; the points come from
+//! the configured reader (`store::point_reader`: D1 or Analytics Engine), the
+//! document and queue counts from `store::d1_metrics`, the letters from
+//! `store::d1_history`.
 
 use super::documents::enqueue;
 use crate::config::ServiceConfig;
@@ -11,9 +13,7 @@ use crate::store::WorkerClock;
 use portfolio_core::admin::page_size;
 use portfolio_core::api::paging::{cut_page, fetch_size, id_cursor};
 use portfolio_core::ingest::message::IngestCommand;
-use portfolio_core::operations::metrics::{
-    ComparisonWindow, MetricsSummary, MetricsWindow, VersionComparison,
-};
+use portfolio_core::operations::metrics::{ComparisonWindow, MetricsReader, MetricsWindow};
 use portfolio_core::shared::storage::{Clock, ObjectStore};
 use serde_json::json;
 use std::collections::HashMap;
@@ -31,13 +31,12 @@ pub async fn metrics(
 ) -> Result<Response, ApiError> {
     let query = query(&req)?;
     let window = MetricsWindow::parse(query.get("window").map(String::as_str))?;
+    let reader = root.point_reader(config)?;
+    // The isolate's waiting points first (locally), so the report has them.
+    root.metrics().flush().await;
     let now = WorkerClock.now_ms();
+    let (mut report, rows) = reader.report(window, now).await?;
     let store = root.metric_points()?;
-    let mut summary = MetricsSummary::for_window(window, now);
-    let rows = store
-        .read_into(&mut summary, now, config.metrics.max_rows)
-        .await?;
-    let mut report = summary.report();
     let documents = store.document_counts(now).await?;
     report.queue = Some(store.queue_counts(&documents, report.from_ms).await?);
     report.documents = Some(documents);
@@ -45,6 +44,7 @@ pub async fn metrics(
         .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
     if let Some(map) = body.as_object_mut() {
         map.insert("sink".into(), config.metrics.sink.as_str().into());
+        map.insert("source".into(), reader.source().into());
         map.insert("rows_read".into(), rows.into());
     }
     Ok(json_response(&body, 200)?)
@@ -59,14 +59,13 @@ pub async fn metrics_by_version(
 ) -> Result<Response, ApiError> {
     let query = query(&req)?;
     let window = ComparisonWindow::parse(query.get("window").map(String::as_str))?;
-    let store = root.metric_points()?;
-    let mut comparison = VersionComparison::new(window, WorkerClock.now_ms());
-    let rows = store
-        .read_requests_into(&mut comparison, config.metrics.max_rows)
-        .await?;
-    let mut body = serde_json::to_value(comparison.report())
+    let reader = root.point_reader(config)?;
+    root.metrics().flush().await;
+    let (report, rows) = reader.versions(window, WorkerClock.now_ms()).await?;
+    let mut body = serde_json::to_value(report)
         .map_err(|e| ApiError::Platform(worker::Error::RustError(e.to_string())))?;
     if let Some(map) = body.as_object_mut() {
+        map.insert("source".into(), reader.source().into());
         map.insert("rows_read".into(), rows.into());
     }
     Ok(json_response(&body, 200)?)

@@ -81,7 +81,7 @@ pub async fn queue(batch: MessageBatchSys, env: Env, ctx: ContextSys) -> Result<
             return Ok(JsValue::UNDEFINED);
         }
     };
-    let metrics = Metrics::from_env(&env, config.metrics.sink);
+    let metrics = Metrics::from_env(&env, config.metrics.sink, config.metrics.buffer);
     let role = QueueRole::of(&queue_name, &config.dlq_name);
     let ports = Adapters {
         processors: Processors { env: &env },

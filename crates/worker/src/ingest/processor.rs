@@ -200,7 +200,7 @@ impl DocumentProcessor {
                 self.config.get_or_init(|| loaded)
             }
         };
-        let metrics = Metrics::from_env(env, config.metrics.sink);
+        let metrics = Metrics::from_env(env, config.metrics.sink, config.metrics.buffer);
         let ports = Adapters {
             storage,
             documents: D1Documents::from_env(env).map_err(platform)?,

@@ -9,10 +9,11 @@ use crate::body::read_limited;
 use crate::config::ServiceConfig;
 use crate::error::{json_response, ApiError};
 use crate::root::Root;
-use crate::store::WorkerClock;
+use crate::store::{vector_cache, ConfiguredIndex, WorkerClock};
 use portfolio_core::api::MAX_SEARCH_BODY_BYTES;
 use portfolio_core::query::{
-    plan_search, Rerank, Retrieval, RetrievalError, SearchPlan, SourceFailure,
+    fusion::RetrievalSource, plan_search, Rerank, Retrieval, RetrievalError, SearchPlan,
+    SourceFailure,
 };
 use serde_json::json;
 use worker::{console_warn, Request, Response};
@@ -34,10 +35,21 @@ pub async fn retrieve(
     config: &ServiceConfig,
     plan: &SearchPlan,
 ) -> Result<Retrieval, ApiError> {
-    let store = root.search()?;
+    let mut store = root.search()?;
     // A provider or index that cannot be built degrades the vector source only.
     let embedder = root.embedder(config).map_err(|e| e.to_string());
-    let index = root.vector_index(config).map_err(|e| e.to_string());
+    let mut index = root.vector_index(config).map_err(|e| e.to_string());
+    // The D1-exact index's state row comes in the first pass's batch: one D1 call fewer.
+    if plan
+        .fusion_config(&config.fusion)
+        .uses(RetrievalSource::Vector)
+    {
+        if let Ok(ConfiguredIndex::D1(d1)) = index {
+            let (sender, prefetched) = vector_cache::prefetch_state();
+            store = store.with_index_state(sender);
+            index = Ok(ConfiguredIndex::D1(d1.with_prefetched_state(prefetched)));
+        }
+    }
     // Only a search that reranks builds the reranker; one that cannot be
     // built leaves the fused order.
     let reranker = if plan.reranks(config.rerank.policy.by_default) {

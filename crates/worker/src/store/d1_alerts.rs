@@ -1,17 +1,17 @@
 //! Alerts in D1 (`alerts`, migration 0008) behind
 //! `portfolio_core::operations::alerts::AlertStore`, every write a compare-and-set on
-//! `version`; and the snapshot the conditions are judged on, read from
-//! `metric_points`, `documents`, `dead_letters` and `reconcile_runs`.
+//! `version`; and the snapshot the conditions are judged on: the request and
+//! provider facts from the metrics reader (D1 or Analytics Engine), the rest
+//! from `documents`, `dead_letters` and `reconcile_runs`.
 //!
 //! Never decides whether something is alarming: the core does.
 
 use super::ConsoleLog;
-use crate::store::d1_availability::burn_windows;
 use portfolio_core::operations::alerts::{
     AlertKind, AlertRecord, AlertSettings, AlertSnapshot, AlertStatus, AlertStore, FailedDocument,
-    Notice, ProviderCall, ReconcileFacts, RequestWindow, StuckDocuments, MAX_FAILED_DOCUMENTS,
+    Notice, ReconcileFacts, StuckDocuments, MAX_FAILED_DOCUMENTS,
 };
-use portfolio_core::operations::metrics::nearest_rank;
+use portfolio_core::operations::metrics::MetricsReader;
 use portfolio_core::shared::storage::{EventLog, Level, StoreError};
 use serde::Deserialize;
 use serde_json::json;
@@ -97,17 +97,6 @@ struct IdRow {
 }
 
 #[derive(Deserialize)]
-struct Totals {
-    total: f64,
-    errors: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct Duration {
-    duration_ms: f64,
-}
-
-#[derive(Deserialize)]
 struct FailedRow {
     key: String,
     last_error: Option<String>,
@@ -129,13 +118,6 @@ struct CountRow {
 struct RunRow {
     id: f64,
     enqueued: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct ProviderRow {
-    name: String,
-    status: f64,
-    at: f64,
 }
 
 impl D1Alerts {
@@ -214,13 +196,19 @@ impl D1Alerts {
         Ok(())
     }
 
-    /// The facts the conditions are judged on at `now_ms`. A part whose
-    /// query fails is `None` (logged): its conditions are not evaluated.
-    pub async fn snapshot(&self, now_ms: u64, settings: &AlertSettings) -> AlertSnapshot {
+    /// The facts the conditions are judged on at `now_ms`, the points' from
+    /// `points`. A part whose query fails is `None` (logged): its conditions
+    /// are not evaluated.
+    pub async fn snapshot(
+        &self,
+        now_ms: u64,
+        settings: &AlertSettings,
+        points: &impl MetricsReader,
+    ) -> AlertSnapshot {
         let since = now_ms.saturating_sub(settings.window_ms);
         AlertSnapshot {
             now_ms,
-            requests: logged("requests", self.requests(since).await),
+            requests: logged("requests", points.requests(since, now_ms).await),
             failed_documents: logged("failed_documents", self.failed_documents().await),
             stuck: logged(
                 "stuck_documents",
@@ -229,47 +217,9 @@ impl D1Alerts {
             ),
             dead_letters_in_window: logged("dead_letters", self.dead_letters_since(since).await),
             latest_reconcile: logged("reconcile", self.latest_reconcile().await),
-            providers: logged("providers", self.providers().await),
-            burn: logged("availability_burn", burn_windows(&self.db, now_ms).await),
+            providers: logged("providers", points.latest_provider_calls().await),
+            burn: logged("availability_burn", points.burn_windows(now_ms).await),
         }
-    }
-
-    /// Requests since `since_ms`, admin routes left out (an operator's
-    /// reconciliation or metrics call is not the service's latency).
-    async fn requests(&self, since_ms: u64) -> Result<RequestWindow, StoreError> {
-        const PUBLIC: &str = "kind = 'request' AND at >= ?1 AND instr(name, ' /admin') = 0";
-        let totals: Option<Totals> = self
-            .db
-            .prepare(format!(
-                "SELECT COUNT(*) AS total, SUM(status >= 500) AS errors FROM metric_points WHERE {PUBLIC}"
-            ))
-            .bind(&[ms(since_ms)])
-            .map_err(d1("D1 alert requests"))?
-            .first(None)
-            .await
-            .map_err(d1("D1 alert requests"))?;
-        let (total, errors) =
-            totals.map_or((0, 0), |t| (t.total as u64, t.errors.unwrap_or(0.0) as u64));
-        // Only the one value at the p95 rank is read, not the window's rows.
-        let p95_ms = match nearest_rank(total as usize, 95.0) {
-            Some(rank) => self
-                .db
-                .prepare(format!(
-                    "SELECT duration_ms FROM metric_points WHERE {PUBLIC} ORDER BY duration_ms LIMIT 1 OFFSET ?2"
-                ))
-                .bind(&[ms(since_ms), num((rank - 1) as f64)])
-                .map_err(d1("D1 alert latency"))?
-                .first::<Duration>(None)
-                .await
-                .map_err(d1("D1 alert latency"))?
-                .map(|d| d.duration_ms),
-            None => None,
-        };
-        Ok(RequestWindow {
-            total,
-            errors,
-            p95_ms,
-        })
     }
 
     async fn failed_documents(&self) -> Result<Vec<FailedDocument>, StoreError> {
@@ -343,32 +293,9 @@ impl D1Alerts {
             enqueued: r.enqueued.unwrap_or(0.0) as u64,
         }))
     }
-
-    /// Each provider's latest call (SQLite takes the bare columns from the
-    /// row holding the `MAX`).
-    async fn providers(&self) -> Result<Vec<ProviderCall>, StoreError> {
-        let rows: Vec<ProviderRow> = self
-            .db
-            .prepare(
-                "SELECT name, status, at, MAX(id) AS latest FROM metric_points WHERE kind = 'provider' GROUP BY name",
-            )
-            .all()
-            .await
-            .map_err(d1("D1 provider calls"))?
-            .results()
-            .map_err(d1("D1 provider calls"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ProviderCall {
-                provider: r.name,
-                status: r.status as u16,
-                at_ms: r.at as u64,
-            })
-            .collect())
-    }
 }
 
-fn logged<T>(part: &str, result: Result<T, StoreError>) -> Option<T> {
+fn logged<T, E: std::fmt::Display>(part: &str, result: Result<T, E>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(e) => {

@@ -121,6 +121,11 @@ impl D1Metrics {
         Self { db }
     }
 
+    /// The database (for readers that share it).
+    pub fn db(&self) -> &D1Database {
+        &self.db
+    }
+
     fn insert(&self, rows: &[DataPoint]) -> worker::Result<D1PreparedStatement> {
         let placeholders: Vec<String> = (0..rows.len())
             .map(|r| {

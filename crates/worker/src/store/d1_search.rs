@@ -1,7 +1,7 @@
 //! What the public query API reads from D1: retrieval's reads behind
 //! `portfolio_core::query::SearchStore` (the first pass: company lookup, FTS5
-//! BM25 matches, tag matches and the served-rows marker in one batch; chunk
-//! rows), the isolate's chunk-row cache, and the public catalog (companies and
+//! BM25 matches, tag matches, the served-rows marker and, for the D1-exact
+//! vector source, the index's state row in one batch; chunk rows), the isolate's chunk-row cache, and the public catalog (companies and
 //! served documents).
 //!
 //! Translates calls only: which sources run, the degrade policy, fusion, how
@@ -21,6 +21,7 @@ use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result};
 
+use super::vector_cache::{state_from_row, StateRow, StateSender, STATE_SQL};
 use super::ConsoleLog;
 
 thread_local! {
@@ -33,6 +34,8 @@ thread_local! {
 /// The `DB` database, as the query API reads it.
 pub struct D1Search {
     db: D1Database,
+    /// Where the next first pass sends the vector index's state row, when it reads it.
+    index_state: RefCell<Option<StateSender>>,
 }
 
 impl std::fmt::Debug for D1Search {
@@ -44,7 +47,19 @@ impl std::fmt::Debug for D1Search {
 impl D1Search {
     /// Reads through `db`.
     pub fn new(db: D1Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            index_state: RefCell::new(None),
+        }
+    }
+
+    /// The next first pass also reads the D1-exact index's state row and sends it to `state`
+    /// (`vector_cache::prefetch_state`): the vector source then makes no D1 call of its own
+    /// while its cache is current.
+    #[must_use]
+    pub fn with_index_state(self, state: StateSender) -> Self {
+        *self.index_state.borrow_mut() = Some(state);
+        self
     }
 }
 
@@ -71,6 +86,7 @@ enum Part {
     Keyword,
     Tag,
     Served,
+    IndexState,
 }
 
 impl Part {
@@ -80,6 +96,7 @@ impl Part {
             Self::Keyword => "D1 keyword search",
             Self::Tag => "D1 tag search",
             Self::Served => "D1 served generation",
+            Self::IndexState => "D1 vector index state",
         }
     }
 }
@@ -149,6 +166,7 @@ impl D1Search {
             (Part::Served, _, _) => Ok(self
                 .db
                 .prepare("SELECT generation FROM served_state WHERE id = 1")),
+            (Part::IndexState, _, _) => Ok(self.db.prepare(STATE_SQL)),
             (Part::Keyword | Part::Tag, _, _) => Err(worker::Error::RustError(format!(
                 "{} was not asked",
                 part.operation()
@@ -171,7 +189,10 @@ fn rows<T: DeserializeOwned>(part: Part, result: Option<PartResult>) -> Result<V
 
 impl SearchStore for D1Search {
     async fn first_pass(&self, request: &FirstPassRequest) -> Result<FirstPass, StoreError> {
-        let mut parts = Vec::with_capacity(4);
+        // Taken first: however this pass ends, the vector source is answered or (the sender
+        // dropped) reads the row itself.
+        let index_state = self.index_state.borrow_mut().take();
+        let mut parts = Vec::with_capacity(5);
         if request.company.is_some() {
             parts.push(Part::Company);
         }
@@ -182,6 +203,9 @@ impl SearchStore for D1Search {
             parts.push(Part::Tag);
         }
         parts.push(Part::Served);
+        if index_state.is_some() {
+            parts.push(Part::IndexState);
+        }
         let mut statements = Vec::with_capacity(parts.len());
         for part in &parts {
             statements.push(
@@ -244,6 +268,14 @@ impl SearchStore for D1Search {
                 })
                 .collect()
         });
+        if let (Some(sender), Some(result)) = (index_state, take(Part::IndexState)) {
+            sender.send(
+                result
+                    .and_then(|r| r.results::<StateRow>())
+                    .map_err(|e| super::d1_rows::d1_error("query", e))
+                    .and_then(|rows| state_from_row(rows.into_iter().next())),
+            );
+        }
         // Without the marker the search reads every row from D1 and keeps none.
         let served = rows::<GenerationRow>(Part::Served, take(Part::Served))
             .ok()

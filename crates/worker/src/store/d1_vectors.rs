@@ -6,6 +6,8 @@
 //! of the isolate loads that cache. Must never rank, filter, validate or choose a path by
 //! itself: `portfolio_core::index` (`d1_exact`) does, so both implementations agree. Every statement stays within D1's 100 bound parameters and 100 KB.
 
+use std::cell::RefCell;
+
 use futures_util::future::try_join_all;
 use js_sys::Uint8Array;
 use portfolio_core::index::cache::{
@@ -21,7 +23,7 @@ use wasm_bindgen::JsValue;
 use worker::D1Database;
 
 use super::d1_rows::{bind, d1_error, decode_row, Row, BACKEND, SCAN_PAGE_ROWS};
-use super::vector_cache;
+use super::vector_cache::{self, PrefetchedState};
 
 /// Columns bound per upserted row.
 const UPSERT_PARAMS_PER_ROW: usize = 7;
@@ -54,6 +56,8 @@ pub struct D1VectorIndex {
     db: D1Database,
     dimensions: usize,
     max_vectors: u64,
+    /// The state row read for the next query by someone else (a search's first-pass batch).
+    prefetched: RefCell<Option<PrefetchedState>>,
 }
 
 impl D1VectorIndex {
@@ -64,7 +68,16 @@ impl D1VectorIndex {
             db,
             dimensions,
             max_vectors: max_cached_vectors(dimensions),
+            prefetched: RefCell::new(None),
         }
+    }
+
+    /// The next query takes the index's state row from `state` instead of reading it
+    /// (`vector_cache::prefetch_state`).
+    #[must_use]
+    pub fn with_prefetched_state(self, state: PrefetchedState) -> Self {
+        *self.prefetched.borrow_mut() = Some(state);
+        self
     }
 
     /// Refuses queries once the index holds more than `max_vectors` (`D1_INDEX_MAX_VECTORS`;
@@ -212,8 +225,15 @@ impl VectorIndex for D1VectorIndex {
 
     async fn query(&self, query: &VectorQuery) -> Result<Vec<VectorMatch>, VectorIndexError> {
         validate_query(query, self.dimensions)?;
-        let candidates =
-            vector_cache::candidates(&self.db, self.dimensions, self.max_vectors, query).await?;
+        let prefetched = self.prefetched.borrow_mut().take();
+        let candidates = vector_cache::candidates(
+            &self.db,
+            self.dimensions,
+            self.max_vectors,
+            query,
+            prefetched,
+        )
+        .await?;
         let mut rerank = match plan_query(candidates, query, self.max_vectors, SCAN_PAGE_ROWS)? {
             QueryPath::Scan => return self.scan(query).await,
             QueryPath::Approximate(matches) => return Ok(matches),

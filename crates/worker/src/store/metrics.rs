@@ -7,27 +7,74 @@
 //! the point dropped. `METRICS_SINK` chooses the stores. Every point is
 //! labelled with the Worker version recording it (`version_metadata`).
 //!
-//! Each invocation writes its own points. Coalescing the writes of several
-//! requests in one isolate-wide batch was tried and dropped: awaiting a write
-//! started by another request makes the runtime cancel the waiting request
-//! ("a promise was resolved … from a different request context", then "the
-//! Workers runtime canceled this request … hung"), seen under `wrangler dev`.
+//! Points bound for D1 wait in one buffer per isolate, not per invocation:
+//! a request adds no D1 write of its own (D1 runs one query at a time, so a
+//! write per request would queue in front of the searches). After its
+//! answer, the invocation that finds the buffer due (`BufferPolicy`: full, or
+//! its oldest point old enough) takes every point out of it and writes them
+//! in one batch through its *own* `waitUntil`. No invocation ever awaits a
+//! write another started: that is what made the runtime cancel requests
+//! when a shared batch was awaited across requests ("a promise was resolved
+//! … from a different request context", then "the Workers runtime canceled
+//! this request … hung", seen under `wrangler dev`). The metrics readers
+//! (`/admin/metrics`, availability, the cron) take and write the buffer
+//! themselves before reading, so they see every point of their isolate.
+//!
+//! What can be lost: points still waiting when the runtime evicts the
+//! isolate (at most `METRICS_BUFFER_POINTS` points, or the last
+//! `METRICS_BUFFER_SECONDS` of a quiet isolate: a due buffer is only written
+//! by the next invocation to arrive), and a batch whose write fails (logged).
 
 use super::analytics_engine::{AnalyticsEngine, MAX_POINTS_PER_INVOCATION};
 use super::d1_metrics::D1Metrics;
 use super::ConsoleLog;
+use super::WorkerClock;
 use crate::bindings;
-use portfolio_core::operations::metrics::MetricsSinkKind;
-use portfolio_core::operations::metrics::{DataPoint, MetricsBuffer, MetricsSink};
-use portfolio_core::shared::storage::{EventLog, Level};
+use portfolio_core::operations::metrics::{BufferPolicy, MetricsSinkKind};
+use portfolio_core::operations::metrics::{DataPoint, MetricsSink};
+use portfolio_core::shared::storage::{Clock, EventLog, Level};
 use serde_json::json;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use worker::Env;
 
+/// The isolate's points bound for D1, and when the oldest was recorded.
+#[derive(Default)]
+struct IsolateBuffer {
+    points: Vec<DataPoint>,
+    oldest_at_ms: Option<u64>,
+}
+
+thread_local! {
+    // A Worker isolate runs one thread; every invocation it serves shares this.
+    static PENDING: RefCell<IsolateBuffer> = RefCell::new(IsolateBuffer::default());
+}
+
+fn buffer(point: DataPoint, now_ms: u64) {
+    PENDING.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        pending.oldest_at_ms.get_or_insert(now_ms);
+        pending.points.push(point);
+    });
+}
+
+/// Takes every waiting point when `policy` says a write is due (always with
+/// `None`), leaving the buffer empty; nothing otherwise.
+fn take_if_due(policy: Option<&BufferPolicy>, now_ms: u64) -> Vec<DataPoint> {
+    PENDING.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        let due = policy.is_none_or(|p| p.due(pending.points.len(), pending.oldest_at_ms, now_ms));
+        if !due {
+            return Vec::new();
+        }
+        pending.oldest_at_ms = None;
+        std::mem::take(&mut pending.points)
+    })
+}
+
 struct Inner {
-    buffer: MetricsBuffer,
+    policy: BufferPolicy,
     d1: Option<D1Metrics>,
     analytics: Option<AnalyticsEngine>,
     written: Cell<usize>,
@@ -50,7 +97,7 @@ impl Metrics {
     /// The sink `sink` names over this invocation's bindings. A binding the
     /// sink needs but the environment lacks is reported when points arrive
     /// (`/api/health` names it too), never as an error here.
-    pub fn from_env(env: &Env, sink: MetricsSinkKind) -> Self {
+    pub fn from_env(env: &Env, sink: MetricsSinkKind, policy: BufferPolicy) -> Self {
         let d1 = if sink.writes_d1() {
             env.d1(bindings::DB).ok().map(D1Metrics::new)
         } else {
@@ -62,7 +109,7 @@ impl Metrics {
             None
         };
         Self(Rc::new(Inner {
-            buffer: MetricsBuffer::default(),
+            policy,
             d1,
             analytics,
             written: Cell::new(0),
@@ -71,9 +118,13 @@ impl Metrics {
         }))
     }
 
-    /// Writes the buffered points to D1 (one batch), logging a failure.
+    /// Writes every point waiting in the isolate to D1 now (one batch),
+    /// logging a failure: what a reader does before it reads.
     pub async fn flush(&self) {
-        let points = self.0.buffer.take();
+        self.write(take_if_due(None, WorkerClock.now_ms())).await;
+    }
+
+    async fn write(&self, points: Vec<DataPoint>) {
         if points.is_empty() {
             return;
         }
@@ -88,10 +139,17 @@ impl Metrics {
         }
     }
 
-    /// The flush as a `'static` future, for `waitUntil`.
+    /// For this invocation's `waitUntil`, after its answer: the isolate's
+    /// points if a write is due (taken now, so no other invocation writes or
+    /// waits for them), else nothing.
     pub fn flush_later(&self) -> impl Future<Output = ()> + 'static {
         let metrics = self.clone();
-        async move { metrics.flush().await }
+        let points = if self.0.d1.is_some() {
+            take_if_due(Some(&self.0.policy), WorkerClock.now_ms())
+        } else {
+            Vec::new()
+        };
+        async move { metrics.write(points).await }
     }
 
     fn write_analytics(&self, point: &DataPoint) {
@@ -135,7 +193,7 @@ impl MetricsSink for Metrics {
         let point = point.with_version(&self.0.version);
         self.write_analytics(&point);
         if self.0.d1.is_some() {
-            self.0.buffer.record(point);
+            buffer(point, WorkerClock.now_ms());
         }
     }
 }

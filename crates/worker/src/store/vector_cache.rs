@@ -5,10 +5,15 @@
 //! Owns the SQL of the change log, the one cache per isolate and its sync lock. Must never rank
 //! or decide by itself (what to load, when to drop the copy and which candidates a query gets
 //! are `portfolio_core::index::d1_exact`'s), and never hold the cache borrowed across an `await`.
+//!
+//! A search reads the state row in its first-pass batch (`super::d1_search`), not in a D1 call
+//! of its own: [`prefetch_state`] is the channel between the two adapters. The batch sends the
+//! row; the vector source waits for it, and reads the row itself if the batch never sends it.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use futures_channel::oneshot;
 use futures_util::lock::Mutex;
 use js_sys::Array;
 use portfolio_core::index::cache::{
@@ -46,23 +51,21 @@ const CHANGES_SQL: &str = "SELECT c.id, v.document_id, v.company_id, v.version, 
      CASE WHEN v.quantized IS NOT NULL THEN hex(v.quantized) END FROM vector_index_changes c \
      LEFT JOIN vector_index v ON v.id = c.id WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2";
 
+/// The index's state row (migration 0003).
+pub(super) const STATE_SQL: &str =
+    "SELECT epoch, generation, vector_count, pruned_through FROM vector_index_state WHERE id = 1";
+
+/// A row of [`STATE_SQL`].
 #[derive(Deserialize)]
-struct StateRow {
+pub(super) struct StateRow {
     epoch: String,
     generation: f64,
     vector_count: f64,
     pruned_through: f64,
 }
 
-/// Reads `vector_index_state`.
-async fn read_state(db: &D1Database) -> Result<IndexState, VectorIndexError> {
-    let row: Option<StateRow> = db
-        .prepare(
-            "SELECT epoch, generation, vector_count, pruned_through FROM vector_index_state WHERE id = 1",
-        )
-        .first(None)
-        .await
-        .map_err(|e| d1_error("query", e))?;
+/// The state a row of [`STATE_SQL`] stands for; no row is an error.
+pub(super) fn state_from_row(row: Option<StateRow>) -> Result<IndexState, VectorIndexError> {
     let row = row.ok_or_else(|| {
         malformed(
             "query",
@@ -82,6 +85,56 @@ async fn read_state(db: &D1Database) -> Result<IndexState, VectorIndexError> {
         vector_count: count(row.vector_count),
         pruned_through: count(row.pruned_through),
     })
+}
+
+/// Reads `vector_index_state`.
+async fn read_state(db: &D1Database) -> Result<IndexState, VectorIndexError> {
+    let row: Option<StateRow> = db
+        .prepare(STATE_SQL)
+        .first(None)
+        .await
+        .map_err(|e| d1_error("query", e))?;
+    state_from_row(row)
+}
+
+/// The sending half of [`prefetch_state`]: whoever reads the state row for the vector source
+/// sends what it read. Dropped unsent, it lets the vector source read the row itself.
+#[derive(Debug)]
+pub struct StateSender(oneshot::Sender<Result<IndexState, VectorIndexError>>);
+
+impl StateSender {
+    /// Hands the state read (or why it could not be read) to the vector source.
+    pub fn send(self, state: Result<IndexState, VectorIndexError>) {
+        // The vector source may have stopped waiting (its search ended): nothing to do.
+        let _ = self.0.send(state);
+    }
+}
+
+/// The receiving half of [`prefetch_state`], given to the index.
+#[derive(Debug)]
+pub struct PrefetchedState(oneshot::Receiver<Result<IndexState, VectorIndexError>>);
+
+/// A channel for the state row from a search's first-pass batch to its vector source, so the
+/// search makes one D1 round trip fewer. The sender must be sent or dropped by a future the
+/// search runs anyway (the first pass always runs: it reads the served-rows marker), or the
+/// vector source waits for nothing.
+#[must_use]
+pub fn prefetch_state() -> (StateSender, PrefetchedState) {
+    let (tx, rx) = oneshot::channel();
+    (StateSender(tx), PrefetchedState(rx))
+}
+
+/// The state the batch sent, else (never sent, or its read failed) the row read now.
+async fn current_state(
+    db: &D1Database,
+    prefetched: Option<PrefetchedState>,
+) -> Result<IndexState, VectorIndexError> {
+    if let Some(PrefetchedState(rx)) = prefetched {
+        if let Ok(Ok(state)) = rx.await {
+            return Ok(state);
+        }
+    }
+    read_state(db).await
 }
 
 /// Runs `f` on the isolate's cache, made anew for other dimensions or another vector budget.
@@ -164,8 +217,9 @@ async fn sync(
     db: &D1Database,
     dimensions: usize,
     max_vectors: u64,
+    prefetched: Option<PrefetchedState>,
 ) -> Result<Synced, VectorIndexError> {
-    let state = read_state(db).await?;
+    let state = current_state(db, prefetched).await?;
     if let Err(done) = with_cache(dimensions, max_vectors, |c| c.check_sync(&state)) {
         return Ok(done);
     }
@@ -213,7 +267,7 @@ async fn sync(
 }
 
 /// The ids that may be among the query's top k, from an up-to-date cache of at most
-/// `max_vectors` vectors.
+/// `max_vectors` vectors, checked against the `prefetched` state when there is one.
 ///
 /// # Errors
 /// A D1 failure or a corrupt stored row while syncing.
@@ -222,8 +276,9 @@ pub async fn candidates(
     dimensions: usize,
     max_vectors: u64,
     query: &VectorQuery,
+    prefetched: Option<PrefetchedState>,
 ) -> Result<Candidates, VectorIndexError> {
-    let synced = sync(db, dimensions, max_vectors).await?;
+    let synced = sync(db, dimensions, max_vectors, prefetched).await?;
     Ok(with_cache(dimensions, max_vectors, |c| {
         Candidates::after_sync(synced, c, query)
     }))

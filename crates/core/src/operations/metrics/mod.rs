@@ -8,22 +8,29 @@
 //! Pure: never writes a point anywhere itself, never reads a clock. Recording
 //! a point can never fail or block the caller: sinks buffer or drop.
 
+pub mod analytics_sql;
 mod metered;
 mod point;
+mod reader;
 mod report;
 mod route;
 mod settings;
 mod versions;
 
+pub use analytics_sql::{AnalyticsSqlEndpoint, AnalyticsSqlReader, ANALYTICS_ENGINE_API_TOKEN};
 pub use metered::{CostPer1k, Metered};
 pub use point::{DataPoint, MetricKind, StepOutcome};
+pub use reader::{MetricsReadError, MetricsReader, Read};
 pub use report::{
     nearest_rank, percentile, DocumentCounts, InFlightDocument, IngestionReport, MetricsReport,
     MetricsSummary, MetricsWindow, ProviderReport, QueueCounts, ReconcileReport, RequestReport,
     RouteReport, StepReport, WindowError,
 };
 pub use route::{is_public_route, route_label};
-pub use settings::{MetricsSettings, MetricsSinkKind};
+pub use settings::{
+    AnalyticsSqlSettings, BufferPolicy, MetricsSettings, MetricsSinkKind,
+    DEFAULT_ANALYTICS_SQL_BASE_URL, DEFAULT_BUFFER_POINTS, DEFAULT_BUFFER_SECONDS,
+};
 pub use versions::{
     ComparisonWindow, ComparisonWindowError, VersionComparison, VersionReport, VersionStats,
     DEFAULT_COMPARISON_WINDOW_MS, MAX_COMPARISON_WINDOW_MS,
@@ -59,8 +66,8 @@ impl MetricsSink for NoMetrics {
     fn record(&self, _point: DataPoint) {}
 }
 
-/// Keeps points in memory until taken: the Worker's per-invocation buffer
-/// (flushed to D1 once, after the response) and the tests' recorder.
+/// Keeps points in memory until taken: the tests' recorder (the Worker's
+/// D1 sink buffers per isolate, `crates/worker/src/store/metrics.rs`).
 #[derive(Debug, Default)]
 pub struct MetricsBuffer {
     points: RefCell<Vec<DataPoint>>,
