@@ -8,17 +8,17 @@
 //   `POST /client/v4/accounts/<account>/analytics_engine/sql` answers the SQL over the kept
 //   points, every other request goes on to the network untouched.
 //
-// Rules, each from Cloudflare's pages (developers.cloudflare.com, read 2026-12):
-//   [api]    analytics/analytics-engine/sql-api/ — the address, `Authorization: Bearer <token>`,
+// Rules, each from Cloudflare's pages under https://developers.cloudflare.com/analytics/analytics-engine/ (read 2026-12):
+//   [api]    sql-api/ — the address, `Authorization: Bearer <token>`,
 //            the query text as the POST body, the columns (timestamp, _sample_interval, index1,
 //            blob1..20, double1..20), counts as sum(_sample_interval)
-//   [stmt]   analytics/analytics-engine/sql-reference/statements/ — SELECT … FROM … WHERE …
+//   [stmt]   sql-reference/statements/ — SELECT … FROM … WHERE …
 //            GROUP BY … FORMAT JSON; the JSON answer `{ meta, data, rows }`
-//   [agg]    analytics/analytics-engine/sql-reference/aggregate-functions/ — sum, argMax,
+//   [agg]    sql-reference/aggregate-functions/ — sum, argMax,
 //            quantileExactWeighted(q)(x, _sample_interval)
-//   [time]   analytics/analytics-engine/sql-reference/date-time-functions/ — toDateTime(unix s),
+//   [time]   sql-reference/date-time-functions/ — toDateTime(unix s),
 //            toUnixTimestamp, formatDateTime
-//   [limits] analytics/analytics-engine/limits/ — ≤ 20 blobs, ≤ 20 doubles, one index of ≤ 96
+//   [limits] limits/ — ≤ 20 blobs, ≤ 20 doubles, one index of ≤ 96
 //            bytes, blobs ≤ 16 KB per point
 //
 // It parses only the statement shapes the Worker's reader sends

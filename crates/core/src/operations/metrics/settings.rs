@@ -114,7 +114,7 @@ impl BufferPolicy {
 }
 
 /// Where the Analytics Engine SQL API is by default. Source: Workers
-/// Analytics Engine, "SQL API" (developers.cloudflare.com/analytics/analytics-engine/sql-api/):
+/// Analytics Engine, "SQL API" (<https://developers.cloudflare.com/analytics/analytics-engine/sql-api/>):
 /// "hosted at https://api.cloudflare.com/client/v4/accounts/<account_id>/analytics_engine/sql".
 pub const DEFAULT_ANALYTICS_SQL_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 

@@ -2,15 +2,15 @@
 //! `METRICS` binding wrote, read back with SQL over HTTP (`POST` of the
 //! statement to `<base>/accounts/<account_id>/analytics_engine/sql` with
 //! `Authorization: Bearer <token>`; Cloudflare, "Workers Analytics Engine —
-//! SQL API", developers.cloudflare.com/analytics/analytics-engine/sql-api/).
+//! SQL API", <https://developers.cloudflare.com/analytics/analytics-engine/sql-api/>).
 //!
 //! Aggregates in SQL rather than reading the window's rows: the dialect has
 //! grouped sums and a weighted exact quantile (`quantileExactWeighted`,
 //! "designed to be used with sample interval"), and the rows themselves are
 //! not a faithful copy of what was written — Analytics Engine samples at
 //! write time and again at read time for long windows, and "there is no
-//! guarantee you can retrieve any one individual record" (…/analytics-engine/
-//! sampling/). So every count is `sum(_sample_interval)`, every total a sum
+//! guarantee you can retrieve any one individual record"
+//! (<https://developers.cloudflare.com/analytics/analytics-engine/sampling/>). So every count is `sum(_sample_interval)`, every total a sum
 //! weighted by it and every percentile weighted by it; answers stay a few
 //! rows per route, step or provider however busy the service is.
 //!
@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// The secret holding the SQL API's token ("Account | Account Analytics |
-/// Read", per the SQL API page's "Authentication").
+/// Read", per the SQL API page's "Authentication": <https://developers.cloudflare.com/analytics/analytics-engine/sql-api/>).
 pub const ANALYTICS_ENGINE_API_TOKEN: &str = "ANALYTICS_ENGINE_API_TOKEN";
 
 const MINUTE_MS: u64 = 60_000;
@@ -46,7 +46,7 @@ const MINUTE_MS: u64 = 60_000;
 const MAX_ERROR_CHARS: usize = 300;
 
 /// One row of a `FORMAT JSON` answer: `{ "meta": […], "data": [row…],
-/// "rows": n }` (…/sql-reference/statements/, "FORMAT clause").
+/// "rows": n }` (<https://developers.cloudflare.com/analytics/analytics-engine/sql-reference/statements/>, "FORMAT clause").
 type Row = Map<String, Value>;
 
 /// A number of a row: JSON numbers, and numbers in strings (64-bit integers

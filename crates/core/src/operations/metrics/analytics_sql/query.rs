@@ -2,17 +2,17 @@
 //! `SELECT` over the dataset, built from typed parts so that every value in
 //! the text is a number, a known column or a quoted label.
 //!
-//! Dialect facts, each from Cloudflare's pages (developers.cloudflare.com):
-//! - `[api]` analytics/analytics-engine/sql-api/: columns `timestamp`
+//! Dialect facts, each from Cloudflare's pages:
+//! - `[api]` <https://developers.cloudflare.com/analytics/analytics-engine/sql-api/>: columns `timestamp`
 //!   (DateTime), `_sample_interval`, `index1`, `blob1..20`, `double1..20`;
 //!   counts are `SUM(_sample_interval)`, sums `SUM(_sample_interval * x)`.
-//! - `[agg]` …/sql-reference/aggregate-functions/: `sum`, `max`, `argMax`,
+//! - `[agg]` <https://developers.cloudflare.com/analytics/analytics-engine/sql-reference/aggregate-functions/>: `sum`, `max`, `argMax`,
 //!   `quantileExactWeighted(q)(column, _sample_interval)`.
-//! - `[stmt]` …/sql-reference/statements/: `SELECT … FROM <table> WHERE …
+//! - `[stmt]` <https://developers.cloudflare.com/analytics/analytics-engine/sql-reference/statements/>: `SELECT … FROM <table> WHERE …
 //!   GROUP BY … FORMAT JSON`; expressions such as `if(cond, a, b)`.
-//! - `[time]` …/sql-reference/date-time-functions/: `toDateTime(<unix
+//! - `[time]` <https://developers.cloudflare.com/analytics/analytics-engine/sql-reference/date-time-functions/>: `toDateTime(<unix
 //!   seconds>)`, `toUnixTimestamp`, `formatDateTime(t, '%Y-%m-%d')`.
-//! - `[ops]` …/sql-reference/operators/: comparisons, `AND`, `IN (…)`.
+//! - `[ops]` <https://developers.cloudflare.com/analytics/analytics-engine/sql-reference/operators/>: comparisons, `AND`, `IN (…)`.
 //!
 //! The tests' stand-in (tests/standins/analytics-engine.js) parses exactly
 //! these shapes and refuses any other, so a change here fails the tests
