@@ -47,32 +47,14 @@ impl PointReader {
                 .map_err(|e| MetricsReadError::Store(StoreError::permanent("D1 binding", e)))?;
             return Ok(Self::D1(D1PointReader::new(db, config.metrics.max_rows)));
         }
-        let settings = &config.metrics.analytics_sql;
-        let account = settings
-            .account_id
-            .as_deref()
-            .ok_or(MetricsReadError::NotConfigured {
-                missing: "ANALYTICS_ENGINE_ACCOUNT_ID",
-            })?;
-        let dataset = settings
-            .dataset
-            .as_deref()
-            .ok_or(MetricsReadError::NotConfigured {
-                missing: "METRICS_DATASET",
-            })?;
         // A secret is a plain string on the environment object.
         let token =
             js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(ANALYTICS_ENGINE_API_TOKEN))
                 .ok()
-                .and_then(|v| v.as_string())
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .ok_or(MetricsReadError::NotConfigured {
-                    missing: ANALYTICS_ENGINE_API_TOKEN,
-                })?;
+                .and_then(|v| v.as_string());
         Ok(Self::AnalyticsEngine(AnalyticsSqlReader::new(
             FetchTransport::new(ANALYTICS_SQL_TIMEOUT_MS),
-            AnalyticsSqlEndpoint::new(&settings.base_url, account, dataset, &token),
+            AnalyticsSqlEndpoint::from_settings(&config.metrics.analytics_sql, token.as_deref())?,
         )))
     }
 

@@ -30,7 +30,7 @@ use super::report::{
 };
 use super::route::is_public_route;
 use super::versions::{ComparisonWindow, VersionReport, VersionStats};
-use super::{MetricKind, MetricsWindow};
+use super::{AnalyticsSqlSettings, MetricKind, MetricsWindow};
 use crate::operations::alerts::{ProviderCall, RequestWindow};
 use crate::operations::availability::{BurnWindows, RequestCount, FAST_BURN};
 use crate::providers::{HttpMethod, HttpRequest, HttpTransport, TransportError};
@@ -98,7 +98,7 @@ fn seconds_ceil(ms: u64) -> u64 {
 }
 
 /// Where and as whom the reader asks.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AnalyticsSqlEndpoint {
     /// `<base>/accounts/<account_id>/analytics_engine/sql`.
     pub url: String,
@@ -123,6 +123,32 @@ impl AnalyticsSqlEndpoint {
             token: token.to_owned(),
             dataset: dataset.to_owned(),
         }
+    }
+
+    /// The endpoint `settings` and the secret's value `token` name, or the first of
+    /// `ANALYTICS_ENGINE_ACCOUNT_ID`, `METRICS_DATASET` and the token that is missing (a token
+    /// of blanks is missing; it is trimmed).
+    ///
+    /// # Errors
+    /// [`MetricsReadError::NotConfigured`] naming what to set.
+    pub fn from_settings(
+        settings: &AnalyticsSqlSettings,
+        token: Option<&str>,
+    ) -> Result<Self, MetricsReadError> {
+        let missing = |missing| MetricsReadError::NotConfigured { missing };
+        let account = settings
+            .account_id
+            .as_deref()
+            .ok_or(missing("ANALYTICS_ENGINE_ACCOUNT_ID"))?;
+        let dataset = settings
+            .dataset
+            .as_deref()
+            .ok_or(missing("METRICS_DATASET"))?;
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(missing(ANALYTICS_ENGINE_API_TOKEN))?;
+        Ok(Self::new(&settings.base_url, account, dataset, token))
     }
 }
 

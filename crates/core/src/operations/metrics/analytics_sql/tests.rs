@@ -248,3 +248,40 @@ fn burn_windows_and_days_read_their_columns() {
     assert_eq!(days[0].0, "2026-12-06");
     assert_eq!(days[1].1.requests, 5);
 }
+
+#[test]
+fn the_endpoint_names_the_first_setting_or_secret_missing() {
+    let full = AnalyticsSqlSettings {
+        account_id: Some("0123456789abcdef0123456789abcdef".into()),
+        dataset: Some("portfolio_metrics".into()),
+        base_url: "https://sql.example".into(),
+    };
+    let missing = |settings: &AnalyticsSqlSettings, token| match AnalyticsSqlEndpoint::from_settings(
+        settings, token,
+    ) {
+        Err(MetricsReadError::NotConfigured { missing }) => missing,
+        other => panic!("expected NotConfigured, got {other:?}"),
+    };
+    let no_account = AnalyticsSqlSettings {
+        account_id: None,
+        ..full.clone()
+    };
+    assert_eq!(missing(&no_account, None), "ANALYTICS_ENGINE_ACCOUNT_ID");
+    let no_dataset = AnalyticsSqlSettings {
+        dataset: None,
+        ..full.clone()
+    };
+    assert_eq!(missing(&no_dataset, Some("t")), "METRICS_DATASET");
+    assert_eq!(missing(&full, None), ANALYTICS_ENGINE_API_TOKEN);
+    assert_eq!(missing(&full, Some("  \n")), ANALYTICS_ENGINE_API_TOKEN);
+    let endpoint = AnalyticsSqlEndpoint::from_settings(&full, Some(" token\n")).expect("endpoint");
+    assert_eq!(
+        endpoint,
+        AnalyticsSqlEndpoint::new(
+            "https://sql.example",
+            "0123456789abcdef0123456789abcdef",
+            "portfolio_metrics",
+            "token"
+        )
+    );
+}
