@@ -19,6 +19,22 @@ pub fn load(env: &Env) -> Result<ServiceConfig, ConfigError> {
     })
 }
 
+/// The vars as a Durable Object instance parsed them on its first call, kept in `cell`: an
+/// instance's `env` never changes, and a bulk ingestion calls each object many times.
+///
+/// # Errors
+/// As [`load`], as a `worker::Error` (nothing is kept then).
+pub fn load_once<'a>(
+    cell: &'a std::cell::OnceCell<ServiceConfig>,
+    env: &Env,
+) -> worker::Result<&'a ServiceConfig> {
+    if let Some(config) = cell.get() {
+        return Ok(config);
+    }
+    let loaded = load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    Ok(cell.get_or_init(|| loaded))
+}
+
 /// A var's value, `None` when unset or blank (for the vars `ServiceConfig`
 /// does not own: provider URLs and models, CORS origins).
 pub fn var(env: &Env, name: &str) -> Option<String> {

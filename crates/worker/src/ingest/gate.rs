@@ -54,8 +54,8 @@ pub struct IngestGate {
     gate: RefCell<Option<GateState>>,
     held: RefCell<HashMap<String, HeldRequest>>,
     tickets: Cell<u64>,
-    /// The gate's settings, parsed once per instance (its `env` never changes).
-    settings: std::cell::OnceCell<GateSettings>,
+    /// The vars, parsed once per instance (its `env` never changes).
+    config: std::cell::OnceCell<config::ServiceConfig>,
 }
 
 impl DurableObject for IngestGate {
@@ -66,7 +66,7 @@ impl DurableObject for IngestGate {
             gate: RefCell::new(None),
             held: RefCell::new(HashMap::new()),
             tickets: Cell::new(0),
-            settings: std::cell::OnceCell::new(),
+            config: std::cell::OnceCell::new(),
         }
     }
 
@@ -90,16 +90,9 @@ impl DurableObject for IngestGate {
             (Method::Get, path) if path == "/stats" => None,
             _ => return json_response(&ErrorBody::new("not_found", "unknown gate route"), 404),
         };
-        let settings = match self.settings.get() {
-            Some(settings) => *settings,
-            None => {
-                let settings = config::load(&self.env)
-                    .map_err(|e| worker::Error::RustError(e.to_string()))?
-                    .provider_gate
-                    .unwrap_or_default();
-                *self.settings.get_or_init(|| settings)
-            }
-        };
+        let settings = config::load_once(&self.config, &self.env)?
+            .provider_gate
+            .unwrap_or_default();
         self.load().await?;
         let answer = match (route.1.as_str(), request) {
             ("/acquire", Some(GateRequest { holder, wait_ms })) => {

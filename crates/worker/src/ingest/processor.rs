@@ -192,14 +192,7 @@ impl DocumentProcessor {
             .map_err(platform)?;
         self.tables_created.set(true);
         let env = &self.env;
-        let config = match self.config.get() {
-            Some(config) => config,
-            None => {
-                let loaded =
-                    config::load(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
-                self.config.get_or_init(|| loaded)
-            }
-        };
+        let config = config::load_once(&self.config, env)?;
         let metrics = Metrics::from_env(env, config.metrics.sink, config.metrics.buffer);
         let ports = Adapters {
             storage,
